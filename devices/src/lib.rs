@@ -1,0 +1,11 @@
+//! Device models of dmavm: buses and dispatch, legacy devices, the IOAPIC
+//! and (later) the virtio transports and devices.
+//!
+//! Nothing here knows about ACPI, device trees or a particular IOMMU: the
+//! machine model in the `dmavm` crate decides where devices sit and what the
+//! firmware says about them.
+
+pub mod bus;
+pub mod legacy;
+
+pub use bus::{Bus, BusDevice, BusError, SharedDevice};
