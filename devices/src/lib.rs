@@ -6,6 +6,10 @@
 //! firmware says about them.
 
 pub mod bus;
+pub mod interrupt;
+pub mod ioapic;
 pub mod legacy;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
+pub use interrupt::{InterruptError, InterruptLine, MsiMessage, MsiSink};
+pub use ioapic::{Ioapic, IoapicPin, IoapicRoute};
