@@ -1,1 +1,94 @@
-fn main() {}
+//! `dmavm`: the command-line front end.
+
+mod cli;
+mod config;
+mod console;
+mod event_loop;
+mod interrupts;
+mod kernel;
+mod kvm;
+mod layout;
+mod logger;
+mod memory;
+mod payload;
+mod shutdown;
+mod signals;
+mod size;
+mod terminal;
+mod vcpu;
+mod vm;
+mod x86_64;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use shutdown::ExitReason;
+
+/// Status for command-line errors, as clap uses.
+const USAGE_STATUS: u8 = 2;
+/// Status for every other failure.
+const ERROR_STATUS: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    logger::init(cli.log_level.into());
+    let status = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    // Serial output goes through stdout; make sure the last bytes leave
+    // before the process does.
+    let _ = std::io::stdout().flush();
+    ExitCode::from(status)
+}
+
+/// Help and version go to stdout as usual; a real error becomes one line.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // `dmavm` alone: teach, but it is still a usage error.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(USAGE_STATUS);
+        }
+        _ => {}
+    }
+    let text = e.to_string();
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    logger::report_error(&format!("{first} (see dmavm --help)"));
+    ExitCode::from(USAGE_STATUS)
+}
+
+fn run(args: cli::RunArgs) -> u8 {
+    let config = match config::VmConfig::from_args(args, config::host_memory()) {
+        Ok(c) => c,
+        Err(e) => {
+            logger::report_error(&format!("{e:#}"));
+            return ERROR_STATUS;
+        }
+    };
+    match vm::run(&config) {
+        Ok(ExitReason::Crash(message)) => {
+            logger::report_error(&message);
+            ERROR_STATUS
+        }
+        Ok(reason) => {
+            log::info!("VM stopped: {reason:?}");
+            reason.exit_status()
+        }
+        Err(e) => {
+            logger::report_error(&format!("{e:#}"));
+            ERROR_STATUS
+        }
+    }
+}

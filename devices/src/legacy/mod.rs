@@ -1,1 +1,7 @@
-//! Legacy platform devices: serial port, exit port.
+//! Legacy platform devices on the port-I/O bus.
+
+pub mod exit_port;
+pub mod serial;
+
+pub use exit_port::{ExitPort, EXIT_PORT_ADDR};
+pub use serial::{SerialPort, COM1_ADDR, COM1_IRQ, SERIAL_PORT_LEN};

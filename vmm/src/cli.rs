@@ -1,0 +1,144 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::size::parse_size;
+
+/// dmavm: a minimal KVM virtual machine monitor that declares every device's
+/// true DMA coherency and IOMMU scope.
+#[derive(Debug, Parser)]
+#[command(name = "dmavm", version, propagate_version = true)]
+#[command(after_help = "Exit status of `run`: 0 when the guest powers off, N when the guest \
+writes N to I/O port 0xf4 (the exit device), 3 when the guest resets, 1 when dmavm or the guest \
+fails (one line on stderr says why), 2 for a command-line error, 128+S after signal S.")]
+pub struct Cli {
+    /// What to log on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, value_name = "LEVEL")]
+    pub log_level: LogLevel,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a virtual machine and run it until the guest stops.
+    ///
+    /// The guest's COM1 serial port is connected to this terminal (raw mode
+    /// while a terminal is attached). Give either a kernel or a payload.
+    Run(RunArgs),
+}
+
+/// Options of `dmavm run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Linux kernel to boot (bzImage, or an uncompressed ELF vmlinux with a
+    /// PVH entry point).
+    #[arg(long, value_name = "PATH", required_unless_present = "payload")]
+    pub kernel: Option<PathBuf>,
+
+    /// Initial ramdisk handed to the kernel.
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+
+    /// Kernel command line.
+    #[arg(long, value_name = "STR", requires = "kernel")]
+    pub cmdline: Option<String>,
+
+    /// A flat 64-bit test payload instead of a kernel: loaded at 0x100000 and
+    /// entered in long mode by every vCPU, with the first 4 GiB identity
+    /// mapped, interrupts off, rdi = vCPU index, rsi = vCPU count and a
+    /// 1 KiB stack per vCPU below 0x80000. It ends the VM by writing a
+    /// status byte to port 0xf4. See resources/payloads/README.md.
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
+    pub payload: Option<PathBuf>,
+
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_cpus)]
+    pub cpus: u32,
+
+    /// Guest memory: a number with K, M, G or T (binary units); a bare
+    /// number is MiB.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    pub memory: u64,
+
+    /// The KVM device to use.
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    pub kvm_device: PathBuf,
+}
+
+fn parse_cpus(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("a VM needs at least 1 vCPU".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number of vCPUs")),
+    }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Nothing but the final error line.
+    Off,
+    /// Failures.
+    Error,
+    /// Also suspicious guest behaviour (unhandled MMIO, ...).
+    Warn,
+    /// Also the VM's set-up.
+    Info,
+    /// Also every unusual exit, with registers.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl From<LogLevel> for log::LevelFilter {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_run() {
+        let cli =
+            Cli::try_parse_from(["dmavm", "run", "--payload", "p.bin", "--cpus", "2", "--memory", "64M"])
+                .unwrap();
+        let Command::Run(r) = cli.command;
+        assert_eq!(r.cpus, 2);
+        assert_eq!(r.memory, 64 << 20);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for args in [
+            &["dmavm", "run", "--payload", "p", "--cpus", "0"][..],
+            &["dmavm", "run", "--payload", "p", "--memory", "lots"],
+            &["dmavm", "run"],
+            &["dmavm", "run", "--payload", "p", "--kernel", "k"],
+            &["dmavm", "run", "--payload", "p", "--bogus"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

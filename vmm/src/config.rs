@@ -1,0 +1,120 @@
+//! The validated description of the VM to run, built from the command line.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use crate::cli::RunArgs;
+use crate::layout::MIN_MEMORY;
+
+/// What the vCPUs start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// A flat test payload.
+    Payload(PathBuf),
+    /// A Linux kernel.
+    Kernel {
+        /// bzImage or ELF vmlinux.
+        kernel: PathBuf,
+        /// Initial ramdisk.
+        initrd: Option<PathBuf>,
+        /// Kernel command line.
+        cmdline: String,
+    },
+}
+
+/// The VM to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// vCPU count.
+    pub cpus: u32,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// What to start.
+    pub boot: Boot,
+    /// The KVM device.
+    pub kvm_device: PathBuf,
+}
+
+impl VmConfig {
+    /// Builds the config from `dmavm run` options, checking what can be
+    /// checked without KVM.
+    pub fn from_args(args: RunArgs, host_memory: u64) -> Result<Self> {
+        check_memory(args.memory, host_memory)?;
+        let boot = match (args.payload, args.kernel) {
+            (Some(payload), _) => Boot::Payload(payload),
+            (None, Some(kernel)) => {
+                Boot::Kernel { kernel, initrd: args.initrd, cmdline: args.cmdline.unwrap_or_default() }
+            }
+            (None, None) => bail!("give --kernel or --payload"),
+        };
+        Ok(Self { cpus: args.cpus, memory: args.memory, boot, kvm_device: args.kvm_device })
+    }
+
+    /// Checks the vCPU count against what KVM allows on this host.
+    pub fn check_cpus(&self, max: u32) -> Result<()> {
+        if self.cpus == 0 || self.cpus > max {
+            bail!("--cpus {} is out of range: this host's KVM allows 1 to {max}", self.cpus);
+        }
+        Ok(())
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes >> 20)
+}
+
+fn check_memory(memory: u64, host: u64) -> Result<()> {
+    if memory < MIN_MEMORY {
+        bail!("--memory {} is too small: dmavm needs at least {}", bytes_text(memory), mib(MIN_MEMORY));
+    }
+    if memory % 4096 != 0 {
+        bail!("--memory {} is not a whole number of 4 KiB pages", bytes_text(memory));
+    }
+    if memory > host {
+        bail!("--memory {} is more than this host's {} of RAM", mib(memory), mib(host));
+    }
+    Ok(())
+}
+
+fn bytes_text(b: u64) -> String {
+    if b % (1 << 20) == 0 {
+        mib(b)
+    } else {
+        format!("{b} bytes")
+    }
+}
+
+/// Physical RAM of the host, in bytes.
+pub fn host_memory() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(pages).unwrap_or(0).saturating_mul(u64::try_from(page).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits() {
+        let host = 8u64 << 30;
+        assert!(check_memory(16 << 20, host).is_ok());
+        assert!(check_memory(8 << 30, host).is_ok());
+        let small = check_memory(8 << 20, host).unwrap_err().to_string();
+        assert!(small.contains("too small"), "{small}");
+        let big = check_memory(9 << 30, host).unwrap_err().to_string();
+        assert!(big.contains("more than this host"), "{big}");
+        assert!(check_memory((16 << 20) + 1, host).is_err());
+    }
+
+    #[test]
+    fn cpu_limits() {
+        let c =
+            VmConfig { cpus: 9, memory: 64 << 20, boot: Boot::Payload("p".into()), kvm_device: "k".into() };
+        assert!(c.check_cpus(8).is_err());
+        assert!(c.check_cpus(9).is_ok());
+    }
+}

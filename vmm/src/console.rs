@@ -1,0 +1,90 @@
+//! The guest console: COM1 (vm-superio's 8250) wired to dmavm's stdout,
+//! stdin and IOAPIC pin.
+
+use std::io::Stdout;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use dmavm_devices::interrupt::{InterruptError, InterruptLine};
+use dmavm_devices::ioapic::{Ioapic, IoapicPin};
+use dmavm_devices::legacy::SerialPort;
+use vm_superio::serial::SerialEvents;
+use vm_superio::Trigger;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::event_loop::ConsoleInput;
+
+/// vm-superio's interrupt trigger as an edge on an IOAPIC pin (ISA
+/// interrupts are edge-triggered, active high).
+pub struct PinTrigger(IoapicPin);
+
+impl Trigger for PinTrigger {
+    type E = InterruptError;
+    fn trigger(&self) -> Result<(), InterruptError> {
+        self.0.pulse()
+    }
+}
+
+/// Signals the event loop when the guest has drained the receive FIFO, so
+/// paused console input resumes.
+pub struct DrainedEvent(EventFd);
+
+impl SerialEvents for DrainedEvent {
+    fn buffer_read(&self) {}
+    fn out_byte(&self) {}
+    fn tx_lost_byte(&self) {}
+    fn in_buffer_empty(&self) {
+        // Failure only means the counter is saturated: a wake-up is pending.
+        let _ = self.0.write(1);
+    }
+}
+
+/// The UART type dmavm uses for COM1.
+pub type Uart = SerialPort<PinTrigger, DrainedEvent, Stdout>;
+
+impl ConsoleInput for Uart {
+    fn capacity(&self) -> usize {
+        self.input_capacity()
+    }
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        self.enqueue_input(bytes)
+    }
+}
+
+/// COM1 and the event that reports its drained input buffer.
+pub struct Console {
+    uart: Arc<Mutex<Uart>>,
+    drained: EventFd,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    /// COM1 raising IOAPIC pin `pin`.
+    pub fn new(ioapic: &Arc<Mutex<Ioapic>>, pin: u32) -> Result<Self> {
+        let drained = EventFd::new(EFD_NONBLOCK).context("cannot create the console event")?;
+        let events = DrainedEvent(drained.try_clone().context("cannot clone the console event")?);
+        let line = IoapicPin::new(ioapic.clone(), pin).context("wiring COM1's interrupt")?;
+        let uart = SerialPort::new(PinTrigger(line), events, std::io::stdout());
+        Ok(Self { uart: Arc::new(Mutex::new(uart)), drained })
+    }
+
+    /// The UART as a bus device.
+    pub fn uart(&self) -> Arc<Mutex<Uart>> {
+        self.uart.clone()
+    }
+
+    /// The UART as the event loop's console input.
+    pub fn input(&self) -> Arc<Mutex<dyn ConsoleInput>> {
+        self.uart.clone()
+    }
+
+    /// The event that fires when the guest drained the receive FIFO.
+    pub fn drained_event(&self) -> Result<EventFd> {
+        self.drained.try_clone().context("cannot clone the console event")
+    }
+}

@@ -1,0 +1,72 @@
+//! The x86_64 guest-physical address map.
+//!
+//! RAM starts at 0. Below 4 GiB it stops at [`MMIO_HOLE_START`]: the last
+//! gigabyte below 4 GiB is the 32-bit MMIO hole (PCI ECAM and windows later,
+//! the IOAPIC, the local APICs). RAM beyond what fits below the hole
+//! continues at 4 GiB.
+
+/// Start of the 32-bit MMIO hole.
+pub const MMIO_HOLE_START: u64 = 0xc000_0000;
+/// First address above 4 GiB, where high RAM starts.
+pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+/// The IOAPIC's register window (82093AA default).
+pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
+/// Size of the IOAPIC's register window.
+pub const IOAPIC_SIZE: u64 = 0x1000;
+/// KVM needs three pages for the VMX real-mode TSS on Intel hosts; they
+/// sit in the hole, just below the firmware area, as QEMU and Cloud
+/// Hypervisor put them.
+pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
+
+/// Boot-time GDT (null, code64, data).
+pub const BOOT_GDT: u64 = 0x500;
+/// Boot page tables: PML4, one PDPT, four page directories mapping the
+/// first 4 GiB with 2 MiB pages.
+pub const BOOT_PML4: u64 = 0x9000;
+/// The PDPT below [`BOOT_PML4`].
+pub const BOOT_PDPT: u64 = 0xa000;
+/// First of the four page directories.
+pub const BOOT_PD: u64 = 0xb000;
+/// Where a test payload is loaded and entered.
+pub const PAYLOAD_ADDR: u64 = 0x10_0000;
+/// Top of the payload stacks; vCPU `i` gets the 1 KiB below
+/// `PAYLOAD_STACK_TOP - i * PAYLOAD_STACK_SIZE`.
+pub const PAYLOAD_STACK_TOP: u64 = 0x8_0000;
+/// Stack bytes per vCPU for payloads.
+pub const PAYLOAD_STACK_SIZE: u64 = 0x400;
+// The stacks of 254 vCPUs stay above the boot page tables.
+const _: () = assert!(PAYLOAD_STACK_TOP - 254 * PAYLOAD_STACK_SIZE > BOOT_PD + 4 * 0x1000);
+
+/// Smallest guest memory accepted: room for the boot structures, a payload
+/// and its stacks with margin.
+pub const MIN_MEMORY: u64 = 16 << 20;
+
+/// The RAM ranges (guest address, length) for `size` bytes of guest memory.
+pub fn ram_ranges(size: u64) -> Vec<(u64, u64)> {
+    if size <= MMIO_HOLE_START {
+        vec![(0, size)]
+    } else {
+        vec![(0, MMIO_HOLE_START), (HIGH_RAM_START, size - MMIO_HOLE_START)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_skips_the_hole() {
+        assert_eq!(ram_ranges(512 << 20), vec![(0, 512 << 20)]);
+        assert_eq!(ram_ranges(3 << 30), vec![(0, 3 << 30)]);
+        assert_eq!(ram_ranges(4 << 30), vec![(0, 3 << 30), (4 << 30, 1 << 30)]);
+        let total: u64 = ram_ranges(5 << 30).iter().map(|r| r.1).sum();
+        assert_eq!(total, 5 << 30);
+    }
+
+    #[test]
+    fn fixed_devices_sit_in_the_hole() {
+        for a in [IOAPIC_ADDR, KVM_TSS_ADDR] {
+            assert!((MMIO_HOLE_START..HIGH_RAM_START).contains(&a));
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! A small stderr logger: `dmavm: <level>: <message>`.
+
+use std::io::Write;
+
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = record.level().as_str().to_ascii_lowercase();
+        // Nothing useful can be done if stderr is gone.
+        let _ = writeln!(std::io::stderr().lock(), "dmavm: {level}: {}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
+/// Installs the logger at `level`.
+pub fn init(level: log::LevelFilter) {
+    // Fails only if a logger is already set, in which case that one stays.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// Prints the one-line error report for a failed run.
+pub fn report_error(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "dmavm: error: {message}");
+}

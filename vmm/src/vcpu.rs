@@ -1,0 +1,172 @@
+//! vCPU threads: run `KVM_RUN` and dispatch each exit.
+//!
+//! A vCPU stops when a stop is requested (by itself, another vCPU, a device
+//! or the main loop). Everything the guest does (an access to an unmapped
+//! address, an odd access size) is handled or reported without stopping the
+//! VMM; only states the guest cannot recover from (triple fault, KVM
+//! internal error, failed VM entry) end the VM, with a message saying which.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use dmavm_devices::ioapic::Ioapic;
+use dmavm_devices::Bus;
+use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::GuestMemoryMmap;
+
+use crate::shutdown::{ExitReason, Shutdown};
+
+/// What every vCPU thread shares.
+#[derive(Debug)]
+pub struct VcpuShared {
+    /// Port-I/O devices.
+    pub pio: Arc<Bus>,
+    /// MMIO devices.
+    pub mmio: Arc<Bus>,
+    /// The user-space IOAPIC (split irqchip): receives EOIs for
+    /// level-triggered vectors.
+    pub ioapic: Arc<Mutex<Ioapic>>,
+    /// The stop request.
+    pub shutdown: Arc<Shutdown>,
+    /// Guest RAM: held here so that it stays mapped while any vCPU thread
+    /// (even one that failed to stop) can still enter the guest. Device
+    /// emulation on vCPU threads will read it too.
+    #[allow(dead_code)]
+    pub memory: GuestMemoryMmap,
+}
+
+/// How many unhandled MMIO accesses are logged as warnings before the rest
+/// go to the debug level, so a guest that scans the hole cannot flood the
+/// log.
+const MMIO_WARN_LIMIT: u32 = 16;
+static MMIO_WARNINGS: AtomicU32 = AtomicU32::new(0);
+
+fn report_unhandled_mmio(id: u32, kind: &str, addr: u64, len: usize) {
+    let n = MMIO_WARNINGS.fetch_add(1, Ordering::Relaxed);
+    if n < MMIO_WARN_LIMIT {
+        log::warn!("vCPU {id}: unhandled MMIO {kind} of {len} bytes at {addr:#x} (no device there; ignored)");
+        if n + 1 == MMIO_WARN_LIMIT {
+            log::warn!("further unhandled MMIO accesses are logged at debug level only");
+        }
+    } else {
+        log::debug!("vCPU {id}: unhandled MMIO {kind} of {len} bytes at {addr:#x}");
+    }
+}
+
+/// Starts vCPU `id`'s thread.
+pub fn spawn(id: u32, vcpu: VcpuFd, shared: Arc<VcpuShared>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("vcpu{id}"))
+        .spawn(move || run(id, vcpu, &shared))
+        .with_context(|| format!("cannot start the thread of vCPU {id}"))
+}
+
+fn run(id: u32, mut vcpu: VcpuFd, shared: &VcpuShared) {
+    while !shared.shutdown.is_requested() {
+        let outcome = match vcpu.run() {
+            Ok(exit) => handle_exit(id, exit, shared),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                vcpu.set_kvm_immediate_exit(0);
+                Ok(())
+            }
+            Err(e) => Err(format!("vCPU {id}: KVM_RUN failed: {e}")),
+        };
+        if let Err(message) = outcome {
+            dump_registers(id, &vcpu);
+            shared.shutdown.request(ExitReason::Crash(message));
+        }
+    }
+}
+
+fn handle_exit(id: u32, exit: VcpuExit<'_>, shared: &VcpuShared) -> Result<(), String> {
+    match exit {
+        VcpuExit::IoOut(port, data) => {
+            if let Err(e) = shared.pio.write(u64::from(port), data) {
+                log::debug!("vCPU {id}: port write: {e}");
+            }
+        }
+        VcpuExit::IoIn(port, data) => {
+            if let Err(e) = shared.pio.read(u64::from(port), data) {
+                log::debug!("vCPU {id}: port read: {e}");
+                // An empty ISA bus floats high.
+                data.fill(0xff);
+            }
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            if shared.mmio.write(addr, data).is_err() {
+                report_unhandled_mmio(id, "write", addr, data.len());
+            }
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            if shared.mmio.read(addr, data).is_err() {
+                report_unhandled_mmio(id, "read", addr, data.len());
+                data.fill(0xff);
+            }
+        }
+        VcpuExit::IoapicEoi(vector) => match shared.ioapic.lock() {
+            Ok(mut ioapic) => {
+                if let Err(e) = ioapic.end_of_interrupt(vector) {
+                    log::warn!("vCPU {id}: IOAPIC EOI for vector {vector}: {e}");
+                }
+            }
+            Err(_) => return Err("the IOAPIC is unusable after a panic".into()),
+        },
+        VcpuExit::SystemEvent(kind, _) => match kind {
+            KVM_SYSTEM_EVENT_SHUTDOWN => shared.shutdown.request(ExitReason::PowerOff),
+            KVM_SYSTEM_EVENT_RESET => shared.shutdown.request(ExitReason::Reset),
+            KVM_SYSTEM_EVENT_CRASH => return Err(format!("vCPU {id}: the guest reported a crash")),
+            other => log::warn!("vCPU {id}: ignoring KVM system event {other}"),
+        },
+        VcpuExit::Intr => {}
+        VcpuExit::Shutdown => {
+            return Err(format!("vCPU {id}: the guest triple-faulted (KVM shutdown exit)"));
+        }
+        VcpuExit::InternalError => return Err(format!("vCPU {id}: KVM internal error")),
+        VcpuExit::FailEntry(reason, cpu) => {
+            return Err(format!(
+                "vCPU {id}: KVM could not enter the guest (hardware reason {reason:#x} on host CPU {cpu})"
+            ));
+        }
+        other => return Err(format!("vCPU {id}: unexpected KVM exit {other:?}")),
+    }
+    Ok(())
+}
+
+fn dump_registers(id: u32, vcpu: &VcpuFd) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    match (vcpu.get_regs(), vcpu.get_sregs()) {
+        (Ok(r), Ok(s)) => {
+            log::debug!(
+                "vCPU {id}: rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} \
+                 rsi={:#x} rdi={:#x} rbp={:#x}",
+                r.rip,
+                r.rsp,
+                r.rflags,
+                r.rax,
+                r.rbx,
+                r.rcx,
+                r.rdx,
+                r.rsi,
+                r.rdi,
+                r.rbp
+            );
+            log::debug!(
+                "vCPU {id}: cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x} cs={:#x} idt={:#x}+{:#x}",
+                s.cr0,
+                s.cr2,
+                s.cr3,
+                s.cr4,
+                s.efer,
+                s.cs.selector,
+                s.idt.base,
+                s.idt.limit
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => log::debug!("vCPU {id}: cannot read registers: {e}"),
+    }
+}

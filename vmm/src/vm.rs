@@ -1,0 +1,150 @@
+//! Building the VM from its config and running it until it stops.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dmavm_devices::interrupt::MsiSink;
+use dmavm_devices::ioapic::Ioapic;
+use dmavm_devices::legacy::{ExitPort, COM1_ADDR, COM1_IRQ, EXIT_PORT_ADDR, SERIAL_PORT_LEN};
+use dmavm_devices::Bus;
+use kvm_bindings::{kvm_mp_state, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vmm_sys_util::signal::Killable;
+
+use crate::config::{Boot, VmConfig};
+use crate::console::Console;
+use crate::event_loop::EventLoop;
+use crate::interrupts::KvmMsi;
+use crate::layout::{IOAPIC_ADDR, IOAPIC_SIZE};
+use crate::shutdown::{ExitReason, Shutdown};
+use crate::signals::{install_vcpu_kick_handler, vcpu_kick_signal, TerminationSignals};
+use crate::terminal::RawModeGuard;
+use crate::vcpu::{self, VcpuShared};
+use crate::x86_64::{cpuid, long_mode};
+use crate::{kvm, memory, payload};
+
+/// How long the vCPU threads get to notice a stop before dmavm exits
+/// without them.
+const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs the VM described by `config` until the guest stops; returns why.
+pub fn run(config: &VmConfig) -> Result<ExitReason> {
+    let kvm = kvm::open(&config.kvm_device)?;
+    config.check_cpus(kvm::max_vcpus(&kvm))?;
+    let vm = Arc::new(kvm::create_vm(&kvm)?);
+    let mem = memory::create(config.memory)?;
+    memory::register(&vm, &mem)?;
+
+    let shutdown = Arc::new(Shutdown::new().context("cannot create the stop event")?);
+    // Before any thread starts, so that all of them inherit the blocked mask.
+    let signals = TerminationSignals::block_and_open()?;
+    install_vcpu_kick_handler()?;
+
+    let pio = Arc::new(Bus::new());
+    let mmio = Arc::new(Bus::new());
+    let msi = Arc::new(KvmMsi::new(vm.clone()));
+    let ioapic = Ioapic::new(msi.clone());
+    // KVM must know the (still masked) pins' routes from the start.
+    msi.ioapic_routes_changed(&ioapic.routes().collect::<Vec<_>>());
+    let ioapic = Arc::new(Mutex::new(ioapic));
+    mmio.insert(ioapic.clone(), IOAPIC_ADDR, IOAPIC_SIZE).context("placing the IOAPIC")?;
+
+    let console = Console::new(&ioapic, COM1_IRQ)?;
+    pio.insert(console.uart(), COM1_ADDR, SERIAL_PORT_LEN).context("placing COM1")?;
+    let exit_shutdown = shutdown.clone();
+    let exit_port = ExitPort::new(move |status| exit_shutdown.request(ExitReason::GuestStatus(status)));
+    pio.insert(Arc::new(Mutex::new(exit_port)), EXIT_PORT_ADDR, 1).context("placing the exit port")?;
+
+    let entry = match &config.boot {
+        Boot::Payload(path) => payload::load(path, &mem, config.memory)?,
+        Boot::Kernel { kernel, .. } => {
+            crate::kernel::check_image(kernel)?;
+            bail!("booting a Linux kernel is not supported by this build yet; use --payload")
+        }
+    };
+    long_mode::write_boot_tables(&mem)?;
+
+    let vcpus = create_vcpus(&kvm, &vm, config.cpus, entry)?;
+
+    let mut events = EventLoop::new(shutdown.clone(), signals)?;
+    let _raw_terminal = RawModeGuard::enter();
+    if _raw_terminal.is_some() || console_input_wanted() {
+        events.add_console_input(console.input(), console.drained_event()?);
+    }
+
+    let shared = Arc::new(VcpuShared { pio, mmio, ioapic, shutdown: shutdown.clone(), memory: mem });
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for (id, fd) in vcpus.into_iter().enumerate() {
+        let id = u32::try_from(id)?;
+        match vcpu::spawn(id, fd, shared.clone()) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                shutdown.request(ExitReason::Crash(format!("{e:#}")));
+                break;
+            }
+        }
+    }
+    let reason = events.run();
+    stop_vcpus(&shutdown, threads);
+    reason
+}
+
+/// Console input is also wired when stdin is a pipe (scripts driving a
+/// guest shell); `/dev/null` and regular files are refused by epoll and
+/// simply give no input.
+fn console_input_wanted() -> bool {
+    true
+}
+
+fn create_vcpus(kvm: &Kvm, vm: &VmFd, count: u32, entry: u64) -> Result<Vec<VcpuFd>> {
+    let supported =
+        kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).context("KVM_GET_SUPPORTED_CPUID failed")?;
+    (0..count)
+        .map(|id| {
+            let vcpu = vm.create_vcpu(u64::from(id)).with_context(|| format!("cannot create vCPU {id}"))?;
+            let mut ids = supported.clone();
+            cpuid::set_apic_id(&mut ids, id);
+            vcpu.set_cpuid2(&ids).with_context(|| format!("cannot set the CPUID of vCPU {id}"))?;
+            // With the local APICs in KVM, application processors wait for
+            // INIT/SIPI; a payload starts them all at once instead. This must
+            // come before the register state: measured on PVM, an AP made
+            // runnable after KVM_SET_SREGS/REGS never runs.
+            vcpu.set_mp_state(kvm_mp_state { mp_state: KVM_MP_STATE_RUNNABLE })
+                .with_context(|| format!("cannot make vCPU {id} runnable"))?;
+            long_mode::enter_long_mode(&vcpu, payload::entry_state(entry, id, count))
+                .with_context(|| format!("cannot set up vCPU {id}"))?;
+            Ok(vcpu)
+        })
+        .collect()
+}
+
+/// Makes every vCPU thread leave `KVM_RUN` and waits for them (bounded).
+fn stop_vcpus(shutdown: &Shutdown, threads: Vec<JoinHandle<()>>) {
+    // A vCPU may be stopping on its own already; the others sit in KVM_RUN
+    // (or in a halted state inside it) until a signal interrupts the ioctl.
+    // A kick that lands just before a thread enters KVM_RUN is lost, so keep
+    // kicking until each thread is gone.
+    if shutdown.reason().is_none() {
+        shutdown.request(ExitReason::Crash("the event loop ended unexpectedly".into()));
+    }
+    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
+    let mut pending = threads;
+    while !pending.is_empty() {
+        pending.retain(|t| !t.is_finished());
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            log::warn!("{} vCPU thread(s) did not stop; exiting without them", pending.len());
+            // The threads keep the shared state (and guest memory) alive.
+            return;
+        }
+        for t in &pending {
+            // ESRCH when the thread has just exited: nothing to do.
+            let _ = t.kill(vcpu_kick_signal());
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
