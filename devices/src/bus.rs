@@ -94,14 +94,8 @@ impl Bus {
 
     /// Registers `device` for `[base, base + len)`.
     pub fn insert(&self, device: SharedDevice, base: u64, len: u64) -> Result<(), BusError> {
-        let end = base
-            .checked_add(len)
-            .filter(|_| len > 0)
-            .ok_or(BusError::InvalidRange { base, len })?;
-        let mut ranges = self
-            .ranges
-            .write()
-            .map_err(|_| BusError::Poisoned { base })?;
+        let end = base.checked_add(len).filter(|_| len > 0).ok_or(BusError::InvalidRange { base, len })?;
+        let mut ranges = self.ranges.write().map_err(|_| BusError::Poisoned { base })?;
         // The only candidates for overlap are the last range starting below
         // `end` (it may extend into the new one).
         if let Some((&other, e)) = ranges.range(..end).next_back() {
@@ -134,9 +128,7 @@ impl Bus {
     /// Forwards a guest read; on error `data` is left untouched.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> Result<(), BusError> {
         let (offset, dev) = self.resolve(addr, data.len())?;
-        let mut dev = dev.lock().map_err(|_| BusError::Poisoned {
-            base: addr - offset,
-        })?;
+        let mut dev = dev.lock().map_err(|_| BusError::Poisoned { base: addr - offset })?;
         dev.read(offset, data);
         Ok(())
     }
@@ -144,9 +136,7 @@ impl Bus {
     /// Forwards a guest write.
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), BusError> {
         let (offset, dev) = self.resolve(addr, data.len())?;
-        let mut dev = dev.lock().map_err(|_| BusError::Poisoned {
-            base: addr - offset,
-        })?;
+        let mut dev = dev.lock().map_err(|_| BusError::Poisoned { base: addr - offset })?;
         dev.write(offset, data);
         Ok(())
     }
@@ -192,34 +182,10 @@ mod tests {
         let bus = Bus::new();
         bus.insert(recorder(), 0x1000, 0x10).unwrap();
         let mut b = [0u8; 4];
-        assert_eq!(
-            bus.read(0xfff, &mut b[..1]),
-            Err(BusError::Unmapped {
-                addr: 0xfff,
-                len: 1
-            })
-        );
-        assert_eq!(
-            bus.read(0x100e, &mut b),
-            Err(BusError::Unmapped {
-                addr: 0x100e,
-                len: 4
-            })
-        );
-        assert_eq!(
-            bus.write(0x1010, &[0]),
-            Err(BusError::Unmapped {
-                addr: 0x1010,
-                len: 1
-            })
-        );
-        assert_eq!(
-            bus.read(u64::MAX, &mut b),
-            Err(BusError::Unmapped {
-                addr: u64::MAX,
-                len: 4
-            })
-        );
+        assert_eq!(bus.read(0xfff, &mut b[..1]), Err(BusError::Unmapped { addr: 0xfff, len: 1 }));
+        assert_eq!(bus.read(0x100e, &mut b), Err(BusError::Unmapped { addr: 0x100e, len: 4 }));
+        assert_eq!(bus.write(0x1010, &[0]), Err(BusError::Unmapped { addr: 0x1010, len: 1 }));
+        assert_eq!(bus.read(u64::MAX, &mut b), Err(BusError::Unmapped { addr: u64::MAX, len: 4 }));
         assert!(bus.read(0x100c, &mut b).is_ok());
     }
 
@@ -227,22 +193,10 @@ mod tests {
     fn rejects_overlaps_and_bad_ranges() {
         let bus = Bus::new();
         bus.insert(recorder(), 0x100, 0x100).unwrap();
-        assert!(matches!(
-            bus.insert(recorder(), 0x1ff, 1),
-            Err(BusError::Overlap { .. })
-        ));
-        assert!(matches!(
-            bus.insert(recorder(), 0x80, 0x81),
-            Err(BusError::Overlap { .. })
-        ));
-        assert!(matches!(
-            bus.insert(recorder(), 0x0, 0),
-            Err(BusError::InvalidRange { .. })
-        ));
-        assert!(matches!(
-            bus.insert(recorder(), u64::MAX, 2),
-            Err(BusError::InvalidRange { .. })
-        ));
+        assert!(matches!(bus.insert(recorder(), 0x1ff, 1), Err(BusError::Overlap { .. })));
+        assert!(matches!(bus.insert(recorder(), 0x80, 0x81), Err(BusError::Overlap { .. })));
+        assert!(matches!(bus.insert(recorder(), 0x0, 0), Err(BusError::InvalidRange { .. })));
+        assert!(matches!(bus.insert(recorder(), u64::MAX, 2), Err(BusError::InvalidRange { .. })));
         bus.insert(recorder(), 0x80, 0x80).unwrap();
         bus.insert(recorder(), 0x200, 1).unwrap();
         assert!(bus.remove(0x200).is_some());
