@@ -62,11 +62,28 @@ fn usage_error(e: clap::Error) -> ExitCode {
         }
         _ => {}
     }
-    let text = e.to_string();
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid command line");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    logger::report_error(&format!("{first} (see dmavm --help)"));
+    logger::report_error(&format!("{} (see dmavm --help)", one_line(&e.to_string())));
     ExitCode::from(USAGE_STATUS)
+}
+
+/// Folds clap's multi-line message (the error, the missing arguments, a
+/// usage block, a tip) into its essential first part on one line.
+fn one_line(text: &str) -> String {
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| {
+            !l.starts_with("Usage:") && !l.starts_with("For more information") && !l.starts_with("tip:")
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    let joined = parts.join(" ");
+    let joined = joined.strip_prefix("error: ").unwrap_or(&joined);
+    if joined.is_empty() {
+        "invalid command line".into()
+    } else {
+        joined.to_string()
+    }
 }
 
 fn run(args: cli::RunArgs) -> u8 {
