@@ -5,6 +5,9 @@
 //! These need a usable /dev/kvm. Without one they fail, saying so: a
 //! missing KVM must never make the suite look green.
 
+// Test code: a failed set-up step should stop the test with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
