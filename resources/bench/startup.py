@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""VMM start-up benchmark: process start to exit, and peak RSS.
+
+Runs dmavm with the `exit-first` payload (exits at its first instruction)
+and the `byte-exit` payload (prints one byte, then exits), and QEMU's
+microvm with an equivalent 16-byte real-mode firmware image that prints one
+byte and exits through isa-debug-exit, side by side in one run, and prints
+a Markdown table of medians. Usage:
+
+    resources/bench/startup.py [--runs 20] [--qemu PATH] [--out FILE]
+
+Needs a usable /dev/kvm, a release build of dmavm (built here if missing)
+and qemu-system-x86_64 (resources/setup.sh installs it).
+"""
+import argparse
+import datetime
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+# Real mode at the reset vector 0xfffffff0 (last 16 bytes of the firmware):
+#   mov al,'x' ; mov dx,0x3f8 ; out dx,al ; xor al,al ; out 0xf4,al ; hlt ; jmp $-1
+# (isa-debug-exit turns the 0 into QEMU exit status 1.)
+QEMU_RESET_CODE = bytes([0xB0, 0x78, 0xBA, 0xF8, 0x03, 0xEE, 0x30, 0xC0, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD])
+
+
+def measure(measurer, cmd, runs):
+    """Returns (median seconds, median peak RSS KiB, exit codes seen)."""
+    times, rss, codes = [], [], set()
+    for _ in range(runs):
+        res = subprocess.run([measurer] + cmd, capture_output=True, text=True, check=True)
+        if "error" in res.stderr.lower():
+            sys.exit(f"startup.py: {' '.join(cmd)} failed: {res.stderr.strip()}")
+        secs, kib, code = res.stdout.split()
+        times.append(float(secs))
+        rss.append(int(kib))
+        codes.add(int(code))
+    return statistics.median(times), statistics.median(rss), codes
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--qemu", default=shutil.which("qemu-system-x86_64"))
+    ap.add_argument("--out", help="append the Markdown result to this file")
+    args = ap.parse_args()
+
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        sys.exit("startup.py: /dev/kvm is missing or not accessible")
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "dmavm"], cwd=REPO, check=True)
+    dmavm = os.path.join(REPO, "target", "release", "dmavm")
+    work = tempfile.mkdtemp(prefix="dmavm-bench-")
+    measurer = os.path.join(work, "measure")
+    subprocess.run(["cc", "-O2", "-o", measurer, os.path.join(os.path.dirname(__file__), "measure.c")], check=True)
+    subprocess.run([os.path.join(REPO, "resources", "payloads", "build.sh"), work], check=True)
+    fw = os.path.join(work, "qemu-fw.bin")
+    with open(fw, "wb") as f:  # QEMU wants a multiple of 64 KiB
+        image = bytearray(b"\xf4" * 65536)
+        image[-16:-16 + len(QEMU_RESET_CODE)] = QEMU_RESET_CODE
+        f.write(image)
+
+    rows = []
+    for name in ["exit-first", "byte-exit"]:
+        cmd = [dmavm, "run", "--payload", os.path.join(work, name + ".bin"), "--memory", "64M"]
+        rows.append((f"dmavm, `{name}` payload", cmd, measure(measurer, cmd, args.runs)))
+    if args.qemu:
+        cmd = [args.qemu, "-M", "microvm", "-enable-kvm", "-m", "64M", "-nodefaults", "-no-user-config",
+               "-display", "none", "-serial", "stdio", "-bios", fw,
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
+        rows.append(("QEMU microvm, 16-byte firmware", cmd, measure(measurer, cmd, args.runs)))
+    else:
+        print("startup.py: qemu-system-x86_64 not found: QEMU column skipped", file=sys.stderr)
+
+    base = rows[-1][2][0] if args.qemu else None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Start-up, {args.runs} runs each, {stamp}, `resources/bench/startup.py --runs {args.runs}`", "",
+             "| what | median start to exit | median peak RSS | exit status | vs QEMU |", "|---|---|---|---|---|"]
+    for label, _, (t, rss, codes) in rows:
+        ratio = f"{base / t:.1f}x faster" if base and t != base else "1x"
+        lines.append(f"| {label} | {t * 1e3:.1f} ms | {rss / 1024:.1f} MiB | {sorted(codes)} | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write("\n" + text)
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
