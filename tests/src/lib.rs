@@ -1,1 +1,48 @@
-//! placeholder
+//! Test bed for dmavm: runs guest scenarios under real KVM and reads back
+//! their results.
+//!
+//! A scenario is a shell script in `tests/scenarios/NAME.sh` that drives the
+//! `dmavm` binary (usually booting a Linux guest whose init prints
+//! `DMAVM key=value` lines) and exits 0 when what it checked holds. Scenarios
+//! run with `DMAVM` (the static dmavm binary), `PAYLOADS` (directory of flat
+//! binary payloads) and `GUEST` (guest kernel and initramfs) in their
+//! environment.
+//!
+//! Where they run is chosen by [`Testbed::detect`]:
+//! - [`Testbed::Direct`] on a machine with hardware KVM (`kvm_intel` or
+//!   `kvm_amd` loaded): the scripts run on the host;
+//! - [`Testbed::Sandbox`] elsewhere (for example a PVM `/dev/kvm`, which cannot
+//!   boot Linux): QEMU in pure emulation boots a Debian kernel (L1) on an
+//!   emulated AMD CPU with SVM, that kernel loads `kvm-amd`, and the scenarios
+//!   run inside it under real KVM; their output comes back framed on L1's
+//!   serial console.
+//!
+//! [`run_scenarios`] prepares everything (Debian packages via
+//! `resources/setup.sh`, guest kernel, initramfs,
+//! payloads, static dmavm, sandbox image; all cached under `build/`) and
+//! caches its results per scenario list, so the tests of one test binary
+//! share a single sandbox boot when they all pass the same list.
+//!
+//! Environment knobs: `DMAVM_TESTBED=direct|sandbox` forces a path,
+//! `DMAVM_SCENARIO_TIMEOUT=SECS` sets the per-scenario limit (default 120).
+
+mod command;
+mod direct;
+mod error;
+mod frames;
+mod log;
+mod paths;
+mod prepare;
+mod run;
+mod sandbox;
+mod scenario;
+mod static_build;
+mod testbed;
+
+pub use error::{Error, Result};
+pub use paths::Paths;
+pub use prepare::{install_packages, prepare, Artefacts};
+pub use run::{run_scenario, run_scenarios, run_scenarios_uncached, scenario_timeout};
+pub use scenario::{ScenarioResult, STATUS_TIMEOUT, STATUS_UNFINISHED};
+pub use static_build::build_static_dmavm;
+pub use testbed::Testbed;

@@ -1,0 +1,27 @@
+#!/bin/bash
+# setup.sh - install the Debian packages dmavm's build, guest image recipe and
+# test bed need (QEMU for the nested sandbox, busybox for guest initramfs
+# images, compressors, ACPI/DT tools, binutils, hyperfine).
+# Idempotent: does nothing (no apt-get at all) when every package is present.
+# usage: resources/setup.sh
+set -euo pipefail
+
+PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils zstd acpica-tools
+          device-tree-compiler binutils hyperfine)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup.sh: installing ${missing[*]}" >&2
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup.sh: error: not root and no sudo; install as root: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+"${sudo[@]}" apt-get update -q || { echo "setup.sh: error: apt-get update failed" >&2; exit 1; }
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" \
+  || { echo "setup.sh: error: apt-get install failed for: ${missing[*]}" >&2; exit 1; }

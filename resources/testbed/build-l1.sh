@@ -1,0 +1,63 @@
+#!/bin/bash
+# build-l1.sh - build the initramfs of the nested test sandbox (L1), booted by
+# QEMU TCG with the guest kernel (build/guest/vmlinuz) on machines without
+# hardware KVM. It holds busybox-static with applet links, the KVM modules
+# (irqbypass, kvm, kvm-amd, decompressed: busybox insmod cannot read .ko.xz),
+# the static dmavm binary, the payloads, the L2 guest (kernel, PVH vmlinux,
+# initramfs) under /guest, the scenarios (tests/scenarios/*.sh) and /init
+# (resources/testbed/l1-init).
+# Output: build/testbed/l1.cpio (uncompressed: TCG unpacks that fastest);
+# rebuilt only when an input changed.
+# usage: resources/testbed/build-l1.sh DMAVM_STATIC_BINARY PAYLOAD_DIR
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+GUEST=$ROOT/build/guest
+OUT=$ROOT/build/testbed
+BUSYBOX=/bin/busybox
+die() { echo "build-l1.sh: error: $*" >&2; exit 1; }
+
+[ $# -eq 2 ] || die "usage: build-l1.sh DMAVM_STATIC_BINARY PAYLOAD_DIR"
+DMAVM=$1 PAYLOADS=$2
+[ -f "$DMAVM" ] || die "dmavm binary $DMAVM not found"
+[ -d "$PAYLOADS" ] || die "payload directory $PAYLOADS not found"
+[ -x $BUSYBOX ] || die "$BUSYBOX not found (run resources/setup.sh: busybox-static)"
+for t in cpio xz readelf sha256sum; do command -v $t >/dev/null || die "$t not found (run resources/setup.sh)"; done
+readelf -l "$DMAVM" 2>/dev/null | grep -q 'Requesting program interpreter' \
+  && die "$DMAVM is dynamically linked; build it with RUSTFLAGS='-C target-feature=+crt-static'"
+[ -s "$GUEST/kver" ] || die "no guest kernel in $GUEST (run resources/guest/fetch-kernel.sh)"
+[ -s "$GUEST/initramfs.cpio.gz" ] || die "no $GUEST/initramfs.cpio.gz (run resources/guest/build-initramfs.sh)"
+KVER=$(cat "$GUEST/kver")
+MODDIR=$GUEST/modules/kernel
+
+inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$BUSYBOX" "$DMAVM" "$GUEST/kver" "$GUEST/vmlinuz"
+        "$GUEST/vmlinux" "$GUEST/initramfs.cpio.gz")
+shopt -s nullglob
+scenarios=("$ROOT"/tests/scenarios/*.sh)
+stamp=$( { sha256sum "${inputs[@]}" "${scenarios[@]}";
+           (cd "$PAYLOADS" && find . -type f | LC_ALL=C sort | xargs -r sha256sum); } \
+         | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
+if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
+  exit 0
+fi
+
+mkdir -p "$OUT"
+R=$(mktemp -d "$OUT/l1.root.XXXXXX")
+trap 'rm -rf "$R" "$OUT/l1.cpio.$$"' EXIT
+chmod 755 "$R"
+mkdir -p "$R"/{bin,proc,sys,dev,tmp,run,lib/modules,guest,payloads,scenarios}
+cp $BUSYBOX "$R/bin/busybox"
+for a in $($BUSYBOX --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
+  [ -f "$MODDIR/$m.ko.xz" ] || die "$MODDIR/$m.ko.xz missing ($KVER)"
+  xz -dc "$MODDIR/$m.ko.xz" > "$R/lib/modules/$(basename $m).ko"
+done
+install -m 755 "$DMAVM" "$R/bin/dmavm"
+cp -a "$PAYLOADS"/. "$R/payloads/"
+cp "$GUEST/vmlinuz" "$GUEST/vmlinux" "$GUEST/initramfs.cpio.gz" "$R/guest/"
+[ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
+install -m 755 "$HERE/l1-init" "$R/init"
+(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"
+mv "$OUT/l1.cpio.$$" "$OUT/l1.cpio"
+echo "$stamp" > "$OUT/l1.stamp"

@@ -1,0 +1,123 @@
+//! Running scenario lists: validation, preparation, dispatch to the direct or
+//! sandbox path, and the process-wide cache that lets the tests of one test
+//! binary share a single run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::prepare::{install_packages, prepare, Artefacts};
+use crate::scenario::ScenarioResult;
+use crate::testbed::Testbed;
+use crate::{direct, sandbox};
+
+/// Per-scenario time limit when `DMAVM_SCENARIO_TIMEOUT` is not set.
+pub const DEFAULT_SCENARIO_TIMEOUT_SECS: u64 = 120;
+
+/// A run's outcome as kept in the cache (errors shared between callers).
+type Shared<T> = std::result::Result<T, Arc<Error>>;
+
+/// The per-scenario time limit in seconds: `DMAVM_SCENARIO_TIMEOUT` or 120.
+pub fn scenario_timeout() -> u64 {
+    std::env::var("DMAVM_SCENARIO_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(DEFAULT_SCENARIO_TIMEOUT_SECS)
+}
+
+impl Testbed {
+    /// Runs the scenarios on this test bed, uncached: validates the names,
+    /// installs missing packages and prepares the artefacts (both once per
+    /// process) and runs every scenario in order, in one sandbox boot on
+    /// [`Testbed::Sandbox`]. Runs are serialised within a process (they
+    /// compete for the same CPUs).
+    pub fn run(&self, names: &[&str]) -> Result<Vec<ScenarioResult>> {
+        let paths = Paths::new();
+        let names = validate(&paths, names)?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        static RUN_LOCK: Mutex<()> = Mutex::new(());
+        let _serial = RUN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        packages(&paths)?;
+        let art = prepared(&paths)?;
+        let timeout = scenario_timeout();
+        match self {
+            Testbed::Direct => direct::run(&paths, &art, &names, timeout),
+            Testbed::Sandbox { qemu, .. } => sandbox::run(&paths, qemu, &art, &names, timeout),
+        }
+    }
+}
+
+/// Checks every name is a plain file stem with a script in
+/// `tests/scenarios/`.
+fn validate(paths: &Paths, names: &[&str]) -> Result<Vec<String>> {
+    names
+        .iter()
+        .map(|&name| {
+            let plain =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !plain {
+                return Err(Error::BadScenarioName(name.to_string()));
+            }
+            let path = paths.scenario(name);
+            if !path.is_file() {
+                return Err(Error::NoSuchScenario { name: name.to_string(), path });
+            }
+            Ok(name.to_string())
+        })
+        .collect()
+}
+
+/// [`install_packages`], done once per process.
+fn packages(paths: &Paths) -> Result<()> {
+    static INSTALLED: OnceLock<Shared<()>> = OnceLock::new();
+    INSTALLED.get_or_init(|| install_packages(paths).map_err(Arc::new)).clone().map_err(Error::Shared)
+}
+
+/// [`prepare`], done once per process.
+fn prepared(paths: &Paths) -> Result<Artefacts> {
+    static PREPARED: OnceLock<Shared<Artefacts>> = OnceLock::new();
+    PREPARED.get_or_init(|| prepare(paths).map_err(Arc::new)).clone().map_err(Error::Shared)
+}
+
+/// Installs missing packages (so a fresh machine gets QEMU before
+/// detection), then [`Testbed::detect`] and [`Testbed::run`], without the
+/// result cache.
+pub fn run_scenarios_uncached(names: &[&str]) -> Result<Vec<ScenarioResult>> {
+    packages(&Paths::new())?;
+    Testbed::detect()?.run(names)
+}
+
+/// Runs the scenarios on the detected test bed, at most once per process for
+/// a given list: later calls with the same list (from other tests of the same
+/// test binary, even concurrently) wait for and share the first call's
+/// results. To share one sandbox boot, every test of a binary should pass the
+/// same full list and pick its own result (see [`run_scenario`]).
+pub fn run_scenarios(names: &[&str]) -> Result<Vec<ScenarioResult>> {
+    type Cell = Arc<OnceLock<Shared<Vec<ScenarioResult>>>>;
+    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Cell>>> = OnceLock::new();
+    let key: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let cell = {
+        let mut map = CACHE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(map.entry(key).or_default())
+    };
+    cell.get_or_init(|| run_scenarios_uncached(names).map_err(Arc::new)).clone().map_err(Error::Shared)
+}
+
+/// The result of scenario `name` from the (cached) run of the whole list
+/// `all`, which must contain it.
+pub fn run_scenario(all: &[&str], name: &str) -> Result<ScenarioResult> {
+    if !all.contains(&name) {
+        return Err(Error::NotInList {
+            name: name.to_string(),
+            list: all.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    run_scenarios(all)?.into_iter().find(|r| r.name == name).ok_or_else(|| Error::NotInList {
+        name: name.to_string(),
+        list: all.iter().map(|s| s.to_string()).collect(),
+    })
+}

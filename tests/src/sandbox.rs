@@ -1,0 +1,148 @@
+//! Running scenarios in the nested sandbox: QEMU TCG boots the guest kernel
+//! as L1 with an emulated SVM CPU and `build/testbed/l1.cpio` as initramfs;
+//! L1 loads kvm-amd and runs the scenarios, framing their output on its
+//! serial console (see `frames`).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::command::{describe, status_text, tail};
+use crate::error::{Error, Result};
+use crate::frames::{self, Frame};
+use crate::log::RunLog;
+use crate::paths::Paths;
+use crate::prepare::{script, Artefacts};
+use crate::scenario::{ScenarioResult, STATUS_UNFINISHED};
+
+/// Host seconds allowed for L1 to boot and power off, on top of the
+/// scenarios' own limits.
+const BOOT_ALLOWANCE_SECS: u64 = 180;
+/// Extra host seconds per scenario on top of its limit inside L1.
+const PER_SCENARIO_SLACK_SECS: u64 = 15;
+/// Log lines appended to the output of a scenario that never finished.
+const TAIL_LINES: usize = 40;
+
+/// Builds the sandbox image and runs `names` (already validated) in one L1
+/// boot, each with `timeout` seconds inside L1.
+pub(crate) fn run(
+    paths: &Paths,
+    qemu: &Path,
+    art: &Artefacts,
+    names: &[String],
+    timeout: u64,
+) -> Result<Vec<ScenarioResult>> {
+    script(
+        paths,
+        paths.resources().join("testbed").join("build-l1.sh"),
+        &[art.dmavm.as_os_str(), art.payloads.as_os_str()],
+    )?;
+
+    let overall = BOOT_ALLOWANCE_SECS + names.len() as u64 * (timeout + PER_SCENARIO_SLACK_SECS);
+    let append =
+        format!("console=ttyS0 panic=-1 quiet dmavm.scenarios={} dmavm.timeout={timeout}", names.join(","));
+    let mut log = RunLog::create(&paths.logs(), "sandbox")?;
+    let stderr_path = log.path().with_extension("qemu-stderr");
+    let stderr = std::fs::File::create(&stderr_path)
+        .map_err(|e| Error::io(format!("creating {}", stderr_path.display()), e))?;
+
+    // coreutils timeout bounds the whole run even if L1 hangs
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "10", &overall.to_string()])
+        .arg(qemu)
+        .args(["-accel", "tcg", "-M", "q35", "-cpu", "max", "-m", "2G", "-smp", "1"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-serial", "stdio", "-no-reboot"])
+        .arg("-kernel")
+        .arg(art.guest.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(paths.l1_cpio())
+        .arg("-append")
+        .arg(&append)
+        .current_dir(&paths.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    log.line(&format!("# {}", describe(&cmd)))?;
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting `{}`", describe(&cmd)), e))?;
+
+    let mut lines = Vec::new();
+    let (mut t_ready, mut t_done) = (None, None);
+    if let Some(out) = child.stdout.take() {
+        let mut reader = BufReader::new(out);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| Error::io("reading the sandbox's serial output", e))?;
+            if n == 0 {
+                break;
+            }
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            log.line(&line)?;
+            if t_ready.is_none() && line.contains(frames::READY) {
+                t_ready = Some(log.elapsed());
+            }
+            if line.contains(frames::DONE) {
+                t_done = Some(log.elapsed());
+            }
+            lines.push(line);
+        }
+    }
+    let status = child.wait().map_err(|e| Error::io("waiting for the sandbox's QEMU", e))?;
+    let total = log.elapsed();
+    let fmt_t = |t: Option<f64>| t.map_or("never".to_string(), |t| format!("{t:.2}s"));
+    let summary = format!(
+        "sandbox: L1 ready {}, done {}, QEMU ended after {total:.2}s with {}{}",
+        fmt_t(t_ready),
+        fmt_t(t_done),
+        status_text(status),
+        if status.code() == Some(124) { format!(" (time limit {overall}s)") } else { String::new() }
+    );
+    log.line(&format!("# {summary}"))?;
+    log.flush()?;
+    eprintln!("dmavm-tests: {summary}; log {}", log.path().display());
+
+    let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let frames = frames::parse(lines.iter().map(String::as_str));
+    let sandbox_error = lines
+        .iter()
+        .find_map(|l| frames::after(l, frames::ERROR))
+        .map(|e| format!("dmavm-tests: the sandbox reported an error:{e}"));
+    let context = || {
+        let mut ctx: Vec<String> = sandbox_error.iter().cloned().collect();
+        ctx.push(format!(
+            "dmavm-tests: this scenario never finished ({summary}); last lines of {}:",
+            log.path().display()
+        ));
+        ctx.extend(tail(&lines.join("\n"), TAIL_LINES).lines().map(str::to_string));
+        if !qemu_err.trim().is_empty() {
+            ctx.push("dmavm-tests: QEMU's stderr:".to_string());
+            ctx.extend(tail(&qemu_err, 10).lines().map(str::to_string));
+        }
+        ctx
+    };
+    Ok(names
+        .iter()
+        .map(|name| result(name, frames.iter().rev().find(|f| &f.name == name), &context))
+        .map(|mut r| {
+            r.log = Some(log.path().to_path_buf());
+            r
+        })
+        .collect())
+}
+
+/// The result for `name` from its frame, if it has a complete one; else an
+/// unfinished result carrying what it printed and the log's tail.
+fn result(name: &str, frame: Option<&Frame>, context: &dyn Fn() -> Vec<String>) -> ScenarioResult {
+    let mut output = frame.map(|f| f.output.clone()).unwrap_or_default();
+    let (status, secs) = match frame.and_then(|f| f.end) {
+        Some(end) => end,
+        None => {
+            output.extend(context());
+            (STATUS_UNFINISHED, 0.0)
+        }
+    };
+    ScenarioResult { name: name.to_string(), status, output, secs, log: None, testbed: "sandbox" }
+}
