@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# test.sh - the README's second command and what CI runs: install the
+# packages, check formatting and lints, then run every test. The guest tests
+# boot real Linux/payloads under real KVM: directly where the host has
+# hardware KVM, else inside the nested QEMU sandbox (dmavm-tests says which).
+# They fail, never skip, when neither can run.
+# usage: resources/test.sh [extra cargo test arguments]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+resources/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+cargo test --workspace "$@"
