@@ -1,1 +1,44 @@
-//! placeholder
+//! ACPI firmware tables for an x86 guest of dmavm.
+//!
+//! The VMM describes its machine as plain data ([`Platform`]); [`build`] turns that description
+//! into the tables a stock Linux needs to boot (RSDP, XSDT, FADT, MADT, DSDT), each already placed
+//! at a guest-physical address inside a region the VMM reserves for firmware. The VMM only copies
+//! the [`Blob`]s into guest memory and tells the guest where the RSDP is.
+//!
+//! The machine is HW-reduced ACPI (ACPI 6.5 section 4.1): no PM1/GPE blocks, no SCI, no FACS, no
+//! 8259 PIC, no PIT, no CMOS RTC, no i8042. Power-off goes through the FADT sleep registers and
+//! reboot through the FADT reset register; [`sleep`] states the contract the VMM's devices must
+//! implement.
+//!
+//! Table encodings come from the `acpi_tables` crate where it has them (RSDP, XSDT, FADT, AML,
+//! generic SDT header); this crate adds what it lacks (MADT revision 6 with interrupt source
+//! overrides and local APIC NMI structures, the IRQNoFlags resource descriptor) and decides the
+//! content and the placement. It never touches KVM or guest memory.
+
+mod assemble;
+mod blob;
+mod description;
+mod device_node;
+mod dsdt;
+mod dump;
+mod error;
+mod fadt;
+mod identity;
+mod layout;
+mod madt;
+mod name_seg;
+mod raw_aml;
+mod resource;
+mod rsdp;
+pub mod sleep;
+#[cfg(test)]
+mod test_support;
+mod xsdt;
+
+pub use assemble::build;
+pub use blob::{AcpiTables, Blob, RSDP_SIGNATURE};
+pub use description::{
+    InterruptOverride, IoApic, Platform, Polarity, ResetRegister, SerialPort, SleepRegisters, TriggerMode,
+};
+pub use error::Error;
+pub use madt::LOCAL_APIC_ADDRESS;

@@ -1,0 +1,179 @@
+//! From a [`Platform`] to placed tables.
+//!
+//! Memory order: RSDP, XSDT, FADT, DSDT, then the tables listed by the XSDT after the FADT (MADT,
+//! later MCFG, VIOT, DMAR). Every table except the FADT, XSDT and RSDP is independent of where
+//! anything goes, so those are encoded first; their lengths fix the layout; then the three
+//! pointer tables are encoded with the final addresses.
+
+use std::ops::Range;
+
+use crate::blob::{AcpiTables, Blob, RSDP_SIGNATURE};
+use crate::description::Platform;
+use crate::error::Error;
+use crate::layout::{Placer, RSDP_ALIGN, TABLE_ALIGN};
+use crate::{dsdt, fadt, madt, rsdp, xsdt};
+
+/// A finished, position-independent table.
+struct Table {
+    signature: [u8; 4],
+    bytes: Vec<u8>,
+}
+
+/// The tables the XSDT lists besides the FADT, in XSDT order. New tables (MCFG, VIOT, DMAR) are
+/// appended here; nothing else needs to change for them to be placed and listed.
+fn listed_tables(platform: &Platform) -> Result<Vec<Table>, Error> {
+    Ok(vec![Table { signature: *b"APIC", bytes: madt::encode(platform)? }])
+}
+
+fn name(signature: &[u8; 4]) -> String {
+    String::from_utf8_lossy(signature).into_owned()
+}
+
+/// Builds the RSDP and all tables of `platform` inside the guest-physical `region` (for the BIOS
+/// area scan Linux does without EFI, 0xe0000..0x100000). The RSDP comes first, at the first
+/// 16-byte boundary of the region; the tables follow, 8-byte aligned.
+///
+/// Fails if the description cannot be expressed (see [`Error`]) or the tables do not fit.
+pub fn build(platform: &Platform, region: Range<u64>) -> Result<AcpiTables, Error> {
+    let dsdt = Table { signature: *b"DSDT", bytes: dsdt::encode(platform)? };
+    let listed = listed_tables(platform)?;
+
+    let mut placer = Placer::new(region);
+    let rsdp_addr = placer.place("RSDP", rsdp::LEN, RSDP_ALIGN)?;
+    let xsdt_addr = placer.place("XSDT", xsdt::len(1 + listed.len()), TABLE_ALIGN)?;
+    let fadt_addr = placer.place("FACP", fadt::len(), TABLE_ALIGN)?;
+    let dsdt_addr = placer.place("DSDT", dsdt.bytes.len(), TABLE_ALIGN)?;
+    let listed_addrs = listed
+        .iter()
+        .map(|t| placer.place(&name(&t.signature), t.bytes.len(), TABLE_ALIGN))
+        .collect::<Result<Vec<u64>, Error>>()?;
+
+    let xsdt_entries: Vec<u64> = std::iter::once(fadt_addr).chain(listed_addrs.iter().copied()).collect();
+    let mut blobs = vec![
+        Blob { addr: rsdp_addr, signature: RSDP_SIGNATURE, bytes: rsdp::encode(xsdt_addr) },
+        Blob { addr: xsdt_addr, signature: *b"XSDT", bytes: xsdt::encode(&xsdt_entries) },
+        Blob { addr: fadt_addr, signature: *b"FACP", bytes: fadt::encode(platform, dsdt_addr) },
+        Blob { addr: dsdt_addr, signature: dsdt.signature, bytes: dsdt.bytes },
+    ];
+    blobs.extend(listed.into_iter().zip(listed_addrs).map(|(t, addr)| Blob {
+        addr,
+        signature: t.signature,
+        bytes: t.bytes,
+    }));
+    Ok(AcpiTables { rsdp_addr, blobs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{byte_sum, le_u32, le_u64, sample_platform};
+
+    const REGION: Range<u64> = 0xe_0000..0x10_0000;
+
+    fn built() -> AcpiTables {
+        build(&sample_platform(), REGION).unwrap()
+    }
+
+    fn blob<'a>(t: &'a AcpiTables, sig: &[u8; 4]) -> &'a Blob {
+        t.find(*sig).unwrap()
+    }
+
+    #[test]
+    fn all_tables_present_in_address_order() {
+        let t = built();
+        let sigs: Vec<String> = t.blobs.iter().map(Blob::signature_name).collect();
+        assert_eq!(sigs, ["RSDP", "XSDT", "FACP", "DSDT", "APIC"]);
+        assert_eq!(t.rsdp_addr, 0xe_0000);
+        assert_eq!(t.blobs[0].addr, t.rsdp_addr);
+        for pair in t.blobs.windows(2) {
+            assert!(pair[0].addr + pair[0].bytes.len() as u64 <= pair[1].addr, "no overlap");
+        }
+        for b in &t.blobs[1..] {
+            assert_eq!(b.addr % 8, 0, "{} 8-byte aligned", b.signature_name());
+        }
+        let last = t.blobs.last().unwrap();
+        assert!(last.addr + last.bytes.len() as u64 <= REGION.end);
+    }
+
+    #[test]
+    fn checksums_and_lengths() {
+        let t = built();
+        for b in &t.blobs {
+            assert_eq!(byte_sum(&b.bytes), 0, "{} checksum", b.signature_name());
+            if b.signature == RSDP_SIGNATURE {
+                assert_eq!(byte_sum(&b.bytes[..20]), 0, "RSDP first checksum");
+                assert_eq!(le_u32(&b.bytes, 20) as usize, b.bytes.len());
+            } else {
+                assert_eq!(&b.bytes[0..4], &b.signature, "header signature");
+                assert_eq!(le_u32(&b.bytes, 4) as usize, b.bytes.len(), "{} length", b.signature_name());
+            }
+        }
+    }
+
+    #[test]
+    fn pointers_chain() {
+        let t = built();
+        let rsdp = blob(&t, b"RSDP");
+        let xsdt = blob(&t, b"XSDT");
+        let fadt = blob(&t, b"FACP");
+        let dsdt = blob(&t, b"DSDT");
+        let madt = blob(&t, b"APIC");
+        assert_eq!(le_u64(&rsdp.bytes, 24), xsdt.addr, "RSDP -> XSDT");
+        assert_eq!(xsdt.bytes.len(), 36 + 2 * 8);
+        assert_eq!(le_u64(&xsdt.bytes, 36), fadt.addr, "XSDT[0] -> FADT");
+        assert_eq!(le_u64(&xsdt.bytes, 44), madt.addr, "XSDT[1] -> MADT");
+        assert_eq!(le_u64(&fadt.bytes, 140), dsdt.addr, "FADT X_DSDT -> DSDT");
+    }
+
+    #[test]
+    fn madt_lists_each_cpu() {
+        let mut p = sample_platform();
+        p.cpus = vec![0, 1, 2, 3, 8, 9];
+        let t = build(&p, REGION).unwrap();
+        let madt = &blob(&t, b"APIC").bytes;
+        let mut ids = Vec::new();
+        let mut at = 44;
+        while at < madt.len() {
+            if madt[at] == 0 {
+                ids.push(madt[at + 3]);
+            }
+            at += usize::from(madt[at + 1]);
+        }
+        assert_eq!(ids, p.cpus);
+    }
+
+    #[test]
+    fn rsdp_rounded_up_to_16() {
+        let t = build(&sample_platform(), 0xe_0008..0x10_0000).unwrap();
+        assert_eq!(t.rsdp_addr, 0xe_0010);
+    }
+
+    #[test]
+    fn region_too_small() {
+        let t = built();
+        let last = t.blobs.last().unwrap();
+        let needed = last.addr + last.bytes.len() as u64 - REGION.start;
+        assert!(build(&sample_platform(), REGION.start..REGION.start + needed).is_ok(), "exact fit");
+        let err = build(&sample_platform(), REGION.start..REGION.start + needed - 1).unwrap_err();
+        assert!(matches!(err, Error::DoesNotFit { ref table, .. } if table == "APIC"), "{err}");
+        let err = build(&sample_platform(), 0xe_0000..0xe_0010).unwrap_err();
+        assert!(matches!(err, Error::DoesNotFit { ref table, .. } if table == "RSDP"), "{err}");
+    }
+
+    #[test]
+    fn many_cpus_still_fit_the_bios_area() {
+        let mut p = sample_platform();
+        p.cpus = (0..=254).collect();
+        assert!(build(&p, REGION).is_ok());
+    }
+
+    #[test]
+    fn description_errors_propagate() {
+        let mut p = sample_platform();
+        p.sleep.s5_slp_typ = 9;
+        assert!(matches!(build(&p, REGION), Err(Error::SlpTypOutOfRange(9))));
+        let mut p = sample_platform();
+        p.cpus.clear();
+        assert!(matches!(build(&p, REGION), Err(Error::NoCpus)));
+    }
+}

@@ -1,0 +1,102 @@
+//! The plain description of the machine that the tables are generated from.
+//!
+//! The VMM builds a [`Platform`] from its machine model; nothing here knows about table layouts,
+//! so the same model can also feed the device-tree encoder and `describe`.
+
+/// Everything the x86 ACPI tables describe about one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// Local APIC ID of each vCPU, in vCPU order (all enabled). vCPU `i` gets ACPI processor UID
+    /// `i`, so at most 255 CPUs (UID 0xff means "all processors" in the NMI structure).
+    pub cpus: Vec<u8>,
+    /// The single I/O APIC.
+    pub ioapic: IoApic,
+    /// ISA IRQs that do not reach the I/O APIC pin with the same number, edge/active-high (may
+    /// be empty: every ISA IRQ is then identity mapped, which is what Linux assumes by default).
+    pub isa_overrides: Vec<InterruptOverride>,
+    /// HW-reduced sleep registers used for power-off (see [`crate::sleep`]).
+    pub sleep: SleepRegisters,
+    /// Reset register used for reboot (see [`crate::sleep`]).
+    pub reset: ResetRegister,
+    /// 16550-compatible UARTs, described as `PNP0501` devices in the DSDT.
+    pub serial_ports: Vec<SerialPort>,
+}
+
+/// An I/O APIC (ACPI 6.5 section 5.2.12.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoApic {
+    /// I/O APIC ID.
+    pub id: u8,
+    /// Guest-physical MMIO base, usually 0xfec0_0000.
+    pub address: u32,
+    /// First global system interrupt served by this I/O APIC, usually 0.
+    pub gsi_base: u32,
+}
+
+/// An ISA IRQ that is wired to another GSI or with non-ISA polarity/trigger (ACPI 6.5 section
+/// 5.2.12.5, Interrupt Source Override).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterruptOverride {
+    /// ISA IRQ number (0-15).
+    pub isa_irq: u8,
+    /// Global system interrupt it is delivered on.
+    pub gsi: u32,
+    /// Input polarity.
+    pub polarity: Polarity,
+    /// Trigger mode.
+    pub trigger: TriggerMode,
+}
+
+/// Polarity of an interrupt input (MPS INTI flags, ACPI 6.5 section 5.2.12.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polarity {
+    /// Conforms to the bus specification (ISA: active high).
+    Conforming,
+    /// Active high.
+    ActiveHigh,
+    /// Active low.
+    ActiveLow,
+}
+
+/// Trigger mode of an interrupt input (MPS INTI flags, ACPI 6.5 section 5.2.12.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerMode {
+    /// Conforms to the bus specification (ISA: edge).
+    Conforming,
+    /// Edge triggered.
+    Edge,
+    /// Level triggered.
+    Level,
+}
+
+/// The HW-reduced sleep registers (FADT SLEEP_CONTROL_REG / SLEEP_STATUS_REG, ACPI 6.5 section
+/// 4.8.3.7), both one byte in system I/O space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SleepRegisters {
+    /// I/O port of SLEEP_CONTROL_REG.
+    pub control_port: u16,
+    /// I/O port of SLEEP_STATUS_REG.
+    pub status_port: u16,
+    /// SLP_TYP value the guest writes to enter S5 (soft off); 3 bits, 0-7.
+    pub s5_slp_typ: u8,
+}
+
+/// The FADT reset register (ACPI 6.5 section 4.8.3.6), one byte in system I/O space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetRegister {
+    /// I/O port of RESET_REG.
+    pub port: u16,
+    /// RESET_VALUE the guest writes there to reset the machine.
+    pub value: u8,
+}
+
+/// A 16550-compatible UART on the ISA I/O bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialPort {
+    /// First of its 8 I/O ports (COM1: 0x3f8).
+    pub io_base: u16,
+    /// ISA IRQ (COM1: 4).
+    pub irq: u8,
+    /// `_UID`, distinguishing it from the other `PNP0501` devices.
+    pub uid: u32,
+}

@@ -1,0 +1,143 @@
+//! Differentiated System Description Table (ACPI 6.5 section 5.2.11.1): the AML namespace.
+//!
+//! ```text
+//! Name (\_S5_, Package (4) { SLP_TYP, 0, 0, 0 })
+//! Scope (\_SB_) {
+//!     Device (COM1) { _HID EISAID("PNP0501"), _UID, _CRS { IO, IRQNoFlags } }
+//!     ...
+//! }
+//! ```
+//!
+//! `\_S5_` (section 7.4.2.6) gives the SLP_TYP the guest writes to SLEEP_CONTROL_REG to power
+//! off; see [`crate::sleep`] for the register contract the VMM's device implements. Devices are
+//! produced by [`device_nodes`] from the description; later device kinds (virtio-mmio `LNRO0005`
+//! with `_CCA`, PCI host bridges `PNP0A08` with `_SEG`/`_BBN`/`_CRS`/`_CCA`) are added there.
+
+use acpi_tables::aml::{Name, Package, Path, Scope};
+use acpi_tables::Aml;
+
+use crate::description::Platform;
+use crate::device_node::{DeviceNode, HID_SERIAL_16550};
+use crate::error::Error;
+use crate::identity::new_table;
+use crate::name_seg::NameSeg;
+use crate::raw_aml::RawAml;
+use crate::resource::Resource;
+use crate::sleep::SLP_TYP_MAX;
+
+/// DSDT revision 2: AML integers are 64 bits wide (section 5.2.11.1).
+const REVISION: u8 = 2;
+/// Number of I/O ports of a 16550.
+const UART_PORTS: u8 = 8;
+/// Highest ISA IRQ, the limit of IRQNoFlags.
+const ISA_IRQ_MAX: u8 = 15;
+
+/// `Name (\_S5_, Package (4) { slp_typ, 0, 0, 0 })`.
+///
+/// Element 0 is the SLP_TYP for SLEEP_CONTROL_REG on a HW-reduced machine (PM1a_CNT otherwise);
+/// element 1 would be PM1b_CNT's, which does not exist; the last two are reserved. Linux's
+/// ACPICA reads elements 0 and 1 (`acpi_get_sleep_type_data()`).
+fn s5_object(slp_typ: u8) -> Result<Vec<u8>, Error> {
+    if slp_typ > SLP_TYP_MAX {
+        return Err(Error::SlpTypOutOfRange(slp_typ));
+    }
+    let zero = 0u8;
+    let package = Package::new(vec![&slp_typ, &zero, &zero, &zero]);
+    let mut bytes = Vec::new();
+    Name::new(Path::new("\\_S5_"), &package).to_aml_bytes(&mut bytes);
+    Ok(bytes)
+}
+
+/// The devices of `\_SB_`, in order: serial ports (COM1, COM2, ... by position).
+fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
+    let mut nodes = Vec::new();
+    for (i, port) in platform.serial_ports.iter().enumerate() {
+        let name =
+            NameSeg::indexed("COM", i + 1).ok_or(Error::TooManySerialPorts(platform.serial_ports.len()))?;
+        if port.irq > ISA_IRQ_MAX {
+            return Err(Error::SerialIrqNotIsa { io_base: port.io_base, irq: port.irq });
+        }
+        nodes.push(DeviceNode {
+            name,
+            hid: HID_SERIAL_16550,
+            uid: port.uid,
+            cca: None, // a UART does no DMA
+            integers: Vec::new(),
+            resources: vec![
+                Resource::Io { base: port.io_base, len: UART_PORTS },
+                Resource::IrqNoFlags(port.irq),
+            ],
+        });
+    }
+    Ok(nodes)
+}
+
+/// The DSDT of `platform`.
+pub(crate) fn encode(platform: &Platform) -> Result<Vec<u8>, Error> {
+    let mut aml = s5_object(platform.sleep.s5_slp_typ)?;
+    let devices: Vec<u8> = device_nodes(platform)?.iter().flat_map(DeviceNode::to_aml).collect();
+    Scope::new(Path::new("\\_SB_"), vec![&RawAml(devices)]).to_aml_bytes(&mut aml);
+
+    let mut dsdt = new_table(*b"DSDT", REVISION);
+    dsdt.append_slice(&aml);
+    Ok(dsdt.as_slice().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::description::SerialPort;
+    use crate::test_support::{byte_sum, le_u32, sample_platform};
+
+    #[test]
+    fn s5_package_bytes() {
+        let expected: Vec<u8> = [
+            &[0x08, b'\\'][..],
+            b"_S5_",
+            // Package, PkgLength 7, 4 elements: BytePrefix 5, Zero, Zero, Zero
+            &[0x12, 0x07, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00],
+        ]
+        .concat();
+        assert_eq!(s5_object(5).unwrap(), expected);
+        assert!(matches!(s5_object(8), Err(Error::SlpTypOutOfRange(8))));
+    }
+
+    #[test]
+    fn table_header_and_body() {
+        let b = encode(&sample_platform()).unwrap();
+        assert_eq!(&b[0..4], b"DSDT");
+        assert_eq!(le_u32(&b, 4) as usize, b.len());
+        assert_eq!(b[8], 2, "revision");
+        assert_eq!(byte_sum(&b), 0);
+        let body = &b[36..];
+        assert!(body.starts_with(&s5_object(5).unwrap()));
+        let scope = &body[s5_object(5).unwrap().len()..];
+        // ScopeOp, PkgLength 51 (itself + 5-byte name + 45-byte device), \_SB_, then the COM1 device
+        // (DeviceOp, PkgLength 43, ...).
+        assert_eq!(&scope[..7], &[0x10, 0x33, b'\\', b'_', b'S', b'B', b'_']);
+        assert_eq!(&scope[7..12], &[0x5b, 0x82, 0x2b, b'C', b'O']);
+        assert_eq!(scope.len(), 7 + 45);
+    }
+
+    #[test]
+    fn serial_ports_named_by_position() {
+        let mut p = sample_platform();
+        p.serial_ports.push(SerialPort { io_base: 0x2f8, irq: 3, uid: 2 });
+        let nodes = device_nodes(&p).unwrap();
+        let names: Vec<_> = nodes.iter().map(|n| n.name.as_str().to_owned()).collect();
+        assert_eq!(names, ["COM1", "COM2"]);
+        assert_eq!(nodes[1].resources, [Resource::Io { base: 0x2f8, len: 8 }, Resource::IrqNoFlags(3)]);
+        assert_eq!(nodes[1].uid, 2);
+    }
+
+    #[test]
+    fn serial_limits() {
+        let mut p = sample_platform();
+        p.serial_ports = vec![SerialPort { io_base: 0x3f8, irq: 16, uid: 1 }];
+        assert!(matches!(encode(&p), Err(Error::SerialIrqNotIsa { io_base: 0x3f8, irq: 16 })));
+        p.serial_ports = vec![SerialPort { io_base: 0x3f8, irq: 4, uid: 1 }; 16];
+        assert!(matches!(encode(&p), Err(Error::TooManySerialPorts(16))));
+        p.serial_ports.truncate(15);
+        assert!(encode(&p).is_ok());
+    }
+}

@@ -1,0 +1,57 @@
+//! Why the tables could not be built or dumped.
+
+use std::path::PathBuf;
+
+/// Errors from [`crate::build`] and [`crate::AcpiTables::dump_to_dir`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The MADT would list no processor.
+    #[error("the platform has no CPUs")]
+    NoCpus,
+    /// Processor UIDs are one byte and 0xff is reserved for "all processors".
+    #[error("{0} CPUs exceed the 255 that xAPIC MADT entries can describe")]
+    TooManyCpus(usize),
+    /// Two vCPUs would have the same local APIC ID.
+    #[error("local APIC ID {0:#x} is given to more than one CPU")]
+    DuplicateApicId(u8),
+    /// 0xff is the xAPIC broadcast destination, not a usable ID.
+    #[error("local APIC ID 0xff is the broadcast ID and cannot name a CPU")]
+    BroadcastApicId,
+    /// SLP_TYP is a 3-bit field of SLEEP_CONTROL_REG.
+    #[error("S5 SLP_TYP {0} does not fit the 3-bit SLP_TYP field (0-7)")]
+    SlpTypOutOfRange(u8),
+    /// Interrupt source overrides only exist for ISA IRQs.
+    #[error("interrupt source override for IRQ {0}, which is not an ISA IRQ (0-15)")]
+    OverrideNotIsa(u8),
+    /// IRQNoFlags can only describe IRQs 0-15.
+    #[error("serial port at {io_base:#x} uses IRQ {irq}, which is not an ISA IRQ (0-15)")]
+    SerialIrqNotIsa {
+        /// The port's I/O base.
+        io_base: u16,
+        /// Its IRQ.
+        irq: u8,
+    },
+    /// Serial port devices are named COM1..COMF.
+    #[error("{0} serial ports; at most 15 can be described")]
+    TooManySerialPorts(usize),
+    /// The tables do not fit in the region given to [`crate::build`].
+    #[error("{table} ({len} bytes) does not fit in the ACPI region {start:#x}..{end:#x}")]
+    DoesNotFit {
+        /// Signature of the first table that did not fit.
+        table: String,
+        /// Its length in bytes.
+        len: usize,
+        /// Start of the region.
+        start: u64,
+        /// End (exclusive) of the region.
+        end: u64,
+    },
+    /// Writing a dump file failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Dump {
+        /// The file being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,223 @@
+//! The tables of a sample two-CPU machine, checked by ACPICA's `iasl` (Debian package
+//! acpica-tools, installed by resources/setup.sh): every table must disassemble without any
+//! warning or error, recompile without any error, warning or remark to the same bytes, and say
+//! what we meant. A missing `iasl` fails the test: it must not pass without having checked.
+//!
+//! `iasl -d` cannot take a bare RSDP (its binary detection wants a table header with a
+//! four-character signature, and the RSDP's is "RSD PTR "), so the RSDP is checked the other way
+//! round: iasl compiles the RSDP we mean from its data-table source, computing both checksums
+//! itself, and the result must equal our bytes.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dmavm_acpi::{
+    build, AcpiTables, Blob, InterruptOverride, IoApic, Platform, Polarity, ResetRegister, SerialPort,
+    SleepRegisters, TriggerMode, RSDP_SIGNATURE,
+};
+
+/// Length of the common table header; the creator ID/revision in it (bytes 28..36) are rewritten
+/// by iasl when it recompiles, and the checksum (byte 9) follows from them.
+const HEADER_LEN: usize = 36;
+
+fn sample_platform() -> Platform {
+    Platform {
+        cpus: vec![0, 1],
+        ioapic: IoApic { id: 0, address: 0xfec0_0000, gsi_base: 0 },
+        isa_overrides: vec![InterruptOverride {
+            isa_irq: 0,
+            gsi: 2,
+            polarity: Polarity::Conforming,
+            trigger: TriggerMode::Conforming,
+        }],
+        sleep: SleepRegisters { control_port: 0x600, status_port: 0x601, s5_slp_typ: 5 },
+        reset: ResetRegister { port: 0x602, value: 1 },
+        serial_ports: vec![SerialPort { io_base: 0x3f8, irq: 4, uid: 1 }],
+    }
+}
+
+/// A fresh directory for the files of test `name` (tests run in parallel, so one each).
+fn work_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dmavm-acpi-iasl").join(name);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).expect("remove old iasl work dir");
+    }
+    fs::create_dir_all(&dir).expect("create iasl work dir");
+    dir
+}
+
+/// Runs `iasl args...` in `dir`, failing clearly if iasl is not installed.
+fn iasl(dir: &Path, args: &[&str]) -> (Output, String) {
+    let output = match Command::new("iasl").args(args).current_dir(dir).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "iasl not found in PATH: install the acpica-tools package (resources/setup.sh does); \
+             this test checks the ACPI tables with it and must not be skipped"
+        ),
+        Err(e) => panic!("cannot run iasl: {e}"),
+    };
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output, text)
+}
+
+/// Collapses runs of spaces, so field lines of a disassembly can be matched without their padding.
+fn squeeze(text: &str) -> String {
+    text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
+}
+
+/// `iasl -d` of one table: clean, and its disassembly (squeezed) returned.
+fn disassemble(dir: &Path, blob: &Blob) -> String {
+    let file = blob.dump_file_name();
+    let (output, text) = iasl(dir, &["-d", &file]);
+    assert!(output.status.success(), "iasl -d {file} failed ({}):\n{text}", output.status);
+    let lower = text.to_lowercase();
+    assert!(
+        !lower.contains("warning") && !lower.contains("error"),
+        "iasl -d {file} reported a problem:\n{text}"
+    );
+    assert!(
+        text.contains("appears to be a valid ACPI table"),
+        "iasl did not take {file} as a table:\n{text}"
+    );
+    let dsl_path = dir.join(format!("{}.dsl", blob.signature_name()));
+    let dsl = fs::read_to_string(&dsl_path).unwrap_or_else(|e| panic!("{}: {e}\n{text}", dsl_path.display()));
+    // The disassembler flags problems it finds inside the table (bad checksum, truncated or
+    // unknown subtables) with "****" in the output file rather than on the console.
+    assert!(!dsl.contains("****"), "{} flags a problem:\n{dsl}", dsl_path.display());
+    let lower = dsl.to_lowercase();
+    assert!(!lower.contains("warning") && !lower.contains("error"), "{}:\n{dsl}", dsl_path.display());
+    squeeze(&dsl)
+}
+
+/// Compiles `source` in `dir` with no error, warning or remark, and returns the output bytes.
+fn compile(dir: &Path, source: &str) -> Vec<u8> {
+    let (output, text) = iasl(dir, &[source]);
+    assert!(output.status.success(), "iasl {source} failed ({}):\n{text}", output.status);
+    assert!(text.contains("0 Errors, 0 Warnings, 0 Remarks"), "iasl {source} was not clean:\n{text}");
+    let aml = dir.join(Path::new(source).with_extension("aml"));
+    fs::read(&aml).unwrap_or_else(|e| panic!("{}: {e}", aml.display()))
+}
+
+fn blob<'a>(tables: &'a AcpiTables, signature: &[u8; 4]) -> &'a Blob {
+    tables.find(*signature).unwrap_or_else(|| panic!("no {} blob", String::from_utf8_lossy(signature)))
+}
+
+fn assert_has(dsl: &str, what: &str, needle: &str) {
+    assert!(dsl.contains(needle), "{what} disassembly lacks {needle:?}:\n{dsl}");
+}
+
+#[test]
+fn iasl_accepts_every_table() {
+    let dir = work_dir("tables");
+    let tables = build(&sample_platform(), 0xe_0000..0x10_0000).expect("build tables");
+    let written = tables.dump_to_dir(&dir).expect("dump tables");
+    assert_eq!(written.len(), tables.blobs.len());
+
+    let mut dsl = std::collections::HashMap::new();
+    for b in tables.blobs.iter().filter(|b| b.signature != RSDP_SIGNATURE) {
+        let name = b.signature_name();
+        dsl.insert(name.clone(), disassemble(&dir, b));
+
+        // Recompiling the disassembly must be clean and give back the same table, apart from
+        // the creator fields iasl writes as its own (and the checksum that covers them). The
+        // DSDT's AML is allowed to differ: iasl optimizes name paths when it compiles.
+        let aml = compile(&dir, &format!("{name}.dsl"));
+        if name != "DSDT" {
+            assert_eq!(aml.len(), b.bytes.len(), "{name} recompiled length");
+            assert_eq!(aml[..9], b.bytes[..9], "{name} signature, length, revision");
+            assert_eq!(aml[10..28], b.bytes[10..28], "{name} OEM fields");
+            assert_eq!(aml[HEADER_LEN..], b.bytes[HEADER_LEN..], "{name} body round trip");
+        }
+    }
+
+    let fadt = &dsl["FACP"];
+    for needle in [
+        "Revision : 06",
+        "FADT Minor Revision : 05",
+        "Hardware Reduced (V5) : 1",
+        "Reset Register Supported (V2) : 1",
+        "Control Method Power Button (V1) : 1",
+        "Control Method Sleep Button (V1) : 1",
+        "8042 Present on ports 60/64 (V2) : 0",
+        "VGA Not Present (V4) : 1",
+        "CMOS RTC Not Present (V5) : 1",
+        "Value to cause reset : 01",
+        "Address : 0000000000000602",
+        "Address : 0000000000000600",
+        "Address : 0000000000000601",
+        "Space ID : 01 [SystemIO]",
+        "FACS Address : 0000000000000000",
+        &format!("DSDT Address : {:016X}", blob(&tables, b"DSDT").addr),
+        "Hypervisor ID : 0000004D56414D44", // "DMAVM\0\0\0" read as a little-endian u64
+    ] {
+        assert_has(fadt, "FADT", needle);
+    }
+
+    let madt = &dsl["APIC"];
+    for needle in [
+        "Revision : 06",
+        "Local Apic Address : FEE00000",
+        "PC-AT Compatibility : 0",
+        "Local Apic ID : 00",
+        "Local Apic ID : 01",
+        "Processor Enabled : 1",
+        "Subtable Type : 01 [I/O APIC]",
+        "Address : FEC00000",
+        "Subtable Type : 02 [Interrupt Source Override]",
+        "Subtable Type : 04 [Local APIC NMI]",
+        "Processor ID : FF",
+        "Interrupt Input LINT : 01",
+    ] {
+        assert_has(madt, "MADT", needle);
+    }
+    assert_eq!(madt.matches("[Processor Local APIC]").count(), 2, "one local APIC per CPU:\n{madt}");
+
+    let xsdt = &dsl["XSDT"];
+    assert_has(xsdt, "XSDT", &format!("ACPI Table Address 0 : {:016X}", blob(&tables, b"FACP").addr));
+    assert_has(xsdt, "XSDT", &format!("ACPI Table Address 1 : {:016X}", blob(&tables, b"APIC").addr));
+    assert!(!xsdt.contains("ACPI Table Address 2"), "XSDT lists only FADT and MADT:\n{xsdt}");
+
+    let dsdt = &dsl["DSDT"];
+    for needle in [
+        "Name (\\_S5, Package (0x04)",
+        "0x05,",
+        "Device (COM1)",
+        "Name (_HID, EisaId (\"PNP0501\")",
+        "Name (_UID, One)",
+        "IO (Decode16,",
+        "0x03F8, // Range Minimum",
+        "0x03F8, // Range Maximum",
+        "0x08, // Length",
+        "IRQNoFlags ()\n{4}",
+    ] {
+        assert_has(dsdt, "DSDT", needle);
+    }
+}
+
+#[test]
+fn iasl_builds_the_same_rsdp() {
+    let dir = work_dir("rsdp");
+    let tables = build(&sample_platform(), 0xe_0000..0x10_0000).expect("build tables");
+    let rsdp = blob(&tables, &RSDP_SIGNATURE);
+    assert_eq!(rsdp.addr, tables.rsdp_addr);
+    let xsdt_addr = blob(&tables, b"XSDT").addr;
+
+    // ACPI 6.5 section 5.2.5.3, in iasl's data-table syntax; iasl fills in both checksums.
+    let source = format!(
+        "[0008] Signature : \"RSD PTR \"\n\
+         [0001] Checksum : 00\n\
+         [0006] Oem ID : \"DMAVM \"\n\
+         [0001] Revision : 02\n\
+         [0004] RSDT Address : 00000000\n\
+         [0004] Length : 00000024\n\
+         [0008] XSDT Address : {xsdt_addr:016X}\n\
+         [0001] Extended Checksum : 00\n\
+         [0003] Reserved : 000000\n"
+    );
+    fs::write(dir.join("RSDP.asl"), source).unwrap();
+    assert_eq!(compile(&dir, "RSDP.asl"), rsdp.bytes, "RSDP differs from what iasl builds");
+}
