@@ -69,6 +69,11 @@ pub struct RunArgs {
     /// The KVM device to use.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
+
+    /// Also write each ACPI table the guest gets as DIR/<SIG>.dat (for
+    /// `iasl -d`), then run the VM.
+    #[arg(long, value_name = "DIR")]
+    pub dump_acpi: Option<PathBuf>,
 }
 
 fn parse_cpus(text: &str) -> Result<u32, String> {

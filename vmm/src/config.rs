@@ -34,6 +34,8 @@ pub struct VmConfig {
     pub boot: Boot,
     /// The KVM device.
     pub kvm_device: PathBuf,
+    /// Where to dump the ACPI tables, if anywhere.
+    pub dump_acpi: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -48,7 +50,13 @@ impl VmConfig {
             }
             (None, None) => bail!("give --kernel or --payload"),
         };
-        Ok(Self { cpus: args.cpus, memory: args.memory, boot, kvm_device: args.kvm_device })
+        Ok(Self {
+            cpus: args.cpus,
+            memory: args.memory,
+            boot,
+            kvm_device: args.kvm_device,
+            dump_acpi: args.dump_acpi,
+        })
     }
 
     /// Checks the vCPU count against what KVM allows on this host.
@@ -112,8 +120,13 @@ mod tests {
 
     #[test]
     fn cpu_limits() {
-        let c =
-            VmConfig { cpus: 9, memory: 64 << 20, boot: Boot::Payload("p".into()), kvm_device: "k".into() };
+        let c = VmConfig {
+            cpus: 9,
+            memory: 64 << 20,
+            boot: Boot::Payload("p".into()),
+            kvm_device: "k".into(),
+            dump_acpi: None,
+        };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());
     }

@@ -18,6 +18,25 @@ pub const IOAPIC_SIZE: u64 = 0x1000;
 /// Hypervisor put them.
 pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
 
+/// End of conventional low memory: the EBDA and the legacy BIOS area
+/// above it are reserved in the e820 map, as on a PC.
+pub const EBDA_START: u64 = 0x9_fc00;
+/// PVH `hvm_start_info`, followed by its memory map.
+pub const PVH_START_INFO: u64 = 0x6000;
+/// Linux's zero page (`boot_params`) for bzImage boot.
+pub const ZERO_PAGE: u64 = 0x7000;
+/// The kernel command line.
+pub const CMDLINE_ADDR: u64 = 0x2_0000;
+/// Room for the command line (Linux's own limit is in the bzImage header,
+/// 2048 bytes on x86 unless configured otherwise).
+pub const CMDLINE_MAX: u64 = 0x1_0000;
+/// ACPI tables: RSDP first, in the BIOS area where Linux also scans for it.
+pub const ACPI_START: u64 = 0xe_0000;
+/// End of the ACPI area (the start of high memory).
+pub const ACPI_END: u64 = 0x10_0000;
+/// Where the kernel's protected-mode code goes (`code32_start`).
+pub const HIGH_MEMORY_START: u64 = 0x10_0000;
+
 /// Boot-time GDT (null, code64, data).
 pub const BOOT_GDT: u64 = 0x500;
 /// Boot page tables: PML4, one PDPT, four page directories mapping the

@@ -1,9 +1,11 @@
 //! `dmavm`: the command-line front end.
 
+mod boot;
 mod cli;
 mod config;
 mod console;
 mod event_loop;
+mod firmware;
 mod interrupts;
 mod kernel;
 mod kvm;

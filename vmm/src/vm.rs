@@ -4,15 +4,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use dmavm_devices::interrupt::MsiSink;
 use dmavm_devices::ioapic::Ioapic;
-use dmavm_devices::legacy::{ExitPort, COM1_ADDR, COM1_IRQ, EXIT_PORT_ADDR, SERIAL_PORT_LEN};
+use dmavm_devices::legacy::{
+    ExitPort, PowerRegisters, PowerRequest, COM1_ADDR, COM1_IRQ, EXIT_PORT_ADDR, POWER_PORT_BASE,
+    POWER_PORT_LEN, SERIAL_PORT_LEN,
+};
 use dmavm_devices::Bus;
 use kvm_bindings::{kvm_mp_state, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE};
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vmm_sys_util::signal::Killable;
 
+use crate::boot::{self, LinuxBoot};
 use crate::config::{Boot, VmConfig};
 use crate::console::Console;
 use crate::event_loop::EventLoop;
@@ -22,8 +26,9 @@ use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, vcpu_kick_signal, TerminationSignals};
 use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
-use crate::x86_64::{cpuid, long_mode};
-use crate::{kvm, memory, payload};
+use crate::x86_64::entry::{self, EntryState};
+use crate::x86_64::{cpuid, lapic, msrs};
+use crate::{firmware, kvm, memory, payload};
 
 /// How long the vCPU threads get to notice a stop before dmavm exits
 /// without them.
@@ -56,17 +61,37 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let exit_shutdown = shutdown.clone();
     let exit_port = ExitPort::new(move |status| exit_shutdown.request(ExitReason::GuestStatus(status)));
     pio.insert(Arc::new(Mutex::new(exit_port)), EXIT_PORT_ADDR, 1).context("placing the exit port")?;
+    let power_shutdown = shutdown.clone();
+    let power = PowerRegisters::new(move |request| {
+        power_shutdown.request(match request {
+            PowerRequest::PowerOff => ExitReason::PowerOff,
+            PowerRequest::Reset => ExitReason::Reset,
+        })
+    });
+    pio.insert(Arc::new(Mutex::new(power)), POWER_PORT_BASE, POWER_PORT_LEN)
+        .context("placing the power registers")?;
 
-    let entry = match &config.boot {
-        Boot::Payload(path) => payload::load(path, &mem, config.memory)?,
-        Boot::Kernel { kernel, .. } => {
-            crate::kernel::check_image(kernel)?;
-            bail!("booting a Linux kernel is not supported by this build yet; use --payload")
+    let tables = firmware::install(&mem, config.cpus)?;
+    if let Some(dir) = &config.dump_acpi {
+        firmware::dump(&tables, dir)?;
+    }
+    entry::write_boot_tables(&mem)?;
+    let start = match &config.boot {
+        Boot::Payload(path) => Start::Payload(payload::load(path, &mem, config.memory)?),
+        Boot::Kernel { kernel, initrd, cmdline } => {
+            let linux = LinuxBoot {
+                kernel,
+                initrd: initrd.as_deref(),
+                cmdline,
+                memory: config.memory,
+                rsdp: tables.rsdp_addr,
+            };
+            Start::Linux(boot::load(&linux, &mem)?)
         }
     };
-    long_mode::write_boot_tables(&mem)?;
 
-    let vcpus = create_vcpus(&kvm, &vm, config.cpus, entry)?;
+    let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
+    let vcpus = create_vcpus(&kvm, &vm, config.cpus, start, tsc_deadline)?;
 
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
     let _raw_terminal = RawModeGuard::enter();
@@ -98,26 +123,49 @@ fn console_input_wanted() -> bool {
     true
 }
 
-fn create_vcpus(kvm: &Kvm, vm: &VmFd, count: u32, entry: u64) -> Result<Vec<VcpuFd>> {
+/// What the vCPUs start.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// A payload's entry address, on every vCPU.
+    Payload(u64),
+    /// Linux's entry on the boot vCPU; the others wait for INIT/SIPI.
+    Linux(boot::Entry),
+}
+
+fn create_vcpus(kvm: &Kvm, vm: &VmFd, count: u32, start: Start, tsc_deadline: bool) -> Result<Vec<VcpuFd>> {
     let supported =
         kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).context("KVM_GET_SUPPORTED_CPUID failed")?;
     (0..count)
         .map(|id| {
             let vcpu = vm.create_vcpu(u64::from(id)).with_context(|| format!("cannot create vCPU {id}"))?;
-            let mut ids = supported.clone();
-            cpuid::set_apic_id(&mut ids, id);
+            let ids = cpuid::for_vcpu(&supported, cpuid::Topology { apic_id: id, cpus: count, tsc_deadline });
             vcpu.set_cpuid2(&ids).with_context(|| format!("cannot set the CPUID of vCPU {id}"))?;
-            // With the local APICs in KVM, application processors wait for
-            // INIT/SIPI; a payload starts them all at once instead. This must
-            // come before the register state: measured on PVM, an AP made
-            // runnable after KVM_SET_SREGS/REGS never runs.
-            vcpu.set_mp_state(kvm_mp_state { mp_state: KVM_MP_STATE_RUNNABLE })
-                .with_context(|| format!("cannot make vCPU {id} runnable"))?;
-            long_mode::enter_long_mode(&vcpu, payload::entry_state(entry, id, count))
-                .with_context(|| format!("cannot set up vCPU {id}"))?;
+            msrs::setup(&vcpu).with_context(|| format!("cannot set the MSRs of vCPU {id}"))?;
+            lapic::setup(&vcpu).with_context(|| format!("cannot set up the local APIC of vCPU {id}"))?;
+            match start {
+                Start::Payload(entry) => start_payload(&vcpu, id, count, entry)?,
+                Start::Linux(boot::Entry::Long64 { rip, rsi }) if id == 0 => {
+                    entry::enter_long_mode(&vcpu, EntryState { rip, rsi, ..Default::default() })?
+                }
+                Start::Linux(boot::Entry::Pvh32 { rip, ebx }) if id == 0 => {
+                    entry::enter_pvh(&vcpu, rip, ebx)?
+                }
+                Start::Linux(_) => {}
+            }
             Ok(vcpu)
         })
         .collect()
+}
+
+fn start_payload(vcpu: &VcpuFd, id: u32, count: u32, entry: u64) -> Result<()> {
+    // With the local APICs in KVM, application processors wait for
+    // INIT/SIPI; a payload starts them all at once instead. This must come
+    // before the register state: measured on PVM, an AP made runnable after
+    // KVM_SET_SREGS/REGS never runs.
+    vcpu.set_mp_state(kvm_mp_state { mp_state: KVM_MP_STATE_RUNNABLE })
+        .with_context(|| format!("cannot make vCPU {id} runnable"))?;
+    entry::enter_long_mode(vcpu, payload::entry_state(entry, id, count))
+        .with_context(|| format!("cannot set up vCPU {id}"))
 }
 
 /// Makes every vCPU thread leave `KVM_RUN` and waits for them (bounded).

@@ -1,13 +1,14 @@
-//! Putting a vCPU straight into 64-bit long mode: a flat GDT, identity page
-//! tables for the first 4 GiB, and the control registers that enable paging.
+//! The state a vCPU starts in, without firmware.
 //!
-//! Both the test payloads and (later) the Linux 64-bit boot protocol start
-//! this way; the Linux protocol asks for exactly this state (boot.rst,
-//! "64-bit BOOT PROTOCOL": identity mapping, `__BOOT_CS`/`__BOOT_DS`
-//! flat segments, interrupts off).
+//! - 64-bit long mode: a flat GDT, identity page tables for the first 4 GiB
+//!   and paging on. Test payloads and Linux's 64-bit boot protocol start
+//!   this way (boot.rst, "64-bit BOOT PROTOCOL": identity mapping,
+//!   `__BOOT_CS` 0x10 / `__BOOT_DS` 0x18 flat segments, interrupts off).
+//! - 32-bit protected mode with paging off, for the PVH entry (pvh.html:
+//!   flat 4 GiB CS/DS, `ebx` = start info, CR0.PE set, CR4 and EFER clear).
 
 use anyhow::{Context, Result};
-use kvm_bindings::{kvm_regs, kvm_segment};
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -29,10 +30,12 @@ const EFER_LMA: u64 = 1 << 10;
 pub const CODE_SELECTOR: u16 = 0x10;
 /// Flat data selector.
 pub const DATA_SELECTOR: u16 = 0x18;
+/// Flat 32-bit code selector, for the PVH entry.
+pub const CODE32_SELECTOR: u16 = 0x20;
 
-/// GDT descriptors: null, null, 64-bit code, flat data (Intel SDM vol. 3,
-/// 3.4.5: base 0, limit 0xfffff with 4 KiB granularity).
-const GDT: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+/// GDT descriptors: null, null, 64-bit code, flat data, 32-bit code (Intel
+/// SDM vol. 3, 3.4.5: base 0, limit 0xfffff with 4 KiB granularity).
+const GDT: [u64; 5] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x00cf_9b00_0000_ffff];
 
 /// Writes the GDT and the identity page tables into guest memory.
 pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<()> {
@@ -91,8 +94,37 @@ pub struct EntryState {
 
 /// Puts `vcpu` into long mode at `entry` with interrupts disabled.
 pub fn enter_long_mode(vcpu: &VcpuFd, entry: EntryState) -> Result<()> {
+    set_segments_and_fpu(vcpu, segment(CODE_SELECTOR, 0xb, true), |sregs| {
+        sregs.cr3 = BOOT_PML4;
+        sregs.cr4 |= CR4_PAE;
+        sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
+        sregs.efer |= EFER_LME | EFER_LMA;
+    })?;
+    set_regs(vcpu, entry)
+}
+
+/// Puts `vcpu` into 32-bit protected mode, paging off, at `rip` with
+/// `ebx` (the PVH start info) as the only argument.
+pub fn enter_pvh(vcpu: &VcpuFd, rip: u64, ebx: u64) -> Result<()> {
+    set_segments_and_fpu(vcpu, segment(CODE32_SELECTOR, 0xb, false), |sregs| {
+        sregs.cr0 = CR0_PE | CR0_ET;
+        sregs.cr4 = 0;
+        sregs.efer = 0;
+    })?;
+    let regs = kvm_regs { rip, rbx: ebx, rflags: 0x2, ..Default::default() };
+    vcpu.set_regs(&regs).context("KVM_SET_REGS")
+}
+
+/// x87 control word and MXCSR after FINIT / reset (SDM vol. 1, 8.1.5 and
+/// 10.2.3.1): all exceptions masked.
+fn init_fpu(vcpu: &VcpuFd) -> Result<()> {
+    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    vcpu.set_fpu(&fpu).context("KVM_SET_FPU")
+}
+
+fn set_segments_and_fpu(vcpu: &VcpuFd, code: kvm_segment, mode: impl FnOnce(&mut kvm_sregs)) -> Result<()> {
+    init_fpu(vcpu)?;
     let mut sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
-    let code = segment(CODE_SELECTOR, 0xb, true);
     let data = segment(DATA_SELECTOR, 0x3, false);
     sregs.cs = code;
     sregs.ds = data;
@@ -106,12 +138,11 @@ pub fn enter_long_mode(vcpu: &VcpuFd, entry: EntryState) -> Result<()> {
     // triple fault, which dmavm reports, rather than a jump into garbage.
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
-    sregs.cr3 = BOOT_PML4;
-    sregs.cr4 |= CR4_PAE;
-    sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
-    sregs.efer |= EFER_LME | EFER_LMA;
-    vcpu.set_sregs(&sregs).context("KVM_SET_SREGS")?;
+    mode(&mut sregs);
+    vcpu.set_sregs(&sregs).context("KVM_SET_SREGS")
+}
 
+fn set_regs(vcpu: &VcpuFd, entry: EntryState) -> Result<()> {
     let regs = kvm_regs {
         rip: entry.rip,
         rsp: entry.rsp,

@@ -1,4 +1,6 @@
 //! x86_64 vCPU state set-up.
 
 pub mod cpuid;
-pub mod long_mode;
+pub mod entry;
+pub mod lapic;
+pub mod msrs;

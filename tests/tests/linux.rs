@@ -1,0 +1,87 @@
+//! Real Linux guests (the Debian 6.12 cloud kernel and the project's
+//! busybox initramfs) booted by dmavm under real KVM: both kernel formats,
+//! 1 and 2 vCPUs, power-off, reboot, and a chosen status through the exit
+//! device. All scenarios share one sandbox boot.
+
+// A missing DMAVM value is a test failure with the whole scenario report.
+#![allow(clippy::panic)]
+
+use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
+
+const ALL: &[&str] = &[
+    "linux-bzimage-1cpu",
+    "linux-bzimage-2cpu",
+    "linux-pvh-2cpu",
+    "linux-poweroff",
+    "linux-reboot",
+    "linux-status",
+];
+
+fn scenario(name: &str) -> Result<ScenarioResult, Error> {
+    let r = run_scenario(ALL, name)?;
+    println!("dmavm-tests: test bed: {}", Testbed::detect()?);
+    Ok(r)
+}
+
+fn value(r: &ScenarioResult, key: &str) -> u64 {
+    r.dmavm_value(key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no numeric DMAVM {key}=: {r}"))
+}
+
+/// The guest ran its basic check: it saw `cpus` CPUs, all online, a memory
+/// size consistent with `memory_mib`, a clean kernel log, and dmavm
+/// returned the check's status 0.
+fn assert_booted(r: &ScenarioResult, cpus: u64, memory_mib: u64) {
+    assert_eq!(r.status, 0, "{r}");
+    assert_eq!(r.dmavm_value("check"), Some("basic"), "{r}");
+    assert_eq!(value(r, "vmm_status"), 0, "{r}");
+    assert_eq!(value(r, "cpus"), cpus, "{r}");
+    let online = if cpus == 1 { "0".to_string() } else { format!("0-{}", cpus - 1) };
+    assert_eq!(r.dmavm_value("online"), Some(online.as_str()), "{r}");
+    // MemTotal is RAM minus what the kernel reserves for itself: well over
+    // half of it, never more than all of it.
+    let mem_kb = value(r, "mem_kb");
+    assert!(mem_kb <= memory_mib * 1024 && mem_kb > memory_mib * 1024 / 2, "mem_kb={mem_kb}: {r}");
+    assert_eq!(value(r, "dmesg_bad"), 0, "{r}");
+}
+
+#[test]
+fn bzimage_boots_with_one_vcpu() -> Result<(), Error> {
+    assert_booted(&scenario("linux-bzimage-1cpu")?, 1, 256);
+    Ok(())
+}
+
+#[test]
+fn bzimage_boots_with_two_vcpus() -> Result<(), Error> {
+    assert_booted(&scenario("linux-bzimage-2cpu")?, 2, 512);
+    Ok(())
+}
+
+#[test]
+fn pvh_vmlinux_boots_with_two_vcpus() -> Result<(), Error> {
+    assert_booted(&scenario("linux-pvh-2cpu")?, 2, 256);
+    Ok(())
+}
+
+#[test]
+fn guest_poweroff_ends_dmavm_with_zero() -> Result<(), Error> {
+    let r = scenario("linux-poweroff")?;
+    assert_eq!(r.dmavm_value("poweroff"), Some("requested"), "{r}");
+    assert_eq!(value(&r, "vmm_status"), 0, "{r}");
+    Ok(())
+}
+
+#[test]
+fn guest_reboot_ends_dmavm_with_the_reset_status() -> Result<(), Error> {
+    let r = scenario("linux-reboot")?;
+    assert_eq!(r.dmavm_value("reboot"), Some("requested"), "{r}");
+    assert_eq!(value(&r, "vmm_status"), 3, "{r}");
+    Ok(())
+}
+
+#[test]
+fn chosen_status_comes_back_through_the_exit_device() -> Result<(), Error> {
+    let r = scenario("linux-status")?;
+    assert_eq!(r.dmavm_value("chosen_status"), Some("7"), "{r}");
+    assert_eq!(value(&r, "vmm_status"), 7, "{r}");
+    Ok(())
+}

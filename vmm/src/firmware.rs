@@ -1,0 +1,52 @@
+//! The ACPI description of the machine, from the same constants the device
+//! models use, written into the BIOS area of guest memory.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use dmavm_acpi::{AcpiTables, IoApic, Platform, ResetRegister, SerialPort, SleepRegisters};
+use dmavm_devices::legacy::power::{
+    POWER_PORT_BASE, RESET_OFFSET, RESET_VALUE, S5_SLP_TYP, SLEEP_CONTROL_OFFSET, SLEEP_STATUS_OFFSET,
+};
+use dmavm_devices::legacy::{COM1_ADDR, COM1_IRQ};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::layout::{ACPI_END, ACPI_START, IOAPIC_ADDR};
+
+/// The platform dmavm declares for `cpus` vCPUs (APIC ID = vCPU index).
+pub fn platform(cpus: u32) -> Result<Platform> {
+    let cpus = (0..cpus).map(u8::try_from).collect::<Result<Vec<u8>, _>>().context("APIC IDs are 8-bit")?;
+    let port = |offset: u64| u16::try_from(POWER_PORT_BASE + offset).map_err(|_| anyhow!("power port"));
+    Ok(Platform {
+        cpus,
+        ioapic: IoApic { id: 0, address: IOAPIC_ADDR as u32, gsi_base: 0 },
+        // Every ISA IRQ reaches the IOAPIC pin of the same number; without
+        // a PIT there is no IRQ 0 to redirect to pin 2.
+        isa_overrides: Vec::new(),
+        sleep: SleepRegisters {
+            control_port: port(SLEEP_CONTROL_OFFSET)?,
+            status_port: port(SLEEP_STATUS_OFFSET)?,
+            s5_slp_typ: S5_SLP_TYP,
+        },
+        reset: ResetRegister { port: port(RESET_OFFSET)?, value: RESET_VALUE },
+        serial_ports: vec![SerialPort { io_base: COM1_ADDR as u16, irq: COM1_IRQ as u8, uid: 0 }],
+    })
+}
+
+/// Builds the tables for `cpus` vCPUs and writes them into `mem`; returns
+/// them (the RSDP address goes to the kernel).
+pub fn install(mem: &GuestMemoryMmap, cpus: u32) -> Result<AcpiTables> {
+    let tables =
+        dmavm_acpi::build(&platform(cpus)?, ACPI_START..ACPI_END).context("building the ACPI tables")?;
+    for blob in &tables.blobs {
+        mem.write_slice(&blob.bytes, GuestAddress(blob.addr)).context("writing the ACPI tables")?;
+    }
+    Ok(tables)
+}
+
+/// Writes each table as `dir/<SIG>.dat` (the names `iasl -d` expects).
+pub fn dump(tables: &AcpiTables, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    tables.dump_to_dir(dir).with_context(|| format!("cannot dump the ACPI tables into {}", dir.display()))?;
+    Ok(())
+}
