@@ -32,8 +32,13 @@ pub const CMDLINE_ADDR: u64 = 0x2_0000;
 pub const CMDLINE_MAX: u64 = 0x1_0000;
 /// ACPI tables: RSDP first, in the BIOS area where Linux also scans for it.
 pub const ACPI_START: u64 = 0xe_0000;
-/// End of the ACPI area (the start of high memory).
-pub const ACPI_END: u64 = 0x10_0000;
+/// End of the ACPI area.
+pub const ACPI_END: u64 = 0xf_0000;
+/// The real-mode reset vector (F000:FFF0), where a guest that asks "the
+/// BIOS" to reboot jumps; dmavm puts a tiny reset stub there.
+pub const RESET_VECTOR: u64 = 0xf_fff0;
+// The reset stub's 16 bytes sit between the ACPI tables and high memory.
+const _: () = assert!(ACPI_END <= RESET_VECTOR && RESET_VECTOR + 16 <= HIGH_MEMORY_START);
 /// Where the kernel's protected-mode code goes (`code32_start`).
 pub const HIGH_MEMORY_START: u64 = 0x10_0000;
 

@@ -27,7 +27,7 @@ use crate::signals::{install_vcpu_kick_handler, vcpu_kick_signal, TerminationSig
 use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_64::entry::{self, EntryState};
-use crate::x86_64::{cpuid, lapic, msrs};
+use crate::x86_64::{cpuid, lapic, msrs, xsave_probe};
 use crate::{firmware, kvm, memory, payload};
 
 /// How long the vCPU threads get to notice a stop before dmavm exits
@@ -133,8 +133,12 @@ enum Start {
 }
 
 fn create_vcpus(kvm: &Kvm, vm: &VmFd, count: u32, start: Start, tsc_deadline: bool) -> Result<Vec<VcpuFd>> {
-    let supported =
+    let mut supported =
         kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).context("KVM_GET_SUPPORTED_CPUID failed")?;
+    if matches!(start, Start::Linux(_)) && !xsave_probe::kvm_sees_guest_xsetbv(kvm, &supported)? {
+        log::info!("KVM does not see the guest's XSETBV on this host (nested emulation?): hiding XSAVE");
+        xsave_probe::hide_xsave(&mut supported);
+    }
     (0..count)
         .map(|id| {
             let vcpu = vm.create_vcpu(u64::from(id)).with_context(|| format!("cannot create vCPU {id}"))?;

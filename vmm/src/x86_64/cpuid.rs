@@ -40,6 +40,16 @@ pub fn for_vcpu(supported: &CpuId, topo: Topology) -> CpuId {
     let core_bits = id_bits(topo.cpus);
     for e in cpuid.as_mut_slice() {
         patch(e, topo, core_bits);
+        if topo.apic_id == 0 && e.function == 0xd {
+            log::debug!(
+                "CPUID 0xd.{}: eax={:#x} ebx={:#x} ecx={:#x} edx={:#x}",
+                e.index,
+                e.eax,
+                e.ebx,
+                e.ecx,
+                e.edx
+            );
+        }
     }
     cpuid
 }

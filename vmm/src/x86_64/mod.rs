@@ -4,3 +4,4 @@ pub mod cpuid;
 pub mod entry;
 pub mod lapic;
 pub mod msrs;
+pub mod xsave_probe;
