@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # boot.sh - the README's first command: install what dmavm needs, build it,
-# and run the main job. Today that is a payload demo (COM1 output, 2 vCPUs
-# reading their local APIC IDs, the exit device); booting the default Linux
-# guest replaces it once the Linux boot protocol lands.
-# usage: resources/boot.sh
+# fetch and build the default guest (Debian 6.12 cloud kernel + busybox
+# initramfs), and boot it.
+# - With hardware KVM (kvm_intel or kvm_amd loaded): boots it here, with the
+#   guest's console on this terminal; its busybox shell's `poweroff -f` ends
+#   the VM.
+# - Elsewhere (no KVM, or this project's PVM machines, where a stock kernel
+#   cannot boot): boots it in the nested test bed and prints the guest's
+#   console lines and a summary.
+# usage: resources/boot.sh [--cpus N] [--memory SIZE]   (defaults 2, 1G)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+cpus=2 memory=1G
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cpus) cpus=${2:?--cpus needs a value}; shift 2 ;;
+    --memory) memory=${2:?--memory needs a value}; shift 2 ;;
+    *) echo "boot.sh: error: unknown option $1 (use --cpus N, --memory SIZE)" >&2; exit 2 ;;
+  esac
+done
 resources/setup.sh
 cargo build --release -q -p dmavm
-resources/payloads/build.sh build/payloads
-[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "boot.sh: error: /dev/kvm is missing or not accessible" >&2; exit 1; }
-echo "boot.sh: dmavm run --payload build/payloads/hello.bin (exits with the status the guest chooses: 7)"
-set +e
-target/release/dmavm run --payload build/payloads/hello.bin --memory 64M
-echo "boot.sh: dmavm exited with $?"
-echo "boot.sh: dmavm run --payload build/payloads/apic-id.bin --cpus 2"
-target/release/dmavm run --payload build/payloads/apic-id.bin --cpus 2 --memory 64M
-echo "boot.sh: dmavm exited with $?"
+resources/guest/fetch-kernel.sh
+resources/guest/build-initramfs.sh
+if { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; } && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+  echo "boot.sh: booting build/guest/vmlinuz with dmavm ($cpus vCPUs, $memory); poweroff -f in the guest ends it"
+  exec target/release/dmavm run --kernel build/guest/vmlinuz --initrd build/guest/initramfs.cpio.gz \
+    --cpus "$cpus" --memory "$memory" --cmdline "console=ttyS0 quiet"
+fi
+echo "boot.sh: no hardware KVM here: booting the guest inside the nested test bed (QEMU TCG + L1 KVM)"
+exec cargo run -q --release -p dmavm-tests --bin testbed -- linux-demo

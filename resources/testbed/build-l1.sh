@@ -6,6 +6,9 @@
 # the static dmavm binary, the payloads, the L2 guest (kernel, PVH vmlinux,
 # initramfs) under /guest, the scenarios (tests/scenarios/*.sh) and /init
 # (resources/testbed/l1-init).
+# With DMAVM_L1_WITH_QEMU=1 it also carries qemu-system-x86_64, its shared
+# libraries and the firmware microvm needs, for benchmarks that compare
+# dmavm with QEMU inside the same L1 (resources/bench/linux-boot.sh).
 # Output: build/testbed/l1.cpio (uncompressed: TCG unpacks that fastest);
 # rebuilt only when an input changed.
 # usage: resources/testbed/build-l1.sh DMAVM_STATIC_BINARY PAYLOAD_DIR
@@ -35,7 +38,11 @@ inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$BUSYBOX" "$DMAVM" "$GUEST/kver" "$
         "$GUEST/vmlinux" "$GUEST/initramfs.cpio.gz")
 shopt -s nullglob
 scenarios=("$ROOT"/tests/scenarios/*.sh)
-stamp=$( { sha256sum "${inputs[@]}" "${scenarios[@]}";
+WITH_QEMU=${DMAVM_L1_WITH_QEMU:-0}
+QEMU=/usr/bin/qemu-system-x86_64
+QEMU_FIRMWARE=(bios-microvm.bin qboot.rom linuxboot_dma.bin pvh.bin kvmvapic.bin)
+[ "$WITH_QEMU" = 1 ] && inputs+=("$QEMU")
+stamp=$( { echo "with_qemu=$WITH_QEMU"; sha256sum "${inputs[@]}" "${scenarios[@]}";
            (cd "$PAYLOADS" && find . -type f | LC_ALL=C sort | xargs -r sha256sum); } \
          | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
 if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -58,6 +65,20 @@ cp -a "$PAYLOADS"/. "$R/payloads/"
 cp "$GUEST/vmlinuz" "$GUEST/vmlinux" "$GUEST/initramfs.cpio.gz" "$R/guest/"
 [ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
 install -m 755 "$HERE/l1-init" "$R/init"
+if [ "$WITH_QEMU" = 1 ]; then
+  [ -x $QEMU ] || die "$QEMU not found (run resources/setup.sh)"
+  mkdir -p "$R/usr/bin" "$R/usr/share/qemu"
+  cp $QEMU "$R/usr/bin/"
+  # every library ldd names, and the dynamic loader
+  for lib in $(ldd $QEMU | awk '/=>/ { print $3 } $1 ~ /^\// { print $1 }'); do
+    mkdir -p "$R$(dirname "$lib")"
+    cp -L "$lib" "$R$lib"
+  done
+  for f in "${QEMU_FIRMWARE[@]}"; do
+    [ -e "/usr/share/qemu/$f" ] || die "QEMU firmware /usr/share/qemu/$f missing"
+    cp -L "/usr/share/qemu/$f" "$R/usr/share/qemu/"
+  done
+fi
 (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"
 mv "$OUT/l1.cpio.$$" "$OUT/l1.cpio"
 echo "$stamp" > "$OUT/l1.stamp"

@@ -3,7 +3,6 @@
 //! threads run the guest. Later, ioeventfd- and irqfd-driven devices
 //! register here too.
 
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
@@ -98,6 +97,15 @@ impl MutEventSubscriber for StopWatcher {
 
 const STDIN: i32 = libc::STDIN_FILENO;
 
+/// Reads stdin without a user-space buffer. `std::io::stdin()` buffers: it
+/// would swallow more than the UART can take, leave the rest where epoll
+/// cannot see it, and stall input (a 201-byte paste stopped after 64).
+fn read_stdin(buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid, writable memory of `buf.len()` bytes.
+    let n = unsafe { libc::read(STDIN, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
 /// Copies stdin into the console device with flow control: while the device
 /// is full, stdin is not watched (so the loop does not spin) and the
 /// device's "drained" event re-enables it.
@@ -132,7 +140,7 @@ impl StdinInput {
         }
         let mut buf = [0u8; 64];
         let want = room.min(buf.len());
-        match std::io::stdin().lock().read(&mut buf[..want]) {
+        match read_stdin(&mut buf[..want]) {
             Ok(0) => {
                 drop(console);
                 self.close(ops);

@@ -10,13 +10,33 @@ use crate::layout::ram_ranges;
 
 /// Maps `size` bytes of guest RAM. Pages are only backed when the guest
 /// touches them (the mappings are private, anonymous and not reserved).
-pub fn create(size: u64) -> Result<GuestMemoryMmap> {
+///
+/// With `huge_pages`, the mappings are advised for transparent huge pages
+/// (`MADV_HUGEPAGE`, as QEMU does), so KVM can back guest memory with 2 MiB
+/// pages also on hosts whose THP mode is "madvise" (Debian's default
+/// `defrag` setting only compacts for advised mappings). A payload touches
+/// a few pages, and a huge page would only inflate its footprint, so it
+/// goes without.
+pub fn create(size: u64, huge_pages: bool) -> Result<GuestMemoryMmap> {
     let ranges: Vec<(GuestAddress, usize)> = ram_ranges(size)
         .into_iter()
         .map(|(base, len)| Ok((GuestAddress(base), usize::try_from(len)?)))
         .collect::<Result<_>>()?;
-    GuestMemoryMmap::from_ranges(&ranges)
-        .with_context(|| format!("cannot map {} MiB of guest memory", size >> 20))
+    let mem = GuestMemoryMmap::from_ranges(&ranges)
+        .with_context(|| format!("cannot map {} MiB of guest memory", size >> 20))?;
+    if huge_pages {
+        for region in mem.iter() {
+            let len = usize::try_from(region.len())?;
+            // SAFETY: the range is exactly one live mapping owned by `mem`;
+            // madvise only changes how the kernel backs it.
+            let rc = unsafe { libc::madvise(region.as_ptr().cast(), len, libc::MADV_HUGEPAGE) };
+            if rc != 0 {
+                // Not fatal: kernels without THP refuse the advice.
+                log::debug!("madvise(MADV_HUGEPAGE) on guest memory: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(mem)
 }
 
 /// Registers every RAM region with KVM, one memory slot each.

@@ -39,7 +39,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let kvm = kvm::open(&config.kvm_device)?;
     config.check_cpus(kvm::max_vcpus(&kvm))?;
     let vm = Arc::new(kvm::create_vm(&kvm)?);
-    let mem = memory::create(config.memory)?;
+    let mem = memory::create(config.memory, matches!(config.boot, Boot::Kernel { .. }))?;
     memory::register(&vm, &mem)?;
 
     let shutdown = Arc::new(Shutdown::new().context("cannot create the stop event")?);
