@@ -38,14 +38,7 @@ _start:
         hlt
         jmp     3b
 
-# puts: prints the NUL-terminated string at rsi; leaves dx = COM1.
-puts:   mov     dx, COM1
-1:      lodsb
-        test    al, al
-        jz      2f
-        out     dx, al
-        jmp     1b
-2:      ret
+        .include "puts.inc"
 
 # putdec: prints rax (< 1000) in decimal; leaves dx = COM1.
 putdec: mov     dx, COM1

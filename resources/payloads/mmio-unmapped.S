@@ -17,14 +17,7 @@ _start:
         out     EXIT_PORT, al
         hlt
 
-# puts: prints the NUL-terminated string at rsi; leaves dx = COM1.
-puts:   mov     dx, COM1
-1:      lodsb
-        test    al, al
-        jz      2f
-        out     dx, al
-        jmp     1b
-2:      ret
+        .include "puts.inc"
 
 # puthex32: prints eax as 8 lowercase hex digits.
 puthex32:
