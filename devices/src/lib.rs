@@ -9,6 +9,7 @@ pub mod bus;
 pub mod interrupt;
 pub mod ioapic;
 pub mod legacy;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
 pub use interrupt::{InterruptError, InterruptLine, MsiMessage, MsiSink};
