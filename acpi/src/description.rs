@@ -20,6 +20,24 @@ pub struct Platform {
     pub reset: ResetRegister,
     /// 16550-compatible UARTs, described as `PNP0501` devices in the DSDT.
     pub serial_ports: Vec<SerialPort>,
+    /// virtio-mmio devices, described as `LNRO0005` devices in the DSDT.
+    pub virtio_mmio: Vec<VirtioMmioDevice>,
+}
+
+/// A virtio-mmio device (virtio 1.2 section 4.2), as Linux's `virtio_mmio`
+/// driver finds it through ACPI: `_HID "LNRO0005"`, its register window and
+/// interrupt in `_CRS`, and its DMA coherency in `_CCA`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtioMmioDevice {
+    /// Guest-physical base of its register window (below 4 GiB).
+    pub base: u32,
+    /// Size of the window.
+    pub size: u32,
+    /// Global system interrupt (an I/O APIC input), edge triggered, active
+    /// high.
+    pub gsi: u32,
+    /// `_CCA`: whether its DMA is cache-coherent.
+    pub coherent: bool,
 }
 
 /// An I/O APIC (ACPI 6.5 section 5.2.12.3).

@@ -21,12 +21,13 @@ pub(crate) enum HardwareId {
     /// `acpi_tables` panics otherwise, so only the constants below are used.
     EisaId(&'static str),
     /// An ACPI ID as a string, e.g. "LNRO0005" (virtio-mmio).
-    #[allow(dead_code)] // virtio-mmio devices arrive in a later change.
     String(&'static str),
 }
 
 /// 16550A-compatible UART.
 pub(crate) const HID_SERIAL_16550: HardwareId = HardwareId::EisaId("PNP0501");
+/// virtio-mmio, the ID Linux's `virtio_mmio` driver matches in ACPI.
+pub(crate) const HID_VIRTIO_MMIO: HardwareId = HardwareId::String("LNRO0005");
 
 /// One `Device (NAME) { ... }` in `\_SB_`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use acpi_tables::aml::{Name, Package, Path, Scope};
 use acpi_tables::Aml;
 
 use crate::description::Platform;
-use crate::device_node::{DeviceNode, HID_SERIAL_16550};
+use crate::device_node::{DeviceNode, HID_SERIAL_16550, HID_VIRTIO_MMIO};
 use crate::error::Error;
 use crate::identity::new_table;
 use crate::name_seg::NameSeg;
@@ -48,7 +48,8 @@ fn s5_object(slp_typ: u8) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// The devices of `\_SB_`, in order: serial ports (COM1, COM2, ... by position).
+/// The devices of `\_SB_`, in order: serial ports (COM1, COM2, ... by position), then
+/// virtio-mmio devices (VR00, VR01, ...).
 fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
     let mut nodes = Vec::new();
     for (i, port) in platform.serial_ports.iter().enumerate() {
@@ -66,6 +67,21 @@ fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
             resources: vec![
                 Resource::Io { base: port.io_base, len: UART_PORTS },
                 Resource::IrqNoFlags(port.irq),
+            ],
+        });
+    }
+    for (i, dev) in platform.virtio_mmio.iter().enumerate() {
+        let name = NameSeg::indexed("VR", i).ok_or(Error::TooManyVirtioMmio(platform.virtio_mmio.len()))?;
+        nodes.push(DeviceNode {
+            name,
+            hid: HID_VIRTIO_MMIO,
+            uid: u32::try_from(i).map_err(|_| Error::TooManyVirtioMmio(platform.virtio_mmio.len()))?,
+            // Every virtio device does DMA; the DMA contract requires its coherency on it.
+            cca: Some(dev.coherent),
+            integers: Vec::new(),
+            resources: vec![
+                Resource::Memory32Fixed { base: dev.base, len: dev.size },
+                Resource::EdgeInterrupt(dev.gsi),
             ],
         });
     }

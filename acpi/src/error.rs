@@ -34,6 +34,9 @@ pub enum Error {
     /// Serial port devices are named COM1..COMF.
     #[error("{0} serial ports; at most 15 can be described")]
     TooManySerialPorts(usize),
+    /// virtio-mmio devices are named VR00..VRFF.
+    #[error("{0} virtio-mmio devices; at most 256 can be described")]
+    TooManyVirtioMmio(usize),
     /// The tables do not fit in the region given to [`crate::build`].
     #[error("{table} ({len} bytes) does not fit in the ACPI region {start:#x}..{end:#x}")]
     DoesNotFit {

@@ -39,6 +39,7 @@ pub use assemble::build;
 pub use blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 pub use description::{
     InterruptOverride, IoApic, Platform, Polarity, ResetRegister, SerialPort, SleepRegisters, TriggerMode,
+    VirtioMmioDevice,
 };
 pub use error::Error;
 pub use madt::LOCAL_APIC_ADDRESS;

@@ -4,7 +4,7 @@
 //! and Extended Interrupt for virtio-mmio, Word/DWord/QWord address spaces for PCI host bridges,
 //! which `acpi_tables` already encodes).
 
-use acpi_tables::aml::{ResourceTemplate, IO};
+use acpi_tables::aml::{Interrupt, Memory32Fixed, ResourceTemplate, IO};
 use acpi_tables::{Aml, AmlSink};
 
 /// One resource of a `_CRS` buffer.
@@ -19,6 +19,16 @@ pub(crate) enum Resource {
     },
     /// `IRQNoFlags () {irq}`: an ISA IRQ (0-15), edge triggered, active high, exclusive.
     IrqNoFlags(u8),
+    /// `Memory32Fixed (ReadWrite, base, len)`: a register window (section 6.4.3.4).
+    Memory32Fixed {
+        /// First byte.
+        base: u32,
+        /// Length in bytes.
+        len: u32,
+    },
+    /// `Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {gsi}`: a global system
+    /// interrupt beyond the ISA range (extended interrupt descriptor, section 6.4.3.6).
+    EdgeInterrupt(u32),
 }
 
 /// The short IRQ descriptor without its information byte (section 6.4.2.1): tag 0x22 (small
@@ -44,6 +54,8 @@ impl Resource {
             // meaningless and iasl/Linux accept 0.
             Resource::Io { base, len } => Box::new(IO::new(base, base, 0, len)),
             Resource::IrqNoFlags(irq) => Box::new(IrqNoFlags(irq)),
+            Resource::Memory32Fixed { base, len } => Box::new(Memory32Fixed::new(true, base, len)),
+            Resource::EdgeInterrupt(gsi) => Box::new(Interrupt::new(true, true, false, false, gsi)),
         }
     }
 }
@@ -71,6 +83,25 @@ mod tests {
                 0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x00, 0x08, // IO(Decode16, 0x3f8, 0x3f8, 0, 8)
                 0x22, 0x10, 0x00, // IRQNoFlags(){4}: mask bit 4
                 0x79, 0x00, // EndTag, checksum 0 ("treat as valid")
+            ]
+        );
+    }
+
+    #[test]
+    fn virtio_mmio_template() {
+        let bytes = resource_template(&[
+            Resource::Memory32Fixed { base: 0xd000_0000, len: 0x200 },
+            Resource::EdgeInterrupt(5),
+        ]);
+        assert_eq!(
+            bytes,
+            [
+                0x11, 0x1a, 0x0a, 0x17, // Buffer, PkgLength 26, BufferSize 23
+                // Memory32Fixed: tag 0x86, length 9, RW, base, length
+                0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xd0, 0x00, 0x02, 0x00, 0x00,
+                // Extended interrupt: tag 0x89, length 6, flags consumer|edge, count 1, GSI 5
+                0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0x00, 0x00, 0x00, //
+                0x79, 0x00,
             ]
         );
     }

@@ -29,5 +29,6 @@ pub(crate) fn sample_platform() -> Platform {
         sleep: SleepRegisters { control_port: 0x600, status_port: 0x601, s5_slp_typ: 5 },
         reset: ResetRegister { port: 0x602, value: 1 },
         serial_ports: vec![SerialPort { io_base: 0x3f8, irq: 4, uid: 1 }],
+        virtio_mmio: Vec::new(),
     }
 }

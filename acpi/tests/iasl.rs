@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 
 use dmavm_acpi::{
     build, AcpiTables, Blob, InterruptOverride, IoApic, Platform, Polarity, ResetRegister, SerialPort,
-    SleepRegisters, TriggerMode, RSDP_SIGNATURE,
+    SleepRegisters, TriggerMode, VirtioMmioDevice, RSDP_SIGNATURE,
 };
 
 /// Length of the common table header; the creator ID/revision in it (bytes 28..36) are rewritten
@@ -36,6 +36,11 @@ fn sample_platform() -> Platform {
         sleep: SleepRegisters { control_port: 0x600, status_port: 0x601, s5_slp_typ: 5 },
         reset: ResetRegister { port: 0x602, value: 1 },
         serial_ports: vec![SerialPort { io_base: 0x3f8, irq: 4, uid: 1 }],
+        // Both coherency values, so the test sees each `_CCA` encoding.
+        virtio_mmio: vec![
+            VirtioMmioDevice { base: 0xd000_0000, size: 0x200, gsi: 5, coherent: true },
+            VirtioMmioDevice { base: 0xd000_1000, size: 0x200, gsi: 6, coherent: false },
+        ],
     }
 }
 
@@ -195,6 +200,25 @@ fn iasl_accepts_every_table() {
         "IRQNoFlags ()\n{4}",
     ] {
         assert_has(dsdt, "DSDT", needle);
+    }
+    // Each virtio-mmio device with its window, its interrupt and its own coherency.
+    for (name, base, gsi, cca) in
+        [("VR00", "0xD0000000", "0x00000005", "One"), ("VR01", "0xD0001000", "0x00000006", "Zero")]
+    {
+        let start = dsdt.find(&format!("Device ({name})")).unwrap_or_else(|| panic!("no {name}:\n{dsdt}"));
+        let end = dsdt[start + 4..].find("Device (").map_or(dsdt.len(), |e| start + 4 + e);
+        let device = &dsdt[start..end];
+        for needle in [
+            "Name (_HID, \"LNRO0005\")".to_string(),
+            format!("Name (_CCA, {cca})"),
+            "Memory32Fixed (ReadWrite,".to_string(),
+            format!("{base}, // Address Base"),
+            "0x00000200, // Address Length".to_string(),
+            "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )".to_string(),
+            gsi.to_string(),
+        ] {
+            assert_has(device, name, &needle);
+        }
     }
 }
 
