@@ -1,8 +1,14 @@
 //! Virtio: the device contract, the transports and the devices.
 
+pub mod block;
 pub mod device;
+pub mod mmio;
+pub mod rng;
 
+pub use block::{Block, BlockConfig, BlockError, BLOCK_ID_BYTES, BLOCK_QUEUE_SIZE};
 pub use device::{
     Activation, DeviceError, InterruptKind, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM,
     VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
+pub use mmio::{MmioError, MmioTransport};
+pub use rng::{Rng, RngConfig, RNG_MAX_BYTES_PER_REQUEST, RNG_QUEUE_SIZE};

@@ -1,0 +1,77 @@
+//! Turning a descriptor chain into the list of guest buffers it describes,
+//! with the structural checks that virtio-queue's iterator only signals by
+//! stopping early.
+//!
+//! `virtio_queue::DescriptorChain` ends iteration silently when the chain
+//! loops (its time-to-live runs out), when a `next` index is outside the
+//! table, when a descriptor cannot be read, when an indirect table is
+//! malformed or nested inside another one, and when the chain would exceed
+//! 2^32 bytes. In every such case the last descriptor it yielded still has
+//! `VIRTQ_DESC_F_NEXT` set (or it yielded nothing), which is how [`walk`]
+//! tells a complete chain from a truncated one. It also enforces the limit
+//! the iterator does not: a chain, indirect tables included, is never longer
+//! than the queue size (virtio 1.2, 2.7.5.3.1).
+//!
+//! The rng device uses this walker too; it lives here because this task may
+//! only add files under `block/` (it belongs in `virtio/` eventually).
+
+use std::ops::Deref;
+
+use virtio_queue::DescriptorChain;
+use vm_memory::{GuestAddress, GuestMemory};
+
+/// One descriptor's buffer, as the driver described it (not yet checked
+/// against guest memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Buffer {
+    /// Guest address (an IOVA when the device is behind the IOMMU).
+    pub(crate) addr: GuestAddress,
+    /// Length in bytes.
+    pub(crate) len: u32,
+    /// `VIRTQ_DESC_F_WRITE`: the device writes this buffer.
+    pub(crate) write_only: bool,
+}
+
+/// Why a chain is structurally unusable. None of these leave a trustworthy
+/// place to report a status, so the device completes the chain with used
+/// length 0 and touches none of its buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ChainError {
+    /// The chain yielded no descriptor at all (an empty or invalid indirect
+    /// table at its head, an unreadable head descriptor).
+    #[error("descriptor chain has no descriptors")]
+    Empty,
+    /// The chain stopped before a descriptor without `VIRTQ_DESC_F_NEXT`: a
+    /// loop, a `next` index outside the table, an unreadable descriptor, a
+    /// malformed or nested indirect table, or more than 2^32 bytes in total.
+    #[error("descriptor chain is truncated (loop, bad next index, bad indirect table or length overflow)")]
+    Truncated,
+    /// More descriptors than the queue size.
+    #[error("descriptor chain is longer than the queue size {0}")]
+    TooLong(u16),
+}
+
+/// Collects the buffers of `chain`, at most `max_descriptors` of them (the
+/// queue size).
+pub(crate) fn walk<T>(chain: DescriptorChain<T>, max_descriptors: u16) -> Result<Vec<Buffer>, ChainError>
+where
+    T: Deref,
+    T::Target: GuestMemory,
+{
+    let mut buffers = Vec::new();
+    let mut complete = false;
+    for desc in chain {
+        if buffers.len() >= usize::from(max_descriptors) {
+            return Err(ChainError::TooLong(max_descriptors));
+        }
+        buffers.push(Buffer { addr: desc.addr(), len: desc.len(), write_only: desc.is_write_only() });
+        complete = !desc.has_next();
+    }
+    if buffers.is_empty() {
+        Err(ChainError::Empty)
+    } else if !complete {
+        Err(ChainError::Truncated)
+    } else {
+        Ok(buffers)
+    }
+}

@@ -1,0 +1,228 @@
+//! virtio-blk (virtio 1.2, 5.2): a disk backed by a host file, one request
+//! queue, generic over the guest memory it reaches the rings and buffers
+//! through (direct, or translated by the virtual IOMMU).
+//!
+//! # Features
+//!
+//! `VIRTIO_F_VERSION_1`, `VIRTIO_BLK_F_FLUSH`, `VIRTIO_BLK_F_SEG_MAX`
+//! (`seg_max` = queue size − 2: header and status take the other two
+//! descriptors), `VIRTIO_BLK_F_BLK_SIZE` (512), `VIRTIO_BLK_F_RO` for a
+//! read-only disk, `VIRTIO_RING_F_INDIRECT_DESC`, `VIRTIO_RING_F_EVENT_IDX`,
+//! and `VIRTIO_F_ACCESS_PLATFORM` exactly when [`BlockConfig::access_platform`]
+//! says so (the DMA contract: `direct-ram-access=off`).
+//!
+//! # Requests
+//!
+//! `IN`, `OUT`, `FLUSH` (`fdatasync`) and `GET_ID` are served; any other type
+//! gets `VIRTIO_BLK_S_UNSUPP`. The used length is the number of bytes
+//! written to the driver: data bytes (for `IN` and `GET_ID`, on success) plus
+//! the status byte.
+//!
+//! # Hostile chains
+//!
+//! Nothing a driver puts in the ring can make the device panic or write
+//! outside the buffers of the chain being served. Per case:
+//!
+//! | driver input | outcome |
+//! |---|---|
+//! | descriptor loop, `next` outside the table, chain longer than the queue size (indirect tables included), indirect table inside an indirect table, malformed indirect table (length not a multiple of 16, zero entries), descriptor table not readable, buffers adding up to more than 2^32 bytes | chain structure unusable, no status byte can be trusted: used length 0, nothing written |
+//! | last descriptor not device-writable, empty, or its last byte not writable in guest memory | no status byte: used length 0, nothing executed or written |
+//! | request header shorter than 16 bytes | `IOERR` |
+//! | data buffer (or header) outside guest memory, or not accessible with the needed permission through the IOMMU | `IOERR`, no data moved |
+//! | data in device-readable buffers for `IN` / `GET_ID`, or in device-writable buffers for `OUT`; a device-readable descriptor after a device-writable one | `IOERR` |
+//! | data length not a multiple of 512, sector range beyond the capacity, `sector * 512 + len` overflowing | `IOERR` |
+//! | write to a read-only disk | `IOERR`, file untouched |
+//! | head index outside the queue, available index more than a queue size ahead, rings not accessible | [`DeviceError::Queue`]: the transport sets `DEVICE_NEEDS_RESET` |
+//!
+//! # Capacity
+//!
+//! The capacity is the backing file's length in 512-byte sectors, rounded
+//! down: a trailing partial sector is invisible to the guest (a warning is
+//! logged when the device is created).
+
+mod chain;
+mod config;
+mod disk;
+mod io;
+mod queue;
+mod request;
+
+#[cfg(test)]
+pub(crate) mod test_util;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use chain::{walk as walk_chain, Buffer};
+pub(crate) use queue::drain as drain_queue;
+
+use std::fs::File;
+use std::sync::Arc;
+
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemory;
+
+use crate::virtio::device::{
+    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+};
+use config::ConfigSpace;
+use disk::{Disk, SECTOR_SIZE};
+
+/// Size of the request queue the device offers.
+pub const BLOCK_QUEUE_SIZE: u16 = 256;
+/// Longest `GET_ID` serial, in bytes.
+pub const BLOCK_ID_BYTES: usize = disk::ID_BYTES;
+
+/// How to build a [`Block`] device.
+#[derive(Debug)]
+pub struct BlockConfig {
+    /// The backing file (or host block device), already opened: read-write,
+    /// or read-only when `read_only` is set.
+    pub file: File,
+    /// Offer `VIRTIO_BLK_F_RO` and refuse every write.
+    pub read_only: bool,
+    /// Serial returned by `VIRTIO_BLK_T_GET_ID`: at most 20 bytes, NUL-padded.
+    pub id: String,
+    /// Offer `VIRTIO_F_ACCESS_PLATFORM`: true exactly when the device has
+    /// `direct-ram-access=off`.
+    pub access_platform: bool,
+}
+
+/// Why a [`Block`] device cannot be created.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// The serial does not fit `GET_ID`'s 20 bytes.
+    #[error("block device id is {0} bytes long; at most {BLOCK_ID_BYTES} fit")]
+    IdTooLong(usize),
+    /// The size of the backing file could not be determined.
+    #[error("cannot determine the size of the backing file")]
+    Size(#[source] std::io::Error),
+}
+
+struct Active<M> {
+    mem: Arc<M>,
+    queue: Queue,
+    interrupt: Arc<dyn VirtioInterrupt>,
+}
+
+/// A virtio-blk device (device ID 2).
+pub struct Block<M> {
+    disk: Disk,
+    features: u64,
+    config: ConfigSpace,
+    queue_sizes: [u16; 1],
+    active: Option<Active<M>>,
+}
+
+impl<M> std::fmt::Debug for Block<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("disk", &self.disk)
+            .field("features", &format_args!("{:#x}", self.features))
+            .field("active", &self.active.is_some())
+            .finish()
+    }
+}
+
+impl<M> Block<M> {
+    /// Creates the device; the backing file is measured now (see the module
+    /// documentation on capacity).
+    pub fn new(config: BlockConfig) -> Result<Self, BlockError> {
+        let disk = Disk::new(config.file, config.read_only, &config.id)?;
+        let mut features = VIRTIO_F_VERSION_1
+            | VIRTIO_RING_F_INDIRECT_DESC
+            | VIRTIO_RING_F_EVENT_IDX
+            | 1 << VIRTIO_BLK_F_FLUSH
+            | 1 << VIRTIO_BLK_F_SEG_MAX
+            | 1 << VIRTIO_BLK_F_BLK_SIZE;
+        if config.read_only {
+            features |= 1 << VIRTIO_BLK_F_RO;
+        }
+        if config.access_platform {
+            features |= VIRTIO_F_ACCESS_PLATFORM;
+        }
+        let config = ConfigSpace::new(disk.sectors(), u32::from(BLOCK_QUEUE_SIZE) - 2, SECTOR_SIZE as u32);
+        Ok(Self { disk, features, config, queue_sizes: [BLOCK_QUEUE_SIZE], active: None })
+    }
+
+    /// Capacity in 512-byte sectors, as the configuration space reports it.
+    pub fn capacity(&self) -> u64 {
+        self.disk.sectors()
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Block<M> {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.queue_sizes
+    }
+
+    fn device_features(&self) -> u64 {
+        self.features
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        self.config.read(offset, data);
+    }
+
+    fn activate(&mut self, activation: Activation<M>) -> Result<(), DeviceError> {
+        let Activation { mem, queues, acked_features, interrupt } = activation;
+        let queue = activate_queue(queues, &*mem, acked_features)?;
+        self.active = Some(Active { mem, queue, interrupt });
+        Ok(())
+    }
+
+    fn process_queue(&mut self, index: usize) -> Result<(), DeviceError> {
+        let Some(active) = self.active.as_mut() else {
+            log::debug!("virtio-blk: notification before activation ignored");
+            return Ok(());
+        };
+        if index != 0 {
+            log::debug!("virtio-blk: notification for nonexistent queue {index} ignored");
+            return Ok(());
+        }
+        let disk = &self.disk;
+        let mem = &*active.mem;
+        let max_descriptors = active.queue.size();
+        drain_queue(&mut active.queue, mem, &*active.interrupt, 0, |chain| {
+            Ok(match walk_chain(chain, max_descriptors) {
+                Ok(buffers) => request::handle(mem, disk, &buffers),
+                Err(e) => {
+                    log::debug!("virtio-blk: {e}; chain returned unused");
+                    0
+                }
+            })
+        })
+    }
+
+    fn reset(&mut self) {
+        self.active = None;
+    }
+}
+
+/// Takes queue 0 out of `queues`, checks that it is ready and its rings are
+/// accessible, and applies the negotiated `VIRTIO_RING_F_EVENT_IDX`.
+pub(crate) fn activate_queue<M: GuestMemory>(
+    queues: Vec<Queue>,
+    mem: &M,
+    acked_features: u64,
+) -> Result<Queue, DeviceError> {
+    let Some(mut queue) = queues.into_iter().next() else {
+        return Err(DeviceError::QueueNotReady(0));
+    };
+    if !queue.ready() {
+        return Err(DeviceError::QueueNotReady(0));
+    }
+    if !queue.is_valid(mem) {
+        return Err(DeviceError::Queue("queue 0: rings not accessible in guest memory".into()));
+    }
+    queue.set_event_idx(acked_features & VIRTIO_RING_F_EVENT_IDX != 0);
+    Ok(queue)
+}
