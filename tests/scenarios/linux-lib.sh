@@ -12,6 +12,22 @@ boot_guest() {
   "$DMAVM" run --kernel "$GUEST/$kernel" --initrd "$GUEST/initramfs.cpio.gz" --cpus "$cpus" \
     --memory "$memory" --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=$check $*" > "$log" 2>&1
   status=$?
+  report
+}
+
+# boot_guest_with KERNEL CPUS MEMORY CHECK [DMAVM OPTIONS...]: the same with
+# extra dmavm options (devices) instead of extra command-line words.
+boot_guest_with() {
+  kernel=$1 cpus=$2 memory=$3 check=$4
+  shift 4
+  log=/tmp/boot-$$.log
+  "$DMAVM" run --kernel "$GUEST/$kernel" --initrd "$GUEST/initramfs.cpio.gz" --cpus "$cpus" \
+    --memory "$memory" --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=$check" "$@" > "$log" 2>&1
+  status=$?
+  report
+}
+
+report() {
   grep -E '^DMAVM |dmavm: |WARNING:|BUG:|Oops|Kernel panic' "$log" | head -n 40
   echo "DMAVM vmm_status=$status"
 }

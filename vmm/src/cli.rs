@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::device_options::{parse_disk, parse_simple, DiskOptions, SimpleOptions};
 use crate::size::parse_size;
 
 /// dmavm: a minimal KVM virtual machine monitor that declares every device's
@@ -74,6 +75,18 @@ pub struct RunArgs {
     /// `iasl -d`), then run the VM.
     #[arg(long, value_name = "DIR")]
     pub dump_acpi: Option<PathBuf>,
+
+    /// A virtio-blk disk backed by a raw file; repeat for more disks.
+    /// Keys: path=FILE (required), readonly=on|off (default off),
+    /// transport=mmio|pci (default mmio), coherent=on|off (default on: the
+    /// DMA coherency declared as _CCA), id=NAME (default diskN).
+    #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
+    pub disk: Vec<DiskOptions>,
+
+    /// A virtio-rng device fed by the host's getrandom(2). Keys:
+    /// transport=mmio|pci, coherent=on|off, id=NAME (default rngN).
+    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
+    pub rng: Vec<SimpleOptions>,
 }
 
 fn parse_cpus(text: &str) -> Result<u32, String> {

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 
 use crate::cli::RunArgs;
 use crate::layout::MIN_MEMORY;
+use crate::machine::Machine;
 
 /// What the vCPUs start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct VmConfig {
     pub kvm_device: PathBuf,
     /// Where to dump the ACPI tables, if anywhere.
     pub dump_acpi: Option<PathBuf>,
+    /// The devices and where they sit.
+    pub machine: Machine,
 }
 
 impl VmConfig {
@@ -50,12 +53,14 @@ impl VmConfig {
             }
             (None, None) => bail!("give --kernel or --payload"),
         };
+        let machine = Machine::new(&args.disk, &args.rng)?;
         Ok(Self {
             cpus: args.cpus,
             memory: args.memory,
             boot,
             kvm_device: args.kvm_device,
             dump_acpi: args.dump_acpi,
+            machine,
         })
     }
 
@@ -126,6 +131,7 @@ mod tests {
             boot: Boot::Payload("p".into()),
             kvm_device: "k".into(),
             dump_acpi: None,
+            machine: Machine::default(),
         };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());

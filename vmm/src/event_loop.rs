@@ -55,6 +55,11 @@ impl EventLoop {
         })));
     }
 
+    /// Adds a device's subscriber (queue notifications, ...).
+    pub fn add_subscriber(&mut self, subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>>) {
+        self.manager.add_subscriber(subscriber);
+    }
+
     /// Runs until a stop is requested; returns why.
     pub fn run(&mut self) -> Result<ExitReason> {
         loop {

@@ -22,6 +22,7 @@ use dmavm_devices::legacy::{COM1_ADDR, COM1_IRQ};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::layout::{ACPI_END, ACPI_START, IOAPIC_ADDR, RESET_VECTOR};
+use crate::machine::Machine;
 
 /// Real-mode code at the reset vector: `mov al, RESET_VALUE; mov dx,
 /// RESET_PORT; out dx, al; hlt; jmp $-1`.
@@ -30,8 +31,9 @@ fn reset_stub() -> Result<Vec<u8>> {
     Ok(vec![0xb0, RESET_VALUE, 0xba, lo, hi, 0xee, 0xf4, 0xeb, 0xfd])
 }
 
-/// The platform dmavm declares for `cpus` vCPUs (APIC ID = vCPU index).
-pub fn platform(cpus: u32) -> Result<Platform> {
+/// The platform dmavm declares for `cpus` vCPUs (APIC ID = vCPU index) and
+/// the devices of `machine`.
+pub fn platform(cpus: u32, machine: &Machine) -> Result<Platform> {
     let cpus = (0..cpus).map(u8::try_from).collect::<Result<Vec<u8>, _>>().context("APIC IDs are 8-bit")?;
     let port = |offset: u64| u16::try_from(POWER_PORT_BASE + offset).map_err(|_| anyhow!("power port"));
     Ok(Platform {
@@ -47,15 +49,15 @@ pub fn platform(cpus: u32) -> Result<Platform> {
         },
         reset: ResetRegister { port: port(RESET_OFFSET)?, value: RESET_VALUE },
         serial_ports: vec![SerialPort { io_base: COM1_ADDR as u16, irq: COM1_IRQ as u8, uid: 0 }],
-        virtio_mmio: Vec::new(),
+        virtio_mmio: machine.acpi_virtio_mmio(),
     })
 }
 
 /// Builds the tables for `cpus` vCPUs and writes them into `mem`; returns
 /// them (the RSDP address goes to the kernel).
-pub fn install(mem: &GuestMemoryMmap, cpus: u32) -> Result<AcpiTables> {
-    let tables =
-        dmavm_acpi::build(&platform(cpus)?, ACPI_START..ACPI_END).context("building the ACPI tables")?;
+pub fn install(mem: &GuestMemoryMmap, cpus: u32, machine: &Machine) -> Result<AcpiTables> {
+    let tables = dmavm_acpi::build(&platform(cpus, machine)?, ACPI_START..ACPI_END)
+        .context("building the ACPI tables")?;
     for blob in &tables.blobs {
         mem.write_slice(&blob.bytes, GuestAddress(blob.addr)).context("writing the ACPI tables")?;
     }

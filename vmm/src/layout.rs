@@ -9,6 +9,15 @@
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 /// First address above 4 GiB, where high RAM starts.
 pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+/// First virtio-mmio register window; one every [`VIRTIO_MMIO_STRIDE`].
+pub const VIRTIO_MMIO_START: u64 = 0xd000_0000;
+/// Distance between virtio-mmio windows (a page each, so a window never
+/// shares a page with another device).
+pub const VIRTIO_MMIO_STRIDE: u64 = 0x1000;
+/// Size of one virtio-mmio register window (virtio 1.2, 4.2.2: registers
+/// up to 0x100, device configuration after).
+pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
+
 /// The IOAPIC's register window (82093AA default).
 pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
 /// Size of the IOAPIC's register window.

@@ -35,7 +35,7 @@ pub struct VcpuShared {
     /// (even one that failed to stop) can still enter the guest. Device
     /// emulation on vCPU threads will read it too.
     #[allow(dead_code)]
-    pub memory: GuestMemoryMmap,
+    pub memory: Arc<GuestMemoryMmap>,
 }
 
 /// How many unhandled MMIO accesses are logged as warnings before the rest

@@ -28,7 +28,7 @@ use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_64::entry::{self, EntryState};
 use crate::x86_64::{cpuid, lapic, msrs, xsave_probe};
-use crate::{firmware, kvm, memory, payload};
+use crate::{firmware, kvm, memory, payload, virtio_devices};
 
 /// How long the vCPU threads get to notice a stop before dmavm exits
 /// without them.
@@ -39,7 +39,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let kvm = kvm::open(&config.kvm_device)?;
     config.check_cpus(kvm::max_vcpus(&kvm))?;
     let vm = Arc::new(kvm::create_vm(&kvm)?);
-    let mem = memory::create(config.memory, matches!(config.boot, Boot::Kernel { .. }))?;
+    let mem = Arc::new(memory::create(config.memory, matches!(config.boot, Boot::Kernel { .. }))?);
     memory::register(&vm, &mem)?;
 
     let shutdown = Arc::new(Shutdown::new().context("cannot create the stop event")?);
@@ -71,7 +71,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     pio.insert(Arc::new(Mutex::new(power)), POWER_PORT_BASE, POWER_PORT_LEN)
         .context("placing the power registers")?;
 
-    let tables = firmware::install(&mem, config.cpus)?;
+    let queue_subscribers = virtio_devices::create(&config.machine, &vm, &mem, &mmio, &ioapic)?;
+    let tables = firmware::install(&mem, config.cpus, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
         firmware::dump(&tables, dir)?;
     }
@@ -94,6 +95,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let vcpus = create_vcpus(&kvm, &vm, config.cpus, start, tsc_deadline)?;
 
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
+    for subscriber in queue_subscribers {
+        events.add_subscriber(Arc::new(Mutex::new(subscriber)));
+    }
     let _raw_terminal = RawModeGuard::enter();
     if _raw_terminal.is_some() || console_input_wanted() {
         events.add_console_input(console.input(), console.drained_event()?);

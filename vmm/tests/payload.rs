@@ -171,9 +171,21 @@ fn bad_input_gets_one_clear_line() {
         (&["run", "--payload", hello, "--frobnicate"], "unexpected argument '--frobnicate'"),
         (&["run", "--payload", hello, "--kvm-device", "/nonexistent/kvm"], "cannot open /nonexistent/kvm"),
         (&["run"], "--kernel"),
+        (
+            &["run", "--payload", hello, "--disk", "path=/nonexistent/d.img"],
+            "cannot open disk /nonexistent/d.img",
+        ),
+        (&["run", "--payload", hello, "--disk", &format!("path={dir}")], "for writing (add readonly=on"),
+        (&["run", "--payload", hello, "--disk", "path=d.img,colour=red"], "unknown key 'colour'"),
+        (
+            &["run", "--payload", hello, "--disk", "path=d.img,transport=usb"],
+            "transport=usb: expected mmio or pci",
+        ),
+        (&["run", "--payload", hello, "--rng", "transport=isa"], "transport=isa: expected mmio or pci"),
+        (&["run", "--payload", hello, "--disk", "readonly=on"], "path=FILE is required"),
     ];
     for (args, needle) in cases {
-        if args.contains(&"--cpus") && args.contains(&"100000") {
+        if args.contains(&"100000") || args.contains(&"--disk") {
             require_kvm();
         }
         assert_one_error_line(&dmavm(args), needle);

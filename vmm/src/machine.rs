@@ -1,0 +1,176 @@
+//! The machine model: which devices the VM has, where they sit, what they
+//! declare. The one place the DMA-contract policy lives; the ACPI tables
+//! (and later `describe` and the device tree) are generated from it, so
+//! they cannot disagree with the devices that run.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use dmavm_acpi::VirtioMmioDevice;
+
+use crate::device_options::{Common, DiskOptions, SimpleOptions, Transport};
+use crate::layout::{VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START, VIRTIO_MMIO_STRIDE};
+
+/// First IOAPIC pin for virtio-mmio devices (0-4 are the legacy ISA lines
+/// dmavm keeps clear of; 4 is COM1).
+const FIRST_MMIO_GSI: u32 = 5;
+/// Last IOAPIC pin.
+const LAST_GSI: u32 = 23;
+
+/// What a device is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// virtio-blk over a raw file.
+    Disk {
+        /// Backing file.
+        path: PathBuf,
+        /// Whether the guest may write.
+        readonly: bool,
+    },
+    /// virtio-rng.
+    Rng,
+}
+
+impl DeviceKind {
+    fn prefix(&self) -> &'static str {
+        match self {
+            DeviceKind::Disk { .. } => "disk",
+            DeviceKind::Rng => "rng",
+        }
+    }
+}
+
+/// Where a device sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A virtio-mmio window and its IOAPIC pin.
+    Mmio {
+        /// Window base.
+        base: u64,
+        /// IOAPIC pin / GSI.
+        gsi: u32,
+    },
+}
+
+/// One device of the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Stable name.
+    pub id: String,
+    /// What it is.
+    pub kind: DeviceKind,
+    /// Where it sits.
+    pub placement: Placement,
+    /// Declared DMA coherency.
+    pub coherent: bool,
+    /// Whether it offers `VIRTIO_F_ACCESS_PLATFORM`. Without an IOMMU the
+    /// DMA contract's default (`direct-ram-access=off`) still offers it: the
+    /// guest then uses its DMA API with an identity mapping.
+    pub access_platform: bool,
+}
+
+/// The devices of the machine, placed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Machine {
+    /// In command-line order (disks, then RNGs).
+    pub devices: Vec<Device>,
+}
+
+impl Machine {
+    /// Places the devices given on the command line, naming unnamed ones
+    /// `<kind><n>` and rejecting duplicates and what cannot be built.
+    pub fn new(disks: &[DiskOptions], rngs: &[SimpleOptions]) -> Result<Self> {
+        let mut requested: Vec<(DeviceKind, &Common)> = Vec::new();
+        for d in disks {
+            requested.push((DeviceKind::Disk { path: d.path.clone(), readonly: d.readonly }, &d.common));
+        }
+        for r in rngs {
+            requested.push((DeviceKind::Rng, &r.common));
+        }
+
+        let mut machine = Machine::default();
+        let mut mmio_index = 0u32;
+        let mut counts = std::collections::HashMap::<&str, usize>::new();
+        for (kind, common) in requested {
+            let n = counts.entry(kind.prefix()).or_default();
+            let id = common.id.clone().unwrap_or_else(|| format!("{}{n}", kind.prefix()));
+            *n += 1;
+            if machine.devices.iter().any(|d| d.id == id) {
+                bail!("two devices are named '{id}': give each an id=NAME of its own");
+            }
+            let placement = match common.transport {
+                Transport::Mmio => {
+                    let gsi = FIRST_MMIO_GSI + mmio_index;
+                    if gsi > LAST_GSI {
+                        bail!(
+                            "{id}: too many virtio-mmio devices (at most {}); put some on transport=pci",
+                            LAST_GSI - FIRST_MMIO_GSI + 1
+                        );
+                    }
+                    let base = VIRTIO_MMIO_START + u64::from(mmio_index) * VIRTIO_MMIO_STRIDE;
+                    mmio_index += 1;
+                    Placement::Mmio { base, gsi }
+                }
+                Transport::Pci => {
+                    bail!("{id}: transport=pci is not available in this build yet; use transport=mmio")
+                }
+            };
+            if !common.coherent {
+                log::warn!(
+                    "{id}: declared coherent=off, but dmavm accesses guest memory through cacheable mappings: \
+                     only truthful for testing a guest's cache-maintenance paths"
+                );
+            }
+            machine.devices.push(Device {
+                id,
+                kind,
+                placement,
+                coherent: common.coherent,
+                access_platform: true,
+            });
+        }
+        Ok(machine)
+    }
+
+    /// The virtio-mmio devices as the ACPI tables declare them.
+    pub fn acpi_virtio_mmio(&self) -> Vec<VirtioMmioDevice> {
+        self.devices
+            .iter()
+            .map(|d| match d.placement {
+                Placement::Mmio { base, gsi } => VirtioMmioDevice {
+                    base: base as u32,
+                    size: VIRTIO_MMIO_SIZE as u32,
+                    gsi,
+                    coherent: d.coherent,
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_options::{parse_disk, parse_simple};
+
+    #[test]
+    fn places_and_names_devices() {
+        let disks = [parse_disk("path=a").unwrap(), parse_disk("path=b,coherent=off,id=data").unwrap()];
+        let m = Machine::new(&disks, &[parse_simple("").unwrap()]).unwrap();
+        let ids: Vec<&str> = m.devices.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["disk0", "data", "rng0"]);
+        assert_eq!(m.devices[0].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
+        assert_eq!(m.devices[2].placement, Placement::Mmio { base: 0xd000_2000, gsi: 7 });
+        let acpi = m.acpi_virtio_mmio();
+        assert_eq!(acpi[1], VirtioMmioDevice { base: 0xd000_1000, size: 0x200, gsi: 6, coherent: false });
+    }
+
+    #[test]
+    fn rejects_duplicates_and_too_many() {
+        let disks = [parse_disk("path=a,id=x").unwrap(), parse_disk("path=b,id=x").unwrap()];
+        assert!(Machine::new(&disks, &[]).unwrap_err().to_string().contains("two devices are named 'x'"));
+        let many: Vec<_> = (0..20).map(|i| parse_disk(&format!("path=d{i}")).unwrap()).collect();
+        assert!(Machine::new(&many, &[]).unwrap_err().to_string().contains("too many virtio-mmio"));
+        assert!(Machine::new(&many[..19], &[]).is_ok());
+    }
+}
