@@ -15,45 +15,27 @@ L1's KVM); only the ratio of runs made side by side means something.
 """
 import argparse
 import datetime
-import os
-import statistics
-import subprocess
-import sys
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+import sandbox_bench
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="append the Markdown result to this file")
     args = ap.parse_args()
-    env = dict(os.environ, DMAVM_L1_WITH_QEMU="1", DMAVM_SCENARIO_TIMEOUT="900")
-    res = subprocess.run(["cargo", "run", "-q", "--release", "-p", "dmavm-tests", "--bin", "testbed", "--",
-                          "bench-linux-boot"], cwd=REPO, env=env, capture_output=True, text=True)
-    runs = {}
-    for line in res.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[0] == "BENCH":
-            runs.setdefault((parts[1], parts[2]), []).append(float(parts[3]))
-    if res.returncode != 0 or not runs:
-        sys.exit(f"linux-boot.py: the benchmark scenario failed:\n{res.stderr}\n{res.stdout[-3000:]}")
-    bed = next((l for l in res.stderr.splitlines() if l.startswith("testbed: running on")), "")
+    runs, bed = sandbox_bench.run("bench-linux-boot")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Linux boot to init's first line, {stamp}, `resources/bench/linux-boot.py`; {bed[len('testbed: '):]}",
+    lines = [f"Linux boot to init's first line, {stamp}, `resources/bench/linux-boot.py`; {bed}",
              "", "| kernel format | dmavm median (runs) | QEMU microvm median (runs) | QEMU / dmavm |",
              "|---|---|---|---|"]
     for fmt, label in [("vmlinux", "PVH vmlinux"), ("vmlinuz", "bzImage")]:
         d, q = runs.get(("dmavm", fmt), []), runs.get(("qemu", fmt), [])
         if not d or not q:
             continue
-        dm, qm = statistics.median(d), statistics.median(q)
-        fmt_runs = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
-        lines.append(f"| {label} | {dm:.2f} s ({fmt_runs(d)}) | {qm:.2f} s ({fmt_runs(q)}) | {qm / dm:.2f} |")
+        lines.append(sandbox_bench.median_row(label, d, q, "s", higher_is_better=False))
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n" + text)
+    sandbox_bench.append(args.out, text)
 
 
 if __name__ == "__main__":
