@@ -1,7 +1,7 @@
 //! From a [`Platform`] to placed tables.
 //!
 //! Memory order: RSDP, XSDT, FADT, DSDT, then the tables listed by the XSDT after the FADT (MADT,
-//! later MCFG, VIOT, DMAR). Every table except the FADT, XSDT and RSDP is independent of where
+//! MCFG if there are PCI host bridges, later VIOT, DMAR). Every table except the FADT, XSDT and RSDP is independent of where
 //! anything goes, so those are encoded first; their lengths fix the layout; then the three
 //! pointer tables are encoded with the final addresses.
 
@@ -11,7 +11,7 @@ use crate::blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 use crate::description::Platform;
 use crate::error::Error;
 use crate::layout::{Placer, RSDP_ALIGN, TABLE_ALIGN};
-use crate::{dsdt, fadt, madt, rsdp, xsdt};
+use crate::{dsdt, fadt, madt, mcfg, rsdp, xsdt};
 
 /// A finished, position-independent table.
 struct Table {
@@ -19,10 +19,14 @@ struct Table {
     bytes: Vec<u8>,
 }
 
-/// The tables the XSDT lists besides the FADT, in XSDT order. New tables (MCFG, VIOT, DMAR) are
+/// The tables the XSDT lists besides the FADT, in XSDT order. New tables (VIOT, DMAR) are
 /// appended here; nothing else needs to change for them to be placed and listed.
 fn listed_tables(platform: &Platform) -> Result<Vec<Table>, Error> {
-    Ok(vec![Table { signature: *b"APIC", bytes: madt::encode(platform)? }])
+    let mut tables = vec![Table { signature: *b"APIC", bytes: madt::encode(platform)? }];
+    if let Some(bytes) = mcfg::encode(&platform.pci_roots)? {
+        tables.push(Table { signature: *b"MCFG", bytes });
+    }
+    Ok(tables)
 }
 
 fn name(signature: &[u8; 4]) -> String {
@@ -66,7 +70,7 @@ pub fn build(platform: &Platform, region: Range<u64>) -> Result<AcpiTables, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{byte_sum, le_u32, le_u64, sample_platform};
+    use crate::test_support::{byte_sum, le_u32, le_u64, sample_pci_root, sample_platform};
 
     const REGION: Range<u64> = 0xe_0000..0x10_0000;
 
@@ -123,6 +127,32 @@ mod tests {
         assert_eq!(le_u64(&xsdt.bytes, 36), fadt.addr, "XSDT[0] -> FADT");
         assert_eq!(le_u64(&xsdt.bytes, 44), madt.addr, "XSDT[1] -> MADT");
         assert_eq!(le_u64(&fadt.bytes, 140), dsdt.addr, "FADT X_DSDT -> DSDT");
+    }
+
+    #[test]
+    fn mcfg_listed_after_madt_with_pci_roots() {
+        let mut p = sample_platform();
+        p.pci_roots.push(sample_pci_root());
+        let t = build(&p, REGION).unwrap();
+        let sigs: Vec<String> = t.blobs.iter().map(Blob::signature_name).collect();
+        assert_eq!(sigs, ["RSDP", "XSDT", "FACP", "DSDT", "APIC", "MCFG"]);
+        let xsdt = blob(&t, b"XSDT");
+        assert_eq!(xsdt.bytes.len(), 36 + 3 * 8);
+        assert_eq!(le_u64(&xsdt.bytes, 44), blob(&t, b"APIC").addr, "XSDT[1] -> MADT");
+        assert_eq!(le_u64(&xsdt.bytes, 52), blob(&t, b"MCFG").addr, "XSDT[2] -> MCFG");
+        let mcfg = &blob(&t, b"MCFG").bytes;
+        assert_eq!(byte_sum(mcfg), 0);
+        assert_eq!(le_u64(mcfg, 44), 0xb000_0000);
+        assert_eq!(t.blobs.iter().filter(|b| b.signature == *b"MCFG").count(), 1);
+    }
+
+    #[test]
+    fn pci_errors_propagate() {
+        let mut p = sample_platform();
+        p.pci_roots.push(sample_pci_root());
+        p.pci_roots[0].bus_end = 0;
+        p.pci_roots[0].bus_start = 1;
+        assert!(matches!(build(&p, REGION), Err(Error::PciBusRange { segment: 0, start: 1, end: 0 })));
     }
 
     #[test]

@@ -22,6 +22,49 @@ pub struct Platform {
     pub serial_ports: Vec<SerialPort>,
     /// virtio-mmio devices, described as `LNRO0005` devices in the DSDT.
     pub virtio_mmio: Vec<VirtioMmioDevice>,
+    /// PCI Express host bridges, each its own PCI segment: a `PNP0A08` device in the DSDT
+    /// (named `PCI0`, `PCI1`, ... by position, at most 16) and an MCFG entry. Empty: no MCFG.
+    pub pci_roots: Vec<PciRoot>,
+}
+
+/// A PCI Express host bridge (root complex) and the PCI segment below it: its buses, its
+/// enhanced configuration space (ECAM), its memory windows and the DMA coherency of everything
+/// below it (the DMA contract puts `_CCA` on the host bridge, not on each device).
+///
+/// What the guest is told (see [`crate::build`]): `Device (PCIx)` with `_HID PNP0A08`,
+/// `_CID PNP0A03`, `_UID` = `_SEG` = `segment`, `_BBN` = `bus_start`, `_CCA`, and a `_CRS` with
+/// the bus range and the two memory windows (plus the legacy configuration ports 0xcf8-0xcff on
+/// segment 0); an MCFG allocation for the ECAM; and the ECAM region as a motherboard resource
+/// (`PNP0C02`), without which Linux refuses to use the ECAM.
+///
+/// There is no `_PRT` (no INTx routing) and no I/O window: devices below a root must use
+/// MSI or MSI-X, have memory BARs only, and should report Interrupt Pin 0. There is no `_OSC`
+/// either: the guest keeps the PCIe features (native hotplug, AER, PME, LTR) under firmware
+/// control, i.e. does not use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciRoot {
+    /// PCI segment group number; also the bridge's `_UID`, so it must be unique.
+    pub segment: u16,
+    /// First bus number decoded by the bridge (its root bus, `_BBN`).
+    pub bus_start: u8,
+    /// Last bus number decoded by the bridge (at least `bus_start`).
+    pub bus_end: u8,
+    /// Guest-physical address of the configuration space of bus 0 of this segment, as in the
+    /// MCFG (PCI Firmware 3.0 section 4.1.2): bus `b`, device `d`, function `f` is at
+    /// `ecam_base + (b << 20 | d << 15 | f << 12)`. Only buses `bus_start..=bus_end` are
+    /// decoded, i.e. `ecam_base + (bus_start << 20)` up to `ecam_base + ((bus_end + 1) << 20)`,
+    /// which must lie below 4 GiB (Linux ignores an MCFG entry above 4 GiB on a machine whose
+    /// firmware has no SMBIOS date, and then every other entry too); 1 MiB aligned. The VMM
+    /// should also mark that region reserved in the E820 map.
+    pub ecam_base: u64,
+    /// The 32-bit memory window for BARs, `(base, length)`; the length must not be 0. Like the
+    /// 64-bit one it must not be RAM nor E820-reserved: Linux clips E820-reserved ranges out of
+    /// host bridge windows.
+    pub mem32: (u32, u32),
+    /// The 64-bit memory window for BARs, `(base, length)`; length 0 means none.
+    pub mem64: (u64, u64),
+    /// `_CCA`: whether DMA of the devices below the bridge is cache-coherent.
+    pub coherent: bool,
 }
 
 /// A virtio-mmio device (virtio 1.2 section 4.2), as Linux's `virtio_mmio`

@@ -1,7 +1,7 @@
 //! A device object of the DSDT namespace, as plain data, and its AML.
 //!
-//! Every device this VMM declares in ACPI has the same shape: a name, `_HID`, `_UID`, optionally
-//! `_CCA` (the DMA coherency the DMA contract requires on every DMA-capable device, ACPI 6.5
+//! Every device this VMM declares in ACPI has the same shape: a name, `_HID`, optionally `_CID`,
+//! `_UID`, optionally `_CCA` (the DMA coherency the DMA contract requires on every DMA-capable device, ACPI 6.5
 //! section 6.2.17), a few more named integers (`_SEG`, `_BBN` for PCI host bridges) and `_CRS`.
 //! The DSDT builder turns each description into one [`DeviceNode`], so adding a kind of device is
 //! a mapping, not new AML code.
@@ -28,6 +28,13 @@ pub(crate) enum HardwareId {
 pub(crate) const HID_SERIAL_16550: HardwareId = HardwareId::EisaId("PNP0501");
 /// virtio-mmio, the ID Linux's `virtio_mmio` driver matches in ACPI.
 pub(crate) const HID_VIRTIO_MMIO: HardwareId = HardwareId::String("LNRO0005");
+/// PCI Express host bridge (PCI Firmware 3.0 section 4.3.1).
+pub(crate) const HID_PCIE_HOST_BRIDGE: HardwareId = HardwareId::EisaId("PNP0A08");
+/// PCI host bridge, the compatible ID of every PCIe host bridge for OSes that only know PCI.
+pub(crate) const CID_PCI_HOST_BRIDGE: HardwareId = HardwareId::EisaId("PNP0A03");
+/// Motherboard resources: address ranges no driver owns but nothing else may use, such as the
+/// ECAM (PCI Firmware 3.0 section 4.1.2).
+pub(crate) const HID_MOTHERBOARD_RESOURCES: HardwareId = HardwareId::EisaId("PNP0C02");
 
 /// One `Device (NAME) { ... }` in `\_SB_`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +43,8 @@ pub(crate) struct DeviceNode {
     pub(crate) name: NameSeg,
     /// `_HID`.
     pub(crate) hid: HardwareId,
+    /// `_CID`, a single compatible ID, if any.
+    pub(crate) cid: Option<HardwareId>,
     /// `_UID`.
     pub(crate) uid: u32,
     /// `_CCA`: `Some(true)` for cache-coherent DMA, `Some(false)` for non-coherent, `None` for a
@@ -51,14 +60,25 @@ fn path(name: NameSeg) -> Path {
     Path::new(name.as_str())
 }
 
+impl HardwareId {
+    /// `Name (name, EisaId (...))` or `Name (name, "...")`.
+    fn name(self, name: &str) -> Name {
+        match self {
+            HardwareId::EisaId(id) => Name::new(name.into(), &EISAName::new(id)),
+            HardwareId::String(id) => Name::new(name.into(), &id),
+        }
+    }
+}
+
 impl DeviceNode {
-    /// `Device (NAME) { Name (_HID, ...) Name (_UID, ...) [Name (_CCA, ...)] ... [Name (_CRS, ...)] }`.
+    /// `Device (NAME) { Name (_HID, ...) [Name (_CID, ...)] Name (_UID, ...) [Name (_CCA, ...)] ...
+    /// [Name (_CRS, ...)] }`.
     pub(crate) fn to_aml(&self) -> Vec<u8> {
         let mut objects: Vec<Name> = Vec::new();
-        objects.push(match self.hid {
-            HardwareId::EisaId(id) => Name::new("_HID".into(), &EISAName::new(id)),
-            HardwareId::String(id) => Name::new("_HID".into(), &id),
-        });
+        objects.push(self.hid.name("_HID"));
+        if let Some(cid) = self.cid {
+            objects.push(cid.name("_CID"));
+        }
         objects.push(Name::new("_UID".into(), &self.uid));
         if let Some(coherent) = self.cca {
             objects.push(Name::new("_CCA".into(), &u8::from(coherent)));
@@ -85,6 +105,7 @@ mod tests {
         DeviceNode {
             name: NameSeg::new("COM1").unwrap(),
             hid: HID_SERIAL_16550,
+            cid: None,
             uid: 1,
             cca: None,
             integers: vec![],
@@ -117,6 +138,7 @@ mod tests {
         let node = DeviceNode {
             name: NameSeg::new("VR00").unwrap(),
             hid: HardwareId::String("LNRO0005"),
+            cid: None,
             uid: 0,
             cca: Some(true),
             integers: vec![(NameSeg::new("_SEG").unwrap(), 0)],
@@ -139,6 +161,34 @@ mod tests {
             &[0x08],
             b"_SEG",
             &[0x00], // Zero
+        ]
+        .concat();
+        assert_eq!(node.to_aml(), expected);
+    }
+
+    #[test]
+    fn compatible_id_follows_hardware_id() {
+        let node = DeviceNode {
+            name: NameSeg::new("PCI0").unwrap(),
+            hid: HID_PCIE_HOST_BRIDGE,
+            cid: Some(CID_PCI_HOST_BRIDGE),
+            uid: 0,
+            cca: None,
+            integers: vec![],
+            resources: vec![],
+        };
+        let expected: Vec<u8> = [
+            &[0x5b, 0x82, 0x1f][..], // DeviceOp, PkgLength 31
+            b"PCI0",
+            &[0x08],
+            b"_HID",
+            &[0x0c, 0x41, 0xd0, 0x0a, 0x08], // EisaId ("PNP0A08") = 0x080ad041
+            &[0x08],
+            b"_CID",
+            &[0x0c, 0x41, 0xd0, 0x0a, 0x03], // EisaId ("PNP0A03") = 0x030ad041
+            &[0x08],
+            b"_UID",
+            &[0x00],
         ]
         .concat();
         assert_eq!(node.to_aml(), expected);

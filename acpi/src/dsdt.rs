@@ -4,14 +4,17 @@
 //! Name (\_S5_, Package (4) { SLP_TYP, 0, 0, 0 })
 //! Scope (\_SB_) {
 //!     Device (COM1) { _HID EISAID("PNP0501"), _UID, _CRS { IO, IRQNoFlags } }
+//!     Device (VR00) { _HID "LNRO0005", _UID, _CCA, _CRS { Memory32Fixed, Interrupt } }
+//!     Device (PCI0) { _HID EISAID("PNP0A08"), _CID EISAID("PNP0A03"), _UID, _CCA, _SEG, _BBN, _CRS }
+//!     Device (MBRD) { _HID EISAID("PNP0C02"), _UID, _CRS { Memory32Fixed per ECAM } }
 //!     ...
 //! }
 //! ```
 //!
 //! `\_S5_` (section 7.4.2.6) gives the SLP_TYP the guest writes to SLEEP_CONTROL_REG to power
 //! off; see [`crate::sleep`] for the register contract the VMM's device implements. Devices are
-//! produced by [`device_nodes`] from the description; later device kinds (virtio-mmio `LNRO0005`
-//! with `_CCA`, PCI host bridges `PNP0A08` with `_SEG`/`_BBN`/`_CRS`/`_CCA`) are added there.
+//! produced by [`device_nodes`] from the description; the PCI host bridges and their
+//! motherboard resources come from [`crate::pci`].
 
 use acpi_tables::aml::{Name, Package, Path, Scope};
 use acpi_tables::Aml;
@@ -21,6 +24,7 @@ use crate::device_node::{DeviceNode, HID_SERIAL_16550, HID_VIRTIO_MMIO};
 use crate::error::Error;
 use crate::identity::new_table;
 use crate::name_seg::NameSeg;
+use crate::pci;
 use crate::raw_aml::RawAml;
 use crate::resource::Resource;
 use crate::sleep::SLP_TYP_MAX;
@@ -48,8 +52,9 @@ fn s5_object(slp_typ: u8) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// The devices of `\_SB_`, in order: serial ports (COM1, COM2, ... by position), then
-/// virtio-mmio devices (VR00, VR01, ...).
+/// The devices of `\_SB_`, in order: serial ports (COM1, COM2, ... by position), virtio-mmio
+/// devices (VR00, VR01, ...), PCI host bridges (PCI0, PCI1, ...) and, with any of those, the
+/// motherboard resources (MBRD).
 fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
     let mut nodes = Vec::new();
     for (i, port) in platform.serial_ports.iter().enumerate() {
@@ -61,6 +66,7 @@ fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
         nodes.push(DeviceNode {
             name,
             hid: HID_SERIAL_16550,
+            cid: None,
             uid: port.uid,
             cca: None, // a UART does no DMA
             integers: Vec::new(),
@@ -75,6 +81,7 @@ fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
         nodes.push(DeviceNode {
             name,
             hid: HID_VIRTIO_MMIO,
+            cid: None,
             uid: u32::try_from(i).map_err(|_| Error::TooManyVirtioMmio(platform.virtio_mmio.len()))?,
             // Every virtio device does DMA; the DMA contract requires its coherency on it.
             cca: Some(dev.coherent),
@@ -85,6 +92,7 @@ fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
             ],
         });
     }
+    nodes.extend(pci::device_nodes(&platform.pci_roots)?);
     Ok(nodes)
 }
 
@@ -103,7 +111,7 @@ pub(crate) fn encode(platform: &Platform) -> Result<Vec<u8>, Error> {
 mod tests {
     use super::*;
     use crate::description::SerialPort;
-    use crate::test_support::{byte_sum, le_u32, sample_platform};
+    use crate::test_support::{byte_sum, le_u32, sample_pci_root, sample_platform};
 
     #[test]
     fn s5_package_bytes() {
@@ -144,6 +152,21 @@ mod tests {
         assert_eq!(names, ["COM1", "COM2"]);
         assert_eq!(nodes[1].resources, [Resource::Io { base: 0x2f8, len: 8 }, Resource::IrqNoFlags(3)]);
         assert_eq!(nodes[1].uid, 2);
+    }
+
+    #[test]
+    fn pci_roots_follow_the_other_devices() {
+        let mut p = sample_platform();
+        p.pci_roots.push(sample_pci_root());
+        let names: Vec<_> = device_nodes(&p).unwrap().iter().map(|n| n.name.as_str().to_owned()).collect();
+        assert_eq!(names, ["COM1", "PCI0", "MBRD"]);
+        let b = encode(&p).unwrap();
+        assert_eq!(le_u32(&b, 4) as usize, b.len());
+        assert_eq!(byte_sum(&b), 0);
+        let at = b.windows(4).position(|w| w == b"PCI0").unwrap();
+        assert_eq!(&b[at - 4..at - 2], &[0x5b, 0x82], "DeviceOp");
+        p.pci_roots.push(sample_pci_root());
+        assert!(matches!(encode(&p), Err(Error::DuplicatePciSegment(0))));
     }
 
     #[test]

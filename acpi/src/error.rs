@@ -37,6 +37,49 @@ pub enum Error {
     /// virtio-mmio devices are named VR00..VRFF.
     #[error("{0} virtio-mmio devices; at most 256 can be described")]
     TooManyVirtioMmio(usize),
+    /// PCI host bridges are named PCI0..PCIF.
+    #[error("{0} PCI host bridges; at most 16 can be described")]
+    TooManyPciRoots(usize),
+    /// Each host bridge is its own segment, and its `_UID` is the segment number.
+    #[error("PCI segment {0} is given to more than one host bridge")]
+    DuplicatePciSegment(u16),
+    /// A host bridge's bus range is empty.
+    #[error("PCI segment {segment}: bus range {start:#x}..={end:#x} is empty")]
+    PciBusRange {
+        /// The segment.
+        segment: u16,
+        /// First bus.
+        start: u8,
+        /// Last bus.
+        end: u8,
+    },
+    /// A host bridge's memory window is empty (32-bit) or wraps around the address space.
+    #[error("PCI segment {segment}: {window}-bit memory window at {base:#x}, length {len:#x}, is invalid")]
+    PciWindow {
+        /// The segment.
+        segment: u16,
+        /// 32 or 64.
+        window: u8,
+        /// Base of the window.
+        base: u64,
+        /// Its length.
+        len: u64,
+    },
+    /// The ECAM region of a host bridge is not 1 MiB aligned or not entirely below 4 GiB.
+    #[error(
+        "PCI segment {segment}: ECAM at {base:#x} for buses {bus_start:#x}..={bus_end:#x} must be \
+         1 MiB aligned and below 4 GiB"
+    )]
+    PciEcam {
+        /// The segment.
+        segment: u16,
+        /// The ECAM base (bus 0).
+        base: u64,
+        /// First bus.
+        bus_start: u8,
+        /// Last bus.
+        bus_end: u8,
+    },
     /// The tables do not fit in the region given to [`crate::build`].
     #[error("{table} ({len} bytes) does not fit in the ACPI region {start:#x}..{end:#x}")]
     DoesNotFit {

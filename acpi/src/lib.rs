@@ -1,7 +1,8 @@
 //! ACPI firmware tables for an x86 guest of dmavm.
 //!
 //! The VMM describes its machine as plain data ([`Platform`]); [`build`] turns that description
-//! into the tables a stock Linux needs to boot (RSDP, XSDT, FADT, MADT, DSDT), each already placed
+//! into the tables a stock Linux needs to boot (RSDP, XSDT, FADT, MADT, DSDT, and MCFG when the
+//! machine has PCI Express host bridges, see [`PciRoot`]), each already placed
 //! at a guest-physical address inside a region the VMM reserves for firmware. The VMM only copies
 //! the [`Blob`]s into guest memory and tells the guest where the RSDP is.
 //!
@@ -11,8 +12,9 @@
 //! implement.
 //!
 //! Table encodings come from the `acpi_tables` crate where it has them (RSDP, XSDT, FADT, AML,
-//! generic SDT header); this crate adds what it lacks (MADT revision 6 with interrupt source
-//! overrides and local APIC NMI structures, the IRQNoFlags resource descriptor) and decides the
+//! generic SDT header, MCFG, address space descriptors); this crate adds what it lacks (MADT
+//! revision 6 with interrupt source overrides and local APIC NMI structures, the IRQNoFlags
+//! resource descriptor) and decides the
 //! content and the placement. It never touches KVM or guest memory.
 
 mod assemble;
@@ -26,7 +28,9 @@ mod fadt;
 mod identity;
 mod layout;
 mod madt;
+mod mcfg;
 mod name_seg;
+mod pci;
 mod raw_aml;
 mod resource;
 mod rsdp;
@@ -38,8 +42,8 @@ mod xsdt;
 pub use assemble::build;
 pub use blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 pub use description::{
-    InterruptOverride, IoApic, Platform, Polarity, ResetRegister, SerialPort, SleepRegisters, TriggerMode,
-    VirtioMmioDevice,
+    InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister, SerialPort, SleepRegisters,
+    TriggerMode, VirtioMmioDevice,
 };
 pub use error::Error;
 pub use madt::LOCAL_APIC_ADDRESS;

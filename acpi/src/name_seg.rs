@@ -10,11 +10,11 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NameSeg([u8; 4]);
 
-fn lead_char(c: u8) -> bool {
+const fn lead_char(c: u8) -> bool {
     c.is_ascii_uppercase() || c == b'_'
 }
 
-fn name_char(c: u8) -> bool {
+const fn name_char(c: u8) -> bool {
     lead_char(c) || c.is_ascii_digit()
 }
 
@@ -23,6 +23,16 @@ impl NameSeg {
     pub(crate) fn new(name: &str) -> Option<Self> {
         let bytes: [u8; 4] = name.as_bytes().try_into().ok()?;
         (lead_char(bytes[0]) && bytes[1..].iter().all(|&c| name_char(c))).then_some(Self(bytes))
+    }
+
+    /// A name fixed in the source, such as `_SEG`. Meant for `const` items, where an invalid name
+    /// stops the build instead of reaching a guest.
+    pub(crate) const fn literal(name: &[u8; 4]) -> Self {
+        assert!(
+            lead_char(name[0]) && name_char(name[1]) && name_char(name[2]) && name_char(name[3]),
+            "not an ACPI name segment"
+        );
+        Self(*name)
     }
 
     /// `prefix` followed by `index` in upper-case hex, filling the four characters (e.g. "COM",
@@ -60,6 +70,12 @@ mod tests {
         assert!(NameSeg::new("com1").is_none(), "lower case");
         assert!(NameSeg::new("COM").is_none(), "short");
         assert!(NameSeg::new("COM10").is_none(), "long");
+    }
+
+    #[test]
+    fn literals() {
+        const SEG: NameSeg = NameSeg::literal(b"_SEG");
+        assert_eq!(SEG, NameSeg::new("_SEG").unwrap());
     }
 
     #[test]

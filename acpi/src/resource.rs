@@ -1,10 +1,10 @@
 //! Resource descriptors of a device's `_CRS` (ACPI 6.5 section 6.4).
 //!
-//! Each variant is what some device of this VMM needs; later devices add variants (Memory32Fixed
-//! and Extended Interrupt for virtio-mmio, Word/DWord/QWord address spaces for PCI host bridges,
-//! which `acpi_tables` already encodes).
+//! Each variant is what some device of this VMM needs: IO and IRQNoFlags for UARTs,
+//! Memory32Fixed and Extended Interrupt for virtio-mmio and the motherboard resources, and the
+//! Word/DWord/QWord address space descriptors (section 6.4.3.5) of a PCI host bridge's windows.
 
-use acpi_tables::aml::{Interrupt, Memory32Fixed, ResourceTemplate, IO};
+use acpi_tables::aml::{AddressSpace, AddressSpaceCacheable, Interrupt, Memory32Fixed, ResourceTemplate, IO};
 use acpi_tables::{Aml, AmlSink};
 
 /// One resource of a `_CRS` buffer.
@@ -29,6 +29,41 @@ pub(crate) enum Resource {
     /// `Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {gsi}`: a global system
     /// interrupt beyond the ISA range (extended interrupt descriptor, section 6.4.3.6).
     EdgeInterrupt(u32),
+    /// `WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, start, end, 0,
+    /// end - start + 1)`: the bus numbers a PCI host bridge decodes (section 6.4.3.5.3).
+    BusNumbers {
+        /// First bus.
+        start: u8,
+        /// Last bus; not below `start`.
+        end: u8,
+    },
+    /// `DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+    /// 0, base, base + len - 1, 0, len)`: a memory window a PCI host bridge forwards to the
+    /// devices below it (section 6.4.3.5.2).
+    Memory32Window {
+        /// First byte.
+        base: u32,
+        /// Length in bytes; not 0, and `base + len` must not pass 4 GiB.
+        len: u32,
+    },
+    /// The QWordMemory counterpart of [`Resource::Memory32Window`] (section 6.4.3.5.1).
+    Memory64Window {
+        /// First byte.
+        base: u64,
+        /// Length in bytes; not 0, and `base + len` must not pass 2^64.
+        len: u64,
+    },
+}
+
+/// `max` of a fixed window of `len` bytes at `base` (`_MIN` = base, `_MAX` = base + len - 1).
+///
+/// The description is validated before it becomes resources, so `len` is never 0 and the window
+/// never wraps; should that be broken anyway, this saturates instead of panicking, and since
+/// `acpi_tables` computes `_LEN` as `max - min + 1`, the result always fits the type.
+macro_rules! window_max {
+    ($base:expr, $len:expr) => {
+        $base.saturating_add($len.max(1) - 1)
+    };
 }
 
 /// The short IRQ descriptor without its information byte (section 6.4.2.1): tag 0x22 (small
@@ -56,6 +91,28 @@ impl Resource {
             Resource::IrqNoFlags(irq) => Box::new(IrqNoFlags(irq)),
             Resource::Memory32Fixed { base, len } => Box::new(Memory32Fixed::new(true, base, len)),
             Resource::EdgeInterrupt(gsi) => Box::new(Interrupt::new(true, true, false, false, gsi)),
+            // acpi_tables encodes every address space descriptor with _MIF and _MAF set and the
+            // consumer bit clear, i.e. as a fixed window the bridge produces for its children,
+            // which is what a host bridge window is (section 6.4.3.5, general flags bit 0).
+            Resource::BusNumbers { start, end } => {
+                Box::new(AddressSpace::new_bus_number(u16::from(start), u16::from(end.max(start))))
+            }
+            // Non-cacheable (not prefetchable): Linux places non-prefetchable BARs only in
+            // non-prefetchable windows, prefetchable BARs in either, so this window takes any BAR.
+            Resource::Memory32Window { base, len } => Box::new(AddressSpace::new_memory(
+                AddressSpaceCacheable::NotCacheable,
+                true,
+                base,
+                window_max!(base, len),
+                None,
+            )),
+            Resource::Memory64Window { base, len } => Box::new(AddressSpace::new_memory(
+                AddressSpaceCacheable::NotCacheable,
+                true,
+                base,
+                window_max!(base, len),
+                None,
+            )),
         }
     }
 }
@@ -104,6 +161,86 @@ mod tests {
                 0x79, 0x00,
             ]
         );
+    }
+
+    #[test]
+    fn word_bus_number() {
+        let bytes = resource_template(&[Resource::BusNumbers { start: 0x10, end: 0x3f }]);
+        assert_eq!(
+            bytes,
+            [
+                0x11, 0x15, 0x0a, 0x12, // Buffer, PkgLength 21, BufferSize 18
+                0x88, 0x0d, 0x00, // Word address space descriptor, length 13
+                0x02, // resource type: bus number range
+                0x0c, // general flags: MaxFixed | MinFixed, PosDecode, ResourceProducer (bit 0 = 0)
+                0x00, // type-specific flags: none for bus numbers
+                0x00, 0x00, // _GRA
+                0x10, 0x00, // _MIN
+                0x3f, 0x00, // _MAX
+                0x00, 0x00, // _TRA
+                0x30, 0x00, // _LEN = 0x3f - 0x10 + 1
+                0x79, 0x00,
+            ]
+        );
+    }
+
+    #[test]
+    fn dword_memory_window() {
+        let bytes = resource_template(&[Resource::Memory32Window { base: 0xc000_0000, len: 0x3ec0_0000 }]);
+        assert_eq!(
+            bytes,
+            [
+                0x11, 0x1f, 0x0a, 0x1c, // Buffer, PkgLength 31, BufferSize 28
+                0x87, 0x17, 0x00, // DWord address space descriptor, length 23
+                0x00, // resource type: memory range
+                0x0c, // general flags: MaxFixed | MinFixed, PosDecode, ResourceProducer
+                0x01, // type-specific flags: ReadWrite, NonCacheable, AddressRangeMemory, TypeStatic
+                0x00, 0x00, 0x00, 0x00, // _GRA
+                0x00, 0x00, 0x00, 0xc0, // _MIN 0xc0000000
+                0xff, 0xff, 0xbf, 0xfe, // _MAX 0xfebfffff
+                0x00, 0x00, 0x00, 0x00, // _TRA
+                0x00, 0x00, 0xc0, 0x3e, // _LEN 0x3ec00000
+                0x79, 0x00,
+            ]
+        );
+    }
+
+    #[test]
+    fn qword_memory_window() {
+        let bytes =
+            resource_template(&[Resource::Memory64Window { base: 0x80_0000_0000, len: 0x10_0000_0000 }]);
+        assert_eq!(
+            bytes,
+            [
+                0x11, 0x33, 0x0a, 0x30, // Buffer, PkgLength 51, BufferSize 48
+                0x8a, 0x2b, 0x00, // QWord address space descriptor, length 43
+                0x00, 0x0c,
+                0x01, // memory range; MinFixed | MaxFixed, producer; ReadWrite, NonCacheable
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // _GRA
+                0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00, // _MIN 0x80_0000_0000
+                0xff, 0xff, 0xff, 0xff, 0x8f, 0x00, 0x00, 0x00, // _MAX 0x8f_ffff_ffff
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // _TRA
+                0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, // _LEN 0x10_0000_0000
+                0x79, 0x00,
+            ]
+        );
+    }
+
+    #[test]
+    fn broken_windows_do_not_panic() {
+        // Validation keeps these out; encoding them must still not overflow.
+        for r in [
+            Resource::Memory32Window { base: 0, len: 0 },
+            Resource::Memory32Window { base: u32::MAX, len: u32::MAX },
+            Resource::Memory64Window { base: u64::MAX, len: 2 },
+            Resource::BusNumbers { start: 0xff, end: 0 },
+        ] {
+            assert_eq!(resource_template(&[r]).last(), Some(&0x00));
+        }
+        // The full 32-bit window that does fit: _LEN = 0xffffffff.
+        let b = resource_template(&[Resource::Memory32Window { base: 0, len: u32::MAX }]);
+        assert_eq!(b[4 + 14..4 + 18], [0xfe, 0xff, 0xff, 0xff], "_MAX");
+        assert_eq!(b[4 + 22..4 + 26], [0xff, 0xff, 0xff, 0xff], "_LEN");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Helpers shared by the unit tests.
 
-use crate::description::{IoApic, Platform, ResetRegister, SerialPort, SleepRegisters};
+use crate::description::{IoApic, PciRoot, Platform, ResetRegister, SerialPort, SleepRegisters};
 
 /// Sum of all bytes mod 256; 0 for a table with a correct checksum.
 pub(crate) fn byte_sum(bytes: &[u8]) -> u8 {
@@ -20,7 +20,7 @@ pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Two CPUs, the I/O APIC at its usual place, the power registers at 0x600 (control), 0x601
-/// (status), 0x602 (reset, value 1), S5 = 5, COM1.
+/// (status), 0x602 (reset, value 1), S5 = 5, COM1; no virtio-mmio devices, no PCI.
 pub(crate) fn sample_platform() -> Platform {
     Platform {
         cpus: vec![0, 1],
@@ -30,5 +30,20 @@ pub(crate) fn sample_platform() -> Platform {
         reset: ResetRegister { port: 0x602, value: 1 },
         serial_ports: vec![SerialPort { io_base: 0x3f8, irq: 4, uid: 1 }],
         virtio_mmio: Vec::new(),
+        pci_roots: Vec::new(),
+    }
+}
+
+/// Segment 0, buses 0-0xff, ECAM at 0xb000_0000, 32-bit window 0xc000_0000 + 512 MiB, 64-bit
+/// window of 64 GiB at 1 TiB, coherent.
+pub(crate) fn sample_pci_root() -> PciRoot {
+    PciRoot {
+        segment: 0,
+        bus_start: 0,
+        bus_end: 0xff,
+        ecam_base: 0xb000_0000,
+        mem32: (0xc000_0000, 0x2000_0000),
+        mem64: (0x100_0000_0000, 0x10_0000_0000),
+        coherent: true,
     }
 }

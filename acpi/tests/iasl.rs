@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use dmavm_acpi::{
-    build, AcpiTables, Blob, InterruptOverride, IoApic, Platform, Polarity, ResetRegister, SerialPort,
-    SleepRegisters, TriggerMode, VirtioMmioDevice, RSDP_SIGNATURE,
+    build, AcpiTables, Blob, InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister,
+    SerialPort, SleepRegisters, TriggerMode, VirtioMmioDevice, RSDP_SIGNATURE,
 };
 
 /// Length of the common table header; the creator ID/revision in it (bytes 28..36) are rewritten
@@ -40,6 +40,28 @@ fn sample_platform() -> Platform {
         virtio_mmio: vec![
             VirtioMmioDevice { base: 0xd000_0000, size: 0x200, gsi: 5, coherent: true },
             VirtioMmioDevice { base: 0xd000_1000, size: 0x200, gsi: 6, coherent: false },
+        ],
+        // Two segments with both coherency values; the second has no 64-bit window and does
+        // not start at bus 0.
+        pci_roots: vec![
+            PciRoot {
+                segment: 0,
+                bus_start: 0,
+                bus_end: 0xff,
+                ecam_base: 0xb000_0000,
+                mem32: (0xc000_0000, 0x1000_0000),
+                mem64: (0x100_0000_0000, 0x10_0000_0000),
+                coherent: true,
+            },
+            PciRoot {
+                segment: 1,
+                bus_start: 0x10,
+                bus_end: 0x1f,
+                ecam_base: 0xa000_0000,
+                mem32: (0xe000_0000, 0x0800_0000),
+                mem64: (0, 0),
+                coherent: false,
+            },
         ],
     }
 }
@@ -109,6 +131,19 @@ fn compile(dir: &Path, source: &str) -> Vec<u8> {
 
 fn blob<'a>(tables: &'a AcpiTables, signature: &[u8; 4]) -> &'a Blob {
     tables.find(*signature).unwrap_or_else(|| panic!("no {} blob", String::from_utf8_lossy(signature)))
+}
+
+/// The values of every `name : value` field line of a (squeezed) data-table disassembly, in order.
+fn field_values<'a>(dsl: &'a str, name: &str) -> Vec<&'a str> {
+    let key = format!("] {name} : ");
+    dsl.lines().filter_map(|l| l.find(&key).map(|at| &l[at + key.len()..])).collect()
+}
+
+/// The text of `Device (name)` in a (squeezed) DSDT disassembly, up to the next device.
+fn device<'a>(dsdt: &'a str, name: &str) -> &'a str {
+    let start = dsdt.find(&format!("Device ({name})")).unwrap_or_else(|| panic!("no {name}:\n{dsdt}"));
+    let end = dsdt[start + 4..].find("Device (").map_or(dsdt.len(), |e| start + 4 + e);
+    &dsdt[start..end]
 }
 
 fn assert_has(dsl: &str, what: &str, needle: &str) {
@@ -184,7 +219,16 @@ fn iasl_accepts_every_table() {
     let xsdt = &dsl["XSDT"];
     assert_has(xsdt, "XSDT", &format!("ACPI Table Address 0 : {:016X}", blob(&tables, b"FACP").addr));
     assert_has(xsdt, "XSDT", &format!("ACPI Table Address 1 : {:016X}", blob(&tables, b"APIC").addr));
-    assert!(!xsdt.contains("ACPI Table Address 2"), "XSDT lists only FADT and MADT:\n{xsdt}");
+    assert_has(xsdt, "XSDT", &format!("ACPI Table Address 2 : {:016X}", blob(&tables, b"MCFG").addr));
+    assert!(!xsdt.contains("ACPI Table Address 3"), "XSDT lists only FADT, MADT and MCFG:\n{xsdt}");
+
+    // One allocation per host bridge, in order; the base address is that of bus 0 of the segment.
+    let mcfg = &dsl["MCFG"];
+    assert_has(mcfg, "MCFG", "Revision : 01");
+    assert_eq!(field_values(mcfg, "Base Address"), ["00000000B0000000", "00000000A0000000"], "{mcfg}");
+    assert_eq!(field_values(mcfg, "Segment Group Number"), ["0000", "0001"], "{mcfg}");
+    assert_eq!(field_values(mcfg, "Start Bus Number"), ["00", "10"], "{mcfg}");
+    assert_eq!(field_values(mcfg, "End Bus Number"), ["FF", "1F"], "{mcfg}");
 
     let dsdt = &dsl["DSDT"];
     for needle in [
@@ -205,9 +249,7 @@ fn iasl_accepts_every_table() {
     for (name, base, gsi, cca) in
         [("VR00", "0xD0000000", "0x00000005", "One"), ("VR01", "0xD0001000", "0x00000006", "Zero")]
     {
-        let start = dsdt.find(&format!("Device ({name})")).unwrap_or_else(|| panic!("no {name}:\n{dsdt}"));
-        let end = dsdt[start + 4..].find("Device (").map_or(dsdt.len(), |e| start + 4 + e);
-        let device = &dsdt[start..end];
+        let device = device(dsdt, name);
         for needle in [
             "Name (_HID, \"LNRO0005\")".to_string(),
             format!("Name (_CCA, {cca})"),
@@ -219,6 +261,61 @@ fn iasl_accepts_every_table() {
         ] {
             assert_has(device, name, &needle);
         }
+    }
+
+    // Each PCI host bridge: its identity, segment, root bus, coherency and windows.
+    let pci0 = device(dsdt, "PCI0");
+    let pci1 = device(dsdt, "PCI1");
+    for (name, device, uid, bbn, cca) in
+        [("PCI0", pci0, "Zero", "Zero", "One"), ("PCI1", pci1, "One", "0x10", "Zero")]
+    {
+        for needle in [
+            "Name (_HID, EisaId (\"PNP0A08\")".to_string(),
+            "Name (_CID, EisaId (\"PNP0A03\")".to_string(),
+            format!("Name (_UID, {uid})"),
+            format!("Name (_SEG, {uid})"),
+            format!("Name (_BBN, {bbn})"),
+            format!("Name (_CCA, {cca})"),
+            "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,".to_string(),
+            "DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,"
+                .to_string(),
+        ] {
+            assert_has(device, name, &needle);
+        }
+        assert!(!device.contains("_PRT") && !device.contains("_OSC"), "{name}: no _PRT, no _OSC:\n{device}");
+    }
+    for needle in [
+        // Buses 0-0xff.
+        "0x0000, // Range Minimum\n0x00FF, // Range Maximum\n0x0000, // Translation Offset\n0x0100, // Length",
+        // The legacy configuration ports, on segment 0 only.
+        "IO (Decode16,\n0x0CF8, // Range Minimum\n0x0CF8, // Range Maximum\n0x00, // Alignment\n0x08, // Length",
+        "0xC0000000, // Range Minimum\n0xCFFFFFFF, // Range Maximum\n0x00000000, // Translation Offset\n\
+         0x10000000, // Length",
+        "QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,",
+        "0x0000010000000000, // Range Minimum\n0x0000010FFFFFFFFF, // Range Maximum\n\
+         0x0000000000000000, // Translation Offset\n0x0000001000000000, // Length",
+    ] {
+        assert_has(pci0, "PCI0", needle);
+    }
+    for needle in [
+        "0x0010, // Range Minimum\n0x001F, // Range Maximum\n0x0000, // Translation Offset\n0x0010, // Length",
+        "0xE0000000, // Range Minimum\n0xE7FFFFFF, // Range Maximum\n0x00000000, // Translation Offset\n\
+         0x08000000, // Length",
+    ] {
+        assert_has(pci1, "PCI1", needle);
+    }
+    assert!(
+        !pci1.contains("IO (") && !pci1.contains("QWordMemory"),
+        "PCI1: no CF8 ports, no 64-bit window:\n{pci1}"
+    );
+    // The ECAM regions actually decoded (PCI1: buses 0x10-0x1f) as motherboard resources.
+    let mbrd = device(dsdt, "MBRD");
+    for needle in [
+        "Name (_HID, EisaId (\"PNP0C02\")",
+        "0xB0000000, // Address Base\n0x10000000, // Address Length",
+        "0xA1000000, // Address Base\n0x01000000, // Address Length",
+    ] {
+        assert_has(mbrd, "MBRD", needle);
     }
 }
 

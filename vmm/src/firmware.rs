@@ -50,6 +50,7 @@ pub fn platform(cpus: u32, machine: &Machine) -> Result<Platform> {
         reset: ResetRegister { port: port(RESET_OFFSET)?, value: RESET_VALUE },
         serial_ports: vec![SerialPort { io_base: COM1_ADDR as u16, irq: COM1_IRQ as u8, uid: 0 }],
         virtio_mmio: machine.acpi_virtio_mmio(),
+        pci_roots: Vec::new(),
     })
 }
 
