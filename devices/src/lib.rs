@@ -1,5 +1,5 @@
-//! Device models of dmavm: buses and dispatch, legacy devices, the IOAPIC
-//! and (later) the virtio transports and devices.
+//! Device models of dmavm: buses and dispatch, legacy devices, the IOAPIC,
+//! the PCI host bridge and MSI-X, the virtio transports and devices.
 //!
 //! Nothing here knows about ACPI, device trees or a particular IOMMU: the
 //! machine model in the `dmavm` crate decides where devices sit and what the
@@ -9,6 +9,7 @@ pub mod bus;
 pub mod interrupt;
 pub mod ioapic;
 pub mod legacy;
+pub mod pci;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};

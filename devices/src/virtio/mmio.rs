@@ -2,9 +2,10 @@
 //!
 //! One [`MmioTransport`] answers a [`WINDOW_SIZE`]-byte MMIO window: the
 //! control registers of 4.2.2 in the first 0x100 bytes, the device-specific
-//! configuration space from [`CONFIG_OFFSET`] on. It owns feature
-//! negotiation, the queue registers and the interrupt status, and hands the
-//! device an [`Activation`] when the driver sets `DRIVER_OK`.
+//! configuration space from [`CONFIG_OFFSET`] on. Feature negotiation, the
+//! status state machine and the queue configuration are the transport core's
+//! (see `transport.rs` for the rules shared with virtio-pci); this file maps
+//! the mmio registers onto it and owns the interrupt status.
 //!
 //! Choices this transport makes where the specification leaves room:
 //!
@@ -14,49 +15,26 @@
 //!   Write-only registers read as zero.
 //! - The vendor ID is [`VENDOR_ID`], "dmvm" in little-endian ASCII (the same
 //!   convention as QEMU's "QEMU").
-//! - Features the transport cannot honour (packed rings, notification data,
-//!   queue reset, SR-IOV, admin queues) are never offered, whatever the
-//!   device says.
-//! - `FEATURES_OK` is refused (it does not stick) if the driver accepted a
-//!   feature that was not offered, did not accept `VIRTIO_F_VERSION_1`, or,
-//!   when the transport was built with `require_access_platform` (the device
-//!   sits behind an IOMMU, see the DMA contract in DESIGN.md), did not accept
-//!   `VIRTIO_F_ACCESS_PLATFORM`. A refusal resets the device, the queues,
-//!   the accepted features and the interrupt status; `ACKNOWLEDGE` and
-//!   `DRIVER` stay set so that reading Status back shows exactly the missing
-//!   `FEATURES_OK`.
-//! - `QueueNum` accepts any value but the size is checked at `DRIVER_OK`: a
-//!   size that is zero, above `QueueNumMax` or not a power of two, like a ring
-//!   that is misaligned or outside the device's memory, fails activation,
-//!   which sets `DEVICE_NEEDS_RESET` (the device never runs on a ring it
-//!   cannot trust).
-//! - Queue registers are frozen while the selected queue is ready and after
-//!   `DRIVER_OK`; writing 0 to `QueueReady` before `DRIVER_OK` is allowed
-//!   (Linux does it when tearing down a half-set-up queue).
-//! - Status bits are only cleared by writing 0; `DEVICE_NEEDS_RESET` cannot
-//!   be written by the driver.
-//! - Notifications never run device code on the vCPU thread: a trapped write
-//!   to `QueueNotify` signals the queue's eventfd, the same one the VMM
-//!   registers as an ioeventfd, and the event loop calls
-//!   [`MmioTransport::process_notification`].
+//! - `QueueNum` accepts any value but the size is checked at `DRIVER_OK`.
 //! - Interrupts are edges: every trigger sets the InterruptStatus bit and
 //!   pulses the line (the VMM declares the pin edge-triggered, active high),
 //!   so an event arriving while the driver's handler runs is never lost.
 
-use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use log::{debug, error, warn};
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemory};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use log::debug;
+use vm_memory::GuestMemory;
+use vmm_sys_util::eventfd::EventFd;
 
-use super::device::{
-    Activation, InterruptKind, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX,
-};
+use super::device::{InterruptKind, VirtioDevice, VirtioInterrupt};
+use super::transport::{set_half, TransportCore, TransportInterrupt};
 use crate::interrupt::InterruptLine;
+
+pub use super::transport::status;
+/// Why an mmio transport could not be built (the error every transport
+/// shares).
+pub type MmioError = super::transport::TransportError;
 
 /// Size of the MMIO window of one transport (virtio 1.2, 4.2.1: 0x200).
 pub const WINDOW_SIZE: u64 = 0x200;
@@ -72,22 +50,6 @@ pub const MAGIC_VALUE: u32 = 0x7472_6976;
 pub const VERSION: u32 = 2;
 /// `VendorID` of dmavm's devices: "dmvm" in little-endian ASCII.
 pub const VENDOR_ID: u32 = 0x6d76_6d64;
-
-/// Device status bits (virtio 1.2, 2.1).
-pub mod status {
-    /// The guest found the device.
-    pub const ACKNOWLEDGE: u32 = 0x01;
-    /// The guest knows how to drive the device.
-    pub const DRIVER: u32 = 0x02;
-    /// The driver is set up and ready to drive the device.
-    pub const DRIVER_OK: u32 = 0x04;
-    /// Feature negotiation is complete.
-    pub const FEATURES_OK: u32 = 0x08;
-    /// The device hit an error and needs a reset (set by the device only).
-    pub const DEVICE_NEEDS_RESET: u32 = 0x40;
-    /// The driver gave up on the device.
-    pub const FAILED: u32 = 0x80;
-}
 
 /// InterruptStatus bit: used buffers were added to a queue.
 pub const INT_VRING: u32 = 0x1;
@@ -125,65 +87,6 @@ const REG_SHM_BASE_LOW: u64 = 0x0b8;
 const REG_SHM_BASE_HIGH: u64 = 0x0bc;
 const REG_CONFIG_GENERATION: u64 = 0x0fc;
 
-/// Status bits the driver may set.
-const DRIVER_STATUS_BITS: u32 =
-    status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK | status::FEATURES_OK | status::FAILED;
-
-/// Transport features (virtio 1.2, 6) this transport does not implement and
-/// therefore never offers: `VIRTIO_F_RING_PACKED` (34, the queues are split
-/// rings), `VIRTIO_F_SR_IOV` (37), `VIRTIO_F_NOTIFICATION_DATA` (38, the
-/// ioeventfd datamatch is the bare queue index), `VIRTIO_F_NOTIF_CONFIG_DATA`
-/// (39), `VIRTIO_F_RING_RESET` (40, no QueueReset register) and
-/// `VIRTIO_F_ADMIN_VQ` (41).
-const UNSUPPORTED_TRANSPORT_FEATURES: u64 =
-    (1 << 34) | (1 << 37) | (1 << 38) | (1 << 39) | (1 << 40) | (1 << 41);
-
-/// Why a transport could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum MmioError {
-    /// The device does not offer `VIRTIO_F_VERSION_1`; this transport is
-    /// modern-only, so no driver could ever complete negotiation.
-    #[error("{0}: the device does not offer VIRTIO_F_VERSION_1")]
-    NoVersion1(String),
-    /// The transport must require `VIRTIO_F_ACCESS_PLATFORM` (the device is
-    /// behind an IOMMU) but the device does not offer it.
-    #[error("{0}: the device is behind an IOMMU but does not offer VIRTIO_F_ACCESS_PLATFORM")]
-    NoAccessPlatform(String),
-    /// A queue's maximum size is zero, above 32768 or not a power of two.
-    #[error("{label}: queue {index} has an invalid maximum size {size}")]
-    InvalidQueueMaxSize {
-        /// The transport's label.
-        label: String,
-        /// Queue index.
-        index: usize,
-        /// The offending size.
-        size: u16,
-    },
-    /// Creating a queue's notification eventfd failed.
-    #[error("{label}: cannot create the eventfd of queue {index}: {source}")]
-    EventFd {
-        /// The transport's label.
-        label: String,
-        /// Queue index.
-        index: usize,
-        /// What the kernel said.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A human-readable name for a virtio device ID (virtio 1.2, 5).
-fn device_name(device_type: u32) -> String {
-    match device_type {
-        1 => "virtio-net".to_owned(),
-        2 => "virtio-blk".to_owned(),
-        3 => "virtio-console".to_owned(),
-        4 => "virtio-rng".to_owned(),
-        23 => "virtio-iommu".to_owned(),
-        n => format!("virtio-{n}"),
-    }
-}
-
 /// The interrupt state shared between the transport (registers) and the
 /// device (which triggers it from wherever it processes queues).
 struct MmioInterrupt {
@@ -216,98 +119,24 @@ impl VirtioInterrupt for MmioInterrupt {
     }
 }
 
-/// The driver's view of one queue, as written through the registers; turned
-/// into a `virtio_queue::Queue` (and checked) at `DRIVER_OK`.
-#[derive(Debug, Clone, Copy)]
-struct QueueConfig {
-    max_size: u16,
-    /// Raw `QueueNum` (validated at activation).
-    size: u32,
-    ready: bool,
-    desc: u64,
-    driver: u64,
-    device: u64,
-}
-
-impl QueueConfig {
-    fn new(max_size: u16) -> Self {
-        Self { max_size, size: u32::from(max_size), ready: false, desc: 0, driver: 0, device: 0 }
+impl TransportInterrupt for MmioInterrupt {
+    fn reset(&self) {
+        self.status.store(0, Ordering::SeqCst);
     }
 
-    fn reset(&mut self) {
-        *self = Self::new(self.max_size);
-    }
-
-    /// The queue the device gets: disabled as configured, or ready and
-    /// checked against `mem`.
-    fn build<M: GuestMemory>(&self, mem: &M, event_idx: bool) -> Result<Queue, String> {
-        let mut q = Queue::new(self.max_size).map_err(|e| format!("max size {}: {e}", self.max_size))?;
-        if !self.ready {
-            return Ok(q);
-        }
-        let size = u16::try_from(self.size).map_err(|_| format!("size {} too large", self.size))?;
-        q.try_set_size(size).map_err(|e| format!("size {size} (max {}): {e}", self.max_size))?;
-        q.try_set_desc_table_address(GuestAddress(self.desc))
-            .map_err(|e| format!("descriptor table {:#x}: {e}", self.desc))?;
-        q.try_set_avail_ring_address(GuestAddress(self.driver))
-            .map_err(|e| format!("driver area {:#x}: {e}", self.driver))?;
-        q.try_set_used_ring_address(GuestAddress(self.device))
-            .map_err(|e| format!("device area {:#x}: {e}", self.device))?;
-        q.set_event_idx(event_idx);
-        q.set_ready(true);
-        if !q.is_valid(mem) {
-            return Err(format!(
-                "rings (descriptors {:#x}, driver {:#x}, device {:#x}, size {size}) are not accessible",
-                self.desc, self.driver, self.device
-            ));
-        }
-        Ok(q)
-    }
-}
-
-/// Sets the low (`high == false`) or high half of `v` to `half`.
-fn set_half(v: &mut u64, high: bool, half: u32) {
-    if high {
-        *v = (*v & 0xffff_ffff) | (u64::from(half) << 32);
-    } else {
-        *v = (*v & !0xffff_ffff) | u64::from(half);
+    fn signal_needs_reset(&self) -> std::io::Result<()> {
+        self.raise(INT_CONFIG)
     }
 }
 
 /// A virtio device behind a virtio-mmio (version 2) register window.
 pub struct MmioTransport<M: GuestMemory + Send + Sync + 'static> {
-    device: Box<dyn VirtioDevice<M>>,
-    mem: Arc<M>,
-    label: String,
-    device_type: u32,
-    require_access_platform: bool,
-    /// What the driver sees in DeviceFeatures.
-    offered_features: u64,
-    /// What the driver wrote to DriverFeatures (checked at `FEATURES_OK`).
-    driver_features: u64,
-    /// The driver accepted a feature above bit 63 (none is ever offered).
-    driver_features_high_bank: bool,
-    device_features_sel: u32,
-    driver_features_sel: u32,
-    queue_sel: u32,
-    queues: Vec<QueueConfig>,
-    queue_events: Vec<EventFd>,
-    interrupt: Arc<MmioInterrupt>,
-    status: u32,
-    /// The device accepted an activation and holds the queues.
-    activated: bool,
+    core: TransportCore<M, MmioInterrupt>,
 }
 
-impl<M: GuestMemory + Send + Sync + 'static> fmt::Debug for MmioTransport<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MmioTransport")
-            .field("label", &self.label)
-            .field("device_type", &self.device_type)
-            .field("status", &format_args!("{:#x}", self.status))
-            .field("driver_features", &format_args!("{:#x}", self.driver_features))
-            .field("queues", &self.queues)
-            .field("activated", &self.activated)
-            .finish_non_exhaustive()
+impl<M: GuestMemory + Send + Sync + 'static> std::fmt::Debug for MmioTransport<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmioTransport").field("core", &self.core).finish()
     }
 }
 
@@ -325,88 +154,52 @@ impl<M: GuestMemory + Send + Sync + 'static> MmioTransport<M> {
         interrupt: Arc<dyn InterruptLine>,
         require_access_platform: bool,
     ) -> Result<Self, MmioError> {
-        let device_type = device.device_type();
-        let label = device_name(device_type);
-        let offered_features = device.device_features() & !UNSUPPORTED_TRANSPORT_FEATURES;
-        if offered_features & VIRTIO_F_VERSION_1 == 0 {
-            return Err(MmioError::NoVersion1(label));
-        }
-        if require_access_platform && offered_features & VIRTIO_F_ACCESS_PLATFORM == 0 {
-            return Err(MmioError::NoAccessPlatform(label));
-        }
-        let mut queues = Vec::new();
-        let mut queue_events = Vec::new();
-        for (index, &size) in device.queue_max_sizes().iter().enumerate() {
-            if Queue::new(size).is_err() {
-                return Err(MmioError::InvalidQueueMaxSize { label, index, size });
-            }
-            queues.push(QueueConfig::new(size));
-            let evt = match EventFd::new(EFD_NONBLOCK) {
-                Ok(evt) => evt,
-                Err(source) => return Err(MmioError::EventFd { label, index, source }),
-            };
-            queue_events.push(evt);
-        }
-        Ok(Self {
-            device,
-            mem,
-            label,
-            device_type,
-            require_access_platform,
-            offered_features,
-            driver_features: 0,
-            driver_features_high_bank: false,
-            device_features_sel: 0,
-            driver_features_sel: 0,
-            queue_sel: 0,
-            queues,
-            queue_events,
-            interrupt: Arc::new(MmioInterrupt {
-                status: AtomicU32::new(0),
-                config_generation: AtomicU32::new(0),
-                line: interrupt,
-            }),
-            status: 0,
-            activated: false,
-        })
+        let interrupt = Arc::new(MmioInterrupt {
+            status: AtomicU32::new(0),
+            config_generation: AtomicU32::new(0),
+            line: interrupt,
+        });
+        // QueueSel is 32 bits wide: no limit beyond virtio's own.
+        let core = TransportCore::new(device, mem, interrupt, require_access_platform, usize::MAX)?;
+        Ok(Self { core })
     }
 
     /// Replaces the name used in log messages (by default the device type,
     /// e.g. "virtio-blk"); the VMM may pass something like
     /// "virtio-blk@0xd0000000".
     pub fn with_label(mut self, label: impl Into<String>) -> Self {
-        self.label = label.into();
+        self.core.label = label.into();
         self
     }
 
     /// The name used in log messages.
     pub fn label(&self) -> &str {
-        &self.label
+        &self.core.label
     }
 
     /// The virtio device ID (virtio 1.2, 5).
     pub fn device_type(&self) -> u32 {
-        self.device_type
+        self.core.device_type()
     }
 
     /// The features offered to the driver.
     pub fn offered_features(&self) -> u64 {
-        self.offered_features
+        self.core.offered_features()
     }
 
     /// Whether `FEATURES_OK` requires `VIRTIO_F_ACCESS_PLATFORM`.
     pub fn requires_access_platform(&self) -> bool {
-        self.require_access_platform
+        self.core.requires_access_platform()
     }
 
     /// The device status register.
     pub fn device_status(&self) -> u32 {
-        self.status
+        self.core.status()
     }
 
     /// Whether the device is running (activated and not in error).
     pub fn is_activated(&self) -> bool {
-        self.activated && self.status & status::DEVICE_NEEDS_RESET == 0
+        self.core.is_activated()
     }
 
     /// One eventfd per queue, in queue order. The VMM registers eventfd `i`
@@ -415,223 +208,74 @@ impl<M: GuestMemory + Send + Sync + 'static> MmioTransport<M> {
     /// [`Self::process_notification`]`(i)`. Trapped notify writes (no
     /// ioeventfd) signal the same eventfd.
     pub fn queue_events(&self) -> &[EventFd] {
-        &self.queue_events
+        self.core.queue_events()
     }
 
     /// The driver notified queue `queue`: lets the device process it, if the
     /// device is running and the queue is enabled. A device error sets
     /// `DEVICE_NEEDS_RESET` and sends a configuration-change interrupt.
     pub fn process_notification(&mut self, queue: usize) {
-        if !self.is_activated() || !self.queues.get(queue).is_some_and(|q| q.ready) {
-            return;
-        }
-        if let Err(e) = self.device.process_queue(queue) {
-            self.needs_reset(format_args!("queue {queue}: {e}"));
-        }
-    }
-
-    /// The selected queue, if QueueSel names one.
-    fn selected_queue(&self) -> Option<&QueueConfig> {
-        usize::try_from(self.queue_sel).ok().and_then(|i| self.queues.get(i))
-    }
-
-    /// The selected queue if its configuration may still change: it is not
-    /// ready and the driver has not set `DRIVER_OK`.
-    fn selected_queue_mut(&mut self) -> Option<&mut QueueConfig> {
-        if self.status & status::DRIVER_OK != 0 {
-            return None;
-        }
-        usize::try_from(self.queue_sel).ok().and_then(|i| self.queues.get_mut(i)).filter(|q| !q.ready)
-    }
-
-    /// Puts the device into the error state (virtio 1.2, 2.1.2).
-    fn needs_reset(&mut self, why: fmt::Arguments<'_>) {
-        error!("{}: {why}; the device needs a reset", self.label);
-        self.status |= status::DEVICE_NEEDS_RESET;
-        if let Err(e) = self.interrupt.raise(INT_CONFIG) {
-            error!("{}: cannot send the configuration-change interrupt: {e}", self.label);
-        }
-    }
-
-    /// Everything negotiated or configured goes back to its initial state;
-    /// the caller sets the status.
-    fn reset_device(&mut self) {
-        self.device.reset();
-        self.activated = false;
-        self.driver_features = 0;
-        self.driver_features_high_bank = false;
-        self.device_features_sel = 0;
-        self.driver_features_sel = 0;
-        self.queue_sel = 0;
-        self.queues.iter_mut().for_each(QueueConfig::reset);
-        self.interrupt.status.store(0, Ordering::SeqCst);
-    }
-
-    /// Why the driver's feature set cannot be accepted, if it cannot.
-    fn check_features(&self) -> Result<(), String> {
-        let unoffered = self.driver_features & !self.offered_features;
-        if unoffered != 0 || self.driver_features_high_bank {
-            let high = if self.driver_features_high_bank { " and some above bit 63" } else { "" };
-            return Err(format!("the driver accepted features that were not offered ({unoffered:#x}{high})"));
-        }
-        if self.driver_features & VIRTIO_F_VERSION_1 == 0 {
-            return Err(
-                "the driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not supported)".into()
-            );
-        }
-        if self.require_access_platform && self.driver_features & VIRTIO_F_ACCESS_PLATFORM == 0 {
-            return Err("the device is behind an IOMMU and the driver did not accept \
-                        VIRTIO_F_ACCESS_PLATFORM (it would use guest-physical addresses)"
-                .into());
-        }
-        Ok(())
-    }
-
-    fn write_status(&mut self, value: u32) {
-        if value == 0 {
-            self.reset_device();
-            self.status = 0;
-            return;
-        }
-        let old = self.status;
-        let mut new = old | (value & DRIVER_STATUS_BITS);
-        if new & status::FEATURES_OK != 0 && old & status::FEATURES_OK == 0 {
-            if old & status::DRIVER_OK != 0 {
-                // Too late: the device already failed DRIVER_OK without it.
-                warn!("{}: FEATURES_OK after DRIVER_OK ignored", self.label);
-                new &= !status::FEATURES_OK;
-            } else if let Err(why) = self.check_features() {
-                warn!("{}: refusing FEATURES_OK (features {:#x}): {why}", self.label, self.driver_features);
-                self.reset_device();
-                self.status = new & !(status::FEATURES_OK | status::DRIVER_OK);
-                return;
-            }
-        }
-        self.status = new;
-        if new & status::DRIVER_OK != 0 && old & status::DRIVER_OK == 0 {
-            self.activate();
-        }
-    }
-
-    /// The driver set `DRIVER_OK`: hand the queues to the device.
-    fn activate(&mut self) {
-        if self.status & status::FEATURES_OK == 0 {
-            self.needs_reset(format_args!("DRIVER_OK without FEATURES_OK"));
-            return;
-        }
-        let event_idx = self.driver_features & VIRTIO_RING_F_EVENT_IDX != 0;
-        let mut queues = Vec::with_capacity(self.queues.len());
-        for (i, cfg) in self.queues.iter().enumerate() {
-            match cfg.build(&*self.mem, event_idx) {
-                Ok(q) => queues.push(q),
-                Err(why) => {
-                    self.needs_reset(format_args!("queue {i} is misconfigured: {why}"));
-                    return;
-                }
-            }
-        }
-        let interrupt: Arc<dyn VirtioInterrupt> = self.interrupt.clone();
-        let activation =
-            Activation { mem: self.mem.clone(), queues, acked_features: self.driver_features, interrupt };
-        match self.device.activate(activation) {
-            Ok(()) => self.activated = true,
-            Err(e) => self.needs_reset(format_args!("activation failed: {e}")),
-        }
+        self.core.process_notification(queue);
     }
 
     fn read_register(&self, offset: u64) -> u32 {
+        let core = &self.core;
         match offset {
             REG_MAGIC_VALUE => MAGIC_VALUE,
             REG_VERSION => VERSION,
-            REG_DEVICE_ID => self.device_type,
+            REG_DEVICE_ID => core.device_type(),
             REG_VENDOR_ID => VENDOR_ID,
-            REG_DEVICE_FEATURES => match self.device_features_sel {
-                0 => self.offered_features as u32,
-                1 => (self.offered_features >> 32) as u32,
-                _ => 0,
-            },
-            REG_QUEUE_NUM_MAX => self.selected_queue().map_or(0, |q| u32::from(q.max_size)),
-            REG_QUEUE_READY => self.selected_queue().map_or(0, |q| u32::from(q.ready)),
-            REG_INTERRUPT_STATUS => self.interrupt.status.load(Ordering::SeqCst) & (INT_VRING | INT_CONFIG),
-            REG_STATUS => self.status,
+            REG_DEVICE_FEATURES => core.device_features_bank(),
+            REG_QUEUE_NUM_MAX => core.selected_queue().map_or(0, |q| u32::from(q.max_size)),
+            REG_QUEUE_READY => core.selected_queue().map_or(0, |q| u32::from(q.ready)),
+            REG_INTERRUPT_STATUS => core.interrupt.status.load(Ordering::SeqCst) & (INT_VRING | INT_CONFIG),
+            REG_STATUS => core.status(),
             // No shared memory regions: a length of -1 says so (4.2.2).
             REG_SHM_LEN_LOW | REG_SHM_LEN_HIGH | REG_SHM_BASE_LOW | REG_SHM_BASE_HIGH => u32::MAX,
-            REG_CONFIG_GENERATION => self.interrupt.config_generation.load(Ordering::SeqCst),
+            REG_CONFIG_GENERATION => core.interrupt.config_generation.load(Ordering::SeqCst),
             _ => {
-                debug!("{}: read of write-only or unknown register {offset:#x}", self.label);
+                debug!("{}: read of write-only or unknown register {offset:#x}", core.label);
                 0
             }
         }
     }
 
     fn write_register(&mut self, offset: u64, value: u32) {
+        let core = &mut self.core;
         match offset {
-            REG_DEVICE_FEATURES_SEL => self.device_features_sel = value,
-            REG_DRIVER_FEATURES_SEL => self.driver_features_sel = value,
-            REG_DRIVER_FEATURES => {
-                if self.status & (status::FEATURES_OK | status::DRIVER_OK) != 0 {
-                    debug!("{}: DriverFeatures written after FEATURES_OK, ignored", self.label);
-                    return;
-                }
-                match self.driver_features_sel {
-                    0 => set_half(&mut self.driver_features, false, value),
-                    1 => set_half(&mut self.driver_features, true, value),
-                    // No features above bit 63 exist; accepting one would be
-                    // accepting something not offered.
-                    // No features above bit 63 exist: accepting one is
-                    // accepting something that was not offered.
-                    _ => self.driver_features_high_bank |= value != 0,
-                }
-            }
-            REG_QUEUE_SEL => self.queue_sel = value,
+            REG_DEVICE_FEATURES_SEL => core.device_features_sel = value,
+            REG_DRIVER_FEATURES_SEL => core.driver_features_sel = value,
+            REG_DRIVER_FEATURES => core.write_driver_features(value),
+            REG_QUEUE_SEL => core.queue_sel = value,
             REG_QUEUE_NUM => {
-                if let Some(q) = self.selected_queue_mut() {
+                if let Some(q) = core.selected_queue_mut() {
                     q.size = value;
                 }
             }
-            REG_QUEUE_READY => {
-                if let Some(q) = usize::try_from(self.queue_sel).ok().and_then(|i| self.queues.get_mut(i)) {
-                    if self.status & status::DRIVER_OK == 0 {
-                        q.ready = value & 1 != 0;
-                    }
-                }
-            }
-            REG_QUEUE_NOTIFY => self.notify(value),
+            REG_QUEUE_READY => core.set_queue_ready(value & 1 != 0),
+            REG_QUEUE_NOTIFY => core.notify(u64::from(value)),
             REG_INTERRUPT_ACK => {
-                self.interrupt.status.fetch_and(!value, Ordering::SeqCst);
+                core.interrupt.status.fetch_and(!value, Ordering::SeqCst);
             }
-            REG_STATUS => self.write_status(value),
+            REG_STATUS => core.write_status(value),
             REG_QUEUE_DESC_LOW | REG_QUEUE_DESC_HIGH => {
-                if let Some(q) = self.selected_queue_mut() {
+                if let Some(q) = core.selected_queue_mut() {
                     set_half(&mut q.desc, offset == REG_QUEUE_DESC_HIGH, value);
                 }
             }
             REG_QUEUE_DRIVER_LOW | REG_QUEUE_DRIVER_HIGH => {
-                if let Some(q) = self.selected_queue_mut() {
+                if let Some(q) = core.selected_queue_mut() {
                     set_half(&mut q.driver, offset == REG_QUEUE_DRIVER_HIGH, value);
                 }
             }
             REG_QUEUE_DEVICE_LOW | REG_QUEUE_DEVICE_HIGH => {
-                if let Some(q) = self.selected_queue_mut() {
+                if let Some(q) = core.selected_queue_mut() {
                     set_half(&mut q.device, offset == REG_QUEUE_DEVICE_HIGH, value);
                 }
             }
             // There are no shared memory regions to select.
             REG_SHM_SEL => {}
-            _ => debug!("{}: write of {value:#x} to read-only or unknown register {offset:#x}", self.label),
-        }
-    }
-
-    /// A trapped QueueNotify write: hand it to the event loop through the
-    /// queue's eventfd, exactly as a registered ioeventfd would.
-    fn notify(&self, value: u32) {
-        match usize::try_from(value).ok().and_then(|i| self.queue_events.get(i)) {
-            Some(evt) => {
-                if let Err(e) = evt.write(1) {
-                    error!("{}: cannot signal the eventfd of queue {value}: {e}", self.label);
-                }
-            }
-            None => debug!("{}: notification for nonexistent queue {value}", self.label),
+            _ => debug!("{}: write of {value:#x} to read-only or unknown register {offset:#x}", core.label),
         }
     }
 
@@ -650,7 +294,7 @@ impl<M: GuestMemory + Send + Sync + 'static> crate::bus::BusDevice for MmioTrans
         data.fill(0);
         if offset >= CONFIG_OFFSET {
             if Self::in_config(offset, data.len()) {
-                self.device.read_config(offset - CONFIG_OFFSET, data);
+                self.core.device.read_config(offset - CONFIG_OFFSET, data);
             }
             return;
         }
@@ -665,7 +309,7 @@ impl<M: GuestMemory + Send + Sync + 'static> crate::bus::BusDevice for MmioTrans
     fn write(&mut self, offset: u64, data: &[u8]) {
         if offset >= CONFIG_OFFSET {
             if Self::in_config(offset, data.len()) {
-                self.device.write_config(offset - CONFIG_OFFSET, data);
+                self.core.device.write_config(offset - CONFIG_OFFSET, data);
             }
             return;
         }
@@ -683,12 +327,16 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
-    use vm_memory::GuestMemoryMmap;
+    use virtio_queue::QueueT;
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
 
     use super::*;
     use crate::bus::BusDevice;
     use crate::interrupt::InterruptError;
     use crate::virtio::device::DeviceError;
+    use crate::virtio::device::{
+        Activation, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    };
 
     type Mem = GuestMemoryMmap<()>;
 

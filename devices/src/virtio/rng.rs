@@ -16,14 +16,15 @@ use std::sync::Arc;
 
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::bitmap::{BitmapSlice, BS};
-use vm_memory::{GuestMemory, GuestMemoryError, Permissions, VolatileSlice};
+use vm_memory::bitmap::BitmapSlice;
+use vm_memory::{GuestMemory, Permissions, VolatileSlice};
 
-use crate::virtio::block::{activate_queue, drain_queue, walk_chain, Buffer};
+use crate::virtio::chain::{slices, walk as walk_chain, Buffer};
 use crate::virtio::device::{
     Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
+use crate::virtio::queue::{activate_queue, drain as drain_queue};
 
 /// Size of the request queue the device offers.
 pub const RNG_QUEUE_SIZE: u16 = 256;
@@ -129,7 +130,7 @@ fn fill<M: GuestMemory>(mem: &M, buffers: &[Buffer]) -> Result<u32, DeviceError>
         log::debug!("virtio-rng: chain has device-readable buffers; returned unused");
         return Ok(0);
     }
-    let slices = match resolve(mem, buffers) {
+    let slices = match slices(mem, buffers, RNG_MAX_BYTES_PER_REQUEST, Permissions::Write) {
         Ok(s) => s,
         Err(e) => {
             log::debug!("virtio-rng: buffer not writable: {e}; chain returned unused");
@@ -143,27 +144,6 @@ fn fill<M: GuestMemory>(mem: &M, buffers: &[Buffer]) -> Result<u32, DeviceError>
     }
     // At most RNG_MAX_BYTES_PER_REQUEST.
     Ok(written as u32)
-}
-
-/// Host slices for the first [`RNG_MAX_BYTES_PER_REQUEST`] bytes of the
-/// buffers; all or nothing.
-fn resolve<'m, M: GuestMemory>(
-    mem: &'m M,
-    buffers: &[Buffer],
-) -> Result<Vec<VolatileSlice<'m, BS<'m, M::Bitmap>>>, GuestMemoryError> {
-    let mut left = RNG_MAX_BYTES_PER_REQUEST;
-    let mut out = Vec::new();
-    for b in buffers {
-        let len = (b.len as usize).min(left);
-        if len == 0 {
-            continue;
-        }
-        for slice in mem.get_slices(b.addr, len, Permissions::Write)? {
-            out.push(slice?);
-        }
-        left -= len;
-    }
-    Ok(out)
 }
 
 /// Fills `slice` from `getrandom(2)`, straight into guest memory.

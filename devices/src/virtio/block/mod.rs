@@ -40,20 +40,15 @@
 //! down: a trailing partial sector is invisible to the guest (a warning is
 //! logged when the device is created).
 
-mod chain;
 mod config;
 mod disk;
 mod io;
-mod queue;
 mod request;
 
 #[cfg(test)]
 pub(crate) mod test_util;
 #[cfg(test)]
 mod tests;
-
-pub(crate) use chain::{walk as walk_chain, Buffer};
-pub(crate) use queue::drain as drain_queue;
 
 use std::fs::File;
 use std::sync::Arc;
@@ -65,10 +60,12 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemory;
 
+use crate::virtio::chain::walk as walk_chain;
 use crate::virtio::device::{
     Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
+use crate::virtio::queue::{activate_queue, drain as drain_queue};
 use config::ConfigSpace;
 use disk::{Disk, SECTOR_SIZE};
 
@@ -205,24 +202,4 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Block<M> {
     fn reset(&mut self) {
         self.active = None;
     }
-}
-
-/// Takes queue 0 out of `queues`, checks that it is ready and its rings are
-/// accessible, and applies the negotiated `VIRTIO_RING_F_EVENT_IDX`.
-pub(crate) fn activate_queue<M: GuestMemory>(
-    queues: Vec<Queue>,
-    mem: &M,
-    acked_features: u64,
-) -> Result<Queue, DeviceError> {
-    let Some(mut queue) = queues.into_iter().next() else {
-        return Err(DeviceError::QueueNotReady(0));
-    };
-    if !queue.ready() {
-        return Err(DeviceError::QueueNotReady(0));
-    }
-    if !queue.is_valid(mem) {
-        return Err(DeviceError::Queue("queue 0: rings not accessible in guest memory".into()));
-    }
-    queue.set_event_idx(acked_features & VIRTIO_RING_F_EVENT_IDX != 0);
-    Ok(queue)
 }

@@ -16,8 +16,8 @@
 use vm_memory::bitmap::BS;
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError, Permissions, VolatileSlice};
 
-use super::chain::Buffer;
 use super::disk::{Disk, ID_BYTES, SECTOR_SIZE};
+use crate::virtio::chain::Buffer;
 
 /// `struct virtio_blk_req`'s header: `type`, `reserved`, `sector`.
 pub(crate) const HEADER_LEN: usize = 16;

@@ -59,20 +59,38 @@ pub(crate) struct Driver<'a> {
     size: u16,
     next_desc: u16,
     avail_idx: u16,
+    desc_table: u64,
+    avail_ring: u64,
+    used_ring: u64,
 }
 
 impl<'a> Driver<'a> {
-    /// A fresh queue of `size` entries: ring headers and event fields zero,
-    /// everything else keeps its canary bytes.
+    /// A fresh queue of `size` entries at [`DESC_TABLE`], [`AVAIL_RING`] and
+    /// [`USED_RING`]: ring headers and event fields zero, everything else
+    /// keeps its canary bytes.
     pub(crate) fn new(mem: &'a GuestMemoryMmap, size: u16) -> Self {
+        Self::at(mem, size, 0)
+    }
+
+    /// Like [`Self::new`], with all three rings moved up by `offset` bytes
+    /// (a second queue of the same device: `offset` = 0x3000 or more).
+    pub(crate) fn at(mem: &'a GuestMemoryMmap, size: u16, offset: u64) -> Self {
         assert!(size.is_power_of_two() && size <= 256);
-        let d = Self { mem, size, next_desc: 0, avail_idx: 0 };
-        d.put_u16(AVAIL_RING, 0);
-        d.put_u16(AVAIL_RING + 2, 0);
+        let d = Self {
+            mem,
+            size,
+            next_desc: 0,
+            avail_idx: 0,
+            desc_table: DESC_TABLE + offset,
+            avail_ring: AVAIL_RING + offset,
+            used_ring: USED_RING + offset,
+        };
+        d.put_u16(d.avail_ring, 0);
+        d.put_u16(d.avail_ring + 2, 0);
         d.set_used_event(0);
-        d.put_u16(USED_RING, 0);
-        d.put_u16(USED_RING + 2, 0);
-        d.put_u16(USED_RING + 4 + 8 * u64::from(size), 0);
+        d.put_u16(d.used_ring, 0);
+        d.put_u16(d.used_ring + 2, 0);
+        d.put_u16(d.used_ring + 4 + 8 * u64::from(size), 0);
         d
     }
 
@@ -88,9 +106,9 @@ impl<'a> Driver<'a> {
     pub(crate) fn queue(&self) -> Queue {
         let mut q = Queue::new(self.size).unwrap();
         q.set_size(self.size);
-        q.set_desc_table_address(Some(DESC_TABLE as u32), Some(0));
-        q.set_avail_ring_address(Some(AVAIL_RING as u32), Some(0));
-        q.set_used_ring_address(Some(USED_RING as u32), Some(0));
+        q.set_desc_table_address(Some(self.desc_table as u32), Some(0));
+        q.set_avail_ring_address(Some(self.avail_ring as u32), Some(0));
+        q.set_used_ring_address(Some(self.used_ring as u32), Some(0));
         q.set_ready(true);
         q
     }
@@ -99,7 +117,7 @@ impl<'a> Driver<'a> {
     pub(crate) fn desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
         assert!(index < self.size);
         let d = RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next));
-        self.mem.write_obj(d, GuestAddress(DESC_TABLE + 16 * u64::from(index))).unwrap();
+        self.mem.write_obj(d, GuestAddress(self.desc_table + 16 * u64::from(index))).unwrap();
     }
 
     /// Writes a chain of `(addr, len, flags)` into the next free descriptors,
@@ -133,29 +151,29 @@ impl<'a> Driver<'a> {
 
     /// Makes the chain at `head` available.
     pub(crate) fn publish(&mut self, head: u16) {
-        self.put_u16(AVAIL_RING + 4 + 2 * u64::from(self.avail_idx % self.size), head);
+        self.put_u16(self.avail_ring + 4 + 2 * u64::from(self.avail_idx % self.size), head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.put_u16(AVAIL_RING + 2, self.avail_idx);
+        self.put_u16(self.avail_ring + 2, self.avail_idx);
     }
 
     /// Sets the available index directly (to misbehave).
     pub(crate) fn set_avail_idx(&mut self, idx: u16) {
         self.avail_idx = idx;
-        self.put_u16(AVAIL_RING + 2, idx);
+        self.put_u16(self.avail_ring + 2, idx);
     }
 
     /// `used_event` in the available ring (`VIRTIO_RING_F_EVENT_IDX`).
     pub(crate) fn set_used_event(&self, v: u16) {
-        self.put_u16(AVAIL_RING + 4 + 2 * u64::from(self.size), v);
+        self.put_u16(self.avail_ring + 4 + 2 * u64::from(self.size), v);
     }
 
     /// `avail_event` in the used ring, as the device last wrote it.
     pub(crate) fn avail_event(&self) -> u16 {
-        self.get_u16(USED_RING + 4 + 8 * u64::from(self.size))
+        self.get_u16(self.used_ring + 4 + 8 * u64::from(self.size))
     }
 
     pub(crate) fn used_idx(&self) -> u16 {
-        self.get_u16(USED_RING + 2)
+        self.get_u16(self.used_ring + 2)
     }
 
     /// Used ring entry `i` as `(id, len)`; it must have been published.
@@ -165,7 +183,7 @@ impl<'a> Driver<'a> {
             "used entry {i} not published (used idx {})",
             self.used_idx()
         );
-        let addr = USED_RING + 4 + 8 * u64::from(i % self.size);
+        let addr = self.used_ring + 4 + 8 * u64::from(i % self.size);
         let id: u32 = self.mem.read_obj(GuestAddress(addr)).unwrap();
         let len: u32 = self.mem.read_obj(GuestAddress(addr + 4)).unwrap();
         (u32::from_le(id), u32::from_le(len))
@@ -173,7 +191,7 @@ impl<'a> Driver<'a> {
 
     /// The used ring's extent.
     pub(crate) fn used_ring(&self) -> (u64, usize) {
-        used_ring(self.size)
+        (self.used_ring, 4 + 8 * usize::from(self.size) + 2)
     }
 }
 

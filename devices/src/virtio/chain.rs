@@ -12,13 +12,13 @@
 //! the iterator does not: a chain, indirect tables included, is never longer
 //! than the queue size (virtio 1.2, 2.7.5.3.1).
 //!
-//! The rng device uses this walker too; it lives here because this task may
-//! only add files under `block/` (it belongs in `virtio/` eventually).
+//! Shared by every queue-driven device (block, rng, console).
 
 use std::ops::Deref;
 
 use virtio_queue::DescriptorChain;
-use vm_memory::{GuestAddress, GuestMemory};
+use vm_memory::bitmap::BS;
+use vm_memory::{GuestAddress, GuestMemory, GuestMemoryError, Permissions, VolatileSlice};
 
 /// One descriptor's buffer, as the driver described it (not yet checked
 /// against guest memory).
@@ -74,4 +74,28 @@ where
     } else {
         Ok(buffers)
     }
+}
+
+/// Host slices (after IOMMU translation, if any) for the first `limit`
+/// bytes of `buffers` taken in order, checked for `access`; all or nothing,
+/// so a caller can refuse a chain before moving a single byte.
+pub(crate) fn slices<'m, M: GuestMemory>(
+    mem: &'m M,
+    buffers: &[Buffer],
+    limit: usize,
+    access: Permissions,
+) -> Result<Vec<VolatileSlice<'m, BS<'m, M::Bitmap>>>, GuestMemoryError> {
+    let mut left = limit;
+    let mut out = Vec::new();
+    for b in buffers {
+        let len = (b.len as usize).min(left);
+        if len == 0 {
+            continue;
+        }
+        for slice in mem.get_slices(b.addr, len, access)? {
+            out.push(slice?);
+        }
+        left -= len;
+    }
+    Ok(out)
 }

@@ -1,0 +1,136 @@
+//! Queue handling shared by the queue-driven devices (block, rng, console):
+//! taking a queue over at activation, popping chains with the checks
+//! virtio-queue leaves to the device, the request loop, and interrupting the
+//! driver only when its notification suppression asks for it.
+
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::GuestMemory;
+
+use crate::virtio::device::{DeviceError, InterruptKind, VirtioInterrupt, VIRTIO_RING_F_EVENT_IDX};
+
+pub(crate) fn protocol(what: &str, e: virtio_queue::Error) -> DeviceError {
+    DeviceError::Queue(format!("{what}: {e}"))
+}
+
+/// Checks that queue `index` is ready and its rings are accessible, and
+/// applies the negotiated `VIRTIO_RING_F_EVENT_IDX`.
+pub(crate) fn prepare_queue<M: GuestMemory>(
+    index: usize,
+    queue: Option<Queue>,
+    mem: &M,
+    acked_features: u64,
+) -> Result<Queue, DeviceError> {
+    let Some(mut queue) = queue else {
+        return Err(DeviceError::QueueNotReady(index));
+    };
+    if !queue.ready() {
+        return Err(DeviceError::QueueNotReady(index));
+    }
+    if !queue.is_valid(mem) {
+        return Err(DeviceError::Queue(format!("queue {index}: rings not accessible in guest memory")));
+    }
+    queue.set_event_idx(acked_features & VIRTIO_RING_F_EVENT_IDX != 0);
+    Ok(queue)
+}
+
+/// Takes queue 0 out of `queues` for a single-queue device (see
+/// [`prepare_queue`]).
+pub(crate) fn activate_queue<M: GuestMemory>(
+    queues: Vec<Queue>,
+    mem: &M,
+    acked_features: u64,
+) -> Result<Queue, DeviceError> {
+    prepare_queue(0, queues.into_iter().next(), mem, acked_features)
+}
+
+/// Pops the next chain the driver made available, `None` when there is
+/// none.
+///
+/// Errors (each makes the transport set `DEVICE_NEEDS_RESET`): the rings are
+/// not accessible (through the IOMMU: unmapped), the available index moved
+/// by more than the queue size, or the chain's head index is outside the
+/// queue (it cannot even be returned through the used ring).
+pub(crate) fn pop<'m, M: GuestMemory>(
+    queue: &mut Queue,
+    mem: &'m M,
+) -> Result<Option<DescriptorChain<&'m M>>, DeviceError> {
+    let chain = queue.iter(mem).map_err(|e| protocol("reading the available ring", e))?.next();
+    let Some(chain) = chain else { return Ok(None) };
+    let head = chain.head_index();
+    if head >= queue.size() {
+        return Err(DeviceError::Queue(format!(
+            "available ring names descriptor {head}, queue size is {}",
+            queue.size()
+        )));
+    }
+    Ok(Some(chain))
+}
+
+/// Whether the driver has made chains available that the device has not
+/// popped yet.
+pub(crate) fn has_available<M: GuestMemory>(queue: &Queue, mem: &M) -> Result<bool, DeviceError> {
+    let idx = queue
+        .avail_idx(mem, std::sync::atomic::Ordering::Acquire)
+        .map_err(|e| protocol("reading the available index", e))?;
+    Ok(idx.0 != queue.next_avail())
+}
+
+/// Interrupts the driver for queue `queue_index` if chains were used since
+/// the last call and its notification suppression (`used_event` with
+/// `VIRTIO_RING_F_EVENT_IDX`) asks for it.
+pub(crate) fn notify_used<M: GuestMemory>(
+    queue: &mut Queue,
+    mem: &M,
+    interrupt: &dyn VirtioInterrupt,
+    queue_index: u16,
+) -> Result<(), DeviceError> {
+    if queue.needs_notification(mem).map_err(|e| protocol("reading used_event", e))? {
+        interrupt.trigger(InterruptKind::Queue(queue_index))?;
+    }
+    Ok(())
+}
+
+/// Processes every chain the driver made available on `queue` (virtio 1.2,
+/// 2.7.13 and 2.7.14).
+///
+/// `handle` returns the used length of a chain (the number of bytes it
+/// wrote to the driver). With `VIRTIO_RING_F_EVENT_IDX` the usual
+/// disable / process / re-enable / re-check loop runs so that a chain made
+/// available while notifications were off is not missed; the interrupt is
+/// raised once at the end if `needs_notification` says so.
+///
+/// Errors: those of [`pop`], the used ring not being writable, or `handle`
+/// failing.
+pub(crate) fn drain<M, F>(
+    queue: &mut Queue,
+    mem: &M,
+    interrupt: &dyn VirtioInterrupt,
+    queue_index: u16,
+    mut handle: F,
+) -> Result<(), DeviceError>
+where
+    M: GuestMemory,
+    F: FnMut(DescriptorChain<&M>) -> Result<u32, DeviceError>,
+{
+    let mut used_any = false;
+    loop {
+        if queue.event_idx_enabled() {
+            queue.disable_notification(mem).map_err(|e| protocol("disabling notifications", e))?;
+        }
+        while let Some(chain) = pop(queue, mem)? {
+            let head = chain.head_index();
+            let len = handle(chain)?;
+            queue.add_used(mem, head, len).map_err(|e| protocol("writing the used ring", e))?;
+            used_any = true;
+        }
+        if !queue.event_idx_enabled()
+            || !queue.enable_notification(mem).map_err(|e| protocol("enabling notifications", e))?
+        {
+            break;
+        }
+    }
+    if used_any {
+        notify_used(queue, mem, interrupt, queue_index)?;
+    }
+    Ok(())
+}
