@@ -8,7 +8,7 @@
 
 use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
 
-const ALL: &[&str] = &["virtio-mmio"];
+const ALL: &[&str] = &["virtio-mmio", "virtio-console"];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     let r = run_scenario(ALL, name)?;
@@ -90,5 +90,15 @@ fn mmio_features_negotiated_are_exactly_the_expected_ones() -> Result<(), Error>
         .collect();
     let expected: Vec<(String, String)> = expected.iter().map(|(d, f)| (d.to_string(), f.clone())).collect();
     assert_eq!(seen, expected, "{r}");
+    Ok(())
+}
+
+#[test]
+fn virtio_console_carries_both_directions() -> Result<(), Error> {
+    let r = scenario("virtio-console")?;
+    assert_eq!(r.status, 0, "{r}");
+    assert_eq!(value(&r, "hvc_read"), "ping-from-host", "host stdin reaches /dev/hvc0: {r}");
+    assert_eq!(value(&r, "host_saw_guest_line"), "1", "/dev/hvc0 output reaches dmavm's stdout: {r}");
+    assert_eq!(value(&r, "vmm_status"), "0", "{r}");
     Ok(())
 }

@@ -87,6 +87,13 @@ pub struct RunArgs {
     /// transport=mmio|pci, coherent=on|off, id=NAME (default rngN).
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
     pub rng: Vec<SimpleOptions>,
+
+    /// A virtio-console (hvc0 in the guest) on this terminal, next to the
+    /// UART; when present it receives the terminal's input (boot the guest
+    /// with console=hvc0). Keys: transport=mmio|pci, coherent=on|off,
+    /// id=NAME (default console0).
+    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
+    pub console: Option<SimpleOptions>,
 }
 
 fn parse_cpus(text: &str) -> Result<u32, String> {

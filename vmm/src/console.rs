@@ -12,7 +12,7 @@ use vm_superio::serial::SerialEvents;
 use vm_superio::Trigger;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::event_loop::ConsoleInput;
+use crate::event_loop::InputSink;
 
 /// vm-superio's interrupt trigger as an edge on an IOAPIC pin (ISA
 /// interrupts are edge-triggered, active high).
@@ -42,10 +42,7 @@ impl SerialEvents for DrainedEvent {
 /// The UART type dmavm uses for COM1.
 pub type Uart = SerialPort<PinTrigger, DrainedEvent, Stdout>;
 
-impl ConsoleInput for Uart {
-    fn capacity(&self) -> usize {
-        self.input_capacity()
-    }
+impl InputSink for Uart {
     fn push(&mut self, bytes: &[u8]) -> usize {
         self.enqueue_input(bytes)
     }
@@ -79,7 +76,7 @@ impl Console {
     }
 
     /// The UART as the event loop's console input.
-    pub fn input(&self) -> Arc<Mutex<dyn ConsoleInput>> {
+    pub fn input(&self) -> Arc<Mutex<dyn InputSink>> {
         self.uart.clone()
     }
 

@@ -14,11 +14,11 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::TerminationSignals;
 
-/// Something that takes host console input (the UART's receive FIFO).
-pub trait ConsoleInput: Send {
-    /// Bytes the device can take now.
-    fn capacity(&self) -> usize;
-    /// Offers bytes; returns how many were taken.
+/// Something that takes host console input: the UART's receive FIFO or a
+/// virtio console's receive queue.
+pub trait InputSink: Send {
+    /// Offers bytes; returns how many were taken (the rest is offered again
+    /// after the device's "ready" event).
     fn push(&mut self, bytes: &[u8]) -> usize;
 }
 
@@ -44,13 +44,14 @@ impl EventLoop {
         Ok(Self { manager, shutdown })
     }
 
-    /// Feeds stdin to `console`, pausing while its buffer is full until
-    /// `drained` fires.
-    pub fn add_console_input(&mut self, console: Arc<Mutex<dyn ConsoleInput>>, drained: EventFd) {
+    /// Feeds stdin to `sink`; while it cannot take more, stdin is not
+    /// read, until `ready` fires.
+    pub fn add_console_input(&mut self, sink: Arc<Mutex<dyn InputSink>>, ready: EventFd) {
         self.manager.add_subscriber(Arc::new(Mutex::new(StdinInput {
-            console,
-            drained,
-            paused: false,
+            sink,
+            ready,
+            pending: Vec::new(),
+            watching: false,
             closed: false,
         })));
     }
@@ -111,52 +112,68 @@ fn read_stdin(buf: &mut [u8]) -> std::io::Result<usize> {
     usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
-/// Copies stdin into the console device with flow control: while the device
-/// is full, stdin is not watched (so the loop does not spin) and the
-/// device's "drained" event re-enables it.
+/// Copies stdin into the console device with flow control: bytes the device
+/// cannot take yet stay pending and stdin is not watched (so the loop does
+/// not spin and nothing is lost) until the device's ready event says it
+/// has room again.
 struct StdinInput {
-    console: Arc<Mutex<dyn ConsoleInput>>,
-    drained: EventFd,
-    /// stdin is not being watched right now.
-    paused: bool,
+    sink: Arc<Mutex<dyn InputSink>>,
+    ready: EventFd,
+    /// Read from stdin, not yet taken by the device.
+    pending: Vec<u8>,
+    /// stdin is registered with the event loop.
+    watching: bool,
     /// stdin reached its end or failed: never watch it again.
     closed: bool,
 }
 
 impl StdinInput {
-    fn close(&mut self, ops: &mut EventOps) {
-        if !self.paused {
-            let _ = ops.remove(Events::new_raw(STDIN, EventSet::IN));
+    fn watch(&mut self, ops: &mut EventOps, on: bool) {
+        if on == self.watching || (on && self.closed) {
+            return;
         }
-        self.paused = true;
+        let event = Events::new_raw(STDIN, EventSet::IN);
+        let result = if on { ops.add(event) } else { ops.remove(event) };
+        match result {
+            Ok(()) => self.watching = on,
+            // epoll refuses regular files and /dev/null: no console input.
+            Err(e) => {
+                log::debug!("stdin cannot be watched ({e:?}); no console input");
+                self.closed = true;
+            }
+        }
+    }
+
+    fn close(&mut self, ops: &mut EventOps) {
+        self.watch(ops, false);
         self.closed = true;
     }
 
-    fn pump(&mut self, ops: &mut EventOps) {
-        let Ok(mut console) = self.console.lock() else {
-            return;
-        };
-        let room = console.capacity();
-        if room == 0 {
-            if !self.paused && ops.remove(Events::new_raw(STDIN, EventSet::IN)).is_ok() {
-                self.paused = true;
-            }
-            return;
+    /// Offers the pending bytes; watches stdin only when all were taken.
+    fn flush(&mut self, ops: &mut EventOps) {
+        if !self.pending.is_empty() {
+            let taken = match self.sink.lock() {
+                Ok(mut sink) => sink.push(&self.pending),
+                Err(_) => return,
+            };
+            log::trace!("console input: {} of {} pending bytes taken", taken, self.pending.len());
+            self.pending.drain(..taken.min(self.pending.len()));
         }
-        let mut buf = [0u8; 64];
-        let want = room.min(buf.len());
-        match read_stdin(&mut buf[..want]) {
-            Ok(0) => {
-                drop(console);
-                self.close(ops);
-            }
+        let room = self.pending.is_empty();
+        self.watch(ops, room);
+    }
+
+    fn read(&mut self, ops: &mut EventOps) {
+        let mut buf = [0u8; 256];
+        match read_stdin(&mut buf) {
+            Ok(0) => self.close(ops),
             Ok(n) => {
-                console.push(&buf[..n]);
+                self.pending.extend_from_slice(&buf[..n]);
+                self.flush(ops);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 log::warn!("stdin: {e}; console input disabled");
-                drop(console);
                 self.close(ops);
             }
         }
@@ -165,30 +182,21 @@ impl StdinInput {
 
 impl MutEventSubscriber for StdinInput {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        if events.fd() == self.drained.as_raw_fd() {
-            let _ = self.drained.read();
-            if self.paused && !self.closed && ops.add(Events::new_raw(STDIN, EventSet::IN)).is_ok() {
-                self.paused = false;
-            }
-        } else if events.event_set().intersects(EventSet::HANG_UP | EventSet::ERROR)
-            && !events.event_set().contains(EventSet::IN)
-        {
-            self.close(ops);
+        if events.fd() == self.ready.as_raw_fd() {
+            let _ = self.ready.read();
+            self.flush(ops);
+        } else if events.event_set().contains(EventSet::IN) {
+            self.read(ops);
         } else {
-            self.pump(ops);
+            // Hang-up or error without data.
+            self.close(ops);
         }
     }
 
     fn init(&mut self, ops: &mut EventOps) {
-        if let Err(e) = ops.add(Events::new(&self.drained, EventSet::IN)) {
+        if let Err(e) = ops.add(Events::new(&self.ready, EventSet::IN)) {
             log::warn!("console flow control unavailable: {e:?}");
         }
-        // epoll refuses regular files (stdin redirected from a file): then
-        // the guest simply gets no console input.
-        if let Err(e) = ops.add(Events::new_raw(STDIN, EventSet::IN)) {
-            log::debug!("stdin cannot be watched ({e:?}); no console input");
-            self.paused = true;
-            self.closed = true;
-        }
+        self.watch(ops, true);
     }
 }

@@ -29,6 +29,8 @@ pub enum DeviceKind {
     },
     /// virtio-rng.
     Rng,
+    /// virtio-console on dmavm's stdio.
+    Console,
 }
 
 impl DeviceKind {
@@ -36,6 +38,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Disk { .. } => "disk",
             DeviceKind::Rng => "rng",
+            DeviceKind::Console => "console",
         }
     }
 }
@@ -79,13 +82,20 @@ pub struct Machine {
 impl Machine {
     /// Places the devices given on the command line, naming unnamed ones
     /// `<kind><n>` and rejecting duplicates and what cannot be built.
-    pub fn new(disks: &[DiskOptions], rngs: &[SimpleOptions]) -> Result<Self> {
+    pub fn new(
+        disks: &[DiskOptions],
+        rngs: &[SimpleOptions],
+        console: Option<&SimpleOptions>,
+    ) -> Result<Self> {
         let mut requested: Vec<(DeviceKind, &Common)> = Vec::new();
         for d in disks {
             requested.push((DeviceKind::Disk { path: d.path.clone(), readonly: d.readonly }, &d.common));
         }
         for r in rngs {
             requested.push((DeviceKind::Rng, &r.common));
+        }
+        if let Some(c) = console {
+            requested.push((DeviceKind::Console, &c.common));
         }
 
         let mut machine = Machine::default();
@@ -156,7 +166,7 @@ mod tests {
     #[test]
     fn places_and_names_devices() {
         let disks = [parse_disk("path=a").unwrap(), parse_disk("path=b,coherent=off,id=data").unwrap()];
-        let m = Machine::new(&disks, &[parse_simple("").unwrap()]).unwrap();
+        let m = Machine::new(&disks, &[parse_simple("").unwrap()], None).unwrap();
         let ids: Vec<&str> = m.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["disk0", "data", "rng0"]);
         assert_eq!(m.devices[0].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
@@ -168,9 +178,12 @@ mod tests {
     #[test]
     fn rejects_duplicates_and_too_many() {
         let disks = [parse_disk("path=a,id=x").unwrap(), parse_disk("path=b,id=x").unwrap()];
-        assert!(Machine::new(&disks, &[]).unwrap_err().to_string().contains("two devices are named 'x'"));
+        assert!(Machine::new(&disks, &[], None)
+            .unwrap_err()
+            .to_string()
+            .contains("two devices are named 'x'"));
         let many: Vec<_> = (0..20).map(|i| parse_disk(&format!("path=d{i}")).unwrap()).collect();
-        assert!(Machine::new(&many, &[]).unwrap_err().to_string().contains("too many virtio-mmio"));
-        assert!(Machine::new(&many[..19], &[]).is_ok());
+        assert!(Machine::new(&many, &[], None).unwrap_err().to_string().contains("too many virtio-mmio"));
+        assert!(Machine::new(&many[..19], &[], None).is_ok());
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use dmavm_devices::ioapic::{Ioapic, IoapicPin};
 use dmavm_devices::virtio::block::{Block, BlockConfig};
+use dmavm_devices::virtio::console::{Console, ConsoleConfig, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
 use dmavm_devices::virtio::rng::{Rng, RngConfig};
 use dmavm_devices::virtio::VirtioDevice;
@@ -20,22 +21,51 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::event_loop::InputSink;
 use crate::machine::{Device, DeviceKind, Machine, Placement};
 
 type Transport = MmioTransport<GuestMemoryMmap>;
 
-/// Creates every device of `machine`, places it on `mmio` and returns the
-/// event-loop subscribers that process its queues.
+/// The machine's virtio devices, built.
+#[derive(Debug, Default)]
+pub struct VirtioDevices {
+    /// Event-loop subscribers processing each device's queues.
+    pub queues: Vec<QueueNotifications>,
+    /// The virtio console's input side and its "ready for more" event.
+    pub console_input: Option<(ConsoleInput<GuestMemoryMmap>, EventFd)>,
+}
+
+/// The console's receive queue as the event loop's stdin sink.
+impl InputSink for ConsoleInput<GuestMemoryMmap> {
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        self.push_input(bytes)
+    }
+}
+
+/// Creates every device of `machine` and places it on `mmio`.
 pub fn create(
     machine: &Machine,
     vm: &VmFd,
     mem: &Arc<GuestMemoryMmap>,
     mmio: &Bus,
     ioapic: &Arc<Mutex<Ioapic>>,
-) -> Result<Vec<QueueNotifications>> {
-    let mut subscribers = Vec::new();
+) -> Result<VirtioDevices> {
+    let mut built = VirtioDevices::default();
     for device in &machine.devices {
-        let model = model(device)?;
+        let model = match device.kind {
+            DeviceKind::Console => {
+                let console = Console::new(
+                    ConsoleConfig { access_platform: device.access_platform },
+                    Box::new(std::io::stdout()),
+                )
+                .with_context(|| format!("{}: virtio-console", device.id))?;
+                let input = console.input();
+                let ready = input.input_ready_event().try_clone().context("console input event")?;
+                built.console_input = Some((input, ready));
+                Box::new(console)
+            }
+            _ => model(device)?,
+        };
         let Placement::Mmio { base, gsi } = device.placement;
         let line =
             IoapicPin::new(ioapic.clone(), gsi).with_context(|| format!("{}: interrupt", device.id))?;
@@ -60,9 +90,9 @@ pub fn create(
         let transport = Arc::new(Mutex::new(transport));
         mmio.insert(transport.clone(), base, WINDOW_SIZE)
             .with_context(|| format!("placing {}", device.id))?;
-        subscribers.push(QueueNotifications { id: device.id.clone(), transport, events });
+        built.queues.push(QueueNotifications { id: device.id.clone(), transport, events });
     }
-    Ok(subscribers)
+    Ok(built)
 }
 
 fn model(device: &Device) -> Result<Box<dyn VirtioDevice<GuestMemoryMmap>>> {
@@ -85,6 +115,7 @@ fn model(device: &Device) -> Result<Box<dyn VirtioDevice<GuestMemoryMmap>>> {
             Box::new(Block::new(config).with_context(|| format!("{}: disk {}", device.id, path.display()))?)
         }
         DeviceKind::Rng => Box::new(Rng::new(RngConfig { access_platform: device.access_platform })),
+        DeviceKind::Console => anyhow::bail!("{}: the console is built with its input", device.id),
     })
 }
 

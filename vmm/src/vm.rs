@@ -71,7 +71,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     pio.insert(Arc::new(Mutex::new(power)), POWER_PORT_BASE, POWER_PORT_LEN)
         .context("placing the power registers")?;
 
-    let queue_subscribers = virtio_devices::create(&config.machine, &vm, &mem, &mmio, &ioapic)?;
+    let virtio = virtio_devices::create(&config.machine, &vm, &mem, &mmio, &ioapic)?;
     let tables = firmware::install(&mem, config.cpus, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
         firmware::dump(&tables, dir)?;
@@ -95,12 +95,17 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let vcpus = create_vcpus(&kvm, &vm, config.cpus, start, tsc_deadline)?;
 
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
-    for subscriber in queue_subscribers {
+    for subscriber in virtio.queues {
         events.add_subscriber(Arc::new(Mutex::new(subscriber)));
     }
+    // The terminal's input goes to the virtio console when there is one
+    // (the user boots with console=hvc0), else to COM1. Also when stdin is a
+    // pipe (scripts driving a guest shell); /dev/null and regular files are
+    // refused by epoll and simply give no input.
     let _raw_terminal = RawModeGuard::enter();
-    if _raw_terminal.is_some() || console_input_wanted() {
-        events.add_console_input(console.input(), console.drained_event()?);
+    match virtio.console_input {
+        Some((input, ready)) => events.add_console_input(Arc::new(Mutex::new(input)), ready),
+        None => events.add_console_input(console.input(), console.drained_event()?),
     }
 
     let shared = Arc::new(VcpuShared { pio, mmio, ioapic, shutdown: shutdown.clone(), memory: mem });
@@ -118,13 +123,6 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let reason = events.run();
     stop_vcpus(&shutdown, threads);
     reason
-}
-
-/// Console input is also wired when stdin is a pipe (scripts driving a
-/// guest shell); `/dev/null` and regular files are refused by epoll and
-/// simply give no input.
-fn console_input_wanted() -> bool {
-    true
 }
 
 /// What the vCPUs start.
