@@ -8,7 +8,7 @@
 
 use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
 
-const ALL: &[&str] = &["virtio-mmio", "virtio-console"];
+const ALL: &[&str] = &["virtio-mmio", "virtio-mixed", "virtio-console"];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     let r = run_scenario(ALL, name)?;
@@ -37,59 +37,93 @@ const F_EVENT_IDX: u32 = 29;
 const F_VERSION_1: u32 = 32;
 const F_ACCESS_PLATFORM: u32 = 33;
 
-#[test]
-fn mmio_disks_and_rng_do_what_the_guest_asks() -> Result<(), Error> {
-    let r = scenario("virtio-mmio")?;
+/// The disks-and-RNG check: reads, writes with FLUSH, read-only, capacity,
+/// the RNG, a clean kernel log.
+fn assert_disks_and_rng(r: &ScenarioResult, serial_order: &[(&str, &str)]) {
     assert_eq!(r.status, 0, "{r}");
-    assert_eq!(value(&r, "vmm_status"), "0", "the guest powers off at the end: {r}");
+    assert_eq!(value(r, "vmm_status"), "0", "the guest powers off at the end: {r}");
     // Reads: the guest's checksum of the whole disk is the host file's.
-    assert_eq!(value(&r, "rand_sha"), value(&r, "host_rand_sha"), "{r}");
+    assert_eq!(value(r, "rand_sha"), value(r, "host_rand_sha"), "{r}");
     // Writes and FLUSH: what the guest wrote before powering off is in the file.
-    assert_eq!(value(&r, "scratch_written"), "1", "{r}");
-    assert_eq!(value(&r, "host_scratch_match"), "1", "{r}");
+    assert_eq!(value(r, "scratch_written"), "1", "{r}");
+    assert_eq!(value(r, "host_scratch_match"), "1", "{r}");
     // Read-only: refused in the guest, file unchanged.
-    assert_eq!(value(&r, "ro_write_refused"), "1", "{r}");
-    assert_eq!(value(&r, "host_ro_unchanged"), "1", "{r}");
-    // Capacity: 4 MiB, 2 MiB and 1 MiB files in 512-byte sectors.
+    assert_eq!(value(r, "ro_write_refused"), "1", "{r}");
+    assert_eq!(value(r, "host_ro_unchanged"), "1", "{r}");
+    // Capacity of each disk (4 MiB, 2 MiB, 1 MiB files) in 512-byte sectors,
+    // in the order the guest enumerated them.
     let disks: Vec<(&str, &str)> = r
         .output
         .iter()
         .filter_map(|l| l.strip_prefix("DMAVM disk="))
         .filter_map(|l| Some((l.split(" serial=").nth(1)?.split(' ').next()?, l.split("sectors=").nth(1)?)))
         .collect();
-    assert_eq!(disks, [("rand", "8192"), ("scratch", "4096"), ("ro", "2048")], "{r}");
+    assert_eq!(disks, serial_order, "{r}");
     // The RNG: the guest's hw_random core picked it and 1 MiB came out.
-    assert_eq!(value(&r, "hwrng"), "virtio_rng.0", "{r}");
-    assert_eq!(value(&r, "hwrng_bytes"), "1048576", "{r}");
-    assert_eq!(value(&r, "dmesg_bad"), "0", "{r}");
+    assert_eq!(value(r, "hwrng"), "virtio_rng.0", "{r}");
+    assert_eq!(value(r, "hwrng_bytes"), "1048576", "{r}");
+    assert_eq!(value(r, "dmesg_bad"), "0", "{r}");
+}
+
+/// (device ID, parent device, negotiated features) of every virtio device,
+/// in the guest's order.
+fn virtio_devices(r: &ScenarioResult) -> Vec<(String, String, String)> {
+    let field =
+        |l: &str, key: &str| Some(l.split(&format!(" {key}=")).nth(1)?.split(' ').next()?.to_string());
+    r.output
+        .iter()
+        .filter_map(|l| l.strip_prefix("DMAVM virtio="))
+        .filter_map(|l| Some((field(l, "device")?, field(l, "parent")?, field(l, "features")?)))
+        .collect()
+}
+
+fn expected_features() -> (String, String, String) {
+    let ring = [F_INDIRECT_DESC, F_EVENT_IDX, F_VERSION_1, F_ACCESS_PLATFORM];
+    let blk: Vec<u32> = [BLK_F_SEG_MAX, BLK_F_BLK_SIZE, BLK_F_FLUSH].iter().chain(&ring).copied().collect();
+    let ro: Vec<u32> = blk.iter().chain(&[BLK_F_RO]).copied().collect();
+    (feature_string(&blk), feature_string(&ro), feature_string(&ring))
+}
+
+fn expect(list: &[(&str, &str, &String)]) -> Vec<(String, String, String)> {
+    list.iter().map(|(d, p, f)| (d.to_string(), p.to_string(), (*f).clone())).collect()
+}
+
+#[test]
+fn mmio_disks_and_rng_do_what_the_guest_asks() -> Result<(), Error> {
+    let r = scenario("virtio-mmio")?;
+    assert_disks_and_rng(&r, &[("rand", "8192"), ("scratch", "4096"), ("ro", "2048")]);
     Ok(())
 }
 
 #[test]
 fn mmio_features_negotiated_are_exactly_the_expected_ones() -> Result<(), Error> {
     let r = scenario("virtio-mmio")?;
-    let ring = [F_INDIRECT_DESC, F_EVENT_IDX, F_VERSION_1, F_ACCESS_PLATFORM];
-    let blk: Vec<u32> = [BLK_F_SEG_MAX, BLK_F_BLK_SIZE, BLK_F_FLUSH].iter().chain(&ring).copied().collect();
-    let ro: Vec<u32> = blk.iter().chain(&[BLK_F_RO]).copied().collect();
-    // virtio0..2 are the disks in command-line order, virtio3 the RNG.
-    let expected = [
-        ("0x0002", feature_string(&blk)),
-        ("0x0002", feature_string(&blk)),
-        ("0x0002", feature_string(&ro)),
-        ("0x0004", feature_string(&ring)),
-    ];
-    let seen: Vec<(String, String)> = r
-        .output
-        .iter()
-        .filter_map(|l| l.strip_prefix("DMAVM virtio="))
-        .filter_map(|l| {
-            let device = l.split(" device=").nth(1)?.split(' ').next()?.to_string();
-            let features = l.split(" features=").nth(1)?.to_string();
-            Some((device, features))
-        })
-        .collect();
-    let expected: Vec<(String, String)> = expected.iter().map(|(d, f)| (d.to_string(), f.clone())).collect();
-    assert_eq!(seen, expected, "{r}");
+    let (blk, ro, rng) = expected_features();
+    // virtio0..2 are the disks in command-line order, virtio3 the RNG, each
+    // bound through its ACPI LNRO0005 device.
+    let expected = expect(&[
+        ("0x0002", "LNRO0005:00", &blk),
+        ("0x0002", "LNRO0005:01", &blk),
+        ("0x0002", "LNRO0005:02", &ro),
+        ("0x0004", "LNRO0005:03", &rng),
+    ]);
+    assert_eq!(virtio_devices(&r), expected, "{r}");
+    Ok(())
+}
+
+#[test]
+fn both_transports_at_once() -> Result<(), Error> {
+    let r = scenario("virtio-mixed")?;
+    // PCI disks enumerate first (vda, vdb), then the mmio one.
+    assert_disks_and_rng(&r, &[("rand", "8192"), ("ro", "2048"), ("scratch", "4096")]);
+    let (blk, ro, rng) = expected_features();
+    let expected = expect(&[
+        ("0x0002", "0000:00:01.0", &blk),
+        ("0x0002", "0000:00:02.0", &ro),
+        ("0x0004", "0000:00:03.0", &rng),
+        ("0x0002", "LNRO0005:00", &blk),
+    ]);
+    assert_eq!(virtio_devices(&r), expected, "{r}");
     Ok(())
 }
 

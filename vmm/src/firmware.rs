@@ -33,7 +33,7 @@ fn reset_stub() -> Result<Vec<u8>> {
 
 /// The platform dmavm declares for `cpus` vCPUs (APIC ID = vCPU index) and
 /// the devices of `machine`.
-pub fn platform(cpus: u32, machine: &Machine) -> Result<Platform> {
+pub fn platform(cpus: u32, memory: u64, machine: &Machine) -> Result<Platform> {
     let cpus = (0..cpus).map(u8::try_from).collect::<Result<Vec<u8>, _>>().context("APIC IDs are 8-bit")?;
     let port = |offset: u64| u16::try_from(POWER_PORT_BASE + offset).map_err(|_| anyhow!("power port"));
     Ok(Platform {
@@ -50,14 +50,14 @@ pub fn platform(cpus: u32, machine: &Machine) -> Result<Platform> {
         reset: ResetRegister { port: port(RESET_OFFSET)?, value: RESET_VALUE },
         serial_ports: vec![SerialPort { io_base: COM1_ADDR as u16, irq: COM1_IRQ as u8, uid: 0 }],
         virtio_mmio: machine.acpi_virtio_mmio(),
-        pci_roots: Vec::new(),
+        pci_roots: machine.acpi_pci_roots(memory),
     })
 }
 
 /// Builds the tables for `cpus` vCPUs and writes them into `mem`; returns
 /// them (the RSDP address goes to the kernel).
-pub fn install(mem: &GuestMemoryMmap, cpus: u32, machine: &Machine) -> Result<AcpiTables> {
-    let tables = dmavm_acpi::build(&platform(cpus, machine)?, ACPI_START..ACPI_END)
+pub fn install(mem: &GuestMemoryMmap, cpus: u32, memory: u64, machine: &Machine) -> Result<AcpiTables> {
+    let tables = dmavm_acpi::build(&platform(cpus, memory, machine)?, ACPI_START..ACPI_END)
         .context("building the ACPI tables")?;
     for blob in &tables.blobs {
         mem.write_slice(&blob.bytes, GuestAddress(blob.addr)).context("writing the ACPI tables")?;

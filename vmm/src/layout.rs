@@ -9,6 +9,25 @@
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 /// First address above 4 GiB, where high RAM starts.
 pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+/// The PCI host bridge's 32-bit memory window (BARs).
+pub const PCI_MEM32_START: u64 = 0xc000_0000;
+/// End of the 32-bit window (exclusive): virtio-mmio windows follow.
+pub const PCI_MEM32_END: u64 = 0xd000_0000;
+/// The PCI host bridge's ECAM: 1 MiB per bus, 256 buses.
+pub const PCI_ECAM_START: u64 = 0xe000_0000;
+/// Size of the ECAM window.
+pub const PCI_ECAM_SIZE: u64 = 0x1000_0000;
+/// Size of the 64-bit BAR window above RAM.
+pub const PCI_MEM64_SIZE: u64 = 32 << 30;
+
+/// The 64-bit BAR window: from the first 1 GiB boundary above the end of
+/// RAM (and above 4 GiB).
+pub fn pci_mem64_window(memory: u64) -> std::ops::Range<u64> {
+    let ram_end = ram_ranges(memory).last().map_or(0, |(base, len)| base + len).max(HIGH_RAM_START);
+    let start = ram_end.next_multiple_of(1 << 30);
+    start..start + PCI_MEM64_SIZE
+}
+
 /// First virtio-mmio register window; one every [`VIRTIO_MMIO_STRIDE`].
 pub const VIRTIO_MMIO_START: u64 = 0xd000_0000;
 /// Distance between virtio-mmio windows (a page each, so a window never
@@ -94,6 +113,15 @@ mod tests {
         assert_eq!(ram_ranges(4 << 30), vec![(0, 3 << 30), (4 << 30, 1 << 30)]);
         let total: u64 = ram_ranges(5 << 30).iter().map(|r| r.1).sum();
         assert_eq!(total, 5 << 30);
+    }
+
+    #[test]
+    fn pci_windows_clear_ram_and_each_other() {
+        assert_eq!(pci_mem64_window(512 << 20).start, 4 << 30);
+        assert_eq!(pci_mem64_window(5 << 30).start, 6 << 30); // RAM ends at 6 GiB
+        assert_eq!(pci_mem64_window((5 << 30) + 1).start, 7 << 30);
+        assert!(PCI_MEM32_END <= VIRTIO_MMIO_START && PCI_ECAM_START + PCI_ECAM_SIZE <= IOAPIC_ADDR);
+        assert!(MMIO_HOLE_START <= PCI_MEM32_START);
     }
 
     #[test]

@@ -6,16 +6,26 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use dmavm_acpi::VirtioMmioDevice;
+use dmavm_acpi::{PciRoot, VirtioMmioDevice};
 
 use crate::device_options::{Common, DiskOptions, SimpleOptions, Transport};
-use crate::layout::{VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START, VIRTIO_MMIO_STRIDE};
+use crate::layout::{
+    pci_mem64_window, PCI_ECAM_START, PCI_MEM32_END, PCI_MEM32_START, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
+    VIRTIO_MMIO_STRIDE,
+};
 
 /// First IOAPIC pin for virtio-mmio devices (0-4 are the legacy ISA lines
 /// dmavm keeps clear of; 4 is COM1).
 const FIRST_MMIO_GSI: u32 = 5;
 /// Last IOAPIC pin.
 const LAST_GSI: u32 = 23;
+/// First device number on PCI bus 0 (0 is the host bridge).
+const FIRST_PCI_SLOT: u8 = 1;
+/// Last device number on a PCI bus.
+const LAST_PCI_SLOT: u8 = 31;
+/// The host bridge's declared coherency (`--pci-bridge` will make it
+/// configurable): dmavm's device models access guest memory cacheably.
+pub const PCI_ROOT_COHERENT: bool = true;
 
 /// What a device is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,12 @@ pub enum Placement {
         base: u64,
         /// IOAPIC pin / GSI.
         gsi: u32,
+    },
+    /// A function on bus 0 of the PCI host bridge (segment 0); interrupts
+    /// are MSI-X.
+    Pci {
+        /// Device number (1-31; 0 is the host bridge).
+        slot: u8,
     },
 }
 
@@ -100,6 +116,7 @@ impl Machine {
 
         let mut machine = Machine::default();
         let mut mmio_index = 0u32;
+        let mut pci_slot = FIRST_PCI_SLOT;
         let mut counts = std::collections::HashMap::<&str, usize>::new();
         for (kind, common) in requested {
             let n = counts.entry(kind.prefix()).or_default();
@@ -122,7 +139,18 @@ impl Machine {
                     Placement::Mmio { base, gsi }
                 }
                 Transport::Pci => {
-                    bail!("{id}: transport=pci is not available in this build yet; use transport=mmio")
+                    if common.coherent != PCI_ROOT_COHERENT {
+                        bail!(
+                            "{id}: coherent=off is impossible on transport=pci: a PCI device's DMA coherency is \
+                             its host bridge's (_CCA on the root), and the only host bridge is coherent=on; \
+                             use transport=mmio for a non-coherent device"
+                        );
+                    }
+                    if pci_slot > LAST_PCI_SLOT {
+                        bail!("{id}: too many PCI devices (at most {})", LAST_PCI_SLOT - FIRST_PCI_SLOT + 1);
+                    }
+                    pci_slot += 1;
+                    Placement::Pci { slot: pci_slot - 1 }
                 }
             };
             if !common.coherent {
@@ -146,15 +174,32 @@ impl Machine {
     pub fn acpi_virtio_mmio(&self) -> Vec<VirtioMmioDevice> {
         self.devices
             .iter()
-            .map(|d| match d.placement {
-                Placement::Mmio { base, gsi } => VirtioMmioDevice {
+            .filter_map(|d| match d.placement {
+                Placement::Mmio { base, gsi } => Some(VirtioMmioDevice {
                     base: base as u32,
                     size: VIRTIO_MMIO_SIZE as u32,
                     gsi,
                     coherent: d.coherent,
-                },
+                }),
+                Placement::Pci { .. } => None,
             })
             .collect()
+    }
+
+    /// The PCI host bridge as the ACPI tables declare it. It is always
+    /// there (without one a guest probes for PCI and complains), on
+    /// segment 0 with 256 buses, and coherent.
+    pub fn acpi_pci_roots(&self, memory: u64) -> Vec<PciRoot> {
+        let mem64 = pci_mem64_window(memory);
+        vec![PciRoot {
+            segment: 0,
+            bus_start: 0,
+            bus_end: 0xff,
+            ecam_base: PCI_ECAM_START,
+            mem32: (PCI_MEM32_START as u32, (PCI_MEM32_END - PCI_MEM32_START) as u32),
+            mem64: (mem64.start, mem64.end - mem64.start),
+            coherent: PCI_ROOT_COHERENT,
+        }]
     }
 }
 
@@ -173,6 +218,20 @@ mod tests {
         assert_eq!(m.devices[2].placement, Placement::Mmio { base: 0xd000_2000, gsi: 7 });
         let acpi = m.acpi_virtio_mmio();
         assert_eq!(acpi[1], VirtioMmioDevice { base: 0xd000_1000, size: 0x200, gsi: 6, coherent: false });
+    }
+
+    #[test]
+    fn pci_devices_take_slots_and_the_bridge_coherency() {
+        let disks = [parse_disk("path=a,transport=pci").unwrap(), parse_disk("path=b").unwrap()];
+        let m = Machine::new(&disks, &[parse_simple("transport=pci").unwrap()], None).unwrap();
+        assert_eq!(m.devices[0].placement, Placement::Pci { slot: 1 });
+        assert_eq!(m.devices[1].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
+        assert_eq!(m.devices[2].placement, Placement::Pci { slot: 2 });
+        assert_eq!(m.acpi_virtio_mmio().len(), 1);
+        let err = Machine::new(&[parse_disk("path=a,transport=pci,coherent=off").unwrap()], &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("disk0: coherent=off is impossible on transport=pci"), "{err}");
     }
 
     #[test]

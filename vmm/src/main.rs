@@ -15,6 +15,7 @@ mod logger;
 mod machine;
 mod memory;
 mod payload;
+mod pci;
 mod shutdown;
 mod signals;
 mod size;

@@ -8,10 +8,13 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use dmavm_devices::interrupt::MsiSink;
 use dmavm_devices::ioapic::{Ioapic, IoapicPin};
+use dmavm_devices::pci::SignalMsi;
 use dmavm_devices::virtio::block::{Block, BlockConfig};
 use dmavm_devices::virtio::console::{Console, ConsoleConfig, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
+use dmavm_devices::virtio::pci::VirtioPciTransport;
 use dmavm_devices::virtio::rng::{Rng, RngConfig};
 use dmavm_devices::virtio::VirtioDevice;
 use dmavm_devices::Bus;
@@ -23,8 +26,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::event_loop::InputSink;
 use crate::machine::{Device, DeviceKind, Machine, Placement};
-
-type Transport = MmioTransport<GuestMemoryMmap>;
+use crate::pci::HostBridge;
 
 /// The machine's virtio devices, built.
 #[derive(Debug, Default)]
@@ -42,14 +44,30 @@ impl InputSink for ConsoleInput<GuestMemoryMmap> {
     }
 }
 
-/// Creates every device of `machine` and places it on `mmio`.
-pub fn create(
-    machine: &Machine,
-    vm: &VmFd,
-    mem: &Arc<GuestMemoryMmap>,
-    mmio: &Bus,
-    ioapic: &Arc<Mutex<Ioapic>>,
-) -> Result<VirtioDevices> {
+/// What devices are wired to.
+pub struct Wiring<'a> {
+    /// The VM, for ioeventfds.
+    pub vm: &'a VmFd,
+    /// Guest memory the devices use (direct: there is no IOMMU yet).
+    pub mem: &'a Arc<GuestMemoryMmap>,
+    /// The MMIO bus (virtio-mmio windows).
+    pub mmio: &'a Bus,
+    /// virtio-mmio interrupts.
+    pub ioapic: &'a Arc<Mutex<Ioapic>>,
+    /// virtio-pci devices go on its bus 0.
+    pub pci: &'a HostBridge,
+    /// MSI-X delivery.
+    pub msi: Arc<dyn MsiSink>,
+}
+
+impl std::fmt::Debug for Wiring<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wiring").finish_non_exhaustive()
+    }
+}
+
+/// Creates every device of `machine` on its transport.
+pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
     let mut built = VirtioDevices::default();
     for device in &machine.devices {
         let model = match device.kind {
@@ -66,33 +84,80 @@ pub fn create(
             }
             _ => model(device)?,
         };
-        let Placement::Mmio { base, gsi } = device.placement;
-        let line =
-            IoapicPin::new(ioapic.clone(), gsi).with_context(|| format!("{}: interrupt", device.id))?;
-        // No IOMMU yet: nothing requires ACCESS_PLATFORM to be accepted.
-        let transport = Transport::new(model, mem.clone(), Arc::new(line), false)
-            .with_context(|| format!("{}: virtio-mmio transport", device.id))?
-            .with_label(&device.id);
-        let events = transport
-            .queue_events()
-            .iter()
-            .map(EventFd::try_clone)
-            .collect::<std::io::Result<Vec<_>>>()
-            .with_context(|| format!("{}: queue events", device.id))?;
-        for (i, evt) in events.iter().enumerate() {
-            // KVM completes the guest's notify write itself and signals the
-            // eventfd: no exit to dmavm on the hot path.
-            let addr = IoEventAddress::Mmio(base + NOTIFY_OFFSET);
-            vm.register_ioevent(evt, &addr, u32::try_from(i)?).with_context(|| {
-                format!("{}: cannot register the notification of queue {i} with KVM", device.id)
-            })?;
-        }
-        let transport = Arc::new(Mutex::new(transport));
-        mmio.insert(transport.clone(), base, WINDOW_SIZE)
-            .with_context(|| format!("placing {}", device.id))?;
-        built.queues.push(QueueNotifications { id: device.id.clone(), transport, events });
+        let queues = match device.placement {
+            Placement::Mmio { base, gsi } => place_mmio(device, model, base, gsi, wiring)?,
+            Placement::Pci { slot } => place_pci(device, model, slot, wiring)?,
+        };
+        built.queues.push(queues);
     }
     Ok(built)
+}
+
+fn clone_events(id: &str, events: &[EventFd]) -> Result<Vec<EventFd>> {
+    events
+        .iter()
+        .map(EventFd::try_clone)
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("{id}: queue events"))
+}
+
+fn place_mmio(
+    device: &Device,
+    model: Box<dyn VirtioDevice<GuestMemoryMmap>>,
+    base: u64,
+    gsi: u32,
+    wiring: &Wiring<'_>,
+) -> Result<QueueNotifications> {
+    let line =
+        IoapicPin::new(wiring.ioapic.clone(), gsi).with_context(|| format!("{}: interrupt", device.id))?;
+    // No IOMMU yet: nothing requires ACCESS_PLATFORM to be accepted.
+    let transport = MmioTransport::new(model, wiring.mem.clone(), Arc::new(line), false)
+        .with_context(|| format!("{}: virtio-mmio transport", device.id))?
+        .with_label(&device.id);
+    let events = clone_events(&device.id, transport.queue_events())?;
+    for (i, evt) in events.iter().enumerate() {
+        // KVM completes the guest's notify write itself and signals the
+        // eventfd: no exit to dmavm on the hot path.
+        let addr = IoEventAddress::Mmio(base + NOTIFY_OFFSET);
+        wiring.vm.register_ioevent(evt, &addr, u32::try_from(i)?).with_context(|| {
+            format!("{}: cannot register the notification of queue {i} with KVM", device.id)
+        })?;
+    }
+    let transport = Arc::new(Mutex::new(transport));
+    wiring
+        .mmio
+        .insert(transport.clone(), base, WINDOW_SIZE)
+        .with_context(|| format!("placing {}", device.id))?;
+    Ok(QueueNotifications { id: device.id.clone(), transport, events })
+}
+
+fn place_pci(
+    device: &Device,
+    model: Box<dyn VirtioDevice<GuestMemoryMmap>>,
+    slot: u8,
+    wiring: &Wiring<'_>,
+) -> Result<QueueNotifications> {
+    let backend = Arc::new(SignalMsi(wiring.msi.clone()));
+    let transport = VirtioPciTransport::new(model, wiring.mem.clone(), backend, false)
+        .with_context(|| format!("{}: virtio-pci transport", device.id))?
+        .with_label(&device.id);
+    let events = clone_events(&device.id, transport.queue_events())?;
+    let notify = clone_events(&device.id, transport.queue_events())?
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, evt)| Some((evt, transport.notify_offset(i)?)))
+        .collect();
+    // Recorded first: adding the device maps its BAR, which registers these.
+    wiring.pci.notify.record(slot, &device.id, notify);
+    let transport = Arc::new(Mutex::new(transport));
+    wiring
+        .pci
+        .root
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the PCI root is unusable after a panic"))?
+        .add_device_at(slot, transport.clone())
+        .with_context(|| format!("placing {} at PCI 0000:00:{slot:02x}.0", device.id))?;
+    Ok(QueueNotifications { id: device.id.clone(), transport, events })
 }
 
 fn model(device: &Device) -> Result<Box<dyn VirtioDevice<GuestMemoryMmap>>> {
@@ -119,10 +184,28 @@ fn model(device: &Device) -> Result<Box<dyn VirtioDevice<GuestMemoryMmap>>> {
     })
 }
 
+/// A transport whose queues the event loop services.
+pub trait QueueProcessor: Send {
+    /// The driver notified `queue`.
+    fn process_notification(&mut self, queue: usize);
+}
+
+impl QueueProcessor for MmioTransport<GuestMemoryMmap> {
+    fn process_notification(&mut self, queue: usize) {
+        MmioTransport::process_notification(self, queue);
+    }
+}
+
+impl QueueProcessor for VirtioPciTransport<GuestMemoryMmap> {
+    fn process_notification(&mut self, queue: usize) {
+        VirtioPciTransport::process_notification(self, queue);
+    }
+}
+
 /// Processes one device's queue notifications on the event loop.
 pub struct QueueNotifications {
     id: String,
-    transport: Arc<Mutex<Transport>>,
+    transport: Arc<Mutex<dyn QueueProcessor>>,
     events: Vec<EventFd>,
 }
 

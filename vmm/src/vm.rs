@@ -28,7 +28,7 @@ use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_64::entry::{self, EntryState};
 use crate::x86_64::{cpuid, lapic, msrs, xsave_probe};
-use crate::{firmware, kvm, memory, payload, virtio_devices};
+use crate::{firmware, kvm, memory, payload, pci, virtio_devices};
 
 /// How long the vCPU threads get to notice a stop before dmavm exits
 /// without them.
@@ -71,8 +71,17 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     pio.insert(Arc::new(Mutex::new(power)), POWER_PORT_BASE, POWER_PORT_LEN)
         .context("placing the power registers")?;
 
-    let virtio = virtio_devices::create(&config.machine, &vm, &mem, &mmio, &ioapic)?;
-    let tables = firmware::install(&mem, config.cpus, &config.machine)?;
+    let host_bridge = pci::create(&vm, &mmio, &pio, config.memory)?;
+    let wiring = virtio_devices::Wiring {
+        vm: &vm,
+        mem: &mem,
+        mmio: &mmio,
+        ioapic: &ioapic,
+        pci: &host_bridge,
+        msi: msi.clone(),
+    };
+    let virtio = virtio_devices::create(&config.machine, &wiring)?;
+    let tables = firmware::install(&mem, config.cpus, config.memory, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
         firmware::dump(&tables, dir)?;
     }

@@ -4,6 +4,9 @@
 # hvc0 stays open throughout: closing a tty drops input it has buffered.
 [ -c /dev/hvc0 ] || { echo "DMAVM hvc=missing"; exit 1; }
 exec 3<>/dev/hvc0
+# No echo: the echoed line would land on dmavm's stdout in the middle of
+# the UART's lines.
+stty -echo <&3
 echo "hvc-hello-from-guest" >&3
 line=
 read -r -t 20 line <&3

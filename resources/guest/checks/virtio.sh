@@ -10,7 +10,8 @@
 fail=0
 for dev in /sys/bus/virtio/devices/virtio*; do
   [ -e "$dev" ] || continue
-  echo "DMAVM virtio=$(basename "$dev") device=$(cat "$dev/device") features=$(cat "$dev/features")"
+  parent=$(basename "$(dirname "$(readlink -f "$dev")")")
+  echo "DMAVM virtio=$(basename "$dev") device=$(cat "$dev/device") parent=$parent features=$(cat "$dev/features")"
 done
 for blk in /sys/block/vd*; do
   [ -e "$blk" ] || continue
