@@ -17,6 +17,13 @@ pub const PCI_MEM32_END: u64 = 0xd000_0000;
 pub const PCI_ECAM_START: u64 = 0xe000_0000;
 /// Size of the ECAM window.
 pub const PCI_ECAM_SIZE: u64 = 0x1000_0000;
+// The windows in the 32-bit hole do not overlap one another.
+const _: () = assert!(
+    MMIO_HOLE_START <= PCI_MEM32_START
+        && PCI_MEM32_END <= VIRTIO_MMIO_START
+        && PCI_ECAM_START + PCI_ECAM_SIZE <= IOAPIC_ADDR
+);
+
 /// Size of the 64-bit BAR window above RAM.
 pub const PCI_MEM64_SIZE: u64 = 32 << 30;
 
@@ -120,8 +127,6 @@ mod tests {
         assert_eq!(pci_mem64_window(512 << 20).start, 4 << 30);
         assert_eq!(pci_mem64_window(5 << 30).start, 6 << 30); // RAM ends at 6 GiB
         assert_eq!(pci_mem64_window((5 << 30) + 1).start, 7 << 30);
-        assert!(PCI_MEM32_END <= VIRTIO_MMIO_START && PCI_ECAM_START + PCI_ECAM_SIZE <= IOAPIC_ADDR);
-        assert!(MMIO_HOLE_START <= PCI_MEM32_START);
     }
 
     #[test]
