@@ -8,9 +8,7 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use dmavm_devices::interrupt::MsiSink;
 use dmavm_devices::ioapic::{Ioapic, IoapicPin};
-use dmavm_devices::pci::SignalMsi;
 use dmavm_devices::virtio::block::{Block, BlockConfig};
 use dmavm_devices::virtio::console::{Console, ConsoleConfig, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
@@ -25,6 +23,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::event_loop::InputSink;
+use crate::interrupts::{GsiRouter, IrqfdMsix};
 use crate::machine::{Device, DeviceKind, Machine, Placement};
 use crate::pci::HostBridge;
 
@@ -56,8 +55,8 @@ pub struct Wiring<'a> {
     pub ioapic: &'a Arc<Mutex<Ioapic>>,
     /// virtio-pci devices go on its bus 0.
     pub pci: &'a HostBridge,
-    /// MSI-X delivery.
-    pub msi: Arc<dyn MsiSink>,
+    /// GSI routes for MSI-X vectors (delivered by irqfd).
+    pub router: &'a Arc<GsiRouter>,
 }
 
 impl std::fmt::Debug for Wiring<'_> {
@@ -137,10 +136,23 @@ fn place_pci(
     slot: u8,
     wiring: &Wiring<'_>,
 ) -> Result<QueueNotifications> {
-    let backend = Arc::new(SignalMsi(wiring.msi.clone()));
+    // One vector per queue plus one for configuration changes, as the
+    // transport lays out its MSI-X table.
+    let vectors = u16::try_from(model.queue_max_sizes().len() + 1)?;
+    let backend = Arc::new(
+        IrqfdMsix::new(wiring.vm, wiring.router.clone(), vectors)
+            .with_context(|| format!("{}: MSI-X vectors", device.id))?,
+    );
     let transport = VirtioPciTransport::new(model, wiring.mem.clone(), backend, false)
         .with_context(|| format!("{}: virtio-pci transport", device.id))?
         .with_label(&device.id);
+    if transport.msix_vectors() != vectors {
+        anyhow::bail!(
+            "{}: the transport has {} MSI-X vectors, not {vectors}",
+            device.id,
+            transport.msix_vectors()
+        );
+    }
     let events = clone_events(&device.id, transport.queue_events())?;
     let notify = clone_events(&device.id, transport.queue_events())?
         .into_iter()

@@ -20,7 +20,7 @@ use crate::boot::{self, LinuxBoot};
 use crate::config::{Boot, VmConfig};
 use crate::console::Console;
 use crate::event_loop::EventLoop;
-use crate::interrupts::KvmMsi;
+use crate::interrupts::{GsiRouter, KvmMsi};
 use crate::layout::{IOAPIC_ADDR, IOAPIC_SIZE};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, vcpu_kick_signal, TerminationSignals};
@@ -49,7 +49,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
 
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
-    let msi = Arc::new(KvmMsi::new(vm.clone()));
+    let router = Arc::new(GsiRouter::new(vm.clone()));
+    let msi = Arc::new(KvmMsi::new(vm.clone(), router.clone()));
     let ioapic = Ioapic::new(msi.clone());
     // KVM must know the (still masked) pins' routes from the start.
     msi.ioapic_routes_changed(&ioapic.routes().collect::<Vec<_>>());
@@ -78,7 +79,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         mmio: &mmio,
         ioapic: &ioapic,
         pci: &host_bridge,
-        msi: msi.clone(),
+        router: &router,
     };
     let virtio = virtio_devices::create(&config.machine, &wiring)?;
     let tables = firmware::install(&mem, config.cpus, config.memory, &config.machine)?;
