@@ -3,7 +3,8 @@
 
 A 256 MiB raw disk read sequentially by the guest (`dd bs=1M`, guest cache
 dropped before each read, 3 reads per boot, 2 boots per VMM, alternating),
-over virtio-mmio (QEMU: microvm with virtio-blk-device); see
+over virtio-mmio (QEMU: microvm with virtio-blk-device) and virtio-pci
+(QEMU: q35 with virtio-blk-pci); see
 tests/scenarios/bench-virtio-blk.sh. Prints a Markdown table of medians.
 
     resources/bench/disk-read.py [--out FILE]

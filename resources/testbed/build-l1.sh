@@ -78,6 +78,10 @@ if [ "$WITH_QEMU" = 1 ]; then
     [ -e "/usr/share/qemu/$f" ] || die "QEMU firmware /usr/share/qemu/$f missing"
     cp -L "/usr/share/qemu/$f" "$R/usr/share/qemu/"
   done
+  # q35 boots through SeaBIOS (the virtio-blk-pci comparison)
+  mkdir -p "$R/usr/share/seabios"
+  cp -L /usr/share/seabios/bios-256k.bin "$R/usr/share/seabios/" || die "SeaBIOS (bios-256k.bin) missing"
+  cp -L /usr/share/seabios/bios-256k.bin "$R/usr/share/qemu/"
 fi
 (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"
 mv "$OUT/l1.cpio.$$" "$OUT/l1.cpio"
