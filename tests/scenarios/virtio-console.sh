@@ -1,5 +1,5 @@
 #!/bin/sh
-# virtio-console.sh - a guest with a virtio console on dmavm's stdio: what
+# virtio-console.sh - a guest with a virtio-pci console on dmavm's stdio: what
 # the guest writes to /dev/hvc0 appears on dmavm's stdout, and a line the
 # host then writes into dmavm's stdin reaches the guest's /dev/hvc0. The
 # host waits for the guest's line first: like a serial line, a console
@@ -15,7 +15,7 @@ mkfifo $fifo
   printf 'ping-from-host\n'
 ) > $fifo &
 "$DMAVM" run --kernel "$GUEST/vmlinux" --initrd "$GUEST/initramfs.cpio.gz" --memory 256M \
-  --console transport=mmio --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=hvc" < $fifo > $log 2>&1
+  --console transport=pci --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=hvc" < $fifo > $log 2>&1
 status=$?
 wait
 grep -E '^DMAVM |dmavm: ' $log | head -n 20

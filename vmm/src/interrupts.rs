@@ -2,7 +2,8 @@
 //!
 //! - The user-space IOAPIC sends MSIs through `KVM_SIGNAL_MSI`, and its
 //!   redirection table is mirrored as GSI routes 0-23 so that KVM reports
-//!   EOIs of level-triggered vectors (`KVM_EXIT_IOAPIC_EOI`).
+//!   EOIs of level-triggered vectors (`KVM_EXIT_IOAPIC_EOI`) and so that
+//!   virtio-mmio devices raise their edge-triggered pins by irqfd.
 //! - MSI-X vectors of PCI devices each get a GSI of their own (24 and up),
 //!   an MSI route that follows the vector's table entry, and an irqfd: a
 //!   device signals a vector by writing an eventfd, with no ioctl.
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use dmavm_devices::interrupt::{InterruptError, MsiMessage, MsiSink};
+use dmavm_devices::interrupt::{InterruptError, InterruptLine, MsiMessage, MsiSink, TriggerMode};
 use dmavm_devices::ioapic::IoapicRoute;
 use dmavm_devices::pci::MsixBackend;
 use kvm_bindings::{kvm_irq_routing_entry, kvm_irq_routing_msi, kvm_msi, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
@@ -93,6 +94,51 @@ impl GsiRouter {
     }
 }
 
+/// Whether an IOAPIC pin keeps its KVM route. Pins with a reserved delivery
+/// mode have no message and no route. A masked level-triggered pin keeps
+/// it, so KVM still reports the EOI of an interrupt already in service. A
+/// masked edge-triggered pin loses it: virtio-mmio devices signal such pins
+/// through irqfds, which KVM would otherwise deliver despite the mask, and
+/// an edge arriving at a masked 82093AA pin is lost anyway.
+fn routed_while(masked: bool, msg: MsiMessage) -> bool {
+    let level = msg.fields().is_some_and(|f| f.trigger_mode == TriggerMode::Level);
+    !masked || level
+}
+
+/// An IOAPIC pin driven through an irqfd (KVM injects through the pin's
+/// route; the route exists only while the pin may deliver).
+pub struct IrqfdPin {
+    evt: EventFd,
+}
+
+impl std::fmt::Debug for IrqfdPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrqfdPin").finish_non_exhaustive()
+    }
+}
+
+impl IrqfdPin {
+    /// An irqfd for `gsi`, registered with KVM.
+    pub fn new(vm: &VmFd, gsi: u32) -> Result<Self> {
+        let evt = EventFd::new(EFD_NONBLOCK).context("creating an irqfd")?;
+        vm.register_irqfd(&evt, gsi).with_context(|| format!("registering an irqfd for GSI {gsi}"))?;
+        Ok(Self { evt })
+    }
+}
+
+impl InterruptLine for IrqfdPin {
+    /// An edge: KVM delivers the pin's current MSI route.
+    fn assert(&self) -> Result<(), InterruptError> {
+        self.evt
+            .write(1)
+            .map_err(|source| InterruptError::Delivery { msg: MsiMessage { address: 0, data: 0 }, source })
+    }
+
+    fn deassert(&self) -> Result<(), InterruptError> {
+        Ok(())
+    }
+}
+
 /// Delivers the IOAPIC's MSIs to the local APICs inside KVM.
 #[derive(Debug)]
 pub struct KvmMsi {
@@ -125,8 +171,8 @@ impl MsiSink for KvmMsi {
     }
 
     fn ioapic_routes_changed(&self, routes: &[IoapicRoute]) {
-        // Pins with a reserved delivery mode have no message and no route.
-        let changes: Vec<(u32, Option<MsiMessage>)> = routes.iter().map(|r| (r.gsi, r.msi)).collect();
+        let changes: Vec<(u32, Option<MsiMessage>)> =
+            routes.iter().map(|r| (r.gsi, r.msi.filter(|msg| routed_while(r.masked, *msg)))).collect();
         self.router.set(&changes);
     }
 }
@@ -188,5 +234,31 @@ impl MsixBackend for IrqfdMsix {
 
     fn vector_changed(&self, vector: u16, msg: MsiMessage) {
         self.route(vector, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmavm_devices::interrupt::{DeliveryMode, DestinationMode, MsiFields};
+
+    fn msg(trigger_mode: TriggerMode) -> MsiMessage {
+        MsiMessage::new(MsiFields {
+            destination: 0,
+            dest_mode: DestinationMode::Physical,
+            redirection_hint: false,
+            vector: 0x30,
+            delivery_mode: DeliveryMode::Fixed,
+            trigger_mode,
+            level_assert: true,
+        })
+    }
+
+    #[test]
+    fn masked_edge_pins_lose_their_route_level_pins_keep_it() {
+        assert!(routed_while(false, msg(TriggerMode::Edge)));
+        assert!(!routed_while(true, msg(TriggerMode::Edge)));
+        assert!(routed_while(true, msg(TriggerMode::Level)));
+        assert!(routed_while(false, msg(TriggerMode::Level)));
     }
 }

@@ -8,7 +8,6 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use dmavm_devices::ioapic::{Ioapic, IoapicPin};
 use dmavm_devices::virtio::block::{Block, BlockConfig};
 use dmavm_devices::virtio::console::{Console, ConsoleConfig, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
@@ -23,7 +22,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::event_loop::InputSink;
-use crate::interrupts::{GsiRouter, IrqfdMsix};
+use crate::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::machine::{Device, DeviceKind, Machine, Placement};
 use crate::pci::HostBridge;
 
@@ -51,8 +50,6 @@ pub struct Wiring<'a> {
     pub mem: &'a Arc<GuestMemoryMmap>,
     /// The MMIO bus (virtio-mmio windows).
     pub mmio: &'a Bus,
-    /// virtio-mmio interrupts.
-    pub ioapic: &'a Arc<Mutex<Ioapic>>,
     /// virtio-pci devices go on its bus 0.
     pub pci: &'a HostBridge,
     /// GSI routes for MSI-X vectors (delivered by irqfd).
@@ -107,8 +104,9 @@ fn place_mmio(
     gsi: u32,
     wiring: &Wiring<'_>,
 ) -> Result<QueueNotifications> {
-    let line =
-        IoapicPin::new(wiring.ioapic.clone(), gsi).with_context(|| format!("{}: interrupt", device.id))?;
+    // An edge on the device's IOAPIC pin, injected by KVM through the pin's
+    // route (which exists only while the guest leaves the pin unmasked).
+    let line = IrqfdPin::new(wiring.vm, gsi).with_context(|| format!("{}: interrupt", device.id))?;
     // No IOMMU yet: nothing requires ACCESS_PLATFORM to be accepted.
     let transport = MmioTransport::new(model, wiring.mem.clone(), Arc::new(line), false)
         .with_context(|| format!("{}: virtio-mmio transport", device.id))?

@@ -73,14 +73,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         .context("placing the power registers")?;
 
     let host_bridge = pci::create(&vm, &mmio, &pio, config.memory)?;
-    let wiring = virtio_devices::Wiring {
-        vm: &vm,
-        mem: &mem,
-        mmio: &mmio,
-        ioapic: &ioapic,
-        pci: &host_bridge,
-        router: &router,
-    };
+    let wiring =
+        virtio_devices::Wiring { vm: &vm, mem: &mem, mmio: &mmio, pci: &host_bridge, router: &router };
     let virtio = virtio_devices::create(&config.machine, &wiring)?;
     let tables = firmware::install(&mem, config.cpus, config.memory, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
