@@ -13,7 +13,7 @@ use dmavm_devices::virtio::console::{Console, ConsoleConfig, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
 use dmavm_devices::virtio::pci::VirtioPciTransport;
 use dmavm_devices::virtio::rng::{Rng, RngConfig};
-use dmavm_devices::virtio::VirtioDevice;
+use dmavm_devices::virtio::{VirtioDevice, VirtioTransport};
 use dmavm_devices::Bus;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
@@ -194,28 +194,10 @@ fn model(device: &Device) -> Result<Box<dyn VirtioDevice<GuestMemoryMmap>>> {
     })
 }
 
-/// A transport whose queues the event loop services.
-pub trait QueueProcessor: Send {
-    /// The driver notified `queue`.
-    fn process_notification(&mut self, queue: usize);
-}
-
-impl QueueProcessor for MmioTransport<GuestMemoryMmap> {
-    fn process_notification(&mut self, queue: usize) {
-        MmioTransport::process_notification(self, queue);
-    }
-}
-
-impl QueueProcessor for VirtioPciTransport<GuestMemoryMmap> {
-    fn process_notification(&mut self, queue: usize) {
-        VirtioPciTransport::process_notification(self, queue);
-    }
-}
-
 /// Processes one device's queue notifications on the event loop.
 pub struct QueueNotifications {
     id: String,
-    transport: Arc<Mutex<dyn QueueProcessor>>,
+    transport: Arc<Mutex<dyn VirtioTransport<GuestMemoryMmap>>>,
     events: Vec<EventFd>,
 }
 

@@ -25,10 +25,9 @@ use std::sync::Arc;
 
 use log::debug;
 use vm_memory::GuestMemory;
-use vmm_sys_util::eventfd::EventFd;
 
 use super::device::{InterruptKind, VirtioDevice, VirtioInterrupt};
-use super::transport::{set_half, TransportCore, TransportInterrupt};
+use super::transport::{set_half, TransportCore, TransportInterrupt, VirtioTransport};
 use crate::interrupt::InterruptLine;
 
 pub use super::transport::status;
@@ -41,7 +40,7 @@ pub const WINDOW_SIZE: u64 = 0x200;
 /// Offset of the device-specific configuration space.
 pub const CONFIG_OFFSET: u64 = 0x100;
 /// Offset of the `QueueNotify` register: the VMM registers each queue's
-/// eventfd ([`MmioTransport::queue_events`]) at `base + NOTIFY_OFFSET`, 4
+/// eventfd ([`VirtioTransport::queue_events`]) at `base + NOTIFY_OFFSET`, 4
 /// bytes, with the queue index as datamatch.
 pub const NOTIFY_OFFSET: u64 = 0x50;
 /// `MagicValue`: "virt" in little-endian ASCII.
@@ -130,8 +129,25 @@ impl TransportInterrupt for MmioInterrupt {
 }
 
 /// A virtio device behind a virtio-mmio (version 2) register window.
+///
+/// Its [`VirtioTransport`] accessors are how the VMM labels it and services
+/// its queues: the VMM registers the eventfd of queue `i`
+/// ([`VirtioTransport::queue_events`]) as a KVM ioeventfd at
+/// `base + NOTIFY_OFFSET`, 4 bytes, datamatch `i`.
 pub struct MmioTransport<M: GuestMemory + Send + Sync + 'static> {
-    core: TransportCore<M, MmioInterrupt>,
+    core: TransportCore<M>,
+    /// The interrupt state the registers show (the core holds it too).
+    interrupt: Arc<MmioInterrupt>,
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> VirtioTransport<M> for MmioTransport<M> {
+    fn core(&self) -> &TransportCore<M> {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut TransportCore<M> {
+        &mut self.core
+    }
 }
 
 impl<M: GuestMemory + Send + Sync + 'static> std::fmt::Debug for MmioTransport<M> {
@@ -160,62 +176,8 @@ impl<M: GuestMemory + Send + Sync + 'static> MmioTransport<M> {
             line: interrupt,
         });
         // QueueSel is 32 bits wide: no limit beyond virtio's own.
-        let core = TransportCore::new(device, mem, interrupt, require_access_platform, usize::MAX)?;
-        Ok(Self { core })
-    }
-
-    /// Replaces the name used in log messages (by default the device type,
-    /// e.g. "virtio-blk"); the VMM may pass something like
-    /// "virtio-blk@0xd0000000".
-    pub fn with_label(mut self, label: impl Into<String>) -> Self {
-        self.core.label = label.into();
-        self
-    }
-
-    /// The name used in log messages.
-    pub fn label(&self) -> &str {
-        &self.core.label
-    }
-
-    /// The virtio device ID (virtio 1.2, 5).
-    pub fn device_type(&self) -> u32 {
-        self.core.device_type()
-    }
-
-    /// The features offered to the driver.
-    pub fn offered_features(&self) -> u64 {
-        self.core.offered_features()
-    }
-
-    /// Whether `FEATURES_OK` requires `VIRTIO_F_ACCESS_PLATFORM`.
-    pub fn requires_access_platform(&self) -> bool {
-        self.core.requires_access_platform()
-    }
-
-    /// The device status register.
-    pub fn device_status(&self) -> u32 {
-        self.core.status()
-    }
-
-    /// Whether the device is running (activated and not in error).
-    pub fn is_activated(&self) -> bool {
-        self.core.is_activated()
-    }
-
-    /// One eventfd per queue, in queue order. The VMM registers eventfd `i`
-    /// as a KVM ioeventfd at `base + NOTIFY_OFFSET`, 4 bytes, datamatch `i`,
-    /// watches it in its event loop and, when it fires, reads it and calls
-    /// [`Self::process_notification`]`(i)`. Trapped notify writes (no
-    /// ioeventfd) signal the same eventfd.
-    pub fn queue_events(&self) -> &[EventFd] {
-        self.core.queue_events()
-    }
-
-    /// The driver notified queue `queue`: lets the device process it, if the
-    /// device is running and the queue is enabled. A device error sets
-    /// `DEVICE_NEEDS_RESET` and sends a configuration-change interrupt.
-    pub fn process_notification(&mut self, queue: usize) {
-        self.core.process_notification(queue);
+        let core = TransportCore::new(device, mem, interrupt.clone(), require_access_platform, usize::MAX)?;
+        Ok(Self { core, interrupt })
     }
 
     fn read_register(&self, offset: u64) -> u32 {
@@ -228,11 +190,11 @@ impl<M: GuestMemory + Send + Sync + 'static> MmioTransport<M> {
             REG_DEVICE_FEATURES => core.device_features_bank(),
             REG_QUEUE_NUM_MAX => core.selected_queue().map_or(0, |q| u32::from(q.max_size)),
             REG_QUEUE_READY => core.selected_queue().map_or(0, |q| u32::from(q.ready)),
-            REG_INTERRUPT_STATUS => core.interrupt.status.load(Ordering::SeqCst) & (INT_VRING | INT_CONFIG),
+            REG_INTERRUPT_STATUS => self.interrupt.status.load(Ordering::SeqCst) & (INT_VRING | INT_CONFIG),
             REG_STATUS => core.status(),
             // No shared memory regions: a length of -1 says so (4.2.2).
             REG_SHM_LEN_LOW | REG_SHM_LEN_HIGH | REG_SHM_BASE_LOW | REG_SHM_BASE_HIGH => u32::MAX,
-            REG_CONFIG_GENERATION => core.interrupt.config_generation.load(Ordering::SeqCst),
+            REG_CONFIG_GENERATION => self.interrupt.config_generation.load(Ordering::SeqCst),
             _ => {
                 debug!("{}: read of write-only or unknown register {offset:#x}", core.label);
                 0
@@ -255,7 +217,7 @@ impl<M: GuestMemory + Send + Sync + 'static> MmioTransport<M> {
             REG_QUEUE_READY => core.set_queue_ready(value & 1 != 0),
             REG_QUEUE_NOTIFY => core.notify(u64::from(value)),
             REG_INTERRUPT_ACK => {
-                core.interrupt.status.fetch_and(!value, Ordering::SeqCst);
+                self.interrupt.status.fetch_and(!value, Ordering::SeqCst);
             }
             REG_STATUS => core.write_status(value),
             REG_QUEUE_DESC_LOW | REG_QUEUE_DESC_HIGH => {

@@ -19,4 +19,4 @@ pub use device::{
 pub use mmio::{MmioError, MmioTransport};
 pub use pci::VirtioPciTransport;
 pub use rng::{Rng, RngConfig, RNG_MAX_BYTES_PER_REQUEST, RNG_QUEUE_SIZE};
-pub use transport::{status, TransportError};
+pub use transport::{status, TransportError, VirtioTransport};

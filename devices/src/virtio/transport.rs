@@ -211,7 +211,10 @@ pub(crate) fn set_half(v: &mut u64, high: bool, half: u32) {
 }
 
 /// The transport-independent state of one virtio device.
-pub(crate) struct TransportCore<M: GuestMemory + Send + Sync + 'static, I: TransportInterrupt> {
+///
+/// Public only as the type behind [`VirtioTransport::core`]: it lives in a
+/// private module and has no public fields or methods.
+pub struct TransportCore<M: GuestMemory + Send + Sync + 'static> {
     pub(crate) device: Box<dyn VirtioDevice<M>>,
     mem: Arc<M>,
     pub(crate) label: String,
@@ -229,13 +232,16 @@ pub(crate) struct TransportCore<M: GuestMemory + Send + Sync + 'static, I: Trans
     pub(crate) queue_sel: u32,
     pub(crate) queues: Vec<QueueConfig>,
     queue_events: Vec<EventFd>,
-    pub(crate) interrupt: Arc<I>,
+    /// The transport's interrupt state, as the core drives it.
+    interrupt: Arc<dyn TransportInterrupt>,
+    /// The same interrupt state, as the device gets it at activation.
+    device_interrupt: Arc<dyn VirtioInterrupt>,
     status: u32,
     /// The device accepted an activation and holds the queues.
     activated: bool,
 }
 
-impl<M: GuestMemory + Send + Sync + 'static, I: TransportInterrupt> fmt::Debug for TransportCore<M, I> {
+impl<M: GuestMemory + Send + Sync + 'static> fmt::Debug for TransportCore<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TransportCore")
             .field("label", &self.label)
@@ -248,10 +254,10 @@ impl<M: GuestMemory + Send + Sync + 'static, I: TransportInterrupt> fmt::Debug f
     }
 }
 
-impl<M: GuestMemory + Send + Sync + 'static, I: TransportInterrupt> TransportCore<M, I> {
+impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
     /// Checks `device` against what a modern transport needs and creates one
     /// notification eventfd per queue. `max_queues` is the transport's limit.
-    pub(crate) fn new(
+    pub(crate) fn new<I: TransportInterrupt>(
         device: Box<dyn VirtioDevice<M>>,
         mem: Arc<M>,
         interrupt: Arc<I>,
@@ -298,7 +304,8 @@ impl<M: GuestMemory + Send + Sync + 'static, I: TransportInterrupt> TransportCor
             queue_sel: 0,
             queues,
             queue_events,
-            interrupt,
+            interrupt: interrupt.clone(),
+            device_interrupt: interrupt,
             status: 0,
             activated: false,
         })
@@ -485,7 +492,7 @@ impl<M: GuestMemory + Send + Sync + 'static, I: TransportInterrupt> TransportCor
                 }
             }
         }
-        let interrupt: Arc<dyn VirtioInterrupt> = self.interrupt.clone();
+        let interrupt = self.device_interrupt.clone();
         let activation =
             Activation { mem: self.mem.clone(), queues, acked_features: self.driver_features, interrupt };
         match self.device.activate(activation) {
@@ -505,5 +512,75 @@ impl<M: GuestMemory + Send + Sync + 'static, I: TransportInterrupt> TransportCor
             }
             None => debug!("{}: notification for nonexistent queue {index}", self.label),
         }
+    }
+}
+
+/// What every transport (mmio, pci) offers the VMM, whatever its registers:
+/// provided methods over the `TransportCore` the transport wraps. Only
+/// this crate's transports implement it.
+pub trait VirtioTransport<M: GuestMemory + Send + Sync + 'static>: Send {
+    /// The transport-independent state.
+    #[doc(hidden)]
+    fn core(&self) -> &TransportCore<M>;
+
+    /// The transport-independent state, mutably.
+    #[doc(hidden)]
+    fn core_mut(&mut self) -> &mut TransportCore<M>;
+
+    /// Replaces the name used in log messages (by default the device type,
+    /// e.g. "virtio-blk"); the VMM may pass something like
+    /// "virtio-blk@0xd0000000" or "virtio-blk@00:03.0".
+    fn with_label(mut self, label: impl Into<String>) -> Self
+    where
+        Self: Sized,
+    {
+        self.core_mut().label = label.into();
+        self
+    }
+
+    /// The name used in log messages.
+    fn label(&self) -> &str {
+        &self.core().label
+    }
+
+    /// The virtio device ID (virtio 1.2, 5).
+    fn device_type(&self) -> u32 {
+        self.core().device_type()
+    }
+
+    /// The features offered to the driver.
+    fn offered_features(&self) -> u64 {
+        self.core().offered_features()
+    }
+
+    /// Whether `FEATURES_OK` requires `VIRTIO_F_ACCESS_PLATFORM`.
+    fn requires_access_platform(&self) -> bool {
+        self.core().requires_access_platform()
+    }
+
+    /// The device status.
+    fn device_status(&self) -> u32 {
+        self.core().status()
+    }
+
+    /// Whether the device is running (activated and not in error).
+    fn is_activated(&self) -> bool {
+        self.core().is_activated()
+    }
+
+    /// One eventfd per queue, in queue order. The VMM registers eventfd `i`
+    /// as a KVM ioeventfd at queue `i`'s notify address (where that is
+    /// depends on the transport), watches it in its event loop and, when it
+    /// fires, reads it and calls [`Self::process_notification`]`(i)`.
+    /// Trapped notify writes (no ioeventfd) signal the same eventfd.
+    fn queue_events(&self) -> &[EventFd] {
+        self.core().queue_events()
+    }
+
+    /// The driver notified queue `queue`: lets the device process it, if the
+    /// device is running and the queue is enabled. A device error sets
+    /// `DEVICE_NEEDS_RESET` and sends a configuration-change interrupt.
+    fn process_notification(&mut self, queue: usize) {
+        self.core_mut().process_notification(queue);
     }
 }

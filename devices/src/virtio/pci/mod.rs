@@ -52,10 +52,11 @@ use std::sync::Arc;
 
 use log::debug;
 use vm_memory::GuestMemory;
-use vmm_sys_util::eventfd::EventFd;
 
 use super::device::{InterruptKind, VirtioDevice, VirtioInterrupt};
-use super::transport::{device_name, set_half, TransportCore, TransportError, TransportInterrupt};
+use super::transport::{
+    device_name, set_half, TransportCore, TransportError, TransportInterrupt, VirtioTransport,
+};
 use crate::pci::{
     overlaps, BarKind, MsixBackend, MsixVectors, PciBar, PciConfigSpace, PciDevice, PciIds, PCI_CAP_ID_MSIX,
     PCI_CAP_ID_VNDR,
@@ -275,8 +276,16 @@ impl TransportInterrupt for PciInterrupt {
 }
 
 /// A virtio device behind a modern virtio-pci function.
+///
+/// Its [`VirtioTransport`] accessors are how the VMM labels it and services
+/// its queues: while the BAR decodes at `base`, the VMM registers the
+/// eventfd of queue `i` ([`VirtioTransport::queue_events`]) as a KVM
+/// ioeventfd at `base + notify_offset(i)` (any length, no datamatch: every
+/// queue has its own address).
 pub struct VirtioPciTransport<M: GuestMemory + Send + Sync + 'static> {
-    core: TransportCore<M, PciInterrupt>,
+    core: TransportCore<M>,
+    /// The interrupt state the registers show (the core holds it too).
+    interrupt: Arc<PciInterrupt>,
     config: PciConfigSpace,
     msix: Arc<MsixVectors>,
     /// Offset of the MSI-X capability.
@@ -294,6 +303,16 @@ impl<M: GuestMemory + Send + Sync + 'static> std::fmt::Debug for VirtioPciTransp
             .field("msix", &self.msix)
             .field("bar_size", &format_args!("{:#x}", self.layout.bar_size))
             .finish()
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> VirtioTransport<M> for VirtioPciTransport<M> {
+    fn core(&self) -> &TransportCore<M> {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut TransportCore<M> {
+        &mut self.core
     }
 }
 
@@ -338,7 +357,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
             queue_vectors: (0..queues).map(|_| AtomicU16::new(VIRTIO_MSI_NO_VECTOR)).collect(),
             msix: msix.clone(),
         });
-        let core = TransportCore::new(device, mem, interrupt, require_access_platform, MAX_QUEUES)?;
+        let core = TransportCore::new(device, mem, interrupt.clone(), require_access_platform, MAX_QUEUES)?;
         let layout = Layout::new(queues, &msix);
         // Virtio device IDs that fit a PCI device ID (all of them do).
         let device_id = VIRTIO_PCI_DEVICE_ID_BASE.wrapping_add(device_type as u16);
@@ -390,45 +409,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
         let msix_cap = config
             .add_capability(PCI_CAP_ID_MSIX, &msix_body, &MsixVectors::CAPABILITY_WMASK)
             .map_err(pci_error)?;
-        Ok(Self { core, config, msix, msix_cap, cfg_cap, layout })
-    }
-
-    /// Replaces the name used in log messages (by default the device type,
-    /// e.g. "virtio-blk"); the VMM may pass something like
-    /// "virtio-blk@00:03.0".
-    pub fn with_label(mut self, label: impl Into<String>) -> Self {
-        self.core.label = label.into();
-        self
-    }
-
-    /// The name used in log messages.
-    pub fn label(&self) -> &str {
-        &self.core.label
-    }
-
-    /// The virtio device ID (virtio 1.2, 5).
-    pub fn device_type(&self) -> u32 {
-        self.core.device_type()
-    }
-
-    /// The features offered to the driver.
-    pub fn offered_features(&self) -> u64 {
-        self.core.offered_features()
-    }
-
-    /// Whether `FEATURES_OK` requires `VIRTIO_F_ACCESS_PLATFORM`.
-    pub fn requires_access_platform(&self) -> bool {
-        self.core.requires_access_platform()
-    }
-
-    /// The device status.
-    pub fn device_status(&self) -> u32 {
-        self.core.status()
-    }
-
-    /// Whether the device is running (activated and not in error).
-    pub fn is_activated(&self) -> bool {
-        self.core.is_activated()
+        Ok(Self { core, interrupt, config, msix, msix_cap, cfg_cap, layout })
     }
 
     /// Size of BAR [`VIRTIO_PCI_BAR`].
@@ -448,23 +429,6 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
             .then(|| NOTIFY_CFG_OFFSET + queue as u64 * u64::from(NOTIFY_OFF_MULTIPLIER))
     }
 
-    /// One eventfd per queue, in queue order. While the BAR decodes at
-    /// `base`, the VMM registers eventfd `i` as a KVM ioeventfd at
-    /// `base + notify_offset(i)` (any length, no datamatch: every queue has
-    /// its own address), watches it in its event loop and, when it fires,
-    /// reads it and calls [`Self::process_notification`]`(i)`. Trapped
-    /// notify writes signal the same eventfd.
-    pub fn queue_events(&self) -> &[EventFd] {
-        self.core.queue_events()
-    }
-
-    /// The driver notified queue `queue`: lets the device process it, if the
-    /// device is running and the queue is enabled. A device error sets
-    /// `DEVICE_NEEDS_RESET` and sends a configuration-change interrupt.
-    pub fn process_notification(&mut self, queue: usize) {
-        self.core.process_notification(queue);
-    }
-
     /// A vector the table has, or "no vector".
     fn checked_vector(&self, vector: u16) -> u16 {
         if vector < self.msix.count() {
@@ -475,14 +439,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
     }
 
     fn selected_vector(&self) -> Option<&AtomicU16> {
-        usize::try_from(self.core.queue_sel).ok().and_then(|i| self.core.interrupt.queue_vectors.get(i))
+        usize::try_from(self.core.queue_sel).ok().and_then(|i| self.interrupt.queue_vectors.get(i))
     }
 
     /// A read of the common configuration; `None` for an access that is not
     /// a field at its natural width.
     fn read_common(&self, offset: u64, len: usize) -> Option<u64> {
         let core = &self.core;
-        let irq = &core.interrupt;
+        let irq = &self.interrupt;
         let q = core.selected_queue();
         let value = match (offset, len) {
             (DEVICE_FEATURE_SELECT, 4) => u64::from(core.device_features_sel),
@@ -533,7 +497,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
             (DRIVER_FEATURE, 4) => self.core.write_driver_features(v32),
             (CONFIG_MSIX_VECTOR, 2) => {
                 let v = self.checked_vector(v16);
-                self.core.interrupt.config_vector.store(v, Ordering::SeqCst);
+                self.interrupt.config_vector.store(v, Ordering::SeqCst);
             }
             (DEVICE_STATUS, 1) => self.core.write_status(u32::from(value as u8)),
             (QUEUE_SELECT, 2) => self.core.queue_sel = u32::from(v16),
@@ -584,7 +548,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
             Region::Isr => {
                 // Reading the ISR clears it (4.1.4.5).
                 if let (0, Some(b)) = (rel, data.first_mut()) {
-                    *b = self.core.interrupt.isr.swap(0, Ordering::SeqCst);
+                    *b = self.interrupt.isr.swap(0, Ordering::SeqCst);
                 }
             }
             Region::Device => self.core.device.read_config(rel, data),
