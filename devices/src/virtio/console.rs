@@ -69,17 +69,19 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use virtio_bindings::virtio_ids::VIRTIO_ID_CONSOLE;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{GuestMemory, Permissions, VolatileSlice};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::virtio::chain::{slices, walk as walk_chain, Buffer};
 use crate::virtio::device::{
-    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+    Activation, DeviceError, VirtioDevice, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
-use crate::virtio::queue::{drain as drain_queue, has_available, notify_used, pop, prepare_queue, protocol};
+use crate::virtio::queue::{
+    drain as drain_queue, has_available, notify_used, pop, prepare_queue, protocol, ActiveQueue,
+};
 
 /// Size of each of the two queues the device offers.
 pub const CONSOLE_QUEUE_SIZE: u16 = 256;
@@ -107,16 +109,10 @@ pub enum ConsoleError {
     EventFd(#[source] std::io::Error),
 }
 
-/// `receiveq0` once the driver set it up.
-struct RxActive<M> {
-    mem: Arc<M>,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-}
-
 /// The input side, shared by the device and its [`ConsoleInput`] handles.
 struct Receiver<M> {
-    active: Option<RxActive<M>>,
+    /// `receiveq0` once the driver set it up.
+    active: Option<ActiveQueue<M>>,
     /// A protocol violation found while pushing input; no more input is
     /// taken until the device is reset.
     broken: Option<String>,
@@ -226,7 +222,7 @@ impl<M: GuestMemory> ConsoleInput<M> {
 /// `taken` as it goes. Returns whether chains are available after all (the
 /// driver posted more while the device was filling).
 fn deliver<M: GuestMemory>(
-    active: &mut RxActive<M>,
+    active: &mut ActiveQueue<M>,
     bytes: &[u8],
     taken: &mut usize,
 ) -> Result<bool, DeviceError> {
@@ -292,13 +288,6 @@ fn fill<M: GuestMemory>(mem: &M, buffers: &[Buffer], data: &[u8]) -> u32 {
     done as u32
 }
 
-/// `transmitq0` once the driver set it up.
-struct TxActive<M> {
-    mem: Arc<M>,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-}
-
 /// Where the guest's output goes.
 struct Output {
     sink: Box<dyn Write + Send>,
@@ -356,7 +345,8 @@ pub struct Console<M> {
     features: u64,
     queue_sizes: [u16; 2],
     output: Output,
-    tx: Option<TxActive<M>>,
+    /// `transmitq0` once the driver set it up.
+    tx: Option<ActiveQueue<M>>,
     input: ConsoleInput<M>,
 }
 
@@ -470,11 +460,11 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Console<M> {
         let mut queues = queues.into_iter();
         let rx_queue = prepare_queue(usize::from(RECEIVEQ), queues.next(), &*mem, acked_features)?;
         let tx_queue = prepare_queue(usize::from(TRANSMITQ), queues.next(), &*mem, acked_features)?;
-        self.tx = Some(TxActive { mem: mem.clone(), queue: tx_queue, interrupt: interrupt.clone() });
+        self.tx = Some(ActiveQueue { mem: mem.clone(), queue: tx_queue, interrupt: interrupt.clone() });
         let shared = &self.input.shared;
         let mut rx = shared.lock();
         rx.clear();
-        rx.active = Some(RxActive { mem, queue: rx_queue, interrupt });
+        rx.active = Some(ActiveQueue { mem, queue: rx_queue, interrupt });
         drop(rx);
         // The driver may have posted receive buffers (and notified) before
         // DRIVER_OK; the VMM checks for room when woken.

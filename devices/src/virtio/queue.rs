@@ -3,10 +3,14 @@
 //! virtio-queue leaves to the device, the request loop, and interrupting the
 //! driver only when its notification suppression asks for it.
 
+use std::sync::Arc;
+
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemory;
 
-use crate::virtio::device::{DeviceError, InterruptKind, VirtioInterrupt, VIRTIO_RING_F_EVENT_IDX};
+use crate::virtio::device::{
+    Activation, DeviceError, InterruptKind, VirtioInterrupt, VIRTIO_RING_F_EVENT_IDX,
+};
 
 pub(crate) fn protocol(what: &str, e: virtio_queue::Error) -> DeviceError {
     DeviceError::Queue(format!("{what}: {e}"))
@@ -33,14 +37,40 @@ pub(crate) fn prepare_queue<M: GuestMemory>(
     Ok(queue)
 }
 
-/// Takes queue 0 out of `queues` for a single-queue device (see
-/// [`prepare_queue`]).
-pub(crate) fn activate_queue<M: GuestMemory>(
-    queues: Vec<Queue>,
-    mem: &M,
-    acked_features: u64,
-) -> Result<Queue, DeviceError> {
-    prepare_queue(0, queues.into_iter().next(), mem, acked_features)
+/// A queue the driver set up, with what the device needs to process it.
+pub(crate) struct ActiveQueue<M> {
+    pub(crate) mem: Arc<M>,
+    pub(crate) queue: Queue,
+    pub(crate) interrupt: Arc<dyn VirtioInterrupt>,
+}
+
+impl<M: GuestMemory> ActiveQueue<M> {
+    /// Takes queue 0 of `activation` for a single-queue device (see
+    /// [`prepare_queue`]).
+    pub(crate) fn single(activation: Activation<M>) -> Result<Self, DeviceError> {
+        let Activation { mem, queues, acked_features, interrupt } = activation;
+        let queue = prepare_queue(0, queues.into_iter().next(), &*mem, acked_features)?;
+        Ok(Self { mem, queue, interrupt })
+    }
+}
+
+/// The queue a single-queue device named `device` processes for a
+/// notification of queue `index`: `None` (logged and ignored) before
+/// activation or for a queue other than 0.
+pub(crate) fn single_queue_notified<'a, M>(
+    active: Option<&'a mut ActiveQueue<M>>,
+    device: &str,
+    index: usize,
+) -> Option<&'a mut ActiveQueue<M>> {
+    let Some(active) = active else {
+        log::debug!("{device}: notification before activation ignored");
+        return None;
+    };
+    if index != 0 {
+        log::debug!("{device}: notification for nonexistent queue {index} ignored");
+        return None;
+    }
+    Some(active)
 }
 
 /// Pops the next chain the driver made available, `None` when there is

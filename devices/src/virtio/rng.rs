@@ -12,19 +12,17 @@
 //! any kernel dmavm runs on, short of `ENOSYS`) is a backend error: the
 //! transport sets `DEVICE_NEEDS_RESET`.
 
-use std::sync::Arc;
-
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{GuestMemory, Permissions, VolatileSlice};
 
 use crate::virtio::chain::{slices, walk as walk_chain, Buffer};
 use crate::virtio::device::{
-    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+    Activation, DeviceError, VirtioDevice, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
-use crate::virtio::queue::{activate_queue, drain as drain_queue};
+use crate::virtio::queue::{drain as drain_queue, single_queue_notified, ActiveQueue};
 
 /// Size of the request queue the device offers.
 pub const RNG_QUEUE_SIZE: u16 = 256;
@@ -39,17 +37,11 @@ pub struct RngConfig {
     pub access_platform: bool,
 }
 
-struct Active<M> {
-    mem: Arc<M>,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-}
-
 /// A virtio entropy device (device ID 4).
 pub struct Rng<M> {
     features: u64,
     queue_sizes: [u16; 1],
-    active: Option<Active<M>>,
+    active: Option<ActiveQueue<M>>,
 }
 
 impl<M> std::fmt::Debug for Rng<M> {
@@ -90,21 +82,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Rng<M> {
     }
 
     fn activate(&mut self, activation: Activation<M>) -> Result<(), DeviceError> {
-        let Activation { mem, queues, acked_features, interrupt } = activation;
-        let queue = activate_queue(queues, &*mem, acked_features)?;
-        self.active = Some(Active { mem, queue, interrupt });
+        self.active = Some(ActiveQueue::single(activation)?);
         Ok(())
     }
 
     fn process_queue(&mut self, index: usize) -> Result<(), DeviceError> {
-        let Some(active) = self.active.as_mut() else {
-            log::debug!("virtio-rng: notification before activation ignored");
+        let Some(active) = single_queue_notified(self.active.as_mut(), "virtio-rng", index) else {
             return Ok(());
         };
-        if index != 0 {
-            log::debug!("virtio-rng: notification for nonexistent queue {index} ignored");
-            return Ok(());
-        }
         let mem = &*active.mem;
         let max_descriptors = active.queue.size();
         drain_queue(&mut active.queue, mem, &*active.interrupt, 0, |chain| {

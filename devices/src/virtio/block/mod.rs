@@ -51,21 +51,20 @@ pub(crate) mod test_util;
 mod tests;
 
 use std::fs::File;
-use std::sync::Arc;
 
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::GuestMemory;
 
 use crate::virtio::chain::walk as walk_chain;
 use crate::virtio::device::{
-    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+    Activation, DeviceError, VirtioDevice, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
-use crate::virtio::queue::{activate_queue, drain as drain_queue};
+use crate::virtio::queue::{drain as drain_queue, single_queue_notified, ActiveQueue};
 use config::ConfigSpace;
 use disk::{Disk, SECTOR_SIZE};
 
@@ -100,19 +99,13 @@ pub enum BlockError {
     Size(#[source] std::io::Error),
 }
 
-struct Active<M> {
-    mem: Arc<M>,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-}
-
 /// A virtio-blk device (device ID 2).
 pub struct Block<M> {
     disk: Disk,
     features: u64,
     config: ConfigSpace,
     queue_sizes: [u16; 1],
-    active: Option<Active<M>>,
+    active: Option<ActiveQueue<M>>,
 }
 
 impl<M> std::fmt::Debug for Block<M> {
@@ -170,21 +163,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Block<M> {
     }
 
     fn activate(&mut self, activation: Activation<M>) -> Result<(), DeviceError> {
-        let Activation { mem, queues, acked_features, interrupt } = activation;
-        let queue = activate_queue(queues, &*mem, acked_features)?;
-        self.active = Some(Active { mem, queue, interrupt });
+        self.active = Some(ActiveQueue::single(activation)?);
         Ok(())
     }
 
     fn process_queue(&mut self, index: usize) -> Result<(), DeviceError> {
-        let Some(active) = self.active.as_mut() else {
-            log::debug!("virtio-blk: notification before activation ignored");
+        let Some(active) = single_queue_notified(self.active.as_mut(), "virtio-blk", index) else {
             return Ok(());
         };
-        if index != 0 {
-            log::debug!("virtio-blk: notification for nonexistent queue {index} ignored");
-            return Ok(());
-        }
         let disk = &self.disk;
         let mem = &*active.mem;
         let max_descriptors = active.queue.size();
