@@ -10,6 +10,8 @@ pub mod interrupt;
 pub mod ioapic;
 pub mod legacy;
 pub mod pci;
+#[cfg(test)]
+mod test_support;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};

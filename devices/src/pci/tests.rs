@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::bus::{Bus, BusDevice, BusError};
+use crate::test_support::Rng;
 
 /// A function with a 64-bit BAR 0 (16 KiB) and a 32-bit BAR 2 (4 KiB) whose
 /// reads return the low byte of the offset.
@@ -365,17 +366,6 @@ fn topology_errors() {
     assert_eq!(root.add_device(TestDevice::shared()).unwrap(), 1);
     assert_eq!(root.bar_mappings(7)[0].1, Some(MEM32.start));
     assert_eq!(root.bar_mappings(1)[0].1, Some(MEM32.start + 0x8000));
-}
-
-/// xorshift64*: deterministic garbage.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 #[test]

@@ -289,103 +289,19 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
-    use virtio_queue::QueueT;
     use vm_memory::{GuestAddress, GuestMemoryMmap};
 
     use super::*;
     use crate::bus::BusDevice;
     use crate::interrupt::InterruptError;
-    use crate::virtio::device::DeviceError;
-    use crate::virtio::device::{
-        Activation, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
-    };
+    use crate::test_support::Rng;
+    use crate::virtio::device::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+    use crate::virtio::test_support::{rings, seen, MockDevice, Record};
 
     type Mem = GuestMemoryMmap<()>;
 
     const MEM_SIZE: u64 = 0x10_0000;
     const FEATURES: u64 = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX | 0x5;
-
-    /// What a queue looked like when the device got it.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    struct SeenQueue {
-        ready: bool,
-        size: u16,
-        desc: u64,
-        avail: u64,
-        used: u64,
-        event_idx: bool,
-    }
-
-    #[derive(Default)]
-    struct Record {
-        activations: Vec<(Vec<SeenQueue>, u64)>,
-        resets: usize,
-        processed: Vec<usize>,
-        config_writes: Vec<(u64, Vec<u8>)>,
-        interrupt: Option<Arc<dyn VirtioInterrupt>>,
-        fail_activate: bool,
-        fail_process: bool,
-    }
-
-    struct MockDevice {
-        features: u64,
-        sizes: Vec<u16>,
-        record: Arc<Mutex<Record>>,
-    }
-
-    impl VirtioDevice<Mem> for MockDevice {
-        fn device_type(&self) -> u32 {
-            4
-        }
-        fn queue_max_sizes(&self) -> &[u16] {
-            &self.sizes
-        }
-        fn device_features(&self) -> u64 {
-            self.features
-        }
-        fn read_config(&self, offset: u64, data: &mut [u8]) {
-            for (i, b) in data.iter_mut().enumerate() {
-                *b = (offset as u8).wrapping_add(i as u8).wrapping_add(0xa0);
-            }
-        }
-        fn write_config(&mut self, offset: u64, data: &[u8]) {
-            self.record.lock().unwrap().config_writes.push((offset, data.to_vec()));
-        }
-        fn activate(&mut self, activation: Activation<Mem>) -> Result<(), DeviceError> {
-            let mut r = self.record.lock().unwrap();
-            let queues = activation
-                .queues
-                .iter()
-                .map(|q| SeenQueue {
-                    ready: q.ready(),
-                    size: q.size(),
-                    desc: q.desc_table(),
-                    avail: q.avail_ring(),
-                    used: q.used_ring(),
-                    event_idx: q.event_idx_enabled(),
-                })
-                .collect();
-            r.activations.push((queues, activation.acked_features));
-            r.interrupt = Some(activation.interrupt);
-            if r.fail_activate {
-                return Err(DeviceError::QueueNotReady(1));
-            }
-            Ok(())
-        }
-        fn process_queue(&mut self, index: usize) -> Result<(), DeviceError> {
-            let mut r = self.record.lock().unwrap();
-            r.processed.push(index);
-            if r.fail_process {
-                return Err(DeviceError::Queue("bad ring".into()));
-            }
-            Ok(())
-        }
-        fn reset(&mut self) {
-            let mut r = self.record.lock().unwrap();
-            r.resets += 1;
-            r.interrupt = None;
-        }
-    }
 
     #[derive(Default)]
     struct MockLine {
@@ -419,7 +335,7 @@ mod tests {
     fn fixture_with(features: u64, require_access_platform: bool) -> Fixture {
         let mem = Arc::new(Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap());
         let record = Arc::new(Mutex::new(Record::default()));
-        let device = MockDevice { features, sizes: vec![256, 16], record: record.clone() };
+        let device = MockDevice { device_type: 4, features, sizes: vec![256, 16], record: record.clone() };
         let line = Arc::new(MockLine::default());
         let t = MmioTransport::new(Box::new(device), mem, line.clone(), require_access_platform).unwrap();
         Fixture { t, record, line }
@@ -437,13 +353,6 @@ mod tests {
 
     fn w(t: &mut MmioTransport<Mem>, offset: u64, v: u32) {
         t.write(offset, &v.to_le_bytes());
-    }
-
-    /// Queue `i`'s rings: descriptors at 0x10000 * (i + 1), driver area
-    /// 0x1000 above, device area 0x2000 above.
-    fn rings(i: u32) -> (u64, u64, u64) {
-        let base = 0x1_0000 * u64::from(i + 1);
-        (base, base + 0x1000, base + 0x2000)
     }
 
     /// Linux's virtio_mmio probe up to and including the FEATURES_OK
@@ -475,7 +384,7 @@ mod tests {
         assert_eq!(r(t, REG_QUEUE_READY), 0);
         assert!(r(t, REG_QUEUE_NUM_MAX) >= size);
         w(t, REG_QUEUE_NUM, size);
-        let (desc, avail, used) = rings(i);
+        let (desc, avail, used) = rings(u64::from(i));
         w(t, REG_QUEUE_DESC_LOW, desc as u32);
         w(t, REG_QUEUE_DESC_HIGH, (desc >> 32) as u32);
         w(t, REG_QUEUE_DRIVER_LOW, avail as u32);
@@ -492,11 +401,6 @@ mod tests {
         setup_queue(t, 0, 128);
         setup_queue(t, 1, 16);
         w(t, REG_STATUS, 0xf);
-    }
-
-    fn seen(i: u32, size: u16, event_idx: bool) -> SeenQueue {
-        let (desc, avail, used) = rings(i);
-        SeenQueue { ready: true, size, desc, avail, used, event_idx }
     }
 
     #[test]
@@ -627,7 +531,7 @@ mod tests {
         let line: Arc<dyn InterruptLine> = Arc::new(MockLine::default());
         let make = |features: u64, sizes: Vec<u16>, require: bool| {
             let record = Arc::new(Mutex::new(Record::default()));
-            let device = MockDevice { features, sizes, record };
+            let device = MockDevice { device_type: 4, features, sizes, record };
             MmioTransport::new(Box::new(device), mem.clone(), line.clone(), require)
         };
         assert!(matches!(make(0x1, vec![16], false), Err(MmioError::NoVersion1(_))));
@@ -843,17 +747,6 @@ mod tests {
         t.write(WINDOW_SIZE - 2, &[1, 2, 3, 4]);
         t.write(u64::MAX, &[1]);
         assert_eq!(record.lock().unwrap().config_writes, vec![(2, vec![1, 2])]);
-    }
-
-    /// xorshift64*: deterministic garbage.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
     }
 
     #[test]

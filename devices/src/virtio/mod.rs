@@ -8,6 +8,8 @@ pub mod mmio;
 pub mod pci;
 mod queue;
 pub mod rng;
+#[cfg(test)]
+mod test_support;
 mod transport;
 
 pub use block::{Block, BlockConfig, BlockError, BLOCK_ID_BYTES, BLOCK_QUEUE_SIZE};

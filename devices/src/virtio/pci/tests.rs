@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::*;
@@ -15,97 +14,15 @@ use crate::pci::{
     BarListener, PciEcam, PciRoot, PciWindows, COMMAND_MEMORY, MSIX_CONTROL_ENABLE,
     MSIX_CONTROL_FUNCTION_MASK, PCI_CAPABILITY_LIST, PCI_STATUS, STATUS_CAP_LIST,
 };
-use crate::virtio::device::{
-    Activation, DeviceError, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
-};
+use crate::test_support::Rng;
+use crate::virtio::device::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+use crate::virtio::test_support::{rings, seen, MockDevice, Record};
 use crate::virtio::transport::status;
 
 type Mem = GuestMemoryMmap<()>;
 
 const MEM_SIZE: u64 = 0x10_0000;
 const FEATURES: u64 = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX | 0x5;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SeenQueue {
-    ready: bool,
-    size: u16,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    event_idx: bool,
-}
-
-#[derive(Default)]
-struct Record {
-    activations: Vec<(Vec<SeenQueue>, u64)>,
-    resets: usize,
-    processed: Vec<usize>,
-    config_writes: Vec<(u64, Vec<u8>)>,
-    interrupt: Option<Arc<dyn VirtioInterrupt>>,
-    fail_activate: bool,
-    fail_process: bool,
-}
-
-struct MockDevice {
-    device_type: u32,
-    features: u64,
-    sizes: Vec<u16>,
-    record: Arc<Mutex<Record>>,
-}
-
-impl VirtioDevice<Mem> for MockDevice {
-    fn device_type(&self) -> u32 {
-        self.device_type
-    }
-    fn queue_max_sizes(&self) -> &[u16] {
-        &self.sizes
-    }
-    fn device_features(&self) -> u64 {
-        self.features
-    }
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = (offset as u8).wrapping_add(i as u8).wrapping_add(0xa0);
-        }
-    }
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        self.record.lock().unwrap().config_writes.push((offset, data.to_vec()));
-    }
-    fn activate(&mut self, activation: Activation<Mem>) -> Result<(), DeviceError> {
-        let mut r = self.record.lock().unwrap();
-        let queues = activation
-            .queues
-            .iter()
-            .map(|q: &Queue| SeenQueue {
-                ready: q.ready(),
-                size: q.size(),
-                desc: q.desc_table(),
-                avail: q.avail_ring(),
-                used: q.used_ring(),
-                event_idx: q.event_idx_enabled(),
-            })
-            .collect();
-        r.activations.push((queues, activation.acked_features));
-        r.interrupt = Some(activation.interrupt);
-        if r.fail_activate {
-            return Err(DeviceError::QueueNotReady(1));
-        }
-        Ok(())
-    }
-    fn process_queue(&mut self, index: usize) -> Result<(), DeviceError> {
-        let mut r = self.record.lock().unwrap();
-        r.processed.push(index);
-        if r.fail_process {
-            return Err(DeviceError::Queue("bad ring".into()));
-        }
-        Ok(())
-    }
-    fn reset(&mut self) {
-        let mut r = self.record.lock().unwrap();
-        r.resets += 1;
-        r.interrupt = None;
-    }
-}
 
 #[derive(Default)]
 struct Msis(Mutex<Vec<(u16, MsiMessage)>>);
@@ -273,13 +190,6 @@ fn enable_msix(t: &mut VirtioPciTransport<Mem>) {
     cw(t, pos + 2, 2, u32::from(MSIX_CONTROL_ENABLE));
 }
 
-/// Queue `i`'s rings: descriptors at 0x10000 * (i + 1), driver area 0x1000
-/// above, device area 0x2000 above.
-fn rings(i: u16) -> (u64, u64, u64) {
-    let base = 0x1_0000 * u64::from(i + 1);
-    (base, base + 0x1000, base + 0x2000)
-}
-
 /// setup_vq in virtio_pci_modern.c; returns the notify offset in the BAR.
 fn setup_queue(t: &mut VirtioPciTransport<Mem>, i: u16, size: u16, vector: u16) -> u64 {
     bw(t, common(QUEUE_SELECT), 2, u64::from(i));
@@ -287,7 +197,7 @@ fn setup_queue(t: &mut VirtioPciTransport<Mem>, i: u16, size: u16, vector: u16) 
     assert!(max >= size);
     assert_eq!(br(t, common(QUEUE_ENABLE), 2), 0);
     bw(t, common(QUEUE_SIZE), 2, u64::from(size));
-    let (desc, avail, used) = rings(i);
+    let (desc, avail, used) = rings(u64::from(i));
     for (field, addr) in [(QUEUE_DESC, desc), (QUEUE_DRIVER, avail), (QUEUE_DEVICE, used)] {
         // vp_iowrite64_twopart: low, then high.
         bw(t, common(field), 4, addr & 0xffff_ffff);
@@ -313,11 +223,6 @@ fn bring_up(t: &mut VirtioPciTransport<Mem>) {
         bw(t, common(QUEUE_ENABLE), 2, 1);
     }
     bw(t, common(DEVICE_STATUS), 1, 0xf);
-}
-
-fn seen(i: u16, size: u16, event_idx: bool) -> SeenQueue {
-    let (desc, avail, used) = rings(i);
-    SeenQueue { ready: true, size, desc, avail, used, event_idx }
 }
 
 fn interrupt(record: &Arc<Mutex<Record>>) -> Arc<dyn VirtioInterrupt> {
@@ -801,17 +706,6 @@ fn behind_the_root_bus() {
     }
     interrupt(&record).trigger(InterruptKind::Queue(0)).unwrap();
     assert_eq!(msis.take(), vec![1]);
-}
-
-/// xorshift64*: deterministic garbage.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 #[test]
