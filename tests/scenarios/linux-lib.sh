@@ -1,6 +1,6 @@
 #!/bin/sh
-# linux-lib.sh - sourced by the linux-* scenarios (running it alone does
-# nothing). boot_guest KERNEL CPUS MEMORY CHECK [CMDLINE...] boots
+# linux-lib.sh - sourced by the linux-* and virtio-* scenarios (running it
+# alone does nothing). boot_guest KERNEL CPUS MEMORY CHECK [CMDLINE...] boots
 # $GUEST/KERNEL (vmlinuz = bzImage, vmlinux = PVH ELF) with the test
 # initramfs and dmavm.check=CHECK, prints the guest's DMAVM lines, dmavm's
 # own error lines and `DMAVM vmm_status=N`, and leaves N in $status.
@@ -30,4 +30,27 @@ boot_guest_with() {
 report() {
   grep -E '^DMAVM |dmavm: |WARNING:|BUG:|Oops|Kernel panic' "$log" | head -n 40
   echo "DMAVM vmm_status=$status"
+}
+
+# prepare_disks DIR: a fresh DIR with the virtio scenarios' disks: rand.img
+# (4 MiB of random bytes, whose checksum it prints as
+# `DMAVM host_rand_sha=`), scratch.img (2 MiB of zeros) and ro.img (1 MiB of
+# random bytes, whose checksum it keeps in $ro_before for check_disks).
+prepare_disks() {
+  rm -rf "$1"; mkdir -p "$1"
+  dd if=/dev/urandom of="$1/rand.img" bs=1048576 count=4 2>/dev/null
+  dd if=/dev/zero of="$1/scratch.img" bs=1048576 count=2 2>/dev/null
+  dd if=/dev/urandom of="$1/ro.img" bs=1048576 count=1 2>/dev/null
+  echo "DMAVM host_rand_sha=$(sha256sum "$1/rand.img" | cut -d' ' -f1)"
+  ro_before=$(sha256sum "$1/ro.img" | cut -d' ' -f1)
+}
+
+# check_disks DIR: after the guest ran, prints whether it wrote its pattern
+# to scratch.img (`DMAVM host_scratch_match=1`) and left ro.img as it was
+# (`DMAVM host_ro_unchanged=1`).
+check_disks() {
+  expected=$(yes dmavm-pattern | head -c 1048576 | sha256sum | cut -d' ' -f1)
+  got=$(head -c 1048576 "$1/scratch.img" | sha256sum | cut -d' ' -f1)
+  echo "DMAVM host_scratch_match=$([ "$expected" = "$got" ] && echo 1 || echo 0)"
+  echo "DMAVM host_ro_unchanged=$([ "$ro_before" = "$(sha256sum "$1/ro.img" | cut -d' ' -f1)" ] && echo 1 || echo 0)"
 }
