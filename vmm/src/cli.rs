@@ -71,7 +71,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
 
-    /// Also write each ACPI table the guest gets as DIR/<SIG>.dat (for
+    /// Also write each ACPI table the guest gets as `DIR/<SIG>.dat` (for
     /// `iasl -d`), then run the VM.
     #[arg(long, value_name = "DIR")]
     pub dump_acpi: Option<PathBuf>,
