@@ -1,9 +1,10 @@
 //! From a [`Platform`] to placed tables.
 //!
 //! Memory order: RSDP, XSDT, FADT, DSDT, then the tables listed by the XSDT after the FADT (MADT,
-//! MCFG if there are PCI host bridges, later VIOT, DMAR). Every table except the FADT, XSDT and RSDP is independent of where
-//! anything goes, so those are encoded first; their lengths fix the layout; then the three
-//! pointer tables are encoded with the final addresses.
+//! MCFG if there are PCI host bridges, VIOT if there is a virtio-iommu, later DMAR). Every table
+//! except the FADT, XSDT and RSDP is independent of where anything goes, so those are encoded
+//! first; their lengths fix the layout; then the three pointer tables are encoded with the final
+//! addresses.
 
 use std::ops::Range;
 
@@ -11,7 +12,7 @@ use crate::blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 use crate::description::Platform;
 use crate::error::Error;
 use crate::layout::{Placer, RSDP_ALIGN, TABLE_ALIGN};
-use crate::{dsdt, fadt, madt, mcfg, rsdp, xsdt};
+use crate::{dsdt, fadt, madt, mcfg, rsdp, viot, xsdt};
 
 /// A finished, position-independent table.
 struct Table {
@@ -25,6 +26,9 @@ fn listed_tables(platform: &Platform) -> Result<Vec<Table>, Error> {
     let mut tables = vec![Table { signature: *b"APIC", bytes: madt::encode(platform)? }];
     if let Some(bytes) = mcfg::encode(&platform.pci_roots)? {
         tables.push(Table { signature: *b"MCFG", bytes });
+    }
+    if let Some(bytes) = viot::encode(platform)? {
+        tables.push(Table { signature: *b"VIOT", bytes });
     }
     Ok(tables)
 }
@@ -70,6 +74,7 @@ pub fn build(platform: &Platform, region: Range<u64>) -> Result<AcpiTables, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::description::{Viot, ViotIommu, ViotPciRange};
     use crate::test_support::{byte_sum, le_u32, le_u64, sample_pci_root, sample_platform};
 
     const REGION: Range<u64> = 0xe_0000..0x10_0000;
@@ -144,6 +149,36 @@ mod tests {
         assert_eq!(byte_sum(mcfg), 0);
         assert_eq!(le_u64(mcfg, 44), 0xb000_0000);
         assert_eq!(t.blobs.iter().filter(|b| b.signature == *b"MCFG").count(), 1);
+    }
+
+    #[test]
+    fn viot_listed_last_when_there_is_an_iommu() {
+        let mut p = sample_platform();
+        p.pci_roots.push(sample_pci_root());
+        p.viot = Some(Viot {
+            iommu: ViotIommu::Pci { segment: 0, bdf: 0x20 },
+            pci_ranges: vec![ViotPciRange {
+                segment: 0,
+                bdf_start: 0x08,
+                bdf_end: 0x17,
+                endpoint_start: 0x08,
+            }],
+            mmio_endpoints: Vec::new(),
+        });
+        let t = build(&p, REGION).unwrap();
+        let sigs: Vec<String> = t.blobs.iter().map(Blob::signature_name).collect();
+        assert_eq!(sigs, ["RSDP", "XSDT", "FACP", "DSDT", "APIC", "MCFG", "VIOT"]);
+        let xsdt = blob(&t, b"XSDT");
+        assert_eq!(xsdt.bytes.len(), 36 + 4 * 8);
+        assert_eq!(le_u64(&xsdt.bytes, 60), blob(&t, b"VIOT").addr, "XSDT[3] -> VIOT");
+        let viot = blob(&t, b"VIOT");
+        assert_eq!(viot.addr % 8, 0);
+        assert_eq!(viot.bytes.len(), 48 + 16 + 24);
+        assert_eq!(byte_sum(&viot.bytes), 0);
+
+        // Errors propagate.
+        p.viot.as_mut().unwrap().pci_ranges[0].bdf_end = 0x20;
+        assert!(matches!(build(&p, REGION), Err(Error::ViotIommuInOwnScope { .. })));
     }
 
     #[test]

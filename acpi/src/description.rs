@@ -25,6 +25,97 @@ pub struct Platform {
     /// PCI Express host bridges, each its own PCI segment: a `PNP0A08` device in the DSDT
     /// (named `PCI0`, `PCI1`, ... by position, at most 16) and an MCFG entry. Empty: no MCFG.
     pub pci_roots: Vec<PciRoot>,
+    /// The virtio-iommu and the endpoints it translates, as a VIOT; `None`: no IOMMU, no VIOT.
+    pub viot: Option<Viot>,
+}
+
+/// A virtio-iommu and its scope (the VIOT, Virtual I/O Translation table): the DMA contract puts
+/// exactly the translated devices (`direct-ram-access=off`) in it and leaves the bypassing ones
+/// out; the IOMMU itself is never in its own scope.
+///
+/// What the guest is told (see [`crate::build`]): a VIOT listed in the XSDT, whose first node is
+/// the IOMMU and whose other nodes, one per PCI range and one per MMIO endpoint in the order
+/// given here, all name that node as their output. Linux finds the IOMMU by its PCI function
+/// (which must exist when it scans the table) or, for virtio-mmio, by the ACPI device whose
+/// resources contain its base; it matches MMIO endpoints to ACPI devices by the start of their
+/// first memory resource. So every MMIO base here must be the base of one of
+/// [`Platform::virtio_mmio`], and every PCI function must be below one of [`Platform::pci_roots`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viot {
+    /// Where the virtio-iommu is.
+    pub iommu: ViotIommu,
+    /// The translated PCI functions, as ranges of functions on one segment; they must not
+    /// overlap, and none may contain the IOMMU. Functions outside every range bypass the IOMMU.
+    pub pci_ranges: Vec<ViotPciRange>,
+    /// The translated virtio-mmio devices, at most one per base; the IOMMU's own base must not be
+    /// among them.
+    pub mmio_endpoints: Vec<ViotMmioEndpoint>,
+}
+
+/// The transport of a virtio-iommu, and where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViotIommu {
+    /// A virtio-iommu-pci function (VIOT node type 3).
+    Pci {
+        /// Its PCI segment.
+        segment: u16,
+        /// Its bus/device/function, `bus << 8 | device << 3 | function`.
+        bdf: u16,
+    },
+    /// A virtio-iommu on virtio-mmio (VIOT node type 4).
+    Mmio {
+        /// Guest-physical base of its register window.
+        base: u64,
+    },
+}
+
+impl std::fmt::Display for ViotIommu {
+    /// `PCI 0000:00:04.0` or `MMIO 0xd0002000`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Pci { segment, bdf } => write!(f, "PCI {}", PciFunction { segment, bdf }),
+            Self::Mmio { base } => write!(f, "MMIO {base:#x}"),
+        }
+    }
+}
+
+/// A PCI function as Linux names it, `ssss:bb:dd.f`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PciFunction {
+    pub(crate) segment: u16,
+    pub(crate) bdf: u16,
+}
+
+impl std::fmt::Display for PciFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (bus, device, function) = (self.bdf >> 8, (self.bdf >> 3) & 0x1f, self.bdf & 7);
+        write!(f, "{:04x}:{bus:02x}:{device:02x}.{function:x}", self.segment)
+    }
+}
+
+/// Translated PCI functions `bdf_start..=bdf_end` of one segment (VIOT node type 1). Function
+/// `bdf` is endpoint `endpoint_start + (bdf - bdf_start)` of the IOMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViotPciRange {
+    /// The PCI segment.
+    pub segment: u16,
+    /// First function of the range, `bus << 8 | device << 3 | function`.
+    pub bdf_start: u16,
+    /// Last function of the range (at least `bdf_start`).
+    pub bdf_end: u16,
+    /// Endpoint ID of `bdf_start`; the endpoint IDs of all ranges and MMIO endpoints must be
+    /// distinct (and fit 32 bits).
+    pub endpoint_start: u32,
+}
+
+/// A translated virtio-mmio device (VIOT node type 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViotMmioEndpoint {
+    /// Guest-physical base of its register window (the `base` of one of
+    /// [`Platform::virtio_mmio`]).
+    pub base: u64,
+    /// Its endpoint ID.
+    pub endpoint: u32,
 }
 
 /// A PCI Express host bridge (root complex) and the PCI segment below it: its buses, its

@@ -2,6 +2,13 @@
 
 use std::path::PathBuf;
 
+use crate::description::{PciFunction, ViotIommu};
+
+/// `segment:bdf` as Linux names a PCI function, for the messages below.
+fn pci(segment: &u16, bdf: &u16) -> PciFunction {
+    PciFunction { segment: *segment, bdf: *bdf }
+}
+
 /// Errors from [`crate::build`] and [`crate::AcpiTables::dump_to_dir`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -80,6 +87,82 @@ pub enum Error {
         /// Last bus.
         bus_end: u8,
     },
+    /// A VIOT PCI range whose last function comes before its first.
+    #[error("VIOT PCI range {}..={} is empty", pci(.segment, .bdf_start), pci(.segment, .bdf_end))]
+    ViotEmptyPciRange {
+        /// The segment.
+        segment: u16,
+        /// First function.
+        bdf_start: u16,
+        /// Last function.
+        bdf_end: u16,
+    },
+    /// Two VIOT PCI ranges share functions (Linux would give them the endpoint IDs of whichever
+    /// range comes first).
+    #[error(
+        "VIOT PCI ranges {}..={} and {}..={} overlap",
+        pci(.segment, &.first.0),
+        pci(.segment, &.first.1),
+        pci(.segment, &.second.0),
+        pci(.segment, &.second.1)
+    )]
+    ViotPciRangesOverlap {
+        /// The segment.
+        segment: u16,
+        /// First and last function of the range that starts first.
+        first: (u16, u16),
+        /// First and last function of the other one.
+        second: (u16, u16),
+    },
+    /// The virtio-iommu's own PCI function is in a PCI range, or its own base is an MMIO
+    /// endpoint.
+    #[error("the virtio-iommu ({iommu}) is in its own VIOT scope: the IOMMU is never in its own scope")]
+    ViotIommuInOwnScope {
+        /// The IOMMU.
+        iommu: ViotIommu,
+    },
+    /// VIOT PCI functions (the IOMMU's, or a range) that no host bridge of the platform decodes.
+    #[error(
+        "VIOT names PCI functions {}..={}, which are not below any PCI host bridge of the platform",
+        pci(.segment, .bdf_start), pci(.segment, .bdf_end)
+    )]
+    ViotPciNotOnRoot {
+        /// The segment.
+        segment: u16,
+        /// First function.
+        bdf_start: u16,
+        /// Last function.
+        bdf_end: u16,
+    },
+    /// A VIOT MMIO base (the IOMMU's or an endpoint's) that is not the base of a virtio-mmio
+    /// device of the platform: Linux finds MMIO IOMMUs and endpoints through the ACPI devices.
+    #[error("VIOT names MMIO base {0:#x}, which is not the base of any virtio-mmio device of the platform")]
+    ViotMmioNotDevice(u64),
+    /// Two VIOT MMIO endpoints with the same base.
+    #[error("VIOT MMIO endpoint {0:#x} is listed more than once")]
+    ViotDuplicateMmioEndpoint(u64),
+    /// A VIOT PCI range whose last endpoint ID would not fit 32 bits.
+    #[error(
+        "VIOT PCI range {}..={} from endpoint ID {endpoint_start:#x} runs past endpoint ID 0xffffffff",
+        pci(.segment, .bdf_start), pci(.segment, .bdf_end)
+    )]
+    ViotEndpointIdOverflow {
+        /// The segment.
+        segment: u16,
+        /// First function.
+        bdf_start: u16,
+        /// Last function.
+        bdf_end: u16,
+        /// Endpoint ID of the first function.
+        endpoint_start: u32,
+    },
+    /// Two VIOT endpoints (PCI functions or MMIO devices) would share an endpoint ID, so the
+    /// IOMMU could not tell their DMA apart.
+    #[error("VIOT endpoint ID {0:#x} is given to more than one endpoint")]
+    ViotEndpointIdReused(u32),
+    /// The VIOT node count is 16 bits.
+    #[error("{0} VIOT nodes; at most 65535 can be described")]
+    TooManyViotNodes(usize),
     /// The tables do not fit in the region given to [`crate::build`].
     #[error("{table} ({len} bytes) does not fit in the ACPI region {start:#x}..{end:#x}")]
     DoesNotFit {

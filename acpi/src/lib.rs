@@ -1,10 +1,11 @@
 //! ACPI firmware tables for an x86 guest of dmavm.
 //!
 //! The VMM describes its machine as plain data ([`Platform`]); [`build`] turns that description
-//! into the tables a stock Linux needs to boot (RSDP, XSDT, FADT, MADT, DSDT, and MCFG when the
-//! machine has PCI Express host bridges, see [`PciRoot`]), each already placed
-//! at a guest-physical address inside a region the VMM reserves for firmware. The VMM only copies
-//! the [`Blob`]s into guest memory and tells the guest where the RSDP is.
+//! into the tables a stock Linux needs to boot (RSDP, XSDT, FADT, MADT, DSDT, MCFG when the
+//! machine has PCI Express host bridges, see [`PciRoot`], and VIOT when it has a virtio-iommu,
+//! see [`Viot`]), each already placed at a guest-physical address inside a region the VMM
+//! reserves for firmware. The VMM only copies the [`Blob`]s into guest memory and tells the guest
+//! where the RSDP is.
 //!
 //! The machine is HW-reduced ACPI (ACPI 6.5 section 4.1): no PM1/GPE blocks, no SCI, no FACS, no
 //! 8259 PIC, no PIT, no CMOS RTC, no i8042. Power-off goes through the FADT sleep registers and
@@ -14,8 +15,8 @@
 //! Table encodings come from the `acpi_tables` crate where it has them (RSDP, XSDT, FADT, AML,
 //! generic SDT header, MCFG, address space descriptors); this crate adds what it lacks (MADT
 //! revision 6 with interrupt source overrides and local APIC NMI structures, the IRQNoFlags
-//! resource descriptor) and decides the
-//! content and the placement. It never touches KVM or guest memory.
+//! resource descriptor, the VIOT) and decides the content and the placement. It never touches
+//! KVM or guest memory.
 
 mod assemble;
 mod blob;
@@ -37,13 +38,14 @@ mod rsdp;
 pub mod sleep;
 #[cfg(test)]
 mod test_support;
+mod viot;
 mod xsdt;
 
 pub use assemble::build;
 pub use blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 pub use description::{
     InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister, SerialPort, SleepRegisters,
-    TriggerMode, VirtioMmioDevice,
+    TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange, VirtioMmioDevice,
 };
 pub use error::Error;
 pub use madt::LOCAL_APIC_ADDRESS;

@@ -20,7 +20,7 @@ pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// Two CPUs, the I/O APIC at its usual place, the power registers at 0x600 (control), 0x601
-/// (status), 0x602 (reset, value 1), S5 = 5, COM1; no virtio-mmio devices, no PCI.
+/// (status), 0x602 (reset, value 1), S5 = 5, COM1; no virtio-mmio devices, no PCI, no IOMMU.
 pub(crate) fn sample_platform() -> Platform {
     Platform {
         cpus: vec![0, 1],
@@ -31,6 +31,7 @@ pub(crate) fn sample_platform() -> Platform {
         serial_ports: vec![SerialPort { io_base: 0x3f8, irq: 4, uid: 1 }],
         virtio_mmio: Vec::new(),
         pci_roots: Vec::new(),
+        viot: None,
     }
 }
 

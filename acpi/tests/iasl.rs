@@ -16,7 +16,8 @@ use std::process::{Command, Output};
 
 use dmavm_acpi::{
     build, AcpiTables, Blob, InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister,
-    SerialPort, SleepRegisters, TriggerMode, VirtioMmioDevice, RSDP_SIGNATURE,
+    SerialPort, SleepRegisters, TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange,
+    VirtioMmioDevice, RSDP_SIGNATURE,
 };
 
 /// Length of the common table header; the creator ID/revision in it (bytes 28..36) are rewritten
@@ -63,6 +64,7 @@ fn sample_platform() -> Platform {
                 coherent: false,
             },
         ],
+        viot: None,
     }
 }
 
@@ -341,4 +343,130 @@ fn iasl_builds_the_same_rsdp() {
     );
     fs::write(dir.join("RSDP.asl"), source).unwrap();
     assert_eq!(compile(&dir, "RSDP.asl"), rsdp.bytes, "RSDP differs from what iasl builds");
+}
+
+/// Fails clearly if the installed iasl does not know the VIOT (ACPICA added it in 2021; Debian
+/// bookworm's acpica-tools 20200925 predates it and only dumps the table as unknown).
+fn require_viot_support(dir: &Path) {
+    let (output, text) = iasl(dir, &["-T", "VIOT"]);
+    assert!(
+        output.status.success(),
+        "this iasl cannot decode a VIOT (ACPICA 2021 or later is needed; Debian bookworm's \
+         acpica-tools 20200925 is too old), so the VIOT cannot be checked:\n{text}"
+    );
+}
+
+/// The platform of [`sample_platform`] with `viot`.
+fn platform_with_viot(viot: Viot) -> Platform {
+    let mut platform = sample_platform();
+    platform.viot = Some(viot);
+    platform
+}
+
+/// Builds the tables of `platform`, checks its VIOT with iasl (clean disassembly, clean recompile
+/// to the same body) and returns the XSDT and VIOT disassemblies, squeezed.
+fn checked_viot(name: &str, platform: &Platform) -> (AcpiTables, String, String) {
+    let dir = work_dir(name);
+    require_viot_support(&dir);
+    let tables = build(platform, 0xe_0000..0x10_0000).expect("build tables");
+    tables.dump_to_dir(&dir).expect("dump tables");
+    let viot = blob(&tables, b"VIOT");
+    let dsl = disassemble(&dir, viot);
+    let aml = compile(&dir, "VIOT.dsl");
+    assert_eq!(aml.len(), viot.bytes.len(), "VIOT recompiled length");
+    assert_eq!(aml[..9], viot.bytes[..9], "VIOT signature, length, revision");
+    assert_eq!(aml[10..28], viot.bytes[10..28], "VIOT OEM fields");
+    assert_eq!(aml[HEADER_LEN..], viot.bytes[HEADER_LEN..], "VIOT body round trip");
+    let xsdt = disassemble(&dir, blob(&tables, b"XSDT"));
+    (tables, xsdt, dsl)
+}
+
+/// The table offset of each node of a (squeezed) VIOT disassembly, from the `[XXXh` column of its
+/// `Type` line, with the type as iasl names it.
+fn viot_nodes(dsl: &str) -> Vec<(usize, String)> {
+    dsl.lines()
+        .filter_map(|l| {
+            let (offset, rest) = l.strip_prefix('[')?.split_once("h ")?;
+            let value = rest.split_once("] Type : ")?.1;
+            Some((usize::from_str_radix(offset, 16).expect("hex offset"), value.to_owned()))
+        })
+        .collect()
+}
+
+/// A virtio-iommu-pci at 00:04.0 with the PCI functions in its scope split around it and around a
+/// bypassed function (00:03.0), one of the two virtio-mmio devices translated and the other not.
+#[test]
+fn iasl_decodes_the_viot_of_a_pci_iommu() {
+    let platform = platform_with_viot(Viot {
+        iommu: ViotIommu::Pci { segment: 0, bdf: 0x20 },
+        pci_ranges: vec![
+            // 00:01.0-00:02.0 and 00:05.0, endpoint ID = BDF.
+            ViotPciRange { segment: 0, bdf_start: 0x08, bdf_end: 0x10, endpoint_start: 0x08 },
+            ViotPciRange { segment: 0, bdf_start: 0x28, bdf_end: 0x28, endpoint_start: 0x28 },
+        ],
+        mmio_endpoints: vec![ViotMmioEndpoint { base: 0xd000_0000, endpoint: 0x1_0000 }],
+    });
+    let (tables, xsdt, viot) = checked_viot("viot-pci", &platform);
+
+    // Listed in the XSDT, after the MCFG.
+    assert_has(&xsdt, "XSDT", &format!("ACPI Table Address 3 : {:016X}", blob(&tables, b"VIOT").addr));
+    assert!(!xsdt.contains("ACPI Table Address 4"), "{xsdt}");
+
+    assert_has(&viot, "VIOT", "Revision : 00");
+    assert_eq!(field_values(&viot, "Node count"), ["0004"], "{viot}");
+    assert_eq!(field_values(&viot, "Node offset"), ["0030"], "{viot}");
+    // Exactly these nodes, each 8-byte aligned, the IOMMU first at the node offset.
+    assert_eq!(
+        viot_nodes(&viot),
+        [
+            (0x30, "03 [VirtIO-PCI IOMMU]".to_owned()),
+            (0x40, "01 [PCI Range]".to_owned()),
+            (0x58, "01 [PCI Range]".to_owned()),
+            (0x70, "02 [MMIO Endpoint]".to_owned()),
+        ],
+        "{viot}"
+    );
+    assert_eq!(field_values(&viot, "Length"), ["0010", "0018", "0018", "0018"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI Segment"), ["0000"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI BDF number"), ["0020"], "{viot}");
+    assert_eq!(field_values(&viot, "Endpoint start"), ["00000008", "00000028"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI Segment start"), ["0000", "0000"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI Segment end"), ["0000", "0000"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI BDF start"), ["0008", "0028"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI BDF end"), ["0010", "0028"], "{viot}");
+    assert_eq!(field_values(&viot, "Endpoint"), ["00010000"], "{viot}");
+    assert_eq!(field_values(&viot, "Base address"), ["00000000D0000000"], "{viot}");
+    // Every endpoint node points at the IOMMU node.
+    assert_eq!(field_values(&viot, "Output node"), ["0030", "0030", "0030"], "{viot}");
+}
+
+/// A virtio-iommu on virtio-mmio translating PCI functions and the other virtio-mmio device.
+#[test]
+fn iasl_decodes_the_viot_of_an_mmio_iommu() {
+    let mut platform = platform_with_viot(Viot {
+        iommu: ViotIommu::Mmio { base: 0xd000_2000 },
+        pci_ranges: vec![ViotPciRange { segment: 1, bdf_start: 0x1000, bdf_end: 0x10ff, endpoint_start: 0 }],
+        mmio_endpoints: vec![ViotMmioEndpoint { base: 0xd000_1000, endpoint: 0x1_0001 }],
+    });
+    platform.virtio_mmio.push(VirtioMmioDevice { base: 0xd000_2000, size: 0x200, gsi: 7, coherent: true });
+    let (_, _, viot) = checked_viot("viot-mmio", &platform);
+
+    assert_eq!(field_values(&viot, "Node count"), ["0003"], "{viot}");
+    assert_eq!(
+        viot_nodes(&viot),
+        [
+            (0x30, "04 [VirtIO-MMIO IOMMU]".to_owned()),
+            (0x40, "01 [PCI Range]".to_owned()),
+            (0x58, "02 [MMIO Endpoint]".to_owned()),
+        ],
+        "{viot}"
+    );
+    assert_eq!(field_values(&viot, "Base address"), ["00000000D0002000", "00000000D0001000"], "{viot}");
+    assert_eq!(field_values(&viot, "Endpoint start"), ["00000000"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI Segment start"), ["0001"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI Segment end"), ["0001"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI BDF start"), ["1000"], "{viot}");
+    assert_eq!(field_values(&viot, "PCI BDF end"), ["10FF"], "{viot}");
+    assert_eq!(field_values(&viot, "Endpoint"), ["00010001"], "{viot}");
+    assert_eq!(field_values(&viot, "Output node"), ["0030", "0030"], "{viot}");
 }
