@@ -3,6 +3,8 @@
 # test bed need (QEMU for the nested sandbox, busybox for guest initramfs
 # images, compressors, ACPI/DT tools, binutils, hyperfine).
 # Idempotent: does nothing (no apt-get at all) when every package is present.
+# Also installs a recent iasl in build/tools (resources/tools/install-iasl.sh):
+# Debian 12's cannot decode the VIOT.
 # usage: resources/setup.sh
 set -euo pipefail
 
@@ -14,7 +16,10 @@ for p in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+here=$(cd "$(dirname "$0")" && pwd)
+if [ ${#missing[@]} -eq 0 ]; then
+  exec "$here/tools/install-iasl.sh"
+fi
 
 echo "setup.sh: installing ${missing[*]}" >&2
 sudo=()
@@ -25,3 +30,4 @@ fi
 "${sudo[@]}" apt-get update -q || { echo "setup.sh: error: apt-get update failed" >&2; exit 1; }
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" \
   || { echo "setup.sh: error: apt-get install failed for: ${missing[*]}" >&2; exit 1; }
+exec "$here/tools/install-iasl.sh"

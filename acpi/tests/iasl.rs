@@ -78,13 +78,24 @@ fn work_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The iasl to use: the recent one resources/tools/install-iasl.sh puts in build/tools (run by
+/// resources/setup.sh: Debian 12's own iasl predates the VIOT), else whatever `iasl` PATH has.
+fn iasl_program() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/tools/bin/iasl");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("iasl")
+    }
+}
+
 /// Runs `iasl args...` in `dir`, failing clearly if iasl is not installed.
 fn iasl(dir: &Path, args: &[&str]) -> (Output, String) {
-    let output = match Command::new("iasl").args(args).current_dir(dir).output() {
+    let output = match Command::new(iasl_program()).args(args).current_dir(dir).output() {
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "iasl not found in PATH: install the acpica-tools package (resources/setup.sh does); \
-             this test checks the ACPI tables with it and must not be skipped"
+            "iasl not found: run resources/setup.sh (it installs acpica-tools and a recent iasl in \
+             build/tools); this test checks the ACPI tables with it and must not be skipped"
         ),
         Err(e) => panic!("cannot run iasl: {e}"),
     };
@@ -352,7 +363,8 @@ fn require_viot_support(dir: &Path) {
     assert!(
         output.status.success(),
         "this iasl cannot decode a VIOT (ACPICA 2021 or later is needed; Debian bookworm's \
-         acpica-tools 20200925 is too old), so the VIOT cannot be checked:\n{text}"
+         acpica-tools 20200925 is too old: run resources/tools/install-iasl.sh, which \
+         resources/setup.sh does), so the VIOT cannot be checked:\n{text}"
     );
 }
 
