@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::device_options::{parse_disk, parse_simple, DiskOptions, SimpleOptions};
+use crate::device_options::{
+    parse_disk, parse_iommu, parse_simple, DiskOptions, IommuOptions, SimpleOptions,
+};
 use crate::size::parse_size;
 
 /// dmavm: a minimal KVM virtual machine monitor that declares every device's
@@ -79,9 +81,24 @@ pub struct RunArgs {
     /// A virtio-blk disk backed by a raw file; repeat for more disks.
     /// Keys: path=FILE (required), readonly=on|off (default off),
     /// transport=mmio|pci (default mmio), coherent=on|off (default on: the
-    /// DMA coherency declared as _CCA), id=NAME (default diskN).
+    /// DMA coherency declared as _CCA), direct-ram-access=on|off (default
+    /// off: offer VIRTIO_F_ACCESS_PLATFORM and go through the IOMMU when
+    /// there is one; on: bypass it, guest-physical addresses), id=NAME
+    /// (default diskN). rng and console take the same keys but path and
+    /// readonly.
     #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
     pub disk: Vec<DiskOptions>,
+
+    /// A virtio-iommu (virtio device 23) that translates the DMA of every
+    /// device with direct-ram-access=off, declared to the guest in the ACPI
+    /// VIOT. Keys: transport=pci|mmio (default pci), id=NAME.
+    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_iommu)]
+    pub iommu: Option<IommuOptions>,
+
+    /// Print per-endpoint IOMMU counters (MAP/UNMAP requests, translations,
+    /// IOTLB misses, faults) on stderr when the VM stops.
+    #[arg(long)]
+    pub stats: bool,
 
     /// A virtio-rng device fed by the host's getrandom(2). Keys:
     /// transport=mmio|pci, coherent=on|off, id=NAME (default rngN).

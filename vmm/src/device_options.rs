@@ -21,6 +21,10 @@ pub struct Common {
     pub transport: Transport,
     /// Declared DMA coherency (`_CCA` / `dma-coherent`).
     pub coherent: bool,
+    /// Bypass the IOMMU and use guest-physical addresses (`on`), or honour
+    /// it (`off`, the default: offer `VIRTIO_F_ACCESS_PLATFORM` and, with
+    /// an IOMMU, translate every access).
+    pub direct_ram_access: bool,
 }
 
 /// `--disk`.
@@ -41,7 +45,7 @@ pub struct SimpleOptions {
     pub common: Common,
 }
 
-const COMMON_KEYS: &[&str] = &["id", "transport", "coherent"];
+const COMMON_KEYS: &[&str] = &["id", "transport", "coherent", "direct-ram-access"];
 
 /// `key=value` pairs borrowed from the option text.
 type Pairs<'a> = Vec<(&'a str, &'a str)>;
@@ -83,7 +87,7 @@ fn id(value: &str) -> Result<String, String> {
 
 /// Parses the common keys; returns the other pairs.
 fn common(pairs: Pairs<'_>) -> Result<(Common, Pairs<'_>), String> {
-    let mut c = Common { id: None, transport: Transport::Mmio, coherent: true };
+    let mut c = Common { id: None, transport: Transport::Mmio, coherent: true, direct_ram_access: false };
     let mut rest = Vec::new();
     for (key, value) in pairs {
         match key {
@@ -96,6 +100,7 @@ fn common(pairs: Pairs<'_>) -> Result<(Common, Pairs<'_>), String> {
                 }
             }
             "coherent" => c.coherent = on_off(key, value)?,
+            "direct-ram-access" => c.direct_ram_access = on_off(key, value)?,
             _ => rest.push((key, value)),
         }
     }
@@ -118,10 +123,29 @@ pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {
     Ok(DiskOptions { common, path, readonly })
 }
 
-/// Parses `--rng` / `--console` options (`id`, `transport`, `coherent`).
+/// Parses `--rng` / `--console` options (`id`, `transport`, `coherent`,
+/// `direct-ram-access`).
 pub fn parse_simple(text: &str) -> Result<SimpleOptions, String> {
     let (common, _) = common(pairs(text, COMMON_KEYS)?)?;
     Ok(SimpleOptions { common })
+}
+
+/// `--iommu`: the virtio-iommu device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IommuOptions {
+    /// Stable name (default `iommu0`).
+    pub id: Option<String>,
+    /// Transport (default pci).
+    pub transport: Transport,
+}
+
+/// Parses `--iommu [transport=pci|mmio][,id=NAME]`. The IOMMU itself is
+/// never translated, and its coherency follows its transport's rules, so
+/// only these two keys exist.
+pub fn parse_iommu(text: &str) -> Result<IommuOptions, String> {
+    let (common, _) = common(pairs(text, &["id", "transport"])?)?;
+    let transport = if text.contains("transport=") { common.transport } else { Transport::Pci };
+    Ok(IommuOptions { id: common.id, transport })
 }
 
 #[cfg(test)]
@@ -133,14 +157,29 @@ mod tests {
         let d = parse_disk("path=/tmp/d.img,transport=pci,readonly=on,coherent=off,id=boot").unwrap();
         assert_eq!(d.path, PathBuf::from("/tmp/d.img"));
         assert!(d.readonly);
-        assert_eq!(d.common, Common { id: Some("boot".into()), transport: Transport::Pci, coherent: false });
+        assert_eq!(
+            d.common,
+            Common {
+                id: Some("boot".into()),
+                transport: Transport::Pci,
+                coherent: false,
+                direct_ram_access: false
+            }
+        );
+        assert!(parse_simple("direct-ram-access=on").unwrap().common.direct_ram_access);
     }
 
     #[test]
     fn defaults() {
         let d = parse_disk("path=x").unwrap();
         assert!(!d.readonly);
-        assert_eq!(d.common, Common { id: None, transport: Transport::Mmio, coherent: true });
+        assert_eq!(
+            d.common,
+            Common { id: None, transport: Transport::Mmio, coherent: true, direct_ram_access: false }
+        );
+        assert_eq!(parse_iommu("").unwrap().transport, Transport::Pci);
+        assert_eq!(parse_iommu("transport=mmio").unwrap().transport, Transport::Mmio);
+        assert!(parse_iommu("coherent=off").unwrap_err().contains("unknown key 'coherent'"));
         assert_eq!(parse_simple("").unwrap().common.transport, Transport::Mmio);
     }
 

@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use dmavm_acpi::{PciRoot, VirtioMmioDevice};
+use dmavm_acpi::{PciRoot, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange, VirtioMmioDevice};
 
-use crate::device_options::{Common, DiskOptions, SimpleOptions, Transport};
+use crate::device_options::{Common, DiskOptions, IommuOptions, SimpleOptions, Transport};
 use crate::layout::{
     pci_mem64_window, PCI_ECAM_START, PCI_MEM32_END, PCI_MEM32_START, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
     VIRTIO_MMIO_STRIDE,
@@ -41,6 +41,8 @@ pub enum DeviceKind {
     Rng,
     /// virtio-console on dmavm's stdio.
     Console,
+    /// The virtio-iommu.
+    Iommu,
 }
 
 impl DeviceKind {
@@ -49,6 +51,7 @@ impl DeviceKind {
             DeviceKind::Disk { .. } => "disk",
             DeviceKind::Rng => "rng",
             DeviceKind::Console => "console",
+            DeviceKind::Iommu => "iommu",
         }
     }
 }
@@ -82,10 +85,23 @@ pub struct Device {
     pub placement: Placement,
     /// Declared DMA coherency.
     pub coherent: bool,
-    /// Whether it offers `VIRTIO_F_ACCESS_PLATFORM`. Without an IOMMU the
-    /// DMA contract's default (`direct-ram-access=off`) still offers it: the
-    /// guest then uses its DMA API with an identity mapping.
+    /// Whether it offers `VIRTIO_F_ACCESS_PLATFORM`: exactly when
+    /// `direct-ram-access=off`. Without an IOMMU the guest then uses its DMA
+    /// API with an identity mapping.
     pub access_platform: bool,
+    /// Its endpoint ID in the IOMMU's scope when an IOMMU translates its
+    /// accesses (`direct-ram-access=off` with `--iommu`); `None` when it
+    /// reaches guest memory directly.
+    pub endpoint: Option<u32>,
+}
+
+/// First endpoint ID of virtio-mmio devices in the IOMMU's scope: above
+/// every PCI requester ID (16 bits), which PCI endpoints use as theirs.
+const FIRST_MMIO_ENDPOINT: u32 = 0x1_0000;
+
+/// The requester ID of function 0 of `slot` on bus 0.
+pub fn pci_bdf(slot: u8) -> u16 {
+    u16::from(slot) << 3
 }
 
 /// The devices of the machine, placed.
@@ -102,8 +118,20 @@ impl Machine {
         disks: &[DiskOptions],
         rngs: &[SimpleOptions],
         console: Option<&SimpleOptions>,
+        iommu: Option<&IommuOptions>,
     ) -> Result<Self> {
+        let iommu_common = iommu.map(|i| Common {
+            id: i.id.clone(),
+            transport: i.transport,
+            coherent: true,
+            // The IOMMU reaches guest memory directly: it is never in its
+            // own scope.
+            direct_ram_access: true,
+        });
         let mut requested: Vec<(DeviceKind, &Common)> = Vec::new();
+        if let Some(c) = &iommu_common {
+            requested.push((DeviceKind::Iommu, c));
+        }
         for d in disks {
             requested.push((DeviceKind::Disk { path: d.path.clone(), readonly: d.readonly }, &d.common));
         }
@@ -159,15 +187,67 @@ impl Machine {
                      only truthful for testing a guest's cache-maintenance paths"
                 );
             }
+            let translated = iommu.is_some() && !common.direct_ram_access && kind != DeviceKind::Iommu;
+            let endpoint = match (translated, placement) {
+                (false, _) => None,
+                (true, Placement::Pci { slot }) => Some(u32::from(pci_bdf(slot))),
+                (true, Placement::Mmio { .. }) => Some(FIRST_MMIO_ENDPOINT + mmio_index - 1),
+            };
             machine.devices.push(Device {
                 id,
                 kind,
                 placement,
                 coherent: common.coherent,
-                access_platform: true,
+                access_platform: !common.direct_ram_access,
+                endpoint,
             });
         }
         Ok(machine)
+    }
+
+    /// The VIOT: the IOMMU and exactly the endpoints it translates, PCI
+    /// functions as ranges split around the bypassed ones (and around the
+    /// IOMMU itself).
+    #[allow(dead_code)] // declared once the virtio-iommu device is wired in
+    pub fn acpi_viot(&self) -> Option<Viot> {
+        let iommu = self.devices.iter().find(|d| d.kind == DeviceKind::Iommu)?;
+        let iommu = match iommu.placement {
+            Placement::Pci { slot } => ViotIommu::Pci { segment: 0, bdf: pci_bdf(slot) },
+            Placement::Mmio { base, .. } => ViotIommu::Mmio { base },
+        };
+        let mut translated_slots: Vec<u8> = self
+            .devices
+            .iter()
+            .filter(|d| d.endpoint.is_some())
+            .filter_map(|d| match d.placement {
+                Placement::Pci { slot } => Some(slot),
+                Placement::Mmio { .. } => None,
+            })
+            .collect();
+        translated_slots.sort_unstable();
+        let mut pci_ranges: Vec<ViotPciRange> = Vec::new();
+        for slot in translated_slots {
+            match pci_ranges.last_mut() {
+                // Adjacent slot: extend the run (functions 1-7 of the
+                // previous slot are absent, so covering them is harmless).
+                Some(r) if r.bdf_end + 1 == pci_bdf(slot) => r.bdf_end = pci_bdf(slot) | 7,
+                _ => pci_ranges.push(ViotPciRange {
+                    segment: 0,
+                    bdf_start: pci_bdf(slot),
+                    bdf_end: pci_bdf(slot) | 7,
+                    endpoint_start: u32::from(pci_bdf(slot)),
+                }),
+            }
+        }
+        let mmio_endpoints = self
+            .devices
+            .iter()
+            .filter_map(|d| match (d.placement, d.endpoint) {
+                (Placement::Mmio { base, .. }, Some(endpoint)) => Some(ViotMmioEndpoint { base, endpoint }),
+                _ => None,
+            })
+            .collect();
+        Some(Viot { iommu, pci_ranges, mmio_endpoints })
     }
 
     /// The virtio-mmio devices as the ACPI tables declare them.
@@ -211,7 +291,7 @@ mod tests {
     #[test]
     fn places_and_names_devices() {
         let disks = [parse_disk("path=a").unwrap(), parse_disk("path=b,coherent=off,id=data").unwrap()];
-        let m = Machine::new(&disks, &[parse_simple("").unwrap()], None).unwrap();
+        let m = Machine::new(&disks, &[parse_simple("").unwrap()], None, None).unwrap();
         let ids: Vec<&str> = m.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["disk0", "data", "rng0"]);
         assert_eq!(m.devices[0].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
@@ -223,12 +303,12 @@ mod tests {
     #[test]
     fn pci_devices_take_slots_and_the_bridge_coherency() {
         let disks = [parse_disk("path=a,transport=pci").unwrap(), parse_disk("path=b").unwrap()];
-        let m = Machine::new(&disks, &[parse_simple("transport=pci").unwrap()], None).unwrap();
+        let m = Machine::new(&disks, &[parse_simple("transport=pci").unwrap()], None, None).unwrap();
         assert_eq!(m.devices[0].placement, Placement::Pci { slot: 1 });
         assert_eq!(m.devices[1].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
         assert_eq!(m.devices[2].placement, Placement::Pci { slot: 2 });
         assert_eq!(m.acpi_virtio_mmio().len(), 1);
-        let err = Machine::new(&[parse_disk("path=a,transport=pci,coherent=off").unwrap()], &[], None)
+        let err = Machine::new(&[parse_disk("path=a,transport=pci,coherent=off").unwrap()], &[], None, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("disk0: coherent=off is impossible on transport=pci"), "{err}");
@@ -237,12 +317,15 @@ mod tests {
     #[test]
     fn rejects_duplicates_and_too_many() {
         let disks = [parse_disk("path=a,id=x").unwrap(), parse_disk("path=b,id=x").unwrap()];
-        assert!(Machine::new(&disks, &[], None)
+        assert!(Machine::new(&disks, &[], None, None)
             .unwrap_err()
             .to_string()
             .contains("two devices are named 'x'"));
         let many: Vec<_> = (0..20).map(|i| parse_disk(&format!("path=d{i}")).unwrap()).collect();
-        assert!(Machine::new(&many, &[], None).unwrap_err().to_string().contains("too many virtio-mmio"));
-        assert!(Machine::new(&many[..19], &[], None).is_ok());
+        assert!(Machine::new(&many, &[], None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("too many virtio-mmio"));
+        assert!(Machine::new(&many[..19], &[], None, None).is_ok());
     }
 }

@@ -17,7 +17,7 @@ use dmavm_devices::virtio::{VirtioDevice, VirtioTransport};
 use dmavm_devices::Bus;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestMemory, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -26,17 +26,26 @@ use crate::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::machine::{Device, DeviceKind, Machine, Placement};
 use crate::pci::HostBridge;
 
+/// An event-loop subscriber.
+pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
 /// The machine's virtio devices, built.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct VirtioDevices {
     /// Event-loop subscribers processing each device's queues.
-    pub queues: Vec<QueueNotifications>,
+    pub queues: Vec<Subscriber>,
     /// The virtio console's input side and its "ready for more" event.
-    pub console_input: Option<(ConsoleInput<GuestMemoryMmap>, EventFd)>,
+    pub console_input: Option<(Arc<Mutex<dyn InputSink>>, EventFd)>,
+}
+
+impl std::fmt::Debug for VirtioDevices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtioDevices").field("queues", &self.queues.len()).finish_non_exhaustive()
+    }
 }
 
 /// The console's receive queue as the event loop's stdin sink.
-impl InputSink for ConsoleInput<GuestMemoryMmap> {
+impl<M: GuestMemory + Send + Sync + 'static> InputSink for ConsoleInput<M> {
     fn push(&mut self, bytes: &[u8]) -> usize {
         self.push_input(bytes)
     }
@@ -66,27 +75,43 @@ impl std::fmt::Debug for Wiring<'_> {
 pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
     let mut built = VirtioDevices::default();
     for device in &machine.devices {
-        let model = match device.kind {
-            DeviceKind::Console => {
-                let console = Console::new(
-                    ConsoleConfig { access_platform: device.access_platform },
-                    Box::new(std::io::stdout()),
-                )
-                .with_context(|| format!("{}: virtio-console", device.id))?;
-                let input = console.input();
-                let ready = input.input_ready_event().try_clone().context("console input event")?;
-                built.console_input = Some((input, ready));
-                Box::new(console)
-            }
-            _ => model(device)?,
-        };
-        let queues = match device.placement {
-            Placement::Mmio { base, gsi } => place_mmio(device, model, base, gsi, wiring)?,
-            Placement::Pci { slot } => place_pci(device, model, slot, wiring)?,
-        };
+        let queues = build(device, wiring.mem.clone(), false, wiring, &mut built)?;
         built.queues.push(queues);
     }
     Ok(built)
+}
+
+/// Builds `device` over `mem` (direct or translated) on its transport;
+/// `require_access_platform` when an IOMMU translates it.
+fn build<M: GuestMemory + Send + Sync + 'static>(
+    device: &Device,
+    mem: Arc<M>,
+    require_access_platform: bool,
+    wiring: &Wiring<'_>,
+    built: &mut VirtioDevices,
+) -> Result<Subscriber> {
+    let model: Box<dyn VirtioDevice<M>> = match device.kind {
+        DeviceKind::Console => {
+            let console = Console::<M>::new(
+                ConsoleConfig { access_platform: device.access_platform },
+                Box::new(std::io::stdout()),
+            )
+            .with_context(|| format!("{}: virtio-console", device.id))?;
+            let input = console.input();
+            let ready = input.input_ready_event().try_clone().context("console input event")?;
+            built.console_input = Some((Arc::new(Mutex::new(input)), ready));
+            Box::new(console)
+        }
+        _ => model(device)?,
+    };
+    Ok(match device.placement {
+        Placement::Mmio { base, gsi } => {
+            Arc::new(Mutex::new(place_mmio(device, model, mem, require_access_platform, base, gsi, wiring)?))
+        }
+        Placement::Pci { slot } => {
+            Arc::new(Mutex::new(place_pci(device, model, mem, require_access_platform, slot, wiring)?))
+        }
+    })
 }
 
 fn clone_events(id: &str, events: &[EventFd]) -> Result<Vec<EventFd>> {
@@ -97,18 +122,19 @@ fn clone_events(id: &str, events: &[EventFd]) -> Result<Vec<EventFd>> {
         .with_context(|| format!("{id}: queue events"))
 }
 
-fn place_mmio(
+fn place_mmio<M: GuestMemory + Send + Sync + 'static>(
     device: &Device,
-    model: Box<dyn VirtioDevice<GuestMemoryMmap>>,
+    model: Box<dyn VirtioDevice<M>>,
+    mem: Arc<M>,
+    require_access_platform: bool,
     base: u64,
     gsi: u32,
     wiring: &Wiring<'_>,
-) -> Result<QueueNotifications> {
+) -> Result<QueueNotifications<M>> {
     // An edge on the device's IOAPIC pin, injected by KVM through the pin's
     // route (which exists only while the guest leaves the pin unmasked).
     let line = IrqfdPin::new(wiring.vm, gsi).with_context(|| format!("{}: interrupt", device.id))?;
-    // No IOMMU yet: nothing requires ACCESS_PLATFORM to be accepted.
-    let transport = MmioTransport::new(model, wiring.mem.clone(), Arc::new(line), false)
+    let transport = MmioTransport::new(model, mem, Arc::new(line), require_access_platform)
         .with_context(|| format!("{}: virtio-mmio transport", device.id))?
         .with_label(&device.id);
     let events = clone_events(&device.id, transport.queue_events())?;
@@ -128,12 +154,14 @@ fn place_mmio(
     Ok(QueueNotifications { id: device.id.clone(), transport, events })
 }
 
-fn place_pci(
+fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     device: &Device,
-    model: Box<dyn VirtioDevice<GuestMemoryMmap>>,
+    model: Box<dyn VirtioDevice<M>>,
+    mem: Arc<M>,
+    require_access_platform: bool,
     slot: u8,
     wiring: &Wiring<'_>,
-) -> Result<QueueNotifications> {
+) -> Result<QueueNotifications<M>> {
     // One vector per queue plus one for configuration changes, as the
     // transport lays out its MSI-X table.
     let vectors = u16::try_from(model.queue_max_sizes().len() + 1)?;
@@ -141,7 +169,7 @@ fn place_pci(
         IrqfdMsix::new(wiring.vm, wiring.router.clone(), vectors)
             .with_context(|| format!("{}: MSI-X vectors", device.id))?,
     );
-    let transport = VirtioPciTransport::new(model, wiring.mem.clone(), backend, false)
+    let transport = VirtioPciTransport::new(model, mem, backend, require_access_platform)
         .with_context(|| format!("{}: virtio-pci transport", device.id))?
         .with_label(&device.id);
     if transport.msix_vectors() != vectors {
@@ -170,7 +198,7 @@ fn place_pci(
     Ok(QueueNotifications { id: device.id.clone(), transport, events })
 }
 
-fn model(device: &Device) -> Result<Box<dyn VirtioDevice<GuestMemoryMmap>>> {
+fn model<M: GuestMemory + Send + Sync + 'static>(device: &Device) -> Result<Box<dyn VirtioDevice<M>>> {
     Ok(match &device.kind {
         DeviceKind::Disk { path, readonly } => {
             let file = OpenOptions::new().read(true).write(!readonly).open(path).map_err(|e| {
@@ -190,24 +218,27 @@ fn model(device: &Device) -> Result<Box<dyn VirtioDevice<GuestMemoryMmap>>> {
             Box::new(Block::new(config).with_context(|| format!("{}: disk {}", device.id, path.display()))?)
         }
         DeviceKind::Rng => Box::new(Rng::new(RngConfig { access_platform: device.access_platform })),
+        DeviceKind::Iommu => {
+            anyhow::bail!("{}: the virtio-iommu is not available in this build yet", device.id)
+        }
         DeviceKind::Console => anyhow::bail!("{}: the console is built with its input", device.id),
     })
 }
 
 /// Processes one device's queue notifications on the event loop.
-pub struct QueueNotifications {
+pub struct QueueNotifications<M: GuestMemory + Send + Sync + 'static> {
     id: String,
-    transport: Arc<Mutex<dyn VirtioTransport<GuestMemoryMmap>>>,
+    transport: Arc<Mutex<dyn VirtioTransport<M>>>,
     events: Vec<EventFd>,
 }
 
-impl std::fmt::Debug for QueueNotifications {
+impl<M: GuestMemory + Send + Sync + 'static> std::fmt::Debug for QueueNotifications<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueNotifications").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
-impl MutEventSubscriber for QueueNotifications {
+impl<M: GuestMemory + Send + Sync + 'static> MutEventSubscriber for QueueNotifications<M> {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
         let Some(queue) = self.events.iter().position(|e| e.as_raw_fd() == events.fd()) else {
             return;

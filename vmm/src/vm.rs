@@ -100,7 +100,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
 
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
     for subscriber in virtio.queues {
-        events.add_subscriber(Arc::new(Mutex::new(subscriber)));
+        events.add_subscriber(subscriber);
     }
     // The terminal's input goes to the virtio console when there is one
     // (the user boots with console=hvc0), else to COM1. Also when stdin is a
@@ -108,7 +108,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     // refused by epoll and simply give no input.
     let _raw_terminal = RawModeGuard::enter();
     match virtio.console_input {
-        Some((input, ready)) => events.add_console_input(Arc::new(Mutex::new(input)), ready),
+        Some((input, ready)) => events.add_console_input(input, ready),
         None => events.add_console_input(console.input(), console.drained_event()?),
     }
 

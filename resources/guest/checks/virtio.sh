@@ -10,8 +10,12 @@
 fail=0
 for dev in /sys/bus/virtio/devices/virtio*; do
   [ -e "$dev" ] || continue
-  parent=$(basename "$(dirname "$(readlink -f "$dev")")")
-  echo "DMAVM virtio=$(basename "$dev") device=$(cat "$dev/device") parent=$parent features=$(cat "$dev/features")"
+  parent_dir=$(dirname "$(readlink -f "$dev")")
+  parent=$(basename "$parent_dir")
+  group=none
+  [ -e "$parent_dir/iommu_group" ] && group=$(basename "$(readlink "$parent_dir/iommu_group")")
+  echo "DMAVM virtio=$(basename "$dev") device=$(cat "$dev/device") parent=$parent group=$group" \
+    "features=$(cat "$dev/features")"
 done
 for blk in /sys/block/vd*; do
   [ -e "$blk" ] || continue
