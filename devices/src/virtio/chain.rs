@@ -12,7 +12,8 @@
 //! the iterator does not: a chain, indirect tables included, is never longer
 //! than the queue size (virtio 1.2, 2.7.5.3.1).
 //!
-//! Shared by every queue-driven device (block, rng, console).
+//! Shared by every queue-driven device (block, rng, console), and public for
+//! the device models outside this crate (the virtio-iommu in `dmavm-iommu`).
 
 use std::ops::Deref;
 
@@ -23,20 +24,20 @@ use vm_memory::{GuestAddress, GuestMemory, GuestMemoryError, Permissions, Volati
 /// One descriptor's buffer, as the driver described it (not yet checked
 /// against guest memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Buffer {
+pub struct Buffer {
     /// Guest address (an IOVA when the device is behind the IOMMU).
-    pub(crate) addr: GuestAddress,
+    pub addr: GuestAddress,
     /// Length in bytes.
-    pub(crate) len: u32,
+    pub len: u32,
     /// `VIRTQ_DESC_F_WRITE`: the device writes this buffer.
-    pub(crate) write_only: bool,
+    pub write_only: bool,
 }
 
 /// Why a chain is structurally unusable. None of these leave a trustworthy
 /// place to report a status, so the device completes the chain with used
 /// length 0 and touches none of its buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ChainError {
+pub enum ChainError {
     /// The chain yielded no descriptor at all (an empty or invalid indirect
     /// table at its head, an unreadable head descriptor).
     #[error("descriptor chain has no descriptors")]
@@ -53,7 +54,7 @@ pub(crate) enum ChainError {
 
 /// Collects the buffers of `chain`, at most `max_descriptors` of them (the
 /// queue size).
-pub(crate) fn walk<T>(chain: DescriptorChain<T>, max_descriptors: u16) -> Result<Vec<Buffer>, ChainError>
+pub fn walk<T>(chain: DescriptorChain<T>, max_descriptors: u16) -> Result<Vec<Buffer>, ChainError>
 where
     T: Deref,
     T::Target: GuestMemory,
@@ -79,7 +80,7 @@ where
 /// Host slices (after IOMMU translation, if any) for the first `limit`
 /// bytes of `buffers` taken in order, checked for `access`; all or nothing,
 /// so a caller can refuse a chain before moving a single byte.
-pub(crate) fn slices<'m, M: GuestMemory>(
+pub fn slices<'m, M: GuestMemory>(
     mem: &'m M,
     buffers: &[Buffer],
     limit: usize,

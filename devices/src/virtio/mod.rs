@@ -1,12 +1,12 @@
 //! Virtio: the device contract, the transports and the devices.
 
 pub mod block;
-mod chain;
+pub mod chain;
 pub mod console;
 pub mod device;
 pub mod mmio;
 pub mod pci;
-mod queue;
+pub mod queue;
 pub mod rng;
 #[cfg(test)]
 mod test_support;

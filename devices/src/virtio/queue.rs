@@ -2,6 +2,9 @@
 //! taking a queue over at activation, popping chains with the checks
 //! virtio-queue leaves to the device, the request loop, and interrupting the
 //! driver only when its notification suppression asks for it.
+//!
+//! [`prepare_queue`], [`pop`], [`drain`] and [`notify_used`] are public for
+//! the device models outside this crate (the virtio-iommu in `dmavm-iommu`).
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ pub(crate) fn protocol(what: &str, e: virtio_queue::Error) -> DeviceError {
 
 /// Checks that queue `index` is ready and its rings are accessible, and
 /// applies the negotiated `VIRTIO_RING_F_EVENT_IDX`.
-pub(crate) fn prepare_queue<M: GuestMemory>(
+pub fn prepare_queue<M: GuestMemory>(
     index: usize,
     queue: Option<Queue>,
     mem: &M,
@@ -80,7 +83,7 @@ pub(crate) fn single_queue_notified<'a, M>(
 /// not accessible (through the IOMMU: unmapped), the available index moved
 /// by more than the queue size, or the chain's head index is outside the
 /// queue (it cannot even be returned through the used ring).
-pub(crate) fn pop<'m, M: GuestMemory>(
+pub fn pop<'m, M: GuestMemory>(
     queue: &mut Queue,
     mem: &'m M,
 ) -> Result<Option<DescriptorChain<&'m M>>, DeviceError> {
@@ -108,7 +111,7 @@ pub(crate) fn has_available<M: GuestMemory>(queue: &Queue, mem: &M) -> Result<bo
 /// Interrupts the driver for queue `queue_index` if chains were used since
 /// the last call and its notification suppression (`used_event` with
 /// `VIRTIO_RING_F_EVENT_IDX`) asks for it.
-pub(crate) fn notify_used<M: GuestMemory>(
+pub fn notify_used<M: GuestMemory>(
     queue: &mut Queue,
     mem: &M,
     interrupt: &dyn VirtioInterrupt,
@@ -131,7 +134,7 @@ pub(crate) fn notify_used<M: GuestMemory>(
 ///
 /// Errors: those of [`pop`], the used ring not being writable, or `handle`
 /// failing.
-pub(crate) fn drain<M, F>(
+pub fn drain<M, F>(
     queue: &mut Queue,
     mem: &M,
     interrupt: &dyn VirtioInterrupt,

@@ -1,0 +1,72 @@
+//! Per-endpoint counters, for the VMM's `--stats`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The live counters of one endpoint (relaxed atomics: they are statistics,
+/// nothing synchronizes on them).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) map_requests: AtomicU64,
+    pub(crate) unmap_requests: AtomicU64,
+    pub(crate) translations: AtomicU64,
+    pub(crate) iotlb_misses: AtomicU64,
+    pub(crate) faults: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of one endpoint's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// The endpoint ID.
+    pub endpoint: u32,
+    /// The domain it is attached to now, if any.
+    pub domain: Option<u32>,
+    /// MAP requests addressed to its domain while it was attached to it
+    /// (rejected ones included).
+    pub map_requests: u64,
+    /// UNMAP requests addressed to its domain while it was attached to it
+    /// (rejected ones included).
+    pub unmap_requests: u64,
+    /// Translations its memory asked for (`vm_memory::Iommu::translate`).
+    pub translations: u64,
+    /// Translations the IOTLB could not serve (hits are `translations -
+    /// iotlb_misses`).
+    pub iotlb_misses: u64,
+    /// Translations that failed and were reported as faults.
+    pub faults: u64,
+}
+
+impl EndpointStats {
+    pub(crate) fn snapshot(endpoint: u32, domain: Option<u32>, c: &Counters) -> Self {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Self {
+            endpoint,
+            domain,
+            map_requests: get(&c.map_requests),
+            unmap_requests: get(&c.unmap_requests),
+            translations: get(&c.translations),
+            iotlb_misses: get(&c.iotlb_misses),
+            faults: get(&c.faults),
+        }
+    }
+}
+
+impl std::fmt::Display for EndpointStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "endpoint {:#x}: domain ", self.endpoint)?;
+        match self.domain {
+            Some(d) => write!(f, "{d}")?,
+            None => write!(f, "none")?,
+        }
+        write!(
+            f,
+            ", {} map, {} unmap, {} translations, {} IOTLB misses, {} faults",
+            self.map_requests, self.unmap_requests, self.translations, self.iotlb_misses, self.faults
+        )
+    }
+}

@@ -1,0 +1,255 @@
+//! Endpoints' memory through the IOMMU: translated accesses, faults on the
+//! event queue, the IOTLB and its invalidation, bypass modes.
+
+use dmavm_devices::virtio::{InterruptKind, VirtioDevice};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+
+use super::support::*;
+use crate::config::IommuConfig;
+use crate::device::IOMMU_FEATURES;
+use crate::fault::MAX_PENDING_FAULTS;
+use crate::request::*;
+use crate::{translated_memory, TranslatedMemory};
+
+const S_OK: u8 = Status::Ok as u8;
+const RD: u32 = VIRTIO_IOMMU_MAP_F_READ;
+const WR: u32 = VIRTIO_IOMMU_MAP_F_WRITE;
+const RW: u32 = RD | WR;
+
+const IOVA: u64 = 0x4000_0000;
+const R_DOMAIN: u8 = VIRTIO_IOMMU_FAULT_R_DOMAIN;
+const R_MAPPING: u8 = VIRTIO_IOMMU_FAULT_R_MAPPING;
+const F_READ: u32 = VIRTIO_IOMMU_FAULT_F_READ | VIRTIO_IOMMU_FAULT_F_ADDRESS;
+const F_WRITE: u32 = VIRTIO_IOMMU_FAULT_F_WRITE | VIRTIO_IOMMU_FAULT_F_ADDRESS;
+
+fn memory_of(h: &Harness, endpoint: u32) -> TranslatedMemory {
+    translated_memory((*h.mem).clone(), h.dev.endpoint(endpoint).unwrap())
+}
+
+/// Endpoint 8 in domain 1 with, from [`IOVA`]: a read-write page onto
+/// [`DATA`], a read-only page onto `DATA + 0x1000`, a write-only page onto
+/// `DATA + 0x2000`. Endpoint 9 is not attached. Eight event buffers.
+fn setup() -> (Harness, TranslatedMemory) {
+    let mut h = Harness::new(&[8, 9]);
+    h.post_event_buffers(8);
+    assert_eq!(h.status(&attach_req(1, 8, 0)), S_OK);
+    assert_eq!(h.status(&map_req(1, IOVA, IOVA + 0xfff, DATA, RW)), S_OK);
+    assert_eq!(h.status(&map_req(1, IOVA + 0x1000, IOVA + 0x1fff, DATA + 0x1000, RD)), S_OK);
+    assert_eq!(h.status(&map_req(1, IOVA + 0x2000, IOVA + 0x2fff, DATA + 0x2000, WR)), S_OK);
+    h.irq.take();
+    let tm = memory_of(&h, 8);
+    (h, tm)
+}
+
+fn read(tm: &TranslatedMemory, iova: u64, len: usize) -> Result<Vec<u8>, vm_memory::GuestMemoryError> {
+    let mut v = vec![0u8; len];
+    tm.read_slice(&mut v, GuestAddress(iova)).map(|()| v)
+}
+
+#[test]
+fn mapped_accesses_reach_guest_memory() {
+    let (mut h, tm) = setup();
+    assert_eq!(read(&tm, IOVA + 0x10, 64).unwrap(), bytes(&h.mem, DATA + 0x10, 64));
+    // Across the read-write and the read-only mapping.
+    assert_eq!(read(&tm, IOVA + 0xff0, 32).unwrap(), bytes(&h.mem, DATA + 0xff0, 32));
+    tm.write_slice(&[0x42; 16], GuestAddress(IOVA + 0x100)).unwrap();
+    assert_eq!(bytes(&h.mem, DATA + 0x100, 16), [0x42; 16]);
+    tm.write_slice(&[0x43; 16], GuestAddress(IOVA + 0x2100)).unwrap();
+    assert_eq!(bytes(&h.mem, DATA + 0x2100, 16), [0x43; 16]);
+    assert!(tm.check_range(GuestAddress(IOVA), 0x2000, Permissions::Read));
+    assert!(h.events().is_empty());
+    assert_eq!(h.dev.stats()[0].faults, 0);
+}
+
+#[test]
+fn failed_accesses_fault_once_each_and_touch_nothing() {
+    let (mut h, tm) = setup();
+    let check = MemCheck::new(&h.mem);
+
+    assert!(read(&tm, IOVA + 0x10_0000, 8).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_READ, 8, IOVA + 0x10_0000)]);
+
+    assert!(tm.write_slice(&[1; 16], GuestAddress(IOVA + 0x1008)).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_WRITE, 8, IOVA + 0x1008)]);
+
+    // A write from the writable page into the read-only one: nothing of it
+    // is written, not even its writable part.
+    assert!(tm.write_slice(&[2; 16], GuestAddress(IOVA + 0xff8)).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_WRITE, 8, IOVA + 0x1000)]);
+
+    // Reading the write-only page.
+    assert!(read(&tm, IOVA + 0x2000, 4).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_READ, 8, IOVA + 0x2000)]);
+
+    // Running past the end of the address space.
+    assert!(read(&tm, u64::MAX - 3, 8).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_READ, 8, u64::MAX - 3)]);
+
+    // `check_range` translates too, so a failed check is a fault like any
+    // failed access.
+    assert!(!tm.check_range(GuestAddress(IOVA), 0x2000, Permissions::Write));
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_WRITE, 8, IOVA + 0x1000)]);
+
+    check.assert_only_changed(&h.mem, &[h.evt.used_ring(), (EVENT_BUFS, 8 * 0x40), h.evt.avail_ring()]);
+    assert_eq!(h.irq.take(), vec![InterruptKind::Queue(1); 6]);
+    let s = h.dev.stats();
+    assert_eq!((s[0].faults, s[1].faults), (6, 0));
+}
+
+#[test]
+fn detach_makes_the_next_access_fault() {
+    let (mut h, tm) = setup();
+    assert!(read(&tm, IOVA, 8).is_ok());
+    assert_eq!(h.status(&detach_req(1, 8)), S_OK);
+    assert!(read(&tm, IOVA, 8).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_DOMAIN, F_READ, 8, IOVA)]);
+    // Attached to a fresh domain: no mapping.
+    assert_eq!(h.status(&attach_req(2, 8, 0)), S_OK);
+    assert!(read(&tm, IOVA, 8).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_READ, 8, IOVA)]);
+}
+
+#[test]
+fn attach_elsewhere_drops_the_old_translations() {
+    let (mut h, tm) = setup();
+    assert!(read(&tm, IOVA, 8).is_ok());
+    // Domain 2 maps the same IOVA elsewhere.
+    assert_eq!(h.status(&attach_req(2, 9, 0)), S_OK);
+    assert_eq!(h.status(&map_req(2, IOVA, IOVA + 0xfff, DATA + 0x8000, RD)), S_OK);
+    assert_eq!(h.status(&attach_req(2, 8, 0)), S_OK);
+    assert_eq!(read(&tm, IOVA, 8).unwrap(), bytes(&h.mem, DATA + 0x8000, 8));
+}
+
+#[test]
+fn iotlb_hits_and_unmap_invalidation() {
+    let mut h = Harness::new(&[8]);
+    h.post_event_buffers(4);
+    assert_eq!(h.status(&attach_req(1, 8, 0)), S_OK);
+    assert_eq!(h.status(&map_req(1, IOVA, IOVA + 0x1fff, DATA, RW)), S_OK);
+    let tm = memory_of(&h, 8);
+    let counts = |h: &Harness| {
+        let s = h.dev.stats()[0];
+        (s.translations, s.iotlb_misses, s.faults)
+    };
+    assert_eq!(read(&tm, IOVA, 8).unwrap(), bytes(&h.mem, DATA, 8));
+    assert_eq!(counts(&h), (1, 1, 0));
+    // The whole mapping was cached: its second page hits too.
+    assert_eq!(read(&tm, IOVA + 0x1800, 8).unwrap(), bytes(&h.mem, DATA + 0x1800, 8));
+    assert_eq!(read(&tm, IOVA, 8).unwrap(), bytes(&h.mem, DATA, 8));
+    assert_eq!(counts(&h), (3, 1, 0));
+    // UNMAP invalidates it.
+    assert_eq!(h.status(&unmap_req(1, IOVA, IOVA + 0x1fff)), S_OK);
+    assert!(read(&tm, IOVA + 0x1800, 8).is_err());
+    assert_eq!(counts(&h), (4, 2, 1));
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_READ, 8, IOVA + 0x1800)]);
+    // Mapped again elsewhere: the new target, never the stale one.
+    assert_eq!(h.status(&map_req(1, IOVA, IOVA + 0xfff, DATA + 0x8000, RD)), S_OK);
+    assert_eq!(read(&tm, IOVA, 8).unwrap(), bytes(&h.mem, DATA + 0x8000, 8));
+    assert_eq!(counts(&h), (5, 3, 1));
+    assert!(tm.write_slice(&[0; 8], GuestAddress(IOVA)).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_MAPPING, F_WRITE, 8, IOVA)]);
+    let s = h.dev.handle().stats()[0];
+    assert_eq!((s.endpoint, s.domain, s.map_requests, s.unmap_requests), (8, Some(1), 2, 1));
+}
+
+/// A translation in progress holds no lock: the driver may unmap (and the
+/// device model may make other accesses) meanwhile.
+#[test]
+fn translations_in_progress_hold_no_lock() {
+    let (mut h, tm) = setup();
+    let mut slices = tm.get_slices(GuestAddress(IOVA), 0x2000, Permissions::Read).unwrap();
+    let first = slices.next().unwrap().unwrap();
+    assert_eq!(read(&tm, IOVA + 0x1000, 4).unwrap(), bytes(&h.mem, DATA + 0x1000, 4));
+    assert_eq!(h.status(&unmap_req(1, IOVA, IOVA + 0x1fff)), S_OK);
+    assert!(read(&tm, IOVA, 4).is_err());
+    // The access translated before the UNMAP completes, like DMA in flight.
+    assert_eq!(first.len() + slices.map(|s| s.unwrap().len()).sum::<usize>(), 0x2000);
+}
+
+#[test]
+fn bypass_modes() {
+    let mut h = Harness::new(&[8]);
+    h.post_event_buffers(4);
+    let tm = memory_of(&h, 8);
+    // Unattached, bypass 0: no access at all.
+    assert!(read(&tm, DATA, 8).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_DOMAIN, F_READ, 8, DATA)]);
+    // Bypass 1: the identity.
+    VirtioDevice::<GuestMemoryMmap>::write_config(&mut h.dev, 36, &[1]);
+    assert_eq!(read(&tm, DATA, 8).unwrap(), bytes(&h.mem, DATA, 8));
+    tm.write_slice(&[7; 4], GuestAddress(DATA + 0x20)).unwrap();
+    assert_eq!(bytes(&h.mem, DATA + 0x20, 4), [7; 4]);
+    // Back to 0: the cached identity is gone.
+    VirtioDevice::<GuestMemoryMmap>::write_config(&mut h.dev, 36, &[0]);
+    assert!(read(&tm, DATA, 8).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_DOMAIN, F_READ, 8, DATA)]);
+    // A bypass domain: the identity again, until detached.
+    assert_eq!(h.status(&attach_req(3, 8, VIRTIO_IOMMU_ATTACH_F_BYPASS)), S_OK);
+    assert_eq!(read(&tm, DATA, 8).unwrap(), bytes(&h.mem, DATA, 8));
+    assert_eq!(h.status(&detach_req(3, 8)), S_OK);
+    assert!(read(&tm, DATA, 8).is_err());
+    assert_eq!(h.events().len(), 1);
+    // Device reset detaches: with bypass 1 the endpoint is in bypass mode.
+    let config = IommuConfig { boot_bypass: true, ..Default::default() };
+    let mut h = Harness::with(config, &[8], &[], IOMMU_FEATURES);
+    let tm = memory_of(&h, 8);
+    assert_eq!(h.status(&attach_req(1, 8, 0)), S_OK);
+    assert!(read(&tm, DATA, 8).is_err());
+    VirtioDevice::<GuestMemoryMmap>::reset(&mut h.dev);
+    assert_eq!(read(&tm, DATA, 8).unwrap(), bytes(&h.mem, DATA, 8));
+}
+
+#[test]
+fn faults_wait_for_event_buffers_and_are_bounded() {
+    let mut h = Harness::new(&[8]);
+    let tm = memory_of(&h, 8);
+    for i in 0..3 {
+        assert!(read(&tm, 0x1000 * i, 1).is_err());
+    }
+    assert!(h.events().is_empty());
+    assert!(h.irq.take().is_empty());
+    // A buffer too small for a report is returned unused; the fault waits.
+    let mem = h.mem.clone();
+    let small = h.evt.chain(&mem, &[(0x2_f000, 16, W)]);
+    h.evt.publish(&mem, small);
+    h.dev.process_queue(1).unwrap();
+    assert_eq!(h.evt.take_used(&mem), vec![(u32::from(small), 0)]);
+    assert_eq!(bytes(&mem, 0x2_f000, 16), (0x2_f000..0x2_f010).map(canary).collect::<Vec<_>>());
+    h.post_event_buffers(2);
+    let expected: Vec<_> = (0..3).map(|i| fault_bytes(R_DOMAIN, F_READ, 8, 0x1000 * i)).collect();
+    assert_eq!(h.events(), expected[..2]);
+    h.post_event_buffers(2);
+    assert_eq!(h.events(), expected[2..]);
+    // One buffer left: the rest waits, bounded.
+    let n = MAX_PENDING_FAULTS as u64 + 6;
+    for i in 0..n {
+        assert!(read(&tm, 0x10_0000 + i, 1).is_err());
+    }
+    assert_eq!(h.events(), vec![fault_bytes(R_DOMAIN, F_READ, 8, 0x10_0000)]);
+    assert_eq!(h.dev.handle().faults_dropped(), 5);
+    h.post_event_buffers(200);
+    let got = h.events();
+    assert_eq!(got.len(), MAX_PENDING_FAULTS);
+    assert_eq!(got[0], fault_bytes(R_DOMAIN, F_READ, 8, 0x10_0001));
+    assert_eq!(h.dev.stats()[0].faults, 3 + n);
+    // Device reset drops waiting faults.
+    let mut h = Harness::new(&[8]);
+    let tm = memory_of(&h, 8);
+    assert!(read(&tm, 0, 1).is_err());
+    VirtioDevice::<GuestMemoryMmap>::reset(&mut h.dev);
+    h.activate(IOMMU_FEATURES);
+    h.post_event_buffers(1);
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn faults_before_activation_are_delivered_after_it() {
+    let mut h = Harness::inactive(IommuConfig::default(), &[8], &[]);
+    let tm = memory_of(&h, 8);
+    assert!(read(&tm, 0x1234, 2).is_err());
+    h.activate(IOMMU_FEATURES);
+    assert!(h.events().is_empty());
+    h.post_event_buffers(1);
+    assert_eq!(h.events(), vec![fault_bytes(R_DOMAIN, F_READ, 8, 0x1234)]);
+    assert_eq!(h.irq.take(), vec![InterruptKind::Queue(1)]);
+}
