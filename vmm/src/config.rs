@@ -39,6 +39,8 @@ pub struct VmConfig {
     pub dump_acpi: Option<PathBuf>,
     /// The devices and where they sit.
     pub machine: Machine,
+    /// Print IOMMU counters at exit.
+    pub stats: bool,
 }
 
 impl VmConfig {
@@ -61,6 +63,7 @@ impl VmConfig {
             kvm_device: args.kvm_device,
             dump_acpi: args.dump_acpi,
             machine,
+            stats: args.stats,
         })
     }
 
@@ -132,6 +135,7 @@ mod tests {
             kvm_device: "k".into(),
             dump_acpi: None,
             machine: Machine::default(),
+            stats: false,
         };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());

@@ -208,7 +208,6 @@ impl Machine {
     /// The VIOT: the IOMMU and exactly the endpoints it translates, PCI
     /// functions as ranges split around the bypassed ones (and around the
     /// IOMMU itself).
-    #[allow(dead_code)] // declared once the virtio-iommu device is wired in
     pub fn acpi_viot(&self) -> Option<Viot> {
         let iommu = self.devices.iter().find(|d| d.kind == DeviceKind::Iommu)?;
         let iommu = match iommu.placement {

@@ -21,6 +21,8 @@ use vm_memory::{GuestMemory, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
+use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory, VirtioIommu};
+
 use crate::event_loop::InputSink;
 use crate::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::machine::{Device, DeviceKind, Machine, Placement};
@@ -36,6 +38,8 @@ pub struct VirtioDevices {
     pub queues: Vec<Subscriber>,
     /// The virtio console's input side and its "ready for more" event.
     pub console_input: Option<(Arc<Mutex<dyn InputSink>>, EventFd)>,
+    /// The virtio-iommu's view of its endpoints (counters for `--stats`).
+    pub iommu: Option<IommuHandle>,
 }
 
 impl std::fmt::Debug for VirtioDevices {
@@ -71,11 +75,31 @@ impl std::fmt::Debug for Wiring<'_> {
     }
 }
 
-/// Creates every device of `machine` on its transport.
+/// Creates every device of `machine` on its transport: the virtio-iommu
+/// first (direct memory: it is never in its own scope), then each device
+/// over direct memory or, when the IOMMU translates it, over memory that
+/// translates every access through its endpoint.
 pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
     let mut built = VirtioDevices::default();
+    let endpoints: Vec<u32> = machine.devices.iter().filter_map(|d| d.endpoint).collect();
     for device in &machine.devices {
-        let queues = build(device, wiring.mem.clone(), false, wiring, &mut built)?;
+        let queues = match (&device.kind, device.endpoint) {
+            (DeviceKind::Iommu, _) => {
+                let iommu = VirtioIommu::<GuestMemoryMmap>::new(IommuConfig::default(), &endpoints, &[])
+                    .with_context(|| format!("{}: virtio-iommu", device.id))?;
+                built.iommu = Some(iommu.handle());
+                place(device, Box::new(iommu), wiring.mem.clone(), false, wiring)?
+            }
+            (_, Some(endpoint)) => {
+                let handle = built.iommu.as_ref().context("translated device without an IOMMU")?;
+                let iommu = handle
+                    .endpoint(endpoint)
+                    .with_context(|| format!("{}: endpoint {endpoint:#x} unknown to the IOMMU", device.id))?;
+                let mem = Arc::new(translated_memory(GuestMemoryMmap::clone(wiring.mem), iommu));
+                build::<TranslatedMemory>(device, mem, true, wiring, &mut built)?
+            }
+            (_, None) => build(device, wiring.mem.clone(), false, wiring, &mut built)?,
+        };
         built.queues.push(queues);
     }
     Ok(built)
@@ -104,6 +128,17 @@ fn build<M: GuestMemory + Send + Sync + 'static>(
         }
         _ => model(device)?,
     };
+    place(device, model, mem, require_access_platform, wiring)
+}
+
+/// Puts `model` on the device's transport.
+fn place<M: GuestMemory + Send + Sync + 'static>(
+    device: &Device,
+    model: Box<dyn VirtioDevice<M>>,
+    mem: Arc<M>,
+    require_access_platform: bool,
+    wiring: &Wiring<'_>,
+) -> Result<Subscriber> {
     Ok(match device.placement {
         Placement::Mmio { base, gsi } => {
             Arc::new(Mutex::new(place_mmio(device, model, mem, require_access_platform, base, gsi, wiring)?))

@@ -99,6 +99,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let vcpus = create_vcpus(&kvm, &vm, config.cpus, start, tsc_deadline)?;
 
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
+    let virtio_iommu = virtio.iommu.clone();
     for subscriber in virtio.queues {
         events.add_subscriber(subscriber);
     }
@@ -126,7 +127,35 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     }
     let reason = events.run();
     stop_vcpus(&shutdown, threads);
+    if config.stats {
+        print_iommu_stats(&config.machine, virtio_iommu.as_ref());
+    }
     reason
+}
+
+/// `--stats`: one line per IOMMU endpoint on stderr, named by device.
+fn print_iommu_stats(machine: &crate::machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let Some(iommu) = iommu else {
+        let _ = writeln!(err, "dmavm: stats: no IOMMU (every device reaches guest memory directly)");
+        return;
+    };
+    for stats in iommu.stats() {
+        let id = machine
+            .devices
+            .iter()
+            .find(|d| d.endpoint == Some(stats.endpoint))
+            .map_or("?", |d| d.id.as_str());
+        let _ = writeln!(err, "dmavm: stats: {id}: {stats}");
+    }
+    let dropped = iommu.faults_dropped();
+    if dropped > 0 {
+        let _ = writeln!(
+            err,
+            "dmavm: stats: {dropped} fault reports dropped (the guest posted no event buffers)"
+        );
+    }
 }
 
 /// What the vCPUs start.
