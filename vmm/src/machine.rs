@@ -314,6 +314,37 @@ mod tests {
     }
 
     #[test]
+    fn viot_scope_is_exactly_the_translated_devices() {
+        use crate::device_options::parse_iommu;
+        let disks = [
+            parse_disk("path=a,transport=pci").unwrap(),
+            parse_disk("path=b,transport=pci,direct-ram-access=on").unwrap(),
+            parse_disk("path=c,transport=pci").unwrap(),
+            parse_disk("path=d,transport=pci").unwrap(),
+            parse_disk("path=e").unwrap(),
+            parse_disk("path=f,direct-ram-access=on").unwrap(),
+        ];
+        let iommu = parse_iommu("").unwrap();
+        let m = Machine::new(&disks, &[], None, Some(&iommu)).unwrap();
+        // The IOMMU takes slot 1; disks at slots 2 (translated), 3 (bypass),
+        // 4 and 5 (translated); mmio disks at 0xd0000000 (translated) and
+        // 0xd0001000 (bypass).
+        let viot = m.acpi_viot().unwrap();
+        assert_eq!(viot.iommu, ViotIommu::Pci { segment: 0, bdf: 0x08 });
+        assert_eq!(
+            viot.pci_ranges,
+            [
+                ViotPciRange { segment: 0, bdf_start: 0x10, bdf_end: 0x17, endpoint_start: 0x10 },
+                ViotPciRange { segment: 0, bdf_start: 0x20, bdf_end: 0x2f, endpoint_start: 0x20 },
+            ]
+        );
+        assert_eq!(viot.mmio_endpoints, [ViotMmioEndpoint { base: 0xd000_0000, endpoint: 0x1_0000 }]);
+        let offers: Vec<bool> = m.devices.iter().map(|d| d.access_platform).collect();
+        assert_eq!(offers, [false, true, false, true, true, true, false]);
+        assert!(Machine::new(&disks, &[], None, None).unwrap().acpi_viot().is_none());
+    }
+
+    #[test]
     fn rejects_duplicates_and_too_many() {
         let disks = [parse_disk("path=a,id=x").unwrap(), parse_disk("path=b,id=x").unwrap()];
         assert!(Machine::new(&disks, &[], None, None)
