@@ -7,19 +7,17 @@
 // A missing DMAVM value is a test failure with the whole scenario report.
 #![allow(clippy::panic)]
 
-use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
+mod common;
+
+use dmavm_tests::{Error, ScenarioResult};
 
 const ALL: &[&str] = &["iommu-lazy", "iommu-strict", "iommu-passthrough"];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
-    let r = run_scenario(ALL, name)?;
-    println!("dmavm-tests: test bed: {}", Testbed::detect()?);
-    Ok(r)
+    common::scenario(ALL, name)
 }
 
-fn value<'a>(r: &'a ScenarioResult, key: &str) -> &'a str {
-    r.dmavm_value(key).unwrap_or_else(|| panic!("no DMAVM {key}=: {r}"))
-}
+use common::value;
 
 /// `VIRTIO_F_ACCESS_PLATFORM`, virtio 1.2 section 6.
 const F_ACCESS_PLATFORM: usize = 33;

@@ -6,7 +6,9 @@
 // A missing DMAVM value is a test failure with the whole scenario report.
 #![allow(clippy::panic)]
 
-use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
+mod common;
+
+use dmavm_tests::{Error, ScenarioResult};
 
 const ALL: &[&str] = &[
     "linux-bzimage-1cpu",
@@ -18,14 +20,10 @@ const ALL: &[&str] = &[
 ];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
-    let r = run_scenario(ALL, name)?;
-    println!("dmavm-tests: test bed: {}", Testbed::detect()?);
-    Ok(r)
+    common::scenario(ALL, name)
 }
 
-fn value(r: &ScenarioResult, key: &str) -> u64 {
-    r.dmavm_value(key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no numeric DMAVM {key}=: {r}"))
-}
+use common::number as value;
 
 /// The guest ran its basic check: it saw `cpus` CPUs, all online, a memory
 /// size consistent with `memory_mib`, a clean kernel log, and dmavm

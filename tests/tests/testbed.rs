@@ -2,7 +2,9 @@
 //! in the nested QEMU sandbox. All tests here share one run of `ALL` (one
 //! sandbox boot).
 
-use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
+mod common;
+
+use dmavm_tests::{Error, ScenarioResult};
 
 /// Every scenario this test binary runs, in one sandbox boot.
 const ALL: &[&str] = &["testbed-selftest", "payload-hello", "payload-smp", "payload-faults"];
@@ -11,9 +13,7 @@ const ALL: &[&str] = &["testbed-selftest", "payload-hello", "payload-smp", "payl
 /// ran it (visible with `--nocapture` or on failure). The run comes first: it
 /// installs missing packages, which detection may need on a fresh machine.
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
-    let r = run_scenario(ALL, name)?;
-    println!("dmavm-tests: test bed: {}", Testbed::detect()?);
-    Ok(r)
+    common::scenario(ALL, name)
 }
 
 /// The test bed itself works: /dev/kvm, the static dmavm and the guest images

@@ -6,19 +6,17 @@
 // A missing DMAVM value is a test failure with the whole scenario report.
 #![allow(clippy::panic)]
 
-use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
+mod common;
+
+use dmavm_tests::{Error, ScenarioResult};
 
 const ALL: &[&str] = &["virtio-mmio", "virtio-mixed", "virtio-console"];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
-    let r = run_scenario(ALL, name)?;
-    println!("dmavm-tests: test bed: {}", Testbed::detect()?);
-    Ok(r)
+    common::scenario(ALL, name)
 }
 
-fn value<'a>(r: &'a ScenarioResult, key: &str) -> &'a str {
-    r.dmavm_value(key).unwrap_or_else(|| panic!("no DMAVM {key}=: {r}"))
-}
+use common::value;
 
 /// The sysfs `features` string (one char per bit, bit 0 first) with exactly
 /// `bits` set.
