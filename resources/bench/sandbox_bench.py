@@ -9,14 +9,19 @@ import sys
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def run(scenario, timeout_secs=1800):
-    """Returns ({(vmm, label): [values]}, test-bed description)."""
+def run(scenario, timeout_secs=1800, extra_lines=()):
+    """Returns ({(vmm, label): [values]}, test-bed description). Lines that
+    start with a word of `extra_lines` are collected whole (without that
+    word) under that word as key."""
     env = dict(os.environ, DMAVM_L1_WITH_QEMU="1", DMAVM_SCENARIO_TIMEOUT=str(timeout_secs))
     res = subprocess.run(["cargo", "run", "-q", "--release", "-p", "dmavm-tests", "--bin", "testbed", "--",
                           scenario], cwd=REPO, env=env, capture_output=True, text=True)
     runs = {}
     for line in res.stdout.splitlines():
         parts = line.split()
+        if parts and parts[0] in extra_lines:
+            runs.setdefault(parts[0], []).append(line[len(parts[0]):].strip())
+            continue
         if len(parts) == 4 and parts[0] == "BENCH":
             runs.setdefault((parts[1], parts[2]), []).append(float(parts[3]))
     if res.returncode != 0 or not runs:

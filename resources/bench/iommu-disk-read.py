@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Guest disk throughput behind a virtio-iommu: dmavm against QEMU, in the
+same L1 of the test bed.
+
+A 256 MiB raw virtio-pci disk read sequentially by the guest (`dd bs=1M`,
+guest cache dropped before each read, 3 reads per boot, 2 boots per VMM and
+mode, alternating) next to a virtio-iommu-pci, in three modes: `direct`
+(dmavm `direct-ram-access=on`; QEMU `iommu_platform=off`), `lazy` (the disk
+translated, the guest's default lazy invalidation) and `strict`
+(`iommu.strict=1`); see tests/scenarios/bench-iommu-blk.sh. Prints a
+Markdown table of medians, and each mode's cost relative to direct.
+
+    resources/bench/iommu-disk-read.py [--out FILE]
+
+In the nested sandbox absolute figures are emulation speeds; compare ratios.
+"""
+import argparse
+import datetime
+import statistics
+
+import sandbox_bench
+
+MODES = ["direct", "lazy", "strict"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="append the Markdown result to this file")
+    args = ap.parse_args()
+    runs, bed = sandbox_bench.run("bench-iommu-blk", extra_lines=("STATS",))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Guest sequential read of a 256 MiB virtio-pci disk next to a virtio-iommu-pci, {stamp}, "
+             f"`resources/bench/iommu-disk-read.py`; {bed}", "",
+             "| mode | dmavm median (runs) | QEMU median (runs) | dmavm / QEMU |", "|---|---|---|---|"]
+    for mode in MODES:
+        d, q = runs.get(("dmavm", mode), []), runs.get(("qemu", mode), [])
+        if d and q:
+            lines.append(sandbox_bench.median_row(mode, d, q, "MiB/s", higher_is_better=True))
+    lines += ["", "| mode | dmavm: share of its direct median | QEMU: share of its direct median |", "|---|---|---|"]
+    for mode in MODES[1:]:
+        share = []
+        for vmm in ("dmavm", "qemu"):
+            base, this = runs.get((vmm, "direct")), runs.get((vmm, mode))
+            share.append(f"{statistics.median(this) / statistics.median(base):.2f}" if base and this else "-")
+        lines.append(f"| {mode} | {share[0]} | {share[1]} |")
+    stats = sorted(set(runs.get("STATS", [])))
+    if stats:
+        lines += ["", "dmavm's `--stats` lines of the last boot of each mode:", "", "```"]
+        last = {}
+        for s in runs["STATS"]:
+            last[s.split()[0]] = s
+        lines += [last[m] for m in MODES if m in last] + ["```"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    sandbox_bench.append(args.out, text)
+
+
+if __name__ == "__main__":
+    main()
