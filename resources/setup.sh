@@ -4,7 +4,9 @@
 # images, compressors, ACPI/DT tools, binutils, hyperfine).
 # Idempotent: does nothing (no apt-get at all) when every package is present.
 # Also installs a recent iasl in build/tools (resources/tools/install-iasl.sh):
-# Debian 12's cannot decode the VIOT.
+# Debian 12's cannot decode the VIOT; and dtschema's dt-validate with Linux
+# 6.12's device-tree bindings (resources/tools/install-dtschema.sh), which
+# the fdt tests check the generated trees against.
 # usage: resources/setup.sh
 set -euo pipefail
 
@@ -17,8 +19,13 @@ for p in "${PACKAGES[@]}"; do
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done
 here=$(cd "$(dirname "$0")" && pwd)
+tools() {
+  "$here/tools/install-iasl.sh"
+  "$here/tools/install-dtschema.sh"
+}
 if [ ${#missing[@]} -eq 0 ]; then
-  exec "$here/tools/install-iasl.sh"
+  tools
+  exit 0
 fi
 
 echo "setup.sh: installing ${missing[*]}" >&2
@@ -30,4 +37,4 @@ fi
 "${sudo[@]}" apt-get update -q || { echo "setup.sh: error: apt-get update failed" >&2; exit 1; }
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" \
   || { echo "setup.sh: error: apt-get install failed for: ${missing[*]}" >&2; exit 1; }
-exec "$here/tools/install-iasl.sh"
+tools
