@@ -5,7 +5,9 @@
 //! # Translation
 //!
 //! [`EndpointIommu::translate`] first looks the access up in the endpoint's
-//! IOTLB (a `vm_memory::Iotlb` behind a `RwLock`). On a miss or a permission
+//! IOTLB: a `vm_memory::Iotlb` shared as an `Arc` snapshot, so a hit costs a
+//! read lock, a reference count and the lookup, and the iterator handed to
+//! the device model owns its snapshot (no lock held, no copy made). On a miss or a permission
 //! failure it resolves the access against the IOMMU state: an endpoint in
 //! bypass mode (unattached with `bypass` = 1, or attached to a bypass
 //! domain) gets the identity; an attached endpoint gets the mappings of its
@@ -24,9 +26,14 @@
 //! is never served to a translation that starts after the request
 //! completed. (An access already translated goes on, as DMA in flight
 //! does on hardware.) Lock order: state, then IOTLB; the fault queue is
-//! locked with neither held. The iterator a translation returns owns a
-//! copy of the entries it needs and holds no lock, so device models may
-//! nest accesses freely.
+//! locked with neither held. The iterator a translation returns holds no
+//! lock, so device models may nest accesses freely.
+//!
+//! An update changes the snapshot in place when no iterator shares it
+//! (the common case: iterators live for one access). Otherwise, since an
+//! `Iotlb` cannot be copied, the update starts a fresh, empty snapshot:
+//! dropping cached entries is always correct for a cache, and costs only
+//! misses.
 
 use std::sync::{Arc, RwLock};
 
@@ -49,28 +56,41 @@ use crate::sync::{read, write};
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) id: u32,
-    pub(crate) iotlb: RwLock<Iotlb>,
+    pub(crate) iotlb: RwLock<Arc<Iotlb>>,
     pub(crate) counters: Counters,
 }
 
 impl Endpoint {
     pub(crate) fn new(id: u32) -> Self {
-        Self { id, iotlb: RwLock::new(Iotlb::new()), counters: Counters::default() }
+        Self { id, iotlb: RwLock::new(Arc::new(Iotlb::new())), counters: Counters::default() }
     }
 
     /// Drops every cached translation.
     pub(crate) fn invalidate_all(&self) {
-        write(&self.iotlb).invalidate_all();
+        *write(&self.iotlb) = Arc::new(Iotlb::new());
     }
 
     /// Drops the cached translations of `[start, end]`.
     pub(crate) fn invalidate(&self, start: u64, end: u64) {
-        let mut tlb = write(&self.iotlb);
         match end.checked_sub(start).and_then(|l| l.checked_add(1)).and_then(|l| usize::try_from(l).ok()) {
-            Some(len) if end < u64::MAX => tlb.invalidate_mapping(GuestAddress(start), len),
+            Some(len) if end < u64::MAX => {
+                update(&mut write(&self.iotlb), |tlb| tlb.invalidate_mapping(GuestAddress(start), len))
+            }
             // Not representable as a half-open range: be safe.
-            _ => tlb.invalidate_all(),
+            _ => self.invalidate_all(),
         }
+    }
+}
+
+/// Applies `change` to the IOTLB snapshot in place, or, while an iterator
+/// still shares it, to a fresh empty one that replaces it (see the module
+/// documentation).
+fn update(tlb: &mut Arc<Iotlb>, change: impl FnOnce(&mut Iotlb)) {
+    if Arc::get_mut(tlb).is_none() {
+        *tlb = Arc::new(Iotlb::new());
+    }
+    if let Some(own) = Arc::get_mut(tlb) {
+        change(own);
     }
 }
 
@@ -122,19 +142,15 @@ impl EndpointIommu {
         }
     }
 
-    /// On an IOTLB hit, a private copy of the entries that serve the access
-    /// (limited to it), so that the iterator handed to the device model
-    /// holds no lock.
-    fn hit(&self, iova: GuestAddress, length: usize, access: Permissions) -> Option<Box<Iotlb>> {
-        let tlb = read(&self.endpoint.iotlb);
-        let ranges = Iotlb::lookup(&*tlb, iova, length, access).ok()?;
-        let mut own = Box::new(Iotlb::new());
-        let mut at = iova;
-        for r in ranges {
-            own.set_mapping(at, r.base, r.length, access).ok()?;
-            at = GuestAddress(at.0.wrapping_add(r.length as u64));
-        }
-        Some(own)
+    /// The translation of the access if the IOTLB holds it.
+    fn hit(
+        &self,
+        iova: GuestAddress,
+        length: usize,
+        access: Permissions,
+    ) -> Option<IotlbIterator<Arc<Iotlb>>> {
+        let snapshot = read(&self.endpoint.iotlb).clone();
+        Iotlb::lookup(snapshot, iova, length, access).ok()
     }
 
     /// A translation the IOTLB should have served and did not (a bug):
@@ -146,10 +162,10 @@ impl EndpointIommu {
 }
 
 impl Iommu for EndpointIommu {
-    /// A private IOTLB holding just the translation of one access: a device
-    /// model may keep the iterator while it makes other accesses, and
-    /// invalidations never wait for it.
-    type IotlbGuard<'a> = Box<Iotlb>;
+    /// A snapshot of the endpoint's IOTLB: a device model may keep the
+    /// iterator while it makes other accesses, and invalidations never wait
+    /// for it.
+    type IotlbGuard<'a> = Arc<Iotlb>;
 
     fn translate(
         &self,
@@ -165,8 +181,7 @@ impl Iommu for EndpointIommu {
             return Err(self.fail((VIRTIO_IOMMU_FAULT_R_MAPPING, iova.0), iova, length, access));
         };
         if let Some(hit) = self.hit(iova, length, access) {
-            return Iotlb::lookup(hit, iova, length, access)
-                .map_err(|_| self.inconsistent(iova, length, access));
+            return Ok(hit);
         }
         Counters::bump(&ep.counters.iotlb_misses);
         let state = read(&self.shared.state);
@@ -177,8 +192,7 @@ impl Iommu for EndpointIommu {
                 return Err(self.fail(unresolved, iova, length, access));
             }
         };
-        {
-            let mut tlb = write(&ep.iotlb);
+        update(&mut write(&ep.iotlb), |tlb| {
             match resolution {
                 Resolution::Identity => {
                     // `length` > 0: an empty access never misses.
@@ -194,17 +208,12 @@ impl Iommu for EndpointIommu {
                     }
                 }
             }
-        }
+        });
         // Still under the state's read lock: nothing can invalidate what was
         // just filled before it is copied.
         let hit = self.hit(iova, length, access);
         drop(state);
-        match hit {
-            Some(hit) => {
-                Iotlb::lookup(hit, iova, length, access).map_err(|_| self.inconsistent(iova, length, access))
-            }
-            None => Err(self.inconsistent(iova, length, access)),
-        }
+        hit.ok_or_else(|| self.inconsistent(iova, length, access))
     }
 }
 
