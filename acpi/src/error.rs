@@ -87,6 +87,25 @@ pub enum Error {
         /// Last bus.
         bus_end: u8,
     },
+    /// The ECAM regions and memory windows of the host bridges must be disjoint: Linux inserts
+    /// every window of every root into one resource tree and refuses a conflicting one, and two
+    /// ECAMs at one address would be two segments answering the same configuration access.
+    #[error(
+        "PCI segment {segment}: its {what} at {start:#x} overlaps the {other_what} of PCI segment \
+         {other_segment}"
+    )]
+    PciRangesOverlap {
+        /// The segment of the range that starts later.
+        segment: u16,
+        /// Which of its ranges: "ECAM", "32-bit window" or "64-bit window".
+        what: &'static str,
+        /// Where it starts.
+        start: u64,
+        /// The segment of the range it overlaps (may be the same).
+        other_segment: u16,
+        /// Which of that segment's ranges.
+        other_what: &'static str,
+    },
     /// A VIOT PCI range whose last function comes before its first.
     #[error("VIOT PCI range {}..={} is empty", pci(.segment, .bdf_start), pci(.segment, .bdf_end))]
     ViotEmptyPciRange {

@@ -42,8 +42,15 @@ mod tests {
     #[test]
     fn one_allocation_per_root() {
         let first = sample_pci_root();
-        let second =
-            PciRoot { segment: 0x0102, bus_start: 0x10, bus_end: 0x3f, ecam_base: 0xa000_0000, ..first };
+        let second = PciRoot {
+            segment: 0x0102,
+            bus_start: 0x10,
+            bus_end: 0x3f,
+            ecam_base: 0xa000_0000,
+            mem32: (0xe000_0000, 0x100_0000),
+            mem64: (0, 0),
+            ..first
+        };
         let b = encode(&[first, second]).unwrap().unwrap();
         assert_eq!(&b[0..4], b"MCFG");
         assert_eq!(le_u32(&b, 4) as usize, b.len());

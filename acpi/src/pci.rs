@@ -118,6 +118,37 @@ pub(crate) fn check(roots: &[PciRoot]) -> Result<(), Error> {
         }
         ecam_region(root)?;
     }
+    check_disjoint(roots)
+}
+
+/// Checks that no two ranges among the ECAM regions and memory windows of `roots` (already
+/// checked one by one) overlap.
+fn check_disjoint(roots: &[PciRoot]) -> Result<(), Error> {
+    // (start, end exclusive, segment, what)
+    let mut ranges: Vec<(u64, u128, u16, &'static str)> = Vec::with_capacity(3 * roots.len());
+    for root in roots {
+        let (ecam, ecam_len) = ecam_region(root)?;
+        ranges.push((u64::from(ecam), u128::from(ecam) + u128::from(ecam_len), root.segment, "ECAM"));
+        let (base, len) = root.mem32;
+        ranges.push((u64::from(base), u128::from(base) + u128::from(len), root.segment, "32-bit window"));
+        let (base, len) = root.mem64;
+        if len != 0 {
+            ranges.push((base, u128::from(base) + u128::from(len), root.segment, "64-bit window"));
+        }
+    }
+    ranges.sort_unstable_by_key(|r| r.0);
+    for pair in ranges.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if u128::from(b.0) < a.1 {
+            return Err(Error::PciRangesOverlap {
+                segment: b.2,
+                what: b.3,
+                start: b.0,
+                other_segment: a.2,
+                other_what: a.3,
+            });
+        }
+    }
     Ok(())
 }
 
@@ -237,6 +268,47 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_roots() {
+        let first = sample_pci_root();
+        let second = PciRoot {
+            segment: 1,
+            bus_start: 0,
+            bus_end: 0,
+            ecam_base: 0xa000_0000,
+            mem32: (0xe000_0000, 0x100_0000),
+            mem64: (0, 0),
+            coherent: true,
+        };
+        assert!(device_nodes(&[first, second]).is_ok());
+        for (other, message) in [
+            (
+                PciRoot { ecam_base: 0xb080_0000, ..second },
+                "PCI segment 1: its ECAM at 0xb0800000 overlaps the ECAM of PCI segment 0",
+            ),
+            (
+                PciRoot { mem32: (0xdfff_f000, 0x2000), ..second },
+                "PCI segment 1: its 32-bit window at 0xdffff000 overlaps the 32-bit window of PCI segment 0",
+            ),
+            (
+                PciRoot { mem64: (0x100_8000_0000, 0x1000), ..second },
+                "PCI segment 1: its 64-bit window at 0x10080000000 overlaps the 64-bit window of PCI segment 0",
+            ),
+            (
+                PciRoot { ecam_base: 0xc010_0000, ..second },
+                "PCI segment 1: its ECAM at 0xc0100000 overlaps the 32-bit window of PCI segment 0",
+            ),
+        ] {
+            assert_eq!(device_nodes(&[first, other]).unwrap_err().to_string(), message);
+        }
+        // One bridge's own ranges count too.
+        let own = PciRoot { mem32: (0xb100_0000, 0x1000), ..first };
+        assert_eq!(
+            device_nodes(&[own]).unwrap_err().to_string(),
+            "PCI segment 0: its 32-bit window at 0xb1000000 overlaps the ECAM of PCI segment 0"
+        );
+    }
+
+    #[test]
     fn no_roots_no_devices() {
         assert!(device_nodes(&[]).unwrap().is_empty());
     }
@@ -247,8 +319,17 @@ mod tests {
         let err = |roots: &[PciRoot]| device_nodes(roots).unwrap_err();
 
         assert!(matches!(err(&[ok; 17]), Error::TooManyPciRoots(17)));
-        let many: Vec<PciRoot> =
-            (0..16).map(|s| PciRoot { segment: s, ecam_base: u64::from(s) * 0x1000_0000, ..ok }).collect();
+        // Each its own ECAM (one bus) and windows.
+        let many: Vec<PciRoot> = (0..16)
+            .map(|s| PciRoot {
+                segment: s,
+                bus_end: 0,
+                ecam_base: 0xa000_0000 + u64::from(s) * 0x10_0000,
+                mem32: (0xc000_0000 + u32::from(s) * 0x100_0000, 0x100_0000),
+                mem64: (0x100_0000_0000 + u64::from(s) * 0x1_0000_0000, 0x1_0000_0000),
+                ..ok
+            })
+            .collect();
         assert!(device_nodes(&many).is_ok(), "16 roots fit");
         assert_eq!(device_nodes(&many).unwrap()[15].name.as_str(), "PCIF");
 
