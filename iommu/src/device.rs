@@ -53,6 +53,7 @@ use crate::config::{
     config_bytes, offset, read_bytes, IommuConfig, VIRTIO_IOMMU_F_BYPASS_CONFIG, VIRTIO_IOMMU_F_DOMAIN_RANGE,
     VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_MAP_UNMAP, VIRTIO_IOMMU_F_MMIO, VIRTIO_IOMMU_F_PROBE,
 };
+use crate::domain::Mapping;
 use crate::endpoint::EndpointIommu;
 use crate::error::IommuError;
 use crate::fault::EventQueue;
@@ -369,8 +370,19 @@ fn execute(shared: &Shared, acked: u64, req: Request, properties_len: usize) -> 
                     Counters::bump(&ep.counters.map_requests);
                 }
             }
-            // Adding a mapping never makes a cached translation stale.
-            state.map(domain, virt_start, virt_end, phys_start, flags, negotiated(VIRTIO_IOMMU_F_MMIO)).into()
+            let r =
+                state.map(domain, virt_start, virt_end, phys_start, flags, negotiated(VIRTIO_IOMMU_F_MMIO));
+            if r.is_ok() {
+                // Adding a mapping never makes a cached translation stale;
+                // caching it now saves the device's first access a miss.
+                let permissions = Mapping { end: virt_end, phys: phys_start, flags }.permissions();
+                for ep in state.endpoints_of(domain) {
+                    if let Some(ep) = shared.endpoints.get(&ep) {
+                        ep.prefill(virt_start, virt_end, phys_start, permissions);
+                    }
+                }
+            }
+            r.into()
         }
         Request::Unmap { domain, virt_start, virt_end } => {
             if !negotiated(VIRTIO_IOMMU_F_MAP_UNMAP) {

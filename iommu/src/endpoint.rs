@@ -82,6 +82,25 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Caches a mapping the driver just made (MAP), so that the device's
+    /// first access through it hits: Linux maps each buffer right before
+    /// handing it to the device, so filling on the first access would make
+    /// every mapping cost one miss.
+    pub(crate) fn prefill(&self, start: u64, end: u64, phys: u64, permissions: Permissions) {
+        // A mapping of all 2^64 addresses does not fit a usize: the first
+        // access fills it instead.
+        let Some(len) =
+            end.checked_sub(start).and_then(|l| l.checked_add(1)).and_then(|l| usize::try_from(l).ok())
+        else {
+            return;
+        };
+        update(&mut write(&self.iotlb), |tlb| {
+            let _ = tlb.set_mapping(GuestAddress(start), GuestAddress(phys), len, permissions);
+        });
+    }
+}
+
 /// Applies `change` to the IOTLB snapshot in place, or, while an iterator
 /// still shares it, to a fresh empty one that replaces it (see the module
 /// documentation).

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::device_options::{
-    parse_disk, parse_iommu, parse_simple, DiskOptions, IommuOptions, SimpleOptions,
+    parse_bridge, parse_disk, parse_iommu, parse_simple, BridgeOptions, DiskOptions, IommuOptions,
+    SimpleOptions,
 };
 use crate::size::parse_size;
 
@@ -80,18 +81,41 @@ pub struct RunArgs {
 
     /// A virtio-blk disk backed by a raw file; repeat for more disks.
     /// Keys: path=FILE (required), readonly=on|off (default off),
-    /// transport=mmio|pci (default mmio), coherent=on|off (default on: the
-    /// DMA coherency declared as _CCA), direct-ram-access=on|off (default
-    /// off: offer VIRTIO_F_ACCESS_PLATFORM and go through the IOMMU when
-    /// there is one; on: bypass it, guest-physical addresses), id=NAME
-    /// (default diskN). rng and console take the same keys but path and
-    /// readonly.
+    /// transport=mmio|pci (default mmio), bridge=NAME (PCI only: the host
+    /// bridge, default pci0), coherent=on|off (the DMA coherency declared
+    /// as _CCA; default on, on PCI the bridge's, which is the only value
+    /// allowed there), direct-ram-access=on|off (off: offer
+    /// VIRTIO_F_ACCESS_PLATFORM and go through the IOMMU when there is one;
+    /// on: bypass it, guest-physical addresses; default off, on PCI the
+    /// bridge's), id=NAME (default diskN). rng and console take the same
+    /// keys but path and readonly.
     #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
     pub disk: Vec<DiskOptions>,
 
+    /// A PCI host bridge on a PCI segment of its own, a DMA domain for the
+    /// PCI devices below it (bridge=NAME on a device; repeat for more, up
+    /// to 16 in all). The guest sees each as an ACPI PNP0A08 root with its
+    /// own ECAM, BAR windows and _CCA, and its devices as 000S:00:DD.0.
+    /// pci0 is the default bridge on segment 0 that every machine has
+    /// (id=pci0 sets its keys); other names get segments 1, 2, ... in
+    /// command-line order.
+    /// Keys: id=NAME (required), coherent=on|off (default on: _CCA of the
+    /// root; a PCI device cannot differ from its bridge),
+    /// direct-ram-access=on|off (default off; on: the whole bridge bypasses
+    /// the IOMMU, its segment gets no VIOT range, its devices inherit on and
+    /// asking for off there is an error; a bridge with off may still hold
+    /// single devices with direct-ram-access=on), hotplug=on|off (default
+    /// off; reserved for hot-plug: the IOMMU scope then covers every slot,
+    /// so a per-device bypass inside a translated hot-pluggable bridge is
+    /// an error). Example: --pci-bridge id=fast,direct-ram-access=on
+    /// --disk path=a.img,transport=pci,bridge=fast.
+    #[arg(long = "pci-bridge", value_name = "KEYS", value_parser = parse_bridge)]
+    pub pci_bridge: Vec<BridgeOptions>,
+
     /// A virtio-iommu (virtio device 23) that translates the DMA of every
     /// device with direct-ram-access=off, declared to the guest in the ACPI
-    /// VIOT. Keys: transport=pci|mmio (default pci), id=NAME.
+    /// VIOT; it is never in its own scope. Keys: transport=pci|mmio
+    /// (default pci), bridge=NAME (default pci0), id=NAME.
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_iommu)]
     pub iommu: Option<IommuOptions>,
 
@@ -101,14 +125,16 @@ pub struct RunArgs {
     pub stats: bool,
 
     /// A virtio-rng device fed by the host's getrandom(2). Keys:
-    /// transport=mmio|pci, coherent=on|off, id=NAME (default rngN).
+    /// transport=mmio|pci, bridge=NAME, coherent=on|off,
+    /// direct-ram-access=on|off, id=NAME (default rngN).
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
     pub rng: Vec<SimpleOptions>,
 
     /// A virtio-console (hvc0 in the guest) on this terminal, next to the
     /// UART; when present it receives the terminal's input (boot the guest
-    /// with console=hvc0). Keys: transport=mmio|pci, coherent=on|off,
-    /// id=NAME (default console0).
+    /// with console=hvc0). Keys: transport=mmio|pci, bridge=NAME,
+    /// coherent=on|off, direct-ram-access=on|off, id=NAME (default
+    /// console0).
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
     pub console: Option<SimpleOptions>,
 }
@@ -169,6 +195,27 @@ mod tests {
         let Command::Run(r) = cli.command;
         assert_eq!(r.cpus, 2);
         assert_eq!(r.memory, 64 << 20);
+    }
+
+    #[test]
+    fn parses_bridges() {
+        let cli = Cli::try_parse_from([
+            "dmavm",
+            "run",
+            "--payload",
+            "p",
+            "--pci-bridge",
+            "id=fast,direct-ram-access=on",
+            "--pci-bridge",
+            "id=pci0,coherent=off",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command;
+        let ids: Vec<&str> = r.pci_bridge.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["fast", "pci0"]);
+        assert!(
+            Cli::try_parse_from(["dmavm", "run", "--payload", "p", "--pci-bridge", "coherent=off"]).is_err()
+        );
     }
 
     #[test]

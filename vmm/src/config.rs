@@ -55,7 +55,13 @@ impl VmConfig {
             }
             (None, None) => bail!("give --kernel or --payload"),
         };
-        let machine = Machine::new(&args.disk, &args.rng, args.console.as_ref(), args.iommu.as_ref())?;
+        let machine = Machine::new(
+            &args.pci_bridge,
+            &args.disk,
+            &args.rng,
+            args.console.as_ref(),
+            args.iommu.as_ref(),
+        )?;
         Ok(Self {
             cpus: args.cpus,
             memory: args.memory,

@@ -1,5 +1,8 @@
 //! `key=value,...` device options of the command line (`--disk`, `--rng`,
-//! `--console`), in the style of QEMU and Cloud Hypervisor.
+//! `--console`, `--iommu`, `--pci-bridge`), in the style of QEMU and Cloud
+//! Hypervisor. Parsing only: a key the user left out stays `None` where its
+//! default depends on the machine (a PCI device's coherency and IOMMU
+//! scope follow its host bridge), and the machine model resolves it.
 
 use std::path::PathBuf;
 
@@ -19,12 +22,17 @@ pub struct Common {
     pub id: Option<String>,
     /// Transport.
     pub transport: Transport,
-    /// Declared DMA coherency (`_CCA` / `dma-coherent`).
-    pub coherent: bool,
+    /// Declared DMA coherency (`_CCA` / `dma-coherent`); `None`: not given
+    /// (on for virtio-mmio, the host bridge's on PCI).
+    pub coherent: Option<bool>,
     /// Bypass the IOMMU and use guest-physical addresses (`on`), or honour
-    /// it (`off`, the default: offer `VIRTIO_F_ACCESS_PLATFORM` and, with
-    /// an IOMMU, translate every access).
-    pub direct_ram_access: bool,
+    /// it (`off`: offer `VIRTIO_F_ACCESS_PLATFORM` and, with an IOMMU,
+    /// translate every access); `None`: not given (off for virtio-mmio,
+    /// the host bridge's on PCI).
+    pub direct_ram_access: Option<bool>,
+    /// The PCI host bridge (`--pci-bridge id=NAME`) a PCI device sits on;
+    /// `None`: the first, `pci0`.
+    pub bridge: Option<String>,
 }
 
 /// `--disk`.
@@ -45,7 +53,7 @@ pub struct SimpleOptions {
     pub common: Common,
 }
 
-const COMMON_KEYS: &[&str] = &["id", "transport", "coherent", "direct-ram-access"];
+const COMMON_KEYS: &[&str] = &["id", "transport", "coherent", "direct-ram-access", "bridge"];
 
 /// `key=value` pairs borrowed from the option text.
 type Pairs<'a> = Vec<(&'a str, &'a str)>;
@@ -74,24 +82,31 @@ fn on_off(key: &str, value: &str) -> Result<bool, String> {
     }
 }
 
-fn id(value: &str) -> Result<String, String> {
+/// A name (`id=`, `bridge=`): 1-32 letters, digits, '-' or '_'.
+fn id(key: &str, value: &str) -> Result<String, String> {
     let ok = !value.is_empty()
         && value.len() <= 32
         && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(value.to_string())
     } else {
-        Err(format!("id={value}: use 1-32 letters, digits, '-' or '_'"))
+        Err(format!("{key}={value}: use 1-32 letters, digits, '-' or '_'"))
     }
 }
 
 /// Parses the common keys; returns the other pairs.
 fn common(pairs: Pairs<'_>) -> Result<(Common, Pairs<'_>), String> {
-    let mut c = Common { id: None, transport: Transport::Mmio, coherent: true, direct_ram_access: false };
+    let mut c = Common {
+        id: None,
+        transport: Transport::Mmio,
+        coherent: None,
+        direct_ram_access: None,
+        bridge: None,
+    };
     let mut rest = Vec::new();
     for (key, value) in pairs {
         match key {
-            "id" => c.id = Some(id(value)?),
+            "id" => c.id = Some(id(key, value)?),
             "transport" => {
                 c.transport = match value {
                     "mmio" => Transport::Mmio,
@@ -99,15 +114,16 @@ fn common(pairs: Pairs<'_>) -> Result<(Common, Pairs<'_>), String> {
                     _ => return Err(format!("transport={value}: expected mmio or pci")),
                 }
             }
-            "coherent" => c.coherent = on_off(key, value)?,
-            "direct-ram-access" => c.direct_ram_access = on_off(key, value)?,
+            "coherent" => c.coherent = Some(on_off(key, value)?),
+            "direct-ram-access" => c.direct_ram_access = Some(on_off(key, value)?),
+            "bridge" => c.bridge = Some(id(key, value)?),
             _ => rest.push((key, value)),
         }
     }
     Ok((c, rest))
 }
 
-/// Parses `--disk path=FILE[,readonly=on|off][,id=..][,transport=..][,coherent=..]`.
+/// Parses `--disk path=FILE[,readonly=on|off][,id=..][,transport=..][,coherent=..][,direct-ram-access=..][,bridge=..]`.
 pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {
     let known: Vec<&str> = ["path", "readonly"].iter().chain(COMMON_KEYS).copied().collect();
     let (common, rest) = common(pairs(text, &known)?)?;
@@ -124,7 +140,7 @@ pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {
 }
 
 /// Parses `--rng` / `--console` options (`id`, `transport`, `coherent`,
-/// `direct-ram-access`).
+/// `direct-ram-access`, `bridge`).
 pub fn parse_simple(text: &str) -> Result<SimpleOptions, String> {
     let (common, _) = common(pairs(text, COMMON_KEYS)?)?;
     Ok(SimpleOptions { common })
@@ -137,15 +153,59 @@ pub struct IommuOptions {
     pub id: Option<String>,
     /// Transport (default pci).
     pub transport: Transport,
+    /// Its PCI host bridge (default the first).
+    pub bridge: Option<String>,
 }
 
-/// Parses `--iommu [transport=pci|mmio][,id=NAME]`. The IOMMU itself is
-/// never translated, and its coherency follows its transport's rules, so
-/// only these two keys exist.
+/// Parses `--iommu [transport=pci|mmio][,id=NAME][,bridge=NAME]`. The
+/// IOMMU itself is never translated, and its coherency follows its
+/// transport's rules, so only these keys exist.
 pub fn parse_iommu(text: &str) -> Result<IommuOptions, String> {
-    let (common, _) = common(pairs(text, &["id", "transport"])?)?;
+    let (common, _) = common(pairs(text, &["id", "transport", "bridge"])?)?;
     let transport = if text.contains("transport=") { common.transport } else { Transport::Pci };
-    Ok(IommuOptions { id: common.id, transport })
+    Ok(IommuOptions { id: common.id, transport, bridge: common.bridge })
+}
+
+/// The name of the host bridge every machine has, on segment 0.
+pub const DEFAULT_BRIDGE: &str = "pci0";
+
+/// `--pci-bridge`: a PCI host bridge, each on its own PCI segment (or,
+/// with `id=pci0`, the properties of the default one on segment 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeOptions {
+    /// Its name, which devices give as `bridge=NAME`.
+    pub id: String,
+    /// Declared DMA coherency of everything below it (`_CCA` on the root).
+    pub coherent: bool,
+    /// Whether everything below it bypasses the IOMMU by default.
+    pub direct_ram_access: bool,
+    /// Reserved for hot-plug: the IOMMU scope must be uniform over the
+    /// bridge (no per-device bypass inside a translated one).
+    pub hotplug: bool,
+}
+
+/// Parses `--pci-bridge id=NAME[,coherent=on|off][,direct-ram-access=on|off][,hotplug=on|off]`.
+pub fn parse_bridge(text: &str) -> Result<BridgeOptions, String> {
+    let mut b = BridgeOptions { id: String::new(), coherent: true, direct_ram_access: false, hotplug: false };
+    let mut named = false;
+    for (key, value) in pairs(text, &["id", "coherent", "direct-ram-access", "hotplug"])? {
+        match key {
+            "id" => {
+                b.id = id(key, value)?;
+                named = true;
+            }
+            "coherent" => b.coherent = on_off(key, value)?,
+            "direct-ram-access" => b.direct_ram_access = on_off(key, value)?,
+            _ => b.hotplug = on_off(key, value)?,
+        }
+    }
+    if !named {
+        return Err(format!(
+            "id=NAME is required ({DEFAULT_BRIDGE} sets the default bridge's properties; any other name adds a \
+             bridge on the next PCI segment)"
+        ));
+    }
+    Ok(b)
 }
 
 #[cfg(test)]
@@ -154,7 +214,8 @@ mod tests {
 
     #[test]
     fn disk_with_every_key() {
-        let d = parse_disk("path=/tmp/d.img,transport=pci,readonly=on,coherent=off,id=boot").unwrap();
+        let d =
+            parse_disk("path=/tmp/d.img,transport=pci,readonly=on,coherent=off,id=boot,bridge=fast").unwrap();
         assert_eq!(d.path, PathBuf::from("/tmp/d.img"));
         assert!(d.readonly);
         assert_eq!(
@@ -162,25 +223,57 @@ mod tests {
             Common {
                 id: Some("boot".into()),
                 transport: Transport::Pci,
-                coherent: false,
-                direct_ram_access: false
+                coherent: Some(false),
+                direct_ram_access: None,
+                bridge: Some("fast".into()),
             }
         );
-        assert!(parse_simple("direct-ram-access=on").unwrap().common.direct_ram_access);
+        assert_eq!(parse_simple("direct-ram-access=on").unwrap().common.direct_ram_access, Some(true));
+        assert_eq!(parse_simple("direct-ram-access=off").unwrap().common.direct_ram_access, Some(false));
     }
 
     #[test]
     fn defaults() {
         let d = parse_disk("path=x").unwrap();
         assert!(!d.readonly);
+        // What the user left out stays unset: the machine model resolves it.
         assert_eq!(
             d.common,
-            Common { id: None, transport: Transport::Mmio, coherent: true, direct_ram_access: false }
+            Common {
+                id: None,
+                transport: Transport::Mmio,
+                coherent: None,
+                direct_ram_access: None,
+                bridge: None
+            }
         );
         assert_eq!(parse_iommu("").unwrap().transport, Transport::Pci);
         assert_eq!(parse_iommu("transport=mmio").unwrap().transport, Transport::Mmio);
+        assert_eq!(parse_iommu("bridge=b1").unwrap().bridge.as_deref(), Some("b1"));
         assert!(parse_iommu("coherent=off").unwrap_err().contains("unknown key 'coherent'"));
         assert_eq!(parse_simple("").unwrap().common.transport, Transport::Mmio);
+    }
+
+    #[test]
+    fn bridges() {
+        assert_eq!(
+            parse_bridge("id=fast").unwrap(),
+            BridgeOptions { id: "fast".into(), coherent: true, direct_ram_access: false, hotplug: false }
+        );
+        assert_eq!(
+            parse_bridge("id=pci0,coherent=off,direct-ram-access=on,hotplug=on").unwrap(),
+            BridgeOptions { id: "pci0".into(), coherent: false, direct_ram_access: true, hotplug: true }
+        );
+        for (text, needle) in [
+            ("coherent=off", "id=NAME is required"),
+            ("", "id=NAME is required"),
+            ("id=a,transport=pci", "unknown key 'transport'"),
+            ("id=a,hotplug=maybe", "hotplug=maybe: expected on or off"),
+            ("id=a b", "id=a b: use 1-32"),
+        ] {
+            let err = parse_bridge(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]
@@ -193,6 +286,7 @@ mod tests {
             ("path=x,path=y", "key 'path' given twice"),
             ("path", "'path' is not key=value"),
             ("path=x,id=a b", "id=a b"),
+            ("path=x,bridge=", "bridge=: use 1-32"),
             ("path=", "path= is empty"),
         ] {
             let err = parse_disk(text).unwrap_err();

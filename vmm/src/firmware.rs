@@ -50,7 +50,7 @@ pub fn platform(cpus: u32, memory: u64, machine: &Machine) -> Result<Platform> {
         reset: ResetRegister { port: port(RESET_OFFSET)?, value: RESET_VALUE },
         serial_ports: vec![SerialPort { io_base: COM1_ADDR as u16, irq: COM1_IRQ as u8, uid: 0 }],
         virtio_mmio: machine.acpi_virtio_mmio(),
-        pci_roots: machine.acpi_pci_roots(memory),
+        pci_roots: machine.acpi_pci_roots(memory)?,
         viot: machine.acpi_viot(),
     })
 }

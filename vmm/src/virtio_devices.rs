@@ -26,7 +26,7 @@ use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory,
 use crate::event_loop::InputSink;
 use crate::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::machine::{Device, DeviceKind, Machine, Placement};
-use crate::pci::HostBridge;
+use crate::pci::PciSegment;
 
 /// An event-loop subscriber.
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
@@ -63,8 +63,9 @@ pub struct Wiring<'a> {
     pub mem: &'a Arc<GuestMemoryMmap>,
     /// The MMIO bus (virtio-mmio windows).
     pub mmio: &'a Bus,
-    /// virtio-pci devices go on its bus 0.
-    pub pci: &'a HostBridge,
+    /// The PCI segments, in segment order; a virtio-pci device goes on
+    /// bus 0 of its own.
+    pub pci: &'a [PciSegment],
     /// GSI routes for MSI-X vectors (delivered by irqfd).
     pub router: &'a Arc<GsiRouter>,
 }
@@ -143,9 +144,14 @@ fn place<M: GuestMemory + Send + Sync + 'static>(
         Placement::Mmio { base, gsi } => {
             Arc::new(Mutex::new(place_mmio(device, model, mem, require_access_platform, base, gsi, wiring)?))
         }
-        Placement::Pci { slot } => {
-            Arc::new(Mutex::new(place_pci(device, model, mem, require_access_platform, slot, wiring)?))
-        }
+        Placement::Pci { segment, slot } => Arc::new(Mutex::new(place_pci(
+            device,
+            model,
+            mem,
+            require_access_platform,
+            (segment, slot),
+            wiring,
+        )?)),
     })
 }
 
@@ -194,9 +200,15 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     model: Box<dyn VirtioDevice<M>>,
     mem: Arc<M>,
     require_access_platform: bool,
-    slot: u8,
+    (segment, slot): (u16, u8),
     wiring: &Wiring<'_>,
 ) -> Result<QueueNotifications<M>> {
+    let location = format!("PCI {segment:04x}:00:{slot:02x}.0");
+    let pci = wiring
+        .pci
+        .iter()
+        .find(|s| s.segment == segment)
+        .with_context(|| format!("{}: no host bridge for {location}", device.id))?;
     // One vector per queue plus one for configuration changes, as the
     // transport lays out its MSI-X table.
     let vectors = u16::try_from(model.queue_max_sizes().len() + 1)?;
@@ -221,15 +233,13 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
         .filter_map(|(i, evt)| Some((evt, transport.notify_offset(i)?)))
         .collect();
     // Recorded first: adding the device maps its BAR, which registers these.
-    wiring.pci.notify.record(slot, &device.id, notify);
+    pci.notify.record(slot, &device.id, notify);
     let transport = Arc::new(Mutex::new(transport));
-    wiring
-        .pci
-        .root
+    pci.root
         .lock()
-        .map_err(|_| anyhow::anyhow!("the PCI root is unusable after a panic"))?
+        .map_err(|_| anyhow::anyhow!("the PCI root of segment {segment} is unusable after a panic"))?
         .add_device_at(slot, transport.clone())
-        .with_context(|| format!("placing {} at PCI 0000:00:{slot:02x}.0", device.id))?;
+        .with_context(|| format!("placing {} at {location}", device.id))?;
     Ok(QueueNotifications { id: device.id.clone(), transport, events })
 }
 

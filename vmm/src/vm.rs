@@ -72,9 +72,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     pio.insert(Arc::new(Mutex::new(power)), POWER_PORT_BASE, POWER_PORT_LEN)
         .context("placing the power registers")?;
 
-    let host_bridge = pci::create(&vm, &mmio, &pio, config.memory)?;
+    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine, config.memory)?;
     let wiring =
-        virtio_devices::Wiring { vm: &vm, mem: &mem, mmio: &mmio, pci: &host_bridge, router: &router };
+        virtio_devices::Wiring { vm: &vm, mem: &mem, mmio: &mmio, pci: &pci_segments, router: &router };
     let virtio = virtio_devices::create(&config.machine, &wiring)?;
     let tables = firmware::install(&mem, config.cpus, config.memory, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
@@ -84,12 +84,19 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let start = match &config.boot {
         Boot::Payload(path) => Start::Payload(payload::load(path, &mem, config.memory)?),
         Boot::Kernel { kernel, initrd, cmdline } => {
+            let ecam: Vec<(u64, u64)> = config
+                .machine
+                .pci_segments(config.memory)?
+                .into_iter()
+                .map(|(_, w)| (w.ecam.start, w.ecam.end - w.ecam.start))
+                .collect();
             let linux = LinuxBoot {
                 kernel,
                 initrd: initrd.as_deref(),
                 cmdline,
                 memory: config.memory,
                 rsdp: tables.rsdp_addr,
+                reserved: &ecam,
             };
             Start::Linux(boot::load(&linux, &mem)?)
         }

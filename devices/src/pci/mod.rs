@@ -1,21 +1,25 @@
-//! PCI: one segment with a root bus behind a host bridge, reached through
-//! ECAM (PCIe 6.0, 7.2.2) and the legacy 0xCF8/0xCFC mechanism (PCI Local
-//! Bus 3.0, 3.2.2.3.2), the type 0 configuration header with BARs and a
-//! capability list (PCI 3.0, 6.1-6.7), and MSI-X (PCI 3.0, 6.8.2).
+//! PCI: root buses behind host bridges, one per PCI segment, reached
+//! through ECAM (PCIe 6.0, 7.2.2; one window per segment) and, for
+//! segment 0, the legacy 0xCF8/0xCFC mechanism (PCI Local Bus 3.0,
+//! 3.2.2.3.2), the type 0 configuration header with BARs and a capability
+//! list (PCI 3.0, 6.1-6.7), and MSI-X (PCI 3.0, 6.8.2).
 //!
 //! The pieces and who owns what:
 //!
 //! - A [`PciDevice`] owns its configuration space (usually through a
 //!   [`PciConfigSpace`]) and its BAR registers' contents; it answers
 //!   configuration and BAR accesses and describes its BARs ([`PciBar`]).
-//! - The [`PciRoot`] owns bus 0: up to 32 devices (function 0 each), the
-//!   host bridge at 00:00.0, the BAR windows it allocates from and the
-//!   placement of every decoding BAR on the MMIO [`Bus`](crate::Bus). After
+//! - A [`PciRoot`] owns bus 0 of its segment: up to 32 devices (function 0
+//!   each), the host bridge at 00:00.0, the BAR windows it allocates from
+//!   and the placement of every decoding BAR on the MMIO
+//!   [`Bus`](crate::Bus). Several roots share one MMIO bus, each with
+//!   windows of its own. After
 //!   each configuration write it re-reads the device's command register and
 //!   BARs, moves the bus mapping when they changed and tells a
 //!   [`BarListener`] (the VMM, which moves its ioeventfds).
-//! - [`PciEcam`] and [`PciConfigIo`] are the two guest-facing front ends;
-//!   both forward to the same root.
+//! - [`PciEcam`] and [`PciConfigIo`] are the two guest-facing front ends:
+//!   an ECAM window per root, and the port mechanism in front of segment
+//!   0's.
 //! - [`MsixVectors`] owns an MSI-X table and PBA and hands unmasked vectors
 //!   to an [`MsixBackend`].
 

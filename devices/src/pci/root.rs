@@ -1,5 +1,6 @@
-//! The root bus: devices by number, the host bridge, BAR allocation and the
-//! placement of decoding BARs on the MMIO bus.
+//! A root bus: devices by number, the host bridge, BAR allocation and the
+//! placement of decoding BARs on the MMIO bus. One per PCI segment; roots
+//! share nothing but the MMIO bus, each allocating from its own windows.
 //!
 //! The root is the only thing that moves BARs on the bus. After every
 //! configuration write it reads the function's command register and BARs
@@ -136,8 +137,9 @@ struct Slot {
     mapped: [Option<u64>; NUM_BARS],
 }
 
-/// Bus 0 of PCI segment 0.
+/// Bus 0 of one PCI segment.
 pub struct PciRoot {
+    segment: u16,
     slots: Vec<Option<Slot>>,
     mmio: Arc<Bus>,
     windows: PciWindows,
@@ -151,6 +153,7 @@ impl std::fmt::Debug for PciRoot {
         let devices: Vec<_> =
             self.slots.iter().enumerate().filter_map(|(n, s)| s.as_ref().map(|s| (n, s.mapped))).collect();
         f.debug_struct("PciRoot")
+            .field("segment", &self.segment)
             .field("windows", &self.windows)
             .field("devices", &devices)
             .finish_non_exhaustive()
@@ -173,7 +176,8 @@ fn valid_access(register: u16, len: usize) -> bool {
 
 impl PciRoot {
     /// A root bus with the host bridge at 00:00.0, placing BARs from
-    /// `windows` on `mmio`.
+    /// `windows` on `mmio`; segment 0 unless [`Self::with_segment`] says
+    /// otherwise.
     pub fn new(mmio: Arc<Bus>, windows: PciWindows) -> Result<Self, PciError> {
         let bad = |r: &Range<u64>| PciError::InvalidWindow { start: r.start, end: r.end };
         if windows.mem32.start >= windows.mem32.end || windows.mem32.end > 1 << 32 {
@@ -189,7 +193,20 @@ impl PciRoot {
         slots[0] = Some(Slot { device: bridge, bars: Vec::new(), mapped: [None; NUM_BARS] });
         let next32 = windows.mem32.start;
         let next64 = windows.mem64.as_ref().map_or(0, |w| w.start);
-        Ok(Self { slots, mmio, windows, next32, next64, listener: None })
+        Ok(Self { segment: 0, slots, mmio, windows, next32, next64, listener: None })
+    }
+
+    /// The same root as bus 0 of PCI segment `segment`. The segment only
+    /// names the functions in messages: configuration accesses reach a root
+    /// through its own front end (ECAM window), so they carry no segment.
+    pub fn with_segment(mut self, segment: u16) -> Self {
+        self.segment = segment;
+        self
+    }
+
+    /// The PCI segment this root bus belongs to.
+    pub fn segment(&self) -> u16 {
+        self.segment
     }
 
     /// Sets who hears about BAR moves (including the initial placement by
@@ -353,7 +370,7 @@ impl PciRoot {
                 match self.mmio.insert(region, new, bar.size) {
                     Ok(()) => *current = Some(new),
                     Err(e) => {
-                        warn!("PCI {n:02x}.0: BAR {} left unmapped: {e}", bar.index);
+                        warn!("PCI {:04x}:00:{n:02x}.0: BAR {} left unmapped: {e}", self.segment, bar.index);
                         failed.push((bar.index, new));
                     }
                 }

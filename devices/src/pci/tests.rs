@@ -402,3 +402,42 @@ fn garbage_sweep_never_panics() {
         }
     }
 }
+
+/// Two segments as a VMM builds them: roots on one MMIO bus, each with its
+/// own windows, host bridge and ECAM window; a device on one is invisible
+/// from the other, and BARs come from the owning root's windows.
+#[test]
+fn segments_share_the_mmio_bus_and_nothing_else() {
+    let mmio = Arc::new(Bus::new());
+    let second_windows =
+        PciWindows { mem32: 0xd100_0000..0xd200_0000, mem64: Some(0x2_0000_0000..0x3_0000_0000) };
+    let mut first = PciRoot::new(mmio.clone(), PciWindows { mem32: MEM32, mem64: Some(MEM64) }).unwrap();
+    let mut second = PciRoot::new(mmio.clone(), second_windows).unwrap().with_segment(1);
+    assert_eq!((first.segment(), second.segment()), (0, 1));
+    assert_eq!(first.add_device(TestDevice::shared()).unwrap(), 1);
+    assert_eq!(second.add_device(TestDevice::shared()).unwrap(), 1);
+    assert_eq!(second.add_device(TestDevice::shared()).unwrap(), 2);
+    let bar0 = |root: &PciRoot, slot| root.bar_mappings(slot)[0].1.unwrap();
+    assert!(MEM64.contains(&bar0(&first, 1)));
+    assert!((0x2_0000_0000..0x3_0000_0000).contains(&bar0(&second, 1)));
+    assert_ne!(bar0(&second, 1), bar0(&second, 2));
+    let (first, second) = (Arc::new(Mutex::new(first)), Arc::new(Mutex::new(second)));
+    // One bus each, as segments other than 0 have.
+    let mut e0 = PciEcam::new(first, 1);
+    let mut e1 = PciEcam::new(second, 1);
+    for e in [&mut e0, &mut e1] {
+        assert_eq!(ecam_read(e, 0, u64::from(PCI_VENDOR_ID), 2), u32::from(HOST_BRIDGE_VENDOR_ID));
+        assert_eq!(ecam_read(e, 1, u64::from(PCI_VENDOR_ID), 2), 0x1234);
+        // Bus 1 is outside a one-bus window.
+        let mut b = [0; 2];
+        e.read(ecam_addr(1, 0, 0, 0), &mut b);
+        assert_eq!(b, [0xff; 2]);
+    }
+    assert_eq!(ecam_read(&mut e0, 2, u64::from(PCI_VENDOR_ID), 2), 0xffff, "slot 2 is on the other segment");
+    assert_eq!(ecam_read(&mut e1, 2, u64::from(PCI_VENDOR_ID), 2), 0x1234);
+    // Memory decoding off on segment 1's device 1 unmaps only its BARs.
+    ecam_write(&mut e1, 1, u64::from(PCI_COMMAND), 2, 0);
+    let mut b = [0; 1];
+    mmio.read(0x1_0000_0000 + 1, &mut b).unwrap();
+    assert_eq!(b, [1], "segment 0's BAR still decodes");
+}

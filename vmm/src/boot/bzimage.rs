@@ -54,7 +54,7 @@ pub(super) fn load(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap) -> Result<Entry>
     }
 
     let mut params = boot_params { hdr, acpi_rsdp_addr: boot.rsdp, ..Default::default() };
-    let map = memory_map(boot.memory);
+    let map = memory_map(boot.memory, boot.reserved);
     for (slot, e) in params.e820_table.iter_mut().zip(&map) {
         slot.addr = e.addr;
         slot.size = e.size;

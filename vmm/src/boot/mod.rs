@@ -47,6 +47,9 @@ pub struct LinuxBoot<'a> {
     pub memory: u64,
     /// Guest-physical address of the ACPI RSDP.
     pub rsdp: u64,
+    /// MMIO ranges (start, length) the memory map marks reserved: every
+    /// PCI segment's ECAM.
+    pub reserved: &'a [(u64, u64)],
 }
 
 /// Loads the kernel, initrd and command line; returns the boot vCPU's entry.

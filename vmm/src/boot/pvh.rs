@@ -34,7 +34,7 @@ pub(super) fn load(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap) -> Result<Entry>
     };
     write_cmdline(boot.cmdline, PVH_CMDLINE_SIZE, mem)?;
 
-    let map: Vec<hvm_memmap_table_entry> = memory_map(boot.memory)
+    let map: Vec<hvm_memmap_table_entry> = memory_map(boot.memory, boot.reserved)
         .into_iter()
         .map(|e| hvm_memmap_table_entry { addr: e.addr, size: e.size, type_: e.kind, reserved: 0 })
         .collect();
