@@ -1,0 +1,313 @@
+//! PCI host bridges as DMA domains: each bridge is a PCI segment of its own
+//! and carries the DMA contract's two properties for everything below it
+//! (DESIGN.md, "The DMA contract"). This file turns `--pci-bridge` options
+//! into bridges and resolves a device's coherency and IOMMU scope against
+//! its bridge, rejecting the combinations the firmware tables could not
+//! declare truthfully.
+
+use anyhow::{bail, Result};
+
+use crate::device_options::{BridgeOptions, Common, Transport, DEFAULT_BRIDGE};
+use crate::layout::{pci_segment_windows, PciSegmentWindows, MAX_PCI_SEGMENTS};
+
+/// A PCI host bridge and the segment below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciBridge {
+    /// Its name (`bridge=NAME` on devices); the first is `pci0`.
+    pub id: String,
+    /// Its PCI segment group (`_SEG`), its position on the command line
+    /// (`pci0` is always segment 0).
+    pub segment: u16,
+    /// `_CCA` on the root: the declared coherency of every device below.
+    pub coherent: bool,
+    /// Whether devices below it bypass the IOMMU unless they say otherwise;
+    /// a bypassing bridge has no VIOT range at all.
+    pub direct_ram_access: bool,
+    /// Reserved for hot-plug: its IOMMU scope is all or nothing.
+    pub hotplug: bool,
+}
+
+impl PciBridge {
+    /// The bridge every machine has: segment 0, coherent, translated.
+    pub fn default_root() -> Self {
+        Self {
+            id: DEFAULT_BRIDGE.into(),
+            segment: 0,
+            coherent: true,
+            direct_ram_access: false,
+            hotplug: false,
+        }
+    }
+
+    fn from_options(options: &BridgeOptions, segment: u16) -> Self {
+        Self {
+            id: options.id.clone(),
+            segment,
+            coherent: options.coherent,
+            direct_ram_access: options.direct_ram_access,
+            hotplug: options.hotplug,
+        }
+    }
+
+    /// Where its segment decodes, for `memory` bytes of RAM.
+    pub fn windows(&self, memory: u64) -> Result<PciSegmentWindows> {
+        match pci_segment_windows(self.segment, memory) {
+            Some(w) => Ok(w),
+            None => bail!("{}: PCI segment {} has no place in the address map", self.id, self.segment),
+        }
+    }
+}
+
+/// The bridges of `--pci-bridge` options, in segment order: `pci0` (with
+/// its options if given) first, then the others in command-line order.
+pub(super) fn bridges(options: &[BridgeOptions]) -> Result<Vec<PciBridge>> {
+    let mut bridges = vec![PciBridge::default_root()];
+    let mut root_given = false;
+    for o in options {
+        let taken = if o.id == DEFAULT_BRIDGE {
+            std::mem::replace(&mut root_given, true)
+        } else {
+            bridges.iter().any(|b| b.id == o.id)
+        };
+        if taken {
+            bail!("--pci-bridge id={} is given twice: each host bridge needs a name of its own", o.id);
+        }
+        if o.id == DEFAULT_BRIDGE {
+            bridges[0] = PciBridge::from_options(o, 0);
+            continue;
+        }
+        let segment = u16::try_from(bridges.len()).unwrap_or(u16::MAX);
+        if segment >= MAX_PCI_SEGMENTS {
+            bail!(
+                "--pci-bridge id={}: too many PCI host bridges (at most {MAX_PCI_SEGMENTS}, {DEFAULT_BRIDGE} \
+                 included: segments 0-{})",
+                o.id,
+                MAX_PCI_SEGMENTS - 1
+            );
+        }
+        bridges.push(PciBridge::from_options(o, segment));
+    }
+    Ok(bridges)
+}
+
+/// A device's DMA properties, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Dma {
+    /// Declared coherency.
+    pub coherent: bool,
+    /// Whether it bypasses the IOMMU.
+    pub direct_ram_access: bool,
+}
+
+/// The bridge a PCI device named `id` asks for (`bridge=NAME`, default the
+/// first).
+pub(super) fn bridge_of<'a>(bridges: &'a [PciBridge], id: &str, common: &Common) -> Result<&'a PciBridge> {
+    let Some(name) = &common.bridge else {
+        // `bridges()` always puts pci0 first.
+        return bridges.first().ok_or_else(|| anyhow::anyhow!("{id}: the machine has no PCI host bridge"));
+    };
+    if let Some(b) = bridges.iter().find(|b| &b.id == name) {
+        return Ok(b);
+    }
+    let known: Vec<&str> = bridges.iter().map(|b| b.id.as_str()).collect();
+    bail!(
+        "{id}: bridge={name}: no such PCI host bridge (known: {}; add one with --pci-bridge id={name})",
+        known.join(", ")
+    )
+}
+
+/// The DMA properties of a virtio-mmio device: what it says, else
+/// coherent and translated (the contract's defaults).
+pub(super) fn resolve_mmio(id: &str, common: &Common) -> Result<Dma> {
+    if let Some(name) = &common.bridge {
+        bail!("{id}: bridge={name} needs transport=pci: a virtio-mmio device sits on no PCI host bridge");
+    }
+    Ok(Dma {
+        coherent: common.coherent.unwrap_or(true),
+        direct_ram_access: common.direct_ram_access.unwrap_or(false),
+    })
+}
+
+/// The DMA properties of PCI device `id` on `bridge`: what the bridge
+/// declares, unless the device says otherwise where the firmware tables
+/// can express it.
+///
+/// - Coherency is per root (`_CCA` on the `PNP0A08` device; PCI Firmware
+///   3.3 and ACPI 6.5, 6.2.17, give PCI functions no `_CCA` of their own),
+///   so a device can only repeat its bridge's.
+/// - A bridge with `direct-ram-access=on` has no VIOT range, so nothing
+///   below it can be translated.
+/// - A `hotplug=on` bridge's scope must not depend on which device sits in
+///   which slot: a translated one covers every slot, so no device in it may
+///   bypass the IOMMU.
+///
+/// The virtio-iommu is never in its own scope: it always reaches memory
+/// directly, wherever it sits.
+pub(super) fn resolve_pci(id: &str, common: &Common, bridge: &PciBridge, is_iommu: bool) -> Result<Dma> {
+    debug_assert_eq!(common.transport, Transport::Pci);
+    let b = &bridge.id;
+    let coherent = match common.coherent {
+        Some(c) if c != bridge.coherent => bail!(
+            "{id}: coherent={} conflicts with its host bridge {b} (coherent={}): a PCI device's DMA coherency is \
+             its host bridge's (_CCA on the root); leave coherent= out, put the device on a bridge declared \
+             --pci-bridge id=NAME,coherent={}, or use transport=mmio",
+            on_off(c),
+            on_off(bridge.coherent),
+            on_off(c)
+        ),
+        _ => bridge.coherent,
+    };
+    if is_iommu {
+        return Ok(Dma { coherent, direct_ram_access: true });
+    }
+    let direct_ram_access = match common.direct_ram_access {
+        None => bridge.direct_ram_access,
+        Some(false) if bridge.direct_ram_access => bail!(
+            "{id}: direct-ram-access=off is impossible on host bridge {b} (direct-ram-access=on): that bridge \
+             bypasses the IOMMU as a whole and the VIOT declares no range for its segment {}, so nothing below \
+             it can be translated; put the device on a bridge with direct-ram-access=off",
+            bridge.segment
+        ),
+        Some(true) if bridge.hotplug && !bridge.direct_ram_access => bail!(
+            "{id}: direct-ram-access=on is not allowed on host bridge {b} (hotplug=on, direct-ram-access=off): \
+             the IOMMU scope of a hot-pluggable bridge covers all its slots, whatever is plugged in later, so \
+             no single device in it can bypass the IOMMU; put the device on another bridge, or make the whole \
+             bridge direct-ram-access=on"
+        ),
+        Some(d) => d,
+    };
+    Ok(Dma { coherent, direct_ram_access })
+}
+
+fn on_off(v: bool) -> &'static str {
+    if v {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_options::{parse_bridge, parse_disk};
+
+    fn opts(list: &[&str]) -> Vec<BridgeOptions> {
+        list.iter().map(|t| parse_bridge(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn segments_follow_the_command_line_and_pci0_is_always_first() {
+        let b = bridges(&opts(&["id=fast,direct-ram-access=on", "id=pci0,coherent=off", "id=hp,hotplug=on"]))
+            .unwrap();
+        let ids: Vec<(&str, u16)> = b.iter().map(|b| (b.id.as_str(), b.segment)).collect();
+        assert_eq!(ids, [("pci0", 0), ("fast", 1), ("hp", 2)]);
+        assert!(!b[0].coherent && !b[0].direct_ram_access);
+        assert!(b[1].coherent && b[1].direct_ram_access);
+        assert!(b[2].hotplug);
+        assert_eq!(bridges(&[]).unwrap(), [PciBridge::default_root()]);
+    }
+
+    #[test]
+    fn bridge_errors() {
+        for (list, needle) in [
+            (&["id=a", "id=a"][..], "--pci-bridge id=a is given twice"),
+            (&["id=pci0", "id=pci0,coherent=off"], "--pci-bridge id=pci0 is given twice"),
+        ] {
+            let err = bridges(&opts(list)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{list:?}: {err}");
+        }
+        let many: Vec<String> = (1..=16).map(|i| format!("id=b{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let err = bridges(&opts(&many)).unwrap_err().to_string();
+        assert!(err.contains("--pci-bridge id=b16: too many PCI host bridges (at most 16"), "{err}");
+        assert_eq!(bridges(&opts(&many[..15])).unwrap().len(), 16);
+    }
+
+    fn pci(text: &str) -> Common {
+        parse_disk(&format!("path=x,transport=pci,{text}")).unwrap().common
+    }
+
+    fn bridge(text: &str) -> PciBridge {
+        PciBridge::from_options(&parse_bridge(text).unwrap(), 1)
+    }
+
+    #[test]
+    fn devices_inherit_what_they_leave_out() {
+        let bypass = bridge("id=b,direct-ram-access=on,coherent=off");
+        assert_eq!(
+            resolve_pci("d", &pci(""), &bypass, false).unwrap(),
+            Dma { coherent: false, direct_ram_access: true }
+        );
+        let translated = bridge("id=t");
+        assert_eq!(
+            resolve_pci("d", &pci(""), &translated, false).unwrap(),
+            Dma { coherent: true, direct_ram_access: false }
+        );
+        // Saying the bridge's own value is fine; a per-device bypass on a
+        // translated (not hot-pluggable) bridge too.
+        assert!(resolve_pci("d", &pci("coherent=off,direct-ram-access=on"), &bypass, false).is_ok());
+        assert_eq!(
+            resolve_pci("d", &pci("direct-ram-access=on"), &translated, false).unwrap(),
+            Dma { coherent: true, direct_ram_access: true }
+        );
+        // The IOMMU bypasses itself anywhere, and takes its bridge's coherency.
+        for b in [&bypass, &translated, &bridge("id=h,hotplug=on")] {
+            let dma = resolve_pci("iommu0", &pci(""), b, true).unwrap();
+            assert_eq!(dma, Dma { coherent: b.coherent, direct_ram_access: true });
+        }
+        assert_eq!(
+            resolve_mmio("m", &parse_disk("path=x").unwrap().common).unwrap(),
+            Dma { coherent: true, direct_ram_access: false }
+        );
+    }
+
+    #[test]
+    fn rejected_combinations_say_why() {
+        let cases = [
+            (
+                "coherent=off",
+                "id=b",
+                "d: coherent=off conflicts with its host bridge b (coherent=on): a PCI device's DMA coherency is \
+                 its host bridge's (_CCA on the root)",
+            ),
+            ("coherent=on", "id=b,coherent=off", "d: coherent=on conflicts with its host bridge b (coherent=off)"),
+            (
+                "direct-ram-access=off",
+                "id=b,direct-ram-access=on",
+                "d: direct-ram-access=off is impossible on host bridge b (direct-ram-access=on): that bridge \
+                 bypasses the IOMMU as a whole and the VIOT declares no range for its segment 1",
+            ),
+            (
+                "direct-ram-access=off",
+                "id=b,direct-ram-access=on,hotplug=on",
+                "d: direct-ram-access=off is impossible on host bridge b",
+            ),
+            (
+                "direct-ram-access=on",
+                "id=b,hotplug=on",
+                "d: direct-ram-access=on is not allowed on host bridge b (hotplug=on, direct-ram-access=off): \
+                 the IOMMU scope of a hot-pluggable bridge covers all its slots",
+            ),
+        ];
+        for (device, b, needle) in cases {
+            let err = resolve_pci("d", &pci(device), &bridge(b), false).unwrap_err().to_string();
+            assert!(err.contains(needle), "{device} on {b}: {err}");
+        }
+        // A wholly bypassing hot-pluggable bridge takes bypassing devices.
+        assert!(resolve_pci(
+            "d",
+            &pci("direct-ram-access=on"),
+            &bridge("id=b,direct-ram-access=on,hotplug=on"),
+            false
+        )
+        .is_ok());
+        let err = resolve_mmio("m", &parse_disk("path=x,bridge=b").unwrap().common).unwrap_err().to_string();
+        assert!(err.contains("m: bridge=b needs transport=pci"), "{err}");
+        let all = [PciBridge::default_root(), bridge("id=fast")];
+        let err = bridge_of(&all, "d", &pci("bridge=slow")).unwrap_err().to_string();
+        assert!(err.contains("d: bridge=slow: no such PCI host bridge (known: pci0, fast"), "{err}");
+        assert_eq!(bridge_of(&all, "d", &pci("")).unwrap().id, "pci0");
+        assert_eq!(bridge_of(&all, "d", &pci("bridge=fast")).unwrap().id, "fast");
+    }
+}
