@@ -230,6 +230,12 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for VirtioIommu<M> 
         }
     }
 
+    /// The driver waits for every request (Linux's `viommu_sync_req` spins
+    /// on the used ring): answer on the notifying vCPU's thread.
+    fn notify_inline(&self) -> bool {
+        true
+    }
+
     /// Device reset (5.13.5): every endpoint is detached, every domain and
     /// mapping is gone, waiting faults are dropped; `bypass` keeps its
     /// value (5.13.4.2: it is restored only on system reset, which here is

@@ -179,7 +179,10 @@ fn place_mmio<M: GuestMemory + Send + Sync + 'static>(
         .with_context(|| format!("{}: virtio-mmio transport", device.id))?
         .with_label(&device.id);
     let events = clone_events(&device.id, transport.queue_events())?;
-    for (i, evt) in events.iter().enumerate() {
+    // A device that answers on the notifying vCPU's thread gets no
+    // ioeventfd: its notify writes trap to dmavm.
+    let fast_path = if transport.notifies_inline() { &[][..] } else { &events[..] };
+    for (i, evt) in fast_path.iter().enumerate() {
         // KVM completes the guest's notify write itself and signals the
         // eventfd: no exit to dmavm on the hot path.
         let addr = IoEventAddress::Mmio(base + NOTIFY_OFFSET);
@@ -227,11 +230,17 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
         );
     }
     let events = clone_events(&device.id, transport.queue_events())?;
-    let notify = clone_events(&device.id, transport.queue_events())?
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, evt)| Some((evt, transport.notify_offset(i)?)))
-        .collect();
+    // A device that answers on the notifying vCPU's thread gets no
+    // ioeventfd: its notify writes trap to dmavm.
+    let notify = if transport.notifies_inline() {
+        Vec::new()
+    } else {
+        clone_events(&device.id, transport.queue_events())?
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, evt)| Some((evt, transport.notify_offset(i)?)))
+            .collect()
+    };
     // Recorded first: adding the device maps its BAR, which registers these.
     pci.notify.record(slot, &device.id, notify);
     let transport = Arc::new(Mutex::new(transport));

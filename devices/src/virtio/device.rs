@@ -115,4 +115,16 @@ pub trait VirtioDevice<M: GuestMemory>: Send {
     /// Back to the state before activation (the driver wrote status 0, or
     /// the transport refused `FEATURES_OK`); queues and memory are dropped.
     fn reset(&mut self);
+
+    /// Whether the driver waits for each request before going on (the
+    /// virtio-iommu: Linux spins on the used ring after every MAP and
+    /// UNMAP). Such a device's notifications are processed on the thread
+    /// of the trapped notify write, before the write completes, and the VMM
+    /// registers no ioeventfd for them: handing a notification to the event
+    /// loop and back costs two thread wake-ups per request, and a spinning
+    /// vCPU may delay the event loop's thread for a whole time slice when
+    /// they share a host CPU.
+    fn notify_inline(&self) -> bool {
+        false
+    }
 }

@@ -678,6 +678,25 @@ mod tests {
     }
 
     #[test]
+    fn inline_device_processes_notify_writes_at_once() {
+        let Fixture { mut t, record, .. } = fixture();
+        record.lock().unwrap().notify_inline = true;
+        assert!(t.notifies_inline());
+        w(&mut t, NOTIFY_OFFSET, 1);
+        assert!(record.lock().unwrap().processed.is_empty(), "not yet DRIVER_OK");
+        bring_up(&mut t);
+        w(&mut t, NOTIFY_OFFSET, 1);
+        w(&mut t, NOTIFY_OFFSET, 0);
+        w(&mut t, NOTIFY_OFFSET, 2);
+        w(&mut t, NOTIFY_OFFSET, u32::MAX);
+        assert_eq!(record.lock().unwrap().processed, vec![1, 0]);
+        // Nothing went through the eventfds.
+        for evt in t.queue_events() {
+            assert_eq!(evt.read().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        }
+    }
+
+    #[test]
     fn notification_of_disabled_queue_is_dropped() {
         let Fixture { mut t, record, .. } = fixture();
         assert!(negotiate(&mut t, |f| f));

@@ -30,6 +30,8 @@ pub(crate) struct Record {
     pub(crate) interrupt: Option<Arc<dyn VirtioInterrupt>>,
     pub(crate) fail_activate: bool,
     pub(crate) fail_process: bool,
+    /// What the device answers to `notify_inline`.
+    pub(crate) notify_inline: bool,
 }
 
 /// A device that records every call into its [`Record`].
@@ -86,6 +88,9 @@ impl VirtioDevice<GuestMemoryMmap> for MockDevice {
             return Err(DeviceError::Queue("bad ring".into()));
         }
         Ok(())
+    }
+    fn notify_inline(&self) -> bool {
+        self.record.lock().unwrap().notify_inline
     }
     fn reset(&mut self) {
         let mut r = self.record.lock().unwrap();

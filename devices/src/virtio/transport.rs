@@ -501,9 +501,18 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
         }
     }
 
-    /// A trapped notify write for queue `index`: hand it to the event loop
-    /// through the queue's eventfd, exactly as a registered ioeventfd would.
-    pub(crate) fn notify(&self, index: u64) {
+    /// A trapped notify write for queue `index`: processed right here if
+    /// the device asks for it ([`VirtioDevice::notify_inline`]), otherwise
+    /// handed to the event loop through the queue's eventfd, exactly as a
+    /// registered ioeventfd would.
+    pub(crate) fn notify(&mut self, index: u64) {
+        if self.device.notify_inline() {
+            match usize::try_from(index) {
+                Ok(queue) if queue < self.queues.len() => self.process_notification(queue),
+                _ => debug!("{}: notification for nonexistent queue {index}", self.label),
+            }
+            return;
+        }
         match usize::try_from(index).ok().and_then(|i| self.queue_events.get(i)) {
             Some(evt) => {
                 if let Err(e) = evt.write(1) {
@@ -575,6 +584,13 @@ pub trait VirtioTransport<M: GuestMemory + Send + Sync + 'static>: Send {
     /// Trapped notify writes (no ioeventfd) signal the same eventfd.
     fn queue_events(&self) -> &[EventFd] {
         self.core().queue_events()
+    }
+
+    /// Whether notify writes are processed where they trap (see
+    /// [`VirtioDevice::notify_inline`]): the VMM then registers no ioeventfd
+    /// for this device's queues.
+    fn notifies_inline(&self) -> bool {
+        self.core().device.notify_inline()
     }
 
     /// The driver notified queue `queue`: lets the device process it, if the
