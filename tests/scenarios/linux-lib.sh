@@ -62,19 +62,21 @@ report_iommu_stats() {
   sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): endpoint [^:]*: domain [^,]*, \([0-9]*\) map, \([0-9]*\) unmap, \([0-9]*\) translations, \([0-9]*\) IOTLB misses, \([0-9]*\) faults$/DMAVM stats_\1=\2,\3,\4,\5,\6/p' "$log"
 }
 
-# iommu_scenario: a guest with a virtio-iommu (PCI) translating a disk and
-# the RNG on PCI and a disk on virtio-mmio, plus one disk bypassing it
+# iommu_scenario: a guest with a virtio-iommu translating a disk on PCI, a
+# disk on virtio-mmio and the RNG, plus one disk on PCI bypassing it
 # (direct-ram-access=on), running the virtio check; reports its lines, the
 # IOMMU counters per device and the host-side disk checks. Guest kernel
-# options (iommu.strict=1, iommu.passthrough=1) come in $EXTRA_CMDLINE.
+# options (iommu.strict=1, iommu.passthrough=1) come in $EXTRA_CMDLINE,
+# the IOMMU's and the RNG's transports in $IOMMU_TRANSPORT and
+# $RNG_TRANSPORT (default pci).
 iommu_scenario() {
   d=/tmp/iommu
   prepare_disks $d
-  devices="--iommu --stats --disk path=$d/rand.img,id=rand,transport=pci"
+  devices="--iommu transport=${IOMMU_TRANSPORT:-pci} --stats --disk path=$d/rand.img,id=rand,transport=pci"
   devices="$devices --disk path=$d/scratch.img,id=scratch,transport=mmio"
   devices="$devices --disk path=$d/ro.img,id=ro,readonly=on,transport=pci,direct-ram-access=on"
   # shellcheck disable=SC2086 # a list of options
-  boot_guest_with vmlinux 2 256M virtio $devices --rng transport=pci
+  boot_guest_with vmlinux 2 256M virtio $devices --rng transport=${RNG_TRANSPORT:-pci}
   report_iommu_stats
   check_disks $d
   rm -rf $d

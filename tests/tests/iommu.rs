@@ -11,7 +11,7 @@ mod common;
 
 use dmavm_tests::{Error, ScenarioResult};
 
-const ALL: &[&str] = &["iommu-lazy", "iommu-strict", "iommu-passthrough"];
+const ALL: &[&str] = &["iommu-lazy", "iommu-strict", "iommu-passthrough", "iommu-mmio"];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     common::scenario(ALL, name)
@@ -49,7 +49,25 @@ fn counters(r: &ScenarioResult, device: &str) -> [u64; 5] {
     n.try_into().unwrap_or_else(|_| panic!("bad counters {v}: {r}"))
 }
 
-fn assert_io_and_scope(r: &ScenarioResult) {
+/// Where the guest finds each device (its parent in sysfs).
+struct Placement {
+    /// Translated devices.
+    translated: [&'static str; 3],
+    /// The bypassing disk.
+    bypassing: &'static str,
+}
+
+/// The IOMMU at 00:01.0; rand 00:02.0, ro (bypassing) 00:03.0, the RNG
+/// 00:04.0; scratch on virtio-mmio.
+const IOMMU_ON_PCI: Placement =
+    Placement { translated: ["0000:00:02.0", "0000:00:04.0", "LNRO0005:00"], bypassing: "0000:00:03.0" };
+
+/// The IOMMU the first virtio-mmio device (LNRO0005:00); rand 00:01.0, ro
+/// (bypassing) 00:02.0; scratch and the RNG the next virtio-mmio devices.
+const IOMMU_ON_MMIO: Placement =
+    Placement { translated: ["0000:00:01.0", "LNRO0005:01", "LNRO0005:02"], bypassing: "0000:00:02.0" };
+
+fn assert_io_and_scope(r: &ScenarioResult, placement: &Placement) {
     assert_eq!(r.status, 0, "{r}");
     assert_eq!(value(r, "vmm_status"), "0", "{r}");
     assert_eq!(value(r, "rand_sha"), value(r, "host_rand_sha"), "translated PCI disk reads: {r}");
@@ -58,18 +76,16 @@ fn assert_io_and_scope(r: &ScenarioResult) {
     assert_eq!(value(r, "host_ro_unchanged"), "1", "{r}");
     assert_eq!(value(r, "hwrng_bytes"), "1048576", "translated RNG: {r}");
     assert_eq!(value(r, "dmesg_bad"), "0", "{r}");
-    // The IOMMU is at 00:01.0; rand 00:02.0, ro (bypassing) 00:03.0, the
-    // RNG 00:04.0; scratch on virtio-mmio.
     let seen = devices(r);
     let find = |parent: &str| {
         seen.iter().find(|(p, _, _)| p == parent).cloned().unwrap_or_else(|| panic!("no {parent}: {r}"))
     };
-    for translated in ["0000:00:02.0", "0000:00:04.0", "LNRO0005:00"] {
+    for translated in placement.translated {
         let (_, group, access_platform) = find(translated);
         assert_ne!(group, "none", "{translated} must be in an iommu group: {r}");
         assert!(access_platform, "{translated} must negotiate ACCESS_PLATFORM: {r}");
     }
-    let (_, group, access_platform) = find("0000:00:03.0");
+    let (_, group, access_platform) = find(placement.bypassing);
     assert_eq!(group, "none", "the bypassing disk is in no iommu group: {r}");
     assert!(!access_platform, "the bypassing disk has no ACCESS_PLATFORM: {r}");
     // The bypassing disk is not an endpoint: dmavm has no counters for it.
@@ -88,7 +104,7 @@ fn assert_translated(r: &ScenarioResult) {
 #[test]
 fn lazy_invalidation_translates_and_bypasses_as_declared() -> Result<(), Error> {
     let r = scenario("iommu-lazy")?;
-    assert_io_and_scope(&r);
+    assert_io_and_scope(&r, &IOMMU_ON_PCI);
     assert_translated(&r);
     Ok(())
 }
@@ -96,7 +112,7 @@ fn lazy_invalidation_translates_and_bypasses_as_declared() -> Result<(), Error> 
 #[test]
 fn strict_invalidation_translates_and_bypasses_as_declared() -> Result<(), Error> {
     let r = scenario("iommu-strict")?;
-    assert_io_and_scope(&r);
+    assert_io_and_scope(&r, &IOMMU_ON_PCI);
     assert_translated(&r);
     Ok(())
 }
@@ -104,10 +120,18 @@ fn strict_invalidation_translates_and_bypasses_as_declared() -> Result<(), Error
 #[test]
 fn passthrough_attaches_to_the_bypass_domain() -> Result<(), Error> {
     let r = scenario("iommu-passthrough")?;
-    assert_io_and_scope(&r);
+    assert_io_and_scope(&r, &IOMMU_ON_PCI);
     for device in ["rand", "scratch", "rng0"] {
         let [map, unmap, _translations, _misses, faults] = counters(&r, device);
         assert_eq!((map, unmap, faults), (0, 0, 0), "{device}: identity domain, no MAP/UNMAP: {r}");
     }
+    Ok(())
+}
+
+#[test]
+fn iommu_on_virtio_mmio_translates_pci_and_mmio_devices() -> Result<(), Error> {
+    let r = scenario("iommu-mmio")?;
+    assert_io_and_scope(&r, &IOMMU_ON_MMIO);
+    assert_translated(&r);
     Ok(())
 }
