@@ -92,23 +92,30 @@ pub struct RunArgs {
     #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
     pub disk: Vec<DiskOptions>,
 
-    /// A PCI host bridge on a PCI segment of its own, a DMA domain for the
-    /// PCI devices below it (bridge=NAME on a device; repeat for more, up
-    /// to 16 in all). The guest sees each as an ACPI PNP0A08 root with its
-    /// own ECAM, BAR windows and _CCA, and its devices as 000S:00:DD.0.
-    /// pci0 is the default bridge on segment 0 that every machine has
-    /// (id=pci0 sets its keys); other names get segments 1, 2, ... in
-    /// command-line order.
-    /// Keys: id=NAME (required), coherent=on|off (default on: _CCA of the
-    /// root; a PCI device cannot differ from its bridge),
-    /// direct-ram-access=on|off (default off; on: the whole bridge bypasses
-    /// the IOMMU, its segment gets no VIOT range, its devices inherit on and
-    /// asking for off there is an error; a bridge with off may still hold
-    /// single devices with direct-ram-access=on), hotplug=on|off (default
-    /// off; reserved for hot-plug: the IOMMU scope then covers every slot,
-    /// so a per-device bypass inside a translated hot-pluggable bridge is
-    /// an error). Example: --pci-bridge id=fast,direct-ram-access=on
-    /// --disk path=a.img,transport=pci,bridge=fast.
+    /// A PCI host bridge on a PCI segment of its own: a DMA domain for
+    /// the PCI devices put on it with bridge=NAME. Repeat for more (16 in
+    /// all).
+    ///
+    /// The guest sees each bridge as an ACPI PNP0A08 root with its own ECAM
+    /// (an MCFG entry), BAR windows and _CCA, and names its devices
+    /// 000S:00:DD.0 (S = segment). pci0 is the bridge on segment 0 that
+    /// every machine has (id=pci0,... sets its keys); other names get
+    /// segments 1, 2, ... in command-line order.
+    ///
+    /// Keys: id=NAME (required). coherent=on|off (default on): the _CCA of
+    /// the root, which is the coherency of every device on it (a device
+    /// asking for another value is an error). direct-ram-access=on|off
+    /// (default off): on puts the whole bridge outside the IOMMU's scope
+    /// (no VIOT range for its segment) and its devices inherit it (asking
+    /// for off there is an error); a bridge with off may still hold single
+    /// devices with direct-ram-access=on. hotplug=on|off (default off;
+    /// reserved for hot-plug): a translated hot-pluggable bridge is in the
+    /// IOMMU's scope whole, every slot, so a device bypassing it there is
+    /// an error.
+    ///
+    /// Example: --iommu --pci-bridge id=fast,direct-ram-access=on --disk
+    /// path=a.img,transport=pci,bridge=fast (segment 0 translated, the disk
+    /// at 0001:00:01.0 bypassing the IOMMU).
     #[arg(long = "pci-bridge", value_name = "KEYS", value_parser = parse_bridge)]
     pub pci_bridge: Vec<BridgeOptions>,
 
