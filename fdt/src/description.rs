@@ -33,8 +33,9 @@ impl MemoryRange {
 pub struct Machine {
     /// The root node's `model`.
     pub model: String,
-    /// The MPIDR_EL1 of each vCPU, in vCPU order: `cpu@N` nodes with `reg` = the affinity fields
-    /// (Aff3 in bits 39:32, Aff2-Aff0 in bits 23:0; no other bit may be set). KVM's defaults are
+    /// The MPIDR_EL1 of each vCPU, in vCPU order: `cpu@N` nodes with `reg` = its affinity fields
+    /// (Aff3 in bits 39:32, Aff2-Aff0 in bits 23:0); the other bits (RES1 bit 31, U, MT) are
+    /// ignored, so a value read from KVM can be given as it is. KVM's defaults are
     /// [`crate::layout::kvm_mpidr`].
     pub cpus: Vec<u64>,
     /// Guest RAM, one `memory@` node per range; ranges must not overlap.

@@ -326,3 +326,52 @@ pub fn build(m: &Machine) -> Result<Vec<u8>, Error> {
     }
     Ok(blob)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{pci_segment, virtio_mmio_device};
+    use crate::tree::parse;
+
+    #[test]
+    fn gic_without_its_has_no_child_address_space() {
+        let mut m = Machine::virt(1, 1 << 30, "");
+        m.gic.its = None;
+        let root = parse(&build(&m).unwrap()).unwrap().root;
+        let gic = root.find("/interrupt-controller@8000000").unwrap();
+        assert!(gic.children.is_empty());
+        assert!(!gic.has("ranges") && !gic.has("#address-cells") && !gic.has("#size-cells"));
+        assert_eq!(gic.u32("phandle"), Some(PHANDLE_GIC));
+    }
+
+    #[test]
+    fn cpu_reg_is_the_affinity_of_the_mpidr() {
+        let mut m = Machine::virt(2, 1 << 30, "");
+        // As KVM reports them: bit 31 is RES1.
+        m.cpus = vec![0x8000_0000, 0x8000_0101];
+        let root = parse(&build(&m).unwrap()).unwrap().root;
+        assert_eq!(root.find("/cpus/cpu@101").unwrap().u32("reg"), Some(0x101));
+        assert_eq!(root.find("/cpus/cpu@0").unwrap().u32("reg"), Some(0));
+    }
+
+    #[test]
+    fn pci_iommu_of_function_0_and_its_unit_address() {
+        let mut m = Machine::virt(1, 1 << 30, "");
+        let mut root = pci_segment(0).unwrap().root(false, PciIommuScope::all_except(0, 15, 0, &[0x18]));
+        root.bus_start = 0;
+        m.pci_roots = vec![root];
+        m.iommu = Some(VirtioIommu::Pci { segment: 0, bdf: 0x18 });
+        m.virtio_mmio = vec![virtio_mmio_device(0, true, Some(0x1_0000)).unwrap()];
+        let tree = parse(&build(&m).unwrap()).unwrap().root;
+        let iommu = tree.find("/pcie@30000000/iommu@3").unwrap();
+        assert_eq!(iommu.u32s("reg").unwrap(), [0x1800, 0, 0, 0, 0]);
+        assert_eq!(iommu.u32("phandle"), Some(PHANDLE_VIOMMU));
+        assert_eq!(tree.find("/virtio@a000000").unwrap().u32s("iommus").unwrap(), [PHANDLE_VIOMMU, 0x1_0000]);
+    }
+
+    #[test]
+    fn too_large_a_blob_is_refused() {
+        let m = Machine::virt(1, 1 << 30, &"x".repeat(FDT_MAX_SIZE));
+        assert!(matches!(build(&m), Err(Error::TooLarge(_))));
+    }
+}

@@ -301,3 +301,229 @@ pub fn validate(m: &Machine) -> Result<(), Error> {
     check_pci(m)?;
     check_iommu(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::description::PciIommuRange;
+    use crate::layout::{pci_segment, virtio_mmio_device};
+
+    /// Two CPUs, 1 GiB, two virtio-mmio devices, one bridge translated from endpoint 0, the
+    /// virtio-iommu at 00:01.0: valid.
+    fn machine() -> Machine {
+        let mut m = Machine::virt(2, 1 << 30, "console=ttyAMA0");
+        m.virtio_mmio = vec![
+            virtio_mmio_device(0, true, Some(0x10_0000)).unwrap(),
+            virtio_mmio_device(1, false, None).unwrap(),
+        ];
+        m.pci_roots = vec![pci_segment(0).unwrap().root(true, PciIommuScope::all_except(0, 15, 0, &[0x08]))];
+        m.iommu = Some(VirtioIommu::Pci { segment: 0, bdf: 0x08 });
+        m
+    }
+
+    fn err(m: &Machine) -> Error {
+        validate(m).expect_err("validation should fail")
+    }
+
+    fn ranges(m: &mut Machine, list: &[(u16, u16, u32)]) {
+        m.pci_roots[0].iommu = PciIommuScope::Ranges(
+            list.iter()
+                .map(|&(rid_start, rid_end, endpoint_start)| PciIommuRange {
+                    rid_start,
+                    rid_end,
+                    endpoint_start,
+                })
+                .collect(),
+        );
+    }
+
+    #[test]
+    fn the_sample_is_valid() {
+        validate(&machine()).unwrap();
+        validate(&Machine::virt(1, 16 << 20, "")).unwrap();
+    }
+
+    #[test]
+    fn cpus_and_memory() {
+        let mut m = machine();
+        m.cpus.clear();
+        assert!(matches!(err(&m), Error::NoCpus));
+        // Bit 31 (RES1 in MPIDR_EL1) is not affinity: these are the same CPU.
+        m.cpus = vec![0x8000_0001, 1];
+        assert!(matches!(err(&m), Error::DuplicateMpidr(1)));
+        let mut m = machine();
+        m.memory.clear();
+        assert!(matches!(err(&m), Error::NoMemory));
+        let mut m = machine();
+        m.gic.redistributors.size = 0x2_0000;
+        assert_eq!(
+            err(&m).to_string(),
+            "the GIC redistributor region (0x20000 bytes) is too small for 2 CPUs: each needs 0x20000 bytes, \
+             0x40000 in all"
+        );
+    }
+
+    #[test]
+    fn regions_are_non_empty_and_disjoint() {
+        let mut m = machine();
+        m.virtio_mmio[1].region.size = 0;
+        assert_eq!(err(&m).to_string(), "virtio-mmio device at 0xa001000 is empty (size 0)");
+        let mut m = machine();
+        m.memory.push(MemoryRange::new(u64::MAX - 0xfff, 0x2000));
+        assert!(matches!(err(&m), Error::RegionWraps { .. }));
+        let mut m = machine();
+        m.virtio_mmio[1].region.base = 0x0900_0100;
+        assert_eq!(
+            err(&m).to_string(),
+            "the UART (0x9000000..0x9001000) overlaps virtio-mmio device at 0x9000100 (0x9000100..0x9000300)"
+        );
+        let mut m = machine();
+        m.memory[0].size = 0x80_0000_0000;
+        assert!(matches!(err(&m), Error::Overlap { ref first, ref second, .. }
+                if first == "RAM range 0" && second == "the 64-bit window of PCI segment 0"));
+        let mut m = machine();
+        m.pci_roots[0].ecam_base = 0x0800_0000 - (1 << 20);
+        assert!(
+            matches!(err(&m), Error::Overlap { ref second, .. } if second == "the ECAM of PCI segment 0")
+        );
+    }
+
+    #[test]
+    fn interrupts() {
+        let mut m = machine();
+        m.virtio_mmio[1].spi = 988;
+        assert_eq!(
+            err(&m).to_string(),
+            "virtio-mmio device at 0xa001000 uses SPI 988, but GICv3 SPIs are numbered 0-987"
+        );
+        let mut m = machine();
+        m.virtio_mmio[1].spi = m.uart.spi;
+        assert_eq!(
+            err(&m).to_string(),
+            "SPI 1 is given to both the UART and virtio-mmio device at 0xa001000"
+        );
+        let mut m = machine();
+        m.timer.virt = 16;
+        assert!(matches!(err(&m), Error::PpiOutOfRange { what: "virtual", ppi: 16 }));
+        let mut m = machine();
+        m.uart.clock_hz = 0;
+        assert!(matches!(err(&m), Error::NoUartClock));
+    }
+
+    #[test]
+    fn chosen() {
+        let mut m = machine();
+        m.chosen.initrd = Some(MemoryRange::new(0x4000_0000 + (1 << 30) - 0x1000, 0x2000));
+        assert!(matches!(err(&m), Error::InitrdOutsideRam { .. }));
+        m.chosen.initrd = Some(MemoryRange::new(0x4000_0000, 0));
+        assert!(matches!(err(&m), Error::InitrdOutsideRam { .. }));
+        m.chosen.initrd = Some(MemoryRange::new(0x4000_0000, 0x1000));
+        validate(&m).unwrap();
+        m.chosen.bootargs = "a\0b".into();
+        assert_eq!(err(&m).to_string(), "the kernel command line contains a NUL byte");
+    }
+
+    #[test]
+    fn host_bridges() {
+        let mut m = machine();
+        m.pci_roots.push(pci_segment(1).unwrap().root(true, PciIommuScope::Bypass));
+        m.pci_roots[1].segment = 0;
+        assert!(matches!(err(&m), Error::DuplicatePciSegment(0)));
+        let mut m = machine();
+        m.pci_roots[0].bus_start = 3;
+        m.pci_roots[0].bus_end = 2;
+        assert!(matches!(err(&m), Error::PciBusRange { segment: 0, start: 3, end: 2 }));
+        let mut m = machine();
+        m.pci_roots[0].ecam_base += 0x1000;
+        assert!(matches!(err(&m), Error::PciEcamAlignment { .. }));
+        let mut m = machine();
+        m.pci_roots[0].mem32 = MemoryRange::new(0xf000_0000, 0x2000_0000);
+        assert!(matches!(err(&m), Error::PciMem32Above4G { .. }));
+        let mut m = machine();
+        m.pci_roots[0].io = Some(MemoryRange::new(0x0f00_0000, 0x2_0000));
+        assert!(matches!(err(&m), Error::PciIoTooLarge { size: 0x2_0000, .. }));
+        let mut m = machine();
+        m.gic.its = None;
+        assert!(matches!(err(&m), Error::NoIts));
+        let mut m = machine();
+        m.pci_roots[0].its_device_base = u32::MAX - 0xff;
+        assert!(matches!(err(&m), Error::ItsDeviceIdOverflow { .. }));
+        let mut m = machine();
+        let mut second = pci_segment(1).unwrap().root(true, PciIommuScope::Bypass);
+        second.its_device_base = 0xfff;
+        m.pci_roots.push(second);
+        assert_eq!(err(&m).to_string(), "PCI segments 0 and 1 share ITS DeviceIDs");
+    }
+
+    #[test]
+    fn iommu_map_ranges() {
+        let mut m = machine();
+        ranges(&mut m, &[(0x10, 0xf, 0)]);
+        assert!(matches!(err(&m), Error::IommuRangeEmpty { .. }));
+        ranges(&mut m, &[(0x10, 0x1000, 0x10)]);
+        assert_eq!(
+            err(&m).to_string(),
+            "PCI segment 0: IOMMU range of requester IDs 0x0010..=0x1000 is not within the bridge's buses 0x0..=0xf"
+        );
+        ranges(&mut m, &[(0x10, 0x1f, 0x10), (0x18, 0x20, 0x18)]);
+        assert!(matches!(
+            err(&m),
+            Error::IommuRangesOverlap { first: (0x10, 0x1f), second: (0x18, 0x20), .. }
+        ));
+        ranges(&mut m, &[(0x10, 0x1f, u32::MAX - 3)]);
+        assert!(matches!(err(&m), Error::EndpointIdOverflow(_)));
+        // Two ranges of one bridge on the same endpoint IDs.
+        ranges(&mut m, &[(0x10, 0x1f, 0x10), (0x20, 0x2f, 0x18)]);
+        assert_eq!(
+            err(&m).to_string(),
+            "endpoint ID 0x18 is given to both requester IDs 0000:00:02.0..=0000:00:03.7 and requester IDs \
+             0000:00:04.0..=0000:00:05.7"
+        );
+        // A PCI range and a virtio-mmio device.
+        ranges(&mut m, &[(0x10, 0x1f, 0x10_0000 - 4)]);
+        assert!(matches!(err(&m), Error::EndpointIdReused { id: 0x10_0000, .. }));
+        // Two bridges on the same endpoint IDs.
+        let mut m = machine();
+        m.pci_roots.push(pci_segment(1).unwrap().root(true, PciIommuScope::all_except(0, 15, 0xf00, &[])));
+        assert!(matches!(err(&m), Error::EndpointIdReused { id: 0xf00, .. }));
+    }
+
+    #[test]
+    fn the_iommu_exists_and_is_never_in_its_own_scope() {
+        let mut m = machine();
+        ranges(&mut m, &[(0, 0xfff, 0)]);
+        assert_eq!(
+            err(&m).to_string(),
+            "the virtio-iommu (0000:00:01.0) is in its own scope: the IOMMU is never in its own scope"
+        );
+        let mut m = machine();
+        m.iommu = Some(VirtioIommu::Mmio { base: m.virtio_mmio[0].region.base });
+        assert!(matches!(err(&m), Error::IommuInOwnScope(_)), "the mmio IOMMU with iommus");
+        m.iommu = Some(VirtioIommu::Mmio { base: m.virtio_mmio[1].region.base });
+        validate(&m).unwrap();
+        m.iommu = Some(VirtioIommu::Mmio { base: 0x0a00_0100 });
+        assert!(matches!(err(&m), Error::IommuNotMmioDevice(0x0a00_0100)));
+        let mut m = machine();
+        m.iommu = Some(VirtioIommu::Pci { segment: 0, bdf: 0x108 });
+        assert_eq!(
+            err(&m).to_string(),
+            "the virtio-iommu 0000:01:01.0 is not on the root bus of any PCI host bridge of the machine"
+        );
+        m.iommu = Some(VirtioIommu::Pci { segment: 1, bdf: 0x08 });
+        assert!(matches!(err(&m), Error::IommuNotOnRootBus(_)));
+        // Translated devices need an IOMMU to point at.
+        let mut m = machine();
+        m.iommu = None;
+        m.pci_roots[0].iommu = PciIommuScope::Bypass;
+        assert_eq!(
+            err(&m).to_string(),
+            "virtio-mmio device at 0xa000000 is translated by the virtio-iommu, but the machine has none"
+        );
+        m.virtio_mmio[0].iommu_endpoint = None;
+        validate(&m).unwrap();
+        ranges(&mut m, &[(0x10, 0x17, 0x10)]);
+        assert!(matches!(err(&m), Error::NoIommu(_)));
+        ranges(&mut m, &[]);
+        validate(&m).unwrap();
+    }
+}
