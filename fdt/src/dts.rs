@@ -33,7 +33,7 @@ pub fn to_dts(blob: &[u8]) -> Result<String, Error> {
     if !tree.reserved.is_empty() {
         out.push('\n');
     }
-    node(&mut out, &tree.root, 0, &targets(&tree.root));
+    node(&mut out, &tree.root, 0, &targets(&tree.root), Context { parent: None, interrupt_cells: None });
     Ok(out)
 }
 
@@ -57,16 +57,34 @@ fn targets(root: &Node) -> Vec<Target<'_>> {
     out
 }
 
-fn node(out: &mut String, n: &Node, depth: usize, targets: &[Target]) {
+/// What the cells of a node's properties depend on outside the node.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    /// The parent node (its `#address-cells` and `#size-cells` shape `reg` and `ranges`).
+    parent: Option<&'a Node>,
+    /// `#interrupt-cells` of the node's interrupt parent, if known.
+    interrupt_cells: Option<usize>,
+}
+
+fn node(out: &mut String, n: &Node, depth: usize, targets: &[Target], cx: Context) {
     let indent = "\t".repeat(depth);
     let name = if n.name.is_empty() { "/" } else { &n.name };
     let label = targets.iter().find(|t| std::ptr::eq(t.node, n)).map(|t| format!("{}: ", t.label));
     let _ = writeln!(out, "{indent}{}{name} {{", label.unwrap_or_default());
+    // An `interrupt-parent` here applies to this node and, unless they name their own, its
+    // children.
+    let interrupt_cells = n
+        .u32("interrupt-parent")
+        .and_then(|ph| targets.iter().find(|t| t.phandle == ph))
+        .and_then(|t| t.node.u32("#interrupt-cells"))
+        .map(|c| c as usize)
+        .or(cx.interrupt_cells);
+    let cx = Context { interrupt_cells, ..cx };
     for p in &n.properties {
         let _ = write!(out, "{indent}\t{}", p.name);
         if !p.value.is_empty() {
             out.push_str(" = ");
-            value(out, p, targets);
+            value(out, p, n, cx, targets);
         }
         out.push_str(";\n");
     }
@@ -74,20 +92,45 @@ fn node(out: &mut String, n: &Node, depth: usize, targets: &[Target]) {
         if i > 0 || !n.properties.is_empty() {
             out.push('\n');
         }
-        node(out, c, depth + 1, targets);
+        node(out, c, depth + 1, targets, Context { parent: Some(n), interrupt_cells });
     }
     let _ = writeln!(out, "{indent}}};");
 }
 
-/// Which cells of `p` are phandles, for the properties that refer to nodes: `None` when `p` is
-/// not one of them or does not parse as one (then it is shown as plain cells).
-fn phandle_cells(p: &Property, cells: &[u32], targets: &[Target]) -> Option<Vec<bool>> {
+/// `#address-cells` and `#size-cells` of `n`, with the Devicetree Specification's defaults.
+fn address_cells(n: Option<&Node>) -> (usize, usize) {
+    let get = |name, default| n.and_then(|n| n.u32(name)).map_or(default, |c| c as usize);
+    (get("#address-cells", 2), get("#size-cells", 1))
+}
+
+/// Where each entry of a `reg`, `ranges` or `interrupts` property starts, from the cell counts
+/// around it; `None` for other properties or when the cells do not divide into entries.
+fn entry_starts(p: &Property, cells: usize, n: &Node, cx: Context) -> Option<Vec<usize>> {
+    let stride = match p.name.as_str() {
+        "reg" => {
+            let (address, size) = address_cells(cx.parent);
+            address + size
+        }
+        "ranges" => {
+            let (child_address, child_size) = address_cells(Some(n));
+            child_address + address_cells(cx.parent).0 + child_size
+        }
+        "interrupts" => cx.interrupt_cells?,
+        _ => return None,
+    };
+    (stride > 0 && cells % stride == 0).then(|| (0..cells).step_by(stride).collect())
+}
+
+/// Which cells of `p` are phandles, and where each entry starts, for the properties that
+/// refer to nodes: `None` when `p` is not one of them or does not parse as one (then it is shown
+/// as plain cells).
+fn phandle_cells(p: &Property, cells: &[u32], targets: &[Target]) -> Option<(Vec<bool>, Vec<usize>)> {
     let target_cells = |phandle: u32, count: &str| {
         targets.iter().find(|t| t.phandle == phandle).and_then(|t| t.node.u32(count)).map(|c| c as usize)
     };
     // (the target's cell count property, cells before the phandle, cells after the specifier).
     let (count, before, after) = match p.name.as_str() {
-        "interrupt-parent" => return (cells.len() == 1).then(|| vec![true]),
+        "interrupt-parent" => return (cells.len() == 1).then(|| (vec![true], vec![0])),
         "clocks" => ("#clock-cells", 0, 0),
         "iommus" => ("#iommu-cells", 0, 0),
         "msi-parent" => ("#msi-cells", 0, 0),
@@ -97,14 +140,16 @@ fn phandle_cells(p: &Property, cells: &[u32], targets: &[Target]) -> Option<Vec<
         _ => return None,
     };
     let mut is_phandle = vec![false; cells.len()];
+    let mut starts = Vec::new();
     let mut i = 0;
     while i < cells.len() {
+        starts.push(i);
         let at = i + before;
         let phandle = *cells.get(at)?;
         *is_phandle.get_mut(at)? = true;
         i = at + 1 + target_cells(phandle, count)? + after;
     }
-    (i == cells.len()).then_some(is_phandle)
+    (i == cells.len()).then_some((is_phandle, starts))
 }
 
 /// Whether `v` is one or more printable, NUL-terminated, non-empty strings.
@@ -114,7 +159,7 @@ fn is_strings(v: &[u8]) -> bool {
         && body.split(|&b| b == 0).all(|s| !s.is_empty() && s.iter().all(|&b| (0x20..0x7f).contains(&b)))
 }
 
-fn value(out: &mut String, p: &Property, targets: &[Target]) {
+fn value(out: &mut String, p: &Property, n: &Node, cx: Context, targets: &[Target]) {
     let v = &p.value;
     if is_strings(v) {
         let strings: Vec<String> = v[..v.len() - 1]
@@ -135,7 +180,10 @@ fn value(out: &mut String, p: &Property, targets: &[Target]) {
     } else if v.len() % 4 == 0 {
         let cells: Vec<u32> =
             v.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let refs = phandle_cells(p, &cells, targets);
+        let (refs, starts) = match phandle_cells(p, &cells, targets) {
+            Some((refs, starts)) => (Some(refs), Some(starts)),
+            None => (None, entry_starts(p, cells.len(), n, cx)),
+        };
         let shown: Vec<String> = cells
             .iter()
             .enumerate()
@@ -148,7 +196,12 @@ fn value(out: &mut String, p: &Property, targets: &[Target]) {
                 label.unwrap_or_else(|| format!("{c:#x}"))
             })
             .collect();
-        let _ = write!(out, "<{}>", shown.join(" "));
+        // One <...> per entry where the entries are known, else one for all cells.
+        let mut bounds = starts.unwrap_or_else(|| vec![0]);
+        bounds.push(shown.len());
+        let groups: Vec<String> =
+            bounds.windows(2).map(|w| format!("<{}>", shown[w[0]..w[1]].join(" "))).collect();
+        out.push_str(&groups.join(", "));
     } else {
         let bytes: Vec<String> = v.iter().map(|b| format!("{b:02x}")).collect();
         let _ = write!(out, "[{}]", bytes.join(" "));
@@ -186,7 +239,7 @@ mod tests {
         assert!(dts.contains("\tflag;\n"), "{dts}");
         assert!(dts.contains("\tinterrupt-parent = <&child>;\n"), "{dts}");
         assert!(dts.contains("\tiommus = <&child 0x17>;\n"), "{dts}");
-        assert!(dts.contains("\tiommu-map = <0x0 &child 0x0 0x8 0x9 &child 0x9 0x10>;\n"), "{dts}");
+        assert!(dts.contains("\tiommu-map = <0x0 &child 0x0 0x8>, <0x9 &child 0x9 0x10>;\n"), "{dts}");
         // A phandle that resolves to nothing stays a number.
         assert!(dts.contains("\tclocks = <0x6>;\n"), "{dts}");
         assert!(
