@@ -22,7 +22,8 @@
 #      (scripts/Makefile.lib, cmd_dtb_check, with -m as the kernel's
 #      default DT_CHECKER_FLAGS) and fail on any line it prints: dt-validate
 #      exits 0 even when it reports errors.
-# Idempotent: does nothing when the stamp file matches the versions below.
+# Idempotent: does nothing when the stamp file matches the versions below;
+# concurrent runs wait for each other (flock on build/tools/.install-dtschema.lock).
 # usage: resources/tools/install-dtschema.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,9 +39,16 @@ die() { echo "install-dtschema.sh: error: $*" >&2; exit 1; }
 PIP_PACKAGES=(dtschema==2024.11 jsonschema==4.17.3 pyrsistent==0.20.0 rfc3987==1.3.8
               ruamel.yaml==0.19.1 pylibfdt==1.7.2.post2 attrs==26.1.0)
 want="dtschema-2024.11 linux-source-6.12 recipe-1"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/dt-validate" ] && [ -s "$schema" ]; then
-  exit 0
-fi
+installed() {
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/dt-validate" ] && [ -s "$schema" ]
+}
+installed && exit 0
+# One install at a time: work trees of the project may share build/ (a symlink), and two
+# runs would delete each other's files. The second waits, then finds the first's result.
+mkdir -p "$tools"
+exec 9>"$tools/.install-dtschema.lock"
+flock 9
+installed && exit 0
 rm -f "$stamp"
 
 echo "install-dtschema.sh: dtschema venv in $venv" >&2
@@ -62,7 +70,9 @@ if ! (cd "$dl" && apt-get download -q linux-source-6.12 >/dev/null 2>&1); then
   (cd "$dl" && apt-get download -q linux-source-6.12 >/dev/null 2>&1) \
     || die "apt-get download linux-source-6.12 failed"
 fi
-deb=$(ls "$dl"/linux-source-6.12_*.deb)
+debs=("$dl"/linux-source-6.12_*.deb)
+deb=${debs[0]}
+[ -f "$deb" ] || die "apt-get download left no linux-source-6.12 package in $dl"
 dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dl" ./usr/src/linux-source-6.12.tar.xz \
   || die "$deb has no usr/src/linux-source-6.12.tar.xz"
 tar -xJf "$dl/usr/src/linux-source-6.12.tar.xz" -C "$bindings_root" --strip-components=1 \
