@@ -144,7 +144,7 @@ pub struct PciSegmentLayout {
     pub mem32: MemoryRange,
     /// The 64-bit BAR window.
     pub mem64: MemoryRange,
-    /// ITS DeviceID of requester ID 0 (`segment << 12`).
+    /// ITS DeviceID of the first requester ID, 00:00.0 (`segment << 12`).
     pub its_device_base: u32,
 }
 

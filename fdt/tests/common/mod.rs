@@ -123,6 +123,20 @@ pub fn aff3_cpus() -> Machine {
     m
 }
 
+/// A bridge whose buses start at 2, with the virtio-iommu at 02:00.1 on it and a second,
+/// bypassing bridge; no virtio-mmio.
+pub fn iommu_on_bus_2() -> Machine {
+    let mut m = base(1);
+    let iommu = bdf(2, 0, 1);
+    m.iommu = Some(VirtioIommu::Pci { segment: 3, bdf: iommu });
+    let mut root =
+        pci_segment(3).unwrap().root(true, PciIommuScope::all_except(2, 9, pci_endpoint(3, 0), &[iommu]));
+    root.bus_start = 2;
+    root.bus_end = 9;
+    m.pci_roots = vec![pci_segment(0).unwrap().root(true, PciIommuScope::Bypass), root];
+    m
+}
+
 /// Every test machine, named.
 pub fn machines() -> Vec<(&'static str, Machine)> {
     vec![
@@ -133,6 +147,7 @@ pub fn machines() -> Vec<(&'static str, Machine)> {
         ("two-bridges", two_bridges()),
         ("all-bypass", all_bypass()),
         ("aff3-cpus", aff3_cpus()),
+        ("iommu-on-bus-2", iommu_on_bus_2()),
     ]
 }
 
