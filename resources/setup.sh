@@ -6,7 +6,9 @@
 # Also installs a recent iasl in build/tools (resources/tools/install-iasl.sh):
 # Debian 12's cannot decode the VIOT; and dtschema's dt-validate with Linux
 # 6.12's device-tree bindings (resources/tools/install-dtschema.sh), which
-# the fdt tests check the generated trees against.
+# the fdt tests check the generated trees against. And what the arm64 sandbox
+# needs (resources/testbed-arm64/setup.sh): qemu-system-aarch64, the aarch64
+# cross gcc and libc, the Rust target aarch64-unknown-linux-gnu.
 # usage: resources/setup.sh
 set -euo pipefail
 
@@ -22,6 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 tools() {
   "$here/tools/install-iasl.sh"
   "$here/tools/install-dtschema.sh"
+  "$here/testbed-arm64/setup.sh"
 }
 if [ ${#missing[@]} -eq 0 ]; then
   tools
