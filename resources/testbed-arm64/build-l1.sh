@@ -1,0 +1,84 @@
+#!/bin/bash
+# build-l1.sh - build the initramfs of the arm64 test sandbox (L1), booted by
+# qemu-system-aarch64 TCG (-M virt,virtualization=on,gic-version=3 -cpu max)
+# with the arm64 guest kernel (build/guest-arm64/Image), whose KVM is built in
+# (no modules to load). The arm64 twin of resources/testbed/build-l1.sh. It holds
+#   /bin/busybox      busybox-static:arm64 with applet links
+#   /bin/kvm-probe    the KVM proof (resources/testbed-arm64/kvm-probe.c,
+#                     cross-compiled static with aarch64-linux-gnu-gcc)
+#   /bin/dmavm        the static aarch64 dmavm, when one is given and exists
+#   /guest            the L2 guest: Image and initramfs.cpio.gz
+#   /payloads         aarch64 payloads (none yet)
+#   /scenarios        resources/testbed-arm64/scenarios/*.sh and
+#                     tests/scenarios/arm64-*.sh
+#   /init             resources/testbed-arm64/l1-init
+# Output: build/testbed-arm64/l1.cpio (uncompressed: TCG unpacks that fastest);
+# rebuilt only when an input changed.
+# usage: resources/testbed-arm64/build-l1.sh [DMAVM_AARCH64_BINARY]
+#   Without the argument, or when the file does not exist yet (dmavm does not
+#   build for aarch64 yet; see resources/testbed-arm64/build-dmavm.sh), the L1
+#   carries no dmavm and says so; scenarios that need it then fail.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+GUEST=$ROOT/build/guest-arm64
+OUT=$ROOT/build/testbed-arm64
+CC=aarch64-linux-gnu-gcc
+die() { echo "build-l1.sh (arm64): error: $*" >&2; exit 1; }
+
+[ $# -le 1 ] || die "usage: build-l1.sh [DMAVM_AARCH64_BINARY]"
+DMAVM=${1:-}
+for t in cpio sha256sum file $CC; do command -v $t >/dev/null || die "$t not found (run resources/setup.sh)"; done
+[ -x /bin/busybox ] || die "/bin/busybox not found (run resources/setup.sh: busybox-static), needed for the applet list"
+[ -s "$GUEST/kver" ] && [ -s "$GUEST/Image" ] && [ -x "$GUEST/busybox" ] \
+  || die "no arm64 guest kernel in $GUEST (run resources/guest/arm64/fetch.sh)"
+[ -s "$GUEST/initramfs.cpio.gz" ] || die "no $GUEST/initramfs.cpio.gz (run resources/guest/arm64/build-initramfs.sh)"
+# arm64 KVM cannot be a module (Kconfig bool): it is built in or absent
+grep -qx 'CONFIG_KVM=y' "$GUEST/config" || die "$(cat "$GUEST/kver") has no built-in KVM ($GUEST/config)"
+
+if [ -n "$DMAVM" ] && [ -f "$DMAVM" ]; then
+  file -b "$DMAVM" | grep -q 'ARM aarch64' || die "$DMAVM is not an aarch64 binary: $(file -b "$DMAVM")"
+  file -b "$DMAVM" | grep -qE 'statically linked|static-pie linked' \
+    || die "$DMAVM is dynamically linked; build it with RUSTFLAGS='-C target-feature=+crt-static' (resources/testbed-arm64/build-dmavm.sh)"
+else
+  echo "build-l1.sh (arm64): note: no aarch64 dmavm${DMAVM:+ at $DMAVM}; the arm64 L1 carries none" \
+       "(dmavm does not build for aarch64 yet: resources/testbed-arm64/build-dmavm.sh)" >&2
+  DMAVM=
+fi
+
+mkdir -p "$OUT"
+# the KVM proof, rebuilt when its source changes
+probe=$OUT/kvm-probe
+if [ ! -x "$probe" ] || [ "$HERE/kvm-probe.c" -nt "$probe" ]; then
+  $CC -O2 -Wall -Wextra -static -s -o "$probe.$$" "$HERE/kvm-probe.c" || die "compiling kvm-probe.c failed"
+  mv "$probe.$$" "$probe"
+fi
+
+shopt -s nullglob
+scenarios=("$HERE"/scenarios/*.sh "$ROOT"/tests/scenarios/arm64-*.sh)
+inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$GUEST/busybox" "$probe" "$GUEST/kver" "$GUEST/Image"
+        "$GUEST/initramfs.cpio.gz" /bin/busybox)
+[ -z "$DMAVM" ] || inputs+=("$DMAVM")
+stamp=$( { echo "dmavm=${DMAVM:+yes}"; sha256sum "${inputs[@]}" "${scenarios[@]}"; } \
+         | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
+if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
+  exit 0
+fi
+
+R=$(mktemp -d "$OUT/l1.root.XXXXXX")
+trap 'rm -rf "$R" "$OUT/l1.cpio.$$"' EXIT
+chmod 755 "$R"
+mkdir -p "$R"/{bin,proc,sys,dev,tmp,run,guest,payloads,scenarios}
+cp "$GUEST/busybox" "$R/bin/busybox"
+# the aarch64 busybox cannot run here: the host's busybox-static (same
+# Debian build, checked by resources/guest/arm64/build-initramfs.sh) lists the applets
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
+install -m 755 "$probe" "$R/bin/kvm-probe"
+[ -z "$DMAVM" ] || install -m 755 "$DMAVM" "$R/bin/dmavm"
+cp "$GUEST/Image" "$GUEST/initramfs.cpio.gz" "$GUEST/kver" "$R/guest/"
+[ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
+install -m 755 "$HERE/l1-init" "$R/init"
+(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"
+mv "$OUT/l1.cpio.$$" "$OUT/l1.cpio"
+echo "$stamp" > "$OUT/l1.stamp"
