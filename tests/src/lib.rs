@@ -23,9 +23,13 @@
 //! caches its results per scenario list, so the tests of one test binary
 //! share a single sandbox boot when they all pass the same list.
 //!
+//! arm64 guests run in a separate sandbox under `qemu-system-aarch64` (see
+//! [`arm64`]).
+//!
 //! Environment knobs: `DMAVM_TESTBED=direct|sandbox` forces a path,
 //! `DMAVM_SCENARIO_TIMEOUT=SECS` sets the per-scenario limit (default 120).
 
+pub mod arm64;
 mod command;
 mod direct;
 mod error;

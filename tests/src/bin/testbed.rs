@@ -2,24 +2,49 @@
 //! they printed, on the same test bed the tests use (hardware KVM directly,
 //! else the nested sandbox).
 //!
-//! usage: cargo run -p dmavm-tests --bin testbed -- SCENARIO...
+//! usage: cargo run -p dmavm-tests --bin testbed -- [--arch x86_64|aarch64] SCENARIO...
+//! `--arch aarch64` runs arm64 scenarios (resources/testbed-arm64/scenarios/,
+//! tests/scenarios/arm64-*) in the arm64 sandbox (dmavm_tests::arm64).
 //! exit status: 0 when every scenario exited 0, else 1; 2 for usage errors.
 
 use std::process::ExitCode;
 
+use dmavm_tests::arm64::Arm64Sandbox;
 use dmavm_tests::Testbed;
 
 fn main() -> ExitCode {
-    let names: Vec<String> = std::env::args().skip(1).collect();
+    let mut names: Vec<String> = std::env::args().skip(1).collect();
+    let mut arm64 = false;
+    if names.first().map(String::as_str) == Some("--arch") && names.len() >= 2 {
+        match names[1].as_str() {
+            "aarch64" | "arm64" => arm64 = true,
+            "x86_64" => {}
+            other => {
+                eprintln!("testbed: unknown --arch {other:?}: x86_64 or aarch64");
+                return ExitCode::from(2);
+            }
+        }
+        names.drain(..2);
+    }
     if names.is_empty() || names.iter().any(|n| n.starts_with('-')) {
-        eprintln!("usage: testbed SCENARIO... (scripts in tests/scenarios/, e.g. linux-demo)");
+        eprintln!(
+            "usage: testbed [--arch x86_64|aarch64] SCENARIO... (scripts in tests/scenarios/, e.g. \
+             linux-demo; for aarch64 in resources/testbed-arm64/scenarios/, e.g. arm64-kvm)"
+        );
         return ExitCode::from(2);
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let result = Testbed::detect().and_then(|bed| {
-        eprintln!("testbed: running on {bed}");
-        bed.run(&names)
-    });
+    let result = if arm64 {
+        Arm64Sandbox::detect().and_then(|bed| {
+            eprintln!("testbed: running on {bed}");
+            bed.run(&names)
+        })
+    } else {
+        Testbed::detect().and_then(|bed| {
+            eprintln!("testbed: running on {bed}");
+            bed.run(&names)
+        })
+    };
     match result {
         Ok(results) => {
             let mut ok = true;

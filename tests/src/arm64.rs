@@ -1,0 +1,448 @@
+//! The arm64 sandbox: arm64 guests under real KVM on an x86_64 host.
+//!
+//! `qemu-system-aarch64` in pure emulation (TCG) boots Debian's arm64 cloud
+//! kernel (L1) on `-M virt,virtualization=on,gic-version=3 -cpu max`, so the
+//! kernel starts at EL2 and its built-in KVM runs in VHE mode; an aarch64 VMM
+//! inside L1 (the static aarch64 dmavm, and `kvm-probe`, a tiny C VMM that
+//! proves KVM works) runs arm64 guests (L2) under that KVM. Scenarios run in
+//! one L1 boot and come back framed on L1's serial console (ttyAMA0), as in
+//! the x86 sandbox, with the same [`ScenarioResult`]s (`testbed` is
+//! `"arm64-sandbox"`).
+//!
+//! It is much slower than the x86 sandbox (an L1 boot takes 4-6 s with
+//! `pauth-impdef=on`, 12-13 s without; an L2 Linux boot tens of seconds), so
+//! keep arm64 scenarios few and batched in one call.
+//!
+//! Scenarios are `resources/testbed-arm64/scenarios/NAME.sh` and
+//! `tests/scenarios/arm64-*.sh`, run inside L1 with `DMAVM=/bin/dmavm`,
+//! `GUEST=/guest` (`Image`, `initramfs.cpio.gz`) and `PAYLOADS=/payloads`;
+//! `kvm-probe` is on their `PATH`.
+//!
+//! Preparation (all cached under `build/`): `resources/setup.sh`,
+//! `resources/guest/arm64/fetch.sh` (kernel and busybox into
+//! `build/guest-arm64/`), `resources/guest/arm64/build-initramfs.sh` (the L2
+//! initramfs), `resources/testbed-arm64/build-l1.sh` (the L1 initramfs in
+//! `build/testbed-arm64/`). The aarch64 dmavm is taken from
+//! [`aarch64_dmavm`] when it exists; the L1 carries none otherwise.
+//!
+//! Environment knobs: `DMAVM_AARCH64=PATH` (the aarch64 dmavm binary),
+//! `DMAVM_ARM64_BUILD_DMAVM=1` (cross-build it first with
+//! `resources/testbed-arm64/build-dmavm.sh`), `DMAVM_ARM64_SMP=N` (L1 vCPUs,
+//! default 2), `DMAVM_SCENARIO_TIMEOUT=SECS` (per-scenario limit inside L1,
+//! default 300 here).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::command::{describe, run_checked, status_text, tail};
+use crate::error::{Error, Result};
+use crate::frames::{self, Frame};
+use crate::log::RunLog;
+use crate::paths::Paths;
+use crate::prepare::{install_packages, script};
+use crate::scenario::{ScenarioResult, STATUS_UNFINISHED};
+
+/// The QEMU binary the arm64 sandbox needs (Debian's `qemu-system-arm`).
+pub const QEMU_AARCH64: &str = "qemu-system-aarch64";
+/// The Rust target of the aarch64 dmavm.
+pub const AARCH64_TARGET: &str = "aarch64-unknown-linux-gnu";
+/// L1's machine: EL2 (`virtualization=on`) needs GICv3 for KVM's vGIC.
+pub const QEMU_MACHINE: &str = "virt,virtualization=on,gic-version=3";
+/// L1's CPU: `max` has EL2 and FEAT_VHE; `pauth-impdef=on` swaps the costly
+/// emulation of the QARMA pointer-authentication cipher for a cheap
+/// implementation-defined one (L1 boots 2-3x faster, exits cost half).
+pub const QEMU_CPU: &str = "max,pauth-impdef=on";
+/// `ScenarioResult::testbed` of scenarios run here.
+pub const TESTBED: &str = "arm64-sandbox";
+/// L1 vCPUs when `DMAVM_ARM64_SMP` is not set.
+pub const DEFAULT_SMP: u32 = 2;
+/// Per-scenario limit inside L1 when `DMAVM_SCENARIO_TIMEOUT` is not set.
+pub const DEFAULT_SCENARIO_TIMEOUT_SECS: u64 = 300;
+/// Host seconds allowed for L1 to boot and power off, on top of the
+/// scenarios' own limits.
+const BOOT_ALLOWANCE_SECS: u64 = 240;
+/// Extra host seconds per scenario on top of its limit inside L1.
+const PER_SCENARIO_SLACK_SECS: u64 = 15;
+/// Log lines kept in messages about a run that went wrong.
+const TAIL_LINES: usize = 40;
+
+/// A run's outcome as kept in the cache (errors shared between callers).
+type Shared<T> = std::result::Result<T, Arc<Error>>;
+
+/// The arm64 sandbox, ready to run: a working `qemu-system-aarch64`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arm64Sandbox {
+    /// The `qemu-system-aarch64` that boots L1.
+    pub qemu: PathBuf,
+}
+
+impl fmt::Display for Arm64Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arm64 sandbox (arm64 L1 Linux under {} TCG, -M {QEMU_MACHINE}, KVM in VHE mode)",
+            self.qemu.display()
+        )
+    }
+}
+
+impl Arm64Sandbox {
+    /// Finds `qemu-system-aarch64` in `PATH` and checks it runs; without it
+    /// this is an error, never a silent skip.
+    pub fn detect() -> Result<Self> {
+        let Some(qemu) = find_in_path(QEMU_AARCH64) else {
+            return Err(Error::NoTestbed(format!(
+                "the arm64 sandbox needs {QEMU_AARCH64}, which is not installed \
+                 (run resources/setup.sh: qemu-system-arm)"
+            )));
+        };
+        let out = Command::new(&qemu).arg("--version").stdin(Stdio::null()).output().map_err(|e| {
+            Error::NoTestbed(format!("the arm64 sandbox's {} cannot run: {e}", qemu.display()))
+        })?;
+        if !out.status.success() {
+            return Err(Error::NoTestbed(format!(
+                "`{} --version` failed ({}): {}",
+                qemu.display(),
+                status_text(out.status),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(Arm64Sandbox { qemu })
+    }
+
+    /// Runs the scenarios in one arm64 L1 boot, uncached: validates the
+    /// names, installs missing packages and prepares the images (once per
+    /// process), boots L1 and collects every scenario's result. An L1 that
+    /// never reaches its init, or has no `/dev/kvm`, is an error
+    /// ([`Error::NoTestbed`]) carrying the tail of its log.
+    pub fn run(&self, names: &[&str]) -> Result<Vec<ScenarioResult>> {
+        let paths = Paths::new();
+        let names = validate(&paths, names)?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        static RUN_LOCK: Mutex<()> = Mutex::new(());
+        let _serial = RUN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        prepared(&paths)?;
+        boot(&paths, &self.qemu, &names, scenario_timeout())
+    }
+}
+
+/// The per-scenario limit inside L1: `DMAVM_SCENARIO_TIMEOUT` or 300 s.
+pub fn scenario_timeout() -> u64 {
+    std::env::var("DMAVM_SCENARIO_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(DEFAULT_SCENARIO_TIMEOUT_SECS)
+}
+
+/// `build/guest-arm64/`: the arm64 kernel (`Image`, `config`, modules),
+/// busybox and the L2 initramfs.
+pub fn guest_dir(paths: &Paths) -> PathBuf {
+    paths.build().join("guest-arm64")
+}
+
+/// `build/testbed-arm64/`: the L1 initramfs, kvm-probe and the run logs.
+pub fn testbed_dir(paths: &Paths) -> PathBuf {
+    paths.build().join("testbed-arm64")
+}
+
+/// `resources/testbed-arm64/`: the sandbox's scripts and own scenarios.
+fn resources_dir(paths: &Paths) -> PathBuf {
+    paths.resources().join("testbed-arm64")
+}
+
+/// The aarch64 dmavm the L1 carries: `DMAVM_AARCH64`, else
+/// `build/target-aarch64/aarch64-unknown-linux-gnu/release/dmavm` (where
+/// `resources/testbed-arm64/build-dmavm.sh` puts it). It may not exist.
+pub fn aarch64_dmavm(paths: &Paths) -> PathBuf {
+    match std::env::var_os("DMAVM_AARCH64") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => paths.build().join("target-aarch64").join(AARCH64_TARGET).join("release").join("dmavm"),
+    }
+}
+
+/// Cross-builds the static aarch64 dmavm
+/// (`resources/testbed-arm64/build-dmavm.sh`) and returns its path.
+pub fn build_aarch64_dmavm(paths: &Paths) -> Result<PathBuf> {
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(&paths.root).arg(resources_dir(paths).join("build-dmavm.sh"));
+    let out = run_checked(&mut cmd)?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The script of arm64 scenario `name`: `resources/testbed-arm64/scenarios/
+/// NAME.sh`, else `tests/scenarios/NAME.sh` for names starting `arm64-`
+/// (the ones the L1 image carries).
+pub fn scenario_script(paths: &Paths, name: &str) -> Option<PathBuf> {
+    let own = resources_dir(paths).join("scenarios").join(format!("{name}.sh"));
+    if own.is_file() {
+        return Some(own);
+    }
+    let shared = paths.scenario(name);
+    (name.starts_with("arm64-") && shared.is_file()).then_some(shared)
+}
+
+/// Checks every name is a plain file stem with an arm64 scenario script.
+fn validate(paths: &Paths, names: &[&str]) -> Result<Vec<String>> {
+    names
+        .iter()
+        .map(|&name| {
+            let plain =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !plain {
+                return Err(Error::BadScenarioName(name.to_string()));
+            }
+            match scenario_script(paths, name) {
+                Some(_) => Ok(name.to_string()),
+                None => Err(Error::NoSuchScenario {
+                    name: name.to_string(),
+                    path: resources_dir(paths).join("scenarios").join(format!("{name}.sh")),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Packages, arm64 guest images and the L1 image, once per process.
+fn prepared(paths: &Paths) -> Result<()> {
+    static PREPARED: OnceLock<Shared<()>> = OnceLock::new();
+    PREPARED.get_or_init(|| prepare(paths).map_err(Arc::new)).clone().map_err(Error::Shared)
+}
+
+/// Installs missing packages and builds everything L1 boots with.
+fn prepare(paths: &Paths) -> Result<()> {
+    install_packages(paths)?;
+    let guest = paths.resources().join("guest").join("arm64");
+    script(paths, guest.join("fetch.sh"), &[])?;
+    script(paths, guest.join("build-initramfs.sh"), &[])?;
+    let dmavm = if std::env::var("DMAVM_ARM64_BUILD_DMAVM").is_ok_and(|v| v == "1") {
+        build_aarch64_dmavm(paths)?
+    } else {
+        aarch64_dmavm(paths)
+    };
+    if !dmavm.is_file() {
+        eprintln!(
+            "dmavm-tests: no aarch64 dmavm at {}; the arm64 L1 carries none \
+             (build it with resources/testbed-arm64/build-dmavm.sh)",
+            dmavm.display()
+        );
+    }
+    let dmavm: OsString = dmavm.into_os_string();
+    script(paths, resources_dir(paths).join("build-l1.sh"), &[dmavm.as_os_str()])
+}
+
+/// Boots L1 with `names` (validated) and reads their results.
+fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Vec<ScenarioResult>> {
+    let smp = std::env::var("DMAVM_ARM64_SMP")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&n| (1..=8).contains(&n))
+        .unwrap_or(DEFAULT_SMP);
+    let overall = BOOT_ALLOWANCE_SECS + names.len() as u64 * (timeout + PER_SCENARIO_SLACK_SECS);
+    let append =
+        format!("console=ttyAMA0 panic=-1 quiet dmavm.scenarios={} dmavm.timeout={timeout}", names.join(","));
+    let mut log = RunLog::create(&testbed_dir(paths).join("logs"), "arm64")?;
+    let stderr_path = log.path().with_extension("qemu-stderr");
+    let stderr = std::fs::File::create(&stderr_path)
+        .map_err(|e| Error::io(format!("creating {}", stderr_path.display()), e))?;
+
+    // coreutils timeout bounds the whole run even if L1 hangs
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "10", &overall.to_string()])
+        .arg(qemu)
+        .args(["-accel", "tcg", "-M", QEMU_MACHINE, "-cpu", QEMU_CPU, "-m", "2G"])
+        .args(["-smp", &smp.to_string()])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-serial", "stdio", "-no-reboot"])
+        .arg("-kernel")
+        .arg(guest_dir(paths).join("Image"))
+        .arg("-initrd")
+        .arg(testbed_dir(paths).join("l1.cpio"))
+        .arg("-append")
+        .arg(&append)
+        .current_dir(&paths.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    log.line(&format!("# {}", describe(&cmd)))?;
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting `{}`", describe(&cmd)), e))?;
+
+    let mut lines = Vec::new();
+    let (mut t_ready, mut t_done) = (None, None);
+    if let Some(out) = child.stdout.take() {
+        let mut reader = BufReader::new(out);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| Error::io("reading the arm64 sandbox's serial output", e))?;
+            if n == 0 {
+                break;
+            }
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            log.line(&line)?;
+            if t_ready.is_none() && line.contains(frames::READY) {
+                t_ready = Some(log.elapsed());
+            }
+            if line.contains(frames::DONE) {
+                t_done = Some(log.elapsed());
+            }
+            lines.push(line);
+        }
+    }
+    let status = child.wait().map_err(|e| Error::io("waiting for the arm64 sandbox's QEMU", e))?;
+    let total = log.elapsed();
+    let fmt_t = |t: Option<f64>| t.map_or("never".to_string(), |t| format!("{t:.2}s"));
+    let summary = format!(
+        "arm64 sandbox: L1 ready {}, done {}, QEMU ended after {total:.2}s with {}{}",
+        fmt_t(t_ready),
+        fmt_t(t_done),
+        status_text(status),
+        if status.code() == Some(124) { format!(" (time limit {overall}s)") } else { String::new() }
+    );
+    log.line(&format!("# {summary}"))?;
+    log.flush()?;
+    eprintln!("dmavm-tests: {summary}; log {}", log.path().display());
+
+    let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let log_tail = || {
+        let mut t =
+            format!("last lines of {}:\n{}", log.path().display(), tail(&lines.join("\n"), TAIL_LINES));
+        if !qemu_err.trim().is_empty() {
+            t.push_str(&format!("\nQEMU's stderr:\n{}", tail(&qemu_err, 10)));
+        }
+        t
+    };
+    // fail loudly when L1 never got going or has no KVM
+    if let Err(why) = check_ready(&lines) {
+        return Err(Error::NoTestbed(format!("{why} ({summary}); {}", log_tail())));
+    }
+
+    let frames = frames::parse(lines.iter().map(String::as_str));
+    Ok(names
+        .iter()
+        .map(|name| {
+            let frame = frames.iter().rev().find(|f| &f.name == name);
+            let mut r = result(name, frame, &|| {
+                format!("dmavm-tests: this scenario never finished ({summary}); {}", log_tail())
+            });
+            r.log = Some(log.path().to_path_buf());
+            r
+        })
+        .collect())
+}
+
+/// `Ok` when L1's log says it reached its init with `/dev/kvm`, else why not.
+fn check_ready(lines: &[String]) -> std::result::Result<(), String> {
+    let error = lines.iter().find_map(|l| frames::after(l, frames::ERROR)).map(str::trim);
+    match lines.iter().find_map(|l| frames::after(l, frames::READY)) {
+        None => Err(format!(
+            "the arm64 L1 never reached its init{}",
+            error.map(|e| format!(": {e}")).unwrap_or_default()
+        )),
+        Some(r) if !r.split_whitespace().any(|w| w == "kvm=1") => {
+            Err(format!("no /dev/kvm in the arm64 L1: {}", error.unwrap_or("(no reason given)")))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The result for `name` from its frame, if it has a complete one; else an
+/// unfinished result carrying what it printed and the log's tail.
+fn result(name: &str, frame: Option<&Frame>, context: &dyn Fn() -> String) -> ScenarioResult {
+    let mut output = frame.map(|f| f.output.clone()).unwrap_or_default();
+    let (status, secs) = match frame.and_then(|f| f.end) {
+        Some(end) => end,
+        None => {
+            output.extend(context().lines().map(str::to_string));
+            (STATUS_UNFINISHED, 0.0)
+        }
+    };
+    ScenarioResult { name: name.to_string(), status, output, secs, log: None, testbed: TESTBED }
+}
+
+/// [`Arm64Sandbox::detect`] then [`Arm64Sandbox::run`], without the cache.
+/// Installs missing packages first (a fresh machine gets QEMU before
+/// detection).
+pub fn run_scenarios_uncached(names: &[&str]) -> Result<Vec<ScenarioResult>> {
+    install_packages(&Paths::new())?;
+    Arm64Sandbox::detect()?.run(names)
+}
+
+/// Runs the arm64 scenarios, at most once per process for a given list:
+/// later calls with the same list wait for and share the first call's
+/// results (so the tests of one test binary share one L1 boot when they all
+/// pass the same list; see [`run_scenario`]).
+pub fn run_scenarios(names: &[&str]) -> Result<Vec<ScenarioResult>> {
+    type Cell = Arc<OnceLock<Shared<Vec<ScenarioResult>>>>;
+    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Cell>>> = OnceLock::new();
+    let key: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let cell = {
+        let mut map = CACHE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(map.entry(key).or_default())
+    };
+    cell.get_or_init(|| run_scenarios_uncached(names).map_err(Arc::new)).clone().map_err(Error::Shared)
+}
+
+/// The result of arm64 scenario `name` from the (cached) run of the whole
+/// list `all`, which must contain it.
+pub fn run_scenario(all: &[&str], name: &str) -> Result<ScenarioResult> {
+    let not_in_list =
+        || Error::NotInList { name: name.to_string(), list: all.iter().map(|s| s.to_string()).collect() };
+    if !all.contains(&name) {
+        return Err(not_in_list());
+    }
+    run_scenarios(all)?.into_iter().find(|r| r.name == name).ok_or_else(not_in_list)
+}
+
+/// The first executable file called `name` in `PATH`.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_and_shared_scenarios_are_found() {
+        let paths = Paths::new();
+        assert!(scenario_script(&paths, "arm64-kvm").is_some());
+        // x86 scenarios are not carried by the arm64 L1
+        assert!(scenario_script(&paths, "testbed-selftest").is_none());
+        assert!(matches!(validate(&paths, &["no/such"]), Err(Error::BadScenarioName(_))));
+        assert!(matches!(validate(&paths, &["testbed-selftest"]), Err(Error::NoSuchScenario { .. })));
+    }
+
+    #[test]
+    fn ready_needs_kvm() {
+        let lines = |t: &str| t.lines().map(str::to_string).collect::<Vec<_>>();
+        assert!(check_ready(&lines("boot\n@@DMAVM-SANDBOX-READY init=2.1 kvm=1 mode=vhe")).is_ok());
+        let no_kvm = check_ready(&lines(
+            "@@DMAVM-SANDBOX-ERROR no /dev/kvm: kvm [1]: HYP mode not available\n\
+             @@DMAVM-SANDBOX-READY init=2.1 kvm=0 mode=none",
+        ));
+        assert!(no_kvm.as_ref().is_err_and(|e| e.contains("HYP mode not available")), "{no_kvm:?}");
+        assert!(check_ready(&lines("[ 1.0] Kernel panic")).is_err());
+    }
+
+    #[test]
+    fn unfinished_result_carries_context() {
+        let r = result("a", None, &|| "x\ny".to_string());
+        assert_eq!(r.status, STATUS_UNFINISHED);
+        assert_eq!(r.output, vec!["x", "y"]);
+        assert_eq!(r.testbed, TESTBED);
+    }
+}
