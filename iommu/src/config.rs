@@ -41,6 +41,24 @@ pub const RESV_MEM_PROPERTY_SIZE: u32 = 24;
 /// Size of the property header that ends the list (`VIRTIO_IOMMU_PROBE_T_NONE`).
 pub const PROPERTY_HEADER_SIZE: u32 = 4;
 
+/// Whether one translated domain may hold endpoints of different declared
+/// DMA coherency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MixedCoherency {
+    /// Any endpoints may share a domain (what hardware IOMMUs do).
+    #[default]
+    Allow,
+    /// ATTACH of an endpoint to a translated domain whose endpoints have
+    /// the other coherency fails with `VIRTIO_IOMMU_S_UNSUPP` (virtio 1.2,
+    /// 5.13.6.3.2: endpoint properties incompatible with the domain's), so
+    /// that the driver keeps them in separate domains: mappings of one
+    /// domain carry one set of memory attributes, and a guest that maps
+    /// for a non-coherent device (non-cacheable) and a coherent one in the
+    /// same domain gets one of them wrong. Bypass domains have no mappings
+    /// and are never refused.
+    Reject,
+}
+
 /// How to build a virtio-iommu.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IommuConfig {
@@ -73,6 +91,12 @@ pub struct IommuConfig {
     pub msi_region: Option<(u64, u64)>,
     /// Most mappings all domains together may hold.
     pub max_mappings: usize,
+    /// Whether a translated domain may mix coherent and non-coherent
+    /// endpoints.
+    pub mixed_coherency: MixedCoherency,
+    /// The endpoints whose device is declared non-coherent (`coherent=off`);
+    /// each must be one of the endpoints the device is built with.
+    pub noncoherent_endpoints: Vec<u32>,
 }
 
 impl Default for IommuConfig {
@@ -85,6 +109,8 @@ impl Default for IommuConfig {
             boot_bypass: false,
             msi_region: Some(X86_MSI_REGION),
             max_mappings: DEFAULT_MAX_MAPPINGS,
+            mixed_coherency: MixedCoherency::Allow,
+            noncoherent_endpoints: Vec::new(),
         }
     }
 }

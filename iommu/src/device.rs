@@ -353,8 +353,19 @@ fn execute(shared: &Shared, acked: u64, req: Request, properties_len: usize) -> 
         Request::Attach { domain, endpoint, flags, reserved } => {
             let mut state = write(&shared.state);
             let r = state.attach(domain, endpoint, flags, reserved, negotiated(VIRTIO_IOMMU_F_BYPASS_CONFIG));
-            if r.is_ok() {
-                shared.invalidate_endpoint(endpoint);
+            match r {
+                Ok(()) => shared.invalidate_endpoint(endpoint),
+                // The one UNSUPP an ATTACH gets: mixed coherency refused.
+                Err(Status::Unsupp) => {
+                    if let Some(ep) = shared.endpoints.get(&endpoint) {
+                        Counters::bump(&ep.counters.attach_refused);
+                    }
+                    log::info!(
+                        "virtio-iommu: ATTACH of endpoint {endpoint:#x} to domain {domain} refused: its \
+                         declared coherency differs from the domain's endpoints' (mixed-coherency=reject)"
+                    );
+                }
+                Err(_) => {}
             }
             r.into()
         }

@@ -57,6 +57,9 @@ pub(crate) struct Domain {
 /// The limits requests are checked against (from the configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Limits {
+    /// Endpoints declared non-coherent, when domains must not mix them with
+    /// coherent ones (`MixedCoherency::Reject`); `None` when they may.
+    pub(crate) coherency_classes: Option<BTreeSet<u32>>,
     pub(crate) granule: u64,
     pub(crate) input_range: (u64, u64),
     pub(crate) domain_range: (u32, u32),
@@ -164,6 +167,12 @@ impl State {
         }
         if self.attached.get(&endpoint) == Some(&domain) {
             return Ok(());
+        }
+        if let (Some(noncoherent), Some(d)) = (&self.limits.coherency_classes, self.domains.get(&domain)) {
+            let class = |ep: &u32| noncoherent.contains(ep);
+            if !d.bypass && d.endpoints.iter().any(|other| class(other) != class(&endpoint)) {
+                return Err(Status::Unsupp);
+            }
         }
         self.detach_any(endpoint);
         let d = self.domains.entry(domain).or_insert_with(|| Domain { bypass, ..Domain::default() });
@@ -348,6 +357,7 @@ mod tests {
             false,
             [1, 2, 3].into_iter().collect(),
             Limits {
+                coherency_classes: None,
                 granule: 0x1000,
                 input_range: (0, (1 << 48) - 1),
                 domain_range: (0, 100),

@@ -25,6 +25,9 @@ pub enum IommuError {
     /// A reserved region (or the MSI region) is empty.
     #[error("reserved region {start:#x}..={end:#x} is empty")]
     EmptyRegion { start: u64, end: u64 },
+    /// A non-coherent endpoint is not among the IOMMU's endpoints.
+    #[error("endpoint {0:#x} is declared non-coherent but is not in the IOMMU's scope")]
+    UnknownNoncoherentEndpoint(u32),
     /// Two reserved regions (the MSI region included) overlap.
     #[error("reserved regions {0:#x}..={1:#x} and {2:#x}..={3:#x} overlap")]
     OverlappingRegions(u64, u64, u64, u64),

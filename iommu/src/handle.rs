@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::config::{IommuConfig, PROPERTY_HEADER_SIZE, RESV_MEM_PROPERTY_SIZE};
+use crate::config::{IommuConfig, MixedCoherency, PROPERTY_HEADER_SIZE, RESV_MEM_PROPERTY_SIZE};
 use crate::domain::{Limits, State};
 use crate::endpoint::{Endpoint, EndpointIommu};
 use crate::error::IommuError;
@@ -65,7 +65,13 @@ impl Shared {
             }
         }
         let known: BTreeSet<u32> = map.keys().copied().collect();
+        if let Some(&id) = config.noncoherent_endpoints.iter().find(|id| !known.contains(id)) {
+            return Err(IommuError::UnknownNoncoherentEndpoint(id));
+        }
+        let coherency_classes = (config.mixed_coherency == MixedCoherency::Reject)
+            .then(|| config.noncoherent_endpoints.iter().copied().collect());
         let limits = Limits {
+            coherency_classes,
             granule: config.granule(),
             input_range: config.input_range,
             domain_range: config.domain_range,

@@ -54,7 +54,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use config::IommuConfig;
+pub use config::{IommuConfig, MixedCoherency};
 pub use device::{VirtioIommu, IOMMU_QUEUE_SIZE, VIRTIO_ID_IOMMU};
 pub use endpoint::{translated_memory, EndpointIommu, TranslatedMemory};
 pub use error::IommuError;

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     pub(crate) translations: AtomicU64,
     pub(crate) iotlb_misses: AtomicU64,
     pub(crate) faults: AtomicU64,
+    pub(crate) attach_refused: AtomicU64,
 }
 
 impl Counters {
@@ -39,6 +40,9 @@ pub struct EndpointStats {
     pub iotlb_misses: u64,
     /// Translations that failed and were reported as faults.
     pub faults: u64,
+    /// ATTACH requests refused because the domain holds endpoints of the
+    /// other coherency (`MixedCoherency::Reject`).
+    pub attach_refused: u64,
 }
 
 impl EndpointStats {
@@ -52,6 +56,7 @@ impl EndpointStats {
             translations: get(&c.translations),
             iotlb_misses: get(&c.iotlb_misses),
             faults: get(&c.faults),
+            attach_refused: get(&c.attach_refused),
         }
     }
 }
@@ -65,8 +70,13 @@ impl std::fmt::Display for EndpointStats {
         }
         write!(
             f,
-            ", {} map, {} unmap, {} translations, {} IOTLB misses, {} faults",
-            self.map_requests, self.unmap_requests, self.translations, self.iotlb_misses, self.faults
+            ", {} map, {} unmap, {} translations, {} IOTLB misses, {} faults, {} refused attach",
+            self.map_requests,
+            self.unmap_requests,
+            self.translations,
+            self.iotlb_misses,
+            self.faults,
+            self.attach_refused
         )
     }
 }

@@ -57,9 +57,9 @@ check_disks() {
 }
 
 # report_iommu_stats: turns dmavm's --stats lines in $log into
-# "DMAVM stats_<device>=<map> <unmap> <translations> <misses> <faults>" lines.
+# "DMAVM stats_<device>=<map>,<unmap>,<translations>,<misses>,<faults>,<refused attach>" lines.
 report_iommu_stats() {
-  sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): endpoint [^:]*: domain [^,]*, \([0-9]*\) map, \([0-9]*\) unmap, \([0-9]*\) translations, \([0-9]*\) IOTLB misses, \([0-9]*\) faults$/DMAVM stats_\1=\2,\3,\4,\5,\6/p' "$log"
+  sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): endpoint [^:]*: domain [^,]*, \([0-9]*\) map, \([0-9]*\) unmap, \([0-9]*\) translations, \([0-9]*\) IOTLB misses, \([0-9]*\) faults, \([0-9]*\) refused attach$/DMAVM stats_\1=\2,\3,\4,\5,\6,\7/p' "$log"
 }
 
 # iommu_scenario: a guest with a virtio-iommu translating a disk on PCI, a

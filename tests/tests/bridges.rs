@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::value;
+use common::{counters, value};
 use dmavm_tests::{Error, ScenarioResult};
 
 const ALL: &[&str] = &["bridges-scope", "bridges-noncoherent", "bridges-iommu-segment1"];
@@ -41,12 +41,6 @@ fn device(r: &ScenarioResult, parent: &str) -> (String, bool) {
         .unwrap_or_else(|| panic!("no virtio device below {parent}: {r}"))
 }
 
-/// dmavm's counters for `device`: (map, unmap, translations, misses, faults).
-fn counters(r: &ScenarioResult, device: &str) -> [u64; 5] {
-    let v = value(r, &format!("stats_{device}"));
-    let n: Vec<u64> = v.split(',').filter_map(|x| x.parse().ok()).collect();
-    n.try_into().unwrap_or_else(|_| panic!("bad counters {v}: {r}"))
-}
 
 /// Ran to the end, every disk's contents as the host has them, a clean log.
 fn assert_io(r: &ScenarioResult) {
@@ -98,7 +92,7 @@ fn assert_two_domains(r: &ScenarioResult) {
     assert_translated(r, "0000:00:03.0");
     assert_bypassing(r, "0001:00:01.0");
     assert_bypassing(r, "0001:00:02.0");
-    let [map, _, translations, _, faults] = counters(r, "rand");
+    let common::Counters { map, translations, faults, .. } = counters(r, "rand");
     assert!(map > 0 && translations > 0 && faults == 0, "rand is translated: {r}");
     for bypassing in ["rand1", "scratch"] {
         assert!(r.dmavm_value(&format!("stats_{bypassing}")).is_none(), "{bypassing} is no endpoint: {r}");
@@ -137,7 +131,7 @@ fn an_iommu_on_segment_1_translates_both_segments() -> Result<(), Error> {
     assert_translated(&r, "LNRO0005:00");
     assert_bypassing(&r, "0000:00:02.0");
     for device in ["rand", "rand1", "scratch"] {
-        let [map, unmap, translations, _, faults] = counters(&r, device);
+        let common::Counters { map, unmap, translations, faults, .. } = counters(&r, device);
         assert!(map > 0 && unmap > 0 && translations > 0, "{device} is translated: {r}");
         assert_eq!(faults, 0, "{device}: {r}");
     }

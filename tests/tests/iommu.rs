@@ -17,7 +17,7 @@ fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     common::scenario(ALL, name)
 }
 
-use common::value;
+use common::{counters, value};
 
 /// `VIRTIO_F_ACCESS_PLATFORM`, virtio 1.2 section 6.
 const F_ACCESS_PLATFORM: usize = 33;
@@ -42,12 +42,6 @@ fn devices(r: &ScenarioResult) -> Vec<(String, String, bool)> {
         .collect()
 }
 
-/// dmavm's counters for `device`: (map, unmap, translations, misses, faults).
-fn counters(r: &ScenarioResult, device: &str) -> [u64; 5] {
-    let v = value(r, &format!("stats_{device}"));
-    let n: Vec<u64> = v.split(',').filter_map(|x| x.parse().ok()).collect();
-    n.try_into().unwrap_or_else(|_| panic!("bad counters {v}: {r}"))
-}
 
 /// Where the guest finds each device (its parent in sysfs).
 struct Placement {
@@ -94,7 +88,7 @@ fn assert_io_and_scope(r: &ScenarioResult, placement: &Placement) {
 
 fn assert_translated(r: &ScenarioResult) {
     for device in ["rand", "scratch", "rng0"] {
-        let [map, unmap, translations, _misses, faults] = counters(r, device);
+        let common::Counters { map, unmap, translations, faults, .. } = counters(r, device);
         assert!(map > 0 && unmap > 0, "{device}: the guest mapped and unmapped DMA buffers: {r}");
         assert!(translations > 0, "{device}: its accesses were translated: {r}");
         assert_eq!(faults, 0, "{device}: {r}");
@@ -122,7 +116,7 @@ fn passthrough_attaches_to_the_bypass_domain() -> Result<(), Error> {
     let r = scenario("iommu-passthrough")?;
     assert_io_and_scope(&r, &IOMMU_ON_PCI);
     for device in ["rand", "scratch", "rng0"] {
-        let [map, unmap, _translations, _misses, faults] = counters(&r, device);
+        let common::Counters { map, unmap, faults, .. } = counters(&r, device);
         assert_eq!((map, unmap, faults), (0, 0, 0), "{device}: identity domain, no MAP/UNMAP: {r}");
     }
     Ok(())

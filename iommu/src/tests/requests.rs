@@ -126,6 +126,49 @@ fn construction_errors() {
     let regions: Vec<(u64, u64)> = (0..21).map(|i| (i << 32, (i << 32) + 0xfff)).collect();
     assert_eq!(new(d(), &[], &regions), Some(E::ProbeSizeTooSmall { probe_size: 512, needed: 22 * 24 + 4 }));
     assert_eq!(new(d(), &[], &regions[..20]), None);
+    let noncoherent = |ids: &[u32]| IommuConfig { noncoherent_endpoints: ids.to_vec(), ..d() };
+    assert_eq!(new(noncoherent(&[9]), &[8], &[]), Some(E::UnknownNoncoherentEndpoint(9)));
+    assert_eq!(new(noncoherent(&[8]), &[8], &[]), None);
+}
+
+/// mixed-coherency=reject: endpoint 9 is non-coherent, 8 and 10 coherent.
+#[test]
+fn mixed_coherency_reject_keeps_domains_uniform() {
+    let config = IommuConfig {
+        mixed_coherency: MixedCoherency::Reject,
+        noncoherent_endpoints: vec![9],
+        ..IommuConfig::default()
+    };
+    let mut h = Harness::with(config, &[8, 9, 10], &[], IOMMU_FEATURES);
+    assert_eq!(h.status(&attach_req(1, 8, 0)), S_OK);
+    assert_eq!(h.status(&map_req(1, 0x1000, 0x1fff, 0x10_0000, RW)), S_OK);
+    let before = h.state();
+    // The non-coherent endpoint cannot join the coherent one's domain, and
+    // nothing changes.
+    assert_eq!(h.status(&attach_req(1, 9, 0)), S_UNSUPP);
+    assert_eq!(h.state(), before);
+    // Another coherent endpoint can; the non-coherent one gets its own.
+    assert_eq!(h.status(&attach_req(1, 10, 0)), S_OK);
+    assert_eq!(h.status(&attach_req(2, 9, 0)), S_OK);
+    // Nor can a coherent one join the non-coherent domain.
+    assert_eq!(h.status(&attach_req(2, 10, 0)), S_UNSUPP);
+    assert_eq!(h.state().attached.get(&10), Some(&1));
+    // A bypass domain has no mappings: anyone may share it.
+    assert_eq!(h.status(&attach_req(3, 8, VIRTIO_IOMMU_ATTACH_F_BYPASS)), S_OK);
+    assert_eq!(h.status(&attach_req(3, 9, VIRTIO_IOMMU_ATTACH_F_BYPASS)), S_OK);
+    let refused: Vec<(u32, u64)> = h.dev.stats().iter().map(|s| (s.endpoint, s.attach_refused)).collect();
+    assert_eq!(refused, [(8, 0), (9, 1), (10, 1)]);
+    assert!(h.dev.stats()[1].to_string().ends_with(", 1 refused attach"), "{}", h.dev.stats()[1]);
+}
+
+/// The default (allow): the same ATTACH succeeds.
+#[test]
+fn mixed_coherency_allow_shares_domains() {
+    let config = IommuConfig { noncoherent_endpoints: vec![9], ..IommuConfig::default() };
+    let mut h = Harness::with(config, &[8, 9], &[], IOMMU_FEATURES);
+    assert_eq!(h.status(&attach_req(1, 8, 0)), S_OK);
+    assert_eq!(h.status(&attach_req(1, 9, 0)), S_OK);
+    assert!(h.dev.stats().iter().all(|s| s.attach_refused == 0));
 }
 
 #[test]

@@ -27,3 +27,27 @@ pub fn value<'a>(r: &'a ScenarioResult, key: &str) -> &'a str {
 pub fn number(r: &ScenarioResult, key: &str) -> u64 {
     value(r, key).parse().unwrap_or_else(|_| panic!("DMAVM {key}= is not a number: {r}"))
 }
+
+/// dmavm's `--stats` counters of one IOMMU endpoint, as the scenario
+/// library's `report_iommu_stats` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub map: u64,
+    pub unmap: u64,
+    pub translations: u64,
+    pub misses: u64,
+    pub faults: u64,
+    pub refused_attach: u64,
+}
+
+/// The counters of `device` (`DMAVM stats_<device>=...`).
+pub fn counters(r: &ScenarioResult, device: &str) -> Counters {
+    let v = value(r, &format!("stats_{device}"));
+    let n: Vec<u64> = v.split(',').filter_map(|x| x.parse().ok()).collect();
+    match n[..] {
+        [map, unmap, translations, misses, faults, refused_attach] => {
+            Counters { map, unmap, translations, misses, faults, refused_attach }
+        }
+        _ => panic!("bad counters {v}: {r}"),
+    }
+}
