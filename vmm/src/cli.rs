@@ -122,12 +122,15 @@ pub struct RunArgs {
     /// A virtio-iommu (virtio device 23) that translates the DMA of every
     /// device with direct-ram-access=off, declared to the guest in the ACPI
     /// VIOT; it is never in its own scope. Keys: transport=pci|mmio
-    /// (default pci), bridge=NAME (default pci0), id=NAME.
+    /// (default pci), bridge=NAME (default pci0), id=NAME,
+    /// mixed-coherency=allow|reject (default allow; reject: an ATTACH that
+    /// would put a coherent and a non-coherent device in one translated
+    /// domain is refused with S_UNSUPP, so the guest keeps them apart).
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_iommu)]
     pub iommu: Option<IommuOptions>,
 
     /// Print per-endpoint IOMMU counters (MAP/UNMAP requests, translations,
-    /// IOTLB misses, faults) on stderr when the VM stops.
+    /// IOTLB misses, faults, refused ATTACHes) on stderr when the VM stops.
     #[arg(long)]
     pub stats: bool,
 

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use dmavm_iommu::MixedCoherency;
+
 /// How a virtio device is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -155,15 +157,27 @@ pub struct IommuOptions {
     pub transport: Transport,
     /// Its PCI host bridge (default the first).
     pub bridge: Option<String>,
+    /// Whether a translated domain may hold endpoints of different declared
+    /// coherency (default allow).
+    pub mixed_coherency: MixedCoherency,
 }
 
-/// Parses `--iommu [transport=pci|mmio][,id=NAME][,bridge=NAME]`. The
-/// IOMMU itself is never translated, and its coherency follows its
-/// transport's rules, so only these keys exist.
+/// Parses `--iommu [transport=pci|mmio][,id=NAME][,bridge=NAME]
+/// [,mixed-coherency=allow|reject]`. The IOMMU itself is never translated,
+/// and its coherency follows its transport's rules, so only these keys
+/// exist.
 pub fn parse_iommu(text: &str) -> Result<IommuOptions, String> {
-    let (common, _) = common(pairs(text, &["id", "transport", "bridge"])?)?;
+    let (common, rest) = common(pairs(text, &["id", "transport", "bridge", "mixed-coherency"])?)?;
     let transport = if text.contains("transport=") { common.transport } else { Transport::Pci };
-    Ok(IommuOptions { id: common.id, transport, bridge: common.bridge })
+    let mut mixed_coherency = MixedCoherency::Allow;
+    for (key, value) in rest {
+        mixed_coherency = match value {
+            "allow" => MixedCoherency::Allow,
+            "reject" => MixedCoherency::Reject,
+            _ => return Err(format!("{key}={value}: expected allow or reject")),
+        };
+    }
+    Ok(IommuOptions { id: common.id, transport, bridge: common.bridge, mixed_coherency })
 }
 
 /// The name of the host bridge every machine has, on segment 0.
@@ -251,6 +265,12 @@ mod tests {
         assert_eq!(parse_iommu("transport=mmio").unwrap().transport, Transport::Mmio);
         assert_eq!(parse_iommu("bridge=b1").unwrap().bridge.as_deref(), Some("b1"));
         assert!(parse_iommu("coherent=off").unwrap_err().contains("unknown key 'coherent'"));
+        assert_eq!(parse_iommu("").unwrap().mixed_coherency, MixedCoherency::Allow);
+        assert_eq!(parse_iommu("mixed-coherency=reject").unwrap().mixed_coherency, MixedCoherency::Reject);
+        assert_eq!(
+            parse_iommu("mixed-coherency=maybe").unwrap_err(),
+            "mixed-coherency=maybe: expected allow or reject"
+        );
         assert_eq!(parse_simple("").unwrap().common.transport, Transport::Mmio);
     }
 

@@ -86,7 +86,12 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
     for device in &machine.devices {
         let queues = match (&device.kind, device.endpoint) {
             (DeviceKind::Iommu, _) => {
-                let iommu = VirtioIommu::<GuestMemoryMmap>::new(IommuConfig::default(), &endpoints, &[])
+                let config = IommuConfig {
+                    mixed_coherency: machine.mixed_coherency,
+                    noncoherent_endpoints: machine.noncoherent_endpoints(),
+                    ..IommuConfig::default()
+                };
+                let iommu = VirtioIommu::<GuestMemoryMmap>::new(config, &endpoints, &[])
                     .with_context(|| format!("{}: virtio-iommu", device.id))?;
                 built.iommu = Some(iommu.handle());
                 place(device, Box::new(iommu), wiring.mem.clone(), false, wiring)?

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use dmavm_iommu::MixedCoherency;
 
 pub use bridge::PciBridge;
 pub use scope::{mmio_endpoint, pci_bdf, pci_endpoint};
@@ -107,12 +108,19 @@ pub struct Machine {
     /// The IOMMU first, then disks, RNGs and the console in command-line
     /// order.
     pub devices: Vec<Device>,
+    /// The IOMMU's policy on domains mixing coherent and non-coherent
+    /// endpoints (`--iommu mixed-coherency=`).
+    pub mixed_coherency: MixedCoherency,
 }
 
 impl Default for Machine {
     /// No devices, the default host bridge.
     fn default() -> Self {
-        Self { bridges: vec![PciBridge::default_root()], devices: Vec::new() }
+        Self {
+            bridges: vec![PciBridge::default_root()],
+            devices: Vec::new(),
+            mixed_coherency: MixedCoherency::Allow,
+        }
     }
 }
 
@@ -235,7 +243,13 @@ impl Machine {
         for w in warnings {
             log::warn!("{w}");
         }
-        Ok(Self { bridges, devices })
+        let mixed_coherency = iommu.map_or(MixedCoherency::Allow, |i| i.mixed_coherency);
+        Ok(Self { bridges, devices, mixed_coherency })
+    }
+
+    /// The endpoints whose device is declared non-coherent.
+    pub fn noncoherent_endpoints(&self) -> Vec<u32> {
+        self.devices.iter().filter(|d| !d.coherent).filter_map(|d| d.endpoint).collect()
     }
 }
 
