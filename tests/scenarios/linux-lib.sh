@@ -81,3 +81,24 @@ iommu_scenario() {
   check_disks $d
   rm -rf $d
 }
+
+# mixed_coherency_scenario POLICY: a guest with a virtio-iommu
+# (mixed-coherency=POLICY) translating two PCI disks of different declared
+# coherency: rand (4 MiB) on the coherent default bridge, rand1 (3 MiB) on
+# bridge nc (segment 1, coherent=off). The vfio check reads both through
+# virtio-blk, then puts both in one VFIO container, so that the guest
+# kernel tries to share one IOMMU domain between them. Reports the checks'
+# lines, the host checksums and the IOMMU counters per disk.
+mixed_coherency_scenario() {
+  d=/tmp/mixed
+  rm -rf $d; mkdir -p $d
+  dd if=/dev/urandom of=$d/rand.img bs=1048576 count=4 2>/dev/null
+  dd if=/dev/urandom of=$d/rand1.img bs=1048576 count=3 2>/dev/null
+  echo "DMAVM host_rand_sha=$(sha256sum $d/rand.img | cut -d' ' -f1)"
+  echo "DMAVM host_rand1_sha=$(sha256sum $d/rand1.img | cut -d' ' -f1)"
+  boot_guest_with vmlinux 2 256M vfio --iommu "mixed-coherency=$1" --stats \
+    --pci-bridge id=nc,coherent=off \
+    --disk path=$d/rand.img,id=rand,transport=pci --disk path=$d/rand1.img,id=rand1,transport=pci,bridge=nc
+  report_iommu_stats
+  rm -rf $d
+}

@@ -11,7 +11,8 @@ mod common;
 
 use dmavm_tests::{Error, ScenarioResult};
 
-const ALL: &[&str] = &["iommu-lazy", "iommu-strict", "iommu-passthrough", "iommu-mmio"];
+const ALL: &[&str] =
+    &["iommu-lazy", "iommu-strict", "iommu-passthrough", "iommu-mmio", "iommu-mixed-reject", "iommu-mixed-allow"];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     common::scenario(ALL, name)
@@ -127,5 +128,42 @@ fn iommu_on_virtio_mmio_translates_pci_and_mmio_devices() -> Result<(), Error> {
     let r = scenario("iommu-mmio")?;
     assert_io_and_scope(&r, &IOMMU_ON_MMIO);
     assert_translated(&r);
+    Ok(())
+}
+
+/// Both disks read back the host's data through virtio-blk, each in an
+/// iommu group of its own, then both went into one VFIO container.
+fn assert_mixed_coherency_guest(r: &ScenarioResult) {
+    assert_eq!(r.status, 0, "{r}");
+    assert_eq!(value(r, "vmm_status"), "0", "{r}");
+    assert_eq!(value(r, "rand_sha"), value(r, "host_rand_sha"), "coherent disk: {r}");
+    assert_eq!(value(r, "rand1_sha"), value(r, "host_rand1_sha"), "non-coherent disk: {r}");
+    assert_eq!(value(r, "vfio_rand_bdf"), "0000:00:02.0", "{r}");
+    assert_eq!(value(r, "vfio_rand1_bdf"), "0001:00:01.0", "{r}");
+    assert_ne!(value(r, "vfio_rand_group"), value(r, "vfio_rand1_group"), "{r}");
+    assert_eq!(value(r, "vfio_container"), "ok", "one container holds both groups: {r}");
+    assert_eq!(value(r, "dmesg_bad"), "0", "{r}");
+}
+
+#[test]
+fn mixed_coherency_reject_keeps_coherent_and_noncoherent_apart() -> Result<(), Error> {
+    let r = scenario("iommu-mixed-reject")?;
+    assert_mixed_coherency_guest(&r);
+    // VFIO offered the second group (rand1, coherent=off) the first one's
+    // domain; dmavm refused, the kernel gave it a domain of its own, and
+    // the container's mapping reached both domains.
+    let (coherent, noncoherent) = (counters(&r, "rand"), counters(&r, "rand1"));
+    assert_eq!(coherent.refused_attach, 0, "{r}");
+    assert_eq!(noncoherent.refused_attach, 1, "{r}");
+    assert!(coherent.map > 0 && noncoherent.map > 0 && noncoherent.faults == 0, "{r}");
+    Ok(())
+}
+
+#[test]
+fn mixed_coherency_allow_lets_the_guest_share_a_domain() -> Result<(), Error> {
+    let r = scenario("iommu-mixed-allow")?;
+    assert_mixed_coherency_guest(&r);
+    assert_eq!(counters(&r, "rand").refused_attach, 0, "{r}");
+    assert_eq!(counters(&r, "rand1").refused_attach, 0, "{r}");
     Ok(())
 }
