@@ -45,7 +45,7 @@ pub struct Machine {
     /// The architected timer's interrupts.
     pub timer: ArchTimer,
     /// The console UART.
-    pub uart: Pl011,
+    pub uart: Uart,
     /// What `/chosen` tells the kernel.
     pub chosen: Chosen,
     /// virtio-mmio devices, in the order they appear in the tree (the virtio-iommu too, when it
@@ -92,12 +92,63 @@ impl Default for ArchTimer {
     }
 }
 
-/// An Arm PL011 UART (`arm,pl011`, `arm,primecell`), the console.
+/// The console UART: the `stdout-path` of `/chosen` and `serial0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uart {
+    /// An Arm PL011.
+    Pl011(Pl011),
+    /// A 16550A.
+    Ns16550a(Ns16550a),
+}
+
+impl Uart {
+    /// Its register window.
+    pub fn region(&self) -> MemoryRange {
+        match self {
+            Uart::Pl011(u) => u.region,
+            Uart::Ns16550a(u) => u.region,
+        }
+    }
+
+    /// Its SPI number.
+    pub fn spi(&self) -> u32 {
+        match self {
+            Uart::Pl011(u) => u.spi,
+            Uart::Ns16550a(u) => u.spi,
+        }
+    }
+
+    /// Its clock frequency in Hz.
+    pub fn clock_hz(&self) -> u32 {
+        match self {
+            Uart::Pl011(u) => u.clock_hz,
+            Uart::Ns16550a(u) => u.clock_hz,
+        }
+    }
+}
+
+/// A 16550A-compatible UART (`ns16550a`, serial/8250.yaml) with byte-wide
+/// registers at consecutive addresses (the binding's defaults: `reg-shift`
+/// 0, `reg-io-width` 1): what dmavm's arm64 back end emulates, with the same
+/// model (vm-superio's) as COM1 on x86. Its interrupt is declared edge
+/// triggered, rising: the model raises one edge per interrupt event, as on
+/// an ISA line, rather than holding a level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ns16550a {
+    /// Its register window (at least the 8 registers).
+    pub region: MemoryRange,
+    /// SPI number (INTID - 32), edge triggered, rising.
+    pub spi: u32,
+    /// Its input clock (`clock-frequency`), which the 8250 driver requires.
+    pub clock_hz: u32,
+}
+
+/// An Arm PL011 UART (`arm,pl011`, `arm,primecell`).
 ///
-/// PL011 rather than an ns16550a: it is what Linux's arm64 `virt` users expect (QEMU, kvmtool
-/// and Cloud Hypervisor all give one), `earlycon` finds it from `stdout-path` alone, and Debian's
-/// arm64 kernels have its driver built in (`CONFIG_SERIAL_AMBA_PL011_CONSOLE=y`) where the 8250
-/// platform driver is not always the console of choice.
+/// What QEMU's `virt` gives; for a VMM that emulates one. dmavm emulates a 16550A
+/// ([`Ns16550a`]), the model it already has for x86's COM1 (Debian's arm64 kernels have both
+/// drivers built in: `CONFIG_SERIAL_AMBA_PL011_CONSOLE=y`, `CONFIG_SERIAL_8250_CONSOLE=y` with
+/// `CONFIG_SERIAL_OF_PLATFORM=y`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pl011 {
     /// Its register window (4 KiB).

@@ -6,7 +6,7 @@
 
 use vm_fdt::FdtWriter;
 
-use crate::description::{Machine, MemoryRange, PciIommuScope, PciRoot, VirtioIommu, VirtioMmioDevice};
+use crate::description::{Machine, MemoryRange, PciIommuScope, PciRoot, Uart, VirtioIommu, VirtioMmioDevice};
 use crate::error::Error;
 use crate::layout::FDT_MAX_SIZE;
 use crate::validate::{ecam_region, rid_count, validate, MPIDR_AFFINITY};
@@ -49,7 +49,7 @@ fn reg(r: &MemoryRange) -> [u64; 2] {
 
 /// The path of the UART node, for `stdout-path` and the alias.
 pub(crate) fn uart_path(m: &Machine) -> String {
-    format!("/serial@{:x}", m.uart.region.base)
+    format!("/serial@{:x}", m.uart.region().base)
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -162,11 +162,30 @@ fn timer(fdt: &mut FdtWriter, m: &Machine) -> Result<(), Error> {
     Ok(())
 }
 
+/// The console UART.
+fn uart(fdt: &mut FdtWriter, m: &Machine) -> Result<(), Error> {
+    match &m.uart {
+        Uart::Pl011(u) => pl011(fdt, u),
+        Uart::Ns16550a(u) => ns16550a(fdt, u),
+    }
+}
+
+/// A 16550A (serial/8250.yaml): `reg-shift` and `reg-io-width` keep their defaults (byte
+/// registers at consecutive addresses); the interrupt is an edge (see [`crate::Ns16550a`]).
+fn ns16550a(fdt: &mut FdtWriter, u: &crate::Ns16550a) -> Result<(), Error> {
+    let node = fdt.begin_node(&format!("serial@{:x}", u.region.base))?;
+    fdt.property_string("compatible", "ns16550a")?;
+    fdt.property_array_u64("reg", &reg(&u.region))?;
+    fdt.property_array_u32("interrupts", &[GIC_SPI, u.spi, IRQ_TYPE_EDGE_RISING])?;
+    fdt.property_u32("clock-frequency", u.clock_hz)?;
+    fdt.end_node(node)?;
+    Ok(())
+}
+
 /// The PL011 and the fixed clock it names twice, as UARTCLK and APB PCLK (serial/pl011.yaml:
 /// listing only UARTCLK is deprecated; arm/primecell.yaml wants `apb_pclk` for the AMBA bus
 /// driver, which enables that clock before it reads the PrimeCell ID).
-fn uart(fdt: &mut FdtWriter, m: &Machine) -> Result<(), Error> {
-    let u = &m.uart;
+fn pl011(fdt: &mut FdtWriter, u: &crate::Pl011) -> Result<(), Error> {
     // clock/fixed-clock.yaml prefers `clock-<frequency>` as the node name.
     let node = fdt.begin_node(&format!("clock-{}", u.clock_hz))?;
     fdt.property_string("compatible", "fixed-clock")?;

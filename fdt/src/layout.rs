@@ -7,7 +7,7 @@
 //! 0x00_0800_0000  GICv3 distributor                64 KiB
 //! 0x00_0808_0000  GICv3 ITS                        128 KiB
 //! 0x00_080a_0000  GICv3 redistributors             128 KiB per vCPU, up to 0x0900_0000 (123 vCPUs)
-//! 0x00_0900_0000  PL011 UART                       4 KiB, SPI 1
+//! 0x00_0900_0000  UART (16550A or PL011)           4 KiB, SPI 1
 //! 0x00_0a00_0000  virtio-mmio windows              0x200 each, one per 4 KiB, 32 of them, SPI 16 + n
 //! 0x00_1000_0000  PCI segment 0's 32-bit window    256 MiB
 //! 0x00_2000_0000  32-bit windows of segments 1-15  16 MiB each
@@ -24,7 +24,7 @@
 //! a 2 MiB region of its own (Documentation/arch/arm64/booting.rst), e.g. the last 2 MiB of RAM.
 
 use crate::description::{
-    ArchTimer, Chosen, GicV3, Machine, MemoryRange, PciIommuScope, PciRoot, Pl011, VirtioMmioDevice,
+    ArchTimer, Chosen, GicV3, Machine, MemoryRange, Ns16550a, PciIommuScope, PciRoot, Uart, VirtioMmioDevice,
 };
 
 /// The GICv3 distributor (GICD).
@@ -40,12 +40,14 @@ pub const GIC_REDIST_END: u64 = 0x0900_0000;
 /// vCPUs whose redistributors fit below [`GIC_REDIST_END`].
 pub const MAX_VCPUS: usize = ((GIC_REDIST_END - GIC_REDIST_START) / GIC_REDIST_SIZE_PER_CPU) as usize;
 
-/// The PL011 UART's register window.
+/// The UART's register window.
 pub const UART: MemoryRange = MemoryRange::new(0x0900_0000, 0x1000);
 /// The UART's SPI (INTID 33).
 pub const UART_SPI: u32 = 1;
-/// The fixed clock feeding the UART, 24 MHz as on QEMU's `virt`.
+/// The fixed clock feeding a PL011, 24 MHz as on QEMU's `virt`.
 pub const UART_CLOCK_HZ: u32 = 24_000_000;
+/// The input clock of the 16550A, the classic 1.8432 MHz (115200 baud with divisor 1).
+pub const NS16550A_CLOCK_HZ: u32 = 1_843_200;
 
 /// First virtio-mmio window.
 pub const VIRTIO_MMIO_START: u64 = 0x0a00_0000;
@@ -188,7 +190,8 @@ pub fn pci_segment(segment: u16) -> Option<PciSegmentLayout> {
 
 impl Machine {
     /// A machine of this layout with `cpus` vCPUs (KVM's default MPIDRs), `ram` bytes of RAM
-    /// from [`RAM_START`], the GIC with its ITS, the timer, the UART, the command line
+    /// from [`RAM_START`], the GIC with its ITS, the timer, the UART (the 16550A dmavm's arm64
+    /// back end emulates, at [`UART`]), the command line
     /// `bootargs`, and no initrd, devices, host bridges or IOMMU yet.
     pub fn virt(cpus: u32, ram: u64, bootargs: &str) -> Self {
         Machine {
@@ -197,7 +200,7 @@ impl Machine {
             memory: vec![MemoryRange::new(RAM_START, ram)],
             gic: gic(cpus as usize),
             timer: ArchTimer::default(),
-            uart: Pl011 { region: UART, spi: UART_SPI, clock_hz: UART_CLOCK_HZ },
+            uart: Uart::Ns16550a(Ns16550a { region: UART, spi: UART_SPI, clock_hz: NS16550A_CLOCK_HZ }),
             chosen: Chosen { bootargs: bootargs.into(), initrd: None },
             virtio_mmio: Vec::new(),
             pci_roots: Vec::new(),

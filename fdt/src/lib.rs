@@ -14,7 +14,9 @@
 //! - `/interrupt-controller@...`: `arm,gic-v3`, distributor and redistributors, with the ITS
 //!   (`arm,gic-v3-its`, `#msi-cells = <1>`) as `msi-controller@...` child.
 //! - `/timer`: `arm,armv8-timer`, four PPIs.
-//! - `/clock-N` (`fixed-clock`) and `/serial@...`: `arm,pl011`, `arm,primecell`, both clocks.
+//! - `/serial@...`: `ns16550a` with its `clock-frequency` (what dmavm emulates, the default of
+//!   [`layout`]), or `arm,pl011`, `arm,primecell` with a `/clock-N` (`fixed-clock`) as both
+//!   clocks.
 //! - `/virtio@...` per virtio-mmio device (`/iommu@...` for the virtio-iommu, with
 //!   `#iommu-cells = <1>`): `dma-coherent` exactly when coherent, `iommus = <&viommu ID>`
 //!   exactly when translated.
@@ -37,8 +39,8 @@ mod tree;
 mod validate;
 
 pub use description::{
-    ArchTimer, Chosen, GicV3, Machine, MemoryRange, PciIommuRange, PciIommuScope, PciRoot, Pl011,
-    VirtioIommu, VirtioMmioDevice,
+    ArchTimer, Chosen, GicV3, Machine, MemoryRange, Ns16550a, PciIommuRange, PciIommuScope, PciRoot, Pl011,
+    Uart, VirtioIommu, VirtioMmioDevice,
 };
 pub use dts::to_dts;
 pub use encode::build;

@@ -52,7 +52,7 @@ fn check_regions(m: &Machine) -> Result<(), Error> {
     if let Some(its) = m.gic.its {
         regions.push(("the GIC ITS".into(), its));
     }
-    regions.push(("the UART".into(), m.uart.region));
+    regions.push(("the UART".into(), m.uart.region()));
     for d in &m.virtio_mmio {
         regions.push((mmio_name(d.region.base), d.region));
     }
@@ -104,7 +104,7 @@ fn check_interrupts(m: &Machine) -> Result<(), Error> {
             return Err(Error::PpiOutOfRange { what, ppi });
         }
     }
-    let mut spis: Vec<(u32, String)> = vec![(m.uart.spi, "the UART".into())];
+    let mut spis: Vec<(u32, String)> = vec![(m.uart.spi(), "the UART".into())];
     spis.extend(m.virtio_mmio.iter().map(|d| (d.spi, mmio_name(d.region.base))));
     for (i, (spi, what)) in spis.iter().enumerate() {
         if *spi > MAX_SPI {
@@ -286,7 +286,7 @@ pub fn validate(m: &Machine) -> Result<(), Error> {
         });
     }
     check_interrupts(m)?;
-    if m.uart.clock_hz == 0 {
+    if m.uart.clock_hz() == 0 {
         return Err(Error::NoUartClock);
     }
     if let Some(initrd) = m.chosen.initrd {
@@ -305,7 +305,7 @@ pub fn validate(m: &Machine) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::description::PciIommuRange;
+    use crate::description::{PciIommuRange, Uart};
     use crate::layout::{pci_segment, virtio_mmio_device};
 
     /// Two CPUs, 1 GiB, two virtio-mmio devices, one bridge translated from endpoint 0, the
@@ -397,7 +397,7 @@ mod tests {
             "virtio-mmio device at 0xa001000 uses SPI 988, but GICv3 SPIs are numbered 0-987"
         );
         let mut m = machine();
-        m.virtio_mmio[1].spi = m.uart.spi;
+        m.virtio_mmio[1].spi = m.uart.spi();
         assert_eq!(
             err(&m).to_string(),
             "SPI 1 is given to both the UART and virtio-mmio device at 0xa001000"
@@ -406,7 +406,10 @@ mod tests {
         m.timer.virt = 16;
         assert!(matches!(err(&m), Error::PpiOutOfRange { what: "virtual", ppi: 16 }));
         let mut m = machine();
-        m.uart.clock_hz = 0;
+        match &mut m.uart {
+            Uart::Pl011(u) => u.clock_hz = 0,
+            Uart::Ns16550a(u) => u.clock_hz = 0,
+        }
         assert!(matches!(err(&m), Error::NoUartClock));
     }
 

@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 
 use common::{bdf, machines, mmio_endpoint, pci_endpoint};
-use dmavm_fdt::{build, parse, Machine, Node, PciIommuScope, VirtioIommu};
+use dmavm_fdt::{build, parse, Machine, Node, PciIommuScope, Uart, VirtioIommu};
 
 fn cells64(hi: u32, lo: u32) -> u64 {
     u64::from(hi) << 32 | u64::from(lo)
@@ -154,13 +154,22 @@ fn check(name: &str, m: &Machine) {
         "{}",
         ctx("four level-high PPIs")
     );
-    assert_eq!(uart.strings("compatible").unwrap(), ["arm,pl011", "arm,primecell"]);
-    assert_eq!(uart.u32s("interrupts").unwrap(), [0, m.uart.spi, 4]);
-    assert_eq!(uart.strings("clock-names").unwrap(), ["uartclk", "apb_pclk"]);
-    for c in uart.u32s("clocks").unwrap() {
-        let clock = target(&root, c, "clocks").1;
-        assert_eq!(clock.string("compatible"), Some("fixed-clock"));
-        assert_eq!(clock.u32("clock-frequency"), Some(m.uart.clock_hz));
+    match &m.uart {
+        Uart::Pl011(u) => {
+            assert_eq!(uart.strings("compatible").unwrap(), ["arm,pl011", "arm,primecell"]);
+            assert_eq!(uart.u32s("interrupts").unwrap(), [0, u.spi, 4]);
+            assert_eq!(uart.strings("clock-names").unwrap(), ["uartclk", "apb_pclk"]);
+            for c in uart.u32s("clocks").unwrap() {
+                let clock = target(&root, c, "clocks").1;
+                assert_eq!(clock.string("compatible"), Some("fixed-clock"));
+                assert_eq!(clock.u32("clock-frequency"), Some(u.clock_hz));
+            }
+        }
+        Uart::Ns16550a(u) => {
+            assert_eq!(uart.strings("compatible").unwrap(), ["ns16550a"]);
+            assert_eq!(uart.u32s("interrupts").unwrap(), [0, u.spi, 1], "{}", ctx("an edge SPI"));
+            assert_eq!(uart.u32("clock-frequency"), Some(u.clock_hz));
+        }
     }
 
     // The IOMMU: exactly one node with #iommu-cells when there is one, never in its own scope.

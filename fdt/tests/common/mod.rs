@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use dmavm_fdt::layout::{self, pci_segment, virtio_mmio_device, RAM_START};
-use dmavm_fdt::{Machine, MemoryRange, PciIommuScope, VirtioIommu};
+use dmavm_fdt::{Machine, MemoryRange, PciIommuScope, Pl011, Uart, VirtioIommu};
 
 /// Endpoint ID of PCI function `bdf` of `segment` (the VMM model's numbering: segment in the
 /// upper 16 bits) and of the `n`th virtio-mmio device (above every PCI ID).
@@ -120,6 +120,9 @@ pub fn aff3_cpus() -> Machine {
     let mut m = base(2);
     m.cpus = vec![0, 0x1_0000_0000, 0x1_0000_0001];
     m.gic = layout::gic(3);
+    // The other UART model, so both are encoded and validated.
+    m.uart =
+        Uart::Pl011(Pl011 { region: layout::UART, spi: layout::UART_SPI, clock_hz: layout::UART_CLOCK_HZ });
     m
 }
 
