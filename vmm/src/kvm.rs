@@ -4,14 +4,21 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
+#[cfg(target_arch = "x86_64")]
+use anyhow::{bail, Context};
+#[cfg(target_arch = "x86_64")]
 use kvm_bindings::{kvm_enable_cap, KVM_CAP_SPLIT_IRQCHIP};
-use kvm_ioctls::{Cap, Kvm, VmFd};
+use kvm_ioctls::Kvm;
+#[cfg(target_arch = "x86_64")]
+use kvm_ioctls::{Cap, VmFd};
 
+#[cfg(target_arch = "x86_64")]
 use crate::layout::KVM_TSS_ADDR;
 
 /// IOAPIC pins, and so the routes KVM reserves for them with the split
 /// irqchip.
+#[cfg(target_arch = "x86_64")]
 pub const IOAPIC_PINS: u64 = 24;
 
 /// Opens the KVM device, explaining the usual causes of failure.
@@ -42,6 +49,7 @@ pub fn max_vcpus(kvm: &Kvm) -> u32 {
 /// in-kernel PIT or PIC), as measured in TESTBED.md this avoids the 8-32 ms
 /// teardown cost of the in-kernel PIT and the slow memory registration of
 /// the full in-kernel irqchip.
+#[cfg(target_arch = "x86_64")]
 pub fn create_vm(kvm: &Kvm) -> Result<VmFd> {
     for (cap, name) in [
         (Cap::SplitIrqchip, "KVM_CAP_SPLIT_IRQCHIP"),

@@ -1,19 +1,30 @@
 //! `dmavm`: the command-line front end.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
 mod boot;
 mod cli;
 mod config;
+#[cfg(target_arch = "x86_64")]
 mod console;
 mod device_options;
 mod event_loop;
+#[cfg(target_arch = "x86_64")]
 mod firmware;
+#[cfg(target_arch = "x86_64")]
 mod interrupts;
+#[cfg(target_arch = "x86_64")]
 mod kernel;
 mod kvm;
+#[cfg(target_arch = "x86_64")]
 mod layout;
 mod logger;
+// On arm64 the ACPI half of the machine model has no user.
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 mod machine;
 mod memory;
+#[cfg(target_arch = "x86_64")]
 mod payload;
 mod pci;
 mod shutdown;
@@ -22,8 +33,16 @@ mod size;
 mod terminal;
 mod vcpu;
 mod virtio_devices;
+#[cfg(target_arch = "x86_64")]
 mod vm;
+#[cfg(target_arch = "x86_64")]
 mod x86_64;
+
+// The arm64 back end gives the shared code (machine model, PCI, virtio
+// wiring, main) its address map, interrupt routing and VM under the names
+// the x86_64 modules have.
+#[cfg(target_arch = "aarch64")]
+use aarch64::{interrupts, layout, vm};
 
 use std::io::Write;
 use std::process::ExitCode;

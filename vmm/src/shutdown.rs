@@ -24,6 +24,7 @@ pub const RESET_STATUS: u8 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitReason {
     /// The guest wrote this status to the exit port.
+    #[cfg_attr(target_arch = "aarch64", allow(dead_code))] // no exit port on arm64 yet
     GuestStatus(u8),
     /// The guest powered off.
     PowerOff,

@@ -7,16 +7,21 @@
 //! internal error, failed VM entry) end the VM, with a message saying which.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(target_arch = "x86_64")]
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
+#[cfg(target_arch = "x86_64")]
 use dmavm_devices::ioapic::Ioapic;
 use dmavm_devices::Bus;
 use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
 
+#[cfg(target_arch = "aarch64")]
+use crate::aarch64::regs::dump_registers;
 use crate::shutdown::{ExitReason, Shutdown};
 
 /// What every vCPU thread shares.
@@ -28,6 +33,7 @@ pub struct VcpuShared {
     pub mmio: Arc<Bus>,
     /// The user-space IOAPIC (split irqchip): receives EOIs for
     /// level-triggered vectors.
+    #[cfg(target_arch = "x86_64")]
     pub ioapic: Arc<Mutex<Ioapic>>,
     /// The stop request.
     pub shutdown: Arc<Shutdown>,
@@ -106,6 +112,7 @@ fn handle_exit(id: u32, exit: VcpuExit<'_>, shared: &VcpuShared) -> Result<(), S
                 data.fill(0xff);
             }
         }
+        #[cfg(target_arch = "x86_64")]
         VcpuExit::IoapicEoi(vector) => match shared.ioapic.lock() {
             Ok(mut ioapic) => {
                 if let Err(e) = ioapic.end_of_interrupt(vector) {
@@ -135,6 +142,7 @@ fn handle_exit(id: u32, exit: VcpuExit<'_>, shared: &VcpuShared) -> Result<(), S
     Ok(())
 }
 
+#[cfg(target_arch = "x86_64")]
 fn dump_registers(id: u32, vcpu: &VcpuFd) {
     if !log::log_enabled!(log::Level::Debug) {
         return;

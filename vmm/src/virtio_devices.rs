@@ -220,10 +220,12 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     // One vector per queue plus one for configuration changes, as the
     // transport lays out its MSI-X table.
     let vectors = u16::try_from(model.queue_max_sizes().len() + 1)?;
-    let backend = Arc::new(
-        IrqfdMsix::new(wiring.vm, wiring.router.clone(), vectors)
-            .with_context(|| format!("{}: MSI-X vectors", device.id))?,
-    );
+    let backend = IrqfdMsix::new(wiring.vm, wiring.router.clone(), vectors)
+        .with_context(|| format!("{}: MSI-X vectors", device.id))?;
+    // On arm64 MSIs go through the ITS, which needs the function's DeviceID.
+    #[cfg(target_arch = "aarch64")]
+    let backend = backend.with_device_id(crate::aarch64::its_device_id(segment, slot)?);
+    let backend = Arc::new(backend);
     let transport = VirtioPciTransport::new(model, mem, backend, require_access_platform)
         .with_context(|| format!("{}: virtio-pci transport", device.id))?
         .with_label(&device.id);

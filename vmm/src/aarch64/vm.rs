@@ -1,0 +1,216 @@
+//! Building the arm64 VM from its config and running it until it stops.
+//!
+//! The machine: guest RAM from 1 GiB, vCPUs initialised with KVM's
+//! preferred target and PSCI 0.2 (secondaries powered off until PSCI
+//! CPU_ON), the in-kernel GICv3 and ITS, the architected timer (in KVM),
+//! the 16550A console UART, the machine model's virtio devices on
+//! virtio-mmio (SPIs by irqfd) and on PCI host bridges
+//! (`pci-host-ecam-generic`, MSI-X through the ITS), all declared in the
+//! device tree built from the same model. Power-off and reset come from
+//! PSCI SYSTEM_OFF and SYSTEM_RESET as `KVM_EXIT_SYSTEM_EVENT` (handled by
+//! the shared vCPU loop), so dmavm ends with status 0 or 3 as on x86_64.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dmavm_devices::Bus;
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::signal::Killable;
+
+use super::interrupts::GsiRouter;
+use super::layout::{fdt_address, virtio_mmio_index, MAX_MEMORY};
+use super::{boot, devicetree, gic, regs, uart};
+use crate::config::{Boot, VmConfig};
+use crate::event_loop::EventLoop;
+use crate::machine::Placement;
+use crate::shutdown::{ExitReason, Shutdown};
+use crate::signals::{install_vcpu_kick_handler, vcpu_kick_signal, TerminationSignals};
+use crate::terminal::RawModeGuard;
+use crate::vcpu::{self, VcpuShared};
+use crate::{kvm, memory, pci, virtio_devices};
+
+/// How long the vCPU threads get to notice a stop before dmavm exits
+/// without them.
+const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// `KVM_CREATE_VM` type 0: the default 40-bit IPA space, which the fdt
+/// layout fits (Documentation/virt/kvm/api.rst, KVM_CREATE_VM on arm64).
+const VM_TYPE_IPA_40: u64 = 0;
+
+/// Runs the VM described by `config` until the guest stops; returns why.
+pub fn run(config: &VmConfig) -> Result<ExitReason> {
+    let Boot::Kernel { kernel, initrd, cmdline } = &config.boot else {
+        bail!("--payload is x86_64 only (payloads are x86 machine code); boot an arm64 Image with --kernel");
+    };
+    if config.memory > MAX_MEMORY {
+        bail!(
+            "--memory {} MiB: the arm64 machine has room for at most {} MiB of RAM",
+            config.memory >> 20,
+            MAX_MEMORY >> 20
+        );
+    }
+    let kvm = kvm::open(&config.kvm_device)?;
+    let max = kvm::max_vcpus(&kvm).min(u32::try_from(dmavm_fdt::layout::MAX_VCPUS)?);
+    config.check_cpus(max)?;
+    check_capabilities(&kvm)?;
+    let vm = Arc::new(kvm.create_vm_with_type(VM_TYPE_IPA_40).context("KVM_CREATE_VM failed")?);
+    let mem = Arc::new(memory::create(config.memory, true)?);
+    memory::register(&vm, &mem)?;
+
+    let shutdown = Arc::new(Shutdown::new().context("cannot create the stop event")?);
+    // Before any thread starts, so that all of them inherit the blocked mask.
+    let signals = TerminationSignals::block_and_open()?;
+    install_vcpu_kick_handler()?;
+
+    // Every vCPU before the vGIC (its redistributors are per vCPU).
+    let vcpus = create_vcpus(&vm, config.cpus)?;
+    let mpidrs = vcpus.iter().map(regs::mpidr).collect::<Result<Vec<u64>>>()?;
+    let _gic = gic::create(&vm, &dmavm_fdt::layout::gic(vcpus.len()))?;
+
+    let pio = Arc::new(Bus::new());
+    let mmio = Arc::new(Bus::new());
+    let router = Arc::new(GsiRouter::new(vm.clone()));
+    let console =
+        uart::Console::new(&vm, &router, &mmio, dmavm_fdt::layout::UART, dmavm_fdt::layout::UART_SPI)?;
+    route_mmio_devices(config, &router)?;
+    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine, config.memory)?;
+    let wiring =
+        virtio_devices::Wiring { vm: &vm, mem: &mem, mmio: &mmio, pci: &pci_segments, router: &router };
+    let virtio = virtio_devices::create(&config.machine, &wiring)?;
+
+    let fdt_addr = fdt_address(config.memory).context("guest memory too small for the device tree")?;
+    let kernel = boot::load_kernel(kernel, &mem, fdt_addr)?;
+    let initrd = initrd.as_deref().map(|p| boot::load_initrd(p, &mem, kernel.end, fdt_addr)).transpose()?;
+    let description = devicetree::describe(&config.machine, &mpidrs, config.memory, cmdline, initrd)?;
+    let blob = dmavm_fdt::build(&description).context("building the device tree")?;
+    mem.write_slice(&blob, GuestAddress(fdt_addr)).context("writing the device tree into guest memory")?;
+    let boot_vcpu = vcpus.first().context("no vCPU")?;
+    regs::set_boot_registers(boot_vcpu, kernel.entry, fdt_addr)?;
+    log::info!(
+        "arm64: kernel at {:#x}, initrd {:?}, device tree at {fdt_addr:#x} ({} bytes)",
+        kernel.entry,
+        initrd,
+        blob.len()
+    );
+
+    let mut events = EventLoop::new(shutdown.clone(), signals)?;
+    let virtio_iommu = virtio.iommu.clone();
+    for subscriber in virtio.queues {
+        events.add_subscriber(subscriber);
+    }
+    let _raw_terminal = RawModeGuard::enter();
+    match virtio.console_input {
+        Some((input, ready)) => events.add_console_input(input, ready),
+        None => events.add_console_input(console.input(), console.drained_event()?),
+    }
+
+    let shared = Arc::new(VcpuShared { pio, mmio, shutdown: shutdown.clone(), memory: mem });
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for (id, fd) in vcpus.into_iter().enumerate() {
+        let id = u32::try_from(id)?;
+        match vcpu::spawn(id, fd, shared.clone()) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                shutdown.request(ExitReason::Crash(format!("{e:#}")));
+                break;
+            }
+        }
+    }
+    let reason = events.run();
+    stop_vcpus(&shutdown, threads);
+    if config.stats {
+        print_iommu_stats(&config.machine, virtio_iommu.as_ref());
+    }
+    reason
+}
+
+/// What the arm64 back end needs from KVM beyond what every VM does.
+fn check_capabilities(kvm: &Kvm) -> Result<()> {
+    for (cap, name) in [
+        (Cap::ArmPsci02, "KVM_CAP_ARM_PSCI_0_2"),
+        (Cap::OneReg, "KVM_CAP_ONE_REG"),
+        (Cap::Irqfd, "KVM_CAP_IRQFD"),
+        (Cap::IrqRouting, "KVM_CAP_IRQ_ROUTING"),
+        (Cap::MsiDevid, "KVM_CAP_MSI_DEVID"),
+        (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+    ] {
+        if !kvm.check_extension(cap) {
+            bail!("this host's KVM lacks {name}, which dmavm needs");
+        }
+    }
+    Ok(())
+}
+
+fn create_vcpus(vm: &VmFd, count: u32) -> Result<Vec<VcpuFd>> {
+    let init = regs::preferred_init(vm)?;
+    (0..count)
+        .map(|id| {
+            let vcpu = vm.create_vcpu(u64::from(id)).with_context(|| format!("cannot create vCPU {id}"))?;
+            regs::init(&vcpu, id, &init)?;
+            Ok(vcpu)
+        })
+        .collect()
+}
+
+/// Routes each virtio-mmio device's GSI (the machine model's number) to
+/// the SPI the device tree declares for its window.
+fn route_mmio_devices(config: &VmConfig, router: &GsiRouter) -> Result<()> {
+    for d in &config.machine.devices {
+        if let Placement::Mmio { base, gsi } = d.placement {
+            let slot = virtio_mmio_index(base).and_then(dmavm_fdt::layout::virtio_mmio_slot);
+            let Some((_, spi)) = slot else {
+                bail!("{}: virtio-mmio window {base:#x} has no place in the arm64 layout", d.id);
+            };
+            router.route_spi(gsi, spi)?;
+        }
+    }
+    Ok(())
+}
+
+/// `--stats`: one line per IOMMU endpoint on stderr, named by device (as
+/// the x86_64 VM prints them).
+fn print_iommu_stats(machine: &crate::machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let Some(iommu) = iommu else {
+        let _ = writeln!(err, "dmavm: stats: no IOMMU (every device reaches guest memory directly)");
+        return;
+    };
+    for stats in iommu.stats() {
+        let id = machine
+            .devices
+            .iter()
+            .find(|d| d.endpoint == Some(stats.endpoint))
+            .map_or("?", |d| d.id.as_str());
+        let _ = writeln!(err, "dmavm: stats: {id}: {stats}");
+    }
+}
+
+/// Makes every vCPU thread leave `KVM_RUN` and waits for them (bounded),
+/// as the x86_64 VM does: a kick that lands just before a thread enters
+/// `KVM_RUN` is lost, so keep kicking until each thread is gone. After a
+/// PSCI SYSTEM_OFF, KVM has already stopped every vCPU.
+fn stop_vcpus(shutdown: &Shutdown, threads: Vec<JoinHandle<()>>) {
+    if shutdown.reason().is_none() {
+        shutdown.request(ExitReason::Crash("the event loop ended unexpectedly".into()));
+    }
+    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
+    let mut pending = threads;
+    while !pending.is_empty() {
+        pending.retain(|t| !t.is_finished());
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            log::warn!("{} vCPU thread(s) did not stop; exiting without them", pending.len());
+            return;
+        }
+        for t in &pending {
+            // ESRCH when the thread has just exited: nothing to do.
+            let _ = t.kill(vcpu_kick_signal());
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
