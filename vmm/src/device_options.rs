@@ -35,6 +35,12 @@ pub struct Common {
     /// The PCI host bridge (`--pci-bridge id=NAME`) a PCI device sits on;
     /// `None`: the first, `pci0`.
     pub bridge: Option<String>,
+    /// PCI only: the device number on its bridge's bus 0 (1-31); `None`:
+    /// the first free one.
+    pub slot: Option<u8>,
+    /// virtio-mmio only: the base of its register window; `None`: the
+    /// first free one.
+    pub addr: Option<u64>,
 }
 
 /// `--disk`.
@@ -55,19 +61,51 @@ pub struct SimpleOptions {
     pub common: Common,
 }
 
-const COMMON_KEYS: &[&str] = &["id", "transport", "coherent", "direct-ram-access", "bridge"];
+/// Keys every virtio device but the IOMMU takes.
+pub const COMMON_KEYS: &[&str] =
+    &["id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr"];
+/// Keys of `--disk` (and of a config file's `[[disk]]`).
+pub const DISK_KEYS: &[&str] =
+    &["path", "readonly", "id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr"];
+/// Keys of `--iommu` (and `[iommu]`). No `coherent`: the IOMMU's coherency
+/// follows its transport's rules.
+pub const IOMMU_KEYS: &[&str] =
+    &["id", "transport", "bridge", "slot", "addr", "direct-ram-access", "mixed-coherency"];
+/// Keys of `--pci-bridge` (and `[[pci-bridge]]`).
+pub const BRIDGE_KEYS: &[&str] = &["id", "coherent", "direct-ram-access", "hotplug"];
 
-/// `key=value` pairs borrowed from the option text.
-type Pairs<'a> = Vec<(&'a str, &'a str)>;
+/// `key=value` pairs: borrowed from the option text on the command line,
+/// made from TOML values by the config file.
+pub type Pairs<'a> = Vec<(&'a str, &'a str)>;
 
-/// Splits `text` into pairs, checking every key against `known`.
-fn pairs<'a>(text: &'a str, known: &[&str]) -> Result<Pairs<'a>, String> {
-    let mut out: Pairs<'a> = Vec::new();
+/// Why a set of pairs is not a valid option: the key at fault (`None`
+/// when it is the option as a whole, such as a required key left out), so
+/// that a config file can name the line, and the message the command line
+/// prints as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    /// The key at fault.
+    pub key: Option<String>,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl OptionError {
+    fn at(key: &str, message: impl Into<String>) -> Self {
+        Self { key: Some(key.to_string()), message: message.into() }
+    }
+
+    fn whole(message: impl Into<String>) -> Self {
+        Self { key: None, message: message.into() }
+    }
+}
+
+/// Splits command-line option text into pairs (a config file has no text
+/// to split: its keys are pairs already, and TOML forbids duplicates).
+fn split(text: &str) -> Result<Pairs<'_>, String> {
+    let mut out: Pairs<'_> = Vec::new();
     for item in text.split(',').filter(|s| !s.is_empty()) {
         let (key, value) = item.split_once('=').ok_or_else(|| format!("'{item}' is not key=value"))?;
-        if !known.contains(&key) {
-            return Err(format!("unknown key '{key}' (known: {})", known.join(", ")));
-        }
         if out.iter().any(|(k, _)| *k == key) {
             return Err(format!("key '{key}' given twice"));
         }
@@ -76,75 +114,124 @@ fn pairs<'a>(text: &'a str, known: &[&str]) -> Result<Pairs<'a>, String> {
     Ok(out)
 }
 
-fn on_off(key: &str, value: &str) -> Result<bool, String> {
+/// Rejects the first key not in `known`.
+fn known_keys(pairs: &Pairs<'_>, known: &[&str]) -> Result<(), OptionError> {
+    match pairs.iter().find(|(key, _)| !known.contains(key)) {
+        Some((key, _)) => {
+            Err(OptionError::at(key, format!("unknown key '{key}' (known: {})", known.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
+
+fn on_off(key: &str, value: &str) -> Result<bool, OptionError> {
     match value {
         "on" | "true" | "yes" => Ok(true),
         "off" | "false" | "no" => Ok(false),
-        _ => Err(format!("{key}={value}: expected on or off")),
+        _ => Err(OptionError::at(key, format!("{key}={value}: expected on or off"))),
     }
 }
 
 /// A name (`id=`, `bridge=`): 1-32 letters, digits, '-' or '_'.
-fn id(key: &str, value: &str) -> Result<String, String> {
+fn id(key: &str, value: &str) -> Result<String, OptionError> {
     let ok = !value.is_empty()
         && value.len() <= 32
         && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(value.to_string())
     } else {
-        Err(format!("{key}={value}: use 1-32 letters, digits, '-' or '_'"))
+        Err(OptionError::at(key, format!("{key}={value}: use 1-32 letters, digits, '-' or '_'")))
+    }
+}
+
+/// `slot=N`: a device number on bus 0, 1-31 (0 is the host bridge).
+fn slot(key: &str, value: &str) -> Result<u8, OptionError> {
+    match value.parse::<u8>() {
+        Ok(n @ 1..=31) => Ok(n),
+        _ => Err(OptionError::at(
+            key,
+            format!("{key}={value}: expected a PCI device number from 1 to 31 (0 is the host bridge)"),
+        )),
+    }
+}
+
+/// `addr=A`: an address, hexadecimal with `0x` or decimal (TOML integers
+/// arrive in decimal). Whether it is a virtio-mmio window is the machine
+/// model's to say: the address map is.
+fn addr(key: &str, value: &str) -> Result<u64, OptionError> {
+    let parsed = match value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => value.parse::<u64>(),
+    };
+    parsed.map_err(|_| OptionError::at(key, format!("{key}={value}: expected an address such as 0xd0001000")))
+}
+
+fn transport(key: &str, value: &str) -> Result<Transport, OptionError> {
+    match value {
+        "mmio" => Ok(Transport::Mmio),
+        "pci" => Ok(Transport::Pci),
+        _ => Err(OptionError::at(key, format!("{key}={value}: expected mmio or pci"))),
     }
 }
 
 /// Parses the common keys; returns the other pairs.
-fn common(pairs: Pairs<'_>) -> Result<(Common, Pairs<'_>), String> {
+fn common(pairs: Pairs<'_>) -> Result<(Common, Pairs<'_>), OptionError> {
     let mut c = Common {
         id: None,
         transport: Transport::Mmio,
         coherent: None,
         direct_ram_access: None,
         bridge: None,
+        slot: None,
+        addr: None,
     };
     let mut rest = Vec::new();
     for (key, value) in pairs {
         match key {
             "id" => c.id = Some(id(key, value)?),
-            "transport" => {
-                c.transport = match value {
-                    "mmio" => Transport::Mmio,
-                    "pci" => Transport::Pci,
-                    _ => return Err(format!("transport={value}: expected mmio or pci")),
-                }
-            }
+            "transport" => c.transport = transport(key, value)?,
             "coherent" => c.coherent = Some(on_off(key, value)?),
             "direct-ram-access" => c.direct_ram_access = Some(on_off(key, value)?),
             "bridge" => c.bridge = Some(id(key, value)?),
+            "slot" => c.slot = Some(slot(key, value)?),
+            "addr" => c.addr = Some(addr(key, value)?),
             _ => rest.push((key, value)),
         }
     }
     Ok((c, rest))
 }
 
-/// Parses `--disk path=FILE[,readonly=on|off][,id=..][,transport=..][,coherent=..][,direct-ram-access=..][,bridge=..]`.
+/// Parses `--disk path=FILE[,readonly=on|off][,id=..][,transport=..][,coherent=..][,direct-ram-access=..]
+/// [,bridge=..][,slot=..][,addr=..]`.
 pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {
-    let known: Vec<&str> = ["path", "readonly"].iter().chain(COMMON_KEYS).copied().collect();
-    let (common, rest) = common(pairs(text, &known)?)?;
+    disk_from_pairs(split(text)?).map_err(|e| e.message)
+}
+
+/// A disk from its pairs (the command line's or a config file's).
+pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DiskOptions, OptionError> {
+    known_keys(&pairs, DISK_KEYS)?;
+    let (common, rest) = common(pairs)?;
     let (mut path, mut readonly) = (None, false);
     for (key, value) in rest {
         match key {
             "path" if !value.is_empty() => path = Some(PathBuf::from(value)),
-            "path" => return Err("path= is empty".into()),
+            "path" => return Err(OptionError::at(key, "path= is empty")),
             _ => readonly = on_off(key, value)?,
         }
     }
-    let path = path.ok_or("path=FILE is required")?;
+    let path = path.ok_or_else(|| OptionError::whole("path=FILE is required"))?;
     Ok(DiskOptions { common, path, readonly })
 }
 
-/// Parses `--rng` / `--console` options (`id`, `transport`, `coherent`,
-/// `direct-ram-access`, `bridge`).
+/// Parses `--rng` / `--console` options (the common keys).
 pub fn parse_simple(text: &str) -> Result<SimpleOptions, String> {
-    let (common, _) = common(pairs(text, COMMON_KEYS)?)?;
+    simple_from_pairs(split(text)?).map_err(|e| e.message)
+}
+
+/// An rng or console from its pairs.
+pub fn simple_from_pairs(pairs: Pairs<'_>) -> Result<SimpleOptions, OptionError> {
+    known_keys(&pairs, COMMON_KEYS)?;
+    let (common, _) = common(pairs)?;
     Ok(SimpleOptions { common })
 }
 
@@ -160,24 +247,48 @@ pub struct IommuOptions {
     /// Whether a translated domain may hold endpoints of different declared
     /// coherency (default allow).
     pub mixed_coherency: MixedCoherency,
+    /// `direct-ram-access=`: `None` (the only valid choice) leaves the
+    /// IOMMU outside its own scope; `off` asks for it to be translated by
+    /// itself, which the checks reject with a coded error (kept
+    /// expressible so that the rule is explained rather than unparseable).
+    pub direct_ram_access: Option<bool>,
+    /// PCI only: its device number (1-31); `None`: the first free one.
+    pub slot: Option<u8>,
+    /// virtio-mmio only: its window's base; `None`: the first free one.
+    pub addr: Option<u64>,
 }
 
-/// Parses `--iommu [transport=pci|mmio][,id=NAME][,bridge=NAME]
-/// [,mixed-coherency=allow|reject]`. The IOMMU itself is never translated,
-/// and its coherency follows its transport's rules, so only these keys
-/// exist.
+/// Parses `--iommu [transport=pci|mmio][,id=NAME][,bridge=NAME][,slot=N][,addr=A]
+/// [,mixed-coherency=allow|reject][,direct-ram-access=on|off]`. The IOMMU's
+/// coherency follows its transport's rules, so `coherent` is not a key.
 pub fn parse_iommu(text: &str) -> Result<IommuOptions, String> {
-    let (common, rest) = common(pairs(text, &["id", "transport", "bridge", "mixed-coherency"])?)?;
-    let transport = if text.contains("transport=") { common.transport } else { Transport::Pci };
+    iommu_from_pairs(split(text)?).map_err(|e| e.message)
+}
+
+/// The IOMMU from its pairs.
+pub fn iommu_from_pairs(pairs: Pairs<'_>) -> Result<IommuOptions, OptionError> {
+    known_keys(&pairs, IOMMU_KEYS)?;
+    // The IOMMU defaults to PCI, the other devices to virtio-mmio.
+    let transport_given = pairs.iter().any(|(key, _)| *key == "transport");
+    let (common, rest) = common(pairs)?;
+    let transport = if transport_given { common.transport } else { Transport::Pci };
     let mut mixed_coherency = MixedCoherency::Allow;
     for (key, value) in rest {
         mixed_coherency = match value {
             "allow" => MixedCoherency::Allow,
             "reject" => MixedCoherency::Reject,
-            _ => return Err(format!("{key}={value}: expected allow or reject")),
+            _ => return Err(OptionError::at(key, format!("{key}={value}: expected allow or reject"))),
         };
     }
-    Ok(IommuOptions { id: common.id, transport, bridge: common.bridge, mixed_coherency })
+    Ok(IommuOptions {
+        id: common.id,
+        transport,
+        bridge: common.bridge,
+        mixed_coherency,
+        direct_ram_access: common.direct_ram_access,
+        slot: common.slot,
+        addr: common.addr,
+    })
 }
 
 /// The name of the host bridge every machine has, on segment 0.
@@ -200,9 +311,15 @@ pub struct BridgeOptions {
 
 /// Parses `--pci-bridge id=NAME[,coherent=on|off][,direct-ram-access=on|off][,hotplug=on|off]`.
 pub fn parse_bridge(text: &str) -> Result<BridgeOptions, String> {
+    bridge_from_pairs(split(text)?).map_err(|e| e.message)
+}
+
+/// A host bridge from its pairs.
+pub fn bridge_from_pairs(pairs: Pairs<'_>) -> Result<BridgeOptions, OptionError> {
+    known_keys(&pairs, BRIDGE_KEYS)?;
     let mut b = BridgeOptions { id: String::new(), coherent: true, direct_ram_access: false, hotplug: false };
     let mut named = false;
-    for (key, value) in pairs(text, &["id", "coherent", "direct-ram-access", "hotplug"])? {
+    for (key, value) in pairs {
         match key {
             "id" => {
                 b.id = id(key, value)?;
@@ -214,10 +331,10 @@ pub fn parse_bridge(text: &str) -> Result<BridgeOptions, String> {
         }
     }
     if !named {
-        return Err(format!(
+        return Err(OptionError::whole(format!(
             "id=NAME is required ({DEFAULT_BRIDGE} sets the default bridge's properties; any other name adds a \
              bridge on the next PCI segment)"
-        ));
+        )));
     }
     Ok(b)
 }
@@ -240,6 +357,8 @@ mod tests {
                 coherent: Some(false),
                 direct_ram_access: None,
                 bridge: Some("fast".into()),
+                slot: None,
+                addr: None,
             }
         );
         assert_eq!(parse_simple("direct-ram-access=on").unwrap().common.direct_ram_access, Some(true));
@@ -258,7 +377,9 @@ mod tests {
                 transport: Transport::Mmio,
                 coherent: None,
                 direct_ram_access: None,
-                bridge: None
+                bridge: None,
+                slot: None,
+                addr: None,
             }
         );
         assert_eq!(parse_iommu("").unwrap().transport, Transport::Pci);
@@ -313,5 +434,44 @@ mod tests {
             assert!(err.contains(needle), "{text}: {err}");
         }
         assert!(parse_simple("path=x").unwrap_err().contains("unknown key 'path'"));
+        for (text, needle) in [
+            ("slot=0", "slot=0: expected a PCI device number from 1 to 31"),
+            ("slot=32", "slot=32: expected a PCI device number"),
+            ("addr=0xzz", "addr=0xzz: expected an address"),
+            ("addr=", "addr=: expected an address"),
+        ] {
+            let err = parse_simple(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn explicit_places() {
+        let c = parse_simple("transport=pci,slot=31").unwrap().common;
+        assert_eq!((c.slot, c.addr), (Some(31), None));
+        let c = parse_simple("addr=0xd0001000").unwrap().common;
+        assert_eq!(c.addr, Some(0xd000_1000));
+        // Decimal, as a config file's integers arrive.
+        assert_eq!(parse_simple("addr=3489665024").unwrap().common.addr, Some(0xd000_1000));
+        let i = parse_iommu("slot=4,direct-ram-access=off").unwrap();
+        assert_eq!((i.slot, i.direct_ram_access, i.transport), (Some(4), Some(false), Transport::Pci));
+        assert_eq!(parse_iommu("").unwrap().direct_ram_access, None);
+    }
+
+    #[test]
+    fn pair_errors_name_their_key() {
+        let err = disk_from_pairs(vec![("path", "a,b.img"), ("readonlyy", "on")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("readonlyy"));
+        assert!(err.message.starts_with("unknown key 'readonlyy' (known: path, readonly, id,"), "{err:?}");
+        // A path may hold a comma in a config file.
+        assert_eq!(disk_from_pairs(vec![("path", "a,b.img")]).unwrap().path, PathBuf::from("a,b.img"));
+        let err = disk_from_pairs(vec![("readonly", "on")]).unwrap_err();
+        assert_eq!(err, OptionError { key: None, message: "path=FILE is required".into() });
+        let err = bridge_from_pairs(vec![("id", "b"), ("hotplug", "maybe")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("hotplug"));
+        let err = iommu_from_pairs(vec![("mixed-coherency", "x")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("mixed-coherency"));
+        let err = simple_from_pairs(vec![("transport", "usb")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("transport"));
     }
 }

@@ -4,6 +4,7 @@
 mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod boot;
+mod checks;
 mod cli;
 mod config;
 #[cfg(target_arch = "x86_64")]
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
     logger::init(cli.log_level.into());
     let status = match cli.command {
         Command::Run(args) => run(args),
+        Command::Explain(args) => explain(args.code.as_deref()),
     };
     // Serial output goes through stdout; make sure the last bytes leave
     // before the process does.
@@ -119,6 +121,14 @@ fn run(args: cli::RunArgs) -> u8 {
             return ERROR_STATUS;
         }
     };
+    // The configuration checks, before KVM is touched: an error is one
+    // line and no VM; warnings are printed and the VM starts.
+    let findings = checks::check(&config.machine);
+    if let Some(line) = checks::refusal(&findings) {
+        logger::report_error(&line);
+        return ERROR_STATUS;
+    }
+    checks::print_warnings(&findings);
     match vm::run(&config) {
         Ok(ExitReason::Crash(message)) => {
             logger::report_error(&message);
@@ -133,4 +143,27 @@ fn run(args: cli::RunArgs) -> u8 {
             ERROR_STATUS
         }
     }
+}
+
+/// `dmavm explain [CODE]`: one code's explanation, or every code's
+/// summary; an unknown code is a usage error.
+fn explain(code: Option<&str>) -> u8 {
+    let mut out = std::io::stdout().lock();
+    let Some(text) = code else {
+        for c in checks::Code::ALL {
+            let _ = writeln!(out, "{c}  {:<7}  {}", c.severity().as_str(), c.summary());
+        }
+        let _ = writeln!(out, "\n`dmavm explain CODE` explains one.");
+        return 0;
+    };
+    let Some(c) = checks::Code::parse(text) else {
+        let first = checks::Code::ALL[0];
+        let last = checks::Code::ALL[checks::Code::ALL.len() - 1];
+        logger::report_error(&format!(
+            "no check has the code '{text}' (codes: {first} to {last}; `dmavm explain` lists them)"
+        ));
+        return USAGE_STATUS;
+    };
+    let _ = writeln!(out, "{c} ({}): {}\n\n{}", c.severity(), c.summary(), c.explanation());
+    0
 }

@@ -2,8 +2,8 @@
 //! and carries the DMA contract's two properties for everything below it
 //! (DESIGN.md, "The DMA contract"). This file turns `--pci-bridge` options
 //! into bridges and resolves a device's coherency and IOMMU scope against
-//! its bridge, rejecting the combinations the firmware tables could not
-//! declare truthfully.
+//! its bridge; the combinations the firmware tables could not declare
+//! truthfully are the checks' to report (`crate::checks`).
 
 use anyhow::{bail, Result};
 
@@ -128,62 +128,20 @@ pub(super) fn resolve_mmio(id: &str, common: &Common) -> Result<Dma> {
     })
 }
 
-/// The DMA properties of PCI device `id` on `bridge`: what the bridge
-/// declares, unless the device says otherwise where the firmware tables
-/// can express it.
+/// The DMA properties of a PCI device on `bridge`: what the device asks
+/// for, else what the bridge declares. Asking for what the firmware
+/// tables cannot declare (another coherency than the bridge's, a
+/// translated device on a bypassing bridge, a bypassing device on a
+/// translated hot-pluggable one) is kept as asked: [`crate::checks`]
+/// reports each with its code and why.
 ///
-/// - Coherency is per root (`_CCA` on the `PNP0A08` device; PCI Firmware
-///   3.3 and ACPI 6.5, 6.2.17, give PCI functions no `_CCA` of their own),
-///   so a device can only repeat its bridge's.
-/// - A bridge with `direct-ram-access=on` has no VIOT range, so nothing
-///   below it can be translated.
-/// - A `hotplug=on` bridge's scope must not depend on which device sits in
-///   which slot: a translated one covers every slot, so no device in it may
-///   bypass the IOMMU.
-///
-/// The virtio-iommu is never in its own scope: it always reaches memory
-/// directly, wherever it sits.
-pub(super) fn resolve_pci(id: &str, common: &Common, bridge: &PciBridge, is_iommu: bool) -> Result<Dma> {
+/// The virtio-iommu reaches memory directly unless it asks otherwise.
+pub(super) fn resolve_pci(common: &Common, bridge: &PciBridge, is_iommu: bool) -> Dma {
     debug_assert_eq!(common.transport, Transport::Pci);
-    let b = &bridge.id;
-    let coherent = match common.coherent {
-        Some(c) if c != bridge.coherent => bail!(
-            "{id}: coherent={} conflicts with its host bridge {b} (coherent={}): a PCI device's DMA coherency is \
-             its host bridge's (_CCA on the root); leave coherent= out, put the device on a bridge declared \
-             --pci-bridge id=NAME,coherent={}, or use transport=mmio",
-            on_off(c),
-            on_off(bridge.coherent),
-            on_off(c)
-        ),
-        _ => bridge.coherent,
-    };
-    if is_iommu {
-        return Ok(Dma { coherent, direct_ram_access: true });
-    }
-    let direct_ram_access = match common.direct_ram_access {
-        None => bridge.direct_ram_access,
-        Some(false) if bridge.direct_ram_access => bail!(
-            "{id}: direct-ram-access=off is impossible on host bridge {b} (direct-ram-access=on): that bridge \
-             bypasses the IOMMU as a whole and the VIOT declares no range for its segment {}, so nothing below \
-             it can be translated; put the device on a bridge with direct-ram-access=off",
-            bridge.segment
-        ),
-        Some(true) if bridge.hotplug && !bridge.direct_ram_access => bail!(
-            "{id}: direct-ram-access=on is not allowed on host bridge {b} (hotplug=on, direct-ram-access=off): \
-             the IOMMU scope of a hot-pluggable bridge covers all its slots, whatever is plugged in later, so \
-             no single device in it can bypass the IOMMU; put the device on another bridge, or make the whole \
-             bridge direct-ram-access=on"
-        ),
-        Some(d) => d,
-    };
-    Ok(Dma { coherent, direct_ram_access })
-}
-
-fn on_off(v: bool) -> &'static str {
-    if v {
-        "on"
-    } else {
-        "off"
+    let default_bypass = is_iommu || bridge.direct_ram_access;
+    Dma {
+        coherent: common.coherent.unwrap_or(bridge.coherent),
+        direct_ram_access: common.direct_ram_access.unwrap_or(default_bypass),
     }
 }
 
@@ -235,27 +193,28 @@ mod tests {
     #[test]
     fn devices_inherit_what_they_leave_out() {
         let bypass = bridge("id=b,direct-ram-access=on,coherent=off");
-        assert_eq!(
-            resolve_pci("d", &pci(""), &bypass, false).unwrap(),
-            Dma { coherent: false, direct_ram_access: true }
-        );
+        assert_eq!(resolve_pci(&pci(""), &bypass, false), Dma { coherent: false, direct_ram_access: true });
         let translated = bridge("id=t");
         assert_eq!(
-            resolve_pci("d", &pci(""), &translated, false).unwrap(),
+            resolve_pci(&pci(""), &translated, false),
             Dma { coherent: true, direct_ram_access: false }
         );
-        // Saying the bridge's own value is fine; a per-device bypass on a
-        // translated (not hot-pluggable) bridge too.
-        assert!(resolve_pci("d", &pci("coherent=off,direct-ram-access=on"), &bypass, false).is_ok());
         assert_eq!(
-            resolve_pci("d", &pci("direct-ram-access=on"), &translated, false).unwrap(),
+            resolve_pci(&pci("direct-ram-access=on"), &translated, false),
             Dma { coherent: true, direct_ram_access: true }
         );
-        // The IOMMU bypasses itself anywhere, and takes its bridge's coherency.
+        // What the tables cannot declare is kept as asked, for the checks.
+        assert_eq!(
+            resolve_pci(&pci("coherent=on,direct-ram-access=off"), &bypass, false),
+            Dma { coherent: true, direct_ram_access: false }
+        );
+        // The IOMMU bypasses itself anywhere unless it asks otherwise, and
+        // takes its bridge's coherency.
         for b in [&bypass, &translated, &bridge("id=h,hotplug=on")] {
-            let dma = resolve_pci("iommu0", &pci(""), b, true).unwrap();
+            let dma = resolve_pci(&pci(""), b, true);
             assert_eq!(dma, Dma { coherent: b.coherent, direct_ram_access: true });
         }
+        assert!(!resolve_pci(&pci("direct-ram-access=off"), &translated, true).direct_ram_access);
         assert_eq!(
             resolve_mmio("m", &parse_disk("path=x").unwrap().common).unwrap(),
             Dma { coherent: true, direct_ram_access: false }
@@ -263,45 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn rejected_combinations_say_why() {
-        let cases = [
-            (
-                "coherent=off",
-                "id=b",
-                "d: coherent=off conflicts with its host bridge b (coherent=on): a PCI device's DMA coherency is \
-                 its host bridge's (_CCA on the root)",
-            ),
-            ("coherent=on", "id=b,coherent=off", "d: coherent=on conflicts with its host bridge b (coherent=off)"),
-            (
-                "direct-ram-access=off",
-                "id=b,direct-ram-access=on",
-                "d: direct-ram-access=off is impossible on host bridge b (direct-ram-access=on): that bridge \
-                 bypasses the IOMMU as a whole and the VIOT declares no range for its segment 1",
-            ),
-            (
-                "direct-ram-access=off",
-                "id=b,direct-ram-access=on,hotplug=on",
-                "d: direct-ram-access=off is impossible on host bridge b",
-            ),
-            (
-                "direct-ram-access=on",
-                "id=b,hotplug=on",
-                "d: direct-ram-access=on is not allowed on host bridge b (hotplug=on, direct-ram-access=off): \
-                 the IOMMU scope of a hot-pluggable bridge covers all its slots",
-            ),
-        ];
-        for (device, b, needle) in cases {
-            let err = resolve_pci("d", &pci(device), &bridge(b), false).unwrap_err().to_string();
-            assert!(err.contains(needle), "{device} on {b}: {err}");
-        }
-        // A wholly bypassing hot-pluggable bridge takes bypassing devices.
-        assert!(resolve_pci(
-            "d",
-            &pci("direct-ram-access=on"),
-            &bridge("id=b,direct-ram-access=on,hotplug=on"),
-            false
-        )
-        .is_ok());
+    fn bridge_and_transport_errors() {
         let err = resolve_mmio("m", &parse_disk("path=x,bridge=b").unwrap().common).unwrap_err().to_string();
         assert!(err.contains("m: bridge=b needs transport=pci"), "{err}");
         let all = [PciBridge::default_root(), bridge("id=fast")];

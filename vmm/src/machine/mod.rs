@@ -16,7 +16,9 @@ use dmavm_iommu::MixedCoherency;
 pub use bridge::PciBridge;
 pub use scope::{mmio_endpoint, pci_bdf, pci_endpoint};
 
-use crate::device_options::{BridgeOptions, Common, DiskOptions, IommuOptions, SimpleOptions, Transport};
+use crate::device_options::{
+    BridgeOptions, Common, DiskOptions, IommuOptions, SimpleOptions, Transport, DEFAULT_BRIDGE,
+};
 use crate::layout::{VIRTIO_MMIO_START, VIRTIO_MMIO_STRIDE};
 
 /// First IOAPIC pin for virtio-mmio devices (0-4 are the legacy ISA lines
@@ -28,6 +30,32 @@ const LAST_GSI: u32 = 23;
 const FIRST_PCI_SLOT: u8 = 1;
 /// Last device number on a PCI bus.
 const LAST_PCI_SLOT: u8 = 31;
+/// virtio-mmio windows: one per IOAPIC pin from [`FIRST_MMIO_GSI`].
+const MMIO_WINDOWS: u32 = LAST_GSI - FIRST_MMIO_GSI + 1;
+
+/// The base of the `index`th virtio-mmio window.
+fn mmio_base(index: u32) -> u64 {
+    VIRTIO_MMIO_START + u64::from(index) * VIRTIO_MMIO_STRIDE
+}
+
+/// Which virtio-mmio window `base` is, if it is one.
+fn window_index(base: u64) -> Option<u32> {
+    let offset = base.checked_sub(VIRTIO_MMIO_START)?;
+    let index = u32::try_from(offset / VIRTIO_MMIO_STRIDE).ok()?;
+    (offset % VIRTIO_MMIO_STRIDE == 0 && index < MMIO_WINDOWS).then_some(index)
+}
+
+/// The window of device `id`'s `addr=`, or why there is none.
+fn mmio_window(id: &str, addr: u64) -> Result<u32> {
+    match window_index(addr) {
+        Some(index) => Ok(index),
+        None => bail!(
+            "{id}: addr={addr:#x} is not a virtio-mmio window: use {VIRTIO_MMIO_START:#x} + N * \
+             {VIRTIO_MMIO_STRIDE:#x} for N from 0 to {}",
+            MMIO_WINDOWS - 1
+        ),
+    }
+}
 
 /// What a device is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,8 +161,15 @@ struct Request<'a> {
 impl Machine {
     /// Places the host bridges and devices given on the command line,
     /// naming unnamed devices `<kind><n>`, resolving what each device left
-    /// to its bridge, and rejecting duplicates, what cannot be built and
-    /// what the firmware tables could not declare truthfully.
+    /// to its bridge, and rejecting duplicate names and what cannot be
+    /// built at all (an unknown bridge, a slot or window that does not
+    /// exist, too many devices).
+    ///
+    /// The DMA-contract rules are not enforced here: a device keeps what it
+    /// asked for (a PCI device's coherency, its `direct-ram-access`, an
+    /// explicit `slot=`/`addr=` even if taken), so that [`crate::checks`]
+    /// can report every broken rule with its code, the same from `run`
+    /// and `describe`. A machine with error findings must not be run.
     pub fn new(
         bridges: &[BridgeOptions],
         disks: &[DiskOptions],
@@ -147,10 +182,12 @@ impl Machine {
             id: i.id.clone(),
             transport: i.transport,
             coherent: None,
-            // The IOMMU reaches guest memory directly: it is never in its
-            // own scope (resolved as such wherever it sits).
-            direct_ram_access: Some(true),
+            // The IOMMU reaches guest memory directly unless told otherwise
+            // (which the checks reject: it cannot be in its own scope).
+            direct_ram_access: Some(i.direct_ram_access.unwrap_or(true)),
             bridge: i.bridge.clone(),
+            slot: i.slot,
+            addr: i.addr,
         });
         let mut requested: Vec<Request<'_>> = Vec::new();
         if let Some(common) = &iommu_common {
@@ -167,11 +204,23 @@ impl Machine {
             requested.push(Request { kind: DeviceKind::Console, common: &c.common });
         }
 
+        // Places asked for explicitly are kept free of automatic placement,
+        // so that only two explicit requests can meet (a coded finding).
+        let claimed_slots: Vec<(&str, u8)> = requested
+            .iter()
+            .filter(|r| r.common.transport == Transport::Pci)
+            .filter_map(|r| Some((r.common.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE), r.common.slot?)))
+            .collect();
+        let claimed_windows: Vec<u64> = requested
+            .iter()
+            .filter(|r| r.common.transport == Transport::Mmio)
+            .filter_map(|r| r.common.addr)
+            .collect();
+
         let mut devices: Vec<Device> = Vec::new();
-        let mut mmio_index = 0u32;
+        let mut next_window = 0u32;
         let mut next_slot: Vec<u8> = vec![FIRST_PCI_SLOT; bridges.len()];
         let mut counts = HashMap::<&str, usize>::new();
-        let mut warnings: Vec<String> = Vec::new();
         for Request { kind, common } in requested {
             let n = counts.entry(kind.prefix()).or_default();
             let id = common.id.clone().unwrap_or_else(|| format!("{}{n}", kind.prefix()));
@@ -183,43 +232,64 @@ impl Machine {
             let (placement, dma) = match common.transport {
                 Transport::Mmio => {
                     let dma = bridge::resolve_mmio(&id, common)?;
-                    let gsi = FIRST_MMIO_GSI + mmio_index;
-                    if gsi > LAST_GSI {
+                    if let Some(slot) = common.slot {
                         bail!(
-                            "{id}: too many virtio-mmio devices (at most {}); put some on transport=pci",
-                            LAST_GSI - FIRST_MMIO_GSI + 1
+                            "{id}: slot={slot} needs transport=pci: a virtio-mmio device has a window, addr="
                         );
                     }
-                    let base = VIRTIO_MMIO_START + u64::from(mmio_index) * VIRTIO_MMIO_STRIDE;
-                    mmio_index += 1;
-                    if !dma.coherent {
-                        warnings.push(format!(
-                            "{id}: declared coherent=off, but dmavm accesses guest memory through cacheable                              mappings: only truthful for testing a guest's cache-maintenance paths"
-                        ));
+                    let index = match common.addr {
+                        Some(addr) => mmio_window(&id, addr)?,
+                        None => {
+                            while claimed_windows.contains(&mmio_base(next_window)) {
+                                next_window += 1;
+                            }
+                            next_window += 1;
+                            next_window - 1
+                        }
+                    };
+                    if index >= MMIO_WINDOWS {
+                        bail!("{id}: too many virtio-mmio devices (at most {MMIO_WINDOWS}); put some on transport=pci");
                     }
-                    (Placement::Mmio { base, gsi }, dma)
+                    (Placement::Mmio { base: mmio_base(index), gsi: FIRST_MMIO_GSI + index }, dma)
                 }
                 Transport::Pci => {
+                    if let Some(addr) = common.addr {
+                        bail!("{id}: addr={addr:#x} needs transport=mmio: a PCI device has a slot, slot=");
+                    }
                     let bridge = bridge::bridge_of(&bridges, &id, common)?;
-                    let dma = bridge::resolve_pci(&id, common, bridge, is_iommu)?;
+                    let dma = bridge::resolve_pci(common, bridge, is_iommu);
                     let segment = bridge.segment;
-                    let slot = &mut next_slot[usize::from(segment)];
-                    if *slot > LAST_PCI_SLOT {
+                    let slot = match common.slot {
+                        Some(slot) => slot,
+                        None => {
+                            let next = &mut next_slot[usize::from(segment)];
+                            while claimed_slots.contains(&(bridge.id.as_str(), *next)) {
+                                *next += 1;
+                            }
+                            *next += 1;
+                            *next - 1
+                        }
+                    };
+                    if slot > LAST_PCI_SLOT {
                         bail!(
-                            "{id}: too many PCI devices on host bridge {} (at most {}); add a bridge with                              --pci-bridge id=NAME and put some there with bridge=NAME",
+                            "{id}: too many PCI devices on host bridge {} (at most {}); add a bridge with \
+                             --pci-bridge id=NAME and put some there with bridge=NAME",
                             bridge.id,
                             LAST_PCI_SLOT - FIRST_PCI_SLOT + 1
                         );
                     }
-                    *slot += 1;
-                    (Placement::Pci { segment, slot: *slot - 1 }, dma)
+                    (Placement::Pci { segment, slot }, dma)
                 }
             };
-            let translated = iommu.is_some() && !dma.direct_ram_access && !is_iommu;
+            // The IOMMU too, if it asked for direct-ram-access=off: the
+            // model shows it in its own scope, and the checks refuse that.
+            let translated = iommu.is_some() && !dma.direct_ram_access;
             let endpoint = match (translated, placement) {
                 (false, _) => None,
                 (true, Placement::Pci { segment, slot }) => Some(pci_endpoint(segment, pci_bdf(slot))),
-                (true, Placement::Mmio { .. }) => Some(mmio_endpoint(bridges.len(), mmio_index - 1)),
+                (true, Placement::Mmio { base, .. }) => {
+                    Some(mmio_endpoint(bridges.len(), window_index(base).unwrap_or(0)))
+                }
             };
             devices.push(Device {
                 id,
@@ -230,21 +300,13 @@ impl Machine {
                 endpoint,
             });
         }
-        // Warned only once the whole machine holds together, so that a
-        // rejected configuration gets its one error line and nothing else.
-        for b in bridges.iter().filter(|b| !b.coherent) {
-            log::warn!(
-                "host bridge {}: declared coherent=off (_CCA 0 on segment {}), but dmavm accesses guest memory \
-                 through cacheable mappings: only truthful for testing a guest's cache-maintenance paths",
-                b.id,
-                b.segment
-            );
-        }
-        for w in warnings {
-            log::warn!("{w}");
-        }
         let mixed_coherency = iommu.map_or(MixedCoherency::Allow, |i| i.mixed_coherency);
         Ok(Self { bridges, devices, mixed_coherency })
+    }
+
+    /// The host bridge a device placed on PCI segment `segment` sits on.
+    pub fn bridge(&self, segment: u16) -> Option<&PciBridge> {
+        self.bridges.iter().find(|b| b.segment == segment)
     }
 
     /// The endpoints whose device is declared non-coherent.
@@ -283,14 +345,12 @@ mod tests {
         assert_eq!(m.devices[1].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
         assert_eq!(m.devices[2].placement, Placement::Pci { segment: 0, slot: 2 });
         assert_eq!(m.acpi_virtio_mmio().len(), 1);
-        let err =
+        // Another coherency than the bridge's is kept as asked, for the
+        // checks to refuse (DMA002).
+        let m =
             Machine::new(&[], &[parse_disk("path=a,transport=pci,coherent=off").unwrap()], &[], None, None)
-                .unwrap_err()
-                .to_string();
-        assert!(
-            err.contains("disk0: coherent=off conflicts with its host bridge pci0 (coherent=on)"),
-            "{err}"
-        );
+                .unwrap();
+        assert!(!m.devices[0].coherent);
     }
 
     #[test]
@@ -349,24 +409,20 @@ mod tests {
     }
 
     #[test]
-    fn rejected_configurations_say_why() {
+    fn what_cannot_be_built_says_why() {
         let b = bridges(&["id=fast,direct-ram-access=on", "id=hp,hotplug=on", "id=slow,coherent=off"]);
         let iommu = parse_iommu("").unwrap();
         for (disk, needle) in [
-            (
-                "transport=pci,bridge=fast,direct-ram-access=off",
-                "disk0: direct-ram-access=off is impossible on host bridge fast",
-            ),
-            (
-                "transport=pci,bridge=hp,direct-ram-access=on",
-                "disk0: direct-ram-access=on is not allowed on host bridge hp",
-            ),
-            (
-                "transport=pci,bridge=slow,coherent=on",
-                "disk0: coherent=on conflicts with its host bridge slow (coherent=off)",
-            ),
             ("transport=pci,bridge=nope", "disk0: bridge=nope: no such PCI host bridge"),
             ("bridge=fast", "disk0: bridge=fast needs transport=pci"),
+            ("slot=3", "disk0: slot=3 needs transport=pci"),
+            ("transport=pci,addr=0xd0000000", "disk0: addr=0xd0000000 needs transport=mmio"),
+            (
+                "addr=0xd0000800",
+                "disk0: addr=0xd0000800 is not a virtio-mmio window: use 0xd0000000 + N * 0x1000",
+            ),
+            ("addr=0xd0013000", "disk0: addr=0xd0013000 is not a virtio-mmio window"),
+            ("addr=0x1000", "disk0: addr=0x1000 is not a virtio-mmio window"),
         ] {
             let disks = [parse_disk(&format!("path=a,{disk}")).unwrap()];
             let err = Machine::new(&b, &disks, &[], None, Some(&iommu)).unwrap_err().to_string();
@@ -379,6 +435,40 @@ mod tests {
         // The IOMMU itself may sit anywhere, even in a translated hot-pluggable bridge.
         assert!(Machine::new(&b, &[], &[], None, Some(&parse_iommu("bridge=hp").unwrap())).is_ok());
         assert!(Machine::new(&b, &[], &[], None, Some(&parse_iommu("bridge=fast").unwrap())).is_ok());
+        // The last window and the last slot exist.
+        let last = [
+            parse_disk("path=a,addr=0xd0012000").unwrap(),
+            parse_disk("path=b,transport=pci,slot=31").unwrap(),
+        ];
+        let m = Machine::new(&[], &last, &[], None, None).unwrap();
+        assert_eq!(m.devices[0].placement, Placement::Mmio { base: 0xd001_2000, gsi: 23 });
+        assert_eq!(m.devices[1].placement, Placement::Pci { segment: 0, slot: 31 });
+    }
+
+    #[test]
+    fn broken_dma_rules_are_kept_as_asked_for_the_checks() {
+        // These are the checks' to report (crate::checks): the model shows
+        // what was asked.
+        let b = bridges(&["id=fast,direct-ram-access=on", "id=slow,coherent=off"]);
+        let disks = [
+            parse_disk("path=a,transport=pci,bridge=fast,direct-ram-access=off").unwrap(),
+            parse_disk("path=b,transport=pci,bridge=slow,coherent=on,slot=1").unwrap(),
+            parse_disk("path=c,transport=pci,bridge=slow,slot=1").unwrap(),
+        ];
+        let iommu = parse_iommu("direct-ram-access=off").unwrap();
+        let m = Machine::new(&b, &disks, &[], None, Some(&iommu)).unwrap();
+        let d: Vec<(Placement, bool, bool, Option<u32>)> =
+            m.devices.iter().map(|d| (d.placement, d.coherent, d.access_platform, d.endpoint)).collect();
+        let pci = |segment, slot| Placement::Pci { segment, slot };
+        assert_eq!(
+            d,
+            [
+                (pci(0, 1), true, true, Some(0x08)),
+                (pci(1, 1), true, true, Some(0x1_0008)),
+                (pci(2, 1), true, true, Some(0x2_0008)),
+                (pci(2, 1), false, true, Some(0x2_0008)),
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! The configuration checks through the binary: `run` refuses every error
+//! configuration with one `dmavm: error: [CODE] ...` line and a non-zero
+//! exit before it touches KVM (the KVM device given here does not exist,
+//! so any later failure would say so instead), prints warnings as
+//! `dmavm: warning: [CODE] ...` and goes on; `dmavm explain` explains every
+//! code.
+
+// Test code: a failed set-up step should stop the test with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::process::{Command, Output, Stdio};
+
+const DMAVM: &str = env!("CARGO_BIN_EXE_dmavm");
+
+/// Every code, as `dmavm explain` lists them.
+const CODES: &[&str] =
+    &["DMA001", "DMA002", "DMA003", "DMA004", "DMA005", "DMA101", "DMA102", "DMA103", "DMA104"];
+
+fn dmavm(args: &[&str]) -> Output {
+    Command::new(DMAVM).args(args).stdin(Stdio::null()).output().expect("starting dmavm")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `run` with a payload and KVM device that are never opened.
+fn run(extra: &[&str]) -> Output {
+    let base =
+        ["run", "--payload", "/nonexistent/p.bin", "--memory", "64M", "--kvm-device", "/nonexistent/kvm"];
+    dmavm(&base.iter().chain(extra).copied().collect::<Vec<_>>())
+}
+
+#[test]
+fn run_refuses_every_error_before_kvm() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "DMA001",
+            &[
+                "--pci-bridge",
+                "id=fast,direct-ram-access=on",
+                "--disk",
+                "path=d.img,transport=pci,bridge=fast,direct-ram-access=off",
+            ],
+            "disk0: direct-ram-access=off is impossible on host bridge fast",
+        ),
+        (
+            "DMA002",
+            &["--disk", "path=d.img,transport=pci,coherent=off"],
+            "disk0: coherent=off conflicts with its host bridge pci0",
+        ),
+        (
+            "DMA003",
+            &["--pci-bridge", "id=hp,hotplug=on", "--rng", "transport=pci,bridge=hp,direct-ram-access=on"],
+            "rng0: direct-ram-access=on is not allowed on host bridge hp",
+        ),
+        (
+            "DMA004",
+            &["--iommu", "direct-ram-access=off"],
+            "iommu0: direct-ram-access=off would put the IOMMU in its own scope",
+        ),
+        (
+            "DMA005",
+            &["--disk", "path=d.img,transport=pci,slot=2", "--rng", "transport=pci,slot=2"],
+            "disk0 and rng0 both sit at PCI 0000:00:02.0",
+        ),
+        (
+            "DMA005",
+            &["--rng", "addr=0xd0002000", "--console", "addr=0xd0002000"],
+            "rng0 and console0 both sit at virtio-mmio window 0xd0002000",
+        ),
+    ];
+    for (code, extra, needle) in cases {
+        let out = run(extra);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{extra:?}: one line expected, got: {err}");
+        let prefix = format!("dmavm: error: [{code}] ");
+        assert!(err.starts_with(&prefix), "{extra:?}: expected {prefix:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: expected {needle:?} in: {err}");
+    }
+    let covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    for code in CODES.iter().filter(|c| c.starts_with("DMA0")) {
+        assert!(covered.contains(code), "{code} is not refused by any case");
+    }
+}
+
+#[test]
+fn run_warns_and_goes_on() {
+    let out = run(&["--iommu", "", "--disk", "path=d.img,coherent=off", "--rng", ""]);
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 3, "{err}");
+    assert!(lines[0].starts_with("dmavm: warning: [DMA101] disk0: declared coherent=off"), "{err}");
+    assert!(
+        lines[1].starts_with("dmavm: warning: [DMA103] translated devices of different coherency"),
+        "{err}"
+    );
+    // Then the VM is started: here it fails on the missing KVM device.
+    assert!(lines.last().unwrap().starts_with("dmavm: error: ") && err.contains("/nonexistent/kvm"), "{err}");
+    assert!(!err.contains("[DMA0"), "{err}");
+    // --log-level error keeps warnings quiet.
+    let out = run(&["--log-level", "error", "--disk", "path=d.img,coherent=off"]);
+    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn explain_lists_and_explains_every_code() {
+    let out = dmavm(&["explain"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list = text(&out.stdout);
+    for code in CODES {
+        let line =
+            list.lines().find(|l| l.starts_with(code)).unwrap_or_else(|| panic!("{code} not listed: {list}"));
+        let severity = if code.starts_with("DMA0") { "error" } else { "warning" };
+        assert!(line.contains(severity), "{line}");
+        let out = dmavm(&["explain", code]);
+        assert_eq!(out.status.code(), Some(0), "{code}");
+        let explained = text(&out.stdout);
+        assert!(explained.starts_with(&format!("{code} ({severity}): ")), "{explained}");
+        assert!(explained.contains("Fix:"), "{explained}");
+    }
+    let out = dmavm(&["explain", "dma005"]);
+    assert!(text(&out.stdout).starts_with("DMA005 (error): two devices sit at one address"));
+    let out = dmavm(&["explain", "DMA999"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("dmavm: error: no check has the code 'DMA999'"), "{err}");
+    assert!(text(&out.stdout).is_empty());
+}
