@@ -133,7 +133,6 @@ fn check_capabilities(kvm: &Kvm) -> Result<()> {
         (Cap::OneReg, "KVM_CAP_ONE_REG"),
         (Cap::Irqfd, "KVM_CAP_IRQFD"),
         (Cap::IrqRouting, "KVM_CAP_IRQ_ROUTING"),
-        (Cap::MsiDevid, "KVM_CAP_MSI_DEVID"),
         (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
     ] {
         if !kvm.check_extension(cap) {
