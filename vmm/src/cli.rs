@@ -35,7 +35,20 @@ pub enum Command {
     /// Start a virtual machine and run it until the guest stops.
     ///
     /// The guest's COM1 serial port is connected to this terminal (raw mode
-    /// while a terminal is attached). Give either a kernel or a payload.
+    /// while a terminal is attached). Give either a kernel or a payload, on
+    /// the command line or in a --config file.
+    ///
+    /// Before the VM starts, dmavm checks the machine against the DMA
+    /// contract. An error (code DMA0xx: e.g. a PCI device asking for another
+    /// coherency than its host bridge declares, two devices in one slot)
+    /// stops it with one `dmavm: error: [CODE] ...` line and status 1,
+    /// before KVM is opened. A warning (DMA1xx: e.g. a device declared
+    /// coherent=off, which dmavm cannot honour) is printed as
+    /// `dmavm: warning: [CODE] ...` and the VM runs. `dmavm explain CODE`
+    /// says why a rule matters and how to fix a machine that breaks it.
+    ///
+    /// Example: dmavm run --config resources/machines/mixed.toml --cpus 4
+    /// (the file's machine with 4 vCPUs).
     Run(RunArgs),
 
     /// Explain a configuration check's code (DMA001, ...): what the rule
@@ -59,18 +72,20 @@ pub struct ExplainArgs {
 
 /// Options of `dmavm run`.
 #[derive(Debug, Args)]
+// The kernel of --initrd and --cmdline may come from the --config file.
+#[command(group(clap::ArgGroup::new("kernel_source").args(["kernel", "config"]).multiple(true)))]
 pub struct RunArgs {
     /// Linux kernel to boot (bzImage, or an uncompressed ELF vmlinux with a
     /// PVH entry point).
-    #[arg(long, value_name = "PATH", required_unless_present = "payload")]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["payload", "config"])]
     pub kernel: Option<PathBuf>,
 
     /// Initial ramdisk handed to the kernel.
-    #[arg(long, value_name = "PATH", requires = "kernel")]
+    #[arg(long, value_name = "PATH", requires = "kernel_source")]
     pub initrd: Option<PathBuf>,
 
     /// Kernel command line.
-    #[arg(long, value_name = "STR", requires = "kernel")]
+    #[arg(long, value_name = "STR", requires = "kernel_source")]
     pub cmdline: Option<String>,
 
     /// A flat 64-bit test payload instead of a kernel: loaded at 0x100000 and
@@ -81,14 +96,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
     pub payload: Option<PathBuf>,
 
-    /// Number of vCPUs.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_cpus)]
-    pub cpus: u32,
-
-    /// Guest memory: a number with K, M, G or T (binary units); a bare
-    /// number is MiB.
-    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
-    pub memory: u64,
+    /// vCPUs, memory, devices and their DMA properties.
+    #[command(flatten)]
+    pub machine: MachineArgs,
 
     /// The KVM device to use.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
@@ -99,7 +109,46 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub dump_acpi: Option<PathBuf>,
 
+    /// Print per-endpoint IOMMU counters (MAP/UNMAP requests, translations,
+    /// IOTLB misses, faults, refused ATTACHes) on stderr when the VM stops.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// The machine: vCPUs, memory, devices and PCI host bridges. `run` and
+/// `describe` both flatten this one struct, so that they take exactly the
+/// same options and can never drift apart.
+#[derive(Debug, Args)]
+pub struct MachineArgs {
+    /// The machine from a TOML file; the options given on the command line
+    /// go over it.
+    ///
+    /// Every option has a file form with the same keys: top-level cpus,
+    /// memory, kernel, initrd and cmdline, one [[disk]], [[rng]] or
+    /// [[pci-bridge]] table per device or bridge, one [console] and one
+    /// [iommu] table; on/off values may be TOML booleans, slot and addr
+    /// integers. Relative paths are relative to the file. Examples are in
+    /// resources/machines/.
+    ///
+    /// Over the file: --cpus, --memory, --kernel, --initrd, --cmdline,
+    /// --console and --iommu replace its value (--payload its kernel,
+    /// initrd and cmdline); --disk, --rng and --pci-bridge are added after
+    /// its devices, but one with the id= of a device of the file replaces
+    /// that device whole.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Number of vCPUs.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_cpus)]
+    pub cpus: u32,
+
+    /// Guest memory: a number with K, M, G or T (binary units); a bare
+    /// number is MiB.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    pub memory: u64,
+
     /// A virtio-blk disk backed by a raw file; repeat for more disks.
+    ///
     /// Keys: path=FILE (required), readonly=on|off (default off),
     /// transport=mmio|pci (default mmio), bridge=NAME (PCI only: the host
     /// bridge, default pci0), coherent=on|off (the DMA coherency declared
@@ -107,8 +156,11 @@ pub struct RunArgs {
     /// allowed there), direct-ram-access=on|off (off: offer
     /// VIRTIO_F_ACCESS_PLATFORM and go through the IOMMU when there is one;
     /// on: bypass it, guest-physical addresses; default off, on PCI the
-    /// bridge's), id=NAME (default diskN). rng and console take the same
-    /// keys but path and readonly.
+    /// bridge's), id=NAME (default diskN; the disk's serial), slot=N (PCI
+    /// only: device number 1-31 on its bridge; default the first free),
+    /// addr=A (virtio-mmio only: the register window, 0xd0000000 +
+    /// N * 0x1000 for N 0-18; default the first free). rng and console take
+    /// the same keys but path and readonly.
     #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
     pub disk: Vec<DiskOptions>,
 
@@ -141,35 +193,39 @@ pub struct RunArgs {
 
     /// A virtio-iommu (virtio device 23) that translates the DMA of every
     /// device with direct-ram-access=off, declared to the guest in the ACPI
-    /// VIOT; it is never in its own scope. Keys: transport=pci|mmio
-    /// (default pci), bridge=NAME (default pci0), id=NAME,
+    /// VIOT; it is never in its own scope.
+    ///
+    /// Keys: transport=pci|mmio (default pci), bridge=NAME (default pci0),
+    /// id=NAME (default iommu0), slot=N or addr=A as for --disk,
     /// mixed-coherency=allow|reject (default allow; reject: an ATTACH that
     /// would put a coherent and a non-coherent device in one translated
-    /// domain is refused with S_UNSUPP, so the guest keeps them apart).
+    /// domain is refused with S_UNSUPP, so the guest keeps them apart; allow
+    /// with translated devices of both coherencies is warned about,
+    /// DMA103). direct-ram-access=off would put the IOMMU in its own scope
+    /// and is refused (DMA004).
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_iommu)]
     pub iommu: Option<IommuOptions>,
 
-    /// Print per-endpoint IOMMU counters (MAP/UNMAP requests, translations,
-    /// IOTLB misses, faults, refused ATTACHes) on stderr when the VM stops.
-    #[arg(long)]
-    pub stats: bool,
-
-    /// A virtio-rng device fed by the host's getrandom(2). Keys:
-    /// transport=mmio|pci, bridge=NAME, coherent=on|off,
-    /// direct-ram-access=on|off, id=NAME (default rngN).
+    /// A virtio-rng device fed by the host's getrandom(2); repeat for more.
+    ///
+    /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
+    /// direct-ram-access=on|off, id=NAME (default rngN), slot=N, addr=A, as
+    /// for --disk.
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
     pub rng: Vec<SimpleOptions>,
 
     /// A virtio-console (hvc0 in the guest) on this terminal, next to the
     /// UART; when present it receives the terminal's input (boot the guest
-    /// with console=hvc0). Keys: transport=mmio|pci, bridge=NAME,
-    /// coherent=on|off, direct-ram-access=on|off, id=NAME (default
-    /// console0).
+    /// with console=hvc0).
+    ///
+    /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
+    /// direct-ram-access=on|off, id=NAME (default console0), slot=N,
+    /// addr=A, as for --disk.
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
     pub console: Option<SimpleOptions>,
 }
 
-fn parse_cpus(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_cpus(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(0) => Err("a VM needs at least 1 vCPU".into()),
         Ok(n) => Ok(n),
@@ -223,8 +279,8 @@ mod tests {
             Cli::try_parse_from(["dmavm", "run", "--payload", "p.bin", "--cpus", "2", "--memory", "64M"])
                 .unwrap();
         let Command::Run(r) = cli.command else { panic!("not run") };
-        assert_eq!(r.cpus, 2);
-        assert_eq!(r.memory, 64 << 20);
+        assert_eq!(r.machine.cpus, 2);
+        assert_eq!(r.machine.memory, 64 << 20);
     }
 
     #[test]
@@ -241,7 +297,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Run(r) = cli.command else { panic!("not run") };
-        let ids: Vec<&str> = r.pci_bridge.iter().map(|b| b.id.as_str()).collect();
+        let ids: Vec<&str> = r.machine.pci_bridge.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, ["fast", "pci0"]);
         assert!(
             Cli::try_parse_from(["dmavm", "run", "--payload", "p", "--pci-bridge", "coherent=off"]).is_err()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::cli::RunArgs;
+use crate::cli::{MachineArgs, RunArgs};
 use crate::layout::MIN_MEMORY;
 use crate::machine::Machine;
 
@@ -47,24 +47,23 @@ impl VmConfig {
     /// Builds the config from `dmavm run` options, checking what can be
     /// checked without KVM.
     pub fn from_args(args: RunArgs, host_memory: u64) -> Result<Self> {
-        check_memory(args.memory, host_memory)?;
+        let machine = machine(&args.machine, host_memory)?;
         let boot = match (args.payload, args.kernel) {
+            // Only with --config can these meet here (clap refuses them
+            // otherwise): the file's kernel is dropped, a --initrd or
+            // --cmdline given next to --payload is an error.
+            (Some(_), _) if args.initrd.is_some() || args.cmdline.is_some() => {
+                bail!("--initrd and --cmdline need a kernel: --payload boots neither")
+            }
             (Some(payload), _) => Boot::Payload(payload),
             (None, Some(kernel)) => {
                 Boot::Kernel { kernel, initrd: args.initrd, cmdline: args.cmdline.unwrap_or_default() }
             }
-            (None, None) => bail!("give --kernel or --payload"),
+            (None, None) => bail!("give --kernel or --payload (or kernel = \"PATH\" in the --config file)"),
         };
-        let machine = Machine::new(
-            &args.pci_bridge,
-            &args.disk,
-            &args.rng,
-            args.console.as_ref(),
-            args.iommu.as_ref(),
-        )?;
         Ok(Self {
-            cpus: args.cpus,
-            memory: args.memory,
+            cpus: args.machine.cpus,
+            memory: args.machine.memory,
             boot,
             kvm_device: args.kvm_device,
             dump_acpi: args.dump_acpi,
@@ -80,6 +79,14 @@ impl VmConfig {
         }
         Ok(())
     }
+}
+
+/// The machine model of the options `run` and `describe` share, checked as
+/// far as that is possible without KVM: one function, so that `describe`
+/// accepts and rejects exactly what `run` does, with the same message.
+pub fn machine(args: &MachineArgs, host_memory: u64) -> Result<Machine> {
+    check_memory(args.memory, host_memory)?;
+    Machine::new(&args.pci_bridge, &args.disk, &args.rng, args.console.as_ref(), args.iommu.as_ref())
 }
 
 fn mib(bytes: u64) -> String {

@@ -7,6 +7,7 @@ mod boot;
 mod checks;
 mod cli;
 mod config;
+mod config_file;
 #[cfg(target_arch = "x86_64")]
 mod console;
 mod device_options;
@@ -48,9 +49,7 @@ use aarch64::{interrupts, layout, vm};
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 use shutdown::ExitReason;
 
 /// Status for command-line errors, as clap uses.
@@ -59,11 +58,17 @@ const USAGE_STATUS: u8 = 2;
 const ERROR_STATUS: u8 = 1;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (mut cli, matches) = match config_file::parse_args(std::env::args_os()) {
+        Ok(parsed) => parsed,
         Err(e) => return usage_error(e),
     };
     logger::init(cli.log_level.into());
+    // The --config file under the command line's options, for `run` and
+    // `describe` alike.
+    if let Err(e) = config_file::apply(&mut cli.command, &matches) {
+        logger::report_error(&e.to_string());
+        return ExitCode::from(ERROR_STATUS);
+    }
     let status = match cli.command {
         Command::Run(args) => run(args),
         Command::Explain(args) => explain(args.code.as_deref()),

@@ -1,0 +1,343 @@
+//! Every option has a file form that builds the same machine; the merge
+//! rules; one-line errors with file, line and key; the examples in
+//! resources/machines/ build with the warnings they announce only.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use super::*;
+use crate::checks::{check_with, Code, Firmware};
+use crate::cli::{Cli, RunArgs};
+use crate::device_options::{BRIDGE_KEYS, COMMON_KEYS, DISK_KEYS, IOMMU_KEYS};
+use crate::machine::Machine;
+
+/// A scratch folder of this test process.
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dmavm-config-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let path = scratch().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `dmavm run ARGS` parsed, its config file applied.
+fn run_args(args: &[&str]) -> Result<RunArgs, ConfigError> {
+    let line = ["dmavm", "run", "--kvm-device", "/nonexistent"].iter().chain(args);
+    let (mut cli, matches) = parse_args(line).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    apply(&mut cli.command, &matches)?;
+    match cli.command {
+        Command::Run(r) => Ok(r),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// What `run` would build from `args`: everything that reaches the VM.
+#[derive(Debug, PartialEq)]
+struct Built {
+    cpus: u32,
+    memory: u64,
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    cmdline: Option<String>,
+    payload: Option<PathBuf>,
+    machine: Machine,
+}
+
+fn build(r: RunArgs) -> Built {
+    let m = &r.machine;
+    let machine = Machine::new(&m.pci_bridge, &m.disk, &m.rng, m.console.as_ref(), m.iommu.as_ref())
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    Built {
+        cpus: m.cpus,
+        memory: m.memory,
+        kernel: r.kernel,
+        initrd: r.initrd,
+        cmdline: r.cmdline,
+        payload: r.payload,
+        machine,
+    }
+}
+
+/// (command-line arguments, the same in a config file). Paths are
+/// absolute so that both forms name the same file.
+const EVERY_KEY: &[(&[&str], &str)] = &[
+    (&["--cpus", "3"], "cpus = 3"),
+    (&["--cpus", "3"], "cpus = \"3\""),
+    (&["--memory", "2G"], "memory = \"2G\""),
+    (&["--memory", "768"], "memory = 768"),
+    (&["--kernel", "/k/vmlinuz"], "kernel = \"/k/vmlinuz\""),
+    (&["--kernel", "/k/vmlinuz", "--initrd", "/k/initrd"], "kernel = \"/k/vmlinuz\"\ninitrd = \"/k/initrd\""),
+    (&["--kernel", "/k/vmlinuz", "--cmdline", "console=ttyS0 a=b,c"], "kernel = \"/k/vmlinuz\"\ncmdline = \"console=ttyS0 a=b,c\""),
+    (&["--disk", "path=/d/a.img"], "[[disk]]\npath = \"/d/a.img\""),
+    (&["--disk", "path=/d/a.img,readonly=on"], "[[disk]]\npath = \"/d/a.img\"\nreadonly = true"),
+    (&["--disk", "path=/d/a.img,readonly=off"], "[[disk]]\npath = \"/d/a.img\"\nreadonly = \"off\""),
+    (&["--disk", "path=/d/a.img,id=data"], "[[disk]]\npath = \"/d/a.img\"\nid = \"data\""),
+    (&["--disk", "path=/d/a.img,transport=pci"], "[[disk]]\npath = \"/d/a.img\"\ntransport = \"pci\""),
+    (&["--disk", "path=/d/a.img,coherent=off"], "[[disk]]\npath = \"/d/a.img\"\ncoherent = false"),
+    (&["--disk", "path=/d/a.img,direct-ram-access=on"], "[[disk]]\npath = \"/d/a.img\"\ndirect-ram-access = true"),
+    (
+        &["--pci-bridge", "id=b", "--disk", "path=/d/a.img,transport=pci,bridge=b"],
+        "[[pci-bridge]]\nid = \"b\"\n[[disk]]\npath = \"/d/a.img\"\ntransport = \"pci\"\nbridge = \"b\"",
+    ),
+    (&["--disk", "path=/d/a.img,transport=pci,slot=7"], "[[disk]]\npath = \"/d/a.img\"\ntransport = \"pci\"\nslot = 7"),
+    (&["--disk", "path=/d/a.img,addr=0xd0003000"], "[[disk]]\npath = \"/d/a.img\"\naddr = 0xd0003000"),
+    (&["--disk", "path=/d/a.img", "--disk", "path=/d/b.img"], "[[disk]]\npath = \"/d/a.img\"\n[[disk]]\npath = \"/d/b.img\""),
+    (&["--rng"], "[[rng]]"),
+    (
+        &["--rng", "id=r,transport=pci,coherent=on,direct-ram-access=on,slot=4"],
+        "[[rng]]\nid = \"r\"\ntransport = \"pci\"\ncoherent = true\ndirect-ram-access = true\nslot = 4",
+    ),
+    (&["--pci-bridge", "id=b", "--rng", "transport=pci,bridge=b"], "[[pci-bridge]]\nid = \"b\"\n[[rng]]\ntransport = \"pci\"\nbridge = \"b\""),
+    (&["--rng", "addr=0xd0001000"], "[[rng]]\naddr = 0xd0001000"),
+    (&["--console"], "[console]"),
+    (
+        &["--console", "id=c,transport=mmio,coherent=off,direct-ram-access=on,addr=0xd0002000"],
+        "[console]\nid = \"c\"\ntransport = \"mmio\"\ncoherent = \"off\"\ndirect-ram-access = \"on\"\naddr = 0xd0002000",
+    ),
+    (&["--pci-bridge", "id=b", "--console", "transport=pci,bridge=b,slot=9"], "[[pci-bridge]]\nid = \"b\"\n[console]\ntransport = \"pci\"\nbridge = \"b\"\nslot = 9"),
+    (&["--iommu"], "[iommu]"),
+    (&["--iommu", "id=vi,transport=mmio,addr=0xd0004000"], "[iommu]\nid = \"vi\"\ntransport = \"mmio\"\naddr = 0xd0004000"),
+    (
+        &["--pci-bridge", "id=b", "--iommu", "transport=pci,bridge=b,slot=5,mixed-coherency=reject,direct-ram-access=on"],
+        "[[pci-bridge]]\nid = \"b\"\n[iommu]\ntransport = \"pci\"\nbridge = \"b\"\nslot = 5\nmixed-coherency = \"reject\"\ndirect-ram-access = true",
+    ),
+    // Kept expressible for DMA004, which refuses it after the model is built.
+    (&["--iommu", "direct-ram-access=off"], "[iommu]\ndirect-ram-access = false"),
+    (&["--pci-bridge", "id=b"], "[[pci-bridge]]\nid = \"b\""),
+    (
+        &["--pci-bridge", "id=b,coherent=off,direct-ram-access=on,hotplug=on"],
+        "[[pci-bridge]]\nid = \"b\"\ncoherent = false\ndirect-ram-access = true\nhotplug = true",
+    ),
+    (&["--pci-bridge", "id=pci0,coherent=off"], "[[pci-bridge]]\nid = \"pci0\"\ncoherent = false"),
+];
+
+#[test]
+fn every_option_key_parses_from_the_file_into_the_same_machine() {
+    for (i, (cli, toml)) in EVERY_KEY.iter().enumerate() {
+        // A machine boots something: a payload unless the row is about the kernel.
+        let boot: &[&str] = if cli.contains(&"--kernel") { &[] } else { &["--payload", "/p.bin"] };
+        let from_cli: Vec<&str> = boot.iter().chain(cli.iter()).copied().collect();
+        let file = write(&format!("every-key-{i}.toml"), toml);
+        let from_file: Vec<&str> = boot.iter().copied().chain(["--config", file.to_str().unwrap()]).collect();
+        let a = build(run_args(&from_cli).unwrap());
+        let b = build(run_args(&from_file).unwrap_or_else(|e| panic!("{toml}: {e}")));
+        assert_eq!(a, b, "{cli:?} against\n{toml}");
+    }
+}
+
+#[test]
+fn the_key_table_covers_every_option_and_key() {
+    // Every long option of `run` that describes the machine...
+    let run_only = ["payload", "kvm-device", "dump-acpi", "stats", "config", "log-level", "help", "version"];
+    let cmd = Cli::command();
+    let run = cmd.find_subcommand("run").unwrap();
+    let options: Vec<String> = run
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !run_only.contains(l))
+        .map(|l| format!("--{l}"))
+        .collect();
+    let used: Vec<&str> = EVERY_KEY.iter().flat_map(|(cli, _)| cli.iter().copied()).collect();
+    for option in &options {
+        assert!(used.contains(&option.as_str()), "{option} has no row in EVERY_KEY");
+    }
+    // ... and every key of every device option.
+    for (option, keys) in [
+        ("--disk", DISK_KEYS),
+        ("--rng", COMMON_KEYS),
+        ("--console", COMMON_KEYS),
+        ("--iommu", IOMMU_KEYS),
+        ("--pci-bridge", BRIDGE_KEYS),
+    ] {
+        let given: Vec<&str> = EVERY_KEY
+            .iter()
+            .flat_map(|(cli, _)| cli.windows(2).filter(|w| w[0] == option).map(|w| w[1]))
+            .flat_map(|v| v.split(',').filter_map(|kv| kv.split_once('=').map(|(k, _)| k)))
+            .collect();
+        for key in keys {
+            assert!(given.contains(key), "{option} {key}= has no row in EVERY_KEY");
+        }
+    }
+}
+
+const FILE: &str = r#"
+cpus = 2
+memory = "1G"
+kernel = "vmlinuz"
+initrd = "initrd.img"
+cmdline = "console=ttyS0"
+
+[iommu]
+mixed-coherency = "reject"
+
+[console]
+transport = "mmio"
+
+[[pci-bridge]]
+id = "fast"
+direct-ram-access = true
+
+[[disk]]
+id = "root"
+path = "root.img"
+transport = "pci"
+
+[[disk]]
+id = "data"
+path = "/abs/data.img"
+readonly = true
+
+[[rng]]
+"#;
+
+#[test]
+fn the_command_line_goes_over_the_file() {
+    let file = write("merge.toml", FILE);
+    let f = file.to_str().unwrap();
+    let folder = file.parent().unwrap();
+
+    // The file alone; relative paths are the file's folder's.
+    let r = run_args(&["--config", f]).unwrap();
+    assert_eq!((r.machine.cpus, r.machine.memory), (2, 1 << 30));
+    assert_eq!(r.kernel.as_deref(), Some(folder.join("vmlinuz").as_path()));
+    assert_eq!(r.initrd.as_deref(), Some(folder.join("initrd.img").as_path()));
+    assert_eq!(r.cmdline.as_deref(), Some("console=ttyS0"));
+    assert_eq!(r.machine.disk[0].path, folder.join("root.img"));
+    assert_eq!(r.machine.disk[1].path, Path::new("/abs/data.img"));
+
+    // Scalars replace; a device with a file device's id replaces it in its
+    // place; others are added; --iommu and --console replace the file's.
+    let r = run_args(&[
+        "--config",
+        f,
+        "--cpus",
+        "1",
+        "--kernel",
+        "/other/vmlinuz",
+        "--disk",
+        "path=/new/data.img,id=data",
+        "--disk",
+        "path=/new/extra.img",
+        "--rng",
+        "id=r2",
+        "--pci-bridge",
+        "id=fast",
+        "--iommu",
+        "transport=mmio",
+    ])
+    .unwrap();
+    assert_eq!(
+        (r.machine.cpus, r.machine.memory),
+        (1, 1 << 30),
+        "--cpus 1 is given even if it is the default"
+    );
+    assert_eq!(r.kernel.as_deref(), Some(Path::new("/other/vmlinuz")));
+    assert_eq!(r.initrd.as_deref(), Some(folder.join("initrd.img").as_path()), "the file's initrd stays");
+    let disks: Vec<(Option<&str>, &Path, bool)> =
+        r.machine.disk.iter().map(|d| (d.common.id.as_deref(), d.path.as_path(), d.readonly)).collect();
+    assert_eq!(
+        disks,
+        [
+            (Some("root"), folder.join("root.img").as_path(), false),
+            (Some("data"), Path::new("/new/data.img"), false), // replaced whole: readonly is gone
+            (None, Path::new("/new/extra.img"), false),
+        ]
+    );
+    assert_eq!(r.machine.rng.len(), 2);
+    assert_eq!(r.machine.pci_bridge.len(), 1);
+    assert!(!r.machine.pci_bridge[0].direct_ram_access, "replaced by the command line's id=fast");
+    let iommu = r.machine.iommu.as_ref().unwrap();
+    assert_eq!(iommu.transport, crate::device_options::Transport::Mmio);
+    assert_eq!(iommu.mixed_coherency, dmavm_iommu::MixedCoherency::Allow, "replaced whole");
+    assert!(r.machine.console.is_some());
+
+    // --payload replaces what the file boots.
+    let r = run_args(&["--config", f, "--payload", "/p.bin"]).unwrap();
+    assert_eq!((r.kernel, r.initrd, r.cmdline), (None, None, None));
+    // Without --config nothing changes.
+    let r = run_args(&["--payload", "/p.bin"]).unwrap();
+    assert_eq!((r.machine.cpus, r.machine.memory, r.machine.disk.len()), (1, 512 << 20, 0));
+}
+
+#[test]
+fn kernel_and_initrd_may_come_from_either_side() {
+    let file = write("kernel-only.toml", "kernel = \"/k/vmlinuz\"\n");
+    let r = run_args(&["--config", file.to_str().unwrap(), "--initrd", "/k/initrd", "--cmdline", "quiet"])
+        .unwrap();
+    assert_eq!(r.kernel.as_deref(), Some(Path::new("/k/vmlinuz")));
+    assert_eq!(r.initrd.as_deref(), Some(Path::new("/k/initrd")));
+    assert_eq!(r.cmdline.as_deref(), Some("quiet"));
+    // Without a config file, --initrd still needs --kernel from clap.
+    let err = parse_args(["dmavm", "run", "--payload", "/p", "--initrd", "/i"]).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+}
+
+#[test]
+fn errors_name_the_file_the_line_and_the_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "cpus = 1\n\n[[disk]]\nid = \"data\"\npath = \"d.img\"\nreadonlyy = true\n",
+            "bad.toml:6: disk 'data': unknown key 'readonlyy' (known: path, readonly, id, transport, coherent, \
+             direct-ram-access, bridge, slot, addr)",
+        ),
+        ("[[disk]]\npath = \"a\"\n[[disk]]\npath = \"b\"\ntransport = \"usb\"\n", "bad.toml:5: disk #2: transport=usb: expected mmio or pci"),
+        ("[[disk]]\nid = \"x\"\nreadonly = true\n", "bad.toml:1: disk 'x': path=FILE is required"),
+        ("[[disk]]\npath = \"a\"\n\n[[disk]]\nreadonly = true\n", "bad.toml:4: disk #2: path=FILE is required"),
+        ("[[rng]]\nslot = 40\n", "bad.toml:2: rng #1: slot=40: expected a PCI device number from 1 to 31"),
+        ("[iommu]\nmixed-coherency = \"maybe\"\n", "bad.toml:2: iommu: mixed-coherency=maybe: expected allow or reject"),
+        ("[iommu]\ncoherent = false\n", "bad.toml:2: iommu: unknown key 'coherent' (known: id, transport, bridge, slot"),
+        ("[[pci-bridge]]\ncoherent = false\n", "bad.toml:1: pci-bridge #1: id=NAME is required"),
+        ("[[pci-bridge]]\nid = \"b\"\nhotplug = 2.5\n", "bad.toml:3: pci-bridge 'b': hotplug: expected a string, a boolean or an integer"),
+        ("[console]\nid = \"c\"\ntransport = [\"pci\"]\n", "bad.toml:3: console 'c': transport: expected a string, a boolean or an integer"),
+        ("cpus = 2\ncpu = 3\n", "bad.toml:2: unknown key 'cpu' (known: cpus, memory, kernel, initrd, cmdline, disk, rng"),
+        ("cpus = 0\n", "bad.toml:1: cpus: a VM needs at least 1 vCPU"),
+        ("\nmemory = \"lots\"\n", "bad.toml:2: memory: "),
+        ("kernel = 3\n", "bad.toml:1: kernel: expected a path (string)"),
+        ("[disk]\npath = \"a\"\n", "bad.toml:1: disk: expected [[disk]] tables, one per device"),
+        ("iommu = true\n", "bad.toml:1: iommu: expected a [iommu] table"),
+        ("cpus = 2\ncpus = 3\n", "bad.toml:2: not valid TOML: duplicate key"),
+        ("cpus = \n", "bad.toml:1: not valid TOML: "),
+    ];
+    for (text, expected) in cases {
+        let err = parse(text, "bad.toml", Path::new("/x")).unwrap_err().to_string();
+        assert!(err.starts_with(expected), "{text:?}:\n  got      {err}\n  expected {expected}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    let err = load(Path::new("/nonexistent/m.toml")).unwrap_err().to_string();
+    assert!(err.starts_with("cannot read the config file /nonexistent/m.toml: "), "{err}");
+}
+
+/// The examples, each with the warnings its comment announces.
+const EXAMPLES: &[(&str, &[Code])] = &[
+    ("no-iommu.toml", &[]),
+    ("translated.toml", &[]),
+    ("mixed.toml", &[Code::Dma104]),
+    ("bridges.toml", &[Code::Dma104]),
+];
+
+#[test]
+fn the_examples_build_with_their_expected_warnings_only() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/machines");
+    let mut files: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = EXAMPLES.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(files, listed, "every example is tested, every tested example exists");
+    for (name, expected) in EXAMPLES {
+        let path = folder.join(name);
+        let r = run_args(&["--config", path.to_str().unwrap()]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.kernel.as_deref().is_some_and(|k| k.ends_with("build/guest/vmlinuz")), "{name}");
+        let built = build(r);
+        let codes: Vec<Code> = check_with(&built.machine, Firmware::Acpi).iter().map(|f| f.code).collect();
+        assert_eq!(&codes, expected, "{name}");
+    }
+}
