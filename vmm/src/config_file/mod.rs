@@ -458,7 +458,9 @@ pub fn apply(command: &mut Command, matches: &ArgMatches) -> Result<(), ConfigEr
         Command::Run(a) => {
             ("run", &mut a.machine, &mut a.kernel, &mut a.initrd, &mut a.cmdline, a.payload.is_some())
         }
-        Command::Explain(_) => return Ok(()),
+        // Commands without a machine; a wildcard so that a new command
+        // builds before it takes --config.
+        _ => return Ok(()),
     };
     let Some(path) = machine.config.clone() else {
         return Ok(());
