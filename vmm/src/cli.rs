@@ -51,6 +51,17 @@ pub enum Command {
     /// (the file's machine with 4 vCPUs).
     Run(RunArgs),
 
+    /// Print the machine's devices and what the firmware tables declare
+    /// about each (coherency, IOMMU scope, ACCESS_PLATFORM), without KVM.
+    ///
+    /// Takes the machine options of `run` and builds the same machine
+    /// model, so a configuration `run` rejects fails here with the same
+    /// error. One row per device, the IOMMU and the PCI host bridges
+    /// included: where it sits, its interrupt, its DMA properties, and the
+    /// ACPI objects (--arch x86_64) or device tree nodes (--arch aarch64)
+    /// that declare them. docs/coherency.md explains every column.
+    Describe(DescribeArgs),
+
     /// Explain a configuration check's code (DMA001, ...): what the rule
     /// is, why it matters to a guest, and how to fix a machine that breaks
     /// it. Without a code, list every code with its one-line summary.
@@ -223,6 +234,79 @@ pub struct MachineArgs {
     /// addr=A, as for --disk.
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
     pub console: Option<SimpleOptions>,
+}
+
+/// Options of `dmavm describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The Linux kernel `run` would boot. Not read: accepted so that a
+    /// `run` command line can be described as it is.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+
+    /// Initial ramdisk. Only its size is read: with --arch aarch64 it
+    /// places the initrd in the device tree's /chosen.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+
+    /// Kernel command line: `bootargs` in the device tree's /chosen.
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
+
+    /// The devices and their DMA properties, as for `run`.
+    #[command(flatten)]
+    pub machine: MachineArgs,
+
+    /// The guest architecture whose firmware to describe: x86_64 (ACPI:
+    /// DSDT `_CCA`, VIOT) or aarch64 (device tree: `dma-coherent`,
+    /// `iommus`, `iommu-map`). Default: the one dmavm was built for.
+    #[arg(long, value_enum, default_value_t = Arch::HOST, value_name = "ARCH")]
+    pub arch: Arch,
+
+    /// Output: an aligned table for people, or JSON for tools (the same
+    /// rows, with typed values).
+    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
+    pub format: Format,
+
+    /// Also write each ACPI table as `DIR/<SIG>.dat` (for `iasl -d`);
+    /// --arch x86_64 only.
+    #[arg(long, value_name = "DIR")]
+    pub dump_acpi: Option<PathBuf>,
+
+    /// Also write the device tree blob to FILE (for `dtc -I dtb`);
+    /// --arch aarch64 only.
+    #[arg(long, value_name = "FILE")]
+    pub dtb: Option<PathBuf>,
+
+    /// Also write the device tree as source (DTS) to FILE; --arch aarch64
+    /// only.
+    #[arg(long, value_name = "FILE")]
+    pub dts: Option<PathBuf>,
+}
+
+/// A guest architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    /// ACPI tables.
+    #[value(name = "x86_64")]
+    X86_64,
+    /// A device tree.
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+impl Arch {
+    /// The architecture dmavm was built for.
+    pub const HOST: Arch = if cfg!(target_arch = "aarch64") { Arch::Aarch64 } else { Arch::X86_64 };
+}
+
+/// How `describe` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// One JSON object.
+    Json,
 }
 
 pub(crate) fn parse_cpus(text: &str) -> Result<u32, String> {

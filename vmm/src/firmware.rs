@@ -55,11 +55,16 @@ pub fn platform(cpus: u32, memory: u64, machine: &Machine) -> Result<Platform> {
     })
 }
 
+/// The tables of `platform`, placed in the BIOS area as the guest gets
+/// them (`describe` shows and dumps exactly these).
+pub fn tables(platform: &Platform) -> Result<AcpiTables> {
+    dmavm_acpi::build(platform, ACPI_START..ACPI_END).context("building the ACPI tables")
+}
+
 /// Builds the tables for `cpus` vCPUs and writes them into `mem`; returns
 /// them (the RSDP address goes to the kernel).
 pub fn install(mem: &GuestMemoryMmap, cpus: u32, memory: u64, machine: &Machine) -> Result<AcpiTables> {
-    let tables = dmavm_acpi::build(&platform(cpus, memory, machine)?, ACPI_START..ACPI_END)
-        .context("building the ACPI tables")?;
+    let tables = tables(&platform(cpus, memory, machine)?)?;
     for blob in &tables.blobs {
         mem.write_slice(&blob.bytes, GuestAddress(blob.addr)).context("writing the ACPI tables")?;
     }

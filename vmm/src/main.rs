@@ -10,6 +10,7 @@ mod config;
 mod config_file;
 #[cfg(target_arch = "x86_64")]
 mod console;
+mod describe;
 mod device_options;
 mod event_loop;
 #[cfg(target_arch = "x86_64")]
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
     }
     let status = match cli.command {
         Command::Run(args) => run(args),
+        Command::Describe(args) => describe::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
     };
     // Serial output goes through stdout; make sure the last bytes leave

@@ -5,6 +5,7 @@
 
 mod acpi;
 mod bridge;
+pub mod dt;
 mod scope;
 
 use std::collections::HashMap;
