@@ -89,3 +89,27 @@ fn a_file_machine_breaking_a_rule_is_refused_with_its_code() {
     assert!(err.contains("dmavm: warning: [DMA101] host bridge slow"), "{err}");
     assert!(err.contains("/nonexistent/kvm"), "{err}");
 }
+
+#[test]
+fn describe_takes_the_same_file() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../resources/machines/bridges.toml");
+    let out = dmavm(&["describe", "--arch", "x86_64", "--config", example.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout.contains("scratch") && stdout.contains("0001:00:01.0"), "{stdout}");
+    assert!(stdout.contains("[DMA104] scratch bypasses iommu0"), "{stdout}");
+    // The command line over the file, as for run: the disk of the same id
+    // is replaced, by one that breaks DMA001.
+    let out = dmavm(&[
+        "describe",
+        "--arch",
+        "x86_64",
+        "--config",
+        example.to_str().unwrap(),
+        "--disk",
+        "path=x.img,id=scratch,transport=pci,bridge=fast,direct-ram-access=off",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("dmavm: error: [DMA001] scratch: direct-ram-access=off is impossible"), "{err}");
+}

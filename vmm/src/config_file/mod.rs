@@ -458,6 +458,9 @@ pub fn apply(command: &mut Command, matches: &ArgMatches) -> Result<(), ConfigEr
         Command::Run(a) => {
             ("run", &mut a.machine, &mut a.kernel, &mut a.initrd, &mut a.cmdline, a.payload.is_some())
         }
+        Command::Describe(a) => {
+            ("describe", &mut a.machine, &mut a.kernel, &mut a.initrd, &mut a.cmdline, false)
+        }
         // Commands without a machine; a wildcard so that a new command
         // builds before it takes --config.
         _ => return Ok(()),
