@@ -263,3 +263,49 @@ fn firmware_of_the_other_architecture_is_a_usage_error() {
         assert!(err.starts_with("dmavm: error: ") && err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// docs/coherency.md's examples are `dmavm describe`'s output: every block
+/// between `<!-- describe: ARGS -->` and `<!-- end -->` is the output of
+/// `dmavm describe ARGS` (split at spaces) in a fenced block, so that the
+/// guide never drifts from the program. `DMAVM_UPDATE_DOCS=1` rewrites the
+/// blocks instead of comparing them.
+#[test]
+fn the_guide_examples_are_describe_output() {
+    const OPEN: &str = "<!-- describe: ";
+    const CLOSE: &str = "<!-- end -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/coherency.md");
+    let doc = std::fs::read_to_string(&path).expect("reading docs/coherency.md");
+    let mut out = String::new();
+    let mut rest = doc.as_str();
+    let mut examples = 0;
+    while let Some(at) = rest.find(OPEN) {
+        let line_end = at + rest[at..].find('\n').expect("a marker line");
+        let args =
+            rest[at + OPEN.len()..line_end].trim_end().strip_suffix("-->").expect("`-->` ends the marker");
+        let close =
+            line_end + rest[line_end..].find(CLOSE).unwrap_or_else(|| panic!("no {CLOSE} after {args}"));
+        let argv: Vec<&str> = args.split_whitespace().collect();
+        let result = describe(&argv);
+        assert_eq!(result.status.code(), Some(0), "describe {args}: {}", text(&result.stderr));
+        let lang = if argv.contains(&"json") { "json" } else { "text" };
+        let block = format!("\n```{lang}\n{}```\n", text(&result.stdout));
+        let current = &rest[line_end..close];
+        if std::env::var_os("DMAVM_UPDATE_DOCS").is_none() {
+            assert_eq!(
+                current, block,
+                "docs/coherency.md: the example of `dmavm describe {args}` differs from the program's output; \
+                 run DMAVM_UPDATE_DOCS=1 cargo test -p dmavm --test describe to regenerate it"
+            );
+        }
+        out.push_str(&rest[..line_end]);
+        out.push_str(&block);
+        out.push_str(CLOSE);
+        rest = &rest[close + CLOSE.len()..];
+        examples += 1;
+    }
+    out.push_str(rest);
+    assert!(examples >= 3, "docs/coherency.md has {examples} describe examples");
+    if std::env::var_os("DMAVM_UPDATE_DOCS").is_some() && out != doc {
+        std::fs::write(&path, out).expect("rewriting docs/coherency.md");
+    }
+}
