@@ -41,7 +41,6 @@ fn device(r: &ScenarioResult, parent: &str) -> (String, bool) {
         .unwrap_or_else(|| panic!("no virtio device below {parent}: {r}"))
 }
 
-
 /// Ran to the end, every disk's contents as the host has them, a clean log.
 fn assert_io(r: &ScenarioResult) {
     assert_eq!(r.status, 0, "{r}");

@@ -11,8 +11,14 @@ mod common;
 
 use dmavm_tests::{Error, ScenarioResult};
 
-const ALL: &[&str] =
-    &["iommu-lazy", "iommu-strict", "iommu-passthrough", "iommu-mmio", "iommu-mixed-reject", "iommu-mixed-allow"];
+const ALL: &[&str] = &[
+    "iommu-lazy",
+    "iommu-strict",
+    "iommu-passthrough",
+    "iommu-mmio",
+    "iommu-mixed-reject",
+    "iommu-mixed-allow",
+];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     common::scenario(ALL, name)
@@ -42,7 +48,6 @@ fn devices(r: &ScenarioResult) -> Vec<(String, String, bool)> {
         })
         .collect()
 }
-
 
 /// Where the guest finds each device (its parent in sysfs).
 struct Placement {
