@@ -1,0 +1,75 @@
+#!/bin/sh
+# boot-test.sh - the check `dmavm boot-test` runs in every guest: report what
+# the guest sees and run a DMA workload on every device, as DMAVM lines the
+# harness compares with what the machine model says the guest should see.
+# It judges nothing itself (the harness does) and exits 0 unless it broke.
+#   bt_virtio=virtioN device=ID parent=P addr=A group=G driver=D features=F
+#       every virtio device: its parent (PCI function or LNRO0005:NN), the
+#       parent's MMIO base from /proc/iomem (virtio-mmio), its iommu group
+#       (none: no group), its driver and negotiated feature bits (bit 0 first)
+#   bt_disk=SERIAL dev=vdX ro=R sha=S readback=S|- write_refused=0|1|-
+#       every disk: SHA-256 of all of it; writable: a pattern written over its
+#       first MiB with O_DIRECT, read back with O_DIRECT; read-only: whether a
+#       write was refused
+#   bt_rng=NAME bytes=N   64 KiB read from every virtio hwrng
+#   bt_hvc=hvcN           every virtio console; writes "DMAVM-HVC hvcN" to it
+#   DMAVM-KLOG LINE / bt_klog_bad=N   kernel log lines matching
+#       /etc/boot-test/patterns (grep -E, one pattern a line; the harness adds
+#       the file to the initramfs), the first 20 of N
+#   bt_done=1             the check got to its end
+for dev in /sys/bus/virtio/devices/virtio*; do
+  [ -e "$dev" ] || continue
+  parent_dir=$(dirname "$(readlink -f "$dev")")
+  parent=$(basename "$parent_dir")
+  group=none
+  [ -e "$parent_dir/iommu_group" ] && group=$(basename "$(readlink "$parent_dir/iommu_group")")
+  driver=none
+  [ -e "$dev/driver" ] && driver=$(basename "$(readlink "$dev/driver")")
+  addr=$(grep -m 1 " : $parent\$" /proc/iomem | sed 's/^ *\([0-9a-f]*\)-.*/\1/')
+  echo "DMAVM bt_virtio=$(basename "$dev") device=$(cat "$dev/device") parent=$parent" \
+    "addr=${addr:--} group=$group driver=$driver features=$(cat "$dev/features" 2>/dev/null || echo -)"
+done
+
+yes dmavm-boot-test | head -c 1048576 > /tmp/pattern
+for blk in /sys/block/vd*; do
+  [ -e "$blk" ] || continue
+  name=$(basename "$blk"); serial=$(cat "$blk/serial" 2>/dev/null); ro=$(cat "$blk/ro")
+  sha=$(sha256sum "/dev/$name" | cut -d' ' -f1)
+  readback=- refused=-
+  if [ "$ro" = 1 ]; then
+    if dd if=/tmp/pattern of="/dev/$name" bs=4096 count=1 oflag=direct 2>/dev/null; then
+      refused=0
+    else
+      refused=1
+    fi
+  elif dd if=/tmp/pattern of="/dev/$name" bs=65536 oflag=direct 2>/dev/null; then
+    readback=$(dd if="/dev/$name" bs=65536 count=16 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+  fi
+  echo "DMAVM bt_disk=${serial:--} dev=$name ro=$ro sha=${sha:--} readback=$readback write_refused=$refused"
+done
+rm -f /tmp/pattern
+
+hw=/sys/class/misc/hw_random
+if [ -e $hw/rng_available ]; then
+  for rng in $(cat $hw/rng_available); do
+    case $rng in virtio_rng.*) ;; *) continue ;; esac
+    echo "$rng" > $hw/rng_current 2>/dev/null
+    echo "DMAVM bt_rng=$rng bytes=$(dd if=/dev/hwrng bs=4096 count=16 2>/dev/null | wc -c)"
+  done
+fi
+
+for tty in /sys/class/tty/hvc*; do
+  [ -e "$tty" ] || continue
+  name=$(basename "$tty")
+  # only the virtio consoles (the driver is virtio_console)
+  [ -c "/dev/$name" ] && echo "DMAVM-HVC $name" > "/dev/$name" 2>/dev/null && echo "DMAVM bt_hvc=$name"
+done
+
+if [ -s /etc/boot-test/patterns ]; then
+  bad=$(dmesg | grep -c -E -f /etc/boot-test/patterns)
+  dmesg | grep -E -f /etc/boot-test/patterns | head -n 20 | sed 's/^/DMAVM-KLOG /'
+else
+  bad=-
+fi
+echo "DMAVM bt_klog_bad=$bad"
+echo "DMAVM bt_done=1"
