@@ -12,6 +12,13 @@
 # Output: build/testbed/l1.cpio (uncompressed: TCG unpacks that fastest);
 # rebuilt only when an input changed.
 # usage: resources/testbed/build-l1.sh DMAVM_STATIC_BINARY PAYLOAD_DIR
+#
+# For other images of the same L1 (`dmavm boot-test` in sandbox mode):
+#   DMAVM_L1_OUT=FILE   write FILE instead (always rebuilt, no stamp); a
+#                       dynamically linked dmavm is then carried with its
+#                       libraries and loader
+#   DMAVM_L1_LEAN=1     leave out the L2 guest, payloads and scenarios
+#   DMAVM_L1_EXTRA=DIR  copy DIR's contents to the image's root
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,14 +30,19 @@ die() { echo "build-l1.sh: error: $*" >&2; exit 1; }
 
 [ $# -eq 2 ] || die "usage: build-l1.sh DMAVM_STATIC_BINARY PAYLOAD_DIR"
 DMAVM=$1 PAYLOADS=$2
+CUSTOM_OUT=${DMAVM_L1_OUT:-} LEAN=${DMAVM_L1_LEAN:-0} EXTRA=${DMAVM_L1_EXTRA:-}
 [ -f "$DMAVM" ] || die "dmavm binary $DMAVM not found"
 [ -d "$PAYLOADS" ] || die "payload directory $PAYLOADS not found"
+[ -z "$EXTRA" ] || [ -d "$EXTRA" ] || die "DMAVM_L1_EXTRA=$EXTRA is not a folder"
 [ -x $BUSYBOX ] || die "$BUSYBOX not found (run resources/setup.sh: busybox-static)"
 for t in cpio xz readelf sha256sum; do command -v $t >/dev/null || die "$t not found (run resources/setup.sh)"; done
-readelf -l "$DMAVM" 2>/dev/null | grep -q 'Requesting program interpreter' \
-  && die "$DMAVM is dynamically linked; build it with RUSTFLAGS='-C target-feature=+crt-static'"
+DYNAMIC=0
+readelf -l "$DMAVM" 2>/dev/null | grep -q 'Requesting program interpreter' && DYNAMIC=1
+[ $DYNAMIC = 0 ] || [ -n "$CUSTOM_OUT" ] \
+  || die "$DMAVM is dynamically linked; build it with RUSTFLAGS='-C target-feature=+crt-static'"
 [ -s "$GUEST/kver" ] || die "no guest kernel in $GUEST (run resources/guest/fetch-kernel.sh)"
-[ -s "$GUEST/initramfs.cpio.gz" ] || die "no $GUEST/initramfs.cpio.gz (run resources/guest/build-initramfs.sh)"
+[ "$LEAN" = 1 ] || [ -s "$GUEST/initramfs.cpio.gz" ] \
+  || die "no $GUEST/initramfs.cpio.gz (run resources/guest/build-initramfs.sh)"
 KVER=$(cat "$GUEST/kver")
 MODDIR=$GUEST/modules/kernel
 
@@ -42,16 +54,27 @@ WITH_QEMU=${DMAVM_L1_WITH_QEMU:-0}
 QEMU=/usr/bin/qemu-system-x86_64
 QEMU_FIRMWARE=(bios-microvm.bin qboot.rom linuxboot_dma.bin pvh.bin kvmvapic.bin)
 [ "$WITH_QEMU" = 1 ] && inputs+=("$QEMU")
-stamp=$( { echo "with_qemu=$WITH_QEMU"; sha256sum "${inputs[@]}" "${scenarios[@]}";
-           (cd "$PAYLOADS" && find . -type f | LC_ALL=C sort | xargs -r sha256sum); } \
-         | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
-if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
-  exit 0
+if [ -z "$CUSTOM_OUT" ]; then
+  stamp=$( { echo "with_qemu=$WITH_QEMU"; sha256sum "${inputs[@]}" "${scenarios[@]}";
+             (cd "$PAYLOADS" && find . -type f | LC_ALL=C sort | xargs -r sha256sum); } \
+           | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
+  if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
+    exit 0
+  fi
 fi
+TARGET=${CUSTOM_OUT:-$OUT/l1.cpio}
+[ -z "$CUSTOM_OUT" ] || OUT=$(dirname "$CUSTOM_OUT")
 
 mkdir -p "$OUT"
 R=$(mktemp -d "$OUT/l1.root.XXXXXX")
-trap 'rm -rf "$R" "$OUT/l1.cpio.$$"' EXIT
+trap 'rm -rf "$R" "$TARGET.$$"' EXIT
+# carry_libraries BINARY: every library ldd names, and the dynamic loader
+carry_libraries() {
+  for lib in $(ldd "$1" | awk '/=>/ { print $3 } $1 ~ /^\// { print $1 }'); do
+    mkdir -p "$R$(dirname "$lib")"
+    cp -L "$lib" "$R$lib"
+  done
+}
 chmod 755 "$R"
 mkdir -p "$R"/{bin,proc,sys,dev,tmp,run,lib/modules,guest,payloads,scenarios}
 cp $BUSYBOX "$R/bin/busybox"
@@ -61,19 +84,19 @@ for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
   xz -dc "$MODDIR/$m.ko.xz" > "$R/lib/modules/$(basename $m).ko"
 done
 install -m 755 "$DMAVM" "$R/bin/dmavm"
-cp -a "$PAYLOADS"/. "$R/payloads/"
-cp "$GUEST/vmlinuz" "$GUEST/vmlinux" "$GUEST/initramfs.cpio.gz" "$R/guest/"
-[ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
+[ $DYNAMIC = 0 ] || carry_libraries "$DMAVM"
+if [ "$LEAN" != 1 ]; then
+  cp -a "$PAYLOADS"/. "$R/payloads/"
+  cp "$GUEST/vmlinuz" "$GUEST/vmlinux" "$GUEST/initramfs.cpio.gz" "$R/guest/"
+  [ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
+fi
+[ -z "$EXTRA" ] || cp -a "$EXTRA"/. "$R/"
 install -m 755 "$HERE/l1-init" "$R/init"
 if [ "$WITH_QEMU" = 1 ]; then
   [ -x $QEMU ] || die "$QEMU not found (run resources/setup.sh)"
   mkdir -p "$R/usr/bin" "$R/usr/share/qemu"
   cp $QEMU "$R/usr/bin/"
-  # every library ldd names, and the dynamic loader
-  for lib in $(ldd $QEMU | awk '/=>/ { print $3 } $1 ~ /^\// { print $1 }'); do
-    mkdir -p "$R$(dirname "$lib")"
-    cp -L "$lib" "$R$lib"
-  done
+  carry_libraries $QEMU
   for f in "${QEMU_FIRMWARE[@]}"; do
     [ -e "/usr/share/qemu/$f" ] || die "QEMU firmware /usr/share/qemu/$f missing"
     cp -L "/usr/share/qemu/$f" "$R/usr/share/qemu/"
@@ -83,6 +106,6 @@ if [ "$WITH_QEMU" = 1 ]; then
   cp -L /usr/share/seabios/bios-256k.bin "$R/usr/share/seabios/" || die "SeaBIOS (bios-256k.bin) missing"
   cp -L /usr/share/seabios/bios-256k.bin "$R/usr/share/qemu/"
 fi
-(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"
-mv "$OUT/l1.cpio.$$" "$OUT/l1.cpio"
-echo "$stamp" > "$OUT/l1.stamp"
+(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$TARGET.$$"
+mv "$TARGET.$$" "$TARGET"
+[ -n "$CUSTOM_OUT" ] || echo "$stamp" > "$OUT/l1.stamp"

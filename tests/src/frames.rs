@@ -11,15 +11,15 @@
 //! Markers are found anywhere in a line, as kernel messages may share it.
 
 /// Start of a scenario's output.
-pub(crate) const BEGIN: &str = "@@DMAVM-SCENARIO-BEGIN ";
+pub const BEGIN: &str = "@@DMAVM-SCENARIO-BEGIN ";
 /// End of a scenario's output, with its status and duration.
-pub(crate) const END: &str = "@@DMAVM-SCENARIO-END ";
+pub const END: &str = "@@DMAVM-SCENARIO-END ";
 /// The sandbox loaded KVM and is about to run scenarios.
-pub(crate) const READY: &str = "@@DMAVM-SANDBOX-READY";
+pub const READY: &str = "@@DMAVM-SANDBOX-READY";
 /// The sandbox hit trouble outside any scenario.
-pub(crate) const ERROR: &str = "@@DMAVM-SANDBOX-ERROR";
+pub const ERROR: &str = "@@DMAVM-SANDBOX-ERROR";
 /// The sandbox ran all scenarios and is powering off.
-pub(crate) const DONE: &str = "@@DMAVM-SANDBOX-DONE";
+pub const DONE: &str = "@@DMAVM-SANDBOX-DONE";
 
 /// One scenario's frame as found in the log.
 #[derive(Debug, Clone, PartialEq)]

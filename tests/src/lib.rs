@@ -47,6 +47,13 @@ pub use error::{Error, Result};
 pub use paths::Paths;
 pub use prepare::{install_packages, prepare, Artefacts};
 pub use run::{run_scenario, run_scenarios, run_scenarios_uncached, scenario_timeout};
+pub use sandbox::l1_qemu_args;
 pub use scenario::{ScenarioResult, STATUS_TIMEOUT, STATUS_UNFINISHED};
+
+/// The markers `resources/testbed/l1-init` prints on L1's serial console
+/// (for runners of their own L1 images, such as `dmavm boot-test`).
+pub mod l1_markers {
+    pub use crate::frames::{BEGIN, DONE, END, ERROR, READY};
+}
 pub use static_build::build_static_dmavm;
 pub use testbed::Testbed;

@@ -50,15 +50,7 @@ pub(crate) fn run(
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "10", &overall.to_string()])
         .arg(qemu)
-        .args(["-accel", "tcg", "-M", "q35", "-cpu", "max", "-m", "2G", "-smp", "1"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .args(["-serial", "stdio", "-no-reboot"])
-        .arg("-kernel")
-        .arg(art.guest.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(paths.l1_cpio())
-        .arg("-append")
-        .arg(&append)
+        .args(l1_qemu_args(&art.guest.join("vmlinuz"), &paths.l1_cpio(), &append, 1, 2048))
         .current_dir(&paths.root)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -131,6 +123,36 @@ pub(crate) fn run(
             r
         })
         .collect())
+}
+
+/// The arguments of `qemu-system-x86_64` that boot L1: `kernel` (the
+/// test bed's, whose kvm-amd the image loads) with `initrd` (an image of
+/// `resources/testbed/build-l1.sh`) and `append`, under TCG on an AMD CPU
+/// model with SVM, `cpus` vCPUs (more than one: multi-threaded TCG, so
+/// that L2 guests run in parallel) and `memory_mib` of RAM; the serial
+/// console on stdout.
+pub fn l1_qemu_args(
+    kernel: &Path,
+    initrd: &Path,
+    append: &str,
+    cpus: usize,
+    memory_mib: u64,
+) -> Vec<std::ffi::OsString> {
+    let accel = if cpus > 1 { "tcg,thread=multi" } else { "tcg" };
+    let (memory, cpus) = (format!("{memory_mib}M"), cpus.to_string());
+    let mut args: Vec<std::ffi::OsString> = [
+        "-accel", accel, "-M", "q35", "-cpu", "max", "-m", &memory, "-smp", &cpus, "-nodefaults", "-no-user-config",
+        "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(kernel.into());
+    args.push("-initrd".into());
+    args.push(initrd.into());
+    args.push("-append".into());
+    args.push(append.into());
+    args
 }
 
 /// The result for `name` from its frame, if it has a complete one; else an
