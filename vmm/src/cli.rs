@@ -71,6 +71,19 @@ pub enum Command {
     /// VM runs. Each message starts with its code, e.g.
     /// `dmavm: error: [DMA002] disk0: coherent=off conflicts with ...`.
     Explain(ExplainArgs),
+
+    /// Boot a kernel on every machine of a matrix and check that each
+    /// guest sees what the machine model declares (devices, IOMMU groups,
+    /// ACCESS_PLATFORM, working DMA, a clean kernel log, no IOMMU faults).
+    ///
+    /// The matrix lists named machines (the keys of the machine config
+    /// file) and kernel command-line variants; the runs are their cross
+    /// product, --jobs at a time, each killed at its --timeout. Without
+    /// hardware KVM here the whole matrix runs in the project's nested test
+    /// bed (sandbox mode, said so in the output). Prints a line per
+    /// finished run and a final table; --junit and --json write reports,
+    /// --logs keeps each run's serial log.
+    BootTest(crate::boot_test::BootTestArgs),
 }
 
 /// Options of `dmavm explain`.

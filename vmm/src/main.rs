@@ -4,6 +4,7 @@
 mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod boot;
+mod boot_test;
 mod checks;
 mod cli;
 mod config;
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
+        Command::BootTest(args) => boot_test::run(args),
     };
     // Serial output goes through stdout; make sure the last bytes leave
     // before the process does.

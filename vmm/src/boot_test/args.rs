@@ -1,0 +1,196 @@
+//! The options of `dmavm boot-test`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// What the kernel log must not hold, as `grep -E` patterns (the guest
+/// matches them against its whole kernel log): warnings and bugs with
+/// their backtraces, panics, hung tasks, IOMMU faults (virtio-iommu,
+/// VT-d, AMD-Vi) and virtio or block-layer errors.
+pub const DEFAULT_FAIL_PATTERNS: &[&str] = &[
+    "WARNING:",
+    "BUG:",
+    "Oops",
+    "Kernel panic",
+    "blocked for more than",
+    "fault from EP",
+    "(DMAR|AMD-Vi|iommu|IOMMU).*[^A-Za-z][Ff]ault",
+    "virtio.*(error|failed)",
+    "I/O error",
+];
+
+/// Options of `dmavm boot-test`.
+#[derive(Debug, Args)]
+#[command(after_long_help = AFTER_HELP)]
+pub struct BootTestArgs {
+    /// The kernel under test (bzImage, or an uncompressed ELF vmlinux with
+    /// a PVH entry point).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: PathBuf,
+
+    /// An initramfs whose /init runs `/checks/$NAME.sh` for
+    /// `dmavm.check=NAME` and ends the VM through the exit device, as
+    /// resources/guest/init does (the harness adds its check and the
+    /// kernel-log patterns to it). Without --initrd the harness builds a
+    /// busybox initramfs around the kernel itself.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+
+    /// The kernel's modules (its lib/modules/VERSION tree, or any folder of
+    /// .ko, .ko.xz, .ko.zst or .ko.gz files) for the initramfs the harness
+    /// builds: the virtio transports and drivers and the virtio-iommu that
+    /// are not built in. Not with --initrd.
+    #[arg(long, value_name = "DIR", conflicts_with = "initrd")]
+    pub modules: Option<PathBuf>,
+
+    /// The matrix: named machines (the keys of the machine config file)
+    /// and kernel command-line variants; repeat to run several.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub matrix: Vec<PathBuf>,
+
+    /// Only the runs named NAME (`machine/variant`) or of machine NAME;
+    /// repeat for more.
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+
+    /// VMs run at the same time.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_jobs)]
+    pub jobs: usize,
+
+    /// Time one run may take, from start to power-off (`90s`, `2m`; a bare
+    /// number is seconds); a run that has not ended by then is killed and
+    /// reported as timed out. A machine's `timeout` in the matrix wins.
+    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Extra kernel command-line words for every run (before the
+    /// machine's and the variant's).
+    #[arg(long, value_name = "STR")]
+    pub cmdline: Option<String>,
+
+    /// Another `grep -E` pattern the kernel log must not match; repeat for
+    /// more (added to the default list below).
+    #[arg(long = "fail-pattern", value_name = "REGEX")]
+    pub fail_pattern: Vec<String>,
+
+    /// Write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Keep each run's serial console and dmavm output in DIR/RUN.log
+    /// (RUN with '/' as '_'); in sandbox mode also DIR/sandbox.log.
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
+
+    /// Run the VMs on this machine's /dev/kvm (hardware KVM).
+    #[arg(long, conflicts_with = "sandbox")]
+    pub direct: bool,
+
+    /// Run the whole matrix inside the project's nested test bed (QEMU
+    /// with an emulated SVM CPU, one emulated host for all runs). Chosen
+    /// by itself where this machine has no hardware KVM.
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// The KVM device (direct mode).
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    pub kvm_device: PathBuf,
+
+    /// Machine-readable progress for an outer harness (sandbox mode runs
+    /// `dmavm boot-test --direct --protocol` inside the emulated host).
+    #[arg(long, hide = true, requires = "direct")]
+    pub protocol: bool,
+}
+
+const AFTER_HELP: &str = "\
+The matrix (TOML): named machines under [machine.NAME] with the keys of the \
+machine config file (cpus, memory, [[machine.NAME.disk]], [machine.NAME.iommu], \
+...) plus `variants = [...]` (which variants to run; default all), `cmdline` and \
+`timeout`; kernel command-line variants under [variants] as NAME = \"words\". A \
+disk's image is made by the harness for each run (2 MiB of random bytes), so a \
+disk has no `path`. The runs are the cross product, named MACHINE/VARIANT. \
+Example: resources/matrix/default.toml.
+
+Each run boots the kernel with the initramfs and `dmavm.check=boot-test` and \
+checks, in this order (the first that fails is reported): \
+boot (the kernel reached init), finished (the guest's check ran to its end and \
+the VM powered off within the timeout), devices (every virtio device of the \
+machine appeared where the machine model puts it, with its driver; every disk, \
+RNG and console), iommu-groups (each translated device is in an IOMMU group, \
+each bypassing one is not), access-platform (VIRTIO_F_ACCESS_PLATFORM \
+negotiated exactly where the model offers it), dma (each disk read whole and \
+checksummed, written and read back with O_DIRECT, read-only disks refuse \
+writes, the host's image matches; 64 KiB from every RNG; a line through every \
+console), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
+--stats: no IOMMU faults, no refused ATTACH unless mixed-coherency=reject, \
+no dropped fault reports).
+
+Default fail patterns (grep -E, extended with --fail-pattern): 'WARNING:', \
+'BUG:', 'Oops', 'Kernel panic', 'blocked for more than', 'fault from EP', \
+'(DMAR|AMD-Vi|iommu|IOMMU).*[^A-Za-z][Ff]ault', 'virtio.*(error|failed)', 'I/O error'.
+
+Sandbox mode (no hardware KVM here, or --sandbox): the harness builds the \
+initramfs here, then boots one emulated host (the project's test bed: QEMU TCG, \
+L1 Linux with kvm-amd, build/guest of the checkout dmavm was built from, \
+prepared by resources/guest/fetch-kernel.sh) carrying this dmavm, the kernel, \
+initramfs and matrix, and runs `dmavm boot-test --direct` there; results come \
+back over its serial console. --jobs N gives it N vCPUs.
+
+Output: a progress line per finished run (runs done / total, failures so far), \
+then a table (run, result, seconds, first failing check). \
+Exit status: 0 every run passed, 1 some run failed (or the harness could not \
+run them), 2 bad matrix, missing kernel or bad options; 130 after Ctrl-C (every \
+VM and temporary file is gone by then).";
+
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("'{text}': expected from 1 to 64 VMs at a time")),
+    }
+}
+
+/// `90s`, `2m`, `1h`, `500ms` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("'{text}' is not a time such as 90s or 2m"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("'{text}': expected more than 0 and at most 24h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        for bad in ["", "s", "0", "-1s", "3 days", "2x", "25h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_jobs("0").is_err());
+        assert_eq!(parse_jobs("2"), Ok(2));
+    }
+}

@@ -1,0 +1,195 @@
+//! What the guest should see, derived from the machine model: each virtio
+//! device where the model places it, whether an IOMMU translates it and
+//! whether it offers `VIRTIO_F_ACCESS_PLATFORM`.
+
+use std::fmt;
+
+use dmavm_iommu::MixedCoherency;
+
+use crate::machine::{DeviceKind, Machine, Placement};
+
+/// Where the guest finds a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A PCI function, as sysfs names it (`0001:00:02.0`).
+    Pci(String),
+    /// A virtio-mmio window, by its base (the guest's `LNRO0005:NN` device
+    /// whose /proc/iomem range starts there).
+    Mmio(u64),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Pci(bdf) => write!(f, "{bdf}"),
+            Location::Mmio(base) => write!(f, "virtio-mmio {base:#x}"),
+        }
+    }
+}
+
+/// What a device is, as far as the guest's checks go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// virtio-blk; read-only or not.
+    Disk {
+        /// Whether writes must be refused.
+        readonly: bool,
+    },
+    /// virtio-rng.
+    Rng,
+    /// virtio-console.
+    Console,
+    /// virtio-iommu.
+    Iommu,
+}
+
+impl Kind {
+    /// The virtio device ID (virtio 1.2, 5).
+    pub fn virtio_id(self) -> u32 {
+        match self {
+            Kind::Disk { .. } => 2,
+            Kind::Console => 3,
+            Kind::Rng => 4,
+            Kind::Iommu => 23,
+        }
+    }
+
+    /// For messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Disk { .. } => "virtio-blk",
+            Kind::Console => "virtio-console",
+            Kind::Rng => "virtio-rng",
+            Kind::Iommu => "virtio-iommu",
+        }
+    }
+}
+
+/// One device the guest should see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedDevice {
+    /// Its id (a disk's serial).
+    pub id: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Where it is.
+    pub location: Location,
+    /// Whether an IOMMU translates it: then it must be in an IOMMU group.
+    pub translated: bool,
+    /// Whether it offers (and so the guest negotiates) ACCESS_PLATFORM.
+    pub access_platform: bool,
+}
+
+/// Everything one run checks the guest against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectations {
+    /// Every virtio device, the IOMMU included.
+    pub devices: Vec<ExpectedDevice>,
+    /// Whether the IOMMU may refuse an ATTACH (mixed-coherency=reject on a
+    /// machine whose translated devices differ in coherency).
+    pub refused_attach_allowed: bool,
+}
+
+impl Expectations {
+    /// What a guest of `machine` should see.
+    pub fn of(machine: &Machine) -> Self {
+        let devices = machine
+            .devices
+            .iter()
+            .map(|d| ExpectedDevice {
+                id: d.id.clone(),
+                kind: match d.kind {
+                    DeviceKind::Disk { readonly, .. } => Kind::Disk { readonly },
+                    DeviceKind::Rng => Kind::Rng,
+                    DeviceKind::Console => Kind::Console,
+                    DeviceKind::Iommu => Kind::Iommu,
+                },
+                location: match d.placement {
+                    Placement::Pci { segment, slot } => {
+                        Location::Pci(format!("{segment:04x}:00:{slot:02x}.0"))
+                    }
+                    Placement::Mmio { base, .. } => Location::Mmio(base),
+                },
+                translated: d.endpoint.is_some(),
+                access_platform: d.access_platform,
+            })
+            .collect();
+        let translated: Vec<bool> =
+            machine.devices.iter().filter(|d| d.endpoint.is_some()).map(|d| d.coherent).collect();
+        let mixed = translated.iter().any(|&c| c) && translated.iter().any(|&c| !c);
+        Self { devices, refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed }
+    }
+
+    /// The devices of one kind.
+    pub fn count(&self, pred: impl Fn(Kind) -> bool) -> usize {
+        self.devices.iter().filter(|d| pred(d.kind)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+
+    #[test]
+    fn translated_bypassed_and_placed_as_the_model_says() {
+        let bridges = [parse_bridge("id=fast,direct-ram-access=on").unwrap()];
+        let disks = [
+            parse_disk("path=a,transport=pci,id=rand").unwrap(),
+            parse_disk("path=b,transport=pci,bridge=fast").unwrap(),
+            parse_disk("path=c,readonly=on,direct-ram-access=on").unwrap(),
+            parse_disk("path=d").unwrap(),
+        ];
+        let m = Machine::new(
+            &bridges,
+            &disks,
+            &[parse_simple("").unwrap()],
+            Some(&parse_simple("transport=pci").unwrap()),
+            Some(&parse_iommu("").unwrap()),
+        )
+        .unwrap();
+        let e = Expectations::of(&m);
+        let rows: Vec<(&str, Kind, String, bool, bool)> = e
+            .devices
+            .iter()
+            .map(|d| (d.id.as_str(), d.kind, d.location.to_string(), d.translated, d.access_platform))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("iommu0", Kind::Iommu, "0000:00:01.0".to_string(), false, false),
+                ("rand", Kind::Disk { readonly: false }, "0000:00:02.0".into(), true, true),
+                ("disk1", Kind::Disk { readonly: false }, "0001:00:01.0".into(), false, false),
+                ("disk2", Kind::Disk { readonly: true }, "virtio-mmio 0xd0000000".into(), false, false),
+                ("disk3", Kind::Disk { readonly: false }, "virtio-mmio 0xd0001000".into(), true, true),
+                ("rng0", Kind::Rng, "virtio-mmio 0xd0002000".into(), true, true),
+                ("console0", Kind::Console, "0000:00:03.0".into(), true, true),
+            ]
+        );
+        assert!(!e.refused_attach_allowed);
+        assert_eq!(e.count(|k| matches!(k, Kind::Disk { .. })), 4);
+        assert_eq!(Kind::Iommu.virtio_id(), 23);
+
+        // No IOMMU: nothing translated, ACCESS_PLATFORM still offered by
+        // default (the guest's DMA API with an identity mapping).
+        let m = Machine::new(&[], &disks[..1], &[], None, None).unwrap();
+        let e = Expectations::of(&m);
+        assert!(!e.devices[0].translated && e.devices[0].access_platform);
+    }
+
+    #[test]
+    fn refused_attach_only_under_reject_with_mixed_coherency() {
+        let bridges = [parse_bridge("id=nc,coherent=off").unwrap()];
+        let disks = [
+            parse_disk("path=a,transport=pci").unwrap(),
+            parse_disk("path=b,transport=pci,bridge=nc").unwrap(),
+        ];
+        let reject = parse_iommu("mixed-coherency=reject").unwrap();
+        let m = Machine::new(&bridges, &disks, &[], None, Some(&reject)).unwrap();
+        assert!(Expectations::of(&m).refused_attach_allowed);
+        let m = Machine::new(&bridges, &disks, &[], None, Some(&parse_iommu("").unwrap())).unwrap();
+        assert!(!Expectations::of(&m).refused_attach_allowed);
+        let m = Machine::new(&bridges, &disks[..1], &[], None, Some(&reject)).unwrap();
+        assert!(!Expectations::of(&m).refused_attach_allowed);
+    }
+}

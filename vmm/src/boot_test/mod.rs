@@ -1,0 +1,265 @@
+//! `dmavm boot-test`: boots a kernel on every machine of a matrix (and
+//! every kernel command-line variant), N VMs at a time, and checks in each
+//! that the guest sees what the machine model says it should: its devices
+//! where the model puts them, each translated device in an IOMMU group
+//! and each bypassing one outside, ACCESS_PLATFORM exactly where offered,
+//! DMA on every device, a clean kernel log and no IOMMU faults.
+//!
+//! Direct mode runs `dmavm run` children on this machine's KVM
+//! ([`runner`]); sandbox mode, where there is no hardware KVM, runs the
+//! whole matrix inside the project's nested test bed ([`sandbox`]).
+
+mod args;
+mod expect;
+mod initramfs;
+mod matrix;
+mod observe;
+mod process;
+mod report;
+mod runner;
+mod sandbox;
+mod sha256;
+mod verdict;
+mod vm_args;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::Instant;
+
+pub use args::BootTestArgs;
+
+use process::TempDir;
+use report::{Report, RunResult};
+use runner::Plan;
+
+/// Every run passed.
+const PASSED: u8 = 0;
+/// Some run did not, or the harness could not run them.
+const FAILED: u8 = 1;
+/// Bad matrix, missing kernel, bad options.
+const BAD_INPUT: u8 = 2;
+
+/// Marks a finished run's JSON in `--protocol` output.
+pub const RUN_MARK: &str = "@@BT-RUN ";
+/// Marks one line of a run's log in `--protocol` output: `NAME<TAB>line`.
+pub const LOG_MARK: &str = "@@BT-LOG ";
+
+fn error(message: &str) {
+    crate::logger::report_error(message);
+}
+
+/// Where the VMs run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    Direct,
+    Sandbox { qemu: std::path::PathBuf, reason: String },
+}
+
+fn mode(args: &BootTestArgs) -> Result<Mode, String> {
+    if args.direct {
+        return Ok(Mode::Direct);
+    }
+    let forced = args.sandbox.then_some("DMAVM_TESTBED");
+    // --sandbox asks for the sandbox as DMAVM_TESTBED=sandbox does.
+    if forced.is_some() {
+        std::env::set_var("DMAVM_TESTBED", "sandbox");
+    }
+    match dmavm_tests::Testbed::detect() {
+        Ok(dmavm_tests::Testbed::Direct) => Ok(Mode::Direct),
+        Ok(dmavm_tests::Testbed::Sandbox { qemu, reason }) => Ok(Mode::Sandbox { qemu, reason }),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `dmavm boot-test`; returns the exit status.
+pub fn run(args: BootTestArgs) -> u8 {
+    let t0 = Instant::now();
+    if !args.kernel.is_file() {
+        error(&format!("--kernel {}: no such file", args.kernel.display()));
+        return BAD_INPUT;
+    }
+    if let Some(i) = args.initrd.as_ref().filter(|i| !i.is_file()) {
+        error(&format!("--initrd {}: no such file", i.display()));
+        return BAD_INPUT;
+    }
+    if let Some(m) = args.modules.as_ref().filter(|m| !m.is_dir()) {
+        error(&format!("--modules {}: no such folder", m.display()));
+        return BAD_INPUT;
+    }
+    let mut specs = match matrix::load_all(&args.matrix) {
+        Ok(s) => s,
+        Err(e) => {
+            error(&e.0);
+            return BAD_INPUT;
+        }
+    };
+    if !args.only.is_empty() {
+        specs.retain(|s| args.only.iter().any(|o| *o == s.name || *o == s.machine_name));
+        if specs.is_empty() {
+            error(&format!("--only {}: no run of the matrix has that name", args.only.join(", ")));
+            return BAD_INPUT;
+        }
+    }
+    if let Some(logs) = &args.logs {
+        if let Err(e) = std::fs::create_dir_all(logs) {
+            error(&format!("--logs {}: {e}", logs.display()));
+            return BAD_INPUT;
+        }
+    }
+    if let Err(e) = process::catch_termination() {
+        error(&format!("{e:#}"));
+        return FAILED;
+    }
+    let mode = match mode(&args) {
+        Ok(m) => m,
+        Err(e) => {
+            error(&format!("cannot run the matrix: {e}"));
+            return FAILED;
+        }
+    };
+    let work = match TempDir::new("dmavm-boot-test") {
+        Ok(w) => w,
+        Err(e) => {
+            error(&format!("{e:#}"));
+            return FAILED;
+        }
+    };
+    let outcome = execute(&args, &mode, &specs, work.path());
+    drop(work);
+    let (runs, ready) = match outcome {
+        Ok(runs) => runs,
+        Err(Stop::Interrupted(signal)) => {
+            eprintln!("boot-test: interrupted (signal {signal}); every VM stopped, temporary files removed");
+            return 128u8.saturating_add(u8::try_from(signal).unwrap_or(0));
+        }
+        Err(Stop::Error(e)) => {
+            error(&e);
+            return FAILED;
+        }
+    };
+    if args.protocol {
+        return if runs.iter().all(RunResult::passed) { PASSED } else { FAILED };
+    }
+    let mode_name = match &mode {
+        Mode::Direct => "direct",
+        Mode::Sandbox { .. } => "sandbox",
+    };
+    let report = Report::new(
+        args.kernel.display().to_string(),
+        mode_name,
+        args.jobs,
+        t0.elapsed().as_secs_f64(),
+        ready,
+        runs,
+    );
+    print!("{}", report::table(&report));
+    let _ = std::io::stdout().flush();
+    let mut status = if report.failed == 0 { PASSED } else { FAILED };
+    for (path, text) in [(&args.json, report.json()), (&args.junit, report::junit(&report))] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, text) {
+                error(&format!("writing {}: {e}", path.display()));
+                status = FAILED;
+            }
+        }
+    }
+    status
+}
+
+/// Why the harness stopped early.
+enum Stop {
+    Interrupted(i32),
+    Error(String),
+}
+
+/// Prepares the initrd and runs the matrix; the results and, in sandbox
+/// mode, when the emulated host was ready.
+fn execute(
+    args: &BootTestArgs,
+    mode: &Mode,
+    specs: &[matrix::RunSpec],
+    work: &Path,
+) -> Result<(Vec<RunResult>, Option<f64>), Stop> {
+    let patterns: Vec<String> = args::DEFAULT_FAIL_PATTERNS
+        .iter()
+        .map(|p| p.to_string())
+        .chain(args.fail_pattern.iter().cloned())
+        .collect();
+    let base = match &args.initrd {
+        Some(i) => i.clone(),
+        None => {
+            if !args.protocol {
+                eprintln!(
+                    "boot-test: building the initramfs (busybox{})",
+                    args.modules
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(", modules from {}", m.display()))
+                );
+            }
+            initramfs::build(args.modules.as_deref(), work).map_err(|e| Stop::Error(format!("{e:#}")))?
+        }
+    };
+    let initrd = work.join("initrd.img");
+    initramfs::compose(&base, &initramfs::overlay(&patterns), &initrd)
+        .map_err(|e| Stop::Error(format!("{e:#}")))?;
+    let mut cmdline = runner::BASE_CMDLINE.to_string();
+    if let Some(extra) = args.cmdline.as_deref().filter(|c| !c.trim().is_empty()) {
+        cmdline.push(' ');
+        cmdline.push_str(extra.trim());
+    }
+    let plan = Plan {
+        dmavm: std::env::current_exe().map_err(|e| Stop::Error(format!("finding this dmavm binary: {e}")))?,
+        kernel: args.kernel.clone(),
+        initrd,
+        kvm_device: args.kvm_device.clone(),
+        cmdline,
+        timeout: args.timeout,
+        jobs: args.jobs,
+        logs: args.logs.clone(),
+        work: work.to_path_buf(),
+    };
+    let total = specs.len();
+    match mode {
+        Mode::Direct => {
+            if !args.protocol {
+                eprintln!(
+                    "boot-test: {total} runs, {} at a time, direct (this machine's {})",
+                    args.jobs,
+                    args.kvm_device.display()
+                );
+            }
+            let mut done = 0;
+            let mut failed = 0;
+            let mut report = |r: &RunResult, log: &Path| {
+                done += 1;
+                failed += usize::from(!r.passed());
+                if args.protocol {
+                    emit(r, log, args.logs.is_some());
+                } else {
+                    eprintln!("boot-test: {}", report::progress(done, total, failed, r));
+                }
+            };
+            runner::run_all(&plan, specs, &mut report).map(|r| (r, None)).map_err(|i| Stop::Interrupted(i.0))
+        }
+        Mode::Sandbox { qemu, reason } => {
+            eprintln!("boot-test: {total} runs, {} at a time, in the sandbox: {reason}, so the matrix runs inside the project's nested test bed (one emulated host with nested SVM under {})", args.jobs, qemu.display());
+            sandbox::run(args, &plan, qemu, specs)
+        }
+    }
+}
+
+/// `--protocol`: a run's log lines (when logs are kept) and its result,
+/// for the outer harness.
+fn emit(r: &RunResult, log: &Path, with_log: bool) {
+    let mut out = std::io::stdout().lock();
+    if with_log {
+        if let Ok(f) = std::fs::File::open(log) {
+            for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line);
+                let _ = writeln!(out, "{LOG_MARK}{}\t{}", r.name, line.trim_end_matches('\r'));
+            }
+        }
+    }
+    let _ = writeln!(out, "{RUN_MARK}{}", serde_json::to_string(r).unwrap_or_default());
+    let _ = out.flush();
+}

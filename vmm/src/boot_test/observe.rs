@@ -1,0 +1,280 @@
+//! What one run's output says the guest saw: the `DMAVM` lines of the
+//! guest's init and of `checks/boot-test.sh`, the lines the guest wrote to
+//! its virtio consoles, dmavm's `--stats` and error lines, and a kernel
+//! panic if there was one.
+
+/// One virtio device as the guest listed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenVirtio {
+    /// `virtioN`.
+    pub name: String,
+    /// The virtio device ID.
+    pub device: u32,
+    /// The parent device (`0000:00:02.0`, `LNRO0005:01`).
+    pub parent: String,
+    /// The parent's MMIO base (virtio-mmio devices).
+    pub addr: Option<u64>,
+    /// Its IOMMU group, if in one.
+    pub group: Option<String>,
+    /// The bound driver, if any.
+    pub driver: Option<String>,
+    /// Negotiated features, bit 0 first.
+    pub features: String,
+}
+
+impl SeenVirtio {
+    /// Whether feature bit `bit` was negotiated.
+    pub fn feature(&self, bit: usize) -> bool {
+        self.features.as_bytes().get(bit) == Some(&b'1')
+    }
+}
+
+/// One disk as the guest exercised it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenDisk {
+    /// Its serial (the device id).
+    pub serial: String,
+    /// `vdX`.
+    pub dev: String,
+    /// Whether the guest sees it read-only.
+    pub readonly: bool,
+    /// SHA-256 of all of it, as read.
+    pub sha: String,
+    /// SHA-256 of the first MiB after writing the pattern (writable disks).
+    pub readback: Option<String>,
+    /// Whether a write was refused (read-only disks).
+    pub write_refused: Option<bool>,
+}
+
+/// dmavm's `--stats` counters of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// MAP requests.
+    pub map: u64,
+    /// Translations.
+    pub translations: u64,
+    /// Faults.
+    pub faults: u64,
+    /// Refused ATTACH requests.
+    pub refused_attach: u64,
+}
+
+/// Everything a run's output says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// The guest's init ran (`DMAVM init`).
+    pub init: bool,
+    /// The kernel version init reported.
+    pub kernel: Option<String>,
+    /// Modules init could not load.
+    pub insmod_failed: Vec<String>,
+    /// Virtio devices.
+    pub virtio: Vec<SeenVirtio>,
+    /// Disks.
+    pub disks: Vec<SeenDisk>,
+    /// hwrng name and bytes read.
+    pub rngs: Vec<(String, u64)>,
+    /// Virtio consoles written to.
+    pub consoles: Vec<String>,
+    /// Lines that arrived through a virtio console (`DMAVM-HVC hvcN`).
+    pub console_lines: Vec<String>,
+    /// Kernel-log lines matching a fail pattern (the first 20).
+    pub klog: Vec<String>,
+    /// How many kernel-log lines matched.
+    pub klog_bad: Option<u64>,
+    /// The check reached its end.
+    pub done: bool,
+    /// The check's exit status, from init.
+    pub check_status: Option<i32>,
+    /// `--stats` per device id.
+    pub stats: Vec<(String, Counters)>,
+    /// Fault reports the IOMMU dropped.
+    pub dropped_faults: u64,
+    /// dmavm's error lines.
+    pub vmm_errors: Vec<String>,
+    /// The first `Kernel panic` line.
+    pub panic: Option<String>,
+    /// The last line that came from the guest or dmavm.
+    pub last_line: Option<String>,
+}
+
+/// `key=value` words of a line.
+fn pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split_whitespace().filter_map(|w| w.split_once('='))
+}
+
+fn value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    pairs(text).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn parse_counters(text: &str) -> Option<(String, Counters)> {
+    let (id, rest) = text.split_once(": endpoint ")?;
+    let mut c = Counters::default();
+    for part in rest.split(", ") {
+        let mut words = part.split_whitespace().rev();
+        // "N map" and "... 0x8: domain none, 3 map": the number precedes the name
+        let name = words.next()?;
+        let Some(n) = words.next().and_then(|n| n.parse::<u64>().ok()) else { continue };
+        match name {
+            "map" => c.map = n,
+            "translations" => c.translations = n,
+            "faults" => c.faults = n,
+            "attach" => c.refused_attach = n,
+            _ => {}
+        }
+    }
+    Some((id.trim().to_string(), c))
+}
+
+impl Observed {
+    /// Reads a run's combined output.
+    pub fn parse(text: &str) -> Self {
+        let mut o = Observed::default();
+        for raw in text.lines() {
+            let line = raw.trim_end_matches('\r');
+            if !line.trim().is_empty() {
+                o.last_line = Some(line.trim().to_string());
+            }
+            if let Some(i) = line.find("DMAVM-KLOG ") {
+                o.klog.push(line[i + "DMAVM-KLOG ".len()..].trim().to_string());
+                continue;
+            }
+            if let Some(i) = line.find("DMAVM-HVC ") {
+                o.console_lines.push(line[i + "DMAVM-HVC ".len()..].trim().to_string());
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("dmavm: stats: ") {
+                if let Some(dropped) =
+                    rest.strip_suffix(" fault reports dropped (the guest posted no event buffers)")
+                {
+                    o.dropped_faults += dropped.trim().parse::<u64>().unwrap_or(1);
+                } else if let Some(c) = parse_counters(rest) {
+                    o.stats.push(c);
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("dmavm: error: ") {
+                o.vmm_errors.push(rest.trim().to_string());
+                continue;
+            }
+            if o.panic.is_none() {
+                if let Some(i) = line.find("Kernel panic") {
+                    o.panic = Some(line[i..].trim().to_string());
+                }
+            }
+            let Some(i) = line.find("DMAVM ") else { continue };
+            let rest = &line[i + "DMAVM ".len()..];
+            if rest.starts_with("init ") || rest == "init" {
+                o.init = true;
+                o.kernel = value(rest, "kernel").map(str::to_string);
+            } else if let Some(m) = value(rest, "insmod_failed") {
+                o.insmod_failed.push(m.to_string());
+            } else if let Some(name) = value(rest, "bt_virtio") {
+                let device = value(rest, "device")
+                    .and_then(|d| u32::from_str_radix(d.trim_start_matches("0x"), 16).ok())
+                    .unwrap_or(0);
+                let some = |v: Option<&str>| v.filter(|v| *v != "none" && *v != "-").map(str::to_string);
+                o.virtio.push(SeenVirtio {
+                    name: name.to_string(),
+                    device,
+                    parent: value(rest, "parent").unwrap_or("-").to_string(),
+                    addr: value(rest, "addr").and_then(|a| u64::from_str_radix(a, 16).ok()),
+                    group: some(value(rest, "group")),
+                    driver: some(value(rest, "driver")),
+                    features: value(rest, "features").unwrap_or("").to_string(),
+                });
+            } else if let Some(serial) = value(rest, "bt_disk") {
+                let opt = |k: &str| value(rest, k).filter(|v| *v != "-");
+                o.disks.push(SeenDisk {
+                    serial: serial.to_string(),
+                    dev: value(rest, "dev").unwrap_or("-").to_string(),
+                    readonly: value(rest, "ro") == Some("1"),
+                    sha: value(rest, "sha").unwrap_or("-").to_string(),
+                    readback: opt("readback").map(str::to_string),
+                    write_refused: opt("write_refused").map(|v| v == "1"),
+                });
+            } else if let Some(name) = value(rest, "bt_rng") {
+                let bytes = value(rest, "bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
+                o.rngs.push((name.to_string(), bytes));
+            } else if let Some(name) = value(rest, "bt_hvc") {
+                o.consoles.push(name.to_string());
+            } else if let Some(n) = value(rest, "bt_klog_bad") {
+                o.klog_bad = n.parse().ok();
+            } else if value(rest, "bt_done").is_some() {
+                o.done = true;
+            } else if value(rest, "check") == Some("boot-test") {
+                o.check_status = value(rest, "status").and_then(|s| s.parse().ok());
+            }
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SAMPLE: &str = "\
+[    0.000000] Linux version 6.12
+DMAVM init uptime=3.1 cpus=1 mem_kb=200000 kernel=6.12.57+deb13-cloud-amd64
+DMAVM insmod_failed=virtio-iommu
+DMAVM bt_virtio=virtio0 device=0x0017 parent=0000:00:01.0 addr=- group=none driver=virtio_iommu features=1110
+DMAVM bt_virtio=virtio1 device=0x0002 parent=LNRO0005:00 addr=d0000000 group=1 driver=virtio_blk features=00000000000000000000000000000000011
+DMAVM bt_disk=disk0 dev=vda ro=0 sha=abc readback=def write_refused=-
+DMAVM bt_disk=ro dev=vdb ro=1 sha=123 readback=- write_refused=1
+DMAVM bt_rng=virtio_rng.0 bytes=65536
+DMAVM-HVC hvc0\r
+DMAVM bt_hvc=hvc0
+DMAVM-KLOG [    2.1] WARNING: CPU: 0 PID: 1 at x
+DMAVM bt_klog_bad=1
+DMAVM bt_done=1
+DMAVM check=boot-test status=0
+dmavm: stats: disk0: endpoint 0x10000: domain 1, 12 map, 11 unmap, 40 translations, 2 IOTLB misses, 1 faults, 0 refused attach
+dmavm: stats: 3 fault reports dropped (the guest posted no event buffers)
+dmavm: error: guest triple fault
+";
+
+    #[test]
+    fn reads_every_line_kind() {
+        let o = Observed::parse(SAMPLE);
+        assert!(o.init && o.done);
+        assert_eq!(o.kernel.as_deref(), Some("6.12.57+deb13-cloud-amd64"));
+        assert_eq!(o.insmod_failed, ["virtio-iommu"]);
+        assert_eq!(o.virtio.len(), 2);
+        assert_eq!(o.virtio[0].device, 0x17);
+        assert_eq!((o.virtio[0].group.as_deref(), o.virtio[0].addr), (None, None));
+        assert_eq!(o.virtio[1].addr, Some(0xd000_0000));
+        assert_eq!(o.virtio[1].group.as_deref(), Some("1"));
+        assert_eq!(o.virtio[1].driver.as_deref(), Some("virtio_blk"));
+        assert!(o.virtio[1].feature(33) && !o.virtio[1].feature(32) && !o.virtio[1].feature(99));
+        assert_eq!(o.disks[0].readback.as_deref(), Some("def"));
+        assert_eq!((o.disks[0].write_refused, o.disks[1].write_refused), (None, Some(true)));
+        assert!(o.disks[1].readonly && o.disks[1].readback.is_none());
+        assert_eq!(o.rngs, [("virtio_rng.0".to_string(), 65536)]);
+        assert_eq!(
+            (o.consoles.as_slice(), o.console_lines.as_slice()),
+            (&["hvc0".to_string()][..], &["hvc0".to_string()][..])
+        );
+        assert_eq!(o.klog, ["[    2.1] WARNING: CPU: 0 PID: 1 at x"]);
+        assert_eq!((o.klog_bad, o.check_status), (Some(1), Some(0)));
+        assert_eq!(
+            o.stats,
+            [("disk0".to_string(), Counters { map: 12, translations: 40, faults: 1, refused_attach: 0 })]
+        );
+        assert_eq!(o.dropped_faults, 3);
+        assert_eq!(o.vmm_errors, ["guest triple fault"]);
+    }
+
+    #[test]
+    fn a_panic_before_init() {
+        let o = Observed::parse(
+            "[ 1.0] Kernel panic - not syncing: Requested init /nonexistent failed (error -2).\n",
+        );
+        assert!(!o.init && !o.done);
+        assert_eq!(
+            o.panic.as_deref(),
+            Some("Kernel panic - not syncing: Requested init /nonexistent failed (error -2).")
+        );
+        assert_eq!(Observed::parse(""), Observed::default());
+    }
+}

@@ -1,0 +1,262 @@
+//! Direct mode: the runs as `dmavm run` child processes on this machine's
+//! KVM, N at a time, each killed at its timeout, each judged when it ends.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::expect::{Expectations, Kind};
+use super::matrix::RunSpec;
+use super::process::interrupted;
+use super::report::RunResult;
+use super::verdict::{judge, outcome, Check, Exit, HostDisk, Outcome};
+use super::{sha256, vm_args};
+
+/// Size of every disk image the harness makes.
+pub const IMAGE_BYTES: usize = 2 << 20;
+/// What the guest's check writes over each writable disk's first MiB:
+/// `yes dmavm-boot-test | head -c 1048576`.
+pub fn pattern() -> Vec<u8> {
+    b"dmavm-boot-test\n".iter().copied().cycle().take(1 << 20).collect()
+}
+
+/// The kernel command line every run starts with.
+pub const BASE_CMDLINE: &str = "console=ttyS0 quiet panic=-1 dmavm.check=boot-test";
+
+/// What every run of one harness shares.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The dmavm binary the VMs run with (this one).
+    pub dmavm: PathBuf,
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initrd, with the harness's overlay.
+    pub initrd: PathBuf,
+    /// The KVM device.
+    pub kvm_device: PathBuf,
+    /// Words before each run's own: [`BASE_CMDLINE`] and `--cmdline`.
+    pub cmdline: String,
+    /// A run's limit unless the matrix sets one.
+    pub timeout: Duration,
+    /// VMs at a time.
+    pub jobs: usize,
+    /// Where to keep logs, if anywhere.
+    pub logs: Option<PathBuf>,
+    /// Scratch space (disk images, logs not kept).
+    pub work: PathBuf,
+}
+
+/// The harness was interrupted by this signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted(pub i32);
+
+/// A run's log file name.
+pub fn log_name(run: &str) -> String {
+    format!("{}.log", run.replace('/', "_"))
+}
+
+/// The full kernel command line of a run.
+pub fn cmdline(plan: &Plan, spec: &RunSpec) -> String {
+    [plan.cmdline.as_str(), spec.cmdline.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+struct Active {
+    index: usize,
+    child: Child,
+    started: Instant,
+    limit: Duration,
+    dir: PathBuf,
+    log: PathBuf,
+    images: Vec<(String, String)>,
+}
+
+fn random_image(path: &Path) -> Result<String> {
+    let mut data = vec![0u8; IMAGE_BYTES];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut data))
+        .context("reading /dev/urandom for a disk image")?;
+    std::fs::write(path, &data).with_context(|| format!("writing {}", path.display()))?;
+    Ok(sha256::hex(&data))
+}
+
+fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active> {
+    let dir = plan.work.join(format!("run{index}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let machine = vm_args::with_images(&spec.machine, &dir);
+    let mut images = Vec::new();
+    for d in Expectations::of(&machine).devices.iter().filter(|d| matches!(d.kind, Kind::Disk { .. })) {
+        images.push((d.id.clone(), random_image(&dir.join(format!("{}.img", d.id)))?));
+    }
+    let log = match &plan.logs {
+        Some(logs) => logs.join(log_name(&spec.name)),
+        None => dir.join("serial.log"),
+    };
+    let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone().context("duplicating the log's file descriptor")?;
+    let mut cmd = Command::new(&plan.dmavm);
+    cmd.arg("run")
+        .arg("--kernel")
+        .arg(&plan.kernel)
+        .arg("--initrd")
+        .arg(&plan.initrd)
+        .arg("--cmdline")
+        .arg(cmdline(plan, spec))
+        .arg("--kvm-device")
+        .arg(&plan.kvm_device)
+        .arg("--stats")
+        .args(vm_args::machine_args(&machine, spec.cpus, spec.memory))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let child = cmd.spawn().with_context(|| format!("starting {}", plan.dmavm.display()))?;
+    Ok(Active {
+        index,
+        child,
+        started: Instant::now(),
+        limit: spec.timeout.unwrap_or(plan.timeout),
+        dir,
+        log,
+        images,
+    })
+}
+
+fn host_disks(a: &Active) -> Vec<HostDisk> {
+    let pattern_len = 1 << 20;
+    a.images
+        .iter()
+        .map(|(id, before)| {
+            let data = std::fs::read(a.dir.join(format!("{id}.img"))).unwrap_or_default();
+            HostDisk {
+                id: id.clone(),
+                before: before.clone(),
+                after: sha256::hex(&data),
+                after_first_mib: sha256::hex(&data[..data.len().min(pattern_len)]),
+            }
+        })
+        .collect()
+}
+
+fn finish(plan: &Plan, spec: &RunSpec, a: &Active, exit: Exit) -> RunResult {
+    let text = std::fs::read(&a.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let observed = super::observe::Observed::parse(&text);
+    let machine = vm_args::with_images(&spec.machine, &a.dir);
+    let checks =
+        judge(&Expectations::of(&machine), &observed, exit, &host_disks(a), &sha256::hex(&pattern()));
+    result(plan, spec, outcome(&checks, exit), a.started.elapsed().as_secs_f64(), checks)
+}
+
+/// A run's result from its checks.
+pub fn result(plan: &Plan, spec: &RunSpec, outcome: Outcome, secs: f64, checks: Vec<Check>) -> RunResult {
+    RunResult {
+        name: spec.name.clone(),
+        machine: spec.machine_name.clone(),
+        variant: spec.variant.clone(),
+        matrix: spec.matrix.clone(),
+        cmdline: cmdline(plan, spec),
+        outcome,
+        secs,
+        first_failure: checks.iter().find(|c| !c.passed).cloned(),
+        checks,
+        log: plan.logs.as_ref().map(|l| l.join(log_name(&spec.name)).display().to_string()),
+    }
+}
+
+/// A run the harness could not start.
+pub fn harness_error(plan: &Plan, spec: &RunSpec, why: String) -> RunResult {
+    let check = Check { name: "harness".into(), passed: false, detail: why };
+    result(plan, spec, Outcome::Error, 0.0, vec![check])
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255)
+}
+
+/// Runs `specs`, `plan.jobs` at a time, calling `done` with each result
+/// (and its log) as it ends; the results in matrix order. On a termination
+/// signal every VM is killed and waited for.
+pub fn run_all(
+    plan: &Plan,
+    specs: &[RunSpec],
+    done: &mut dyn FnMut(&RunResult, &Path),
+) -> std::result::Result<Vec<RunResult>, Interrupted> {
+    let mut results: Vec<Option<RunResult>> = vec![None; specs.len()];
+    let mut active: Vec<Active> = Vec::new();
+    let mut next = 0;
+    loop {
+        if let Some(signal) = interrupted() {
+            for mut a in active {
+                let _ = a.child.kill();
+                let _ = a.child.wait();
+            }
+            return Err(Interrupted(signal));
+        }
+        while active.len() < plan.jobs && next < specs.len() {
+            match start(plan, next, &specs[next]) {
+                Ok(a) => active.push(a),
+                Err(e) => {
+                    let r = harness_error(plan, &specs[next], format!("{e:#}"));
+                    done(&r, Path::new("/dev/null"));
+                    results[next] = Some(r);
+                }
+            }
+            next += 1;
+        }
+        let mut i = 0;
+        while i < active.len() {
+            let a = &mut active[i];
+            let exit = match a.child.try_wait() {
+                Ok(Some(status)) => Some(Exit::Status(exit_code(status))),
+                Ok(None) if a.started.elapsed() >= a.limit => {
+                    let _ = a.child.kill();
+                    let _ = a.child.wait();
+                    Some(Exit::TimedOut(a.limit))
+                }
+                Ok(None) => None,
+                Err(_) => {
+                    let _ = a.child.kill();
+                    let _ = a.child.wait();
+                    Some(Exit::Status(255))
+                }
+            };
+            match exit {
+                Some(exit) => {
+                    let a = active.swap_remove(i);
+                    let r = finish(plan, &specs[a.index], &a, exit);
+                    done(&r, &a.log);
+                    let _ = std::fs::remove_dir_all(&a.dir);
+                    results[a.index] = Some(r);
+                }
+                None => i += 1,
+            }
+        }
+        if active.is_empty() && next >= specs.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_is_what_the_guest_writes() {
+        let p = pattern();
+        assert_eq!(p.len(), 1 << 20);
+        assert!(p.starts_with(b"dmavm-boot-test\ndmavm-boot-test\n"));
+        assert!(super::super::initramfs::CHECK.contains("yes dmavm-boot-test | head -c 1048576"));
+        assert_eq!(log_name("a/b"), "a_b.log");
+    }
+}

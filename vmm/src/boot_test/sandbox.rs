@@ -1,0 +1,301 @@
+//! Sandbox mode, for machines without hardware KVM (a PVM /dev/kvm cannot
+//! boot Linux): the whole matrix runs inside one emulated host of the
+//! project's test bed (`dmavm_tests`, `resources/testbed/`). The image
+//! (`build-l1.sh` with `DMAVM_L1_OUT`, `DMAVM_L1_LEAN`, `DMAVM_L1_EXTRA`)
+//! carries this dmavm, the kernel, the initrd and the matrices and a
+//! scenario, `/scenarios/boot-test.sh`, that runs `dmavm boot-test
+//! --direct --protocol` there; L1's init (`l1-init`) runs it and powers
+//! off. Results come back on L1's serial console, one JSON line per run
+//! (and each run's log when logs are kept).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dmavm_tests::l1_markers;
+use dmavm_tests::Paths;
+
+use super::args::BootTestArgs;
+use super::matrix::RunSpec;
+use super::process::interrupted;
+use super::report::{progress, RunResult};
+use super::runner::{harness_error, log_name, Plan};
+use super::{Stop, LOG_MARK, RUN_MARK};
+
+/// Seconds for L1 to boot, load KVM and power off, on top of the runs.
+const L1_ALLOWANCE_SECS: u64 = 180;
+/// Seconds per round of runs on top of their limit (start, judging).
+const PER_ROUND_SLACK_SECS: u64 = 30;
+
+/// `'text'` for sh, quotes escaped.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn run_checked(cmd: &mut Command, what: &str) -> Result<(), Stop> {
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| Stop::Error(format!("{what}: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+    Err(Stop::Error(format!("{what} failed: {last}")))
+}
+
+/// The test bed's L1 kernel (`build/guest` of the checkout), fetched by
+/// `resources/guest/fetch-kernel.sh` when it is not there yet.
+fn l1_kernel(paths: &Paths) -> Result<PathBuf, Stop> {
+    let guest = paths.guest();
+    if !guest.join("kver").is_file() || !guest.join("vmlinuz").is_file() {
+        eprintln!("boot-test: fetching the test bed's kernel (resources/guest/fetch-kernel.sh)");
+        let script = paths.resources().join("guest").join("fetch-kernel.sh");
+        run_checked(
+            Command::new("bash").arg(script).current_dir(&paths.root),
+            "fetching the test bed's kernel",
+        )?;
+    }
+    Ok(guest.join("vmlinuz"))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), Stop> {
+    std::fs::copy(from, to)
+        .map(drop)
+        .map_err(|e| Stop::Error(format!("copying {} to {}: {e}", from.display(), to.display())))
+}
+
+/// The inner harness's command line.
+fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> String {
+    let mut words = vec![
+        "/bin/dmavm".to_string(),
+        "boot-test".into(),
+        "--direct".into(),
+        "--protocol".into(),
+        "--kernel".into(),
+        "/boot-test/kernel".into(),
+        "--initrd".into(),
+        "/boot-test/initrd.img".into(),
+        "--jobs".into(),
+        args.jobs.to_string(),
+        "--timeout".into(),
+        format!("{}ms", plan.timeout.as_millis()),
+    ];
+    for m in matrices {
+        words.extend(["--matrix".into(), m.clone()]);
+    }
+    for o in &args.only {
+        words.extend(["--only".into(), o.clone()]);
+    }
+    if let Some(c) = &args.cmdline {
+        words.extend(["--cmdline".into(), c.clone()]);
+    }
+    for p in &args.fail_pattern {
+        words.extend(["--fail-pattern".into(), p.clone()]);
+    }
+    if args.logs.is_some() {
+        words.extend(["--logs".into(), "/tmp/boot-test-logs".into()]);
+    }
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs the matrix in the sandbox.
+pub fn run(
+    args: &BootTestArgs,
+    plan: &Plan,
+    qemu: &Path,
+    specs: &[RunSpec],
+) -> Result<(Vec<RunResult>, Option<f64>), Stop> {
+    let t0 = Instant::now();
+    let paths = Paths::new();
+    let kernel = l1_kernel(&paths)?;
+
+    // The image's extra files.
+    let extra = plan.work.join("l1-extra");
+    let bt = extra.join("boot-test");
+    let scenarios = extra.join("scenarios");
+    for d in [&bt, &scenarios, &bt.join("matrix")] {
+        std::fs::create_dir_all(d).map_err(|e| Stop::Error(format!("creating {}: {e}", d.display())))?;
+    }
+    copy(&plan.kernel, &bt.join("kernel"))?;
+    copy(&plan.initrd, &bt.join("initrd.img"))?;
+    let mut matrices = Vec::new();
+    for (i, m) in args.matrix.iter().enumerate() {
+        let stem = m.file_name().map_or("matrix.toml".into(), |n| n.to_string_lossy().into_owned());
+        let inner = format!("/boot-test/matrix/{i}-{stem}");
+        copy(m, &extra.join(inner.trim_start_matches('/')))?;
+        matrices.push(inner);
+    }
+    let script = format!(
+        "#!/bin/sh\n# made by dmavm boot-test: the matrix inside the emulated host\n{} 2>&1\necho \"boot-test-status=$?\"\n",
+        inner_command(args, plan, &matrices)
+    );
+    let script_path = scenarios.join("boot-test.sh");
+    std::fs::write(&script_path, script)
+        .map_err(|e| Stop::Error(format!("writing {}: {e}", script_path.display())))?;
+
+    // The image.
+    let image = plan.work.join("l1.cpio");
+    let empty = plan.work.join("no-payloads");
+    std::fs::create_dir_all(&empty).map_err(|e| Stop::Error(format!("creating {}: {e}", empty.display())))?;
+    eprintln!("boot-test: building the emulated host's image (resources/testbed/build-l1.sh)");
+    run_checked(
+        Command::new("bash")
+            .arg(paths.resources().join("testbed").join("build-l1.sh"))
+            .arg(&plan.dmavm)
+            .arg(&empty)
+            .env("DMAVM_L1_OUT", &image)
+            .env("DMAVM_L1_LEAN", "1")
+            .env("DMAVM_L1_EXTRA", &extra)
+            .current_dir(&paths.root),
+        "building the emulated host's image",
+    )?;
+    let _ = std::fs::remove_dir_all(&extra);
+
+    // Time limits: inside L1 for the scenario, here for QEMU.
+    let rounds = specs.len().div_ceil(plan.jobs) as u64;
+    let longest = specs.iter().map(|s| s.timeout.unwrap_or(plan.timeout)).max().unwrap_or(plan.timeout);
+    let inner_limit = rounds * (longest.as_secs() + 1 + PER_ROUND_SLACK_SECS) + 60;
+    let overall = Duration::from_secs(inner_limit + L1_ALLOWANCE_SECS);
+    let biggest = specs.iter().map(|s| s.memory >> 20).max().unwrap_or(256);
+    let memory_mib = (1024 + plan.jobs as u64 * (biggest + 128)).clamp(1536, 16 << 10);
+    let append =
+        format!("console=ttyS0 panic=-1 quiet dmavm.scenarios=boot-test dmavm.timeout={inner_limit}");
+
+    let sandbox_log_path = match &plan.logs {
+        Some(l) => l.join("sandbox.log"),
+        None => plan.work.join("sandbox.log"),
+    };
+    let mut sandbox_log = File::create(&sandbox_log_path)
+        .map_err(|e| Stop::Error(format!("creating {}: {e}", sandbox_log_path.display())))?;
+    let stderr_path = plan.work.join("qemu.stderr");
+    let stderr = File::create(&stderr_path)
+        .map_err(|e| Stop::Error(format!("creating {}: {e}", stderr_path.display())))?;
+    let mut cmd = Command::new(qemu);
+    cmd.args(dmavm_tests::l1_qemu_args(&kernel, &image, &append, plan.jobs, memory_mib))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    let mut child = cmd.spawn().map_err(|e| Stop::Error(format!("starting {}: {e}", qemu.display())))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let total = specs.len();
+    let mut results: HashMap<String, RunResult> = HashMap::new();
+    let mut logs: HashMap<String, File> = HashMap::new();
+    let mut ready: Option<f64> = None;
+    let mut sandbox_error: Option<String> = None;
+    let mut failed = 0;
+    let started = Instant::now();
+    let mut stopped: Option<Stop> = None;
+    let mut timed_out = false;
+    loop {
+        if let Some(signal) = interrupted() {
+            stopped = Some(Stop::Interrupted(signal));
+            break;
+        }
+        if started.elapsed() > overall {
+            timed_out = true;
+            break;
+        }
+        let line = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(i) = line.find(LOG_MARK) {
+            if let (Some(dir), Some((name, text))) = (&plan.logs, line[i + LOG_MARK.len()..].split_once('\t'))
+            {
+                if !logs.contains_key(name) {
+                    if let Ok(f) = File::create(dir.join(log_name(name))) {
+                        logs.insert(name.to_string(), f);
+                    }
+                }
+                if let Some(f) = logs.get_mut(name) {
+                    let _ = writeln!(f, "{text}");
+                }
+            }
+            continue;
+        }
+        let _ = writeln!(sandbox_log, "[{:8.3}] {line}", t0.elapsed().as_secs_f64());
+        if let Some(i) = line.find(RUN_MARK) {
+            match serde_json::from_str::<RunResult>(&line[i + RUN_MARK.len()..]) {
+                Ok(r) => {
+                    failed += usize::from(!r.passed());
+                    let done = results.len() + 1;
+                    eprintln!("boot-test: {}", progress(done, total, failed, &r));
+                    results.insert(r.name.clone(), r);
+                }
+                Err(e) => eprintln!("boot-test: unreadable result from the emulated host: {e}"),
+            }
+        } else if ready.is_none() && line.contains(l1_markers::READY) {
+            let t = t0.elapsed().as_secs_f64();
+            ready = Some(t);
+            eprintln!("boot-test: emulated host ready after {t:.1}s (image, boot, kvm-amd)");
+        } else if let Some(i) = line.find(l1_markers::ERROR) {
+            sandbox_error = Some(line[i + l1_markers::ERROR.len()..].trim().to_string());
+        } else if line.contains("boot-test-status=") || line.contains(l1_markers::END) {
+            // The inner harness's own status; its errors are in the log.
+        } else if let Some(i) = line.find("dmavm: error: ") {
+            sandbox_error.get_or_insert_with(|| line[i..].to_string());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(stop) = stopped {
+        return Err(stop);
+    }
+    let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let why = if let Some(e) = sandbox_error {
+        format!("the emulated host reported: {e}")
+    } else if timed_out {
+        format!("the emulated host did not finish within {}s", overall.as_secs())
+    } else if let Some(l) = qemu_err.lines().rev().find(|l| !l.trim().is_empty()) {
+        format!("the emulated host ended before this run reported; QEMU: {l}")
+    } else {
+        "the emulated host ended before this run reported".to_string()
+    };
+    let kept =
+        plan.logs.as_ref().map(|_| format!("; see {}", sandbox_log_path.display())).unwrap_or_default();
+    let runs = specs
+        .iter()
+        .map(|s| match results.remove(&s.name) {
+            Some(mut r) => {
+                // As this harness knows it, not as the emulated host does.
+                r.matrix = s.matrix.clone();
+                r.log = plan.logs.as_ref().map(|l| l.join(log_name(&s.name)).display().to_string());
+                r
+            }
+            None => harness_error(plan, s, format!("{why}{kept}")),
+        })
+        .collect();
+    Ok((runs, ready))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_sh() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", quote("x'y \"$HOME\" `z`")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'y \"$HOME\" `z`");
+    }
+}

@@ -1,0 +1,507 @@
+//! Judging one run: what the guest saw ([`Observed`]) against what the
+//! machine model says it should see ([`Expectations`]), check by check in
+//! a fixed order, so that a failing run names its first failing check.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::expect::{Expectations, Kind, Location};
+use super::observe::{Observed, SeenVirtio};
+
+/// `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.2, 6).
+const F_ACCESS_PLATFORM: usize = 33;
+/// Bytes the check reads from every hwrng.
+pub const RNG_BYTES: u64 = 65536;
+
+/// The checks, in the order they are judged.
+#[cfg(test)]
+pub const CHECKS: &[&str] =
+    &["boot", "finished", "devices", "iommu-groups", "access-platform", "dma", "kernel-log", "vmm-stats"];
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every check passed.
+    Passed,
+    /// A check failed.
+    Failed,
+    /// Killed at its timeout.
+    Timeout,
+    /// The harness could not run it.
+    Error,
+}
+
+impl Outcome {
+    /// For tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "FAILED",
+            Outcome::Timeout => "TIMEOUT",
+            Outcome::Error => "ERROR",
+        }
+    }
+}
+
+/// One check's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// One of [`CHECKS`] (or `harness`).
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What was seen, or why it failed.
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: &str, failures: Vec<String>, ok: impl Into<String>) -> Self {
+        let passed = failures.is_empty();
+        let detail = if passed { ok.into() } else { failures.join("; ") };
+        Self { name: name.into(), passed, detail }
+    }
+}
+
+/// How the VM process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// `dmavm run`'s exit status.
+    Status(i32),
+    /// Killed at the timeout.
+    TimedOut(Duration),
+}
+
+/// A disk image as the host saw it before and after the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDisk {
+    /// The device id (the guest's serial).
+    pub id: String,
+    /// SHA-256 of the whole image before the run.
+    pub before: String,
+    /// SHA-256 of the whole image after the run.
+    pub after: String,
+    /// SHA-256 of its first MiB after the run.
+    pub after_first_mib: String,
+}
+
+fn exit_text(status: i32) -> String {
+    match status {
+        0 => "powered off".into(),
+        3 => "reset (exit status 3)".into(),
+        s if s > 128 => format!("killed by signal {} (exit status {s})", s - 128),
+        s => format!("exit status {s}"),
+    }
+}
+
+/// Judges a run. Checks after a failed `boot` or `finished` are not
+/// judged (the guest's report is incomplete).
+pub fn judge(
+    exp: &Expectations,
+    o: &Observed,
+    exit: Exit,
+    host: &[HostDisk],
+    pattern_sha: &str,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let why_stopped = || -> String {
+        let mut s = match exit {
+            Exit::TimedOut(t) => format!("killed at its {}s timeout", t.as_secs_f64().round()),
+            Exit::Status(st) => format!("the VM stopped: {}", exit_text(st)),
+        };
+        if let Some(e) = o.vmm_errors.first() {
+            s.push_str(&format!("; dmavm: {e}"));
+        }
+        if let Some(p) = &o.panic {
+            s.push_str(&format!("; {p}"));
+        } else if let Some(k) = o.klog.first() {
+            s.push_str(&format!("; {k}"));
+        }
+        s
+    };
+
+    // boot
+    if !o.init {
+        checks.push(Check::new(
+            "boot",
+            vec![format!("the kernel never reached init ({})", why_stopped())],
+            "",
+        ));
+        return checks;
+    }
+    checks.push(Check::new(
+        "boot",
+        vec![],
+        format!("init reached, kernel {}", o.kernel.as_deref().unwrap_or("?")),
+    ));
+
+    // finished
+    let clean = exit == Exit::Status(0) && o.done && o.check_status == Some(0);
+    if !clean {
+        let mut why = match (o.done, o.check_status) {
+            (false, _) => "the guest's check did not reach its end".to_string(),
+            (true, Some(s)) if s != 0 => format!("the guest's check failed with status {s}"),
+            (true, _) => "the guest did not end the VM after its check".to_string(),
+        };
+        why.push_str(&format!(" ({}", why_stopped()));
+        if let (false, Some(l)) = (o.done, &o.last_line) {
+            why.push_str(&format!("; last line: {l}"));
+        }
+        why.push(')');
+        checks.push(Check::new("finished", vec![why], ""));
+        return checks;
+    }
+    checks.push(Check::new("finished", vec![], "the check ran to its end and the guest powered off"));
+
+    // devices: each where the model puts it, with a driver
+    let find = |loc: &Location| -> Option<&SeenVirtio> {
+        o.virtio.iter().find(|v| match loc {
+            Location::Pci(bdf) => &v.parent == bdf,
+            Location::Mmio(base) => v.addr == Some(*base),
+        })
+    };
+    let mut missing = Vec::new();
+    let mut matched: Vec<&str> = Vec::new();
+    for d in &exp.devices {
+        match find(&d.location) {
+            None => missing.push(format!("{} ({} at {}) did not appear", d.id, d.kind.name(), d.location)),
+            Some(v) if v.device != d.kind.virtio_id() => missing.push(format!(
+                "{} ({} at {}): the guest found virtio device {:#x} there",
+                d.id,
+                d.kind.name(),
+                d.location,
+                v.device
+            )),
+            Some(v) => {
+                matched.push(&v.name);
+                if v.driver.is_none() {
+                    missing.push(format!(
+                        "{} ({} at {}, {}) has no driver",
+                        d.id,
+                        d.kind.name(),
+                        d.location,
+                        v.name
+                    ));
+                }
+            }
+        }
+    }
+    for v in o.virtio.iter().filter(|v| !matched.contains(&v.name.as_str())) {
+        missing.push(format!("unexpected virtio device {:#x} at {}", v.device, v.parent));
+    }
+    for d in exp.devices.iter().filter(|d| matches!(d.kind, Kind::Disk { .. })) {
+        if matched.len() == exp.devices.len() && !o.disks.iter().any(|s| s.serial == d.id) {
+            missing.push(format!("no block device has serial {}", d.id));
+        }
+    }
+    let rngs = exp.count(|k| k == Kind::Rng);
+    if o.rngs.len() != rngs {
+        missing.push(format!("{} virtio hwrng(s), expected {rngs}", o.rngs.len()));
+    }
+    let consoles = exp.count(|k| k == Kind::Console);
+    if o.consoles.len() != consoles {
+        missing.push(format!("{} virtio console(s), expected {consoles}", o.consoles.len()));
+    }
+    if !missing.is_empty() && !o.insmod_failed.is_empty() {
+        missing.push(format!("modules that did not load: {}", o.insmod_failed.join(", ")));
+    }
+    checks.push(Check::new(
+        "devices",
+        missing,
+        format!("{} virtio devices where the model puts them", exp.devices.len()),
+    ));
+
+    // iommu-groups and access-platform
+    let mut groups = Vec::new();
+    let mut platform = Vec::new();
+    for d in &exp.devices {
+        let Some(v) = find(&d.location).filter(|v| v.device == d.kind.virtio_id()) else { continue };
+        match (d.translated, &v.group) {
+            (true, None) => {
+                groups.push(format!("{} ({}) is translated but in no IOMMU group", d.id, d.location))
+            }
+            (false, Some(g)) => {
+                groups.push(format!("{} ({}) bypasses the IOMMU but is in group {g}", d.id, d.location))
+            }
+            _ => {}
+        }
+        if v.feature(F_ACCESS_PLATFORM) != d.access_platform {
+            platform.push(format!(
+                "{} ({}): ACCESS_PLATFORM {}negotiated, the model {}",
+                d.id,
+                d.location,
+                if v.feature(F_ACCESS_PLATFORM) { "" } else { "not " },
+                if d.access_platform { "offers it" } else { "does not offer it" }
+            ));
+        }
+    }
+    let translated = exp.devices.iter().filter(|d| d.translated).count();
+    checks.push(Check::new(
+        "iommu-groups",
+        groups,
+        format!("{translated} translated in groups, {} outside", exp.devices.len() - translated),
+    ));
+    checks.push(Check::new("access-platform", platform, "negotiated exactly where offered"));
+
+    // dma
+    let mut dma = Vec::new();
+    for d in &exp.devices {
+        let Kind::Disk { readonly } = d.kind else { continue };
+        let Some(seen) = o.disks.iter().find(|s| s.serial == d.id) else { continue };
+        let Some(h) = host.iter().find(|h| h.id == d.id) else { continue };
+        if seen.sha != h.before {
+            dma.push(format!("{}: the guest read other data than the image holds", d.id));
+        }
+        if readonly {
+            if seen.write_refused != Some(true) {
+                dma.push(format!("{}: read-only, but a write was not refused", d.id));
+            }
+            if h.after != h.before {
+                dma.push(format!("{}: read-only, but its image changed", d.id));
+            }
+        } else {
+            if seen.readback.as_deref() != Some(pattern_sha) {
+                dma.push(format!("{}: what the guest wrote did not read back (O_DIRECT)", d.id));
+            }
+            if h.after_first_mib != pattern_sha {
+                dma.push(format!("{}: what the guest wrote did not reach the image", d.id));
+            }
+        }
+    }
+    for (name, bytes) in &o.rngs {
+        if *bytes != RNG_BYTES {
+            dma.push(format!("{name}: read {bytes} of {RNG_BYTES} bytes"));
+        }
+    }
+    for c in &o.consoles {
+        if !o.console_lines.contains(c) {
+            dma.push(format!("{c}: the line written to it never reached the host"));
+        }
+    }
+    checks.push(Check::new("dma", dma, "disks read, written and read back; RNGs read; consoles written"));
+
+    // kernel-log
+    let klog = match o.klog_bad {
+        Some(0) => vec![],
+        Some(n) => vec![format!("{n} line(s) match, first: {}", o.klog.first().map_or("?", String::as_str))],
+        None => vec!["the guest did not scan its kernel log (no patterns in the initramfs)".into()],
+    };
+    checks.push(Check::new("kernel-log", klog, "no line matches a fail pattern"));
+
+    // vmm-stats
+    let mut stats = Vec::new();
+    for (id, c) in &o.stats {
+        if c.faults > 0 {
+            stats.push(format!("{id}: {} IOMMU fault(s)", c.faults));
+        }
+        if c.refused_attach > 0 && !exp.refused_attach_allowed {
+            stats.push(format!("{id}: {} refused ATTACH", c.refused_attach));
+        }
+    }
+    if o.dropped_faults > 0 {
+        stats.push(format!("{} fault reports dropped", o.dropped_faults));
+    }
+    for d in exp.devices.iter().filter(|d| d.translated) {
+        if !o.stats.iter().any(|(id, _)| id == &d.id) {
+            stats.push(format!("{}: translated, but dmavm has no counters for it", d.id));
+        }
+    }
+    checks.push(Check::new("vmm-stats", stats, format!("{} endpoints, no faults", o.stats.len())));
+    checks
+}
+
+/// The outcome of a run with these checks.
+pub fn outcome(checks: &[Check], exit: Exit) -> Outcome {
+    if matches!(exit, Exit::TimedOut(_)) {
+        Outcome::Timeout
+    } else if checks.iter().all(|c| c.passed) {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_options::{parse_disk, parse_iommu, parse_simple};
+    use crate::machine::Machine;
+
+    const PAT: &str = "pattern-sha";
+
+    fn machine() -> Expectations {
+        // iommu0 00:01.0; rand 00:02.0 translated; ro mmio 0xd0000000 bypassing; rng0 mmio 0xd0001000
+        let disks = [
+            parse_disk("path=a,transport=pci,id=rand").unwrap(),
+            parse_disk("path=b,readonly=on,direct-ram-access=on,id=ro").unwrap(),
+        ];
+        let m =
+            Machine::new(&[], &disks, &[parse_simple("").unwrap()], None, Some(&parse_iommu("").unwrap()))
+                .unwrap();
+        Expectations::of(&m)
+    }
+
+    fn features(ap: bool) -> String {
+        let mut f = "0".repeat(64);
+        if ap {
+            f.replace_range(33..34, "1");
+        }
+        f
+    }
+
+    fn good_output() -> String {
+        format!(
+            "DMAVM init uptime=1 kernel=6.12\n\
+             DMAVM bt_virtio=virtio0 device=0x0017 parent=0000:00:01.0 addr=- group=none driver=virtio_iommu features={}\n\
+             DMAVM bt_virtio=virtio1 device=0x0002 parent=0000:00:02.0 addr=- group=0 driver=virtio_blk features={}\n\
+             DMAVM bt_virtio=virtio2 device=0x0002 parent=LNRO0005:00 addr=d0000000 group=none driver=virtio_blk features={}\n\
+             DMAVM bt_virtio=virtio3 device=0x0004 parent=LNRO0005:01 addr=d0001000 group=1 driver=virtio_rng features={}\n\
+             DMAVM bt_disk=rand dev=vda ro=0 sha=r1 readback={PAT} write_refused=-\n\
+             DMAVM bt_disk=ro dev=vdb ro=1 sha=o1 readback=- write_refused=1\n\
+             DMAVM bt_rng=virtio_rng.0 bytes=65536\n\
+             DMAVM bt_klog_bad=0\nDMAVM bt_done=1\nDMAVM check=boot-test status=0\n\
+             dmavm: stats: rand: endpoint 0x10: domain 1, 5 map, 5 unmap, 9 translations, 0 IOTLB misses, 0 faults, 0 refused attach\n\
+             dmavm: stats: rng0: endpoint 0x10001: domain 2, 5 map, 5 unmap, 9 translations, 0 IOTLB misses, 0 faults, 0 refused attach\n",
+            features(false),
+            features(true),
+            features(false),
+            features(true)
+        )
+    }
+
+    fn host() -> Vec<HostDisk> {
+        vec![
+            HostDisk {
+                id: "rand".into(),
+                before: "r1".into(),
+                after: "r2".into(),
+                after_first_mib: PAT.into(),
+            },
+            HostDisk {
+                id: "ro".into(),
+                before: "o1".into(),
+                after: "o1".into(),
+                after_first_mib: "x".into(),
+            },
+        ]
+    }
+
+    fn first_failure(output: &str, exit: Exit) -> Option<(String, String)> {
+        let checks = judge(&machine(), &Observed::parse(output), exit, &host(), PAT);
+        checks.into_iter().find(|c| !c.passed).map(|c| (c.name, c.detail))
+    }
+
+    #[test]
+    fn a_good_run_passes_every_check() {
+        let checks = judge(&machine(), &Observed::parse(&good_output()), Exit::Status(0), &host(), PAT);
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, CHECKS);
+        assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+        assert_eq!(outcome(&checks, Exit::Status(0)), Outcome::Passed);
+    }
+
+    #[test]
+    fn each_fault_is_reported_by_its_check() {
+        let good = good_output();
+        let cases: Vec<(String, Exit, &str, &str)> = vec![
+            (
+                "Kernel panic - not syncing: no init\n".into(),
+                Exit::Status(3),
+                "boot",
+                "reset (exit status 3); Kernel panic",
+            ),
+            (String::new(), Exit::TimedOut(Duration::from_secs(60)), "boot", "killed at its 60s timeout"),
+            (good.replace("DMAVM bt_done=1\n", ""), Exit::Status(0), "finished", "did not reach its end"),
+            (good.replace("status=0", "status=1"), Exit::Status(1), "finished", "failed with status 1"),
+            (good.clone(), Exit::TimedOut(Duration::from_secs(9)), "finished", "killed at its 9s timeout"),
+            (
+                good.replace("parent=0000:00:02.0", "parent=0000:00:05.0"),
+                Exit::Status(0),
+                "devices",
+                "rand (virtio-blk at 0000:00:02.0) did not appear",
+            ),
+            (
+                good.replace("driver=virtio_iommu", "driver=none"),
+                Exit::Status(0),
+                "devices",
+                "iommu0 (virtio-iommu at 0000:00:01.0, virtio0) has no driver",
+            ),
+            (
+                good.replace("DMAVM bt_rng=virtio_rng.0 bytes=65536\n", ""),
+                Exit::Status(0),
+                "devices",
+                "0 virtio hwrng(s), expected 1",
+            ),
+            (
+                good.replace("group=0", "group=none"),
+                Exit::Status(0),
+                "iommu-groups",
+                "rand (0000:00:02.0) is translated but in no IOMMU group",
+            ),
+            (
+                good.replace("addr=d0000000 group=none", "addr=d0000000 group=4"),
+                Exit::Status(0),
+                "iommu-groups",
+                "ro (virtio-mmio 0xd0000000) bypasses the IOMMU but is in group 4",
+            ),
+            (
+                good.replacen(&features(true), &features(false), 1),
+                Exit::Status(0),
+                "access-platform",
+                "rand (0000:00:02.0): ACCESS_PLATFORM not negotiated, the model offers it",
+            ),
+            (good.replace("sha=r1", "sha=zz"), Exit::Status(0), "dma", "rand: the guest read other data"),
+            (
+                good.replace("readback=pattern-sha", "readback=-"),
+                Exit::Status(0),
+                "dma",
+                "rand: what the guest wrote did not read back",
+            ),
+            (
+                good.replace("write_refused=1", "write_refused=0"),
+                Exit::Status(0),
+                "dma",
+                "ro: read-only, but a write was not refused",
+            ),
+            (
+                good.replace("bytes=65536", "bytes=0"),
+                Exit::Status(0),
+                "dma",
+                "virtio_rng.0: read 0 of 65536 bytes",
+            ),
+            (
+                good.replace("bt_klog_bad=0", "bt_klog_bad=2\nDMAVM-KLOG BUG: oh no"),
+                Exit::Status(0),
+                "kernel-log",
+                "2 line(s) match, first: BUG: oh no",
+            ),
+            (
+                good.replace(
+                    "0 faults, 0 refused attach\ndmavm: stats: rng0",
+                    "3 faults, 0 refused attach\ndmavm: stats: rng0",
+                ),
+                Exit::Status(0),
+                "vmm-stats",
+                "rand: 3 IOMMU fault(s)",
+            ),
+            (
+                good.replace("dmavm: stats: rng0", "dmavm: stats: x"),
+                Exit::Status(0),
+                "vmm-stats",
+                "rng0: translated, but dmavm has no counters",
+            ),
+        ];
+        for (output, exit, check, needle) in cases {
+            let (name, detail) = first_failure(&output, exit).unwrap_or_default();
+            assert_eq!(name, check, "{needle}: {detail}");
+            assert!(detail.contains(needle), "{check}: {detail}");
+        }
+        let mut h = host();
+        h[1].after = "changed".into();
+        let checks = judge(&machine(), &Observed::parse(&good), Exit::Status(0), &h, PAT);
+        assert!(checks.iter().any(|c| c.detail.contains("ro: read-only, but its image changed")));
+        assert_eq!(outcome(&checks, Exit::Status(0)), Outcome::Failed);
+        assert_eq!(outcome(&checks, Exit::TimedOut(Duration::from_secs(1))), Outcome::Timeout);
+    }
+}
