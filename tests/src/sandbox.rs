@@ -141,8 +141,24 @@ pub fn l1_qemu_args(
     let accel = if cpus > 1 { "tcg,thread=multi" } else { "tcg" };
     let (memory, cpus) = (format!("{memory_mib}M"), cpus.to_string());
     let mut args: Vec<std::ffi::OsString> = [
-        "-accel", accel, "-M", "q35", "-cpu", "max", "-m", &memory, "-smp", &cpus, "-nodefaults", "-no-user-config",
-        "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel",
+        "-accel",
+        accel,
+        "-M",
+        "q35",
+        "-cpu",
+        "max",
+        "-m",
+        &memory,
+        "-smp",
+        &cpus,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-kernel",
     ]
     .iter()
     .map(Into::into)

@@ -1,0 +1,189 @@
+//! `dmavm boot-test` against the Debian 6.12 guest kernel, the way a user
+//! runs it (a bzImage and its modules, nothing else): the default matrix
+//! passes, and the runs of tests/matrix/broken.toml fail at their known
+//! first check (a panic before init, a hang killed at its timeout, the
+//! virtio-iommu driver withheld). One harness run, so one emulated host
+//! where there is no hardware KVM; its JSON and JUnit reports are read
+//! back and must agree.
+
+// A missing value fails the test, with the harness's output.
+#![allow(clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use dmavm_tests::{install_packages, prepare, Paths};
+use serde_json::Value;
+
+/// What the one harness run left.
+struct Outcome {
+    status: Option<i32>,
+    output: String,
+    json: Value,
+    junit: String,
+    logs: PathBuf,
+}
+
+fn outcome() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let paths = Paths::new();
+        install_packages(&paths).unwrap_or_else(|e| panic!("{e:?}"));
+        let art = prepare(&paths).unwrap_or_else(|e| panic!("{e:?}"));
+        let out = paths.testbed().join(format!("boot-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        let t0 = Instant::now();
+        let result = Command::new(&art.dmavm)
+            .arg("boot-test")
+            .arg("--kernel")
+            .arg(art.guest.join("vmlinuz"))
+            .arg("--modules")
+            .arg(art.guest.join("modules"))
+            .arg("--matrix")
+            .arg(paths.resources().join("matrix/default.toml"))
+            .arg("--matrix")
+            .arg(paths.root.join("tests/matrix/broken.toml"))
+            .args(["--jobs", "2", "--timeout", "120s"])
+            .arg("--json")
+            .arg(out.join("report.json"))
+            .arg("--junit")
+            .arg(out.join("report.xml"))
+            .arg("--logs")
+            .arg(out.join("logs"))
+            .current_dir(&paths.root)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", art.dmavm.display()));
+        let output =
+            format!("{}{}", String::from_utf8_lossy(&result.stderr), String::from_utf8_lossy(&result.stdout));
+        println!("dmavm boot-test took {:.1}s:\n{output}", t0.elapsed().as_secs_f64());
+        let json = std::fs::read_to_string(out.join("report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let junit = std::fs::read_to_string(out.join("report.xml")).unwrap_or_default();
+        Outcome { status: result.status.code(), output, json, junit, logs: out.join("logs") }
+    })
+}
+
+fn runs(o: &Outcome) -> &Vec<Value> {
+    match o.json["runs"].as_array() {
+        Some(r) => r,
+        None => panic!("no runs in the JSON report:\n{}", o.output),
+    }
+}
+
+fn run<'a>(o: &'a Outcome, name: &str) -> &'a Value {
+    runs(o).iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no run {name}:\n{}", o.output))
+}
+
+const DEFAULT_RUNS: &[&str] = &[
+    "no-iommu",
+    "translated-pci/lazy",
+    "translated-pci/strict",
+    "translated-pci/passthrough",
+    "translated-mmio/lazy",
+    "mixed/lazy",
+    "mixed/strict",
+    "bridges/lazy",
+];
+
+#[test]
+fn the_default_matrix_passes() {
+    let o = outcome();
+    for name in DEFAULT_RUNS {
+        let r = run(o, name);
+        assert_eq!(r["outcome"], "passed", "{name}: {r:#}\n{}", o.output);
+        let checks: Vec<&str> =
+            r["checks"].as_array().map_or(vec![], |c| c.iter().filter_map(|c| c["name"].as_str()).collect());
+        assert_eq!(
+            checks,
+            [
+                "boot",
+                "finished",
+                "devices",
+                "iommu-groups",
+                "access-platform",
+                "dma",
+                "kernel-log",
+                "vmm-stats"
+            ],
+            "{name}"
+        );
+    }
+    // The translated machines really had devices in IOMMU groups, the
+    // plain one none.
+    assert_eq!(run(o, "no-iommu")["checks"][3]["detail"], "0 translated in groups, 4 outside");
+    assert_eq!(run(o, "mixed/strict")["checks"][3]["detail"], "2 translated in groups, 3 outside");
+    assert_eq!(run(o, "bridges/lazy")["checks"][3]["detail"], "2 translated in groups, 2 outside");
+}
+
+#[test]
+fn broken_runs_fail_at_their_first_check() {
+    let o = outcome();
+    assert_eq!(o.status, Some(1), "some runs failed, so the status is 1:\n{}", o.output);
+    for (name, outcome, check, needle) in [
+        ("panic-before-init", "failed", "boot", "Kernel panic - not syncing"),
+        ("hang", "timeout", "boot", "killed at its 40s timeout"),
+        ("no-iommu-driver", "failed", "devices", "iommu0 (virtio-iommu at 0000:00:01.0"),
+    ] {
+        let r = run(o, name);
+        assert_eq!(r["outcome"], outcome, "{name}: {r:#}");
+        assert_eq!(r["first_failure"]["name"], check, "{name}: {r:#}");
+        let detail = r["first_failure"]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(needle), "{name}: {detail}");
+    }
+    let hang = run(o, "hang")["secs"].as_f64().unwrap_or(0.0);
+    assert!((40.0..70.0).contains(&hang), "the hung guest is killed at its timeout: {hang}s");
+    // The final table names each run's first failing check.
+    assert!(o.output.contains("hang "), "{}", o.output);
+    assert!(o.output.contains("8 of 11 runs passed, 3 failed"), "{}", o.output);
+}
+
+#[test]
+fn junit_parses_and_agrees_with_the_json() {
+    let o = outcome();
+    let doc = roxmltree::Document::parse(&o.junit).unwrap_or_else(|e| panic!("JUnit XML: {e}\n{}", o.junit));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let attr = |n: roxmltree::Node<'_, '_>, a: &str| n.attribute(a).and_then(|v| v.parse::<usize>().ok());
+    let json = |k: &str| o.json[k].as_u64().map(|v| v as usize);
+    assert_eq!(attr(root, "tests"), json("total"));
+    assert_eq!(attr(root, "tests"), Some(11));
+    assert_eq!(attr(root, "failures").zip(attr(root, "errors")).map(|(f, e)| f + e), json("failed"));
+    let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
+    let names: Vec<&str> = suites.iter().filter_map(|s| s.attribute("name")).collect();
+    assert_eq!(names, ["default", "broken"]);
+    for s in &suites {
+        let cases: Vec<_> = s.children().filter(|n| n.has_tag_name("testcase")).collect();
+        assert_eq!(attr(*s, "tests"), Some(cases.len()));
+        let failing = cases.iter().filter(|c| c.children().any(|n| n.has_tag_name("failure"))).count();
+        assert_eq!(attr(*s, "failures"), Some(failing));
+        for c in &cases {
+            assert!(c.attribute("classname").is_some() && c.attribute("name").is_some());
+            assert!(c.attribute("time").and_then(|t| t.parse::<f64>().ok()).is_some());
+        }
+    }
+    let timeout =
+        doc.descendants().find(|n| n.has_tag_name("failure") && n.attribute("type") == Some("timeout"));
+    assert!(timeout.is_some(), "the hang is a timeout failure");
+    let devices =
+        doc.descendants().find(|n| n.has_tag_name("failure") && n.attribute("type") == Some("devices"));
+    assert!(devices.is_some(), "no-iommu-driver fails at devices");
+}
+
+#[test]
+fn every_run_keeps_its_log() {
+    let o = outcome();
+    for r in runs(o) {
+        let log = PathBuf::from(r["log"].as_str().unwrap_or_default());
+        assert!(log.starts_with(&o.logs), "{log:?}");
+        let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        if r["outcome"] == "passed" {
+            assert!(text.contains("DMAVM bt_done=1"), "{}", log.display());
+        }
+    }
+    assert!(o.output.contains("boot-test: [11/11, 3 failed]"), "{}", o.output);
+}
