@@ -89,6 +89,9 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                 let config = IommuConfig {
                     mixed_coherency: machine.mixed_coherency,
                     noncoherent_endpoints: machine.noncoherent_endpoints(),
+                    // arm64: MSIs go to the ITS's doorbell, not to x86's window.
+                    #[cfg(target_arch = "aarch64")]
+                    msi_region: Some(crate::aarch64::ITS_MSI_REGION),
                     ..IommuConfig::default()
                 };
                 let iommu = VirtioIommu::<GuestMemoryMmap>::new(config, &endpoints, &[])
