@@ -124,8 +124,13 @@ pub fn run(args: BootTestArgs) -> u8 {
             return FAILED;
         }
     };
-    let outcome = execute(&args, &mode, &specs, work.path());
+    let mut outcome = execute(&args, &mode, &specs, work.path());
     drop(work);
+    // Ctrl-C reaches the children too (scripts, QEMU, VMs), which may end
+    // before the harness notices: whatever they left, it was interrupted.
+    if let Some(signal) = process::interrupted() {
+        outcome = Err(Stop::Interrupted(signal));
+    }
     let (runs, ready) = match outcome {
         Ok(runs) => runs,
         Err(Stop::Interrupted(signal)) => {
