@@ -7,6 +7,9 @@
 #   /bin/kvm-probe    the KVM proof (resources/testbed-arm64/kvm-probe.c,
 #                     cross-compiled static with aarch64-linux-gnu-gcc)
 #   /bin/dmavm        the static aarch64 dmavm, when one is given and exists
+#   /qemu             Debian's arm64 qemu-system-aarch64 with its libraries
+#                     (bin/, lib/), when resources/testbed-arm64/fetch-qemu.sh
+#                     has put them in build/qemu-arm64/l1 (the benchmark)
 #   /guest            the L2 guest: Image and initramfs.cpio.gz
 #   /payloads         aarch64 payloads (none yet)
 #   /scenarios        resources/testbed-arm64/scenarios/*.sh and
@@ -15,8 +18,8 @@
 # Output: build/testbed-arm64/l1.cpio (uncompressed: TCG unpacks that fastest);
 # rebuilt only when an input changed.
 # usage: resources/testbed-arm64/build-l1.sh [DMAVM_AARCH64_BINARY]
-#   Without the argument, or when the file does not exist yet (dmavm does not
-#   build for aarch64 yet; see resources/testbed-arm64/build-dmavm.sh), the L1
+#   Without the argument, or when the file does not exist (build it with
+#   resources/testbed-arm64/build-dmavm.sh), the L1
 #   carries no dmavm and says so; scenarios that need it then fail.
 set -euo pipefail
 
@@ -43,7 +46,7 @@ if [ -n "$DMAVM" ] && [ -f "$DMAVM" ]; then
     || die "$DMAVM is dynamically linked; build it with RUSTFLAGS='-C target-feature=+crt-static' (resources/testbed-arm64/build-dmavm.sh)"
 else
   echo "build-l1.sh (arm64): note: no aarch64 dmavm${DMAVM:+ at $DMAVM}; the arm64 L1 carries none" \
-       "(dmavm does not build for aarch64 yet: resources/testbed-arm64/build-dmavm.sh)" >&2
+       "(build it with resources/testbed-arm64/build-dmavm.sh)" >&2
   DMAVM=
 fi
 
@@ -60,7 +63,10 @@ scenarios=("$HERE"/scenarios/*.sh "$ROOT"/tests/scenarios/arm64-*.sh)
 inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$GUEST/busybox" "$probe" "$GUEST/kver" "$GUEST/Image"
         "$GUEST/initramfs.cpio.gz" /bin/busybox)
 [ -z "$DMAVM" ] || inputs+=("$DMAVM")
-stamp=$( { echo "dmavm=${DMAVM:+yes}"; sha256sum "${inputs[@]}" "${scenarios[@]}"; } \
+QEMU=$ROOT/build/qemu-arm64/l1
+[ -f "$ROOT/build/qemu-arm64/complete" ] || QEMU=
+[ -z "$QEMU" ] || inputs+=("$QEMU"/bin/* "$QEMU"/lib/*)
+stamp=$( { echo "dmavm=${DMAVM:+yes} qemu=${QEMU:+yes}"; sha256sum "${inputs[@]}" "${scenarios[@]}"; } \
          | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
 if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
   exit 0
@@ -76,6 +82,7 @@ cp "$GUEST/busybox" "$R/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
 install -m 755 "$probe" "$R/bin/kvm-probe"
 [ -z "$DMAVM" ] || install -m 755 "$DMAVM" "$R/bin/dmavm"
+[ -z "$QEMU" ] || cp -r "$QEMU" "$R/qemu"
 cp "$GUEST/Image" "$GUEST/initramfs.cpio.gz" "$GUEST/kver" "$R/guest/"
 [ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
 install -m 755 "$HERE/l1-init" "$R/init"

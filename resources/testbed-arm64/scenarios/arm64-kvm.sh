@@ -3,7 +3,7 @@
 # in VHE mode, and kvm-probe (a tiny aarch64 VMM, resources/testbed-arm64/
 # kvm-probe.c) runs a guest to an MMIO exit and a PSCI SYSTEM_OFF, timing N
 # MMIO exit round trips. Also says whether the aarch64 dmavm and the L2 images
-# are in place (informational: dmavm does not build for aarch64 yet).
+# are in place (informational).
 # env: DMAVM (dmavm binary), GUEST (Image, initramfs.cpio.gz)
 # Runs in the arm64 L1 only.
 : "${DMAVM:?}" "${GUEST:?}"
