@@ -8,11 +8,9 @@
 //! - [`regs`]: vCPU init (PSCI 0.2, secondaries powered off), boot registers;
 //! - [`uart`]: the 16550A console on MMIO;
 //! - [`boot`]: the `Image` and initrd;
-//! - [`devicetree`]: the device tree from the machine model;
 //! - [`vm`]: building and running the VM.
 
 pub mod boot;
-pub mod devicetree;
 pub mod gic;
 pub mod interrupts;
 pub mod layout;

@@ -22,7 +22,7 @@ use vmm_sys_util::signal::Killable;
 
 use super::interrupts::GsiRouter;
 use super::layout::{fdt_address, virtio_mmio_index, MAX_MEMORY};
-use super::{boot, devicetree, gic, regs, uart};
+use super::{boot, gic, regs, uart};
 use crate::config::{Boot, VmConfig};
 use crate::event_loop::EventLoop;
 use crate::machine::Placement;
@@ -83,7 +83,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let fdt_addr = fdt_address(config.memory).context("guest memory too small for the device tree")?;
     let kernel = boot::load_kernel(kernel, &mem, fdt_addr)?;
     let initrd = initrd.as_deref().map(|p| boot::load_initrd(p, &mem, kernel.end, fdt_addr)).transpose()?;
-    let description = devicetree::describe(&config.machine, &mpidrs, config.memory, cmdline, initrd)?;
+    // The machine model's device tree (the one `dmavm describe` prints),
+    // with the MPIDRs KVM gave the vCPUs.
+    let description = config.machine.dt(&mpidrs, config.memory, cmdline, initrd)?;
     let blob = dmavm_fdt::build(&description).context("building the device tree")?;
     mem.write_slice(&blob, GuestAddress(fdt_addr)).context("writing the device tree into guest memory")?;
     let boot_vcpu = vcpus.first().context("no vCPU")?;
