@@ -22,12 +22,11 @@
 //! `resources/guest/arm64/fetch.sh` (kernel and busybox into
 //! `build/guest-arm64/`), `resources/guest/arm64/build-initramfs.sh` (the L2
 //! initramfs), `resources/testbed-arm64/build-l1.sh` (the L1 initramfs in
-//! `build/testbed-arm64/`). The aarch64 dmavm is taken from
-//! [`aarch64_dmavm`] when it exists; the L1 carries none otherwise.
+//! `build/testbed-arm64/`). The aarch64 dmavm is cross-built from this tree
+//! (`resources/testbed-arm64/build-dmavm.sh`) unless `DMAVM_AARCH64` names one.
 //!
-//! Environment knobs: `DMAVM_AARCH64=PATH` (the aarch64 dmavm binary),
-//! `DMAVM_ARM64_BUILD_DMAVM=1` (cross-build it first with
-//! `resources/testbed-arm64/build-dmavm.sh`), `DMAVM_ARM64_SMP=N` (L1 vCPUs,
+//! Environment knobs: `DMAVM_AARCH64=PATH` (the aarch64 dmavm binary to
+//! carry instead), `DMAVM_ARM64_SMP=N` (L1 vCPUs,
 //! default 2), `DMAVM_SCENARIO_TIMEOUT=SECS` (per-scenario limit inside L1,
 //! default 300 here).
 
@@ -158,16 +157,6 @@ fn resources_dir(paths: &Paths) -> PathBuf {
     paths.resources().join("testbed-arm64")
 }
 
-/// The aarch64 dmavm the L1 carries: `DMAVM_AARCH64`, else
-/// `build/target-aarch64/aarch64-unknown-linux-gnu/release/dmavm` (where
-/// `resources/testbed-arm64/build-dmavm.sh` puts it). It may not exist.
-pub fn aarch64_dmavm(paths: &Paths) -> PathBuf {
-    match std::env::var_os("DMAVM_AARCH64") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => paths.build().join("target-aarch64").join(AARCH64_TARGET).join("release").join("dmavm"),
-    }
-}
-
 /// Cross-builds the static aarch64 dmavm
 /// (`resources/testbed-arm64/build-dmavm.sh`) and returns its path.
 pub fn build_aarch64_dmavm(paths: &Paths) -> Result<PathBuf> {
@@ -222,17 +211,16 @@ fn prepare(paths: &Paths) -> Result<()> {
     let guest = paths.resources().join("guest").join("arm64");
     script(paths, guest.join("fetch.sh"), &[])?;
     script(paths, guest.join("build-initramfs.sh"), &[])?;
-    let dmavm = if std::env::var("DMAVM_ARM64_BUILD_DMAVM").is_ok_and(|v| v == "1") {
-        build_aarch64_dmavm(paths)?
-    } else {
-        aarch64_dmavm(paths)
+    // The tests must run what the tree holds, like the x86 static build:
+    // cross-build unless the caller names a binary (cargo makes an
+    // up-to-date build a no-op).
+    let dmavm = match std::env::var_os("DMAVM_AARCH64") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => build_aarch64_dmavm(paths)?,
     };
     if !dmavm.is_file() {
-        eprintln!(
-            "dmavm-tests: no aarch64 dmavm at {}; the arm64 L1 carries none \
-             (build it with resources/testbed-arm64/build-dmavm.sh)",
-            dmavm.display()
-        );
+        let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        return Err(Error::io(format!("the aarch64 dmavm {}", dmavm.display()), e));
     }
     let dmavm: OsString = dmavm.into_os_string();
     script(paths, resources_dir(paths).join("build-l1.sh"), &[dmavm.as_os_str()])

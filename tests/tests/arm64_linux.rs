@@ -6,10 +6,10 @@
 //! disks and RNG, translated by a virtio-iommu or bypassing it as declared;
 //! and a translated disk declared `coherent=off` really set up as a
 //! non-coherent device by the guest, unlike a `coherent=on` one. One L1
-//! boot for the whole binary; the L1 carries the
-//! static aarch64 dmavm (`resources/testbed-arm64/build-dmavm.sh`, or set
-//! `DMAVM_ARM64_BUILD_DMAVM=1`). Fails (never skips) when the sandbox or
-//! the aarch64 dmavm is missing.
+//! boot for the whole binary; the L1 carries the static aarch64 dmavm,
+//! cross-built from this tree by the test bed
+//! (`resources/testbed-arm64/build-dmavm.sh`). Fails (never skips) when the
+//! sandbox or the aarch64 dmavm is missing.
 
 // A missing DMAVM value is a test failure with the whole scenario report.
 #![allow(clippy::panic)]
