@@ -111,7 +111,7 @@ pub struct BootTestArgs {
 const AFTER_HELP: &str = "\
 The matrix (TOML): named machines under [machine.NAME] with the keys of the \
 machine config file (cpus, memory, [[machine.NAME.disk]], [machine.NAME.iommu], \
-...) plus `variants = [...]` (which variants to run; default all), `cmdline` and \
+...) plus `variants = [...]` (which variants to run; default all, [] none), `cmdline` and \
 `timeout`; kernel command-line variants under [variants] as NAME = \"words\". A \
 disk's image is made by the harness for each run (2 MiB of random bytes), so a \
 disk has no `path`. The runs are the cross product, named MACHINE/VARIANT. \
@@ -140,7 +140,7 @@ initramfs here, then boots one emulated host (the project's test bed: QEMU TCG, 
 L1 Linux with kvm-amd, build/guest of the checkout dmavm was built from, \
 prepared by resources/guest/fetch-kernel.sh) carrying this dmavm, the kernel, \
 initramfs and matrix, and runs `dmavm boot-test --direct` there; results come \
-back over its serial console. --jobs N gives it N vCPUs.
+back over its serial console. Its one vCPU runs --jobs VMs at a time.
 
 Output: a progress line per finished run (runs done / total, failures so far), \
 then a table (run, result, seconds, first failing check). \
@@ -192,5 +192,12 @@ mod tests {
         }
         assert!(parse_jobs("0").is_err());
         assert_eq!(parse_jobs("2"), Ok(2));
+    }
+
+    #[test]
+    fn the_help_lists_every_default_pattern() {
+        for p in DEFAULT_FAIL_PATTERNS {
+            assert!(AFTER_HELP.contains(&format!("'{p}'")), "{p}");
+        }
     }
 }
