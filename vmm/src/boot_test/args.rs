@@ -55,7 +55,7 @@ pub struct BootTestArgs {
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
 
-    /// VMs run at the same time.
+    /// VMs run at the same time (direct mode; the sandbox runs one).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_jobs)]
     pub jobs: usize,
 
@@ -140,7 +140,8 @@ initramfs here, then boots one emulated host (the project's test bed: QEMU TCG, 
 L1 Linux with kvm-amd, build/guest of the checkout dmavm was built from, \
 prepared by resources/guest/fetch-kernel.sh) carrying this dmavm, the kernel, \
 initramfs and matrix, and runs `dmavm boot-test --direct` there; results come \
-back over its serial console. Its one vCPU runs --jobs VMs at a time.
+back over its serial console. It runs one VM at a time whatever --jobs says \
+(with more, the emulated host froze or its kvm crashed now and then).
 
 Output: a progress line per finished run (runs done / total, failures so far), \
 then a table (run, result, seconds, first failing check). \

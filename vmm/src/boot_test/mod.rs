@@ -149,10 +149,11 @@ pub fn run(args: BootTestArgs) -> u8 {
         Mode::Direct => "direct",
         Mode::Sandbox { .. } => "sandbox",
     };
+    let jobs = if mode_name == "sandbox" { sandbox::SANDBOX_JOBS } else { args.jobs };
     let report = Report::new(
         args.kernel.display().to_string(),
         mode_name,
-        args.jobs,
+        jobs,
         t0.elapsed().as_secs_f64(),
         ready,
         runs,
@@ -247,7 +248,17 @@ fn execute(
             runner::run_all(&plan, specs, &mut report).map(|r| (r, None)).map_err(|i| Stop::Interrupted(i.0))
         }
         Mode::Sandbox { qemu, reason } => {
-            eprintln!("boot-test: {total} runs, {} at a time, in the sandbox: {reason}, so the matrix runs inside the project's nested test bed (one emulated host with nested SVM under {})", args.jobs, qemu.display());
+            let jobs = match args.jobs {
+                n if n > sandbox::SANDBOX_JOBS => {
+                    format!(" (not {n}: the emulated host is not reliable with more)")
+                }
+                _ => String::new(),
+            };
+            eprintln!(
+                "boot-test: {total} runs in the sandbox: {reason}, so the matrix runs inside the project's nested \
+                 test bed (one emulated host with nested SVM under {}), one VM at a time{jobs}",
+                qemu.display()
+            );
             sandbox::run(args, &plan, qemu, specs)
         }
     }

@@ -30,6 +30,11 @@ use super::{Stop, LOG_MARK, RUN_MARK};
 const L1_ALLOWANCE_SECS: u64 = 180;
 /// The emulated host's vCPUs (see where it boots).
 const L1_CPUS: usize = 1;
+/// VMs at a time inside the emulated host, whatever --jobs says: with two,
+/// L1 froze (its one vCPU halted for good, 1 of 3 runs) or, with two
+/// vCPUs, its kvm hit a stale int3 of its own jump-label patching (1 of 3),
+/// and the matrix took no less time on 2 cores (docs/benchmarks.md).
+pub const SANDBOX_JOBS: usize = 1;
 /// Seconds per round of runs on top of their limit (start, judging).
 const PER_ROUND_SLACK_SECS: u64 = 30;
 
@@ -81,7 +86,7 @@ fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> Strin
         "--initrd".into(),
         "/boot-test/initrd.img".into(),
         "--jobs".into(),
-        args.jobs.to_string(),
+        SANDBOX_JOBS.to_string(),
         "--timeout".into(),
         format!("{}ms", plan.timeout.as_millis()),
     ];
@@ -157,12 +162,12 @@ pub fn run(
     let _ = std::fs::remove_dir_all(&extra);
 
     // Time limits: inside L1 for the scenario, here for QEMU.
-    let rounds = specs.len().div_ceil(plan.jobs) as u64;
+    let rounds = specs.len() as u64;
     let longest = specs.iter().map(|s| s.timeout.unwrap_or(plan.timeout)).max().unwrap_or(plan.timeout);
     let inner_limit = rounds * (longest.as_secs() + 1 + PER_ROUND_SLACK_SECS) + 60;
     let overall = Duration::from_secs(inner_limit + L1_ALLOWANCE_SECS);
     let biggest = specs.iter().map(|s| s.memory >> 20).max().unwrap_or(256);
-    let memory_mib = (1024 + plan.jobs as u64 * (biggest + 128)).clamp(1536, 16 << 10);
+    let memory_mib = (1024 + SANDBOX_JOBS as u64 * (biggest + 128)).clamp(1536, 16 << 10);
     let append =
         format!("console=ttyS0 panic=-1 quiet dmavm.scenarios=boot-test dmavm.timeout={inner_limit}");
 
@@ -176,12 +181,9 @@ pub fn run(
     let stderr = File::create(&stderr_path)
         .map_err(|e| Stop::Error(format!("creating {}: {e}", stderr_path.display())))?;
     let mut cmd = Command::new(qemu);
-    // One vCPU whatever --jobs says (the runs then share it): with two,
-    // multi-threaded TCG let L1's kvm hit a stale int3 of its own
-    // jump-label patching (an Oops in kvm_wait_lapic_expire, 1 of 3 runs
-    // of the default matrix) as VMs came and went on both vCPUs, and the
-    // matrix took no less time on this project's 2-core machines
-    // (docs/benchmarks.md).
+    // One vCPU: with two (multi-threaded TCG) L1's kvm hit a stale int3
+    // of its own jump-label patching (Oops in kvm_wait_lapic_expire) as
+    // VMs came and went on both; see SANDBOX_JOBS.
     cmd.args(dmavm_tests::l1_qemu_args(&kernel, &image, &append, L1_CPUS, memory_mib))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
