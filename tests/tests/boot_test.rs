@@ -32,7 +32,8 @@ fn outcome() -> &'static Outcome {
         let paths = Paths::new();
         install_packages(&paths).unwrap_or_else(|e| panic!("{e:?}"));
         let art = prepare(&paths).unwrap_or_else(|e| panic!("{e:?}"));
-        let out = paths.testbed().join(format!("boot-test-{}", std::process::id()));
+        // Replaced by every run: the reports and logs of the last one.
+        let out = paths.testbed().join("boot-test");
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
         let t0 = Instant::now();
