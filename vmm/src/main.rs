@@ -34,6 +34,7 @@ mod pci;
 mod shutdown;
 mod signals;
 mod size;
+mod stats;
 mod terminal;
 mod vcpu;
 mod virtio_devices;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 #[cfg(target_arch = "x86_64")]
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 #[cfg(target_arch = "x86_64")]
@@ -19,10 +20,12 @@ use dmavm_devices::Bus;
 use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::signal::Killable;
 
 #[cfg(target_arch = "aarch64")]
 use crate::aarch64::regs::dump_registers;
 use crate::shutdown::{ExitReason, Shutdown};
+use crate::signals::vcpu_kick_signal;
 
 /// What every vCPU thread shares.
 #[derive(Debug)]
@@ -176,5 +179,40 @@ fn dump_registers(id: u32, vcpu: &VcpuFd) {
             );
         }
         (Err(e), _) | (_, Err(e)) => log::debug!("vCPU {id}: cannot read registers: {e}"),
+    }
+}
+
+/// How long the vCPU threads get to notice a stop before dmavm exits
+/// without them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Makes every vCPU thread leave `KVM_RUN` and waits for them (bounded by
+/// [`STOP_TIMEOUT`]). After an arm64 PSCI SYSTEM_OFF, KVM has already
+/// stopped every vCPU.
+pub fn stop_all(shutdown: &Shutdown, threads: Vec<JoinHandle<()>>) {
+    // A vCPU may be stopping on its own already; the others sit in KVM_RUN
+    // (or in a halted state inside it) until a signal interrupts the ioctl.
+    // A kick that lands just before a thread enters KVM_RUN is lost, so keep
+    // kicking until each thread is gone.
+    if shutdown.reason().is_none() {
+        shutdown.request(ExitReason::Crash("the event loop ended unexpectedly".into()));
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut pending = threads;
+    while !pending.is_empty() {
+        pending.retain(|t| !t.is_finished());
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            log::warn!("{} vCPU thread(s) did not stop; exiting without them", pending.len());
+            // The threads keep the shared state (and guest memory) alive.
+            return;
+        }
+        for t in &pending {
+            // ESRCH when the thread has just exited: nothing to do.
+            let _ = t.kill(vcpu_kick_signal());
+        }
+        std::thread::sleep(Duration::from_micros(100));
     }
 }

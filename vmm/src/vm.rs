@@ -1,8 +1,6 @@
 //! Building the VM from its config and running it until it stops.
 
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dmavm_devices::interrupt::MsiSink;
@@ -14,7 +12,6 @@ use dmavm_devices::legacy::{
 use dmavm_devices::Bus;
 use kvm_bindings::{kvm_mp_state, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
-use vmm_sys_util::signal::Killable;
 
 use crate::boot::{self, LinuxBoot};
 use crate::config::{Boot, VmConfig};
@@ -23,16 +20,12 @@ use crate::event_loop::EventLoop;
 use crate::interrupts::{GsiRouter, KvmMsi};
 use crate::layout::{IOAPIC_ADDR, IOAPIC_SIZE};
 use crate::shutdown::{ExitReason, Shutdown};
-use crate::signals::{install_vcpu_kick_handler, vcpu_kick_signal, TerminationSignals};
+use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
 use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_64::entry::{self, EntryState};
 use crate::x86_64::{cpuid, lapic, msrs, xsave_probe};
-use crate::{firmware, kvm, memory, payload, pci, virtio_devices};
-
-/// How long the vCPU threads get to notice a stop before dmavm exits
-/// without them.
-const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::{firmware, kvm, memory, payload, pci, stats, virtio_devices};
 
 /// Runs the VM described by `config` until the guest stops; returns why.
 pub fn run(config: &VmConfig) -> Result<ExitReason> {
@@ -133,36 +126,11 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         }
     }
     let reason = events.run();
-    stop_vcpus(&shutdown, threads);
+    vcpu::stop_all(&shutdown, threads);
     if config.stats {
-        print_iommu_stats(&config.machine, virtio_iommu.as_ref());
+        stats::print_iommu_stats(&config.machine, virtio_iommu.as_ref());
     }
     reason
-}
-
-/// `--stats`: one line per IOMMU endpoint on stderr, named by device.
-fn print_iommu_stats(machine: &crate::machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
-    use std::io::Write;
-    let mut err = std::io::stderr().lock();
-    let Some(iommu) = iommu else {
-        let _ = writeln!(err, "dmavm: stats: no IOMMU (every device reaches guest memory directly)");
-        return;
-    };
-    for stats in iommu.stats() {
-        let id = machine
-            .devices
-            .iter()
-            .find(|d| d.endpoint == Some(stats.endpoint))
-            .map_or("?", |d| d.id.as_str());
-        let _ = writeln!(err, "dmavm: stats: {id}: {stats}");
-    }
-    let dropped = iommu.faults_dropped();
-    if dropped > 0 {
-        let _ = writeln!(
-            err,
-            "dmavm: stats: {dropped} fault reports dropped (the guest posted no event buffers)"
-        );
-    }
 }
 
 /// What the vCPUs start.
@@ -212,33 +180,4 @@ fn start_payload(vcpu: &VcpuFd, id: u32, count: u32, entry: u64) -> Result<()> {
         .with_context(|| format!("cannot make vCPU {id} runnable"))?;
     entry::enter_long_mode(vcpu, payload::entry_state(entry, id, count))
         .with_context(|| format!("cannot set up vCPU {id}"))
-}
-
-/// Makes every vCPU thread leave `KVM_RUN` and waits for them (bounded).
-fn stop_vcpus(shutdown: &Shutdown, threads: Vec<JoinHandle<()>>) {
-    // A vCPU may be stopping on its own already; the others sit in KVM_RUN
-    // (or in a halted state inside it) until a signal interrupts the ioctl.
-    // A kick that lands just before a thread enters KVM_RUN is lost, so keep
-    // kicking until each thread is gone.
-    if shutdown.reason().is_none() {
-        shutdown.request(ExitReason::Crash("the event loop ended unexpectedly".into()));
-    }
-    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
-    let mut pending = threads;
-    while !pending.is_empty() {
-        pending.retain(|t| !t.is_finished());
-        if pending.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            log::warn!("{} vCPU thread(s) did not stop; exiting without them", pending.len());
-            // The threads keep the shared state (and guest memory) alive.
-            return;
-        }
-        for t in &pending {
-            // ESRCH when the thread has just exited: nothing to do.
-            let _ = t.kill(vcpu_kick_signal());
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
 }

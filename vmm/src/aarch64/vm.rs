@@ -11,14 +11,11 @@
 //! the shared vCPU loop), so dmavm ends with status 0 or 3 as on x86_64.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dmavm_devices::Bus;
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::signal::Killable;
 
 use super::interrupts::GsiRouter;
 use super::layout::{fdt_address, virtio_mmio_index, MAX_MEMORY};
@@ -27,14 +24,11 @@ use crate::config::{Boot, VmConfig};
 use crate::event_loop::EventLoop;
 use crate::machine::Placement;
 use crate::shutdown::{ExitReason, Shutdown};
-use crate::signals::{install_vcpu_kick_handler, vcpu_kick_signal, TerminationSignals};
+use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
 use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
-use crate::{kvm, memory, pci, virtio_devices};
+use crate::{kvm, memory, pci, stats, virtio_devices};
 
-/// How long the vCPU threads get to notice a stop before dmavm exits
-/// without them.
-const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// `KVM_CREATE_VM` type 0: the default 40-bit IPA space, which the fdt
 /// layout fits (Documentation/virt/kvm/api.rst, KVM_CREATE_VM on arm64).
 const VM_TYPE_IPA_40: u64 = 0;
@@ -121,9 +115,9 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         }
     }
     let reason = events.run();
-    stop_vcpus(&shutdown, threads);
+    vcpu::stop_all(&shutdown, threads);
     if config.stats {
-        print_iommu_stats(&config.machine, virtio_iommu.as_ref());
+        stats::print_iommu_stats(&config.machine, virtio_iommu.as_ref());
     }
     reason
 }
@@ -168,50 +162,4 @@ fn route_mmio_devices(config: &VmConfig, router: &GsiRouter) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `--stats`: one line per IOMMU endpoint on stderr, named by device (as
-/// the x86_64 VM prints them).
-fn print_iommu_stats(machine: &crate::machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
-    use std::io::Write;
-    let mut err = std::io::stderr().lock();
-    let Some(iommu) = iommu else {
-        let _ = writeln!(err, "dmavm: stats: no IOMMU (every device reaches guest memory directly)");
-        return;
-    };
-    for stats in iommu.stats() {
-        let id = machine
-            .devices
-            .iter()
-            .find(|d| d.endpoint == Some(stats.endpoint))
-            .map_or("?", |d| d.id.as_str());
-        let _ = writeln!(err, "dmavm: stats: {id}: {stats}");
-    }
-}
-
-/// Makes every vCPU thread leave `KVM_RUN` and waits for them (bounded),
-/// as the x86_64 VM does: a kick that lands just before a thread enters
-/// `KVM_RUN` is lost, so keep kicking until each thread is gone. After a
-/// PSCI SYSTEM_OFF, KVM has already stopped every vCPU.
-fn stop_vcpus(shutdown: &Shutdown, threads: Vec<JoinHandle<()>>) {
-    if shutdown.reason().is_none() {
-        shutdown.request(ExitReason::Crash("the event loop ended unexpectedly".into()));
-    }
-    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
-    let mut pending = threads;
-    while !pending.is_empty() {
-        pending.retain(|t| !t.is_finished());
-        if pending.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            log::warn!("{} vCPU thread(s) did not stop; exiting without them", pending.len());
-            return;
-        }
-        for t in &pending {
-            // ESRCH when the thread has just exited: nothing to do.
-            let _ = t.kill(vcpu_kick_signal());
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
 }

@@ -1,0 +1,27 @@
+//! `--stats`: what the virtual IOMMU did for each endpoint, printed when
+//! the VM stops (the same on every architecture).
+
+/// `--stats`: one line per IOMMU endpoint on stderr, named by device.
+pub fn print_iommu_stats(machine: &crate::machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let Some(iommu) = iommu else {
+        let _ = writeln!(err, "dmavm: stats: no IOMMU (every device reaches guest memory directly)");
+        return;
+    };
+    for stats in iommu.stats() {
+        let id = machine
+            .devices
+            .iter()
+            .find(|d| d.endpoint == Some(stats.endpoint))
+            .map_or("?", |d| d.id.as_str());
+        let _ = writeln!(err, "dmavm: stats: {id}: {stats}");
+    }
+    let dropped = iommu.faults_dropped();
+    if dropped > 0 {
+        let _ = writeln!(
+            err,
+            "dmavm: stats: {dropped} fault reports dropped (the guest posted no event buffers)"
+        );
+    }
+}
