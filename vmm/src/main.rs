@@ -9,7 +9,6 @@ mod checks;
 mod cli;
 mod config;
 mod config_file;
-#[cfg(target_arch = "x86_64")]
 mod console;
 mod describe;
 mod device_options;
@@ -18,6 +17,7 @@ mod event_loop;
 mod firmware;
 #[cfg(target_arch = "x86_64")]
 mod interrupts;
+mod irqfd;
 #[cfg(target_arch = "x86_64")]
 mod kernel;
 mod kvm;

@@ -42,7 +42,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
 
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
-    let router = Arc::new(GsiRouter::new(vm.clone()));
+    let router = Arc::new(GsiRouter::new(vm.clone(), crate::interrupts::first_msi_gsi()));
     let msi = Arc::new(KvmMsi::new(vm.clone(), router.clone()));
     let ioapic = Ioapic::new(msi.clone());
     // KVM must know the (still masked) pins' routes from the start.

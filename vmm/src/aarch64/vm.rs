@@ -65,9 +65,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
 
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
-    let router = Arc::new(GsiRouter::new(vm.clone()));
-    let console =
-        uart::Console::new(&vm, &router, &mmio, dmavm_fdt::layout::UART, dmavm_fdt::layout::UART_SPI)?;
+    let router = Arc::new(GsiRouter::new(vm.clone(), super::interrupts::FIRST_MSI_GSI));
+    let console = uart::console(&vm, &router, &mmio, dmavm_fdt::layout::UART, dmavm_fdt::layout::UART_SPI)?;
     route_mmio_devices(config, &router)?;
     let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine, config.memory)?;
     let wiring =
@@ -158,7 +157,7 @@ fn route_mmio_devices(config: &VmConfig, router: &GsiRouter) -> Result<()> {
             let Some((_, spi)) = slot else {
                 bail!("{}: virtio-mmio window {base:#x} has no place in the arm64 layout", d.id);
             };
-            router.route_spi(gsi, spi)?;
+            super::interrupts::route_spi(router, gsi, spi)?;
         }
     }
     Ok(())

@@ -1,0 +1,215 @@
+//! What both architectures' interrupt wiring shares: the owner of KVM's
+//! GSI routing table, and interrupts raised by irqfd (a wired line, the
+//! MSI-X vectors of a PCI function). The architecture modules
+//! (`interrupts` on x86_64, `aarch64::interrupts`) add their own routes:
+//! IOAPIC pins, GIC SPIs.
+//!
+//! `KVM_SET_GSI_ROUTING` replaces the whole table (on arm64 including the
+//! identity routes vgic_init() installs), so one [`GsiRouter`] owns every
+//! route and pushes the full table on each change.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use dmavm_devices::interrupt::{InterruptError, InterruptLine, MsiMessage};
+use dmavm_devices::pci::MsixBackend;
+use kvm_bindings::{
+    kvm_irq_routing_entry, kvm_irq_routing_msi, kvm_irq_routing_msi__bindgen_ty_1, KvmIrqRouting,
+    KVM_IRQ_ROUTING_MSI, KVM_MSI_VALID_DEVID,
+};
+use kvm_ioctls::VmFd;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// KVM's limit on routing entries (`KVM_MAX_IRQ_ROUTES`).
+const MAX_ROUTES: u32 = 4096;
+
+/// An MSI route for `gsi`; with `devid`, the requester's DeviceID, which an
+/// arm64 ITS needs (`KVM_MSI_VALID_DEVID`; KVM refuses MSIs without one
+/// there, `msis_require_devid` in vgic_init()).
+pub fn msi_route(gsi: u32, msg: MsiMessage, devid: Option<u32>) -> kvm_irq_routing_entry {
+    let mut e = kvm_irq_routing_entry { gsi, type_: KVM_IRQ_ROUTING_MSI, ..Default::default() };
+    e.u.msi = kvm_irq_routing_msi {
+        address_lo: msg.address_lo(),
+        address_hi: msg.address_hi(),
+        data: msg.data,
+        ..Default::default()
+    };
+    if let Some(devid) = devid {
+        e.flags = KVM_MSI_VALID_DEVID;
+        e.u.msi.__bindgen_anon_1 = kvm_irq_routing_msi__bindgen_ty_1 { devid };
+    }
+    e
+}
+
+struct Routes {
+    entries: BTreeMap<u32, kvm_irq_routing_entry>,
+    next_gsi: u32,
+}
+
+/// Owns KVM's GSI routing table.
+pub struct GsiRouter {
+    vm: Arc<VmFd>,
+    routes: Mutex<Routes>,
+}
+
+impl std::fmt::Debug for GsiRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GsiRouter").finish_non_exhaustive()
+    }
+}
+
+impl GsiRouter {
+    /// A router with no routes yet, handing out GSIs from `first_free`
+    /// (the ones below belong to the architecture's wired lines).
+    pub fn new(vm: Arc<VmFd>, first_free: u32) -> Self {
+        Self { vm, routes: Mutex::new(Routes { entries: BTreeMap::new(), next_gsi: first_free }) }
+    }
+
+    /// A fresh GSI for an MSI-X vector.
+    pub fn allocate(&self) -> Result<u32> {
+        let mut routes = self.routes.lock().map_err(|_| anyhow!("GSI routes poisoned"))?;
+        if routes.next_gsi >= MAX_ROUTES {
+            bail!("out of KVM interrupt routes ({MAX_ROUTES})");
+        }
+        routes.next_gsi += 1;
+        Ok(routes.next_gsi - 1)
+    }
+
+    /// Sets (or, with `None`, removes) the routes of `changes` and pushes
+    /// the table to KVM.
+    pub fn try_set(&self, changes: &[(u32, Option<kvm_irq_routing_entry>)]) -> Result<()> {
+        let mut routes = self.routes.lock().map_err(|_| anyhow!("GSI routes poisoned"))?;
+        for &(gsi, entry) in changes {
+            match entry {
+                Some(entry) => routes.entries.insert(gsi, entry),
+                None => routes.entries.remove(&gsi),
+            };
+        }
+        let entries: Vec<kvm_irq_routing_entry> = routes.entries.values().copied().collect();
+        let table = KvmIrqRouting::from_entries(&entries)
+            .map_err(|e| anyhow!("building the GSI routing table: {e:?}"))?;
+        self.vm.set_gsi_routing(&table).context("KVM_SET_GSI_ROUTING failed")
+    }
+
+    /// [`Self::try_set`] for callers that cannot fail (routes changed by
+    /// the guest): a failure is logged.
+    pub fn set(&self, changes: &[(u32, Option<kvm_irq_routing_entry>)]) {
+        if let Err(e) = self.try_set(changes) {
+            log::error!("{e:#}");
+        }
+    }
+}
+
+/// A wired interrupt raised through an irqfd: an edge, which KVM delivers
+/// through the GSI's current route (an IOAPIC pin's MSI, a GIC SPI).
+pub struct IrqfdPin {
+    evt: EventFd,
+}
+
+impl std::fmt::Debug for IrqfdPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrqfdPin").finish_non_exhaustive()
+    }
+}
+
+impl IrqfdPin {
+    /// An irqfd for `gsi`, registered with KVM.
+    pub fn new(vm: &VmFd, gsi: u32) -> Result<Self> {
+        let evt = EventFd::new(EFD_NONBLOCK).context("creating an irqfd")?;
+        vm.register_irqfd(&evt, gsi).with_context(|| format!("registering an irqfd for GSI {gsi}"))?;
+        Ok(Self { evt })
+    }
+
+    /// One edge: KVM sets the line and clears it again (irqfd_inject()).
+    pub fn trigger(&self) -> std::io::Result<()> {
+        self.evt.write(1)
+    }
+}
+
+impl InterruptLine for IrqfdPin {
+    fn assert(&self) -> Result<(), InterruptError> {
+        self.trigger()
+            .map_err(|source| InterruptError::Delivery { msg: MsiMessage { address: 0, data: 0 }, source })
+    }
+
+    fn deassert(&self) -> Result<(), InterruptError> {
+        Ok(())
+    }
+}
+
+/// MSI-X vectors of one PCI function delivered through irqfds: each vector
+/// has a GSI whose MSI route follows the vector's table entry (on arm64
+/// with the function's ITS DeviceID), and an eventfd registered with KVM
+/// for it. Masking and pending bits stay in the device's MSI-X model, which
+/// calls `deliver` only for unmasked vectors.
+pub struct IrqfdMsix {
+    router: Arc<GsiRouter>,
+    vectors: Vec<(u32, EventFd)>,
+    /// The message each vector's route carries now.
+    routed: Mutex<Vec<Option<MsiMessage>>>,
+    /// The function's ITS DeviceID (arm64; see [`IrqfdMsix::with_device_id`]).
+    devid: Option<u32>,
+}
+
+impl std::fmt::Debug for IrqfdMsix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrqfdMsix").field("vectors", &self.vectors.len()).finish_non_exhaustive()
+    }
+}
+
+impl IrqfdMsix {
+    /// `count` vectors, each with a GSI and a registered irqfd.
+    pub fn new(vm: &VmFd, router: Arc<GsiRouter>, count: u16) -> Result<Self> {
+        let vectors = (0..count)
+            .map(|v| {
+                let gsi = router.allocate()?;
+                let evt = EventFd::new(EFD_NONBLOCK).context("creating an irqfd")?;
+                vm.register_irqfd(&evt, gsi)
+                    .with_context(|| format!("registering the irqfd of MSI-X vector {v}"))?;
+                Ok((gsi, evt))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { router, routed: Mutex::new(vec![None; vectors.len()]), vectors, devid: None })
+    }
+
+    /// The ITS DeviceID the function's MSIs carry (what the device tree's
+    /// `msi-map` gives its requester ID); an arm64 ITS routes nothing
+    /// without it.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    pub fn with_device_id(mut self, devid: u32) -> Self {
+        self.devid = Some(devid);
+        self
+    }
+
+    /// Points `vector`'s route at `msg` unless it already is.
+    fn route(&self, vector: u16, msg: MsiMessage) {
+        if cfg!(target_arch = "aarch64") && self.devid.is_none() {
+            log::error!("MSI-X vector {vector}: the function has no ITS DeviceID; not routed");
+            return;
+        }
+        let Some(&(gsi, _)) = self.vectors.get(usize::from(vector)) else { return };
+        let Ok(mut routed) = self.routed.lock() else { return };
+        let Some(slot) = routed.get_mut(usize::from(vector)) else { return };
+        if *slot != Some(msg) {
+            *slot = Some(msg);
+            self.router.set(&[(gsi, Some(msi_route(gsi, msg, self.devid)))]);
+        }
+    }
+}
+
+impl MsixBackend for IrqfdMsix {
+    fn deliver(&self, vector: u16, msg: MsiMessage) -> Result<(), InterruptError> {
+        // The route normally follows the table already (vector_changed);
+        // this only catches a message that reached us first.
+        self.route(vector, msg);
+        let Some((_, evt)) = self.vectors.get(usize::from(vector)) else {
+            return Err(InterruptError::InvalidPin(u32::from(vector)));
+        };
+        evt.write(1).map_err(|source| InterruptError::Delivery { msg, source })
+    }
+
+    fn vector_changed(&self, vector: u16, msg: MsiMessage) {
+        self.route(vector, msg);
+    }
+}
