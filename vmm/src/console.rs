@@ -1,11 +1,14 @@
-//! The guest console: COM1 (vm-superio's 8250) wired to dmavm's stdout,
-//! stdin and IOAPIC pin.
+//! The guest console: a 16550A UART (vm-superio) wired to dmavm's stdout
+//! and stdin, its interrupt whatever the architecture raises it with (an
+//! IOAPIC pin for COM1 on x86_64, an SPI on arm64: `aarch64::uart`).
 
 use std::io::Stdout;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+#[cfg(target_arch = "x86_64")]
 use dmavm_devices::interrupt::{InterruptError, InterruptLine};
+#[cfg(target_arch = "x86_64")]
 use dmavm_devices::ioapic::{Ioapic, IoapicPin};
 use dmavm_devices::legacy::SerialPort;
 use vm_superio::serial::SerialEvents;
@@ -16,8 +19,10 @@ use crate::event_loop::InputSink;
 
 /// vm-superio's interrupt trigger as an edge on an IOAPIC pin (ISA
 /// interrupts are edge-triggered, active high).
+#[cfg(target_arch = "x86_64")]
 pub struct PinTrigger(IoapicPin);
 
+#[cfg(target_arch = "x86_64")]
 impl Trigger for PinTrigger {
     type E = InterruptError;
     fn trigger(&self) -> Result<(), InterruptError> {
@@ -39,39 +44,47 @@ impl SerialEvents for DrainedEvent {
     }
 }
 
-/// The UART type dmavm uses for COM1.
-pub type Uart = SerialPort<PinTrigger, DrainedEvent, Stdout>;
+/// The console UART, interrupting through `T`.
+pub type Uart<T> = SerialPort<T, DrainedEvent, Stdout>;
 
-impl InputSink for Uart {
+impl<T: Trigger + Send> InputSink for Uart<T> {
     fn push(&mut self, bytes: &[u8]) -> usize {
         self.enqueue_input(bytes)
     }
 }
 
-/// COM1 and the event that reports its drained input buffer.
-pub struct Console {
-    uart: Arc<Mutex<Uart>>,
+/// The console UART and the event that reports its drained input buffer.
+pub struct Console<T: Trigger> {
+    uart: Arc<Mutex<Uart<T>>>,
     drained: EventFd,
 }
 
-impl std::fmt::Debug for Console {
+impl<T: Trigger> std::fmt::Debug for Console<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console").finish_non_exhaustive()
     }
 }
 
-impl Console {
+#[cfg(target_arch = "x86_64")]
+impl Console<PinTrigger> {
     /// COM1 raising IOAPIC pin `pin`.
     pub fn new(ioapic: &Arc<Mutex<Ioapic>>, pin: u32) -> Result<Self> {
+        let line = IoapicPin::new(ioapic.clone(), pin).context("wiring COM1's interrupt")?;
+        Self::with_trigger(PinTrigger(line))
+    }
+}
+
+impl<T: Trigger + Send + 'static> Console<T> {
+    /// A UART raising its interrupt through `trigger`.
+    pub fn with_trigger(trigger: T) -> Result<Self> {
         let drained = EventFd::new(EFD_NONBLOCK).context("cannot create the console event")?;
         let events = DrainedEvent(drained.try_clone().context("cannot clone the console event")?);
-        let line = IoapicPin::new(ioapic.clone(), pin).context("wiring COM1's interrupt")?;
-        let uart = SerialPort::new(PinTrigger(line), events, std::io::stdout());
+        let uart = SerialPort::new(trigger, events, std::io::stdout());
         Ok(Self { uart: Arc::new(Mutex::new(uart)), drained })
     }
 
     /// The UART as a bus device.
-    pub fn uart(&self) -> Arc<Mutex<Uart>> {
+    pub fn uart(&self) -> Arc<Mutex<Uart<T>>> {
         self.uart.clone()
     }
 
