@@ -13,7 +13,7 @@
 #   /guest            the L2 guest: Image and initramfs.cpio.gz
 #   /payloads         aarch64 payloads (none yet)
 #   /scenarios        resources/testbed-arm64/scenarios/*.sh and
-#                     tests/scenarios/arm64-*.sh
+#                     tests/scenarios/arm64-*.sh and disks-lib.sh
 #   /init             resources/testbed-arm64/l1-init
 # Output: build/testbed-arm64/l1.cpio (uncompressed: TCG unpacks that fastest);
 # rebuilt only when an input changed.
@@ -59,7 +59,7 @@ if [ ! -x "$probe" ] || [ "$HERE/kvm-probe.c" -nt "$probe" ]; then
 fi
 
 shopt -s nullglob
-scenarios=("$HERE"/scenarios/*.sh "$ROOT"/tests/scenarios/arm64-*.sh)
+scenarios=("$HERE"/scenarios/*.sh "$ROOT"/tests/scenarios/arm64-*.sh "$ROOT"/tests/scenarios/disks-lib.sh)
 inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$GUEST/busybox" "$probe" "$GUEST/kver" "$GUEST/Image"
         "$GUEST/initramfs.cpio.gz" /bin/busybox)
 [ -z "$DMAVM" ] || inputs+=("$DMAVM")

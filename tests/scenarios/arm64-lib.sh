@@ -22,31 +22,5 @@ arm64_boot() {
   echo "DMAVM vmm_status=$status vmm_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", (b - a) * 1000 }')"
 }
 
-# prepare_disks DIR: a fresh DIR with rand.img (4 MiB of random bytes, its
-# checksum printed as `DMAVM host_rand_sha=`), scratch.img (2 MiB of zeros)
-# and ro.img (1 MiB of random bytes, its checksum kept for check_disks), as
-# linux-lib.sh's (which the arm64 L1 does not carry).
-prepare_disks() {
-  rm -rf "$1"; mkdir -p "$1"
-  dd if=/dev/urandom of="$1/rand.img" bs=1048576 count=4 2>/dev/null
-  dd if=/dev/zero of="$1/scratch.img" bs=1048576 count=2 2>/dev/null
-  dd if=/dev/urandom of="$1/ro.img" bs=1048576 count=1 2>/dev/null
-  echo "DMAVM host_rand_sha=$(sha256sum "$1/rand.img" | cut -d' ' -f1)"
-  ro_before=$(sha256sum "$1/ro.img" | cut -d' ' -f1)
-}
-
-# check_disks DIR: whether the guest wrote its pattern to scratch.img
-# (`DMAVM host_scratch_match=1`) and left ro.img as it was
-# (`DMAVM host_ro_unchanged=1`).
-check_disks() {
-  expected=$(yes dmavm-pattern | head -c 1048576 | sha256sum | cut -d' ' -f1)
-  got=$(head -c 1048576 "$1/scratch.img" | sha256sum | cut -d' ' -f1)
-  echo "DMAVM host_scratch_match=$([ "$expected" = "$got" ] && echo 1 || echo 0)"
-  echo "DMAVM host_ro_unchanged=$([ "$ro_before" = "$(sha256sum "$1/ro.img" | cut -d' ' -f1)" ] && echo 1 || echo 0)"
-}
-
-# report_iommu_stats: dmavm's --stats lines in $log as
-# "DMAVM stats_<device>=<map>,<unmap>,<translations>,<misses>,<faults>,<refused attach>".
-report_iommu_stats() {
-  sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): endpoint [^:]*: domain [^,]*, \([0-9]*\) map, \([0-9]*\) unmap, \([0-9]*\) translations, \([0-9]*\) IOTLB misses, \([0-9]*\) faults, \([0-9]*\) refused attach$/DMAVM stats_\1=\2,\3,\4,\5,\6,\7/p' "$log"
-}
+# the disks' host side and the IOMMU counters, shared with linux-lib.sh
+. "$(dirname "$0")/disks-lib.sh"

@@ -33,17 +33,17 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use crate::command::{describe, run_checked, status_text, tail};
+use crate::command::{run_checked, status_text, tail};
 use crate::error::{Error, Result};
 use crate::frames::{self, Frame};
 use crate::log::RunLog;
 use crate::paths::Paths;
 use crate::prepare::{install_packages, script};
+use crate::sandbox::{boot_l1, L1Session};
 use crate::scenario::{ScenarioResult, STATUS_UNFINISHED};
 
 /// The QEMU binary the arm64 sandbox needs (Debian's `qemu-system-arm`).
@@ -237,10 +237,6 @@ fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Ve
     let append =
         format!("console=ttyAMA0 panic=-1 quiet dmavm.scenarios={} dmavm.timeout={timeout}", names.join(","));
     let mut log = RunLog::create(&testbed_dir(paths).join("logs"), "arm64")?;
-    let stderr_path = log.path().with_extension("qemu-stderr");
-    let stderr = std::fs::File::create(&stderr_path)
-        .map_err(|e| Error::io(format!("creating {}", stderr_path.display()), e))?;
-
     // coreutils timeout bounds the whole run even if L1 hangs
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "10", &overall.to_string()])
@@ -255,52 +251,8 @@ fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Ve
         .arg(testbed_dir(paths).join("l1.cpio"))
         .arg("-append")
         .arg(&append)
-        .current_dir(&paths.root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-    log.line(&format!("# {}", describe(&cmd)))?;
-    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting `{}`", describe(&cmd)), e))?;
-
-    let mut lines = Vec::new();
-    let (mut t_ready, mut t_done) = (None, None);
-    if let Some(out) = child.stdout.take() {
-        let mut reader = BufReader::new(out);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| Error::io("reading the arm64 sandbox's serial output", e))?;
-            if n == 0 {
-                break;
-            }
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-            log.line(&line)?;
-            if t_ready.is_none() && line.contains(frames::READY) {
-                t_ready = Some(log.elapsed());
-            }
-            if line.contains(frames::DONE) {
-                t_done = Some(log.elapsed());
-            }
-            lines.push(line);
-        }
-    }
-    let status = child.wait().map_err(|e| Error::io("waiting for the arm64 sandbox's QEMU", e))?;
-    let total = log.elapsed();
-    let fmt_t = |t: Option<f64>| t.map_or("never".to_string(), |t| format!("{t:.2}s"));
-    let summary = format!(
-        "arm64 sandbox: L1 ready {}, done {}, QEMU ended after {total:.2}s with {}{}",
-        fmt_t(t_ready),
-        fmt_t(t_done),
-        status_text(status),
-        if status.code() == Some(124) { format!(" (time limit {overall}s)") } else { String::new() }
-    );
-    log.line(&format!("# {summary}"))?;
-    log.flush()?;
-    eprintln!("dmavm-tests: {summary}; log {}", log.path().display());
-
-    let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        .current_dir(&paths.root);
+    let L1Session { lines, summary, qemu_err } = boot_l1(&mut cmd, &mut log, "arm64 sandbox", overall)?;
     let log_tail = || {
         let mut t =
             format!("last lines of {}:\n{}", log.path().display(), tail(&lines.join("\n"), TAIL_LINES));

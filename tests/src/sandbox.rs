@@ -42,61 +42,13 @@ pub(crate) fn run(
     let append =
         format!("console=ttyS0 panic=-1 quiet dmavm.scenarios={} dmavm.timeout={timeout}", names.join(","));
     let mut log = RunLog::create(&paths.logs(), "sandbox")?;
-    let stderr_path = log.path().with_extension("qemu-stderr");
-    let stderr = std::fs::File::create(&stderr_path)
-        .map_err(|e| Error::io(format!("creating {}", stderr_path.display()), e))?;
-
     // coreutils timeout bounds the whole run even if L1 hangs
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "10", &overall.to_string()])
         .arg(qemu)
         .args(l1_qemu_args(&art.guest.join("vmlinuz"), &paths.l1_cpio(), &append, 1, 2048))
-        .current_dir(&paths.root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-    log.line(&format!("# {}", describe(&cmd)))?;
-    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting `{}`", describe(&cmd)), e))?;
-
-    let mut lines = Vec::new();
-    let (mut t_ready, mut t_done) = (None, None);
-    if let Some(out) = child.stdout.take() {
-        let mut reader = BufReader::new(out);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| Error::io("reading the sandbox's serial output", e))?;
-            if n == 0 {
-                break;
-            }
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-            log.line(&line)?;
-            if t_ready.is_none() && line.contains(frames::READY) {
-                t_ready = Some(log.elapsed());
-            }
-            if line.contains(frames::DONE) {
-                t_done = Some(log.elapsed());
-            }
-            lines.push(line);
-        }
-    }
-    let status = child.wait().map_err(|e| Error::io("waiting for the sandbox's QEMU", e))?;
-    let total = log.elapsed();
-    let fmt_t = |t: Option<f64>| t.map_or("never".to_string(), |t| format!("{t:.2}s"));
-    let summary = format!(
-        "sandbox: L1 ready {}, done {}, QEMU ended after {total:.2}s with {}{}",
-        fmt_t(t_ready),
-        fmt_t(t_done),
-        status_text(status),
-        if status.code() == Some(124) { format!(" (time limit {overall}s)") } else { String::new() }
-    );
-    log.line(&format!("# {summary}"))?;
-    log.flush()?;
-    eprintln!("dmavm-tests: {summary}; log {}", log.path().display());
-
-    let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        .current_dir(&paths.root);
+    let L1Session { lines, summary, qemu_err } = boot_l1(&mut cmd, &mut log, "sandbox", overall)?;
     let frames = frames::parse(lines.iter().map(String::as_str));
     let sandbox_error = lines
         .iter()
@@ -123,6 +75,69 @@ pub(crate) fn run(
             r
         })
         .collect())
+}
+
+/// What one L1 boot printed.
+pub(crate) struct L1Session {
+    /// Its serial console, line by line.
+    pub(crate) lines: Vec<String>,
+    /// When L1 got ready and finished, and how QEMU ended, for messages.
+    pub(crate) summary: String,
+    /// QEMU's own stderr.
+    pub(crate) qemu_err: String,
+}
+
+/// Runs `cmd`, a QEMU (under `timeout`, `overall` seconds) booting an L1
+/// whose serial console is its stdout, logging every line to `log` and
+/// timing the `frames::READY` and `frames::DONE` markers; `label` names
+/// the sandbox in messages. Shared by the x86_64 and arm64 sandboxes.
+pub(crate) fn boot_l1(cmd: &mut Command, log: &mut RunLog, label: &str, overall: u64) -> Result<L1Session> {
+    let stderr_path = log.path().with_extension("qemu-stderr");
+    let stderr = std::fs::File::create(&stderr_path)
+        .map_err(|e| Error::io(format!("creating {}", stderr_path.display()), e))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+    log.line(&format!("# {}", describe(cmd)))?;
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting `{}`", describe(cmd)), e))?;
+
+    let mut lines = Vec::new();
+    let (mut t_ready, mut t_done) = (None, None);
+    if let Some(out) = child.stdout.take() {
+        let mut reader = BufReader::new(out);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| Error::io(format!("reading the {label}'s serial output"), e))?;
+            if n == 0 {
+                break;
+            }
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            log.line(&line)?;
+            if t_ready.is_none() && line.contains(frames::READY) {
+                t_ready = Some(log.elapsed());
+            }
+            if line.contains(frames::DONE) {
+                t_done = Some(log.elapsed());
+            }
+            lines.push(line);
+        }
+    }
+    let status = child.wait().map_err(|e| Error::io(format!("waiting for the {label}'s QEMU"), e))?;
+    let total = log.elapsed();
+    let fmt_t = |t: Option<f64>| t.map_or("never".to_string(), |t| format!("{t:.2}s"));
+    let summary = format!(
+        "{label}: L1 ready {}, done {}, QEMU ended after {total:.2}s with {}{}",
+        fmt_t(t_ready),
+        fmt_t(t_done),
+        status_text(status),
+        if status.code() == Some(124) { format!(" (time limit {overall}s)") } else { String::new() }
+    );
+    log.line(&format!("# {summary}"))?;
+    log.flush()?;
+    eprintln!("dmavm-tests: {summary}; log {}", log.path().display());
+    let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    Ok(L1Session { lines, summary, qemu_err })
 }
 
 /// The arguments of `qemu-system-x86_64` that boot L1: `kernel` (the

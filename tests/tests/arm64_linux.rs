@@ -14,6 +14,9 @@
 // A missing DMAVM value is a test failure with the whole scenario report.
 #![allow(clippy::panic)]
 
+mod common;
+
+use common::{counters, devices_behind_iommu, value, Counters};
 use dmavm_tests::{arm64, Error, ScenarioResult};
 
 /// Every scenario this test binary runs, in one arm64 L1 boot.
@@ -27,18 +30,11 @@ const ALL: &[&str] = &[
     "arm64-coherency-direct-off",
 ];
 
-/// `VIRTIO_F_ACCESS_PLATFORM`, virtio 1.2 section 6.
-const F_ACCESS_PLATFORM: usize = 33;
-
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     let r = arm64::run_scenario(ALL, name)?;
     println!("dmavm-tests: test bed: {}", arm64::Arm64Sandbox::detect()?);
     println!("dmavm-tests: {name}: dmavm ran {} ms in L1", r.dmavm_value("vmm_ms").unwrap_or("?"));
     Ok(r)
-}
-
-fn value<'a>(r: &'a ScenarioResult, key: &str) -> &'a str {
-    r.dmavm_value(key).unwrap_or_else(|| panic!("no DMAVM {key}=: {r}"))
 }
 
 /// The guest reached init with `cpus` CPUs online, a clean kernel log, and
@@ -70,36 +66,6 @@ fn boots_to_init_with_two_vcpus() -> Result<(), Error> {
     Ok(())
 }
 
-/// (parent device, iommu group, ACCESS_PLATFORM negotiated) of every virtio
-/// device but the IOMMU (device 0x0017), in the guest's order.
-fn devices(r: &ScenarioResult) -> Vec<(String, String, bool)> {
-    let field =
-        |l: &str, key: &str| Some(l.split(&format!(" {key}=")).nth(1)?.split(' ').next()?.to_string());
-    r.output
-        .iter()
-        .filter_map(|l| l.strip_prefix("DMAVM virtio="))
-        .filter(|l| !l.contains("device=0x0017"))
-        .filter_map(|l| {
-            let features = field(l, "features")?;
-            Some((
-                field(l, "parent")?,
-                field(l, "group")?,
-                features.as_bytes().get(F_ACCESS_PLATFORM) == Some(&b'1'),
-            ))
-        })
-        .collect()
-}
-
-/// dmavm's IOMMU counters of `device`: (map, unmap, translations, faults).
-fn counters(r: &ScenarioResult, device: &str) -> (u64, u64, u64, u64) {
-    let v = value(r, &format!("stats_{device}"));
-    let n: Vec<u64> = v.split(',').filter_map(|x| x.parse().ok()).collect();
-    match n[..] {
-        [map, unmap, translations, _misses, faults, _refused] => (map, unmap, translations, faults),
-        _ => panic!("bad counters {v}: {r}"),
-    }
-}
-
 /// The virtio check's I/O: reads, a flushed write, a refused write, the RNG.
 fn assert_io(r: &ScenarioResult) {
     assert_eq!(r.status, 0, "{r}");
@@ -116,7 +82,7 @@ fn assert_io(r: &ScenarioResult) {
 /// `translated` devices in an iommu group with ACCESS_PLATFORM, and really
 /// translated (dmavm's counters); `bypassing` in none, without it.
 fn assert_scope(r: &ScenarioResult, translated: &[(&str, &str)], bypassing: &str) {
-    let seen = devices(r);
+    let seen = devices_behind_iommu(r);
     let find = |parent: &str| {
         seen.iter().find(|(p, _, _)| p == parent).cloned().unwrap_or_else(|| panic!("no {parent}: {r}"))
     };
@@ -124,7 +90,7 @@ fn assert_scope(r: &ScenarioResult, translated: &[(&str, &str)], bypassing: &str
         let (_, group, access_platform) = find(parent);
         assert_ne!(group, "none", "{parent} must be in an iommu group: {r}");
         assert!(access_platform, "{parent} must negotiate ACCESS_PLATFORM: {r}");
-        let (map, unmap, translations, faults) = counters(r, id);
+        let Counters { map, unmap, translations, faults, .. } = counters(r, id);
         assert!(map > 0 && unmap > 0 && translations > 0, "{id}: translated DMA: {r}");
         assert_eq!(faults, 0, "{id}: {r}");
     }
@@ -172,7 +138,7 @@ fn assert_coherency_run(r: &ScenarioResult, coherent: &str) {
     assert_eq!(value(r, "dt_virtio_a001000"), format!("coherent:{coherent},iommus:0000000400010001"), "{r}");
     assert_eq!(value(r, "dt_virtio_a002000"), "coherent:1,iommus:none", "{r}");
     assert_eq!(value(r, "dt_iommu_a000000"), "coherent:1,iommus:none", "{r}");
-    let (map, _, translations, faults) = counters(r, "rand");
+    let Counters { map, translations, faults, .. } = counters(r, "rand");
     assert!(map > 0 && translations > 0 && faults == 0, "{r}");
 }
 

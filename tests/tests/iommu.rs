@@ -24,30 +24,7 @@ fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     common::scenario(ALL, name)
 }
 
-use common::{counters, value};
-
-/// `VIRTIO_F_ACCESS_PLATFORM`, virtio 1.2 section 6.
-const F_ACCESS_PLATFORM: usize = 33;
-
-/// (parent device, iommu group, ACCESS_PLATFORM negotiated) per virtio
-/// device of the guest, the IOMMU itself (device 0x0017) left out.
-fn devices(r: &ScenarioResult) -> Vec<(String, String, bool)> {
-    let field =
-        |l: &str, key: &str| Some(l.split(&format!(" {key}=")).nth(1)?.split(' ').next()?.to_string());
-    r.output
-        .iter()
-        .filter_map(|l| l.strip_prefix("DMAVM virtio="))
-        .filter(|l| !l.contains("device=0x0017"))
-        .filter_map(|l| {
-            let features = field(l, "features")?;
-            Some((
-                field(l, "parent")?,
-                field(l, "group")?,
-                features.as_bytes().get(F_ACCESS_PLATFORM) == Some(&b'1'),
-            ))
-        })
-        .collect()
-}
+use common::{counters, devices_behind_iommu, value};
 
 /// Where the guest finds each device (its parent in sysfs).
 struct Placement {
@@ -76,7 +53,7 @@ fn assert_io_and_scope(r: &ScenarioResult, placement: &Placement) {
     assert_eq!(value(r, "host_ro_unchanged"), "1", "{r}");
     assert_eq!(value(r, "hwrng_bytes"), "1048576", "translated RNG: {r}");
     assert_eq!(value(r, "dmesg_bad"), "0", "{r}");
-    let seen = devices(r);
+    let seen = devices_behind_iommu(r);
     let find = |parent: &str| {
         seen.iter().find(|(p, _, _)| p == parent).cloned().unwrap_or_else(|| panic!("no {parent}: {r}"))
     };

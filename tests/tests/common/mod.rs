@@ -51,3 +51,27 @@ pub fn counters(r: &ScenarioResult, device: &str) -> Counters {
         _ => panic!("bad counters {v}: {r}"),
     }
 }
+
+/// `VIRTIO_F_ACCESS_PLATFORM`, virtio 1.2 section 6.
+pub const F_ACCESS_PLATFORM: usize = 33;
+
+/// (parent device, iommu group, ACCESS_PLATFORM negotiated) of every virtio
+/// device the virtio check listed (`DMAVM virtio=...`), in the guest's
+/// order, the IOMMU itself (device 0x0017) left out.
+pub fn devices_behind_iommu(r: &ScenarioResult) -> Vec<(String, String, bool)> {
+    let field =
+        |l: &str, key: &str| Some(l.split(&format!(" {key}=")).nth(1)?.split(' ').next()?.to_string());
+    r.output
+        .iter()
+        .filter_map(|l| l.strip_prefix("DMAVM virtio="))
+        .filter(|l| !l.contains("device=0x0017"))
+        .filter_map(|l| {
+            let features = field(l, "features")?;
+            Some((
+                field(l, "parent")?,
+                field(l, "group")?,
+                features.as_bytes().get(F_ACCESS_PLATFORM) == Some(&b'1'),
+            ))
+        })
+        .collect()
+}
