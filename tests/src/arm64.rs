@@ -30,7 +30,6 @@
 //! default 2), `DMAVM_SCENARIO_TIMEOUT=SECS` (per-scenario limit inside L1,
 //! default 300 here).
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -43,6 +42,7 @@ use crate::frames::{self, Frame};
 use crate::log::RunLog;
 use crate::paths::Paths;
 use crate::prepare::{install_packages, script};
+use crate::run::{cached, pick, RunCache};
 use crate::sandbox::{boot_l1, L1Session};
 use crate::scenario::{ScenarioResult, STATUS_UNFINISHED};
 
@@ -322,25 +322,14 @@ pub fn run_scenarios_uncached(names: &[&str]) -> Result<Vec<ScenarioResult>> {
 /// results (so the tests of one test binary share one L1 boot when they all
 /// pass the same list; see [`run_scenario`]).
 pub fn run_scenarios(names: &[&str]) -> Result<Vec<ScenarioResult>> {
-    type Cell = Arc<OnceLock<Shared<Vec<ScenarioResult>>>>;
-    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Cell>>> = OnceLock::new();
-    let key: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let cell = {
-        let mut map = CACHE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry(key).or_default())
-    };
-    cell.get_or_init(|| run_scenarios_uncached(names).map_err(Arc::new)).clone().map_err(Error::Shared)
+    static CACHE: RunCache = OnceLock::new();
+    cached(&CACHE, names, run_scenarios_uncached)
 }
 
 /// The result of arm64 scenario `name` from the (cached) run of the whole
 /// list `all`, which must contain it.
 pub fn run_scenario(all: &[&str], name: &str) -> Result<ScenarioResult> {
-    let not_in_list =
-        || Error::NotInList { name: name.to_string(), list: all.iter().map(|s| s.to_string()).collect() };
-    if !all.contains(&name) {
-        return Err(not_in_list());
-    }
-    run_scenarios(all)?.into_iter().find(|r| r.name == name).ok_or_else(not_in_list)
+    pick(all, name, run_scenarios)
 }
 
 /// The first executable file called `name` in `PATH`.

@@ -97,27 +97,45 @@ pub fn run_scenarios_uncached(names: &[&str]) -> Result<Vec<ScenarioResult>> {
 /// results. To share one sandbox boot, every test of a binary should pass the
 /// same full list and pick its own result (see [`run_scenario`]).
 pub fn run_scenarios(names: &[&str]) -> Result<Vec<ScenarioResult>> {
-    type Cell = Arc<OnceLock<Shared<Vec<ScenarioResult>>>>;
-    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Cell>>> = OnceLock::new();
+    static CACHE: RunCache = OnceLock::new();
+    cached(&CACHE, names, run_scenarios_uncached)
+}
+
+/// Runs of scenario lists, by list, each done at most once per process.
+pub(crate) type RunCache = OnceLock<Mutex<HashMap<Vec<String>, Arc<OnceLock<Shared<Vec<ScenarioResult>>>>>>>;
+
+/// `run(names)` through `cache`: the first call for a list runs it, later
+/// (also concurrent) calls with the same list wait for and share its
+/// results.
+pub(crate) fn cached(
+    cache: &'static RunCache,
+    names: &[&str],
+    run: fn(&[&str]) -> Result<Vec<ScenarioResult>>,
+) -> Result<Vec<ScenarioResult>> {
     let key: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let cell = {
-        let mut map = CACHE.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = cache.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(map.entry(key).or_default())
     };
-    cell.get_or_init(|| run_scenarios_uncached(names).map_err(Arc::new)).clone().map_err(Error::Shared)
+    cell.get_or_init(|| run(names).map_err(Arc::new)).clone().map_err(Error::Shared)
+}
+
+/// The result of `name` from `run_all(all)`, which must list it.
+pub(crate) fn pick(
+    all: &[&str],
+    name: &str,
+    run_all: fn(&[&str]) -> Result<Vec<ScenarioResult>>,
+) -> Result<ScenarioResult> {
+    let not_in_list =
+        || Error::NotInList { name: name.to_string(), list: all.iter().map(|s| s.to_string()).collect() };
+    if !all.contains(&name) {
+        return Err(not_in_list());
+    }
+    run_all(all)?.into_iter().find(|r| r.name == name).ok_or_else(not_in_list)
 }
 
 /// The result of scenario `name` from the (cached) run of the whole list
 /// `all`, which must contain it.
 pub fn run_scenario(all: &[&str], name: &str) -> Result<ScenarioResult> {
-    if !all.contains(&name) {
-        return Err(Error::NotInList {
-            name: name.to_string(),
-            list: all.iter().map(|s| s.to_string()).collect(),
-        });
-    }
-    run_scenarios(all)?.into_iter().find(|r| r.name == name).ok_or_else(|| Error::NotInList {
-        name: name.to_string(),
-        list: all.iter().map(|s| s.to_string()).collect(),
-    })
+    pick(all, name, run_scenarios)
 }
