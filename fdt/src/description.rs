@@ -5,7 +5,7 @@
 //! decision of the DMA contract (DESIGN.md) is a plain field: `coherent` on each virtio-mmio
 //! device and each PCI host bridge, [`VirtioMmioDevice::iommu_endpoint`] for a translated
 //! virtio-mmio device and [`PciRoot::iommu`] for the requester IDs a host bridge's IOMMU
-//! translates. [`crate::layout`] has a default address map to fill it from.
+//! translates.
 
 /// A guest-physical address range, `size` bytes from `base`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct Machine {
     /// The MPIDR_EL1 of each vCPU, in vCPU order: `cpu@N` nodes with `reg` = its affinity fields
     /// (Aff3 in bits 39:32, Aff2-Aff0 in bits 23:0); the other bits (RES1 bit 31, U, MT) are
     /// ignored, so a value read from KVM can be given as it is. KVM's defaults are
-    /// [`crate::layout::kvm_mpidr`].
+    /// KVM's `reset_mpidr()`.
     pub cpus: Vec<u64>,
     /// Guest RAM, one `memory@` node per range; ranges must not overlap.
     pub memory: Vec<MemoryRange>,

@@ -8,8 +8,11 @@ use vm_fdt::FdtWriter;
 
 use crate::description::{Machine, MemoryRange, PciIommuScope, PciRoot, Uart, VirtioIommu, VirtioMmioDevice};
 use crate::error::Error;
-use crate::layout::FDT_MAX_SIZE;
 use crate::validate::{ecam_region, rid_count, validate, MPIDR_AFFINITY};
+
+/// Largest device tree blob arm64 Linux accepts (Documentation/arch/arm64/booting.rst: the blob
+/// must lie within one 2 MiB region).
+pub const FDT_MAX_SIZE: usize = 2 << 20;
 
 /// phandles: fixed, so a tree is easy to read and the same machine always gives the same blob.
 pub(crate) const PHANDLE_GIC: u32 = 1;
@@ -349,12 +352,12 @@ pub fn build(m: &Machine) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{pci_segment, virtio_mmio_device};
+    use crate::test_fixture::{pci_segment, virt, virtio_mmio_device};
     use crate::tree::parse;
 
     #[test]
     fn gic_without_its_has_no_child_address_space() {
-        let mut m = Machine::virt(1, 1 << 30, "");
+        let mut m = virt(1, 1 << 30, "");
         m.gic.its = None;
         let root = parse(&build(&m).unwrap()).unwrap().root;
         let gic = root.find("/interrupt-controller@8000000").unwrap();
@@ -365,7 +368,7 @@ mod tests {
 
     #[test]
     fn cpu_reg_is_the_affinity_of_the_mpidr() {
-        let mut m = Machine::virt(2, 1 << 30, "");
+        let mut m = virt(2, 1 << 30, "");
         // As KVM reports them: bit 31 is RES1.
         m.cpus = vec![0x8000_0000, 0x8000_0101];
         let root = parse(&build(&m).unwrap()).unwrap().root;
@@ -375,7 +378,7 @@ mod tests {
 
     #[test]
     fn pci_iommu_of_function_0_and_its_unit_address() {
-        let mut m = Machine::virt(1, 1 << 30, "");
+        let mut m = virt(1, 1 << 30, "");
         let mut root = pci_segment(0).unwrap().root(false, PciIommuScope::all_except(0, 15, 0, &[0x18]));
         root.bus_start = 0;
         m.pci_roots = vec![root];
@@ -390,7 +393,7 @@ mod tests {
 
     #[test]
     fn too_large_a_blob_is_refused() {
-        let m = Machine::virt(1, 1 << 30, &"x".repeat(FDT_MAX_SIZE));
+        let m = virt(1, 1 << 30, &"x".repeat(FDT_MAX_SIZE));
         assert!(matches!(build(&m), Err(Error::TooLarge(_))));
     }
 }

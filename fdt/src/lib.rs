@@ -14,8 +14,7 @@
 //! - `/interrupt-controller@...`: `arm,gic-v3`, distributor and redistributors, with the ITS
 //!   (`arm,gic-v3-its`, `#msi-cells = <1>`) as `msi-controller@...` child.
 //! - `/timer`: `arm,armv8-timer`, four PPIs.
-//! - `/serial@...`: `ns16550a` with its `clock-frequency` (what dmavm emulates, the default of
-//!   [`layout`]), or `arm,pl011`, `arm,primecell` with a `/clock-N` (`fixed-clock`) as both
+//! - `/serial@...`: `ns16550a` with its `clock-frequency` (what dmavm emulates), or `arm,pl011`, `arm,primecell` with a `/clock-N` (`fixed-clock`) as both
 //!   clocks.
 //! - `/virtio@...` per virtio-mmio device (`/iommu@...` for the virtio-iommu, with
 //!   `#iommu-cells = <1>`): `dma-coherent` exactly when coherent, `iommus = <&viommu ID>`
@@ -25,7 +24,7 @@
 //!   `iommu-map` with exactly the translated requester IDs (none when nothing is translated),
 //!   and the virtio-iommu as its `iommu@D,F` child when it is a PCI function there.
 //!
-//! [`layout`] is the default address map to fill a [`Machine`] from. [`validate`] (run by
+//! Addresses come with the description (dmavm's machine model has the arm64 map). [`validate`] (run by
 //! [`build`]) refuses a description that cannot be told truthfully: overlapping regions, shared
 //! SPIs or endpoint IDs, translated devices without an IOMMU, the IOMMU in its own scope, and
 //! so on (see [`Error`]).
@@ -34,7 +33,8 @@ mod description;
 mod dts;
 mod encode;
 mod error;
-pub mod layout;
+#[cfg(test)]
+mod test_fixture;
 mod tree;
 mod validate;
 
@@ -43,7 +43,7 @@ pub use description::{
     Uart, VirtioIommu, VirtioMmioDevice,
 };
 pub use dts::to_dts;
-pub use encode::build;
+pub use encode::{build, FDT_MAX_SIZE};
 pub use error::Error;
 pub use tree::{parse, Node, Property, Tree};
 pub use validate::validate;

@@ -306,12 +306,12 @@ pub fn validate(m: &Machine) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::description::{PciIommuRange, Uart};
-    use crate::layout::{pci_segment, virtio_mmio_device};
+    use crate::test_fixture::{pci_segment, virt, virtio_mmio_device};
 
     /// Two CPUs, 1 GiB, two virtio-mmio devices, one bridge translated from endpoint 0, the
     /// virtio-iommu at 00:01.0: valid.
     fn machine() -> Machine {
-        let mut m = Machine::virt(2, 1 << 30, "console=ttyAMA0");
+        let mut m = virt(2, 1 << 30, "console=ttyAMA0");
         m.virtio_mmio = vec![
             virtio_mmio_device(0, true, Some(0x10_0000)).unwrap(),
             virtio_mmio_device(1, false, None).unwrap(),
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn the_sample_is_valid() {
         validate(&machine()).unwrap();
-        validate(&Machine::virt(1, 16 << 20, "")).unwrap();
+        validate(&virt(1, 16 << 20, "")).unwrap();
     }
 
     #[test]

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::device_options::{
-    parse_bridge, parse_disk, parse_iommu, parse_simple, BridgeOptions, DiskOptions, IommuOptions,
-    SimpleOptions,
+use dmavm_machine::options::{
+    parse_bridge, parse_cpus, parse_disk, parse_iommu, parse_simple, BridgeOptions, DiskOptions,
+    IommuOptions, MachineOptions, SimpleOptions,
 };
-use crate::size::parse_size;
+use dmavm_machine::size::parse_size;
 
 /// dmavm: a minimal KVM virtual machine monitor that declares every device's
 /// true DMA coherency and IOMMU scope.
@@ -249,6 +249,21 @@ pub struct MachineArgs {
     pub console: Option<SimpleOptions>,
 }
 
+impl MachineArgs {
+    /// The machine model's options.
+    pub fn options(&self) -> MachineOptions {
+        MachineOptions {
+            cpus: self.cpus,
+            memory: self.memory,
+            bridges: self.pci_bridge.clone(),
+            disks: self.disk.clone(),
+            rngs: self.rng.clone(),
+            console: self.console.clone(),
+            iommu: self.iommu.clone(),
+        }
+    }
+}
+
 /// Options of `dmavm describe`.
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
@@ -297,7 +312,7 @@ pub struct DescribeArgs {
     pub dts: Option<PathBuf>,
 }
 
-/// A guest architecture.
+/// A guest architecture, as `--arch` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Arch {
     /// ACPI tables.
@@ -313,6 +328,15 @@ impl Arch {
     pub const HOST: Arch = if cfg!(target_arch = "aarch64") { Arch::Aarch64 } else { Arch::X86_64 };
 }
 
+impl From<Arch> for dmavm_machine::Arch {
+    fn from(a: Arch) -> Self {
+        match a {
+            Arch::X86_64 => dmavm_machine::Arch::X86_64,
+            Arch::Aarch64 => dmavm_machine::Arch::Aarch64,
+        }
+    }
+}
+
 /// How `describe` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -322,11 +346,12 @@ pub enum Format {
     Json,
 }
 
-pub(crate) fn parse_cpus(text: &str) -> Result<u32, String> {
-    match text.trim().parse::<u32>() {
-        Ok(0) => Err("a VM needs at least 1 vCPU".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("'{text}' is not a whole number of vCPUs")),
+impl From<Format> for dmavm_machine::describe::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => dmavm_machine::describe::Format::Table,
+            Format::Json => dmavm_machine::describe::Format::Json,
+        }
     }
 }
 

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use dmavm_machine::layout::check_memory;
+use dmavm_machine::Machine;
 
-use crate::cli::{MachineArgs, RunArgs};
-use crate::layout::MIN_MEMORY;
-use crate::machine::Machine;
+use crate::cli::{Arch, MachineArgs, RunArgs};
 
 /// What the vCPUs start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,37 +81,11 @@ impl VmConfig {
     }
 }
 
-/// The machine model of the options `run` and `describe` share, checked as
-/// far as that is possible without KVM: one function, so that `describe`
-/// accepts and rejects exactly what `run` does, with the same message.
+/// The machine model of `run`'s options for the architecture this dmavm
+/// runs, checked as far as that is possible without KVM.
 pub fn machine(args: &MachineArgs, host_memory: u64) -> Result<Machine> {
     check_memory(args.memory, host_memory)?;
-    Machine::new(&args.pci_bridge, &args.disk, &args.rng, args.console.as_ref(), args.iommu.as_ref())
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{} MiB", bytes >> 20)
-}
-
-fn check_memory(memory: u64, host: u64) -> Result<()> {
-    if memory < MIN_MEMORY {
-        bail!("--memory {} is too small: dmavm needs at least {}", bytes_text(memory), mib(MIN_MEMORY));
-    }
-    if memory % 4096 != 0 {
-        bail!("--memory {} is not a whole number of 4 KiB pages", bytes_text(memory));
-    }
-    if memory > host {
-        bail!("--memory {} is more than this host's {} of RAM", mib(memory), mib(host));
-    }
-    Ok(())
-}
-
-fn bytes_text(b: u64) -> String {
-    if b % (1 << 20) == 0 {
-        mib(b)
-    } else {
-        format!("{b} bytes")
-    }
+    Ok(Machine::new(&args.options(), Arch::HOST.into())?)
 }
 
 /// Physical RAM of the host, in bytes.
@@ -128,18 +102,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_limits() {
-        let host = 8u64 << 30;
-        assert!(check_memory(16 << 20, host).is_ok());
-        assert!(check_memory(8 << 30, host).is_ok());
-        let small = check_memory(8 << 20, host).unwrap_err().to_string();
-        assert!(small.contains("too small"), "{small}");
-        let big = check_memory(9 << 30, host).unwrap_err().to_string();
-        assert!(big.contains("more than this host"), "{big}");
-        assert!(check_memory((16 << 20) + 1, host).is_err());
-    }
-
-    #[test]
     fn cpu_limits() {
         let c = VmConfig {
             cpus: 9,
@@ -147,7 +109,7 @@ mod tests {
             boot: Boot::Payload("p".into()),
             kvm_device: "k".into(),
             dump_acpi: None,
-            machine: Machine::default(),
+            machine: Machine::empty(Arch::HOST.into(), 64 << 20),
             stats: false,
         };
         assert!(c.check_cpus(8).is_err());

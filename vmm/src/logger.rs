@@ -34,3 +34,16 @@ pub fn init(level: log::LevelFilter) {
 pub fn report_error(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "dmavm: error: {message}");
 }
+
+/// Prints the configuration checks' warnings as `dmavm: warning: [CODE]
+/// ...` on stderr, unless `--log-level` is below `warn`.
+pub fn report_warnings(findings: &[dmavm_machine::checks::Finding]) {
+    if log::max_level() < log::LevelFilter::Warn {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    for f in findings.iter().filter(|f| f.severity == dmavm_machine::checks::Severity::Warning) {
+        // Nothing useful can be done if stderr is gone.
+        let _ = writeln!(err, "dmavm: warning: {f}");
+    }
+}

@@ -2,17 +2,17 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+mod acpi_dump;
 #[cfg(target_arch = "x86_64")]
 mod boot;
 mod boot_test;
-mod checks;
 mod cli;
 mod config;
-mod config_file;
+mod config_merge;
 mod console;
-mod describe;
-mod device_options;
+mod describe_command;
 mod event_loop;
+mod exit_status;
 #[cfg(target_arch = "x86_64")]
 mod firmware;
 #[cfg(target_arch = "x86_64")]
@@ -24,16 +24,12 @@ mod kvm;
 #[cfg(target_arch = "x86_64")]
 mod layout;
 mod logger;
-// On arm64 the ACPI half of the machine model has no user.
-#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
-mod machine;
 mod memory;
 #[cfg(target_arch = "x86_64")]
 mod payload;
 mod pci;
 mod shutdown;
 mod signals;
-mod size;
 mod stats;
 mod terminal;
 mod vcpu;
@@ -53,28 +49,24 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cli::Command;
+use exit_status::{ERROR_STATUS, USAGE_STATUS};
 use shutdown::ExitReason;
 
-/// Status for command-line errors, as clap uses.
-const USAGE_STATUS: u8 = 2;
-/// Status for every other failure.
-const ERROR_STATUS: u8 = 1;
-
 fn main() -> ExitCode {
-    let (mut cli, matches) = match config_file::parse_args(std::env::args_os()) {
+    let (mut cli, matches) = match config_merge::parse_args(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => return usage_error(e),
     };
     logger::init(cli.log_level.into());
     // The --config file under the command line's options, for `run` and
     // `describe` alike.
-    if let Err(e) = config_file::apply(&mut cli.command, &matches) {
+    if let Err(e) = config_merge::apply(&mut cli.command, &matches) {
         logger::report_error(&e.to_string());
         return ExitCode::from(ERROR_STATUS);
     }
     let status = match cli.command {
         Command::Run(args) => run(args),
-        Command::Describe(args) => describe::run(args),
+        Command::Describe(args) => describe_command::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
         Command::BootTest(args) => boot_test::run(args),
     };
@@ -133,12 +125,12 @@ fn run(args: cli::RunArgs) -> u8 {
     };
     // The configuration checks, before KVM is touched: an error is one
     // line and no VM; warnings are printed and the VM starts.
-    let findings = checks::check(&config.machine);
-    if let Some(line) = checks::refusal(&findings) {
+    let findings = dmavm_machine::checks::check(&config.machine);
+    if let Some(line) = dmavm_machine::checks::refusal(&findings) {
         logger::report_error(&line);
         return ERROR_STATUS;
     }
-    checks::print_warnings(&findings);
+    logger::report_warnings(&findings);
     match vm::run(&config) {
         Ok(ExitReason::Crash(message)) => {
             logger::report_error(&message);
@@ -160,15 +152,15 @@ fn run(args: cli::RunArgs) -> u8 {
 fn explain(code: Option<&str>) -> u8 {
     let mut out = std::io::stdout().lock();
     let Some(text) = code else {
-        for c in checks::Code::ALL {
+        for c in dmavm_machine::checks::Code::ALL {
             let _ = writeln!(out, "{c}  {:<7}  {}", c.severity().as_str(), c.summary());
         }
         let _ = writeln!(out, "\n`dmavm explain CODE` explains one.");
         return 0;
     };
-    let Some(c) = checks::Code::parse(text) else {
-        let first = checks::Code::ALL[0];
-        let last = checks::Code::ALL[checks::Code::ALL.len() - 1];
+    let Some(c) = dmavm_machine::checks::Code::parse(text) else {
+        let first = dmavm_machine::checks::Code::ALL[0];
+        let last = dmavm_machine::checks::Code::ALL[dmavm_machine::checks::Code::ALL.len() - 1];
         logger::report_error(&format!(
             "no check has the code '{text}' (codes: {first} to {last}; `dmavm explain` lists them)"
         ));

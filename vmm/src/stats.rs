@@ -2,7 +2,7 @@
 //! the VM stops (the same on every architecture).
 
 /// `--stats`: one line per IOMMU endpoint on stderr, named by device.
-pub fn print_iommu_stats(machine: &crate::machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
+pub fn print_iommu_stats(machine: &dmavm_machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
     use std::io::Write;
     let mut err = std::io::stderr().lock();
     let Some(iommu) = iommu else {
@@ -13,7 +13,7 @@ pub fn print_iommu_stats(machine: &crate::machine::Machine, iommu: Option<&dmavm
         let id = machine
             .devices
             .iter()
-            .find(|d| d.endpoint == Some(stats.endpoint))
+            .find(|d| d.dma.endpoint() == Some(stats.endpoint))
             .map_or("?", |d| d.id.as_str());
         let _ = writeln!(err, "dmavm: stats: {id}: {stats}");
     }

@@ -25,8 +25,9 @@ use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory,
 
 use crate::event_loop::InputSink;
 use crate::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
-use crate::machine::{Device, DeviceKind, Machine, Placement};
 use crate::pci::PciSegment;
+use dmavm_machine::options::MixedCoherency;
+use dmavm_machine::{Device, DeviceKind, Machine, Placement};
 
 /// An event-loop subscriber.
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
@@ -59,7 +60,8 @@ impl<M: GuestMemory + Send + Sync + 'static> InputSink for ConsoleInput<M> {
 pub struct Wiring<'a> {
     /// The VM, for ioeventfds.
     pub vm: &'a VmFd,
-    /// Guest memory the devices use (direct: there is no IOMMU yet).
+    /// Guest memory, which devices reach directly or through their
+    /// endpoint's translation.
     pub mem: &'a Arc<GuestMemoryMmap>,
     /// The MMIO bus (virtio-mmio windows).
     pub mmio: &'a Bus,
@@ -68,6 +70,8 @@ pub struct Wiring<'a> {
     pub pci: &'a [PciSegment],
     /// GSI routes for MSI-X vectors (delivered by irqfd).
     pub router: &'a Arc<GsiRouter>,
+    /// The machine, whose address map places virtio-mmio windows.
+    pub machine: &'a Machine,
 }
 
 impl std::fmt::Debug for Wiring<'_> {
@@ -82,12 +86,15 @@ impl std::fmt::Debug for Wiring<'_> {
 /// translates every access through its endpoint.
 pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
     let mut built = VirtioDevices::default();
-    let endpoints: Vec<u32> = machine.devices.iter().filter_map(|d| d.endpoint).collect();
+    let endpoints: Vec<u32> = machine.devices.iter().filter_map(|d| d.dma.endpoint()).collect();
     for device in &machine.devices {
-        let queues = match (&device.kind, device.endpoint) {
+        let queues = match (&device.kind, device.dma.endpoint()) {
             (DeviceKind::Iommu, _) => {
                 let config = IommuConfig {
-                    mixed_coherency: machine.mixed_coherency,
+                    mixed_coherency: match machine.mixed_coherency {
+                        MixedCoherency::Allow => dmavm_iommu::MixedCoherency::Allow,
+                        MixedCoherency::Reject => dmavm_iommu::MixedCoherency::Reject,
+                    },
                     noncoherent_endpoints: machine.noncoherent_endpoints(),
                     // arm64: MSIs go to the ITS's doorbell, not to x86's window.
                     #[cfg(target_arch = "aarch64")]
@@ -126,7 +133,7 @@ fn build<M: GuestMemory + Send + Sync + 'static>(
     let model: Box<dyn VirtioDevice<M>> = match device.kind {
         DeviceKind::Console => {
             let console = Console::<M>::new(
-                ConsoleConfig { access_platform: device.access_platform },
+                ConsoleConfig { access_platform: device.dma.offers_access_platform() },
                 Box::new(std::io::stdout()),
             )
             .with_context(|| format!("{}: virtio-console", device.id))?;
@@ -149,8 +156,19 @@ fn place<M: GuestMemory + Send + Sync + 'static>(
     wiring: &Wiring<'_>,
 ) -> Result<Subscriber> {
     Ok(match device.placement {
-        Placement::Mmio { base, gsi } => {
-            Arc::new(Mutex::new(place_mmio(device, model, mem, require_access_platform, base, gsi, wiring)?))
+        Placement::Mmio { window } => {
+            let w = wiring.machine.mmio_window(window).with_context(|| {
+                format!("{}: virtio-mmio window {window} is not in the address map", device.id)
+            })?;
+            Arc::new(Mutex::new(place_mmio(
+                device,
+                model,
+                mem,
+                require_access_platform,
+                w.base,
+                w.interrupt,
+                wiring,
+            )?))
         }
         Placement::Pci { segment, slot } => Arc::new(Mutex::new(place_pci(
             device,
@@ -277,11 +295,13 @@ fn model<M: GuestMemory + Send + Sync + 'static>(device: &Device) -> Result<Box<
                 file,
                 read_only: *readonly,
                 id: device.id.clone(),
-                access_platform: device.access_platform,
+                access_platform: device.dma.offers_access_platform(),
             };
             Box::new(Block::new(config).with_context(|| format!("{}: disk {}", device.id, path.display()))?)
         }
-        DeviceKind::Rng => Box::new(Rng::new(RngConfig { access_platform: device.access_platform })),
+        DeviceKind::Rng => {
+            Box::new(Rng::new(RngConfig { access_platform: device.dma.offers_access_platform() }))
+        }
         DeviceKind::Iommu => {
             anyhow::bail!("{}: the virtio-iommu is not available in this build yet", device.id)
         }

@@ -25,7 +25,7 @@ use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
 use crate::x86_64::entry::{self, EntryState};
 use crate::x86_64::{cpuid, lapic, msrs, xsave_probe};
-use crate::{firmware, kvm, memory, payload, pci, stats, virtio_devices};
+use crate::{acpi_dump, firmware, kvm, memory, payload, pci, stats, virtio_devices};
 
 /// Runs the VM described by `config` until the guest stops; returns why.
 pub fn run(config: &VmConfig) -> Result<ExitReason> {
@@ -65,13 +65,19 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     pio.insert(Arc::new(Mutex::new(power)), POWER_PORT_BASE, POWER_PORT_LEN)
         .context("placing the power registers")?;
 
-    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine, config.memory)?;
-    let wiring =
-        virtio_devices::Wiring { vm: &vm, mem: &mem, mmio: &mmio, pci: &pci_segments, router: &router };
+    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine)?;
+    let wiring = virtio_devices::Wiring {
+        vm: &vm,
+        mem: &mem,
+        mmio: &mmio,
+        pci: &pci_segments,
+        router: &router,
+        machine: &config.machine,
+    };
     let virtio = virtio_devices::create(&config.machine, &wiring)?;
-    let tables = firmware::install(&mem, config.cpus, config.memory, &config.machine)?;
+    let tables = firmware::install(&mem, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
-        firmware::dump(&tables, dir)?;
+        acpi_dump::write(&tables, dir)?;
     }
     entry::write_boot_tables(&mem)?;
     let start = match &config.boot {
@@ -79,7 +85,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         Boot::Kernel { kernel, initrd, cmdline } => {
             let ecam: Vec<(u64, u64)> = config
                 .machine
-                .pci_segments(config.memory)?
+                .pci_segments()?
                 .into_iter()
                 .map(|(_, w)| (w.ecam.start, w.ecam.end - w.ecam.start))
                 .collect();

@@ -24,7 +24,7 @@ pub mod vm;
 pub fn its_device_id(segment: u16, slot: u8) -> anyhow::Result<u32> {
     let layout = dmavm_fdt::layout::pci_segment(segment)
         .ok_or_else(|| anyhow::anyhow!("PCI segment {segment} has no place in the arm64 layout"))?;
-    Ok(layout.its_device_base + u32::from(crate::machine::pci_bdf(slot)))
+    Ok(layout.its_device_base + u32::from(dmavm_machine::pci_bdf(slot)))
 }
 
 /// The ITS's translation frame (GITS_TRANSLATER at offset 0x40 of the

@@ -22,12 +22,12 @@ use super::layout::{fdt_address, virtio_mmio_index, MAX_MEMORY};
 use super::{boot, gic, regs, uart};
 use crate::config::{Boot, VmConfig};
 use crate::event_loop::EventLoop;
-use crate::machine::Placement;
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
 use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
 use crate::{kvm, memory, pci, stats, virtio_devices};
+use dmavm_machine::Placement;
 
 /// `KVM_CREATE_VM` type 0: the default 40-bit IPA space, which the fdt
 /// layout fits (Documentation/virt/kvm/api.rst, KVM_CREATE_VM on arm64).
@@ -68,9 +68,15 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let router = Arc::new(GsiRouter::new(vm.clone(), super::interrupts::FIRST_MSI_GSI));
     let console = uart::console(&vm, &router, &mmio, dmavm_fdt::layout::UART, dmavm_fdt::layout::UART_SPI)?;
     route_mmio_devices(config, &router)?;
-    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine, config.memory)?;
-    let wiring =
-        virtio_devices::Wiring { vm: &vm, mem: &mem, mmio: &mmio, pci: &pci_segments, router: &router };
+    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine)?;
+    let wiring = virtio_devices::Wiring {
+        vm: &vm,
+        mem: &mem,
+        mmio: &mmio,
+        pci: &pci_segments,
+        router: &router,
+        machine: &config.machine,
+    };
     let virtio = virtio_devices::create(&config.machine, &wiring)?;
 
     let fdt_addr = fdt_address(config.memory).context("guest memory too small for the device tree")?;
@@ -78,7 +84,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let initrd = initrd.as_deref().map(|p| boot::load_initrd(p, &mem, kernel.end, fdt_addr)).transpose()?;
     // The machine model's device tree (the one `dmavm describe` prints),
     // with the MPIDRs KVM gave the vCPUs.
-    let description = config.machine.dt(&mpidrs, config.memory, cmdline, initrd)?;
+    let description = config.machine.dt(&mpidrs, cmdline, initrd)?;
     let blob = dmavm_fdt::build(&description).context("building the device tree")?;
     mem.write_slice(&blob, GuestAddress(fdt_addr)).context("writing the device tree into guest memory")?;
     let boot_vcpu = vcpus.first().context("no vCPU")?;

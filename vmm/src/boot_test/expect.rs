@@ -4,9 +4,9 @@
 
 use std::fmt;
 
-use dmavm_iommu::MixedCoherency;
+use dmavm_machine::options::MixedCoherency;
 
-use crate::machine::{DeviceKind, Machine, Placement};
+use dmavm_machine::{DeviceKind, Machine, Placement};
 
 /// Where the guest finds a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,14 +108,16 @@ impl Expectations {
                     Placement::Pci { segment, slot } => {
                         Location::Pci(format!("{segment:04x}:00:{slot:02x}.0"))
                     }
-                    Placement::Mmio { base, .. } => Location::Mmio(base),
+                    Placement::Mmio { window } => {
+                        Location::Mmio(machine.mmio_window(window).map_or(0, |w| w.base))
+                    }
                 },
-                translated: d.endpoint.is_some(),
-                access_platform: d.access_platform,
+                translated: d.dma.endpoint().is_some(),
+                access_platform: d.dma.offers_access_platform(),
             })
             .collect();
         let translated: Vec<bool> =
-            machine.devices.iter().filter(|d| d.endpoint.is_some()).map(|d| d.coherent).collect();
+            machine.devices.iter().filter(|d| d.dma.endpoint().is_some()).map(|d| d.coherent).collect();
         let mixed = translated.iter().any(|&c| c) && translated.iter().any(|&c| !c);
         Self { devices, refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed }
     }
@@ -129,7 +131,8 @@ impl Expectations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device_options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+    use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+    use dmavm_machine::test_utils::new_machine;
 
     #[test]
     fn translated_bypassed_and_placed_as_the_model_says() {
@@ -140,7 +143,7 @@ mod tests {
             parse_disk("path=c,readonly=on,direct-ram-access=on").unwrap(),
             parse_disk("path=d").unwrap(),
         ];
-        let m = Machine::new(
+        let m = new_machine(
             &bridges,
             &disks,
             &[parse_simple("").unwrap()],
@@ -172,7 +175,7 @@ mod tests {
 
         // No IOMMU: nothing translated, ACCESS_PLATFORM still offered by
         // default (the guest's DMA API with an identity mapping).
-        let m = Machine::new(&[], &disks[..1], &[], None, None).unwrap();
+        let m = new_machine(&[], &disks[..1], &[], None, None).unwrap();
         let e = Expectations::of(&m);
         assert!(!e.devices[0].translated && e.devices[0].access_platform);
     }
@@ -185,11 +188,11 @@ mod tests {
             parse_disk("path=b,transport=pci,bridge=nc").unwrap(),
         ];
         let reject = parse_iommu("mixed-coherency=reject").unwrap();
-        let m = Machine::new(&bridges, &disks, &[], None, Some(&reject)).unwrap();
+        let m = new_machine(&bridges, &disks, &[], None, Some(&reject)).unwrap();
         assert!(Expectations::of(&m).refused_attach_allowed);
-        let m = Machine::new(&bridges, &disks, &[], None, Some(&parse_iommu("").unwrap())).unwrap();
+        let m = new_machine(&bridges, &disks, &[], None, Some(&parse_iommu("").unwrap())).unwrap();
         assert!(!Expectations::of(&m).refused_attach_allowed);
-        let m = Machine::new(&bridges, &disks[..1], &[], None, Some(&reject)).unwrap();
+        let m = new_machine(&bridges, &disks[..1], &[], None, Some(&reject)).unwrap();
         assert!(!Expectations::of(&m).refused_attach_allowed);
     }
 }

@@ -1,5 +1,5 @@
 //! The matrix file: named machines, each with the keys of the machine
-//! config file (`crate::config_file`), and kernel command-line variants;
+//! config file (`dmavm_machine::config_file`), and kernel command-line variants;
 //! the runs are their cross product.
 //!
 //! ```toml
@@ -34,8 +34,10 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::args::parse_duration;
-use crate::config_file::{self, ConfigError, FileConfig};
-use crate::machine::Machine;
+use dmavm_machine::config_file::{self, ConfigError, FileConfig};
+use dmavm_machine::layout::MIN_MEMORY;
+use dmavm_machine::options::MachineOptions;
+use dmavm_machine::{Arch, Machine};
 
 /// A machine's memory unless it says: enough for the boot-test check.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
@@ -383,20 +385,23 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<RunSpec>, MatrixError> {
             }
         };
         let machine_timeout = timeout(&sec, mt, &what)?.or(common_timeout);
-        let machine = Machine::new(
-            &config.bridges,
-            &config.disks,
-            &config.rngs,
-            config.console.as_ref(),
-            config.iommu.as_ref(),
-        )
-        .map_err(|e| err(*header_line, format!("{what}{e:#}")))?;
-        let findings = crate::checks::check(&machine);
-        if let Some(line) = crate::checks::refusal(&findings) {
+        let memory = config.memory.unwrap_or(DEFAULT_MEMORY);
+        let options = MachineOptions {
+            cpus: config.cpus.unwrap_or(1),
+            memory,
+            bridges: config.bridges.clone(),
+            disks: config.disks.clone(),
+            rngs: config.rngs.clone(),
+            console: config.console.clone(),
+            iommu: config.iommu.clone(),
+        };
+        let machine =
+            Machine::new(&options, Arch::X86_64).map_err(|e| err(*header_line, format!("{what}{e:#}")))?;
+        let findings = dmavm_machine::checks::check(&machine);
+        if let Some(line) = dmavm_machine::checks::refusal(&findings) {
             return Err(err(*header_line, format!("{what}{line}")));
         }
-        let memory = config.memory.unwrap_or(DEFAULT_MEMORY);
-        if memory < crate::layout::MIN_MEMORY || memory % 4096 != 0 {
+        if memory < MIN_MEMORY || memory % 4096 != 0 {
             return Err(err(
                 key_line(&sec, "memory"),
                 format!("{what}memory: at least 16 MiB in whole 4 KiB pages"),
@@ -479,7 +484,7 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<RunSpec>, MatrixError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::{DeviceKind, Placement};
+    use dmavm_machine::{DeviceKind, Placement};
 
     const GOOD: &str = r#"# a matrix
 cmdline = "loglevel=4"
@@ -531,7 +536,7 @@ direct-ram-access = true
         assert_eq!(pci.machine.bridges.len(), 2);
         assert_eq!(pci.machine.devices[1].id, "rand");
         assert_eq!(pci.machine.devices[1].placement, Placement::Pci { segment: 0, slot: 2 });
-        assert!(pci.machine.devices[1].endpoint.is_some());
+        assert!(pci.machine.devices[1].dma.endpoint().is_some());
         // Without variants a machine is one run.
         let runs = parse("[machine.a]\n[[machine.a.rng]]\n", "x.toml").unwrap();
         assert_eq!((runs[0].name.as_str(), runs[0].variant.as_deref()), ("a", None));

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use dmavm_iommu::MixedCoherency;
+use dmavm_machine::options::MixedCoherency;
 
-use crate::machine::{Device, DeviceKind, Machine, Placement};
+use dmavm_machine::{Device, DeviceKind, Machine, Placement};
 
 fn on_off(b: bool) -> &'static str {
     if b {
@@ -20,7 +20,10 @@ fn on_off(b: bool) -> &'static str {
 /// `transport=...,bridge=...,slot=...` or `transport=mmio,addr=...`.
 fn place(machine: &Machine, placement: Placement) -> String {
     match placement {
-        Placement::Mmio { base, .. } => format!("transport=mmio,addr={base:#x}"),
+        Placement::Mmio { window } => match machine.mmio_window(window) {
+            Some(w) => format!("transport=mmio,addr={:#x}", w.base),
+            None => "transport=mmio".into(),
+        },
         Placement::Pci { segment, slot } => {
             let bridge = machine.bridge(segment).map_or("pci0", |b| b.id.as_str());
             format!("transport=pci,bridge={bridge},slot={slot}")
@@ -34,7 +37,7 @@ fn device_keys(machine: &Machine, d: &Device) -> String {
         d.id,
         place(machine, d.placement),
         on_off(d.coherent),
-        on_off(!d.access_platform)
+        on_off(!d.dma.offers_access_platform())
     )
 }
 
@@ -100,8 +103,9 @@ pub fn with_images(machine: &Machine, dir: &Path) -> Machine {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
-    use crate::device_options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use clap::Parser;
+    use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+    use dmavm_machine::test_utils::new_machine;
 
     fn rebuilt(args: &[String]) -> Machine {
         let mut argv = vec!["dmavm".to_string(), "run".into(), "--payload".into(), "p".into()];
@@ -126,16 +130,16 @@ mod tests {
         let rngs = [parse_simple("transport=pci").unwrap()];
         let console = parse_simple("").unwrap();
         let iommu = parse_iommu("mixed-coherency=reject").unwrap();
-        let m = Machine::new(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
+        let m = new_machine(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
         let args = machine_args(&m, 2, 256 << 20);
         assert_eq!(args[..4], ["--cpus", "2", "--memory", "262144K"]);
-        assert_eq!(rebuilt(&args), m);
+        assert_eq!(rebuilt(&args), Machine { cpus: 2, memory: 256 << 20, ..m.clone() });
         let m = with_images(&m, Path::new("/tmp/run1"));
         assert!(
             matches!(&m.devices[1].kind, DeviceKind::Disk { path, .. } if path == Path::new("/tmp/run1/disk0.img"))
         );
-        assert_eq!(rebuilt(&machine_args(&m, 1, 64 << 20)), m);
-        let plain = Machine::new(&[], &[], &[], None, None).unwrap();
-        assert_eq!(rebuilt(&machine_args(&plain, 1, 64 << 20)), plain);
+        assert_eq!(rebuilt(&machine_args(&m, 1, 64 << 20)), Machine { cpus: 1, memory: 64 << 20, ..m });
+        let plain = new_machine(&[], &[], &[], None, None).unwrap();
+        assert_eq!(rebuilt(&machine_args(&plain, 1, 64 << 20)), Machine { memory: 64 << 20, ..plain });
     }
 }

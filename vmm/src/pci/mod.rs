@@ -17,7 +17,7 @@ use kvm_ioctls::VmFd;
 
 pub use notify::NotifyEvents;
 
-use crate::machine::Machine;
+use dmavm_machine::Machine;
 
 /// One PCI segment: its host bridge's root bus and what its devices need.
 #[derive(Debug)]
@@ -34,15 +34,9 @@ pub struct PciSegment {
 /// Builds every host bridge of `machine` and puts its configuration-space
 /// front ends on the buses: each segment's ECAM on `mmio`, the 0xCF8 ports
 /// (segment 0's) on `pio`.
-pub fn create(
-    vm: &Arc<VmFd>,
-    mmio: &Arc<Bus>,
-    pio: &Bus,
-    machine: &Machine,
-    memory: u64,
-) -> Result<Vec<PciSegment>> {
+pub fn create(vm: &Arc<VmFd>, mmio: &Arc<Bus>, pio: &Bus, machine: &Machine) -> Result<Vec<PciSegment>> {
     let mut segments = Vec::with_capacity(machine.bridges.len());
-    for (bridge, windows) in machine.pci_segments(memory)? {
+    for (bridge, windows) in machine.pci_segments()? {
         let what = format!("PCI host bridge {} (segment {})", bridge.id, bridge.segment);
         let bar_windows = PciWindows { mem32: windows.mem32.clone(), mem64: Some(windows.mem64.clone()) };
         let mut root = PciRoot::new(mmio.clone(), bar_windows)

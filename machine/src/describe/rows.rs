@@ -13,19 +13,17 @@
 use std::fmt;
 
 use dmavm_acpi::{Platform, ViotIommu};
-use dmavm_fdt::layout::virtio_mmio_slot;
 use dmavm_fdt::{PciIommuScope, PciRoot};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Finding;
-use crate::machine::dt::mmio_index;
-use crate::machine::{pci_bdf, Device, DeviceKind, Machine, PciBridge, Placement};
+use crate::{pci_bdf, Arch, Device, DeviceKind, Machine, PciBridge, Placement};
 
 /// Everything `describe` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Description {
     /// Whose firmware the rows name.
-    pub arch: ArchName,
+    pub arch: Arch,
     /// Host bridges in segment order, then devices in the model's order
     /// (the IOMMU first, then disks, RNGs, the console). Empty when the
     /// machine breaks a rule so badly that its firmware cannot be built
@@ -51,17 +49,6 @@ impl From<&Finding> for FindingRow {
     fn from(f: &Finding) -> Self {
         Self { code: f.code.to_string(), severity: f.severity.to_string(), message: f.message.clone() }
     }
-}
-
-/// The guest architecture, as JSON spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ArchName {
-    /// ACPI.
-    #[serde(rename = "x86_64")]
-    X86_64,
-    /// Device tree.
-    #[serde(rename = "aarch64")]
-    Aarch64,
 }
 
 /// One device (or host bridge) and what declares it.
@@ -219,7 +206,6 @@ pub struct IommuMapEntry {
 pub enum Firmware<'a> {
     /// x86_64: what `dmavm_acpi::build` encodes (x86_64 builds only, see
     /// `super::describe`).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Acpi(&'a Platform),
     /// aarch64: what `dmavm_fdt::build` encodes.
     Dt(&'a dmavm_fdt::Machine),
@@ -400,16 +386,20 @@ fn device_row(d: &Device, firmware: Firmware<'_>) -> Row {
         (Placement::Pci { segment, slot }, _) => {
             (TransportName::Pci, pci_address(segment, pci_bdf(slot)), Interrupt::MsiX)
         }
-        (Placement::Mmio { base, gsi }, Firmware::Acpi(_)) => {
-            (TransportName::Mmio, Address::Mmio { base }, Interrupt::Gsi(gsi))
-        }
-        (Placement::Mmio { base, .. }, Firmware::Dt(_)) => {
-            // The window of the same position in the aarch64 layout.
-            match mmio_index(base).and_then(virtio_mmio_slot) {
-                Some((region, spi)) => {
-                    (TransportName::Mmio, Address::Mmio { base: region.base }, Interrupt::Spi(spi))
+        (Placement::Mmio { window }, firmware) => {
+            let arch = match firmware {
+                Firmware::Acpi(_) => Arch::X86_64,
+                Firmware::Dt(_) => Arch::Aarch64,
+            };
+            match arch.virtio_mmio_window(window) {
+                Some(w) => {
+                    let interrupt = match arch {
+                        Arch::X86_64 => Interrupt::Gsi(w.interrupt),
+                        Arch::Aarch64 => Interrupt::Spi(w.interrupt),
+                    };
+                    (TransportName::Mmio, Address::Mmio { base: w.base }, interrupt)
                 }
-                None => (TransportName::Mmio, Address::Mmio { base }, Interrupt::None),
+                None => (TransportName::Mmio, Address::Mmio { base: 0 }, Interrupt::None),
             }
         }
     };
@@ -420,10 +410,10 @@ fn device_row(d: &Device, firmware: Firmware<'_>) -> Row {
         address,
         interrupt,
         coherent: d.coherent,
-        direct_ram_access: !d.access_platform,
-        in_iommu_scope: d.endpoint.is_some(),
-        endpoint: d.endpoint,
-        access_platform: Some(d.access_platform),
+        direct_ram_access: !d.dma.offers_access_platform(),
+        in_iommu_scope: d.dma.endpoint().is_some(),
+        endpoint: d.dma.endpoint(),
+        access_platform: Some(d.dma.offers_access_platform()),
         acpi: None,
         dt: None,
     };
@@ -437,7 +427,8 @@ fn device_row(d: &Device, firmware: Firmware<'_>) -> Row {
 fn acpi_object(p: &Platform, d: &Device, is_iommu: bool) -> Option<AcpiObject> {
     let viot = p.viot.as_ref();
     match d.placement {
-        Placement::Mmio { base, .. } => {
+        Placement::Mmio { window } => {
+            let base = Arch::X86_64.virtio_mmio_window(window)?.base;
             let i = p.virtio_mmio.iter().position(|m| u64::from(m.base) == base)?;
             let node = if is_iommu {
                 viot.filter(|v| v.iommu == ViotIommu::Mmio { base }).map(|_| ViotNode::VirtioIommuMmio)

@@ -8,7 +8,6 @@
 //! virtio-mmio window by its position), so the two can be compared.
 
 // The ACPI half has no user in an arm64 build (no x86 tables there).
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
 use std::collections::BTreeMap;
 
@@ -197,9 +196,8 @@ pub fn viot_nodes(viot: &[u8]) -> Vec<ViotNode> {
 }
 
 /// What the x86_64 tables declare.
-#[cfg(target_arch = "x86_64")]
 pub fn acpi_facts(tables: &dmavm_acpi::AcpiTables) -> Facts {
-    let index = |base: u64| crate::machine::dt::mmio_index(base).expect("a virtio-mmio window");
+    let index = |base: u64| crate::Arch::X86_64.virtio_mmio_index(base).expect("a virtio-mmio window");
     let dsdt = &tables.find(*b"DSDT").expect("a DSDT").bytes;
     let viot = tables.find(*b"VIOT").map(|v| viot_nodes(&v.bytes)).unwrap_or_default();
     let mut facts = Facts::default();
@@ -234,8 +232,7 @@ pub fn acpi_facts(tables: &dmavm_acpi::AcpiTables) -> Facts {
 
 /// The window position of an aarch64 virtio-mmio base.
 fn dt_mmio_index(base: u64) -> u32 {
-    use dmavm_fdt::layout::{VIRTIO_MMIO_START, VIRTIO_MMIO_STRIDE};
-    u32::try_from((base - VIRTIO_MMIO_START) / VIRTIO_MMIO_STRIDE).expect("a window")
+    crate::Arch::Aarch64.virtio_mmio_index(base).expect("a window")
 }
 
 /// What the device tree blob declares.

@@ -1,11 +1,14 @@
-//! The machines every fdt test checks, and the external tools they run.
+//! The device-tree descriptions the encoder tests check, on the arm64 map, and the external
+//! tools they run.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-use dmavm_fdt::layout::{self, pci_segment, virtio_mmio_device, RAM_START};
 use dmavm_fdt::{Machine, MemoryRange, PciIommuScope, Pl011, Uart, VirtioIommu};
+use dmavm_machine::layout::aarch64::{
+    self as layout, pci_segment, virt_machine, virtio_mmio_device, RAM_START,
+};
 
 /// Endpoint ID of PCI function `bdf` of `segment` (the VMM model's numbering: segment in the
 /// upper 16 bits) and of the `n`th virtio-mmio device (above every PCI ID).
@@ -23,7 +26,7 @@ pub const fn bdf(bus: u16, device: u16, function: u16) -> u16 {
 }
 
 fn base(cpus: u32) -> Machine {
-    let mut m = Machine::virt(cpus, 1 << 30, "console=ttyAMA0 earlycon");
+    let mut m = virt_machine(cpus, 1 << 30, "console=ttyAMA0 earlycon");
     m.chosen.initrd = Some(MemoryRange::new(RAM_START + (512 << 20), 16 << 20));
     m
 }

@@ -5,24 +5,25 @@
 //! them; and the JSON rendering reads back into the same rows.
 
 use super::decode::{dt_facts, Facts, MmioFact};
-use super::rows::{Address, ArchName, Description, Interrupt, Kind};
-use super::test_machines::{describe_args, CONFIGURATIONS};
-use super::{describe, render, Described};
-use crate::cli::Format;
+use super::rows::{Address, Description, Interrupt, Kind};
+use super::test_machines::CONFIGURATIONS;
+use super::{describe, render, Described, Format, Request};
+use crate::test_utils::options;
+use crate::Arch;
+
+fn describe_on(args: &[&str], arch: Arch) -> crate::Result<Described> {
+    let options = options(args);
+    describe(&Request { options: &options, arch, host_memory: u64::MAX, cmdline: "", initrd_size: None })
+}
 
 fn described(args: &[&str], arch: &str) -> Described {
-    let mut line = args.to_vec();
-    line.extend(["--arch", arch]);
-    describe(&describe_args(&line)).unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
+    let arch = if arch == "aarch64" { Arch::Aarch64 } else { Arch::X86_64 };
+    describe_on(args, arch).unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
 }
 
 /// The window position of a row's virtio-mmio address in its architecture.
-fn window(arch: ArchName, base: u64) -> u32 {
-    let (start, stride) = match arch {
-        ArchName::X86_64 => (crate::layout::VIRTIO_MMIO_START, crate::layout::VIRTIO_MMIO_STRIDE),
-        ArchName::Aarch64 => (dmavm_fdt::layout::VIRTIO_MMIO_START, dmavm_fdt::layout::VIRTIO_MMIO_STRIDE),
-    };
-    u32::try_from((base - start) / stride).unwrap()
+fn window(arch: Arch, base: u64) -> u32 {
+    arch.virtio_mmio_index(base).unwrap()
 }
 
 /// The DMA columns of every row agree with what the firmware declares.
@@ -71,7 +72,6 @@ fn rows_agree_with(name: &str, d: &Description, facts: &Facts) {
     assert_eq!(bridges, facts.pci.len(), "{name}: one row per host bridge");
 }
 
-#[cfg(target_arch = "x86_64")]
 #[test]
 fn rows_agree_with_the_acpi_tables() {
     use super::decode::{acpi_facts, dsdt_devices, viot_nodes, ViotNode as Node};
@@ -180,9 +180,7 @@ fn rows_agree_with_the_device_tree() {
 
 #[test]
 fn json_reads_back_into_the_same_rows() {
-    // An arm64 build describes only arm64 machines (see `super::describe`).
-    let arches: &[&str] = if cfg!(target_arch = "x86_64") { &["x86_64", "aarch64"] } else { &["aarch64"] };
-    for arch in arches {
+    for arch in ["x86_64", "aarch64"] {
         for (name, args) in CONFIGURATIONS {
             let d = described(args, arch);
             let json = render(&d.description, Format::Json).unwrap();
@@ -195,7 +193,6 @@ fn json_reads_back_into_the_same_rows() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 #[test]
 fn json_spells_values_for_tools() {
     let d = described(&["--iommu", "--disk", "path=a", "--rng", "transport=pci"], "x86_64");
@@ -216,7 +213,6 @@ fn json_spells_values_for_tools() {
     assert_eq!(value["devices"][0]["access_platform"], serde_json::Value::Null);
 }
 
-#[cfg(target_arch = "x86_64")]
 #[test]
 fn one_row_per_bridge_and_device_in_model_order() {
     let d = described(CONFIGURATIONS[4].1, "x86_64");
@@ -245,15 +241,16 @@ fn a_rejected_configuration_fails_as_run_fails() {
         (&["--disk", "path=a,transport=pci,bridge=nope"][..], "disk0: bridge=nope: no such PCI host bridge"),
         (&["--memory", "8M"], "--memory 8 MiB is too small"),
     ] {
-        let err = format!("{:#}", describe(&describe_args(args)).unwrap_err());
-        let run =
-            crate::config::machine(&describe_args(args).machine, crate::config::host_memory()).unwrap_err();
-        assert_eq!(err, format!("{run:#}"));
+        let err = describe_on(args, Arch::X86_64).unwrap_err().to_string();
+        let o = options(args);
+        let run = crate::layout::check_memory(o.memory, u64::MAX)
+            .and_then(|()| crate::Machine::new(&o, Arch::X86_64))
+            .unwrap_err();
+        assert_eq!(err, run.to_string());
         assert!(err.contains(needle), "{err}");
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 #[test]
 fn findings_are_the_checks_run_applies() {
     use super::rows::FindingRow;

@@ -1,5 +1,4 @@
-//! The default guest-physical address map of dmavm's arm64 `virt`-style machine, for the arm64
-//! back end and the VMM's machine model. QEMU `virt` style below 1 GiB, so the numbers look
+//! The guest-physical address map of dmavm's arm64 `virt`-style machine. QEMU `virt` style below 1 GiB, so the numbers look
 //! familiar; everything fits a 40-bit IPA space (KVM's default VM type, 1 TiB).
 //!
 //! ```text
@@ -20,10 +19,10 @@
 //! that space: segment `s` has DeviceIDs `s << 12` up (16 buses x 256 functions), which is what
 //! [`PciSegmentLayout::its_device_base`] gives and the VMM must use when it signals an MSI.
 //!
-//! The device tree blob itself goes into RAM: 8-byte aligned, at most [`FDT_MAX_SIZE`] bytes, in
+//! The device tree blob itself goes into RAM: 8-byte aligned, at most [`dmavm_fdt::FDT_MAX_SIZE`] bytes, in
 //! a 2 MiB region of its own (Documentation/arch/arm64/booting.rst), e.g. the last 2 MiB of RAM.
 
-use crate::description::{
+use dmavm_fdt::{
     ArchTimer, Chosen, GicV3, Machine, MemoryRange, Ns16550a, PciIommuScope, PciRoot, Uart, VirtioMmioDevice,
 };
 
@@ -62,7 +61,7 @@ pub const VIRTIO_MMIO_COUNT: u32 = 32;
 pub const VIRTIO_MMIO_FIRST_SPI: u32 = 16;
 
 /// PCI segments (host bridges) at most.
-pub const MAX_PCI_SEGMENTS: u16 = 16;
+pub const MAX_PCI_SEGMENTS: u16 = super::MAX_PCI_SEGMENTS;
 /// Segment 0's 32-bit BAR window.
 pub const PCI_MEM32: MemoryRange = MemoryRange::new(0x1000_0000, 0x1000_0000);
 /// 32-bit windows of segments 1 and up, one after the other.
@@ -85,8 +84,15 @@ pub const RAM_START: u64 = 0x4000_0000;
 /// Most RAM there is room for: up to the 64-bit PCI windows.
 pub const RAM_MAX: u64 = PCI_MEM64_START - RAM_START;
 
-/// Largest device tree blob arm64 Linux accepts (Documentation/arch/arm64/booting.rst).
-pub const FDT_MAX_SIZE: usize = 2 << 20;
+/// Size and alignment of the device tree blob's region: booting.rst wants
+/// the blob inside one 2 MiB region, and it may be that large
+/// ([`dmavm_fdt::FDT_MAX_SIZE`]).
+pub const FDT_REGION: u64 = dmavm_fdt::FDT_MAX_SIZE as u64;
+/// The window the kernel, the initrd and the blob are kept in: the first
+/// GiB of RAM. Documentation/arch/arm64/booting.rst wants the initrd in a
+/// 1 GiB aligned window of at most 32 GiB that also covers the kernel,
+/// which is loaded at the start of RAM.
+pub const BOOT_WINDOW: u64 = 1 << 30;
 
 // The fixed regions follow one another without overlap, for every segment there can be.
 const _: () = assert!(
@@ -188,24 +194,22 @@ pub fn pci_segment(segment: u16) -> Option<PciSegmentLayout> {
     })
 }
 
-impl Machine {
-    /// A machine of this layout with `cpus` vCPUs (KVM's default MPIDRs), `ram` bytes of RAM
-    /// from [`RAM_START`], the GIC with its ITS, the timer, the UART (the 16550A dmavm's arm64
-    /// back end emulates, at [`UART`]), the command line
-    /// `bootargs`, and no initrd, devices, host bridges or IOMMU yet.
-    pub fn virt(cpus: u32, ram: u64, bootargs: &str) -> Self {
-        Machine {
-            model: "dmavm arm64 virt".into(),
-            cpus: (0..cpus).map(kvm_mpidr).collect(),
-            memory: vec![MemoryRange::new(RAM_START, ram)],
-            gic: gic(cpus as usize),
-            timer: ArchTimer::default(),
-            uart: Uart::Ns16550a(Ns16550a { region: UART, spi: UART_SPI, clock_hz: NS16550A_CLOCK_HZ }),
-            chosen: Chosen { bootargs: bootargs.into(), initrd: None },
-            virtio_mmio: Vec::new(),
-            pci_roots: Vec::new(),
-            iommu: None,
-        }
+/// A machine of this layout with `cpus` vCPUs (KVM's default MPIDRs), `ram` bytes of RAM
+/// from [`RAM_START`], the GIC with its ITS, the timer, the UART (the 16550A dmavm's arm64
+/// back end emulates, at [`UART`]), the command line `bootargs`, and no initrd, devices,
+/// host bridges or IOMMU yet.
+pub fn virt_machine(cpus: u32, ram: u64, bootargs: &str) -> Machine {
+    Machine {
+        model: "dmavm arm64 virt".into(),
+        cpus: (0..cpus).map(kvm_mpidr).collect(),
+        memory: vec![MemoryRange::new(RAM_START, ram)],
+        gic: gic(cpus as usize),
+        timer: ArchTimer::default(),
+        uart: Uart::Ns16550a(Ns16550a { region: UART, spi: UART_SPI, clock_hz: NS16550A_CLOCK_HZ }),
+        chosen: Chosen { bootargs: bootargs.into(), initrd: None },
+        virtio_mmio: Vec::new(),
+        pci_roots: Vec::new(),
+        iommu: None,
     }
 }
 

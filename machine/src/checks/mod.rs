@@ -15,8 +15,8 @@ use std::fmt;
 
 pub use rules::{Code, Severity};
 
-use crate::machine::{Device, DeviceKind, Machine, Placement};
-use dmavm_iommu::MixedCoherency;
+use crate::options::MixedCoherency;
+use crate::{Device, DeviceKind, Machine, Placement};
 
 /// One broken rule or risk in a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,20 +93,6 @@ pub fn refusal(findings: &[Finding]) -> Option<String> {
     })
 }
 
-/// Prints the warnings as `dmavm: warning: [CODE] ...` on stderr, unless
-/// `--log-level` is below `warn`.
-pub fn print_warnings(findings: &[Finding]) {
-    use std::io::Write;
-    if log::max_level() < log::LevelFilter::Warn {
-        return;
-    }
-    let mut err = std::io::stderr().lock();
-    for f in findings.iter().filter(|f| f.severity == Severity::Warning) {
-        // Nothing useful can be done if stderr is gone.
-        let _ = writeln!(err, "dmavm: warning: {f}");
-    }
-}
-
 fn on_off(v: bool) -> &'static str {
     if v {
         "on"
@@ -135,7 +121,7 @@ fn endpoints(machine: &Machine) -> impl Iterator<Item = &Device> {
 }
 
 /// The PCI devices with their host bridge.
-fn on_bridges(machine: &Machine) -> impl Iterator<Item = (&Device, &crate::machine::PciBridge)> {
+fn on_bridges(machine: &Machine) -> impl Iterator<Item = (&Device, &crate::PciBridge)> {
     machine.devices.iter().filter_map(|d| match d.placement {
         Placement::Pci { segment, .. } => Some((d, machine.bridge(segment)?)),
         Placement::Mmio { .. } => None,
@@ -145,7 +131,7 @@ fn on_bridges(machine: &Machine) -> impl Iterator<Item = (&Device, &crate::machi
 /// DMA001.
 fn bypassing_bridge_translated(machine: &Machine, out: &mut Vec<Finding>) {
     for (d, b) in on_bridges(machine) {
-        if !is_iommu(d) && b.direct_ram_access && d.access_platform {
+        if !is_iommu(d) && b.direct_ram_access && d.dma.offers_access_platform() {
             out.push(Finding::new(
                 Code::Dma001,
                 format!(
@@ -183,7 +169,7 @@ fn coherency_differs_from_bridge(machine: &Machine, out: &mut Vec<Finding>) {
 /// DMA003.
 fn bypass_on_hotplug_bridge(machine: &Machine, out: &mut Vec<Finding>) {
     for (d, b) in on_bridges(machine) {
-        if !is_iommu(d) && b.hotplug && !b.direct_ram_access && !d.access_platform {
+        if !is_iommu(d) && b.hotplug && !b.direct_ram_access && !d.dma.offers_access_platform() {
             out.push(Finding::new(
                 Code::Dma003,
                 format!(
@@ -200,7 +186,7 @@ fn bypass_on_hotplug_bridge(machine: &Machine, out: &mut Vec<Finding>) {
 
 /// DMA004.
 fn iommu_in_own_scope(machine: &Machine, out: &mut Vec<Finding>) {
-    for d in machine.devices.iter().filter(|d| is_iommu(d) && d.access_platform) {
+    for d in machine.devices.iter().filter(|d| is_iommu(d) && d.dma.offers_access_platform()) {
         out.push(Finding::new(
             Code::Dma004,
             format!(
@@ -220,9 +206,16 @@ fn place(machine: &Machine, placement: Placement) -> String {
             let bridge = machine.bridge(segment).map_or("?", |b| b.id.as_str());
             format!("PCI {segment:04x}:00:{slot:02x}.0 (slot={slot} on host bridge {bridge})")
         }
-        Placement::Mmio { base, gsi } => {
-            format!("virtio-mmio window {base:#x} (addr={base:#x}, IOAPIC pin {gsi})")
-        }
+        Placement::Mmio { window } => match machine.mmio_window(window) {
+            Some(w) => {
+                let pin = match machine.arch {
+                    crate::Arch::X86_64 => "IOAPIC pin",
+                    crate::Arch::Aarch64 => "SPI",
+                };
+                format!("virtio-mmio window {:#x} (addr={:#x}, {pin} {})", w.base, w.base, w.interrupt)
+            }
+            None => format!("virtio-mmio window {window}"),
+        },
     }
 }
 
@@ -285,7 +278,7 @@ fn iommu_unused(machine: &Machine, out: &mut Vec<Finding>) -> bool {
     let others: Vec<&Device> = endpoints(machine).collect();
     // A translated hot-pluggable bridge keeps its empty slots in scope.
     let hotplug_scope = machine.bridges.iter().any(|b| b.hotplug && !b.direct_ram_access);
-    if others.is_empty() || others.iter().any(|d| d.endpoint.is_some()) || hotplug_scope {
+    if others.is_empty() || others.iter().any(|d| d.dma.endpoint().is_some()) || hotplug_scope {
         return false;
     }
     let verb = if others.len() == 1 { "bypasses" } else { "bypass" };
@@ -307,7 +300,7 @@ fn mixed_coherency(machine: &Machine, out: &mut Vec<Finding>) {
     if machine.mixed_coherency != MixedCoherency::Allow || !machine.devices.iter().any(is_iommu) {
         return;
     }
-    let translated: Vec<&Device> = endpoints(machine).filter(|d| d.endpoint.is_some()).collect();
+    let translated: Vec<&Device> = endpoints(machine).filter(|d| d.dma.endpoint().is_some()).collect();
     let (coherent, noncoherent): (Vec<&Device>, Vec<&Device>) =
         translated.into_iter().partition(|d| d.coherent);
     if coherent.is_empty() || noncoherent.is_empty() {
@@ -330,7 +323,7 @@ fn bypass_unknown_to_old_guests(machine: &Machine, out: &mut Vec<Finding>) {
     let Some(iommu) = machine.devices.iter().find(|d| is_iommu(d)) else {
         return;
     };
-    let bypassing: Vec<&Device> = endpoints(machine).filter(|d| d.endpoint.is_none()).collect();
+    let bypassing: Vec<&Device> = endpoints(machine).filter(|d| d.dma.endpoint().is_none()).collect();
     if bypassing.is_empty() {
         return;
     }

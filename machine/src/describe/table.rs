@@ -1,6 +1,7 @@
 //! The rows as aligned text columns, for people.
 
-use super::rows::{ArchName, Description, Row};
+use super::rows::{Description, Row};
+use crate::Arch;
 
 fn on_off(v: bool) -> &'static str {
     if v {
@@ -39,14 +40,14 @@ pub fn cells(description: &Description) -> (Vec<&'static str>, Vec<Vec<String>>)
         "ACCESS_PLATFORM",
     ];
     match description.arch {
-        ArchName::X86_64 => titles.extend(["ACPI", "_CCA", "VIOT"]),
-        ArchName::Aarch64 => titles.extend(["DT-NODE", "DMA-COHERENT", "IOMMUS/IOMMU-MAP"]),
+        Arch::X86_64 => titles.extend(["ACPI", "_CCA", "VIOT"]),
+        Arch::Aarch64 => titles.extend(["DT-NODE", "DMA-COHERENT", "IOMMUS/IOMMU-MAP"]),
     }
     let rows = description.devices.iter().map(|r| row_cells(description.arch, r)).collect();
     (titles, rows)
 }
 
-fn row_cells(arch: ArchName, r: &Row) -> Vec<String> {
+fn row_cells(arch: Arch, r: &Row) -> Vec<String> {
     let mut cells = vec![
         r.id.clone(),
         r.kind.to_string(),
@@ -60,13 +61,13 @@ fn row_cells(arch: ArchName, r: &Row) -> Vec<String> {
         or_dash(r.access_platform.map(|a| yes_no(a).into())),
     ];
     match arch {
-        ArchName::X86_64 => {
+        Arch::X86_64 => {
             let acpi = r.acpi.as_ref();
             cells.push(or_dash(acpi.map(|a| a.path.clone())));
             cells.push(or_dash(acpi.map(|a| a.cca.to_string())));
             cells.push(or_dash(acpi.and_then(|a| a.viot.as_ref()).map(ToString::to_string)));
         }
-        ArchName::Aarch64 => {
+        Arch::Aarch64 => {
             let dt = r.dt.as_ref();
             cells.push(or_dash(dt.map(|d| d.path.clone())));
             cells.push(or_dash(dt.map(|d| yes_no(d.dma_coherent).into())));

@@ -3,7 +3,7 @@
 //! Endpoint IDs: PCI function `bdf` of segment `s` is endpoint
 //! `s << 16 | bdf`, so functions of different segments never share one;
 //! virtio-mmio devices follow above every segment's IDs, from
-//! `segments << 16` (0x10000 with one bridge, as before bridges existed).
+//! `segments << 16` (0x10000 with one bridge).
 //! Linux derives a PCI function's endpoint ID from a VIOT PCI-range node as
 //! `((segment - segment_start) << 16) + bdf - bdf_start + endpoint_start`
 //! (`viot_pci_dev_iommu_init()` in drivers/acpi/viot.c); each range here
@@ -13,7 +13,8 @@
 
 use dmavm_acpi::{Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange};
 
-use super::{DeviceKind, Machine, Placement, FIRST_PCI_SLOT, LAST_PCI_SLOT};
+use crate::placement::{FIRST_PCI_SLOT, LAST_PCI_SLOT};
+use crate::{DeviceKind, Machine, Placement};
 
 /// The requester ID of function 0 of `slot` on bus 0.
 pub fn pci_bdf(slot: u8) -> u16 {
@@ -66,7 +67,7 @@ impl Machine {
         let iommu_at = iommu.placement;
         let iommu = match iommu.placement {
             Placement::Pci { segment, slot } => ViotIommu::Pci { segment, bdf: pci_bdf(slot) },
-            Placement::Mmio { base, .. } => ViotIommu::Mmio { base },
+            Placement::Mmio { window } => ViotIommu::Mmio { base: self.mmio_window(window)?.base },
         };
         let mut pci_ranges = Vec::new();
         for bridge in &self.bridges {
@@ -78,7 +79,7 @@ impl Machine {
             } else {
                 self.devices
                     .iter()
-                    .filter(|d| d.endpoint.is_some())
+                    .filter(|d| d.dma.endpoint().is_some())
                     .filter_map(|d| match d.placement {
                         Placement::Pci { segment: s, slot } if s == segment => Some(slot),
                         _ => None,
@@ -91,8 +92,10 @@ impl Machine {
         let mmio_endpoints = self
             .devices
             .iter()
-            .filter_map(|d| match (d.placement, d.endpoint) {
-                (Placement::Mmio { base, .. }, Some(endpoint)) => Some(ViotMmioEndpoint { base, endpoint }),
+            .filter_map(|d| match (d.placement, d.dma.endpoint()) {
+                (Placement::Mmio { window }, Some(endpoint)) => {
+                    Some(ViotMmioEndpoint { base: self.mmio_window(window)?.base, endpoint })
+                }
                 _ => None,
             })
             .collect();
@@ -103,7 +106,8 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device_options::{parse_bridge, parse_disk, parse_iommu, BridgeOptions};
+    use crate::options::{parse_bridge, parse_disk, parse_iommu, BridgeOptions};
+    use crate::test_utils::new_machine;
 
     fn bridges(list: &[&str]) -> Vec<BridgeOptions> {
         list.iter().map(|t| parse_bridge(t).unwrap()).collect()
@@ -130,8 +134,8 @@ mod tests {
             parse_disk("path=f").unwrap(),               // mmio
         ];
         let b = bridges(&["id=fast,direct-ram-access=on", "id=mixed"]);
-        let m = Machine::new(&b, &disks, &[], None, Some(&parse_iommu("").unwrap())).unwrap();
-        let endpoints: Vec<Option<u32>> = m.devices.iter().map(|d| d.endpoint).collect();
+        let m = new_machine(&b, &disks, &[], None, Some(&parse_iommu("").unwrap())).unwrap();
+        let endpoints: Vec<Option<u32>> = m.devices.iter().map(|d| d.dma.endpoint()).collect();
         assert_eq!(endpoints, [None, Some(0x10), None, Some(0x2_0008), None, Some(0x2_0018), Some(0x3_0000)]);
         let viot = m.acpi_viot().unwrap();
         assert_eq!(viot.iommu, ViotIommu::Pci { segment: 0, bdf: 0x08 });
@@ -153,7 +157,7 @@ mod tests {
             parse_disk("path=b,transport=pci").unwrap(),
         ];
         let b = bridges(&["id=io"]);
-        let m = Machine::new(&b, &disks, &[], None, Some(&parse_iommu("bridge=io").unwrap())).unwrap();
+        let m = new_machine(&b, &disks, &[], None, Some(&parse_iommu("bridge=io").unwrap())).unwrap();
         let viot = m.acpi_viot().unwrap();
         assert_eq!(viot.iommu, ViotIommu::Pci { segment: 1, bdf: 0x08 });
         assert_eq!(
@@ -170,7 +174,7 @@ mod tests {
         let disks = [parse_disk("path=a,transport=pci,bridge=hp").unwrap()];
         let b = bridges(&["id=hp,hotplug=on", "id=hpb,hotplug=on,direct-ram-access=on"]);
         let iommu = parse_iommu("bridge=hp").unwrap();
-        let m = Machine::new(&b, &disks, &[], None, Some(&iommu)).unwrap();
+        let m = new_machine(&b, &disks, &[], None, Some(&iommu)).unwrap();
         let viot = m.acpi_viot().unwrap();
         // The IOMMU at 0001:00:01.0, the disk at 0001:00:02.0; the rest of
         // the slots are empty but in scope. The bypassing hot-pluggable
@@ -179,6 +183,6 @@ mod tests {
             viot.pci_ranges,
             [ViotPciRange { segment: 1, bdf_start: 0x10, bdf_end: 0xff, endpoint_start: 0x1_0010 }]
         );
-        assert_eq!(m.devices[1].endpoint, Some(0x1_0010));
+        assert_eq!(m.devices[1].dma.endpoint(), Some(0x1_0010));
     }
 }

@@ -6,7 +6,62 @@
 
 use std::path::PathBuf;
 
-use dmavm_iommu::MixedCoherency;
+/// The machine as options: vCPUs, memory, host bridges and devices, as
+/// the command line and the config file give them (the VM runner's
+/// command line and `describe` take exactly these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineOptions {
+    /// vCPUs.
+    pub cpus: u32,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// `--pci-bridge`, in order.
+    pub bridges: Vec<BridgeOptions>,
+    /// `--disk`, in order.
+    pub disks: Vec<DiskOptions>,
+    /// `--rng`, in order.
+    pub rngs: Vec<SimpleOptions>,
+    /// `--console`.
+    pub console: Option<SimpleOptions>,
+    /// `--iommu`.
+    pub iommu: Option<IommuOptions>,
+}
+
+impl MachineOptions {
+    /// One vCPU and `memory` bytes of RAM, nothing else.
+    pub fn new(cpus: u32, memory: u64) -> Self {
+        Self {
+            cpus,
+            memory,
+            bridges: Vec::new(),
+            disks: Vec::new(),
+            rngs: Vec::new(),
+            console: None,
+            iommu: None,
+        }
+    }
+}
+
+/// Whether one translated IOMMU domain may hold endpoints of different
+/// declared coherency (`--iommu mixed-coherency=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MixedCoherency {
+    /// Accept such an ATTACH (the guest's choice, warned about by DMA103).
+    #[default]
+    Allow,
+    /// Refuse it with `S_UNSUPP` (virtio 1.3, 5.13.6.3), so that the guest
+    /// keeps coherent and non-coherent devices in different domains.
+    Reject,
+}
+
+/// Parses a vCPU count (`--cpus`, `cpus =`): a whole number from 1.
+pub fn parse_cpus(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("a VM needs at least 1 vCPU".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number of vCPUs")),
+    }
+}
 
 /// How a virtio device is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +72,10 @@ pub enum Transport {
     Pci,
 }
 
-/// Options every virtio device takes.
+/// Where and how a virtio device attaches: the keys every virtio device
+/// takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Common {
+pub struct AttachOptions {
     /// Stable name used by `describe` and in messages; generated when absent.
     pub id: Option<String>,
     /// Transport.
@@ -46,23 +102,23 @@ pub struct Common {
 /// `--disk`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskOptions {
-    /// Common options.
-    pub common: Common,
+    /// Where and how it attaches.
+    pub attach: AttachOptions,
     /// Backing file (raw).
     pub path: PathBuf,
     /// Whether the guest may write.
     pub readonly: bool,
 }
 
-/// `--rng` or `--console`: nothing beyond the common options.
+/// `--rng` or `--console`: nothing beyond the attachment keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimpleOptions {
-    /// Common options.
-    pub common: Common,
+    /// Where and how it attaches.
+    pub attach: AttachOptions,
 }
 
 /// Keys every virtio device but the IOMMU takes.
-pub const COMMON_KEYS: &[&str] =
+pub const ATTACH_KEYS: &[&str] =
     &["id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr"];
 /// Keys of `--disk` (and of a config file's `[[disk]]`).
 pub const DISK_KEYS: &[&str] =
@@ -174,9 +230,9 @@ fn transport(key: &str, value: &str) -> Result<Transport, OptionError> {
     }
 }
 
-/// Parses the common keys; returns the other pairs.
-fn common(pairs: Pairs<'_>) -> Result<(Common, Pairs<'_>), OptionError> {
-    let mut c = Common {
+/// Parses the attachment keys; returns the other pairs.
+fn attach(pairs: Pairs<'_>) -> Result<(AttachOptions, Pairs<'_>), OptionError> {
+    let mut c = AttachOptions {
         id: None,
         transport: Transport::Mmio,
         coherent: None,
@@ -210,7 +266,7 @@ pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {
 /// A disk from its pairs (the command line's or a config file's).
 pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DiskOptions, OptionError> {
     known_keys(&pairs, DISK_KEYS)?;
-    let (common, rest) = common(pairs)?;
+    let (attach, rest) = attach(pairs)?;
     let (mut path, mut readonly) = (None, false);
     for (key, value) in rest {
         match key {
@@ -220,19 +276,19 @@ pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DiskOptions, OptionError> {
         }
     }
     let path = path.ok_or_else(|| OptionError::whole("path=FILE is required"))?;
-    Ok(DiskOptions { common, path, readonly })
+    Ok(DiskOptions { attach, path, readonly })
 }
 
-/// Parses `--rng` / `--console` options (the common keys).
+/// Parses `--rng` / `--console` options (the attachment keys).
 pub fn parse_simple(text: &str) -> Result<SimpleOptions, String> {
     simple_from_pairs(split(text)?).map_err(|e| e.message)
 }
 
 /// An rng or console from its pairs.
 pub fn simple_from_pairs(pairs: Pairs<'_>) -> Result<SimpleOptions, OptionError> {
-    known_keys(&pairs, COMMON_KEYS)?;
-    let (common, _) = common(pairs)?;
-    Ok(SimpleOptions { common })
+    known_keys(&pairs, ATTACH_KEYS)?;
+    let (attach, _) = attach(pairs)?;
+    Ok(SimpleOptions { attach })
 }
 
 /// `--iommu`: the virtio-iommu device.
@@ -270,8 +326,8 @@ pub fn iommu_from_pairs(pairs: Pairs<'_>) -> Result<IommuOptions, OptionError> {
     known_keys(&pairs, IOMMU_KEYS)?;
     // The IOMMU defaults to PCI, the other devices to virtio-mmio.
     let transport_given = pairs.iter().any(|(key, _)| *key == "transport");
-    let (common, rest) = common(pairs)?;
-    let transport = if transport_given { common.transport } else { Transport::Pci };
+    let (attach, rest) = attach(pairs)?;
+    let transport = if transport_given { attach.transport } else { Transport::Pci };
     let mut mixed_coherency = MixedCoherency::Allow;
     for (key, value) in rest {
         mixed_coherency = match value {
@@ -281,13 +337,13 @@ pub fn iommu_from_pairs(pairs: Pairs<'_>) -> Result<IommuOptions, OptionError> {
         };
     }
     Ok(IommuOptions {
-        id: common.id,
+        id: attach.id,
         transport,
-        bridge: common.bridge,
+        bridge: attach.bridge,
         mixed_coherency,
-        direct_ram_access: common.direct_ram_access,
-        slot: common.slot,
-        addr: common.addr,
+        direct_ram_access: attach.direct_ram_access,
+        slot: attach.slot,
+        addr: attach.addr,
     })
 }
 
@@ -350,8 +406,8 @@ mod tests {
         assert_eq!(d.path, PathBuf::from("/tmp/d.img"));
         assert!(d.readonly);
         assert_eq!(
-            d.common,
-            Common {
+            d.attach,
+            AttachOptions {
                 id: Some("boot".into()),
                 transport: Transport::Pci,
                 coherent: Some(false),
@@ -361,8 +417,8 @@ mod tests {
                 addr: None,
             }
         );
-        assert_eq!(parse_simple("direct-ram-access=on").unwrap().common.direct_ram_access, Some(true));
-        assert_eq!(parse_simple("direct-ram-access=off").unwrap().common.direct_ram_access, Some(false));
+        assert_eq!(parse_simple("direct-ram-access=on").unwrap().attach.direct_ram_access, Some(true));
+        assert_eq!(parse_simple("direct-ram-access=off").unwrap().attach.direct_ram_access, Some(false));
     }
 
     #[test]
@@ -371,8 +427,8 @@ mod tests {
         assert!(!d.readonly);
         // What the user left out stays unset: the machine model resolves it.
         assert_eq!(
-            d.common,
-            Common {
+            d.attach,
+            AttachOptions {
                 id: None,
                 transport: Transport::Mmio,
                 coherent: None,
@@ -392,7 +448,7 @@ mod tests {
             parse_iommu("mixed-coherency=maybe").unwrap_err(),
             "mixed-coherency=maybe: expected allow or reject"
         );
-        assert_eq!(parse_simple("").unwrap().common.transport, Transport::Mmio);
+        assert_eq!(parse_simple("").unwrap().attach.transport, Transport::Mmio);
     }
 
     #[test]
@@ -447,12 +503,12 @@ mod tests {
 
     #[test]
     fn explicit_places() {
-        let c = parse_simple("transport=pci,slot=31").unwrap().common;
+        let c = parse_simple("transport=pci,slot=31").unwrap().attach;
         assert_eq!((c.slot, c.addr), (Some(31), None));
-        let c = parse_simple("addr=0xd0001000").unwrap().common;
+        let c = parse_simple("addr=0xd0001000").unwrap().attach;
         assert_eq!(c.addr, Some(0xd000_1000));
         // Decimal, as a config file's integers arrive.
-        assert_eq!(parse_simple("addr=3489665024").unwrap().common.addr, Some(0xd000_1000));
+        assert_eq!(parse_simple("addr=3489665024").unwrap().attach.addr, Some(0xd000_1000));
         let i = parse_iommu("slot=4,direct-ram-access=off").unwrap();
         assert_eq!((i.slot, i.direct_ram_access, i.transport), (Some(4), Some(false), Transport::Pci));
         assert_eq!(parse_iommu("").unwrap().direct_ram_access, None);

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 use super::*;
-use crate::checks::{check_with, Code, Firmware};
+use dmavm_machine::checks::{check_with, Code, Firmware};
+use dmavm_machine::config_file::parse;
+use dmavm_machine::options::{ATTACH_KEYS, BRIDGE_KEYS, DISK_KEYS, IOMMU_KEYS};
+use dmavm_machine::{Arch, Machine};
+
 use crate::cli::{Cli, RunArgs};
-use crate::device_options::{BRIDGE_KEYS, COMMON_KEYS, DISK_KEYS, IOMMU_KEYS};
-use crate::machine::Machine;
 
 /// A scratch folder of this test process.
 fn scratch() -> PathBuf {
@@ -50,8 +52,7 @@ struct Built {
 
 fn build(r: RunArgs) -> Built {
     let m = &r.machine;
-    let machine = Machine::new(&m.pci_bridge, &m.disk, &m.rng, m.console.as_ref(), m.iommu.as_ref())
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let machine = Machine::new(&m.options(), Arch::X86_64).unwrap_or_else(|e| panic!("{e:#}"));
     Built {
         cpus: m.cpus,
         memory: m.memory,
@@ -149,8 +150,8 @@ fn the_key_table_covers_every_option_and_key() {
     // ... and every key of every device option.
     for (option, keys) in [
         ("--disk", DISK_KEYS),
-        ("--rng", COMMON_KEYS),
-        ("--console", COMMON_KEYS),
+        ("--rng", ATTACH_KEYS),
+        ("--console", ATTACH_KEYS),
         ("--iommu", IOMMU_KEYS),
         ("--pci-bridge", BRIDGE_KEYS),
     ] {
@@ -239,7 +240,7 @@ fn the_command_line_goes_over_the_file() {
     assert_eq!(r.kernel.as_deref(), Some(Path::new("/other/vmlinuz")));
     assert_eq!(r.initrd.as_deref(), Some(folder.join("initrd.img").as_path()), "the file's initrd stays");
     let disks: Vec<(Option<&str>, &Path, bool)> =
-        r.machine.disk.iter().map(|d| (d.common.id.as_deref(), d.path.as_path(), d.readonly)).collect();
+        r.machine.disk.iter().map(|d| (d.attach.id.as_deref(), d.path.as_path(), d.readonly)).collect();
     assert_eq!(
         disks,
         [
@@ -252,8 +253,8 @@ fn the_command_line_goes_over_the_file() {
     assert_eq!(r.machine.pci_bridge.len(), 1);
     assert!(!r.machine.pci_bridge[0].direct_ram_access, "replaced by the command line's id=fast");
     let iommu = r.machine.iommu.as_ref().unwrap();
-    assert_eq!(iommu.transport, crate::device_options::Transport::Mmio);
-    assert_eq!(iommu.mixed_coherency, dmavm_iommu::MixedCoherency::Allow, "replaced whole");
+    assert_eq!(iommu.transport, dmavm_machine::options::Transport::Mmio);
+    assert_eq!(iommu.mixed_coherency, dmavm_machine::options::MixedCoherency::Allow, "replaced whole");
     assert!(r.machine.console.is_some());
 
     // --payload replaces what the file boots.

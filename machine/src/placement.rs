@@ -1,62 +1,21 @@
-//! The machine model: which devices the VM has, where they sit, what they
-//! declare. The one place the DMA-contract policy lives; the ACPI tables
-//! (and later `describe` and the device tree) are generated from it, so
-//! they cannot disagree with the devices that run.
-
-mod acpi;
-mod bridge;
-pub mod dt;
-mod scope;
+//! The machine itself: its host bridges and devices, placed by virtio-mmio
+//! window index and PCI slot, each with its one [`DmaPath`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-use dmavm_iommu::MixedCoherency;
+use crate::arch::Arch;
+use crate::bridge::{self, PciBridge};
+use crate::dma::DmaPath;
+use crate::error::{fail, Result};
+use crate::layout::{MmioWindow, VIRTIO_MMIO_WINDOWS};
+use crate::options::{AttachOptions, MachineOptions, MixedCoherency, Transport, DEFAULT_BRIDGE};
+use crate::scope::{mmio_endpoint, pci_bdf, pci_endpoint};
 
-pub use bridge::PciBridge;
-pub use scope::{mmio_endpoint, pci_bdf, pci_endpoint};
-
-use crate::device_options::{
-    BridgeOptions, Common, DiskOptions, IommuOptions, SimpleOptions, Transport, DEFAULT_BRIDGE,
-};
-use crate::layout::{VIRTIO_MMIO_START, VIRTIO_MMIO_STRIDE};
-
-/// First IOAPIC pin for virtio-mmio devices (0-4 are the legacy ISA lines
-/// dmavm keeps clear of; 4 is COM1).
-const FIRST_MMIO_GSI: u32 = 5;
-/// Last IOAPIC pin.
-const LAST_GSI: u32 = 23;
 /// First device number on a PCI root bus (0 is the host bridge).
-const FIRST_PCI_SLOT: u8 = 1;
+pub(crate) const FIRST_PCI_SLOT: u8 = 1;
 /// Last device number on a PCI bus.
-const LAST_PCI_SLOT: u8 = 31;
-/// virtio-mmio windows: one per IOAPIC pin from [`FIRST_MMIO_GSI`].
-const MMIO_WINDOWS: u32 = LAST_GSI - FIRST_MMIO_GSI + 1;
-
-/// The base of the `index`th virtio-mmio window.
-fn mmio_base(index: u32) -> u64 {
-    VIRTIO_MMIO_START + u64::from(index) * VIRTIO_MMIO_STRIDE
-}
-
-/// Which virtio-mmio window `base` is, if it is one.
-fn window_index(base: u64) -> Option<u32> {
-    let offset = base.checked_sub(VIRTIO_MMIO_START)?;
-    let index = u32::try_from(offset / VIRTIO_MMIO_STRIDE).ok()?;
-    (offset % VIRTIO_MMIO_STRIDE == 0 && index < MMIO_WINDOWS).then_some(index)
-}
-
-/// The window of device `id`'s `addr=`, or why there is none.
-fn mmio_window(id: &str, addr: u64) -> Result<u32> {
-    match window_index(addr) {
-        Some(index) => Ok(index),
-        None => bail!(
-            "{id}: addr={addr:#x} is not a virtio-mmio window: use {VIRTIO_MMIO_START:#x} + N * \
-             {VIRTIO_MMIO_STRIDE:#x} for N from 0 to {}",
-            MMIO_WINDOWS - 1
-        ),
-    }
-}
+pub(crate) const LAST_PCI_SLOT: u8 = 31;
 
 /// What a device is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,12 +49,11 @@ impl DeviceKind {
 /// Where a device sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// A virtio-mmio window and its IOAPIC pin.
+    /// A virtio-mmio window, by its position in the architecture's map
+    /// ([`Arch::virtio_mmio_window`] gives its base and interrupt).
     Mmio {
-        /// Window base.
-        base: u64,
-        /// IOAPIC pin / GSI.
-        gsi: u32,
+        /// The window's index, from 0.
+        window: u32,
     },
     /// A function on bus 0 of a PCI host bridge's segment; interrupts are
     /// MSI-X.
@@ -118,19 +76,19 @@ pub struct Device {
     pub placement: Placement,
     /// Declared DMA coherency (on PCI always its bridge's).
     pub coherent: bool,
-    /// Whether it offers `VIRTIO_F_ACCESS_PLATFORM`: exactly when
-    /// `direct-ram-access=off`. Without an IOMMU the guest then uses its DMA
-    /// API with an identity mapping.
-    pub access_platform: bool,
-    /// Its endpoint ID in the IOMMU's scope when an IOMMU translates its
-    /// accesses (`direct-ram-access=off` with `--iommu`); `None` when it
-    /// reaches guest memory directly.
-    pub endpoint: Option<u32>,
+    /// How it reaches guest memory.
+    pub dma: DmaPath,
 }
 
 /// The host bridges and devices of the machine, placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
+    /// The architecture whose address map places the devices.
+    pub arch: Arch,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Guest RAM in bytes.
+    pub memory: u64,
     /// The PCI host bridges in segment order; `pci0` (segment 0) is always
     /// there.
     pub bridges: Vec<PciBridge>,
@@ -142,10 +100,13 @@ pub struct Machine {
     pub mixed_coherency: MixedCoherency,
 }
 
-impl Default for Machine {
-    /// No devices, the default host bridge.
-    fn default() -> Self {
+impl Machine {
+    /// One vCPU, `memory` bytes of RAM, no devices, the default host bridge.
+    pub fn empty(arch: Arch, memory: u64) -> Self {
         Self {
+            arch,
+            cpus: 1,
+            memory,
             bridges: vec![PciBridge::default_root()],
             devices: Vec::new(),
             mixed_coherency: MixedCoherency::Allow,
@@ -153,10 +114,31 @@ impl Default for Machine {
     }
 }
 
+/// The window of device `id`'s `addr=` in `arch`'s map, or why there is
+/// none.
+fn mmio_window(arch: Arch, id: &str, addr: u64) -> Result<u32> {
+    match arch.virtio_mmio_index(addr) {
+        Some(index) => Ok(index),
+        None => {
+            let (first, second, last) = (
+                arch.virtio_mmio_window(0).map_or(0, |w| w.base),
+                arch.virtio_mmio_window(1).map_or(0, |w| w.base),
+                VIRTIO_MMIO_WINDOWS - 1,
+            );
+            fail!(
+                Placement,
+                "{id}: addr={addr:#x} is not a virtio-mmio window: use {first:#x} + N * {:#x} for N from 0 to \
+                 {last}",
+                second - first
+            )
+        }
+    }
+}
+
 /// A device asked for on the command line, before placement.
 struct Request<'a> {
     kind: DeviceKind,
-    common: &'a Common,
+    attach: &'a AttachOptions,
 }
 
 impl Machine {
@@ -171,15 +153,11 @@ impl Machine {
     /// explicit `slot=`/`addr=` even if taken), so that [`crate::checks`]
     /// can report every broken rule with its code, the same from `run`
     /// and `describe`. A machine with error findings must not be run.
-    pub fn new(
-        bridges: &[BridgeOptions],
-        disks: &[DiskOptions],
-        rngs: &[SimpleOptions],
-        console: Option<&SimpleOptions>,
-        iommu: Option<&IommuOptions>,
-    ) -> Result<Self> {
+    pub fn new(options: &MachineOptions, arch: Arch) -> Result<Self> {
+        let MachineOptions { cpus, memory, bridges, disks, rngs, console, iommu } = options;
+        let (iommu, console) = (iommu.as_ref(), console.as_ref());
         let bridges = bridge::bridges(bridges)?;
-        let iommu_common = iommu.map(|i| Common {
+        let iommu_attach = iommu.map(|i| AttachOptions {
             id: i.id.clone(),
             transport: i.transport,
             coherent: None,
@@ -191,76 +169,84 @@ impl Machine {
             addr: i.addr,
         });
         let mut requested: Vec<Request<'_>> = Vec::new();
-        if let Some(common) = &iommu_common {
-            requested.push(Request { kind: DeviceKind::Iommu, common });
+        if let Some(attach) = &iommu_attach {
+            requested.push(Request { kind: DeviceKind::Iommu, attach });
         }
         for d in disks {
             let kind = DeviceKind::Disk { path: d.path.clone(), readonly: d.readonly };
-            requested.push(Request { kind, common: &d.common });
+            requested.push(Request { kind, attach: &d.attach });
         }
         for r in rngs {
-            requested.push(Request { kind: DeviceKind::Rng, common: &r.common });
+            requested.push(Request { kind: DeviceKind::Rng, attach: &r.attach });
         }
         if let Some(c) = console {
-            requested.push(Request { kind: DeviceKind::Console, common: &c.common });
+            requested.push(Request { kind: DeviceKind::Console, attach: &c.attach });
         }
 
         // Places asked for explicitly are kept free of automatic placement,
         // so that only two explicit requests can meet (a coded finding).
         let claimed_slots: Vec<(&str, u8)> = requested
             .iter()
-            .filter(|r| r.common.transport == Transport::Pci)
-            .filter_map(|r| Some((r.common.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE), r.common.slot?)))
+            .filter(|r| r.attach.transport == Transport::Pci)
+            .filter_map(|r| Some((r.attach.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE), r.attach.slot?)))
             .collect();
-        let claimed_windows: Vec<u64> = requested
+        let claimed_windows: Vec<u32> = requested
             .iter()
-            .filter(|r| r.common.transport == Transport::Mmio)
-            .filter_map(|r| r.common.addr)
+            .filter(|r| r.attach.transport == Transport::Mmio)
+            .filter_map(|r| r.attach.addr.and_then(|a| arch.virtio_mmio_index(a)))
             .collect();
 
         let mut devices: Vec<Device> = Vec::new();
         let mut next_window = 0u32;
         let mut next_slot: Vec<u8> = vec![FIRST_PCI_SLOT; bridges.len()];
         let mut counts = HashMap::<&str, usize>::new();
-        for Request { kind, common } in requested {
+        for Request { kind, attach } in requested {
             let n = counts.entry(kind.prefix()).or_default();
-            let id = common.id.clone().unwrap_or_else(|| format!("{}{n}", kind.prefix()));
+            let id = attach.id.clone().unwrap_or_else(|| format!("{}{n}", kind.prefix()));
             *n += 1;
             if devices.iter().any(|d| d.id == id) {
-                bail!("two devices are named '{id}': give each an id=NAME of its own");
+                fail!(Placement, "two devices are named '{id}': give each an id=NAME of its own");
             }
             let is_iommu = kind == DeviceKind::Iommu;
-            let (placement, dma) = match common.transport {
+            let (placement, dma) = match attach.transport {
                 Transport::Mmio => {
-                    let dma = bridge::resolve_mmio(&id, common)?;
-                    if let Some(slot) = common.slot {
-                        bail!(
+                    let dma = bridge::resolve_mmio(&id, attach)?;
+                    if let Some(slot) = attach.slot {
+                        fail!(
+                            Placement,
                             "{id}: slot={slot} needs transport=pci: a virtio-mmio device has a window, addr="
                         );
                     }
-                    let index = match common.addr {
-                        Some(addr) => mmio_window(&id, addr)?,
+                    let index = match attach.addr {
+                        Some(addr) => mmio_window(arch, &id, addr)?,
                         None => {
-                            while claimed_windows.contains(&mmio_base(next_window)) {
+                            while claimed_windows.contains(&next_window) {
                                 next_window += 1;
                             }
                             next_window += 1;
                             next_window - 1
                         }
                     };
-                    if index >= MMIO_WINDOWS {
-                        bail!("{id}: too many virtio-mmio devices (at most {MMIO_WINDOWS}); put some on transport=pci");
+                    if index >= VIRTIO_MMIO_WINDOWS {
+                        fail!(
+                            Placement,
+                            "{id}: too many virtio-mmio devices (at most {VIRTIO_MMIO_WINDOWS}); put some on \
+                             transport=pci"
+                        );
                     }
-                    (Placement::Mmio { base: mmio_base(index), gsi: FIRST_MMIO_GSI + index }, dma)
+                    (Placement::Mmio { window: index }, dma)
                 }
                 Transport::Pci => {
-                    if let Some(addr) = common.addr {
-                        bail!("{id}: addr={addr:#x} needs transport=mmio: a PCI device has a slot, slot=");
+                    if let Some(addr) = attach.addr {
+                        fail!(
+                            Placement,
+                            "{id}: addr={addr:#x} needs transport=mmio: a PCI device has a slot, slot="
+                        );
                     }
-                    let bridge = bridge::bridge_of(&bridges, &id, common)?;
-                    let dma = bridge::resolve_pci(common, bridge, is_iommu);
+                    let bridge = bridge::bridge_of(&bridges, &id, attach)?;
+                    let dma = bridge::resolve_pci(attach, bridge, is_iommu);
                     let segment = bridge.segment;
-                    let slot = match common.slot {
+                    let slot = match attach.slot {
                         Some(slot) => slot,
                         None => {
                             let next = &mut next_slot[usize::from(segment)];
@@ -272,7 +258,8 @@ impl Machine {
                         }
                     };
                     if slot > LAST_PCI_SLOT {
-                        bail!(
+                        fail!(
+                            Placement,
                             "{id}: too many PCI devices on host bridge {} (at most {}); add a bridge with \
                              --pci-bridge id=NAME and put some there with bridge=NAME",
                             bridge.id,
@@ -285,24 +272,20 @@ impl Machine {
             // The IOMMU too, if it asked for direct-ram-access=off: the
             // model shows it in its own scope, and the checks refuse that.
             let translated = iommu.is_some() && !dma.direct_ram_access;
-            let endpoint = match (translated, placement) {
-                (false, _) => None,
-                (true, Placement::Pci { segment, slot }) => Some(pci_endpoint(segment, pci_bdf(slot))),
-                (true, Placement::Mmio { base, .. }) => {
-                    Some(mmio_endpoint(bridges.len(), window_index(base).unwrap_or(0)))
+            let dma_path = match (dma.direct_ram_access, translated, placement) {
+                (true, _, _) => DmaPath::Direct,
+                (false, false, _) => DmaPath::Identity,
+                (false, true, Placement::Pci { segment, slot }) => {
+                    DmaPath::Translated { endpoint: pci_endpoint(segment, pci_bdf(slot)) }
+                }
+                (false, true, Placement::Mmio { window }) => {
+                    DmaPath::Translated { endpoint: mmio_endpoint(bridges.len(), window) }
                 }
             };
-            devices.push(Device {
-                id,
-                kind,
-                placement,
-                coherent: dma.coherent,
-                access_platform: !dma.direct_ram_access,
-                endpoint,
-            });
+            devices.push(Device { id, kind, placement, coherent: dma.coherent, dma: dma_path });
         }
         let mixed_coherency = iommu.map_or(MixedCoherency::Allow, |i| i.mixed_coherency);
-        Ok(Self { bridges, devices, mixed_coherency })
+        Ok(Self { arch, cpus: *cpus, memory: *memory, bridges, devices, mixed_coherency })
     }
 
     /// The host bridge a device placed on PCI segment `segment` sits on.
@@ -310,16 +293,23 @@ impl Machine {
         self.bridges.iter().find(|b| b.segment == segment)
     }
 
+    /// The register window and interrupt of a virtio-mmio device's
+    /// placement in this machine's address map.
+    pub fn mmio_window(&self, window: u32) -> Option<MmioWindow> {
+        self.arch.virtio_mmio_window(window)
+    }
+
     /// The endpoints whose device is declared non-coherent.
     pub fn noncoherent_endpoints(&self) -> Vec<u32> {
-        self.devices.iter().filter(|d| !d.coherent).filter_map(|d| d.endpoint).collect()
+        self.devices.iter().filter(|d| !d.coherent).filter_map(|d| d.dma.endpoint()).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device_options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+    use crate::options::{parse_bridge, parse_disk, parse_iommu, parse_simple, BridgeOptions};
+    use crate::test_utils::new_machine;
     use dmavm_acpi::{ViotIommu, ViotMmioEndpoint, ViotPciRange};
 
     fn bridges(list: &[&str]) -> Vec<BridgeOptions> {
@@ -329,11 +319,11 @@ mod tests {
     #[test]
     fn places_and_names_devices() {
         let disks = [parse_disk("path=a").unwrap(), parse_disk("path=b,coherent=off,id=data").unwrap()];
-        let m = Machine::new(&[], &disks, &[parse_simple("").unwrap()], None, None).unwrap();
+        let m = new_machine(&[], &disks, &[parse_simple("").unwrap()], None, None).unwrap();
         let ids: Vec<&str> = m.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["disk0", "data", "rng0"]);
-        assert_eq!(m.devices[0].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
-        assert_eq!(m.devices[2].placement, Placement::Mmio { base: 0xd000_2000, gsi: 7 });
+        assert_eq!(m.devices[0].placement, Placement::Mmio { window: 0 });
+        assert_eq!(m.devices[2].placement, Placement::Mmio { window: 2 });
         assert!(!m.devices[1].coherent);
         assert_eq!(m.bridges, [PciBridge::default_root()]);
     }
@@ -341,15 +331,15 @@ mod tests {
     #[test]
     fn pci_devices_take_slots_and_the_bridge_coherency() {
         let disks = [parse_disk("path=a,transport=pci").unwrap(), parse_disk("path=b").unwrap()];
-        let m = Machine::new(&[], &disks, &[parse_simple("transport=pci").unwrap()], None, None).unwrap();
+        let m = new_machine(&[], &disks, &[parse_simple("transport=pci").unwrap()], None, None).unwrap();
         assert_eq!(m.devices[0].placement, Placement::Pci { segment: 0, slot: 1 });
-        assert_eq!(m.devices[1].placement, Placement::Mmio { base: 0xd000_0000, gsi: 5 });
+        assert_eq!(m.devices[1].placement, Placement::Mmio { window: 0 });
         assert_eq!(m.devices[2].placement, Placement::Pci { segment: 0, slot: 2 });
         assert_eq!(m.acpi_virtio_mmio().len(), 1);
         // Another coherency than the bridge's is kept as asked, for the
         // checks to refuse (DMA002).
         let m =
-            Machine::new(&[], &[parse_disk("path=a,transport=pci,coherent=off").unwrap()], &[], None, None)
+            new_machine(&[], &[parse_disk("path=a,transport=pci,coherent=off").unwrap()], &[], None, None)
                 .unwrap();
         assert!(!m.devices[0].coherent);
     }
@@ -363,9 +353,12 @@ mod tests {
             parse_disk("path=d,transport=pci,bridge=fast").unwrap(),
         ];
         let b = bridges(&["id=fast,direct-ram-access=on", "id=slow,coherent=off"]);
-        let m = Machine::new(&b, &disks, &[], None, Some(&parse_iommu("").unwrap())).unwrap();
-        let placed: Vec<(Placement, bool, bool, Option<u32>)> =
-            m.devices.iter().map(|d| (d.placement, d.coherent, d.access_platform, d.endpoint)).collect();
+        let m = new_machine(&b, &disks, &[], None, Some(&parse_iommu("").unwrap())).unwrap();
+        let placed: Vec<(Placement, bool, bool, Option<u32>)> = m
+            .devices
+            .iter()
+            .map(|d| (d.placement, d.coherent, d.dma.offers_access_platform(), d.dma.endpoint()))
+            .collect();
         let pci = |segment, slot| Placement::Pci { segment, slot };
         assert_eq!(
             placed,
@@ -390,7 +383,7 @@ mod tests {
             parse_disk("path=f,direct-ram-access=on").unwrap(),
         ];
         let iommu = parse_iommu("").unwrap();
-        let m = Machine::new(&[], &disks, &[], None, Some(&iommu)).unwrap();
+        let m = new_machine(&[], &disks, &[], None, Some(&iommu)).unwrap();
         // The IOMMU takes slot 1; disks at slots 2 (translated), 3 (bypass),
         // 4 and 5 (translated); mmio disks at 0xd0000000 (translated) and
         // 0xd0001000 (bypass).
@@ -404,9 +397,9 @@ mod tests {
             ]
         );
         assert_eq!(viot.mmio_endpoints, [ViotMmioEndpoint { base: 0xd000_0000, endpoint: 0x1_0000 }]);
-        let offers: Vec<bool> = m.devices.iter().map(|d| d.access_platform).collect();
+        let offers: Vec<bool> = m.devices.iter().map(|d| d.dma.offers_access_platform()).collect();
         assert_eq!(offers, [false, true, false, true, true, true, false]);
-        assert!(Machine::new(&[], &disks, &[], None, None).unwrap().acpi_viot().is_none());
+        assert!(new_machine(&[], &disks, &[], None, None).unwrap().acpi_viot().is_none());
     }
 
     #[test]
@@ -426,23 +419,23 @@ mod tests {
             ("addr=0x1000", "disk0: addr=0x1000 is not a virtio-mmio window"),
         ] {
             let disks = [parse_disk(&format!("path=a,{disk}")).unwrap()];
-            let err = Machine::new(&b, &disks, &[], None, Some(&iommu)).unwrap_err().to_string();
+            let err = new_machine(&b, &disks, &[], None, Some(&iommu)).unwrap_err().to_string();
             assert!(err.contains(needle), "{disk}: {err}");
         }
-        let err = Machine::new(&b, &[], &[], None, Some(&parse_iommu("bridge=nope").unwrap()))
+        let err = new_machine(&b, &[], &[], None, Some(&parse_iommu("bridge=nope").unwrap()))
             .unwrap_err()
             .to_string();
         assert!(err.contains("iommu0: bridge=nope: no such PCI host bridge"), "{err}");
         // The IOMMU itself may sit anywhere, even in a translated hot-pluggable bridge.
-        assert!(Machine::new(&b, &[], &[], None, Some(&parse_iommu("bridge=hp").unwrap())).is_ok());
-        assert!(Machine::new(&b, &[], &[], None, Some(&parse_iommu("bridge=fast").unwrap())).is_ok());
+        assert!(new_machine(&b, &[], &[], None, Some(&parse_iommu("bridge=hp").unwrap())).is_ok());
+        assert!(new_machine(&b, &[], &[], None, Some(&parse_iommu("bridge=fast").unwrap())).is_ok());
         // The last window and the last slot exist.
         let last = [
             parse_disk("path=a,addr=0xd0012000").unwrap(),
             parse_disk("path=b,transport=pci,slot=31").unwrap(),
         ];
-        let m = Machine::new(&[], &last, &[], None, None).unwrap();
-        assert_eq!(m.devices[0].placement, Placement::Mmio { base: 0xd001_2000, gsi: 23 });
+        let m = new_machine(&[], &last, &[], None, None).unwrap();
+        assert_eq!(m.devices[0].placement, Placement::Mmio { window: 18 });
         assert_eq!(m.devices[1].placement, Placement::Pci { segment: 0, slot: 31 });
     }
 
@@ -457,9 +450,12 @@ mod tests {
             parse_disk("path=c,transport=pci,bridge=slow,slot=1").unwrap(),
         ];
         let iommu = parse_iommu("direct-ram-access=off").unwrap();
-        let m = Machine::new(&b, &disks, &[], None, Some(&iommu)).unwrap();
-        let d: Vec<(Placement, bool, bool, Option<u32>)> =
-            m.devices.iter().map(|d| (d.placement, d.coherent, d.access_platform, d.endpoint)).collect();
+        let m = new_machine(&b, &disks, &[], None, Some(&iommu)).unwrap();
+        let d: Vec<(Placement, bool, bool, Option<u32>)> = m
+            .devices
+            .iter()
+            .map(|d| (d.placement, d.coherent, d.dma.offers_access_platform(), d.dma.endpoint()))
+            .collect();
         let pci = |segment, slot| Placement::Pci { segment, slot };
         assert_eq!(
             d,
@@ -475,20 +471,20 @@ mod tests {
     #[test]
     fn rejects_duplicates_and_too_many() {
         let disks = [parse_disk("path=a,id=x").unwrap(), parse_disk("path=b,id=x").unwrap()];
-        assert!(Machine::new(&[], &disks, &[], None, None)
+        assert!(new_machine(&[], &disks, &[], None, None)
             .unwrap_err()
             .to_string()
             .contains("two devices are named 'x'"));
         let many: Vec<_> = (0..20).map(|i| parse_disk(&format!("path=d{i}")).unwrap()).collect();
-        assert!(Machine::new(&[], &many, &[], None, None)
+        assert!(new_machine(&[], &many, &[], None, None)
             .unwrap_err()
             .to_string()
             .contains("too many virtio-mmio"));
-        assert!(Machine::new(&[], &many[..19], &[], None, None).is_ok());
+        assert!(new_machine(&[], &many[..19], &[], None, None).is_ok());
         let many: Vec<_> =
             (0..32).map(|i| parse_disk(&format!("path=d{i},transport=pci")).unwrap()).collect();
-        let err = Machine::new(&[], &many, &[], None, None).unwrap_err().to_string();
+        let err = new_machine(&[], &many, &[], None, None).unwrap_err().to_string();
         assert!(err.contains("disk31: too many PCI devices on host bridge pci0 (at most 31)"), "{err}");
-        assert!(Machine::new(&[], &many[..31], &[], None, None).is_ok());
+        assert!(new_machine(&[], &many[..31], &[], None, None).is_ok());
     }
 }

@@ -1,14 +1,14 @@
 //! PCI host bridges as DMA domains: each bridge is a PCI segment of its own
 //! and carries the DMA contract's two properties for everything below it
-//! (DESIGN.md, "The DMA contract"). This file turns `--pci-bridge` options
+//! (docs/architecture.md, "The DMA contract"). This file turns `--pci-bridge` options
 //! into bridges and resolves a device's coherency and IOMMU scope against
 //! its bridge; the combinations the firmware tables could not declare
 //! truthfully are the checks' to report (`crate::checks`).
 
-use anyhow::{bail, Result};
-
-use crate::device_options::{BridgeOptions, Common, Transport, DEFAULT_BRIDGE};
-use crate::layout::{pci_segment_windows, PciSegmentWindows, MAX_PCI_SEGMENTS};
+use crate::arch::Arch;
+use crate::error::{fail, Result};
+use crate::layout::{PciSegmentWindows, MAX_PCI_SEGMENTS};
+use crate::options::{AttachOptions, BridgeOptions, Transport, DEFAULT_BRIDGE};
 
 /// A PCI host bridge and the segment below it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,18 +49,24 @@ impl PciBridge {
         }
     }
 
-    /// Where its segment decodes, for `memory` bytes of RAM.
-    pub fn windows(&self, memory: u64) -> Result<PciSegmentWindows> {
-        match pci_segment_windows(self.segment, memory) {
+    /// Where its segment decodes in `arch`'s map, for `memory` bytes of
+    /// RAM.
+    pub fn windows(&self, arch: Arch, memory: u64) -> Result<PciSegmentWindows> {
+        match arch.pci_segment_windows(self.segment, memory) {
             Some(w) => Ok(w),
-            None => bail!("{}: PCI segment {} has no place in the address map", self.id, self.segment),
+            None => fail!(
+                Layout,
+                "{}: PCI segment {} has no place in the {arch} address map",
+                self.id,
+                self.segment
+            ),
         }
     }
 }
 
 /// The bridges of `--pci-bridge` options, in segment order: `pci0` (with
 /// its options if given) first, then the others in command-line order.
-pub(super) fn bridges(options: &[BridgeOptions]) -> Result<Vec<PciBridge>> {
+pub(crate) fn bridges(options: &[BridgeOptions]) -> Result<Vec<PciBridge>> {
     let mut bridges = vec![PciBridge::default_root()];
     let mut root_given = false;
     for o in options {
@@ -70,7 +76,11 @@ pub(super) fn bridges(options: &[BridgeOptions]) -> Result<Vec<PciBridge>> {
             bridges.iter().any(|b| b.id == o.id)
         };
         if taken {
-            bail!("--pci-bridge id={} is given twice: each host bridge needs a name of its own", o.id);
+            fail!(
+                Placement,
+                "--pci-bridge id={} is given twice: each host bridge needs a name of its own",
+                o.id
+            );
         }
         if o.id == DEFAULT_BRIDGE {
             bridges[0] = PciBridge::from_options(o, 0);
@@ -78,7 +88,8 @@ pub(super) fn bridges(options: &[BridgeOptions]) -> Result<Vec<PciBridge>> {
         }
         let segment = u16::try_from(bridges.len()).unwrap_or(u16::MAX);
         if segment >= MAX_PCI_SEGMENTS {
-            bail!(
+            fail!(
+                Placement,
                 "--pci-bridge id={}: too many PCI host bridges (at most {MAX_PCI_SEGMENTS}, {DEFAULT_BRIDGE} \
                  included: segments 0-{})",
                 o.id,
@@ -92,7 +103,7 @@ pub(super) fn bridges(options: &[BridgeOptions]) -> Result<Vec<PciBridge>> {
 
 /// A device's DMA properties, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Dma {
+pub(crate) struct Dma {
     /// Declared coherency.
     pub coherent: bool,
     /// Whether it bypasses the IOMMU.
@@ -101,16 +112,23 @@ pub(super) struct Dma {
 
 /// The bridge a PCI device named `id` asks for (`bridge=NAME`, default the
 /// first).
-pub(super) fn bridge_of<'a>(bridges: &'a [PciBridge], id: &str, common: &Common) -> Result<&'a PciBridge> {
-    let Some(name) = &common.bridge else {
+pub(crate) fn bridge_of<'a>(
+    bridges: &'a [PciBridge],
+    id: &str,
+    attach: &AttachOptions,
+) -> Result<&'a PciBridge> {
+    let Some(name) = &attach.bridge else {
         // `bridges()` always puts pci0 first.
-        return bridges.first().ok_or_else(|| anyhow::anyhow!("{id}: the machine has no PCI host bridge"));
+        return bridges.first().ok_or_else(|| {
+            crate::MachineError::Placement(format!("{id}: the machine has no PCI host bridge"))
+        });
     };
     if let Some(b) = bridges.iter().find(|b| &b.id == name) {
         return Ok(b);
     }
     let known: Vec<&str> = bridges.iter().map(|b| b.id.as_str()).collect();
-    bail!(
+    fail!(
+        Placement,
         "{id}: bridge={name}: no such PCI host bridge (known: {}; add one with --pci-bridge id={name})",
         known.join(", ")
     )
@@ -118,13 +136,16 @@ pub(super) fn bridge_of<'a>(bridges: &'a [PciBridge], id: &str, common: &Common)
 
 /// The DMA properties of a virtio-mmio device: what it says, else
 /// coherent and translated (the contract's defaults).
-pub(super) fn resolve_mmio(id: &str, common: &Common) -> Result<Dma> {
-    if let Some(name) = &common.bridge {
-        bail!("{id}: bridge={name} needs transport=pci: a virtio-mmio device sits on no PCI host bridge");
+pub(crate) fn resolve_mmio(id: &str, attach: &AttachOptions) -> Result<Dma> {
+    if let Some(name) = &attach.bridge {
+        fail!(
+            Placement,
+            "{id}: bridge={name} needs transport=pci: a virtio-mmio device sits on no PCI host bridge"
+        );
     }
     Ok(Dma {
-        coherent: common.coherent.unwrap_or(true),
-        direct_ram_access: common.direct_ram_access.unwrap_or(false),
+        coherent: attach.coherent.unwrap_or(true),
+        direct_ram_access: attach.direct_ram_access.unwrap_or(false),
     })
 }
 
@@ -136,19 +157,19 @@ pub(super) fn resolve_mmio(id: &str, common: &Common) -> Result<Dma> {
 /// reports each with its code and why.
 ///
 /// The virtio-iommu reaches memory directly unless it asks otherwise.
-pub(super) fn resolve_pci(common: &Common, bridge: &PciBridge, is_iommu: bool) -> Dma {
-    debug_assert_eq!(common.transport, Transport::Pci);
+pub(crate) fn resolve_pci(attach: &AttachOptions, bridge: &PciBridge, is_iommu: bool) -> Dma {
+    debug_assert_eq!(attach.transport, Transport::Pci);
     let default_bypass = is_iommu || bridge.direct_ram_access;
     Dma {
-        coherent: common.coherent.unwrap_or(bridge.coherent),
-        direct_ram_access: common.direct_ram_access.unwrap_or(default_bypass),
+        coherent: attach.coherent.unwrap_or(bridge.coherent),
+        direct_ram_access: attach.direct_ram_access.unwrap_or(default_bypass),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device_options::{parse_bridge, parse_disk};
+    use crate::options::{parse_bridge, parse_disk};
 
     fn opts(list: &[&str]) -> Vec<BridgeOptions> {
         list.iter().map(|t| parse_bridge(t).unwrap()).collect()
@@ -182,8 +203,8 @@ mod tests {
         assert_eq!(bridges(&opts(&many[..15])).unwrap().len(), 16);
     }
 
-    fn pci(text: &str) -> Common {
-        parse_disk(&format!("path=x,transport=pci,{text}")).unwrap().common
+    fn pci(text: &str) -> AttachOptions {
+        parse_disk(&format!("path=x,transport=pci,{text}")).unwrap().attach
     }
 
     fn bridge(text: &str) -> PciBridge {
@@ -216,14 +237,14 @@ mod tests {
         }
         assert!(!resolve_pci(&pci("direct-ram-access=off"), &translated, true).direct_ram_access);
         assert_eq!(
-            resolve_mmio("m", &parse_disk("path=x").unwrap().common).unwrap(),
+            resolve_mmio("m", &parse_disk("path=x").unwrap().attach).unwrap(),
             Dma { coherent: true, direct_ram_access: false }
         );
     }
 
     #[test]
     fn bridge_and_transport_errors() {
-        let err = resolve_mmio("m", &parse_disk("path=x,bridge=b").unwrap().common).unwrap_err().to_string();
+        let err = resolve_mmio("m", &parse_disk("path=x,bridge=b").unwrap().attach).unwrap_err().to_string();
         assert!(err.contains("m: bridge=b needs transport=pci"), "{err}");
         let all = [PciBridge::default_root(), bridge("id=fast")];
         let err = bridge_of(&all, "d", &pci("bridge=slow")).unwrap_err().to_string();

@@ -1,18 +1,17 @@
 //! What the device tree of an arm64 guest declares about the machine: the
 //! model as the fdt crate's description ([`dmavm_fdt::Machine`]). Like the
-//! ACPI tables ([`super::acpi`], [`super::scope`]) it is generated from the
+//! ACPI tables ([`crate::acpi`], [`crate::scope`]) it is generated from the
 //! model alone, so the two firmware descriptions cannot disagree about a
-//! device's coherency or IOMMU scope (DESIGN.md, "The DMA contract").
+//! device's coherency or IOMMU scope (docs/architecture.md, "The DMA
+//! contract").
 //!
-//! Addresses follow the fdt crate's arm64 layout ([`dmavm_fdt::layout`]),
-//! not the x86 one the model was placed in; what the two share is the
-//! order, and that is all the DMA properties depend on:
+//! Addresses come from the arm64 map ([`crate::layout::aarch64`]); the
+//! DMA properties depend only on the placement, which both maps share:
 //!
-//! - the `n`th virtio-mmio window of the model (x86: `0xd000_0000 +
-//!   n * 0x1000`, GSI `5 + n`) is the `n`th window of the layout (`0x0a00_0000
-//!   + n * 0x1000`, SPI `16 + n`), with the same `coherent` (`dma-coherent`)
-//!   and endpoint ID (`iommus = <&viommu ID>`);
-//! - the host bridge of segment `s` is the layout's `pcie@` node of segment
+//! - virtio-mmio window `n` is the map's `n`th window (`0x0a00_0000 +
+//!   n * 0x1000`, SPI `16 + n`), with the device's `coherent`
+//!   (`dma-coherent`) and endpoint ID (`iommus = <&viommu ID>`);
+//! - the host bridge of segment `s` is the map's `pcie@` node of segment
 //!   `s` (`linux,pci-domain = s`), with the bridge's `coherent`
 //!   (`dma-coherent`) and, as `iommu-map`, exactly the VIOT's PCI ranges of
 //!   that segment: same requester IDs, same endpoint IDs (`s << 16 | BDF`),
@@ -20,36 +19,18 @@
 //! - the virtio-iommu is the `iommu@` node of its window, or the `iommu@D`
 //!   child of its bridge, never in its own scope.
 
-use anyhow::{bail, Result};
-use dmavm_fdt::layout::{pci_segment, virtio_mmio_device, FDT_MAX_SIZE, MAX_VCPUS, RAM_MAX, RAM_START};
 use dmavm_fdt::{MemoryRange, PciIommuRange, PciIommuScope, VirtioIommu};
 
-use super::{pci_bdf, DeviceKind, Machine, Placement};
-use crate::layout::{VIRTIO_MMIO_START, VIRTIO_MMIO_STRIDE};
-
-/// The window the kernel, the initrd and the blob are kept in: the first
-/// GiB of RAM. Documentation/arch/arm64/booting.rst wants the initrd in a
-/// 1 GiB aligned window of at most 32 GiB that also covers the kernel,
-/// which is loaded at the start of RAM.
-pub const BOOT_WINDOW: u64 = 1 << 30;
-
-/// Size and alignment of the device tree blob's region (booting.rst: the
-/// blob must not cross a 2 MiB boundary; the fdt layout keeps it in a
-/// 2 MiB region of its own).
-const FDT_REGION: u64 = FDT_MAX_SIZE as u64;
-
-/// The position of a model's virtio-mmio window among all windows (the
-/// `n` above); `None` if `base` is not a window base.
-pub fn mmio_index(base: u64) -> Option<u32> {
-    let offset = base.checked_sub(VIRTIO_MMIO_START)?;
-    (offset % VIRTIO_MMIO_STRIDE == 0).then(|| u32::try_from(offset / VIRTIO_MMIO_STRIDE).ok()).flatten()
-}
+use crate::error::{fail, Result};
+use crate::layout::aarch64::{
+    pci_segment, virt_machine, virtio_mmio_device, BOOT_WINDOW, FDT_REGION, MAX_VCPUS, RAM_MAX, RAM_START,
+};
+use crate::{pci_bdf, DeviceKind, Machine, Placement};
 
 /// Where the device tree blob goes for `memory` bytes of RAM: the 2 MiB
 /// region at the top of the boot window (or of RAM, if smaller); `None` if
-/// RAM is too small. This is the arm64 back end's placement
-/// (vmm/src/aarch64/layout.rs), restated here because `describe` builds
-/// the aarch64 device tree on any host.
+/// RAM is too small. The arm64 back end loads the blob there, and
+/// `describe` describes it there.
 pub fn fdt_region(memory: u64) -> Option<MemoryRange> {
     let top = RAM_START + memory.min(BOOT_WINDOW);
     let base = (top & !(FDT_REGION - 1)).checked_sub(FDT_REGION)?;
@@ -63,7 +44,8 @@ pub fn initrd_region(memory: u64, size: u64) -> Result<MemoryRange> {
     let base = fdt_region(memory).and_then(|fdt| fdt.base.checked_sub(size)).map(|b| b & !0xfff);
     match base {
         Some(base) if size > 0 && base >= RAM_START => Ok(MemoryRange::new(base, size)),
-        _ => bail!(
+        _ => fail!(
+            Layout,
             "an initrd of {size} bytes does not fit below the device tree in {} MiB of RAM",
             memory >> 20
         ),
@@ -73,14 +55,17 @@ pub fn initrd_region(memory: u64, size: u64) -> Result<MemoryRange> {
 /// Whether the arm64 layout has room for `cpus` vCPUs.
 pub fn check_cpus(cpus: usize) -> Result<()> {
     if cpus > MAX_VCPUS {
-        bail!("--cpus {cpus}: the aarch64 machine has GIC redistributors for at most {MAX_VCPUS} vCPUs");
+        fail!(
+            Layout,
+            "--cpus {cpus}: the aarch64 machine has GIC redistributors for at most {MAX_VCPUS} vCPUs"
+        );
     }
     Ok(())
 }
 
 /// The requester IDs of `segment` the IOMMU translates, as `iommu-map`
 /// ranges: the VIOT's ranges, so both tables give every function the same
-/// endpoint ID ([`super::scope`] decides them once).
+/// endpoint ID ([`crate::scope`] decides them once).
 fn pci_scope(machine: &Machine, segment: u16) -> PciIommuScope {
     let Some(viot) = machine.acpi_viot() else { return PciIommuScope::Bypass };
     let ranges: Vec<PciIommuRange> = viot
@@ -102,36 +87,41 @@ fn pci_scope(machine: &Machine, segment: u16) -> PciIommuScope {
 
 impl Machine {
     /// The device tree description of this machine with vCPUs of MPIDRs
-    /// `mpidrs` (as KVM reports them; [`dmavm_fdt::layout::kvm_mpidr`]
-    /// gives KVM's defaults), `memory` bytes of RAM from the layout's
-    /// `RAM_START`, `bootargs` and the initrd at `initrd` (see
-    /// [`initrd_region`]). Refuses what the arm64 layout has no room for;
-    /// [`dmavm_fdt::build`] validates the rest.
+    /// `mpidrs` (as KVM reports them;
+    /// [`crate::layout::aarch64::kvm_mpidr`] gives KVM's defaults), its
+    /// RAM from the layout's `RAM_START`, `bootargs` and the initrd at
+    /// `initrd` (see [`initrd_region`]). Devices sit in the arm64 map's
+    /// windows of their placement. Refuses what the arm64 layout has no
+    /// room for; [`dmavm_fdt::build`] validates the rest.
     pub fn dt(
         &self,
         mpidrs: &[u64],
-        memory: u64,
         bootargs: &str,
         initrd: Option<MemoryRange>,
     ) -> Result<dmavm_fdt::Machine> {
+        let memory = self.memory;
         check_cpus(mpidrs.len())?;
         if memory > RAM_MAX {
-            bail!(
+            fail!(
+                Layout,
                 "--memory {} MiB: the aarch64 machine has room for at most {} MiB of RAM",
                 memory >> 20,
                 RAM_MAX >> 20
             );
         }
         // At most MAX_VCPUS, checked above.
-        let mut m = dmavm_fdt::Machine::virt(mpidrs.len() as u32, memory, bootargs);
+        let mut m = virt_machine(mpidrs.len() as u32, memory, bootargs);
         m.cpus = mpidrs.to_vec();
         m.chosen.initrd = initrd;
         for d in &self.devices {
             match d.placement {
-                Placement::Mmio { base, .. } => {
-                    let device = mmio_index(base).and_then(|i| virtio_mmio_device(i, d.coherent, d.endpoint));
-                    let Some(device) = device else {
-                        bail!("{}: virtio-mmio window {base:#x} has no place in the aarch64 layout", d.id)
+                Placement::Mmio { window } => {
+                    let Some(device) = virtio_mmio_device(window, d.coherent, d.dma.endpoint()) else {
+                        fail!(
+                            Layout,
+                            "{}: virtio-mmio window {window} has no place in the aarch64 layout",
+                            d.id
+                        )
                     };
                     if d.kind == DeviceKind::Iommu {
                         m.iommu = Some(VirtioIommu::Mmio { base: device.region.base });
@@ -146,7 +136,7 @@ impl Machine {
         }
         for b in &self.bridges {
             let Some(layout) = pci_segment(b.segment) else {
-                bail!("{}: PCI segment {} has no place in the aarch64 layout", b.id, b.segment)
+                fail!(Layout, "{}: PCI segment {} has no place in the aarch64 layout", b.id, b.segment)
             };
             m.pci_roots.push(layout.root(b.coherent, pci_scope(self, b.segment)));
         }
@@ -157,16 +147,11 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::describe::test_machines::machine;
-    use dmavm_fdt::layout::kvm_mpidr;
-
-    #[test]
-    fn windows_keep_their_position() {
-        assert_eq!(mmio_index(0xd000_0000), Some(0));
-        assert_eq!(mmio_index(0xd000_3000), Some(3));
-        assert_eq!(mmio_index(0xd000_3200), None);
-        assert_eq!(mmio_index(0x1000), None);
-    }
+    use crate::describe::decode::{acpi_facts, dt_facts, Facts, IommuAt};
+    use crate::describe::test_machines::CONFIGURATIONS;
+    use crate::layout::aarch64::kvm_mpidr;
+    use crate::test_utils::machine_for;
+    use crate::Arch;
 
     #[test]
     fn the_blob_and_the_initrd_sit_at_the_top_of_the_boot_window() {
@@ -184,22 +169,19 @@ mod tests {
 
     #[test]
     fn what_the_layout_has_no_room_for_is_refused() {
-        let m = machine(&[]);
         let cpus = |n: u32| (0..n).map(kvm_mpidr).collect::<Vec<u64>>();
-        let err = m.dt(&cpus(124), 1 << 30, "", None).unwrap_err().to_string();
+        let m = machine_for(Arch::Aarch64, &[]);
+        let err = m.dt(&cpus(124), "", None).unwrap_err().to_string();
         assert!(err.contains("at most 123 vCPUs"), "{err}");
-        let err = m.dt(&cpus(1), RAM_MAX + (1 << 20), "", None).unwrap_err().to_string();
+        let big = Machine { memory: RAM_MAX + (1 << 20), ..m.clone() };
+        let err = big.dt(&cpus(1), "", None).unwrap_err().to_string();
         assert!(err.contains("room for at most"), "{err}");
-        let dt = m.dt(&cpus(123), RAM_MAX, "", None).unwrap();
+        let dt = Machine { memory: RAM_MAX, ..m }.dt(&cpus(123), "", None).unwrap();
         assert_eq!(dt.cpus[17], 0x101, "KVM's MPIDR of vCPU 17");
     }
 
     /// The model's own view, to check that the two tables are not equally
     /// wrong: every device's and bridge's coherency and endpoint ID.
-    #[cfg(target_arch = "x86_64")]
-    use crate::describe::decode::{acpi_facts, dt_facts, Facts, IommuAt};
-
-    #[cfg(target_arch = "x86_64")]
     fn agrees_with_the_model(name: &str, m: &Machine, facts: &Facts) {
         for b in &m.bridges {
             let root = &facts.pci[&b.segment];
@@ -209,17 +191,16 @@ mod tests {
         let mut mmio = 0;
         for d in &m.devices {
             match d.placement {
-                Placement::Mmio { base, .. } => {
+                Placement::Mmio { window } => {
                     mmio += 1;
-                    let index = mmio_index(base).unwrap();
-                    let f = &facts.mmio[&index];
+                    let f = &facts.mmio[&window];
                     assert_eq!(f.coherent, d.coherent, "{name}: {}", d.id);
-                    assert_eq!(f.endpoint, d.endpoint, "{name}: {}", d.id);
+                    assert_eq!(f.endpoint, d.dma.endpoint(), "{name}: {}", d.id);
                     assert_eq!(f.is_iommu, d.kind == DeviceKind::Iommu, "{name}: {}", d.id);
                 }
                 Placement::Pci { segment, slot } => {
                     let bdf = pci_bdf(slot);
-                    assert_eq!(facts.pci[&segment].endpoint(bdf), d.endpoint, "{name}: {}", d.id);
+                    assert_eq!(facts.pci[&segment].endpoint(bdf), d.dma.endpoint(), "{name}: {}", d.id);
                     if d.kind == DeviceKind::Iommu {
                         assert_eq!(facts.iommu, Some(IommuAt::Pci { segment, bdf }), "{name}");
                     }
@@ -230,27 +211,22 @@ mod tests {
         assert_eq!(facts.iommu.is_some(), m.devices.iter().any(|d| d.kind == DeviceKind::Iommu), "{name}");
     }
 
-    /// Issue 9: the ACPI tables and the device tree of the same machine
+    /// The ACPI tables and the device tree of the same machine options
     /// declare the same devices, the same coherency and the same IOMMU
     /// scope, decoded from the bytes each guest would get (the DSDT and
     /// VIOT; the DTB through `dmavm_fdt::parse`).
-    ///
-    /// The ACPI half needs an x86_64 build: an arm64 build places the
-    /// model in the arm64 address map, which x86 tables cannot describe.
-    #[cfg(target_arch = "x86_64")]
     #[test]
     fn acpi_and_device_tree_declare_the_same_machine() {
-        use crate::describe::test_machines::CONFIGURATIONS;
         for (name, args) in CONFIGURATIONS {
-            let m = machine(args);
-            let tables =
-                crate::firmware::tables(&crate::firmware::platform(2, 1 << 30, &m).unwrap()).unwrap();
-            let acpi = acpi_facts(&tables);
+            let x86 = machine_for(Arch::X86_64, args);
+            let acpi = acpi_facts(&x86.acpi_tables().unwrap());
+            let arm = machine_for(Arch::Aarch64, args);
             let cpus = [kvm_mpidr(0), kvm_mpidr(1)];
-            let blob = dmavm_fdt::build(&m.dt(&cpus, 1 << 30, "console=ttyS0", None).unwrap()).unwrap();
+            let blob = dmavm_fdt::build(&arm.dt(&cpus, "console=ttyS0", None).unwrap()).unwrap();
             let dt = dt_facts(&blob);
             assert_eq!(acpi, dt, "{name}: ACPI and DT disagree");
-            agrees_with_the_model(name, &m, &acpi);
+            agrees_with_the_model(name, &x86, &acpi);
+            agrees_with_the_model(name, &arm, &dt);
         }
     }
 }

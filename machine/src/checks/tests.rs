@@ -2,7 +2,8 @@
 //! silent on the nearest valid neighbour.
 
 use super::*;
-use crate::device_options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+use crate::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+use crate::test_utils::new_machine;
 
 /// A machine from command-line style `(option, keys)` pairs.
 fn machine(args: &[(&str, &str)]) -> Machine {
@@ -17,7 +18,7 @@ fn machine(args: &[(&str, &str)]) -> Machine {
             other => panic!("unknown option {other}"),
         }
     }
-    Machine::new(&bridges, &disks, &rngs, console.as_ref(), iommu.as_ref()).unwrap()
+    new_machine(&bridges, &disks, &rngs, console.as_ref(), iommu.as_ref()).unwrap()
 }
 
 fn codes(findings: &[Finding]) -> Vec<Code> {
@@ -154,7 +155,7 @@ fn every_check_fires_and_stays_silent_on_its_neighbour() {
 
 #[test]
 fn a_plain_machine_has_no_findings() {
-    assert_eq!(check(&Machine::default()), []);
+    assert_eq!(check(&Machine::empty(crate::Arch::X86_64, 1 << 30)), []);
     let m = machine(&[("--iommu", ""), ("--disk", "path=a,transport=pci"), ("--rng", ""), ("--console", "")]);
     assert_eq!(check(&m), []);
     // No IOMMU: bypassing devices are simply devices.
@@ -224,8 +225,8 @@ fn explicit_places_are_kept_free_of_automatic_ones() {
         [
             Placement::Pci { segment: 0, slot: 2 },
             Placement::Pci { segment: 0, slot: 1 },
-            Placement::Mmio { base: 0xd000_1000, gsi: 6 },
-            Placement::Mmio { base: 0xd000_0000, gsi: 5 },
+            Placement::Mmio { window: 1 },
+            Placement::Mmio { window: 0 },
         ]
     );
     assert_eq!(check(&m), []);

@@ -1,10 +1,7 @@
 //! The machines the firmware agreement tests build, from command lines
-//! parsed as `dmavm describe` parses them (same options, same model).
+//! in the command line's words (same options, same model).
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command, DescribeArgs};
-use crate::machine::Machine;
+use crate::Machine;
 
 /// Named machine options: every combination of transports, IOMMU
 /// placement, bridge coherency and bypass that changes what the firmware
@@ -81,17 +78,7 @@ pub const CONFIGURATIONS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// `dmavm describe ARGS`, parsed.
-pub fn describe_args(args: &[&str]) -> DescribeArgs {
-    let line = ["dmavm", "describe"].iter().chain(args).copied();
-    match Cli::try_parse_from(line).map(|c| c.command) {
-        Ok(Command::Describe(d)) => d,
-        other => panic!("{args:?}: {other:?}"),
-    }
-}
-
-/// The machine model of `ARGS`, through the same function `run` uses.
+/// The x86_64 machine of `args`, through the same function `run` uses.
 pub fn machine(args: &[&str]) -> Machine {
-    crate::config::machine(&describe_args(args).machine, u64::MAX)
-        .unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
+    crate::test_utils::machine_for(crate::Arch::X86_64, args)
 }

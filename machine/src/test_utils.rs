@@ -1,0 +1,65 @@
+//! Machines for tests, built from the same options the command line gives.
+
+use crate::options::{
+    parse_bridge, parse_disk, parse_iommu, parse_simple, BridgeOptions, DiskOptions, IommuOptions,
+    MachineOptions, SimpleOptions,
+};
+use crate::{Arch, Machine, Result};
+
+/// RAM of the test machines: 1 GiB.
+pub const TEST_MEMORY: u64 = 1 << 30;
+
+/// An x86_64 machine of one vCPU and [`TEST_MEMORY`] with these devices.
+pub fn new_machine(
+    bridges: &[BridgeOptions],
+    disks: &[DiskOptions],
+    rngs: &[SimpleOptions],
+    console: Option<&SimpleOptions>,
+    iommu: Option<&IommuOptions>,
+) -> Result<Machine> {
+    let options = MachineOptions {
+        bridges: bridges.to_vec(),
+        disks: disks.to_vec(),
+        rngs: rngs.to_vec(),
+        console: console.cloned(),
+        iommu: iommu.cloned(),
+        ..MachineOptions::new(1, TEST_MEMORY)
+    };
+    Machine::new(&options, Arch::X86_64)
+}
+
+/// The machine options of a `run` command line's machine part
+/// (`--disk KEYS`, `--rng [KEYS]`, `--console [KEYS]`, `--iommu [KEYS]`,
+/// `--pci-bridge KEYS`, `--cpus N`, `--memory BYTES`); an option whose
+/// keys are optional may stand alone. Panics on what it cannot parse:
+/// test input.
+#[allow(clippy::unwrap_used, clippy::panic)]
+pub fn options(args: &[&str]) -> MachineOptions {
+    let mut o = MachineOptions::new(1, TEST_MEMORY);
+    let mut rest = args.iter().peekable();
+    while let Some(flag) = rest.next() {
+        // `--rng`, `--console` and `--iommu` may stand without keys.
+        let value = match rest.peek() {
+            Some(v) if !v.starts_with("--") => rest.next().copied().unwrap_or_default(),
+            _ => "",
+        };
+        match *flag {
+            "--disk" => o.disks.push(parse_disk(value).unwrap()),
+            "--rng" => o.rngs.push(parse_simple(value).unwrap()),
+            "--console" => o.console = Some(parse_simple(value).unwrap()),
+            "--iommu" => o.iommu = Some(parse_iommu(value).unwrap()),
+            "--pci-bridge" => o.bridges.push(parse_bridge(value).unwrap()),
+            "--cpus" => o.cpus = value.parse().unwrap(),
+            "--memory" => o.memory = crate::size::parse_size(value).unwrap(),
+            other => panic!("{args:?}: unknown option {other}"),
+        }
+    }
+    o
+}
+
+/// The machine of [`options`]`(args)` for `arch`. Panics if it cannot be
+/// built: test input.
+#[allow(clippy::panic)]
+pub fn machine_for(arch: Arch, args: &[&str]) -> Machine {
+    Machine::new(&options(args), arch).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
