@@ -14,7 +14,7 @@ use kvm_ioctls::Kvm;
 use kvm_ioctls::{Cap, VmFd};
 
 #[cfg(target_arch = "x86_64")]
-use crate::layout::KVM_TSS_ADDR;
+use crate::arch::layout::KVM_TSS_ADDR;
 
 /// IOAPIC pins, and so the routes KVM reserves for them with the split
 /// irqchip.

@@ -1,10 +1,7 @@
 //! `dmavm`: the command-line front end.
 
-#[cfg(target_arch = "aarch64")]
-mod aarch64;
 mod acpi_dump;
-#[cfg(target_arch = "x86_64")]
-mod boot;
+mod arch;
 mod boot_test;
 mod cli;
 mod config;
@@ -13,20 +10,10 @@ mod console;
 mod describe_command;
 mod event_loop;
 mod exit_status;
-#[cfg(target_arch = "x86_64")]
-mod firmware;
-#[cfg(target_arch = "x86_64")]
-mod interrupts;
 mod irqfd;
-#[cfg(target_arch = "x86_64")]
-mod kernel;
 mod kvm;
-#[cfg(target_arch = "x86_64")]
-mod layout;
 mod logger;
 mod memory;
-#[cfg(target_arch = "x86_64")]
-mod payload;
 mod pci;
 mod shutdown;
 mod signals;
@@ -34,16 +21,6 @@ mod stats;
 mod terminal;
 mod vcpu;
 mod virtio_devices;
-#[cfg(target_arch = "x86_64")]
-mod vm;
-#[cfg(target_arch = "x86_64")]
-mod x86_64;
-
-// The arm64 back end gives the shared code (machine model, PCI, virtio
-// wiring, main) its address map, interrupt routing and VM under the names
-// the x86_64 modules have.
-#[cfg(target_arch = "aarch64")]
-use aarch64::{interrupts, layout, vm};
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -131,7 +108,7 @@ fn run(args: cli::RunArgs) -> u8 {
         return ERROR_STATUS;
     }
     logger::report_warnings(&findings);
-    match vm::run(&config) {
+    match arch::vm::run(&config) {
         Ok(ExitReason::Crash(message)) => {
             logger::report_error(&message);
             ERROR_STATUS

@@ -6,7 +6,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::layout::ram_ranges;
+use crate::arch::layout::ram_ranges;
 
 /// Maps `size` bytes of guest RAM. Pages are only backed when the guest
 /// touches them (the mappings are private, anonymous and not reserved).

@@ -23,7 +23,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::Killable;
 
 #[cfg(target_arch = "aarch64")]
-use crate::aarch64::regs::dump_registers;
+use crate::arch::regs::dump_registers;
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::vcpu_kick_signal;
 

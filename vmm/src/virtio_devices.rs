@@ -23,8 +23,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory, VirtioIommu};
 
+use crate::arch::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::event_loop::InputSink;
-use crate::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::pci::PciSegment;
 use dmavm_machine::options::MixedCoherency;
 use dmavm_machine::{Device, DeviceKind, Machine, Placement};
@@ -98,7 +98,7 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                     noncoherent_endpoints: machine.noncoherent_endpoints(),
                     // arm64: MSIs go to the ITS's doorbell, not to x86's window.
                     #[cfg(target_arch = "aarch64")]
-                    msi_region: Some(crate::aarch64::ITS_MSI_REGION),
+                    msi_region: Some(crate::arch::ITS_MSI_REGION),
                     ..IommuConfig::default()
                 };
                 let iommu = VirtioIommu::<GuestMemoryMmap>::new(config, &endpoints, &[])
@@ -245,7 +245,7 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
         .with_context(|| format!("{}: MSI-X vectors", device.id))?;
     // On arm64 MSIs go through the ITS, which needs the function's DeviceID.
     #[cfg(target_arch = "aarch64")]
-    let backend = backend.with_device_id(crate::aarch64::its_device_id(segment, slot)?);
+    let backend = backend.with_device_id(crate::arch::its_device_id(segment, slot)?);
     let backend = Arc::new(backend);
     let transport = VirtioPciTransport::new(model, mem, backend, require_access_platform)
         .with_context(|| format!("{}: virtio-pci transport", device.id))?

@@ -4,6 +4,7 @@
 pub mod bzimage;
 pub mod e820;
 pub mod initrd;
+pub mod kernel_image;
 pub mod pvh;
 
 use std::path::Path;
@@ -11,8 +12,8 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::kernel::{self, ImageKind};
-use crate::layout::{CMDLINE_ADDR, CMDLINE_MAX, MMIO_HOLE_START};
+use crate::arch::layout::{CMDLINE_ADDR, CMDLINE_MAX, MMIO_HOLE_START};
+use kernel_image::ImageKind;
 
 /// How a vCPU enters the loaded kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub struct LinuxBoot<'a> {
 
 /// Loads the kernel, initrd and command line; returns the boot vCPU's entry.
 pub fn load(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap) -> Result<Entry> {
-    match kernel::check_image(boot.kernel)? {
+    match kernel_image::check_image(boot.kernel)? {
         ImageKind::BzImage => bzimage::load(boot, mem),
         ImageKind::Elf => pvh::load(boot, mem),
     }

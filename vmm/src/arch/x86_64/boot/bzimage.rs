@@ -12,7 +12,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::e820::memory_map;
 use super::{initrd, low_ram_end, write_cmdline, Entry, LinuxBoot};
-use crate::layout::{CMDLINE_ADDR, HIGH_MEMORY_START, ZERO_PAGE};
+use crate::arch::layout::{CMDLINE_ADDR, HIGH_MEMORY_START, ZERO_PAGE};
 
 /// Boot loader ID "undefined" (boot.rst, `type_of_loader`).
 const LOADER_TYPE_UNDEFINED: u8 = 0xff;

@@ -11,8 +11,8 @@ use vm_superio::Trigger;
 use super::interrupts::{GsiRouter, IrqfdPin};
 use crate::console::Console;
 
-/// The GSI the UART's irqfd uses (routed to its SPI); below the machine
-/// model's virtio-mmio GSIs (5 and up).
+/// The GSI the UART's irqfd uses (routed to its SPI); below the
+/// virtio-mmio windows' GSIs (their SPIs, 16 and up).
 pub const GSI: u32 = 1;
 
 /// vm-superio's interrupt trigger as an edge on the UART's SPI.

@@ -20,9 +20,9 @@ pub mod vm;
 
 /// The ITS DeviceID of function 0 of `slot` on bus 0 of PCI segment
 /// `segment`: what the device tree's `msi-map` gives its requester ID
-/// (`dmavm_fdt::layout`: segment `s` has DeviceIDs from `s << 12`).
+/// (the arm64 map: segment `s` has DeviceIDs from `s << 12`).
 pub fn its_device_id(segment: u16, slot: u8) -> anyhow::Result<u32> {
-    let layout = dmavm_fdt::layout::pci_segment(segment)
+    let layout = layout::pci_segment(segment)
         .ok_or_else(|| anyhow::anyhow!("PCI segment {segment} has no place in the arm64 layout"))?;
     Ok(layout.its_device_base + u32::from(dmavm_machine::pci_bdf(slot)))
 }
@@ -36,6 +36,6 @@ pub fn its_device_id(segment: u16, slot: u8) -> anyhow::Result<u32> {
 /// domain (the software MSI window it assumes without one), which KVM could
 /// not route: KVM_IRQ_ROUTING_MSI finds the ITS by the message's address.
 pub const ITS_MSI_REGION: (u64, u64) = {
-    let its = dmavm_fdt::layout::GIC_ITS;
+    let its = layout::GIC_ITS;
     (its.base + 0x1_0000, its.base + its.size - 1)
 };

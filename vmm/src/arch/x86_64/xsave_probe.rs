@@ -21,7 +21,7 @@ use kvm_ioctls::{Kvm, VcpuExit};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use super::entry::{enter_long_mode, write_boot_tables, EntryState};
-use crate::layout::PAYLOAD_ADDR;
+use crate::arch::layout::PAYLOAD_ADDR;
 
 /// Leaf 1 ECX: XSAVE, OSXSAVE, AVX.
 const ECX_XSAVE: u32 = 1 << 26;

@@ -17,7 +17,7 @@ use dmavm_devices::legacy::power::{POWER_PORT_BASE, RESET_OFFSET, RESET_VALUE};
 use dmavm_machine::Machine;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::layout::RESET_VECTOR;
+use crate::arch::layout::RESET_VECTOR;
 
 /// Real-mode code at the reset vector: `mov al, RESET_VALUE; mov dx,
 /// RESET_PORT; out dx, al; hlt; jmp $-1`.

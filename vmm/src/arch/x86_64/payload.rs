@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::layout::{MMIO_HOLE_START, PAYLOAD_ADDR, PAYLOAD_STACK_SIZE, PAYLOAD_STACK_TOP};
-use crate::x86_64::entry::EntryState;
+use crate::arch::entry::EntryState;
+use crate::arch::layout::{MMIO_HOLE_START, PAYLOAD_ADDR, PAYLOAD_STACK_SIZE, PAYLOAD_STACK_TOP};
 
 /// Loads the payload at `path` into `mem`; returns its entry address.
 pub fn load(path: &Path, mem: &GuestMemoryMmap, mem_size: u64) -> Result<u64> {

@@ -14,7 +14,7 @@ use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::e820::memory_map;
 use super::{initrd, low_ram_end, write_cmdline, Entry, LinuxBoot};
-use crate::layout::{CMDLINE_ADDR, HIGH_MEMORY_START, PVH_START_INFO, ZERO_PAGE};
+use crate::arch::layout::{CMDLINE_ADDR, HIGH_MEMORY_START, PVH_START_INFO, ZERO_PAGE};
 
 /// `XEN_HVM_START_MAGIC_VALUE`.
 const START_MAGIC: u32 = 0x336e_c578;

@@ -6,9 +6,8 @@
 //!   irqfd: the GSI an irqfd is registered on has a
 //!   `KVM_IRQ_ROUTING_IRQCHIP` route whose pin is the SPI number
 //!   (arch/arm64/kvm/vgic/vgic-irqfd.c adds the 32 private interrupts;
-//!   Documentation/virt/kvm/api.rst, KVM_SET_GSI_ROUTING). The machine
-//!   model numbers virtio-mmio GSIs from 5 (x86 IOAPIC pins); the route maps
-//!   each to the SPI the device tree declares for the device's window.
+//!   Documentation/virt/kvm/api.rst, KVM_SET_GSI_ROUTING). A virtio-mmio
+//!   window's GSI is its SPI number, which the device tree declares.
 //! - MSI-X vectors of PCI functions go through the ITS: each vector has a
 //!   GSI with a `KVM_IRQ_ROUTING_MSI` route carrying the function's ITS
 //!   DeviceID (`KVM_MSI_VALID_DEVID`: with an ITS, KVM refuses MSIs without
@@ -25,9 +24,9 @@ use kvm_bindings::{kvm_irq_routing_entry, kvm_irq_routing_irqchip, KVM_IRQ_ROUTI
 
 pub use crate::irqfd::{GsiRouter, IrqfdMsix, IrqfdPin};
 
-/// First GSI handed out for MSI-X vectors: the machine model gives
-/// virtio-mmio devices GSIs up to 23, the UART has [`super::uart::GSI`].
-pub const FIRST_MSI_GSI: u32 = 24;
+/// First GSI handed out for MSI-X vectors: above the virtio-mmio windows'
+/// (their SPI numbers) and the UART's ([`super::uart::GSI`]).
+pub const FIRST_MSI_GSI: u32 = super::layout::VIRTIO_MMIO_FIRST_SPI + super::layout::VIRTIO_MMIO_WINDOWS;
 /// `kvm_irq_routing_irqchip.irqchip` of the (only) vGIC.
 const GIC_IRQCHIP: u32 = 0;
 

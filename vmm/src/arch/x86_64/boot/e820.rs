@@ -1,6 +1,6 @@
 //! The guest's physical memory map (e820), for the zero page and for PVH.
 
-use crate::layout::{ram_ranges, EBDA_START, HIGH_MEMORY_START};
+use crate::arch::layout::{ram_ranges, EBDA_START, HIGH_MEMORY_START};
 
 /// e820 type of usable RAM.
 pub const E820_RAM: u32 = 1;

@@ -13,19 +13,20 @@ use dmavm_devices::Bus;
 use kvm_bindings::{kvm_mp_state, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
-use crate::boot::{self, LinuxBoot};
+use super::{firmware, payload};
+use crate::arch::boot::{self, LinuxBoot};
+use crate::arch::entry::{self, EntryState};
+use crate::arch::interrupts::{GsiRouter, KvmMsi};
+use crate::arch::layout::{IOAPIC_ADDR, IOAPIC_SIZE};
+use crate::arch::{cpuid, lapic, msrs, xsave_probe};
 use crate::config::{Boot, VmConfig};
 use crate::console::Console;
 use crate::event_loop::EventLoop;
-use crate::interrupts::{GsiRouter, KvmMsi};
-use crate::layout::{IOAPIC_ADDR, IOAPIC_SIZE};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
 use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
-use crate::x86_64::entry::{self, EntryState};
-use crate::x86_64::{cpuid, lapic, msrs, xsave_probe};
-use crate::{acpi_dump, firmware, kvm, memory, payload, pci, stats, virtio_devices};
+use crate::{acpi_dump, kvm, memory, pci, stats, virtio_devices};
 
 /// Runs the VM described by `config` until the guest stops; returns why.
 pub fn run(config: &VmConfig) -> Result<ExitReason> {
@@ -42,7 +43,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
 
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
-    let router = Arc::new(GsiRouter::new(vm.clone(), crate::interrupts::first_msi_gsi()));
+    let router = Arc::new(GsiRouter::new(vm.clone(), crate::arch::interrupts::first_msi_gsi()));
     let msi = Arc::new(KvmMsi::new(vm.clone(), router.clone()));
     let ioapic = Ioapic::new(msi.clone());
     // KVM must know the (still masked) pins' routes from the start.

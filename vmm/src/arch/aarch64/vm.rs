@@ -18,7 +18,7 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::interrupts::GsiRouter;
-use super::layout::{fdt_address, virtio_mmio_index, MAX_MEMORY};
+use super::layout::{fdt_address, gic as gic_layout, MAX_MEMORY, MAX_VCPUS, UART, UART_SPI};
 use super::{boot, gic, regs, uart};
 use crate::config::{Boot, VmConfig};
 use crate::event_loop::EventLoop;
@@ -46,7 +46,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         );
     }
     let kvm = kvm::open(&config.kvm_device)?;
-    let max = kvm::max_vcpus(&kvm).min(u32::try_from(dmavm_fdt::layout::MAX_VCPUS)?);
+    let max = kvm::max_vcpus(&kvm).min(u32::try_from(MAX_VCPUS)?);
     config.check_cpus(max)?;
     check_capabilities(&kvm)?;
     let vm = Arc::new(kvm.create_vm_with_type(VM_TYPE_IPA_40).context("KVM_CREATE_VM failed")?);
@@ -61,12 +61,12 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     // Every vCPU before the vGIC (its redistributors are per vCPU).
     let vcpus = create_vcpus(&vm, config.cpus)?;
     let mpidrs = vcpus.iter().map(regs::mpidr).collect::<Result<Vec<u64>>>()?;
-    let _gic = gic::create(&vm, &dmavm_fdt::layout::gic(vcpus.len()))?;
+    let _gic = gic::create(&vm, &gic_layout(vcpus.len()))?;
 
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
     let router = Arc::new(GsiRouter::new(vm.clone(), super::interrupts::FIRST_MSI_GSI));
-    let console = uart::console(&vm, &router, &mmio, dmavm_fdt::layout::UART, dmavm_fdt::layout::UART_SPI)?;
+    let console = uart::console(&vm, &router, &mmio, UART, UART_SPI)?;
     route_mmio_devices(config, &router)?;
     let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine)?;
     let wiring = virtio_devices::Wiring {
@@ -154,16 +154,17 @@ fn create_vcpus(vm: &VmFd, count: u32) -> Result<Vec<VcpuFd>> {
         .collect()
 }
 
-/// Routes each virtio-mmio device's GSI (the machine model's number) to
-/// the SPI the device tree declares for its window.
+/// Routes each virtio-mmio device's GSI to the SPI the device tree
+/// declares for its window (the same number).
 fn route_mmio_devices(config: &VmConfig, router: &GsiRouter) -> Result<()> {
     for d in &config.machine.devices {
-        if let Placement::Mmio { base, gsi } = d.placement {
-            let slot = virtio_mmio_index(base).and_then(dmavm_fdt::layout::virtio_mmio_slot);
-            let Some((_, spi)) = slot else {
-                bail!("{}: virtio-mmio window {base:#x} has no place in the arm64 layout", d.id);
+        if let Placement::Mmio { window } = d.placement {
+            let Some(w) = config.machine.mmio_window(window) else {
+                bail!("{}: virtio-mmio window {window} has no place in the arm64 layout", d.id);
             };
-            super::interrupts::route_spi(router, gsi, spi)?;
+            // The device model raises its window's interrupt number; on
+            // arm64 that number is the SPI the device tree declares.
+            super::interrupts::route_spi(router, w.interrupt, w.interrupt)?;
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::layout::{BOOT_GDT, BOOT_PD, BOOT_PDPT, BOOT_PML4};
+use crate::arch::layout::{BOOT_GDT, BOOT_PD, BOOT_PDPT, BOOT_PML4};
 
 const PTE_PRESENT: u64 = 1 << 0;
 const PTE_WRITE: u64 = 1 << 1;
