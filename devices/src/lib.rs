@@ -16,4 +16,4 @@ pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
 pub use interrupt::{InterruptError, InterruptLine, MsiMessage, MsiSink};
-pub use ioapic::{Ioapic, IoapicPin, IoapicRoute};
+pub use ioapic::{Ioapic, IoapicPin, IoapicRoute, IoapicSink};
