@@ -54,11 +54,12 @@ use crate::config::{
     VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_MAP_UNMAP, VIRTIO_IOMMU_F_MMIO, VIRTIO_IOMMU_F_PROBE,
 };
 use crate::domain::Mapping;
-use crate::endpoint::EndpointIommu;
+use crate::endpoint_iommu::EndpointIommu;
 use crate::error::IommuError;
 use crate::fault::EventQueue;
-use crate::handle::{IommuHandle, Shared};
+use crate::handle::IommuHandle;
 use crate::request::{self, probe_properties, readable_size, tail, Request, Status, HEAD_SIZE, TAIL_SIZE};
+use crate::shared::Shared;
 use crate::stats::{Counters, EndpointStats};
 use crate::sync::{lock, read, write};
 
@@ -132,7 +133,7 @@ impl<M> VirtioIommu<M> {
 
     /// The translator of endpoint `id` (see [`IommuHandle::endpoint`]).
     pub fn endpoint(&self, id: u32) -> Option<EndpointIommu> {
-        self.shared.endpoint_iommu(id)
+        EndpointIommu::new(&self.shared, id)
     }
 
     /// Every endpoint's counters (see [`IommuHandle::stats`]).

@@ -43,11 +43,13 @@
 pub mod config;
 pub mod device;
 mod domain;
-pub mod endpoint;
+mod endpoint;
+pub mod endpoint_iommu;
 pub mod error;
 pub mod fault;
 mod handle;
 pub mod request;
+mod shared;
 pub mod stats;
 mod sync;
 
@@ -56,7 +58,7 @@ mod tests;
 
 pub use config::{IommuConfig, MixedCoherency};
 pub use device::{VirtioIommu, IOMMU_QUEUE_SIZE, VIRTIO_ID_IOMMU};
-pub use endpoint::{translated_memory, EndpointIommu, TranslatedMemory};
+pub use endpoint_iommu::{translated_memory, EndpointIommu, TranslatedMemory};
 pub use error::IommuError;
 pub use handle::IommuHandle;
 pub use stats::EndpointStats;
