@@ -43,8 +43,8 @@ use std::sync::Arc;
 use dmavm_devices::virtio::chain::{slices, walk, Buffer};
 use dmavm_devices::virtio::queue::{drain, prepare_queue};
 use dmavm_devices::virtio::{
-    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
-    VIRTIO_RING_F_INDIRECT_DESC,
+    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestMemory, GuestMemoryError, Permissions};
@@ -73,7 +73,10 @@ pub const REQUEST_QUEUE: usize = 0;
 pub const EVENT_QUEUE: usize = 1;
 
 /// Every feature the device offers. `VIRTIO_F_ACCESS_PLATFORM` is not among
-/// them: the IOMMU reaches its own rings with guest-physical addresses.
+/// them (no device model sets it; the transport does, from its
+/// `DmaAccess`), and the IOMMU's transport never offers it: the IOMMU
+/// reaches its own rings with guest-physical addresses
+/// (`DmaAccess::GuestPhysical`), never through itself.
 pub const IOMMU_FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_RING_F_INDIRECT_DESC
     | VIRTIO_RING_F_EVENT_IDX
@@ -83,6 +86,8 @@ pub const IOMMU_FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_IOMMU_F_PROBE
     | VIRTIO_IOMMU_F_MMIO
     | VIRTIO_IOMMU_F_BYPASS_CONFIG;
+
+const _: () = assert!(IOMMU_FEATURES & VIRTIO_F_ACCESS_PLATFORM == 0);
 
 /// The request queue once the driver activated the device.
 struct Active<M> {

@@ -287,7 +287,7 @@ pub struct Memory<M> {
     /// Where guest-physical address 0 is in the device's view.
     pub iova: u64,
     /// Features acked besides the ring features (`ACCESS_PLATFORM` for a
-    /// translated device).
+    /// translated device, as its transport would have negotiated it).
     pub extra_features: u64,
 }
 
@@ -309,12 +309,8 @@ pub fn run_case<M: GuestMemory + Send + Sync + 'static>(
     measure: Option<Duration>,
 ) -> Result<Outcome> {
     let extra_features = memory.extra_features;
-    let mut block = Block::<M>::new(BlockConfig {
-        file: file.try_clone()?,
-        read_only: true,
-        id: "bench".into(),
-        access_platform: extra_features != 0,
-    })?;
+    let mut block =
+        Block::<M>::new(BlockConfig { file: file.try_clone()?, read_only: true, id: "bench".into() })?;
     let mut driver = Driver::new(memory.driver.clone(), memory.iova, layout, size)?;
     let irq = Arc::new(Interrupts::default());
     block.activate(Activation {

@@ -15,7 +15,8 @@ use crate::pci::{
     MSIX_CONTROL_FUNCTION_MASK, PCI_CAPABILITY_LIST, PCI_STATUS, STATUS_CAP_LIST,
 };
 use crate::test_support::Rng;
-use crate::virtio::device::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+use crate::virtio::device::{VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+use crate::virtio::dma_access::VIRTIO_F_ACCESS_PLATFORM;
 use crate::virtio::test_support::{rings, seen, MockDevice, Record};
 use crate::virtio::transport::status;
 
@@ -46,17 +47,17 @@ struct Fixture {
     msis: Arc<Msis>,
 }
 
-fn fixture_with(device_type: u32, features: u64, sizes: Vec<u16>, require: bool) -> Fixture {
+fn fixture_with(device_type: u32, features: u64, sizes: Vec<u16>, dma_access: DmaAccess) -> Fixture {
     let mem = Arc::new(Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap());
     let record = Arc::new(Mutex::new(Record::default()));
     let device = MockDevice { device_type, features, sizes, record: record.clone() };
     let msis = Arc::new(Msis::default());
-    let t = VirtioPciTransport::new(Box::new(device), mem, msis.clone(), require).unwrap();
+    let t = VirtioPciTransport::new(Box::new(device), mem, msis.clone(), dma_access).unwrap();
     Fixture { t, record, msis }
 }
 
 fn fixture() -> Fixture {
-    fixture_with(4, FEATURES, vec![256, 16], false)
+    fixture_with(4, FEATURES, vec![256, 16], DmaAccess::GuestPhysical)
 }
 
 // Configuration space accessors.
@@ -232,7 +233,7 @@ fn interrupt(record: &Arc<Mutex<Record>>) -> Arc<dyn VirtioInterrupt> {
 #[test]
 fn identification_and_header() {
     for (device_type, class) in [(2, 0x010000), (4, 0xff0000), (3, 0x078000), (1, 0x020000), (23, 0xff0000)] {
-        let Fixture { mut t, .. } = fixture_with(device_type, FEATURES, vec![8], false);
+        let Fixture { mut t, .. } = fixture_with(device_type, FEATURES, vec![8], DmaAccess::GuestPhysical);
         let device_id = 0x1040 + device_type;
         assert_eq!(cr(&mut t, 0, 4), 0x1af4 | (device_id << 16));
         assert_eq!(cr(&mut t, 8, 4), (class << 8) | 1);
@@ -397,7 +398,8 @@ fn features_ok_refusals() {
     // A feature that was not offered, in either bank or beyond.
     let Fixture { mut t, .. } = fixture();
     assert!(!negotiate(&mut t, |f| f | (1 << 20)));
-    let Fixture { mut t, .. } = fixture_with(4, FEATURES | (1 << 34) | (1 << 38), vec![8], false);
+    let Fixture { mut t, .. } =
+        fixture_with(4, FEATURES | (1 << 34) | (1 << 38), vec![8], DmaAccess::GuestPhysical);
     assert!(!negotiate(&mut t, |f| f | (1 << 34)), "packed rings are never offered");
     assert_eq!(t.offered_features(), FEATURES);
     assert!(negotiate(&mut t, |f| f));
@@ -409,32 +411,43 @@ fn features_ok_refusals() {
     bw(&mut t, common(DRIVER_FEATURE), 4, 1);
     bw(&mut t, common(DEVICE_STATUS), 1, 0xb);
     assert_eq!(br(&mut t, common(DEVICE_STATUS), 1), 3);
-    // Behind an IOMMU (the DMA contract): ACCESS_PLATFORM is mandatory.
+    // Behind an IOMMU (the DMA contract): the transport offers
+    // ACCESS_PLATFORM, which the device does not know, and requires it.
     let features = FEATURES | VIRTIO_F_ACCESS_PLATFORM;
-    let Fixture { mut t, record, .. } = fixture_with(4, features, vec![8], true);
-    assert!(t.requires_access_platform());
+    let Fixture { mut t, record, .. } = fixture_with(4, FEATURES, vec![8], DmaAccess::Translated);
+    assert_eq!(t.dma_access(), DmaAccess::Translated);
+    assert_eq!(t.offered_features(), features);
     assert!(!negotiate(&mut t, |f| f & !VIRTIO_F_ACCESS_PLATFORM));
     assert_eq!(record.lock().unwrap().resets, 2);
     assert!(negotiate(&mut t, |f| f));
     bw(&mut t, common(DEVICE_STATUS), 1, 0xf);
     assert_eq!(record.lock().unwrap().activations[0].1, features);
     // Without one the driver may decline it.
-    let Fixture { mut t, record, .. } = fixture_with(4, features, vec![8], false);
+    let Fixture { mut t, record, .. } = fixture_with(4, FEATURES, vec![8], DmaAccess::PlatformIdentity);
+    assert_eq!(t.offered_features(), features);
     assert!(negotiate(&mut t, |f| f & !VIRTIO_F_ACCESS_PLATFORM));
     bw(&mut t, common(DEVICE_STATUS), 1, 0xf);
     assert_eq!(record.lock().unwrap().activations[0].1, FEATURES);
+    // Direct access: never offered, even by a device that claims it.
+    let Fixture { mut t, .. } = fixture_with(4, features, vec![8], DmaAccess::GuestPhysical);
+    assert_eq!(t.offered_features(), FEATURES);
+    assert!(!negotiate(&mut t, |f| f | VIRTIO_F_ACCESS_PLATFORM));
     // Devices that cannot work are refused up front.
     let mem = Arc::new(Mem::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap());
-    let make = |features: u64, sizes: Vec<u16>, require: bool| {
+    let make = |features: u64, sizes: Vec<u16>| {
         let device = MockDevice { device_type: 4, features, sizes, record: Arc::default() };
-        VirtioPciTransport::new(Box::new(device), mem.clone(), Arc::new(Msis::default()), require)
+        VirtioPciTransport::new(
+            Box::new(device),
+            mem.clone(),
+            Arc::new(Msis::default()),
+            DmaAccess::Translated,
+        )
     };
-    assert!(matches!(make(1, vec![8], false), Err(TransportError::NoVersion1(_))));
-    assert!(matches!(make(FEATURES, vec![8], true), Err(TransportError::NoAccessPlatform(_))));
-    assert!(matches!(make(FEATURES, vec![8, 3], false), Err(TransportError::InvalidQueueMaxSize { .. })));
-    assert!(matches!(make(FEATURES, vec![8; 2048], false), Err(TransportError::TooManyQueues { .. })));
-    assert!(make(FEATURES, vec![8; 64], false).is_ok());
-    assert!(make(FEATURES, vec![], false).is_ok());
+    assert!(matches!(make(1, vec![8]), Err(TransportError::NoVersion1(_))));
+    assert!(matches!(make(FEATURES, vec![8, 3]), Err(TransportError::InvalidQueueMaxSize { .. })));
+    assert!(matches!(make(FEATURES, vec![8; 2048]), Err(TransportError::TooManyQueues { .. })));
+    assert!(make(FEATURES, vec![8; 64]).is_ok());
+    assert!(make(FEATURES, vec![]).is_ok());
 }
 
 #[test]
