@@ -10,8 +10,8 @@ pub mod interrupt;
 pub mod ioapic;
 pub mod legacy;
 pub mod pci;
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};

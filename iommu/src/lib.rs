@@ -53,6 +53,8 @@ mod shared;
 pub mod stats;
 mod sync;
 
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 #[cfg(test)]
 mod tests;
 

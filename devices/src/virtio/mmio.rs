@@ -295,10 +295,10 @@ mod tests {
     use super::*;
     use crate::bus::BusDevice;
     use crate::interrupt::InterruptError;
-    use crate::test_support::Rng;
+    use crate::test_utils::recording_device::{rings, seen, MockDevice, Record};
+    use crate::test_utils::xorshift::Xorshift;
     use crate::virtio::device::{VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
     use crate::virtio::dma_access::VIRTIO_F_ACCESS_PLATFORM;
-    use crate::virtio::test_support::{rings, seen, MockDevice, Record};
 
     type Mem = GuestMemoryMmap<()>;
 
@@ -782,7 +782,7 @@ mod tests {
     #[test]
     fn garbage_sweep_never_panics() {
         let Fixture { mut t, record, .. } = fixture();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..64 {
             if round % 4 == 1 {
                 bring_up(&mut t);
@@ -791,18 +791,18 @@ mod tests {
                 // Small values hit the meaningful cases (selectors, sizes,
                 // status bits) more often.
                 for reg in [REG_QUEUE_SEL, REG_DEVICE_FEATURES_SEL, REG_DRIVER_FEATURES_SEL] {
-                    w(&mut t, reg, (rng.next() % 4) as u32);
+                    w(&mut t, reg, (rng.next_u64() % 4) as u32);
                 }
             }
             for offset in (0..WINDOW_SIZE).chain([WINDOW_SIZE, WINDOW_SIZE + 4, u64::MAX - 3, u64::MAX]) {
                 for size in [1usize, 2, 4, 8] {
                     let mut buf = [0u8; 8];
                     t.read(offset, &mut buf[..size]);
-                    let v = if rng.next() % 2 == 0 { rng.next() % 0x100 } else { rng.next() };
+                    let v = if rng.next_u64() % 2 == 0 { rng.next_u64() % 0x100 } else { rng.next_u64() };
                     t.write(offset, &v.to_le_bytes()[..size]);
                 }
-                if rng.next() % 16 == 0 {
-                    t.process_notification((rng.next() % 4) as usize);
+                if rng.next_u64() % 16 == 0 {
+                    t.process_notification((rng.next_u64() % 4) as usize);
                 }
             }
             let mut empty = [0u8; 0];

@@ -9,8 +9,6 @@ pub mod mmio;
 pub mod pci;
 pub mod queue;
 pub mod rng;
-#[cfg(test)]
-mod test_support;
 mod transport;
 
 pub use block::{Block, BlockConfig, BlockError, BLOCK_ID_BYTES, BLOCK_QUEUE_SIZE};

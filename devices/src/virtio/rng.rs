@@ -164,7 +164,9 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
     use super::*;
-    use crate::virtio::block::test_util::{memory, Driver, Interrupts, MemCheck, WriteProtected, MEM_SIZE};
+    use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE};
+    use crate::test_utils::interrupts::Interrupts;
+    use crate::test_utils::split_queue::Driver;
 
     const W: u16 = VRING_DESC_F_WRITE as u16;
 

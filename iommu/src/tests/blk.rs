@@ -11,8 +11,10 @@ use dmavm_devices::virtio::{
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::tempfile::TempFile;
 
-use super::support::*;
+use dmavm_devices::test_utils::interrupts::Interrupts;
+
 use crate::request::*;
+use crate::test_utils::*;
 use crate::{translated_memory, TranslatedMemory};
 
 const S_OK: u8 = Status::Ok as u8;

@@ -46,8 +46,6 @@ mod io;
 mod request;
 
 #[cfg(test)]
-pub(crate) mod test_util;
-#[cfg(test)]
 mod tests;
 
 use std::fs::File;

@@ -10,10 +10,10 @@ use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::tempfile::TempFile;
 
-use super::test_util::{
-    memory, used_ring, Driver, Interrupts, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT,
-};
 use super::*;
+use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT};
+use crate::test_utils::interrupts::Interrupts;
+use crate::test_utils::split_queue::{used_ring, Driver};
 use crate::virtio::device::InterruptKind;
 
 const T_IN: u32 = 0;

@@ -10,9 +10,9 @@ use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::virtio::block::test_util::{
-    memory, Driver, Interrupts, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT,
-};
+use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT};
+use crate::test_utils::interrupts::Interrupts;
+use crate::test_utils::split_queue::Driver;
 use crate::virtio::device::InterruptKind;
 
 const R: u16 = 0;

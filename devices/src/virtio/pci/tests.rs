@@ -14,10 +14,10 @@ use crate::pci::{
     BarListener, PciEcam, PciRoot, PciWindows, COMMAND_MEMORY, MSIX_CONTROL_ENABLE,
     MSIX_CONTROL_FUNCTION_MASK, PCI_CAPABILITY_LIST, PCI_STATUS, STATUS_CAP_LIST,
 };
-use crate::test_support::Rng;
+use crate::test_utils::recording_device::{rings, seen, MockDevice, Record};
+use crate::test_utils::xorshift::Xorshift;
 use crate::virtio::device::{VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 use crate::virtio::dma_access::VIRTIO_F_ACCESS_PLATFORM;
-use crate::virtio::test_support::{rings, seen, MockDevice, Record};
 use crate::virtio::transport::status;
 
 type Mem = GuestMemoryMmap<()>;
@@ -724,7 +724,7 @@ fn behind_the_root_bus() {
 #[test]
 fn garbage_sweep_never_panics() {
     let Fixture { mut t, record, .. } = fixture();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
     let bar_size = t.bar_size();
     for round in 0..12 {
         record.lock().unwrap().config_writes.clear();
@@ -734,7 +734,7 @@ fn garbage_sweep_never_panics() {
         if round % 6 == 3 {
             for sel in [QUEUE_SELECT, DEVICE_FEATURE_SELECT, DRIVER_FEATURE_SELECT] {
                 let len = if sel == QUEUE_SELECT { 2 } else { 4 };
-                bw(&mut t, common(sel), len, rng.next() % 4);
+                bw(&mut t, common(sel), len, rng.next_u64() % 4);
             }
         }
         let config = (0..0x1000u16).chain([0xfff9, 0xfffc, u16::MAX]);
@@ -744,8 +744,8 @@ fn garbage_sweep_never_panics() {
                 t.read_config(offset, &mut buf[..size]);
                 // Writes to the command register and BAR would only move the
                 // BAR; keep them in but not too often.
-                if rng.next() % 4 == 0 {
-                    let v = if rng.next() % 2 == 0 { rng.next() % 0x100 } else { rng.next() };
+                if rng.next_u64() % 4 == 0 {
+                    let v = if rng.next_u64() % 2 == 0 { rng.next_u64() % 0x100 } else { rng.next_u64() };
                     t.write_config(offset, &v.to_le_bytes()[..size]);
                 }
             }
@@ -755,12 +755,12 @@ fn garbage_sweep_never_panics() {
             for size in [1usize, 2, 4, 8] {
                 let mut buf = [0u8; 8];
                 t.read_bar(0, offset, &mut buf[..size]);
-                let v = if rng.next() % 2 == 0 { rng.next() % 0x100 } else { rng.next() };
-                t.write_bar((rng.next() % 8) as u8, offset, &v.to_le_bytes()[..size]);
+                let v = if rng.next_u64() % 2 == 0 { rng.next_u64() % 0x100 } else { rng.next_u64() };
+                t.write_bar((rng.next_u64() % 8) as u8, offset, &v.to_le_bytes()[..size]);
                 t.write_bar(0, offset, &v.to_le_bytes()[..size]);
             }
-            if rng.next() % 64 == 0 {
-                t.process_notification((rng.next() % 4) as usize);
+            if rng.next_u64() % 64 == 0 {
+                t.process_notification((rng.next_u64() % 4) as usize);
             }
         }
         let mut empty = [0u8; 0];
