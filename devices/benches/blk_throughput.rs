@@ -1,6 +1,6 @@
 //! Device-model throughput of virtio-blk, without KVM: this program plays
 //! the guest driver against `Block<GuestMemoryMmap>` in one thread (see
-//! `support/driver.rs` for the set-up and the two request layouts), on a
+//! `dmavm_devices::test_utils::blk_bench::driver` for the set-up and the two request layouts), on a
 //! 256 MiB backing file on tmpfs filled once with a pattern.
 //!
 //! The figures are per request, driver work included, on a warm page cache:
@@ -9,17 +9,16 @@
 //! `dmavm-iommu`'s `translated_blk` benchmark runs the same requests
 //! through the virtual IOMMU.
 //!
-//! `cargo bench -p dmavm-devices --bench blk_throughput` runs each case for
+//! `cargo bench -p dmavm-devices --features test-utils --bench blk_throughput`
+//! runs each case for
 //! `DMAVM_BENCH_SECS` seconds (default 3, after a 0.5 s warm-up) and prints
 //! Markdown table rows for docs/benchmarks.md. Run without `--bench` (as
 //! `cargo test --all-targets` does) it only checks one round of each case.
 
-mod support;
-
-use support::backing::{pread_baseline, Backing, DISK_SIZE};
-use support::driver::{run_case, Memory, CASES, MEM_SIZE};
-use support::report::{host, measure_time, utc_now};
-use support::Result;
+use dmavm_devices::test_utils::blk_bench::backing::{pread_baseline, Backing, DISK_SIZE};
+use dmavm_devices::test_utils::blk_bench::driver::{run_case, Memory, CASES, MEM_SIZE};
+use dmavm_devices::test_utils::blk_bench::report::{host, measure_time, utc_now};
+use dmavm_devices::test_utils::blk_bench::Result;
 
 fn main() -> Result<()> {
     let measure = measure_time();

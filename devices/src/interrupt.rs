@@ -4,10 +4,8 @@
 //! dmavm runs KVM with a split irqchip: the local APICs live in KVM and every
 //! interrupt, including those of the user-space IOAPIC, reaches them as an
 //! MSI (Intel SDM Vol. 3, 11.11 "Message Signalled Interrupts"). The `dmavm`
-//! crate implements [`MsiSink`] over `KVM_SIGNAL_MSI` (and GSI routes); the
-//! device models only compose messages.
-
-use crate::ioapic::IoapicRoute;
+//! crate implements [`MsiSink`] over `KVM_SIGNAL_MSI`; the device models only
+//! compose messages.
 
 /// Base of the MSI address window: bits 31:20 of every x86 MSI address are
 /// `0xfee` (SDM 11.11.1).
@@ -195,20 +193,6 @@ impl MsiMessage {
 pub trait MsiSink: Send + Sync {
     /// Delivers one message to the local APICs.
     fn send_msi(&self, msg: MsiMessage) -> Result<(), InterruptError>;
-
-    /// The guest reprogrammed the IOAPIC redirection table; `routes` is the
-    /// whole new table (one entry per pin).
-    ///
-    /// With a split irqchip KVM only exits with `KVM_EXIT_IOAPIC_EOI` for
-    /// vectors it finds in level-triggered MSI routes of GSIs below the
-    /// reserved IOAPIC pin count (`kvm_scan_ioapic_routes`), so without
-    /// these routes a level-triggered pin stays stuck after its first
-    /// delivery. Install every route, masked ones too: dropping a masked
-    /// pin's route would lose the EOI of an interrupt already in service.
-    /// The default does nothing (edge-only use, tests).
-    fn ioapic_routes_changed(&self, routes: &[IoapicRoute]) {
-        let _ = routes;
-    }
 }
 
 /// One interrupt input as seen by the device driving it (for example the

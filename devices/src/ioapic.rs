@@ -14,7 +14,7 @@
 //! ([`Ioapic::end_of_interrupt`]). KVM only produces that exit for vectors
 //! of level-triggered MSI routes on the reserved IOAPIC GSIs, so the VMM
 //! must mirror [`Ioapic::routes`] into KVM's GSI routing table, at start-up
-//! and whenever [`MsiSink::ioapic_routes_changed`] is called.
+//! and whenever [`IoapicSink::routes_changed`] is called.
 //!
 //! Every access comes from the guest and is treated as hostile: only dword
 //! accesses to IOREGSEL, IOWIN and EOI have an effect, everything else reads
@@ -98,6 +98,23 @@ pub struct IoapicRoute {
     pub masked: bool,
 }
 
+/// Where the IOAPIC's output goes: the messages it delivers and, whenever
+/// the guest reprograms the redirection table, the table itself. The VMM
+/// implements it over KVM.
+pub trait IoapicSink: MsiSink {
+    /// The guest reprogrammed the redirection table; `routes` is the whole
+    /// new table (one entry per pin).
+    ///
+    /// With a split irqchip KVM only exits with `KVM_EXIT_IOAPIC_EOI` for
+    /// vectors it finds in level-triggered MSI routes of GSIs below the
+    /// reserved IOAPIC pin count (`kvm_scan_ioapic_routes`), so without
+    /// these routes a level-triggered pin stays stuck after its first
+    /// delivery. Install every route, masked ones too: dropping a masked
+    /// pin's route would lose the EOI of an interrupt already in service.
+    /// Called with the IOAPIC's lock held, like [`MsiSink::send_msi`].
+    fn routes_changed(&self, routes: &[IoapicRoute]);
+}
+
 /// The user-space IOAPIC. Register it on the MMIO bus at [`IOAPIC_BASE`]
 /// with [`IOAPIC_SIZE`]; devices drive its pins through
 /// [`Ioapic::service_irq`] or an [`IoapicPin`].
@@ -109,7 +126,7 @@ pub struct Ioapic {
     redirection: [u64; IOAPIC_NUM_PINS as usize],
     /// Current level of each input line (bit n = pin n asserted).
     lines: u32,
-    sink: Arc<dyn MsiSink>,
+    sink: Arc<dyn IoapicSink>,
 }
 
 impl std::fmt::Debug for Ioapic {
@@ -134,7 +151,7 @@ impl Ioapic {
     /// An IOAPIC in its reset state (ID 0, every pin masked) delivering to
     /// `sink`. The sink's route callback is not called for this initial
     /// table: the VMM installs [`Ioapic::routes`] itself.
-    pub fn new(sink: Arc<dyn MsiSink>) -> Self {
+    pub fn new(sink: Arc<dyn IoapicSink>) -> Self {
         Self {
             id: 0,
             ioregsel: 0,
@@ -216,7 +233,7 @@ impl Ioapic {
 
     fn notify_routes(&self) {
         let routes: Vec<IoapicRoute> = self.routes().collect();
-        self.sink.ioapic_routes_changed(&routes);
+        self.sink.routes_changed(&routes);
     }
 
     /// The MSI for pin `idx`'s entry (SDM 11.11: destination field to
@@ -407,8 +424,10 @@ mod tests {
             self.sent.lock().unwrap().push(msg);
             Ok(())
         }
+    }
 
-        fn ioapic_routes_changed(&self, routes: &[IoapicRoute]) {
+    impl IoapicSink for Recorder {
+        fn routes_changed(&self, routes: &[IoapicRoute]) {
             self.route_updates.lock().unwrap().push(routes.to_vec());
         }
     }

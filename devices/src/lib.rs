@@ -10,10 +10,10 @@ pub mod interrupt;
 pub mod ioapic;
 pub mod legacy;
 pub mod pci;
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
 pub use interrupt::{InterruptError, InterruptLine, MsiMessage, MsiSink};
-pub use ioapic::{Ioapic, IoapicPin, IoapicRoute};
+pub use ioapic::{Ioapic, IoapicPin, IoapicRoute, IoapicSink};

@@ -1,7 +1,7 @@
 //! What translation through the virtual IOMMU costs, without KVM.
 //!
 //! 1. virtio-blk: the same read requests as `dmavm-devices`' `blk_throughput`
-//!    (its driver and cases, compiled in from `devices/benches/support`),
+//!    (its driver and cases, from `dmavm_devices::test_utils::blk_bench`),
 //!    once on guest-physical memory and once on a `TranslatedMemory`
 //!    through a virtio-iommu endpoint, its rings and buffers at IOVAs
 //!    (guest-physical + 4 GiB) that a driver mapped over the request queue
@@ -15,31 +15,28 @@
 //! docs/benchmarks.md (`DMAVM_BENCH_SECS` per case, default 3). Run as a
 //! test (`cargo test --all-targets`) it checks one round of every case.
 
-#[path = "../../devices/benches/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dmavm_devices::virtio::{Activation, InterruptKind, VirtioDevice, VirtioInterrupt};
+use dmavm_devices::test_utils::blk_bench::backing::{Backing, DISK_SIZE};
+use dmavm_devices::test_utils::blk_bench::driver::{run_case, Memory, CASES, FREE_FROM, MEM_SIZE};
+use dmavm_devices::test_utils::blk_bench::report::{host, measure_time, utc_now};
+use dmavm_devices::test_utils::blk_bench::Result;
+use dmavm_devices::virtio::{
+    Activation, InterruptKind, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM,
+};
 use dmavm_iommu::device::IOMMU_FEATURES;
 use dmavm_iommu::request::{
     readable_size, HEAD_SIZE, TAIL_SIZE, VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE,
     VIRTIO_IOMMU_T_ATTACH, VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_UNMAP,
 };
 use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, VirtioIommu};
-use support::backing::{Backing, DISK_SIZE};
-use support::driver::{run_case, Memory, CASES, FREE_FROM, MEM_SIZE};
-use support::report::{host, measure_time, utc_now};
-use support::Result;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, Iommu, Permissions};
 
 /// Where guest memory appears in the endpoint's IOVA space: 4 GiB up, so
 /// that an untranslated access to an IOVA would miss guest memory.
 const IOVA: u64 = 1 << 32;
-/// `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.2, 6).
-const F_ACCESS_PLATFORM: u64 = 1 << 33;
 const ENDPOINT: u32 = 0x10;
 const DOMAIN: u32 = 1;
 
@@ -214,7 +211,7 @@ fn blk_rows(measure: Option<Duration>) -> Result<Vec<String>> {
                 driver: mem.clone(),
                 device: Arc::new(translated_memory((*mem).clone(), endpoint)),
                 iova: IOVA,
-                extra_features: F_ACCESS_PLATFORM,
+                extra_features: VIRTIO_F_ACCESS_PLATFORM,
             };
             // One round alone first: translations and misses per request.
             let before = counters(&handle);

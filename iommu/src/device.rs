@@ -43,8 +43,8 @@ use std::sync::Arc;
 use dmavm_devices::virtio::chain::{slices, walk, Buffer};
 use dmavm_devices::virtio::queue::{drain, prepare_queue};
 use dmavm_devices::virtio::{
-    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
-    VIRTIO_RING_F_INDIRECT_DESC,
+    Activation, DeviceError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestMemory, GuestMemoryError, Permissions};
@@ -54,11 +54,12 @@ use crate::config::{
     VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_MAP_UNMAP, VIRTIO_IOMMU_F_MMIO, VIRTIO_IOMMU_F_PROBE,
 };
 use crate::domain::Mapping;
-use crate::endpoint::EndpointIommu;
+use crate::endpoint_iommu::EndpointIommu;
 use crate::error::IommuError;
 use crate::fault::EventQueue;
-use crate::handle::{IommuHandle, Shared};
+use crate::handle::IommuHandle;
 use crate::request::{self, probe_properties, readable_size, tail, Request, Status, HEAD_SIZE, TAIL_SIZE};
+use crate::shared::Shared;
 use crate::stats::{Counters, EndpointStats};
 use crate::sync::{lock, read, write};
 
@@ -72,7 +73,10 @@ pub const REQUEST_QUEUE: usize = 0;
 pub const EVENT_QUEUE: usize = 1;
 
 /// Every feature the device offers. `VIRTIO_F_ACCESS_PLATFORM` is not among
-/// them: the IOMMU reaches its own rings with guest-physical addresses.
+/// them (no device model sets it; the transport does, from its
+/// `DmaAccess`), and the IOMMU's transport never offers it: the IOMMU
+/// reaches its own rings with guest-physical addresses
+/// (`DmaAccess::GuestPhysical`), never through itself.
 pub const IOMMU_FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_RING_F_INDIRECT_DESC
     | VIRTIO_RING_F_EVENT_IDX
@@ -82,6 +86,8 @@ pub const IOMMU_FEATURES: u64 = VIRTIO_F_VERSION_1
     | VIRTIO_IOMMU_F_PROBE
     | VIRTIO_IOMMU_F_MMIO
     | VIRTIO_IOMMU_F_BYPASS_CONFIG;
+
+const _: () = assert!(IOMMU_FEATURES & VIRTIO_F_ACCESS_PLATFORM == 0);
 
 /// The request queue once the driver activated the device.
 struct Active<M> {
@@ -132,7 +138,7 @@ impl<M> VirtioIommu<M> {
 
     /// The translator of endpoint `id` (see [`IommuHandle::endpoint`]).
     pub fn endpoint(&self, id: u32) -> Option<EndpointIommu> {
-        self.shared.endpoint_iommu(id)
+        EndpointIommu::new(&self.shared, id)
     }
 
     /// Every endpoint's counters (see [`IommuHandle::stats`]).

@@ -1,117 +1,12 @@
-//! What the device, its endpoints and the VMM share: the configuration, the
-//! IOMMU state, the endpoints' IOTLBs and the fault queue; and
-//! [`IommuHandle`], the VMM's view of it once the device went to its
-//! transport.
+//! [`IommuHandle`]: the VMM's view of a virtio-iommu once the device went
+//! to its transport.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
-use crate::config::{IommuConfig, MixedCoherency, PROPERTY_HEADER_SIZE, RESV_MEM_PROPERTY_SIZE};
-use crate::domain::{Limits, State};
-use crate::endpoint::{Endpoint, EndpointIommu};
-use crate::error::IommuError;
-use crate::fault::FaultQueue;
-use crate::request::{Fault, ReservedKind, ReservedRegion};
+use crate::endpoint_iommu::EndpointIommu;
+use crate::shared::Shared;
 use crate::stats::EndpointStats;
-use crate::sync::{lock, read};
-
-pub(crate) struct Shared {
-    pub(crate) config: IommuConfig,
-    /// The reserved regions PROBE reports, MSI region included, by address.
-    pub(crate) regions: Vec<ReservedRegion>,
-    pub(crate) state: RwLock<State>,
-    pub(crate) endpoints: BTreeMap<u32, Arc<Endpoint>>,
-    pub(crate) faults: Mutex<FaultQueue>,
-}
-
-impl Shared {
-    pub(crate) fn new(
-        config: IommuConfig,
-        endpoints: &[u32],
-        reserved: &[(u64, u64)],
-    ) -> Result<Self, IommuError> {
-        config.validate()?;
-        let mut regions: Vec<ReservedRegion> = reserved
-            .iter()
-            .map(|&(start, end)| ReservedRegion { start, end, kind: ReservedKind::Reserved })
-            .chain(config.msi_region.map(|(start, end)| ReservedRegion {
-                start,
-                end,
-                kind: ReservedKind::Msi,
-            }))
-            .collect();
-        regions.sort_by_key(|r| r.start);
-        for r in &regions {
-            if r.start > r.end {
-                return Err(IommuError::EmptyRegion { start: r.start, end: r.end });
-            }
-        }
-        for pair in regions.windows(2) {
-            if let [a, b] = pair {
-                if b.start <= a.end {
-                    return Err(IommuError::OverlappingRegions(a.start, a.end, b.start, b.end));
-                }
-            }
-        }
-        let needed =
-            regions.len() as u64 * u64::from(RESV_MEM_PROPERTY_SIZE) + u64::from(PROPERTY_HEADER_SIZE);
-        if needed > u64::from(config.probe_size) {
-            return Err(IommuError::ProbeSizeTooSmall { probe_size: config.probe_size, needed });
-        }
-        let mut map = BTreeMap::new();
-        for &id in endpoints {
-            if map.insert(id, Arc::new(Endpoint::new(id))).is_some() {
-                return Err(IommuError::DuplicateEndpoint(id));
-            }
-        }
-        let known: BTreeSet<u32> = map.keys().copied().collect();
-        if let Some(&id) = config.noncoherent_endpoints.iter().find(|id| !known.contains(id)) {
-            return Err(IommuError::UnknownNoncoherentEndpoint(id));
-        }
-        let coherency_classes = (config.mixed_coherency == MixedCoherency::Reject)
-            .then(|| config.noncoherent_endpoints.iter().copied().collect());
-        let limits = Limits {
-            coherency_classes,
-            granule: config.granule(),
-            input_range: config.input_range,
-            domain_range: config.domain_range,
-            max_mappings: config.max_mappings,
-            reserved: regions.clone(),
-        };
-        let state = State::new(config.boot_bypass, known, limits);
-        Ok(Self {
-            config,
-            regions,
-            state: RwLock::new(state),
-            endpoints: map,
-            faults: Mutex::new(FaultQueue::default()),
-        })
-    }
-
-    pub(crate) fn report_fault(&self, fault: Fault) {
-        lock(&self.faults).report(fault);
-    }
-
-    /// Drops every cached translation of `endpoint`.
-    pub(crate) fn invalidate_endpoint(&self, endpoint: u32) {
-        if let Some(ep) = self.endpoints.get(&endpoint) {
-            ep.invalidate_all();
-        }
-    }
-
-    pub(crate) fn endpoint_iommu(self: &Arc<Self>, id: u32) -> Option<EndpointIommu> {
-        let endpoint = self.endpoints.get(&id)?.clone();
-        Some(EndpointIommu { shared: self.clone(), endpoint })
-    }
-
-    pub(crate) fn stats(&self) -> Vec<EndpointStats> {
-        let state = read(&self.state);
-        self.endpoints
-            .values()
-            .map(|ep| EndpointStats::snapshot(ep.id, state.attached.get(&ep.id).copied(), &ep.counters))
-            .collect()
-    }
-}
+use crate::sync::lock;
 
 /// The VMM's handle on a virtio-iommu: endpoint translators and counters.
 /// Cheap to clone; it stays valid after the device moved into its
@@ -134,7 +29,7 @@ impl IommuHandle {
     /// [`translated_memory`](crate::translated_memory); `None` if `id` was
     /// not registered at construction.
     pub fn endpoint(&self, id: u32) -> Option<EndpointIommu> {
-        self.shared.endpoint_iommu(id)
+        EndpointIommu::new(&self.shared, id)
     }
 
     /// The registered endpoint IDs, ascending.

@@ -43,20 +43,24 @@
 pub mod config;
 pub mod device;
 mod domain;
-pub mod endpoint;
+mod endpoint;
+pub mod endpoint_iommu;
 pub mod error;
 pub mod fault;
 mod handle;
 pub mod request;
+mod shared;
 pub mod stats;
 mod sync;
 
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 #[cfg(test)]
 mod tests;
 
 pub use config::{IommuConfig, MixedCoherency};
 pub use device::{VirtioIommu, IOMMU_QUEUE_SIZE, VIRTIO_ID_IOMMU};
-pub use endpoint::{translated_memory, EndpointIommu, TranslatedMemory};
+pub use endpoint_iommu::{translated_memory, EndpointIommu, TranslatedMemory};
 pub use error::IommuError;
 pub use handle::IommuHandle;
 pub use stats::EndpointStats;

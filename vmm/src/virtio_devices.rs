@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use dmavm_devices::virtio::block::{Block, BlockConfig};
-use dmavm_devices::virtio::console::{Console, ConsoleConfig, ConsoleInput};
+use dmavm_devices::virtio::console::{Console, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
 use dmavm_devices::virtio::pci::VirtioPciTransport;
-use dmavm_devices::virtio::rng::{Rng, RngConfig};
-use dmavm_devices::virtio::{VirtioDevice, VirtioTransport};
+use dmavm_devices::virtio::rng::Rng;
+use dmavm_devices::virtio::{DmaAccess, VirtioDevice, VirtioTransport};
 use dmavm_devices::Bus;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
@@ -27,7 +27,7 @@ use crate::arch::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::event_loop::InputSink;
 use crate::pci::PciSegment;
 use dmavm_machine::options::MixedCoherency;
-use dmavm_machine::{Device, DeviceKind, Machine, Placement};
+use dmavm_machine::{Device, DeviceKind, DmaPath, Machine, Placement};
 
 /// An event-loop subscriber.
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
@@ -104,7 +104,9 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                 let iommu = VirtioIommu::<GuestMemoryMmap>::new(config, &endpoints, &[])
                     .with_context(|| format!("{}: virtio-iommu", device.id))?;
                 built.iommu = Some(iommu.handle());
-                place(device, Box::new(iommu), wiring.mem.clone(), false, wiring)?
+                // Never behind itself: its rings are at guest-physical
+                // addresses, so its transport offers no ACCESS_PLATFORM.
+                place(device, Box::new(iommu), wiring.mem.clone(), DmaAccess::GuestPhysical, wiring)?
             }
             (_, Some(endpoint)) => {
                 let handle = built.iommu.as_ref().context("translated device without an IOMMU")?;
@@ -112,31 +114,38 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                     .endpoint(endpoint)
                     .with_context(|| format!("{}: endpoint {endpoint:#x} unknown to the IOMMU", device.id))?;
                 let mem = Arc::new(translated_memory(GuestMemoryMmap::clone(wiring.mem), iommu));
-                build::<TranslatedMemory>(device, mem, true, wiring, &mut built)?
+                build::<TranslatedMemory>(device, mem, dma_access(device), wiring, &mut built)?
             }
-            (_, None) => build(device, wiring.mem.clone(), false, wiring, &mut built)?,
+            (_, None) => build(device, wiring.mem.clone(), dma_access(device), wiring, &mut built)?,
         };
         built.queues.push(queues);
     }
     Ok(built)
 }
 
-/// Builds `device` over `mem` (direct or translated) on its transport;
-/// `require_access_platform` when an IOMMU translates it.
+/// What the transport of `device` declares to the driver: the machine
+/// model's DMA path, in the transport's terms (see [`DmaAccess`]).
+fn dma_access(device: &Device) -> DmaAccess {
+    match device.dma {
+        DmaPath::Direct => DmaAccess::GuestPhysical,
+        DmaPath::Identity => DmaAccess::PlatformIdentity,
+        DmaPath::Translated { .. } => DmaAccess::Translated,
+    }
+}
+
+/// Builds `device` over `mem` (direct or translated) on its transport,
+/// which declares `dma_access`.
 fn build<M: GuestMemory + Send + Sync + 'static>(
     device: &Device,
     mem: Arc<M>,
-    require_access_platform: bool,
+    dma_access: DmaAccess,
     wiring: &Wiring<'_>,
     built: &mut VirtioDevices,
 ) -> Result<Subscriber> {
     let model: Box<dyn VirtioDevice<M>> = match device.kind {
         DeviceKind::Console => {
-            let console = Console::<M>::new(
-                ConsoleConfig { access_platform: device.dma.offers_access_platform() },
-                Box::new(std::io::stdout()),
-            )
-            .with_context(|| format!("{}: virtio-console", device.id))?;
+            let console = Console::<M>::new(Box::new(std::io::stdout()))
+                .with_context(|| format!("{}: virtio-console", device.id))?;
             let input = console.input();
             let ready = input.input_ready_event().try_clone().context("console input event")?;
             built.console_input = Some((Arc::new(Mutex::new(input)), ready));
@@ -144,7 +153,7 @@ fn build<M: GuestMemory + Send + Sync + 'static>(
         }
         _ => model(device)?,
     };
-    place(device, model, mem, require_access_platform, wiring)
+    place(device, model, mem, dma_access, wiring)
 }
 
 /// Puts `model` on the device's transport.
@@ -152,7 +161,7 @@ fn place<M: GuestMemory + Send + Sync + 'static>(
     device: &Device,
     model: Box<dyn VirtioDevice<M>>,
     mem: Arc<M>,
-    require_access_platform: bool,
+    dma_access: DmaAccess,
     wiring: &Wiring<'_>,
 ) -> Result<Subscriber> {
     Ok(match device.placement {
@@ -160,24 +169,11 @@ fn place<M: GuestMemory + Send + Sync + 'static>(
             let w = wiring.machine.mmio_window(window).with_context(|| {
                 format!("{}: virtio-mmio window {window} is not in the address map", device.id)
             })?;
-            Arc::new(Mutex::new(place_mmio(
-                device,
-                model,
-                mem,
-                require_access_platform,
-                w.base,
-                w.interrupt,
-                wiring,
-            )?))
+            Arc::new(Mutex::new(place_mmio(device, model, mem, dma_access, w.base, w.interrupt, wiring)?))
         }
-        Placement::Pci { segment, slot } => Arc::new(Mutex::new(place_pci(
-            device,
-            model,
-            mem,
-            require_access_platform,
-            (segment, slot),
-            wiring,
-        )?)),
+        Placement::Pci { segment, slot } => {
+            Arc::new(Mutex::new(place_pci(device, model, mem, dma_access, (segment, slot), wiring)?))
+        }
     })
 }
 
@@ -193,7 +189,7 @@ fn place_mmio<M: GuestMemory + Send + Sync + 'static>(
     device: &Device,
     model: Box<dyn VirtioDevice<M>>,
     mem: Arc<M>,
-    require_access_platform: bool,
+    dma_access: DmaAccess,
     base: u64,
     gsi: u32,
     wiring: &Wiring<'_>,
@@ -201,7 +197,7 @@ fn place_mmio<M: GuestMemory + Send + Sync + 'static>(
     // An edge on the device's IOAPIC pin, injected by KVM through the pin's
     // route (which exists only while the guest leaves the pin unmasked).
     let line = IrqfdPin::new(wiring.vm, gsi).with_context(|| format!("{}: interrupt", device.id))?;
-    let transport = MmioTransport::new(model, mem, Arc::new(line), require_access_platform)
+    let transport = MmioTransport::new(model, mem, Arc::new(line), dma_access)
         .with_context(|| format!("{}: virtio-mmio transport", device.id))?
         .with_label(&device.id);
     let events = clone_events(&device.id, transport.queue_events())?;
@@ -228,7 +224,7 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     device: &Device,
     model: Box<dyn VirtioDevice<M>>,
     mem: Arc<M>,
-    require_access_platform: bool,
+    dma_access: DmaAccess,
     (segment, slot): (u16, u8),
     wiring: &Wiring<'_>,
 ) -> Result<QueueNotifications<M>> {
@@ -247,7 +243,7 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     #[cfg(target_arch = "aarch64")]
     let backend = backend.with_device_id(crate::arch::its_device_id(segment, slot)?);
     let backend = Arc::new(backend);
-    let transport = VirtioPciTransport::new(model, mem, backend, require_access_platform)
+    let transport = VirtioPciTransport::new(model, mem, backend, dma_access)
         .with_context(|| format!("{}: virtio-pci transport", device.id))?
         .with_label(&device.id);
     if transport.msix_vectors() != vectors {
@@ -291,17 +287,10 @@ fn model<M: GuestMemory + Send + Sync + 'static>(device: &Device) -> Result<Box<
                 };
                 anyhow::anyhow!("{}: cannot open disk {}{how}: {e}", device.id, path.display())
             })?;
-            let config = BlockConfig {
-                file,
-                read_only: *readonly,
-                id: device.id.clone(),
-                access_platform: device.dma.offers_access_platform(),
-            };
+            let config = BlockConfig { file, read_only: *readonly, id: device.id.clone() };
             Box::new(Block::new(config).with_context(|| format!("{}: disk {}", device.id, path.display()))?)
         }
-        DeviceKind::Rng => {
-            Box::new(Rng::new(RngConfig { access_platform: device.dma.offers_access_platform() }))
-        }
+        DeviceKind::Rng => Box::new(Rng::new()),
         DeviceKind::Iommu => {
             anyhow::bail!("{}: the virtio-iommu is not available in this build yet", device.id)
         }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::bus::{Bus, BusDevice, BusError};
-use crate::test_support::Rng;
+use crate::test_utils::xorshift::Xorshift;
 
 /// A function with a 64-bit BAR 0 (16 KiB) and a 32-bit BAR 2 (4 KiB) whose
 /// reads return the low byte of the offset.
@@ -371,25 +371,26 @@ fn topology_errors() {
 #[test]
 fn garbage_sweep_never_panics() {
     let Fixture { root, mmio, mut ecam, mut io, .. } = fixture();
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Xorshift(0x1234_5678_9abc_def1);
     for _ in 0..20_000 {
-        let size = [1usize, 2, 4, 8][(rng.next() % 4) as usize];
-        let r = rng.next();
+        let size = [1usize, 2, 4, 8][(rng.next_u64() % 4) as usize];
+        let r = rng.next_u64();
         // Mostly the populated functions, sometimes anywhere.
-        let offset = if r % 4 == 0 { rng.next() } else { ecam_addr(0, r % 3, 0, rng.next() % 0x1000) };
+        let offset =
+            if r % 4 == 0 { rng.next_u64() } else { ecam_addr(0, r % 3, 0, rng.next_u64() % 0x1000) };
         let mut buf = [0u8; 8];
         ecam.read(offset, &mut buf[..size]);
-        let v = rng.next().to_le_bytes();
+        let v = rng.next_u64().to_le_bytes();
         // Keep the command register mostly decoding.
         ecam.write(offset, &v[..size]);
-        let port = rng.next() % 10;
+        let port = rng.next_u64() % 10;
         io.read(port, &mut buf[..size]);
-        if rng.next() % 3 == 0 {
-            io.write(0, &(0x8000_0000 | (rng.next() as u32 & 0x00ff_fffc)).to_le_bytes());
+        if rng.next_u64() % 3 == 0 {
+            io.write(0, &(0x8000_0000 | (rng.next_u64() as u32 & 0x00ff_fffc)).to_le_bytes());
         } else {
             io.write(port, &v[..size]);
         }
-        let _ = mmio.read(MEM32.start + rng.next() % 0x2000, &mut buf[..size]);
+        let _ = mmio.read(MEM32.start + rng.next_u64() % 0x2000, &mut buf[..size]);
     }
     // The bridge is untouched, the device still answers.
     assert_eq!(ecam_read(&mut ecam, 0, 0, 2), u32::from(HOST_BRIDGE_VENDOR_ID));

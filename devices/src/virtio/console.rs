@@ -6,9 +6,8 @@
 //! `receiveq0` (index 0, device to driver) and `transmitq0` (index 1, driver
 //! to device), [`CONSOLE_QUEUE_SIZE`] entries each. Offered features:
 //! `VIRTIO_F_VERSION_1`, `VIRTIO_RING_F_INDIRECT_DESC`,
-//! `VIRTIO_RING_F_EVENT_IDX`, and `VIRTIO_F_ACCESS_PLATFORM` exactly when
-//! [`ConsoleConfig::access_platform`] says so (the DMA contract:
-//! `direct-ram-access=off`). Neither `VIRTIO_CONSOLE_F_SIZE` nor
+//! `VIRTIO_RING_F_EVENT_IDX` (`VIRTIO_F_ACCESS_PLATFORM` is the transport's
+//! to offer, from its [`DmaAccess`](crate::virtio::DmaAccess)). Neither `VIRTIO_CONSOLE_F_SIZE` nor
 //! `VIRTIO_CONSOLE_F_MULTIPORT` nor `VIRTIO_CONSOLE_F_EMERG_WRITE` is
 //! offered, so the configuration space (`cols`, `rows`, `max_nr_ports`,
 //! `emerg_wr`) reads as zeros and writes to it are ignored.
@@ -76,8 +75,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::virtio::chain::{slices, walk as walk_chain, Buffer};
 use crate::virtio::device::{
-    Activation, DeviceError, VirtioDevice, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+    Activation, DeviceError, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::virtio::queue::{
     drain as drain_queue, has_available, notify_used, pop, prepare_queue, protocol, ActiveQueue,
@@ -92,14 +91,6 @@ const RECEIVEQ: u16 = 0;
 const TRANSMITQ: u16 = 1;
 /// Output is copied out of guest memory through a buffer of this size.
 const BOUNCE_LEN: usize = 4096;
-
-/// How to build a [`Console`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConsoleConfig {
-    /// Offer `VIRTIO_F_ACCESS_PLATFORM`: true exactly when the device has
-    /// `direct-ram-access=off`.
-    pub access_platform: bool,
-}
 
 /// Why a [`Console`] cannot be created.
 #[derive(Debug, thiserror::Error)]
@@ -361,11 +352,8 @@ impl<M> std::fmt::Debug for Console<M> {
 
 impl<M: GuestMemory> Console<M> {
     /// A console whose guest output goes to `output` (dmavm: stdout).
-    pub fn new(config: ConsoleConfig, output: Box<dyn Write + Send>) -> Result<Self, ConsoleError> {
-        let mut features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX;
-        if config.access_platform {
-            features |= VIRTIO_F_ACCESS_PLATFORM;
-        }
+    pub fn new(output: Box<dyn Write + Send>) -> Result<Self, ConsoleError> {
+        let features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX;
         let ready = EventFd::new(EFD_NONBLOCK).map_err(ConsoleError::EventFd)?;
         let shared = Arc::new(Shared {
             rx: Mutex::new(Receiver { active: None, broken: None, reported: false }),

@@ -15,10 +15,6 @@ use vm_memory::GuestMemory;
 
 /// `VIRTIO_F_VERSION_1` (virtio 1.2, 6): modern device.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-/// `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.2, 6): the device accesses memory
-/// through the platform's DMA translation (IOMMU), not guest-physical
-/// addresses.
-pub const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
 /// `VIRTIO_RING_F_INDIRECT_DESC` (virtio 1.2, 2.7.5.3).
 pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
 /// `VIRTIO_RING_F_EVENT_IDX` (virtio 1.2, 2.7.7).
@@ -89,8 +85,9 @@ pub trait VirtioDevice<M: GuestMemory>: Send {
     fn queue_max_sizes(&self) -> &[u16];
 
     /// Every feature bit the device offers, transport-independent ones
-    /// included (`VIRTIO_F_VERSION_1`, and `VIRTIO_F_ACCESS_PLATFORM` when
-    /// the device honours the IOMMU).
+    /// included (`VIRTIO_F_VERSION_1`). Not `VIRTIO_F_ACCESS_PLATFORM`: the
+    /// transport offers that one from its [`DmaAccess`](super::DmaAccess),
+    /// and drops it from what a device reports.
     fn device_features(&self) -> u64;
 
     /// Reads the device-specific configuration space at `offset`. Reads

@@ -27,6 +27,7 @@ use log::debug;
 use vm_memory::GuestMemory;
 
 use super::device::{InterruptKind, VirtioDevice, VirtioInterrupt};
+use super::dma_access::DmaAccess;
 use super::transport::{set_half, TransportCore, TransportInterrupt, VirtioTransport};
 use crate::interrupt::InterruptLine;
 
@@ -161,14 +162,14 @@ impl<M: GuestMemory + Send + Sync + 'static> MmioTransport<M> {
     /// `mem` (guest-physical or IOMMU-translated, per the DMA contract) and
     /// interrupt through `interrupt` (an edge-triggered pin).
     ///
-    /// `require_access_platform` is true when the device sits behind an
-    /// IOMMU: the driver must then accept `VIRTIO_F_ACCESS_PLATFORM` or
-    /// `FEATURES_OK` is refused.
+    /// `dma_access` is the device's DMA path: it decides whether the
+    /// transport offers `VIRTIO_F_ACCESS_PLATFORM` and whether the driver
+    /// must accept it for `FEATURES_OK` to stick.
     pub fn new(
         device: Box<dyn VirtioDevice<M>>,
         mem: Arc<M>,
         interrupt: Arc<dyn InterruptLine>,
-        require_access_platform: bool,
+        dma_access: DmaAccess,
     ) -> Result<Self, MmioError> {
         let interrupt = Arc::new(MmioInterrupt {
             status: AtomicU32::new(0),
@@ -176,7 +177,7 @@ impl<M: GuestMemory + Send + Sync + 'static> MmioTransport<M> {
             line: interrupt,
         });
         // QueueSel is 32 bits wide: no limit beyond virtio's own.
-        let core = TransportCore::new(device, mem, interrupt.clone(), require_access_platform, usize::MAX)?;
+        let core = TransportCore::new(device, mem, interrupt.clone(), dma_access, usize::MAX)?;
         Ok(Self { core, interrupt })
     }
 
@@ -294,9 +295,10 @@ mod tests {
     use super::*;
     use crate::bus::BusDevice;
     use crate::interrupt::InterruptError;
-    use crate::test_support::Rng;
-    use crate::virtio::device::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
-    use crate::virtio::test_support::{rings, seen, MockDevice, Record};
+    use crate::test_utils::recording_device::{rings, seen, MockDevice, Record};
+    use crate::test_utils::xorshift::Xorshift;
+    use crate::virtio::device::{VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+    use crate::virtio::dma_access::VIRTIO_F_ACCESS_PLATFORM;
 
     type Mem = GuestMemoryMmap<()>;
 
@@ -332,17 +334,17 @@ mod tests {
         line: Arc<MockLine>,
     }
 
-    fn fixture_with(features: u64, require_access_platform: bool) -> Fixture {
+    fn fixture_with(features: u64, dma_access: DmaAccess) -> Fixture {
         let mem = Arc::new(Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap());
         let record = Arc::new(Mutex::new(Record::default()));
         let device = MockDevice { device_type: 4, features, sizes: vec![256, 16], record: record.clone() };
         let line = Arc::new(MockLine::default());
-        let t = MmioTransport::new(Box::new(device), mem, line.clone(), require_access_platform).unwrap();
+        let t = MmioTransport::new(Box::new(device), mem, line.clone(), dma_access).unwrap();
         Fixture { t, record, line }
     }
 
     fn fixture() -> Fixture {
-        fixture_with(FEATURES, false)
+        fixture_with(FEATURES, DmaAccess::GuestPhysical)
     }
 
     fn r(t: &mut MmioTransport<Mem>, offset: u64) -> u32 {
@@ -459,7 +461,7 @@ mod tests {
 
     #[test]
     fn offered_features_are_split_in_banks() {
-        let Fixture { mut t, .. } = fixture_with(FEATURES | (1 << 34) | (1 << 40), false);
+        let Fixture { mut t, .. } = fixture_with(FEATURES | (1 << 34) | (1 << 40), DmaAccess::GuestPhysical);
         w(&mut t, REG_DEVICE_FEATURES_SEL, 0);
         assert_eq!(r(&mut t, REG_DEVICE_FEATURES), FEATURES as u32);
         w(&mut t, REG_DEVICE_FEATURES_SEL, 1);
@@ -507,9 +509,11 @@ mod tests {
 
     #[test]
     fn access_platform_required_behind_iommu() {
+        // The device does not know the bit: the transport adds it.
         let features = FEATURES | VIRTIO_F_ACCESS_PLATFORM;
-        let Fixture { mut t, record, .. } = fixture_with(features, true);
-        assert!(t.requires_access_platform());
+        let Fixture { mut t, record, .. } = fixture_with(FEATURES, DmaAccess::Translated);
+        assert_eq!(t.dma_access(), DmaAccess::Translated);
+        assert_eq!(t.offered_features(), features);
         assert!(!negotiate(&mut t, |f| f & !VIRTIO_F_ACCESS_PLATFORM));
         assert_eq!(record.lock().unwrap().resets, 2);
         assert!(negotiate(&mut t, |f| f));
@@ -518,31 +522,38 @@ mod tests {
         assert_eq!(record.lock().unwrap().activations[0].1, features);
 
         // Without an IOMMU the driver may decline it.
-        let Fixture { mut t, record, .. } = fixture_with(features, false);
+        let Fixture { mut t, record, .. } = fixture_with(FEATURES, DmaAccess::PlatformIdentity);
+        assert_eq!(t.offered_features(), features);
         assert!(negotiate(&mut t, |f| f & !VIRTIO_F_ACCESS_PLATFORM));
         setup_queue(&mut t, 0, 256);
         w(&mut t, REG_STATUS, 0xf);
         assert_eq!(record.lock().unwrap().activations[0].1, FEATURES);
+
+        // Direct access: never offered, even by a device that claims it,
+        // and a driver accepting it anyway is refused.
+        let Fixture { mut t, .. } = fixture_with(features, DmaAccess::GuestPhysical);
+        assert_eq!(t.offered_features(), FEATURES);
+        assert!(!negotiate(&mut t, |f| f | VIRTIO_F_ACCESS_PLATFORM));
+        assert!(negotiate(&mut t, |f| f));
     }
 
     #[test]
     fn constructor_rejects_impossible_devices() {
         let mem = Arc::new(Mem::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap());
         let line: Arc<dyn InterruptLine> = Arc::new(MockLine::default());
-        let make = |features: u64, sizes: Vec<u16>, require: bool| {
+        let make = |features: u64, sizes: Vec<u16>| {
             let record = Arc::new(Mutex::new(Record::default()));
             let device = MockDevice { device_type: 4, features, sizes, record };
-            MmioTransport::new(Box::new(device), mem.clone(), line.clone(), require)
+            MmioTransport::new(Box::new(device), mem.clone(), line.clone(), DmaAccess::Translated)
         };
-        assert!(matches!(make(0x1, vec![16], false), Err(MmioError::NoVersion1(_))));
-        assert!(matches!(make(FEATURES, vec![16], true), Err(MmioError::NoAccessPlatform(_))));
+        assert!(matches!(make(0x1, vec![16]), Err(MmioError::NoVersion1(_))));
         for bad in [0, 3, 0x8000 + 1] {
             assert!(matches!(
-                make(FEATURES, vec![16, bad], false),
+                make(FEATURES, vec![16, bad]),
                 Err(MmioError::InvalidQueueMaxSize { index: 1, .. })
             ));
         }
-        let t = make(FEATURES, vec![], false).unwrap().with_label("rng@0xd0000000");
+        let t = make(FEATURES, vec![]).unwrap().with_label("rng@0xd0000000");
         assert_eq!(t.label(), "rng@0xd0000000");
         assert!(t.queue_events().is_empty());
     }
@@ -771,7 +782,7 @@ mod tests {
     #[test]
     fn garbage_sweep_never_panics() {
         let Fixture { mut t, record, .. } = fixture();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..64 {
             if round % 4 == 1 {
                 bring_up(&mut t);
@@ -780,18 +791,18 @@ mod tests {
                 // Small values hit the meaningful cases (selectors, sizes,
                 // status bits) more often.
                 for reg in [REG_QUEUE_SEL, REG_DEVICE_FEATURES_SEL, REG_DRIVER_FEATURES_SEL] {
-                    w(&mut t, reg, (rng.next() % 4) as u32);
+                    w(&mut t, reg, (rng.next_u64() % 4) as u32);
                 }
             }
             for offset in (0..WINDOW_SIZE).chain([WINDOW_SIZE, WINDOW_SIZE + 4, u64::MAX - 3, u64::MAX]) {
                 for size in [1usize, 2, 4, 8] {
                     let mut buf = [0u8; 8];
                     t.read(offset, &mut buf[..size]);
-                    let v = if rng.next() % 2 == 0 { rng.next() % 0x100 } else { rng.next() };
+                    let v = if rng.next_u64() % 2 == 0 { rng.next_u64() % 0x100 } else { rng.next_u64() };
                     t.write(offset, &v.to_le_bytes()[..size]);
                 }
-                if rng.next() % 16 == 0 {
-                    t.process_notification((rng.next() % 4) as usize);
+                if rng.next_u64() % 16 == 0 {
+                    t.process_notification((rng.next_u64() % 4) as usize);
                 }
             }
             let mut empty = [0u8; 0];

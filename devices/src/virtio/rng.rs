@@ -19,8 +19,8 @@ use vm_memory::{GuestMemory, Permissions, VolatileSlice};
 
 use crate::virtio::chain::{slices, walk as walk_chain, Buffer};
 use crate::virtio::device::{
-    Activation, DeviceError, VirtioDevice, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+    Activation, DeviceError, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::virtio::queue::{drain as drain_queue, single_queue_notified, ActiveQueue};
 
@@ -28,14 +28,6 @@ use crate::virtio::queue::{drain as drain_queue, single_queue_notified, ActiveQu
 pub const RNG_QUEUE_SIZE: u16 = 256;
 /// Most bytes the device writes for one chain.
 pub const RNG_MAX_BYTES_PER_REQUEST: usize = 64 * 1024;
-
-/// How to build an [`Rng`] device.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RngConfig {
-    /// Offer `VIRTIO_F_ACCESS_PLATFORM`: true exactly when the device has
-    /// `direct-ram-access=off`.
-    pub access_platform: bool,
-}
 
 /// A virtio entropy device (device ID 4).
 pub struct Rng<M> {
@@ -54,12 +46,19 @@ impl<M> std::fmt::Debug for Rng<M> {
 }
 
 impl<M> Rng<M> {
-    pub fn new(config: RngConfig) -> Self {
-        let mut features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX;
-        if config.access_platform {
-            features |= VIRTIO_F_ACCESS_PLATFORM;
-        }
+    /// An entropy device, not yet activated. Its features are
+    /// `VIRTIO_F_VERSION_1`, `VIRTIO_RING_F_INDIRECT_DESC` and
+    /// `VIRTIO_RING_F_EVENT_IDX`; `VIRTIO_F_ACCESS_PLATFORM` is the
+    /// transport's to offer.
+    pub fn new() -> Self {
+        let features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX;
         Self { features, queue_sizes: [RNG_QUEUE_SIZE], active: None }
+    }
+}
+
+impl<M> Default for Rng<M> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -165,12 +164,14 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
     use super::*;
-    use crate::virtio::block::test_util::{memory, Driver, Interrupts, MemCheck, WriteProtected, MEM_SIZE};
+    use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE};
+    use crate::test_utils::interrupts::Interrupts;
+    use crate::test_utils::split_queue::Driver;
 
     const W: u16 = VRING_DESC_F_WRITE as u16;
 
     fn setup() -> (Arc<GuestMemoryMmap>, Rng<GuestMemoryMmap>, Arc<Interrupts>) {
-        (memory(), Rng::new(RngConfig::default()), Arc::new(Interrupts::default()))
+        (memory(), Rng::new(), Arc::new(Interrupts::default()))
     }
 
     fn activate(
@@ -190,12 +191,10 @@ mod tests {
 
     #[test]
     fn features_and_identity() {
-        let r = Rng::<GuestMemoryMmap>::new(RngConfig { access_platform: false });
+        let r = Rng::<GuestMemoryMmap>::new();
         assert_eq!(VirtioDevice::<GuestMemoryMmap>::device_type(&r), 4);
         let f = VirtioDevice::<GuestMemoryMmap>::device_features(&r);
         assert_eq!(f, VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX);
-        let r = Rng::<GuestMemoryMmap>::new(RngConfig { access_platform: true });
-        assert_ne!(VirtioDevice::<GuestMemoryMmap>::device_features(&r) & VIRTIO_F_ACCESS_PLATFORM, 0);
         assert_eq!(VirtioDevice::<GuestMemoryMmap>::queue_max_sizes(&r), &[256]);
         let mut c = [0xffu8; 4];
         VirtioDevice::<GuestMemoryMmap>::read_config(&r, 0, &mut c);
@@ -300,7 +299,7 @@ mod tests {
     fn buffer_the_device_may_not_write_completes_with_nothing() {
         let mem = memory();
         let protected = Arc::new(WriteProtected { inner: mem.clone(), window: (0x20000, 0x21000) });
-        let mut rng = Rng::<WriteProtected>::new(RngConfig { access_platform: true });
+        let mut rng = Rng::<WriteProtected>::new();
         let irq = Arc::new(Interrupts::default());
         let mut d = Driver::new(&mem, 16);
         // The first buffer is writable, the second is not: nothing is written.
@@ -312,7 +311,7 @@ mod tests {
         rng.activate(Activation {
             mem: protected,
             queues: vec![d.queue()],
-            acked_features: VIRTIO_F_VERSION_1 | VIRTIO_F_ACCESS_PLATFORM,
+            acked_features: VIRTIO_F_VERSION_1,
             interrupt: irq.clone(),
         })
         .unwrap();

@@ -10,11 +10,13 @@
 //! - Features the transports cannot honour (packed rings, notification
 //!   data, queue reset, SR-IOV, admin queues) are never offered, whatever
 //!   the device says.
+//! - `VIRTIO_F_ACCESS_PLATFORM` is the transport's, not the device's: it is
+//!   offered exactly when the transport's [`DmaAccess`] says so, whatever
+//!   the device says.
 //! - `FEATURES_OK` is refused (it does not stick) if the driver accepted a
 //!   feature that was not offered, did not accept `VIRTIO_F_VERSION_1`, or,
-//!   when the transport was built with `require_access_platform` (the device
-//!   sits behind an IOMMU, see the DMA contract in DESIGN.md), did not accept
-//!   `VIRTIO_F_ACCESS_PLATFORM`. A refusal resets the device, the queues,
+//!   when the [`DmaAccess`] requires it (an IOMMU translates the device's
+//!   accesses), did not accept `VIRTIO_F_ACCESS_PLATFORM`. A refusal resets the device, the queues,
 //!   the accepted features and the interrupt state; `ACKNOWLEDGE` and
 //!   `DRIVER` stay set so that reading the status back shows exactly the
 //!   missing `FEATURES_OK`.
@@ -41,10 +43,8 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::device::{
-    Activation, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX,
-};
+use super::device::{Activation, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+use super::dma_access::{DmaAccess, VIRTIO_F_ACCESS_PLATFORM};
 
 /// Device status bits (virtio 1.2, 2.1).
 pub mod status {
@@ -82,10 +82,6 @@ pub enum TransportError {
     /// modern-only, so no driver could ever complete negotiation.
     #[error("{0}: the device does not offer VIRTIO_F_VERSION_1")]
     NoVersion1(String),
-    /// The transport must require `VIRTIO_F_ACCESS_PLATFORM` (the device is
-    /// behind an IOMMU) but the device does not offer it.
-    #[error("{0}: the device is behind an IOMMU but does not offer VIRTIO_F_ACCESS_PLATFORM")]
-    NoAccessPlatform(String),
     /// A queue's maximum size is zero, above 32768 or not a power of two.
     #[error("{label}: queue {index} has an invalid maximum size {size}")]
     InvalidQueueMaxSize {
@@ -219,7 +215,7 @@ pub struct TransportCore<M: GuestMemory + Send + Sync + 'static> {
     mem: Arc<M>,
     pub(crate) label: String,
     device_type: u32,
-    require_access_platform: bool,
+    dma_access: DmaAccess,
     /// What the driver sees in the device feature registers.
     offered_features: u64,
     /// What the driver wrote to the driver feature registers (checked at
@@ -256,22 +252,22 @@ impl<M: GuestMemory + Send + Sync + 'static> fmt::Debug for TransportCore<M> {
 
 impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
     /// Checks `device` against what a modern transport needs and creates one
-    /// notification eventfd per queue. `max_queues` is the transport's limit.
+    /// notification eventfd per queue. `dma_access` decides
+    /// `VIRTIO_F_ACCESS_PLATFORM`; `max_queues` is the transport's limit.
     pub(crate) fn new<I: TransportInterrupt>(
         device: Box<dyn VirtioDevice<M>>,
         mem: Arc<M>,
         interrupt: Arc<I>,
-        require_access_platform: bool,
+        dma_access: DmaAccess,
         max_queues: usize,
     ) -> Result<Self, TransportError> {
         let device_type = device.device_type();
         let label = device_name(device_type);
-        let offered_features = device.device_features() & !UNSUPPORTED_TRANSPORT_FEATURES;
+        let offered_features = (device.device_features()
+            & !(UNSUPPORTED_TRANSPORT_FEATURES | VIRTIO_F_ACCESS_PLATFORM))
+            | dma_access.offered_features();
         if offered_features & VIRTIO_F_VERSION_1 == 0 {
             return Err(TransportError::NoVersion1(label));
-        }
-        if require_access_platform && offered_features & VIRTIO_F_ACCESS_PLATFORM == 0 {
-            return Err(TransportError::NoAccessPlatform(label));
         }
         let count = device.queue_max_sizes().len();
         if count > max_queues {
@@ -295,7 +291,7 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
             mem,
             label,
             device_type,
-            require_access_platform,
+            dma_access,
             offered_features,
             driver_features: 0,
             driver_features_high_bank: false,
@@ -319,8 +315,8 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
         self.offered_features
     }
 
-    pub(crate) fn requires_access_platform(&self) -> bool {
-        self.require_access_platform
+    pub(crate) fn dma_access(&self) -> DmaAccess {
+        self.dma_access
     }
 
     pub(crate) fn status(&self) -> u32 {
@@ -440,7 +436,8 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
                 "the driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not supported)".into()
             );
         }
-        if self.require_access_platform && self.driver_features & VIRTIO_F_ACCESS_PLATFORM == 0 {
+        if self.dma_access.requires_access_platform() && self.driver_features & VIRTIO_F_ACCESS_PLATFORM == 0
+        {
             return Err("the device is behind an IOMMU and the driver did not accept \
                         VIRTIO_F_ACCESS_PLATFORM (it would use guest-physical addresses)"
                 .into());
@@ -562,9 +559,10 @@ pub trait VirtioTransport<M: GuestMemory + Send + Sync + 'static>: Send {
         self.core().offered_features()
     }
 
-    /// Whether `FEATURES_OK` requires `VIRTIO_F_ACCESS_PLATFORM`.
-    fn requires_access_platform(&self) -> bool {
-        self.core().requires_access_platform()
+    /// The device's DMA path, which decides whether
+    /// `VIRTIO_F_ACCESS_PLATFORM` is offered and required.
+    fn dma_access(&self) -> DmaAccess {
+        self.core().dma_access()
     }
 
     /// The device status.

@@ -6,13 +6,15 @@ use std::io::Write;
 use std::sync::Arc;
 
 use dmavm_devices::virtio::{
-    Activation, Block, BlockConfig, InterruptKind, VirtioDevice, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+    Activation, Block, BlockConfig, InterruptKind, VirtioDevice, VIRTIO_F_VERSION_1,
 };
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::tempfile::TempFile;
 
-use super::support::*;
+use dmavm_devices::test_utils::interrupts::Interrupts;
+
 use crate::request::*;
+use crate::test_utils::*;
 use crate::{translated_memory, TranslatedMemory};
 
 const S_OK: u8 = Status::Ok as u8;
@@ -62,7 +64,6 @@ fn rig() -> Rig {
         file: file.as_file().try_clone().unwrap(),
         read_only: true,
         id: "iommu-disk".into(),
-        access_platform: true,
     })
     .unwrap();
     let vq = Vq::at(&h.mem, 16, RINGS.1, RINGS.0);
@@ -76,7 +77,7 @@ impl Rig {
             .activate(Activation {
                 mem: Arc::new(tm),
                 queues: vec![self.vq.queue()],
-                acked_features: VIRTIO_F_VERSION_1 | VIRTIO_F_ACCESS_PLATFORM,
+                acked_features: VIRTIO_F_VERSION_1,
                 interrupt: self.irq.clone(),
             })
             .unwrap();

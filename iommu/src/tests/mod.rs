@@ -4,5 +4,4 @@
 
 mod blk;
 mod requests;
-mod support;
 mod translation;

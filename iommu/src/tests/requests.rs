@@ -10,10 +10,10 @@ use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::desc::RawDescriptor;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::support::*;
 use crate::config::*;
 use crate::device::{VirtioIommu, IOMMU_FEATURES};
 use crate::request::*;
+use crate::test_utils::*;
 
 const S_OK: u8 = Status::Ok as u8;
 const S_IOERR: u8 = Status::IoErr as u8;

@@ -4,11 +4,11 @@
 use dmavm_devices::virtio::{InterruptKind, VirtioDevice};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
-use super::support::*;
 use crate::config::IommuConfig;
 use crate::device::IOMMU_FEATURES;
 use crate::fault::MAX_PENDING_FAULTS;
 use crate::request::*;
+use crate::test_utils::*;
 use crate::{translated_memory, TranslatedMemory};
 
 const S_OK: u8 = Status::Ok as u8;

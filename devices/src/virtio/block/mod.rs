@@ -7,9 +7,9 @@
 //! `VIRTIO_F_VERSION_1`, `VIRTIO_BLK_F_FLUSH`, `VIRTIO_BLK_F_SEG_MAX`
 //! (`seg_max` = queue size − 2: header and status take the other two
 //! descriptors), `VIRTIO_BLK_F_BLK_SIZE` (512), `VIRTIO_BLK_F_RO` for a
-//! read-only disk, `VIRTIO_RING_F_INDIRECT_DESC`, `VIRTIO_RING_F_EVENT_IDX`,
-//! and `VIRTIO_F_ACCESS_PLATFORM` exactly when [`BlockConfig::access_platform`]
-//! says so (the DMA contract: `direct-ram-access=off`).
+//! read-only disk, `VIRTIO_RING_F_INDIRECT_DESC` and `VIRTIO_RING_F_EVENT_IDX`.
+//! `VIRTIO_F_ACCESS_PLATFORM` is the transport's to offer, from its
+//! [`DmaAccess`](crate::virtio::DmaAccess).
 //!
 //! # Requests
 //!
@@ -46,8 +46,6 @@ mod io;
 mod request;
 
 #[cfg(test)]
-pub(crate) mod test_util;
-#[cfg(test)]
 mod tests;
 
 use std::fs::File;
@@ -61,8 +59,8 @@ use vm_memory::GuestMemory;
 
 use crate::virtio::chain::walk as walk_chain;
 use crate::virtio::device::{
-    Activation, DeviceError, VirtioDevice, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+    Activation, DeviceError, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::virtio::queue::{drain as drain_queue, single_queue_notified, ActiveQueue};
 use config::ConfigSpace;
@@ -83,9 +81,6 @@ pub struct BlockConfig {
     pub read_only: bool,
     /// Serial returned by `VIRTIO_BLK_T_GET_ID`: at most 20 bytes, NUL-padded.
     pub id: String,
-    /// Offer `VIRTIO_F_ACCESS_PLATFORM`: true exactly when the device has
-    /// `direct-ram-access=off`.
-    pub access_platform: bool,
 }
 
 /// Why a [`Block`] device cannot be created.
@@ -131,9 +126,6 @@ impl<M> Block<M> {
             | 1 << VIRTIO_BLK_F_BLK_SIZE;
         if config.read_only {
             features |= 1 << VIRTIO_BLK_F_RO;
-        }
-        if config.access_platform {
-            features |= VIRTIO_F_ACCESS_PLATFORM;
         }
         let config = ConfigSpace::new(disk.sectors(), u32::from(BLOCK_QUEUE_SIZE) - 2, SECTOR_SIZE as u32);
         Ok(Self { disk, features, config, queue_sizes: [BLOCK_QUEUE_SIZE], active: None })

@@ -10,10 +10,10 @@ use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::tempfile::TempFile;
 
-use super::test_util::{
-    memory, used_ring, Driver, Interrupts, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT,
-};
 use super::*;
+use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT};
+use crate::test_utils::interrupts::Interrupts;
+use crate::test_utils::split_queue::{used_ring, Driver};
 use crate::virtio::device::InterruptKind;
 
 const T_IN: u32 = 0;
@@ -61,13 +61,9 @@ impl Rig {
     fn with(content: &[u8], read_only: bool, id: &str) -> Self {
         let file = TempFile::new().unwrap();
         file.as_file().write_all(content).unwrap();
-        let block = Block::new(BlockConfig {
-            file: file.as_file().try_clone().unwrap(),
-            read_only,
-            id: id.into(),
-            access_platform: false,
-        })
-        .unwrap();
+        let block =
+            Block::new(BlockConfig { file: file.as_file().try_clone().unwrap(), read_only, id: id.into() })
+                .unwrap();
         Self { mem: memory(), file, block, irq: Arc::new(Interrupts::default()) }
     }
 
@@ -158,11 +154,10 @@ fn features_config_space_and_capacity() {
         file: rig.file.as_file().try_clone().unwrap(),
         read_only: true,
         id: String::new(),
-        access_platform: true,
     })
     .unwrap();
     let f = VirtioDevice::<GuestMemoryMmap>::device_features(&ro);
-    assert_eq!(f, expected | 1 << VIRTIO_BLK_F_RO | VIRTIO_F_ACCESS_PLATFORM);
+    assert_eq!(f, expected | 1 << VIRTIO_BLK_F_RO);
 }
 
 #[test]
@@ -172,7 +167,6 @@ fn id_longer_than_20_bytes_is_refused() {
         file: file.as_file().try_clone().unwrap(),
         read_only: false,
         id: "123456789012345678901".into(),
-        access_platform: false,
     });
     assert!(matches!(r, Err(BlockError::IdTooLong(21))));
 }
@@ -758,7 +752,6 @@ fn access_permissions_of_translated_memory_are_honoured() {
         file: rig.file.as_file().try_clone().unwrap(),
         read_only: false,
         id: "p".into(),
-        access_platform: true,
     })
     .unwrap();
     rig.header(HDR, T_IN, 0);
@@ -783,7 +776,7 @@ fn access_permissions_of_translated_memory_are_honoured() {
         .activate(Activation {
             mem: protected,
             queues: vec![d.queue()],
-            acked_features: VIRTIO_F_VERSION_1 | VIRTIO_F_ACCESS_PLATFORM,
+            acked_features: VIRTIO_F_VERSION_1,
             interrupt: rig.irq.clone(),
         })
         .unwrap();

@@ -10,9 +10,9 @@ use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::virtio::block::test_util::{
-    memory, Driver, Interrupts, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT,
-};
+use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT};
+use crate::test_utils::interrupts::Interrupts;
+use crate::test_utils::split_queue::Driver;
 use crate::virtio::device::InterruptKind;
 
 const R: u16 = 0;
@@ -58,7 +58,7 @@ fn event_pending(e: &EventFd) -> bool {
 }
 
 fn console(sink: &Sink) -> Console<GuestMemoryMmap> {
-    Console::new(ConsoleConfig::default(), Box::new(sink.clone())).unwrap()
+    Console::new(Box::new(sink.clone())).unwrap()
 }
 
 fn activate<M: GuestMemory + Send + Sync + 'static>(
@@ -104,9 +104,6 @@ fn features_identity_and_config() {
     let mut tail = [0xffu8; 4];
     VirtioDevice::<GuestMemoryMmap>::read_config(&c, 8, &mut tail);
     assert_eq!(tail, [0; 4]);
-
-    let c = Console::<GuestMemoryMmap>::new(ConsoleConfig { access_platform: true }, Box::new(sink)).unwrap();
-    assert_ne!(VirtioDevice::<GuestMemoryMmap>::device_features(&c) & VIRTIO_F_ACCESS_PLATFORM, 0);
 }
 
 #[test]
@@ -357,9 +354,7 @@ fn hostile_receive_chains_are_returned_unused() {
 fn receive_buffer_the_device_may_not_write_is_returned_unused() {
     let mem = memory();
     let protected = Arc::new(WriteProtected { inner: mem.clone(), window: (0x20000, 0x21000) });
-    let mut c =
-        Console::<WriteProtected>::new(ConsoleConfig { access_platform: true }, Box::new(Sink::default()))
-            .unwrap();
+    let mut c = Console::<WriteProtected>::new(Box::new(Sink::default())).unwrap();
     let mut rx = Driver::new(&mem, SIZE);
     let tx = Driver::at(&mem, SIZE, TX_RINGS);
     // The first buffer is writable, the second is not: nothing written.
@@ -372,7 +367,7 @@ fn receive_buffer_the_device_may_not_write_is_returned_unused() {
     }
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, protected, &rx, &tx, VIRTIO_F_ACCESS_PLATFORM, &irq);
+    activate(&mut c, protected, &rx, &tx, 0, &irq);
     assert_eq!(c.push_input(b"abcdefgh"), 8);
     assert_eq!(rx.used(0), (u32::from(h1), 0));
     assert_eq!(rx.used(1), (u32::from(h2), 8));

@@ -22,7 +22,7 @@
 //!
 //! Feature negotiation, the status state machine, the queue configuration
 //! and the `FEATURES_OK` refusals (including the DMA contract's
-//! `require_access_platform`) are the transport core's, identical to
+//! `VIRTIO_F_ACCESS_PLATFORM`, from the transport's [`DmaAccess`]) are the transport core's, identical to
 //! virtio-mmio (see `transport.rs`). Choices specific to this transport:
 //!
 //! - Common configuration fields answer only accesses of their natural
@@ -54,6 +54,7 @@ use log::debug;
 use vm_memory::GuestMemory;
 
 use super::device::{InterruptKind, VirtioDevice, VirtioInterrupt};
+use super::dma_access::DmaAccess;
 use super::transport::{
     device_name, set_half, TransportCore, TransportError, TransportInterrupt, VirtioTransport,
 };
@@ -335,14 +336,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
     /// interrupt through MSI-X vectors delivered by `msix_backend`
     /// ([`crate::pci::SignalMsi`] over `KVM_SIGNAL_MSI`, for instance).
     ///
-    /// `require_access_platform` is true when the device sits behind an
-    /// IOMMU: the driver must then accept `VIRTIO_F_ACCESS_PLATFORM` or
-    /// `FEATURES_OK` is refused.
+    /// `dma_access` is the device's DMA path: it decides whether the
+    /// transport offers `VIRTIO_F_ACCESS_PLATFORM` and whether the driver
+    /// must accept it for `FEATURES_OK` to stick.
     pub fn new(
         device: Box<dyn VirtioDevice<M>>,
         mem: Arc<M>,
         msix_backend: Arc<dyn MsixBackend>,
-        require_access_platform: bool,
+        dma_access: DmaAccess,
     ) -> Result<Self, TransportError> {
         let device_type = device.device_type();
         let label = device_name(device_type);
@@ -357,7 +358,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioPciTransport<M> {
             queue_vectors: (0..queues).map(|_| AtomicU16::new(VIRTIO_MSI_NO_VECTOR)).collect(),
             msix: msix.clone(),
         });
-        let core = TransportCore::new(device, mem, interrupt.clone(), require_access_platform, MAX_QUEUES)?;
+        let core = TransportCore::new(device, mem, interrupt.clone(), dma_access, MAX_QUEUES)?;
         let layout = Layout::new(queues, &msix);
         // Virtio device IDs that fit a PCI device ID (all of them do).
         let device_id = VIRTIO_PCI_DEVICE_ID_BASE.wrapping_add(device_type as u16);

@@ -14,9 +14,10 @@ use crate::pci::{
     BarListener, PciEcam, PciRoot, PciWindows, COMMAND_MEMORY, MSIX_CONTROL_ENABLE,
     MSIX_CONTROL_FUNCTION_MASK, PCI_CAPABILITY_LIST, PCI_STATUS, STATUS_CAP_LIST,
 };
-use crate::test_support::Rng;
-use crate::virtio::device::{VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
-use crate::virtio::test_support::{rings, seen, MockDevice, Record};
+use crate::test_utils::recording_device::{rings, seen, MockDevice, Record};
+use crate::test_utils::xorshift::Xorshift;
+use crate::virtio::device::{VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+use crate::virtio::dma_access::VIRTIO_F_ACCESS_PLATFORM;
 use crate::virtio::transport::status;
 
 type Mem = GuestMemoryMmap<()>;
@@ -46,17 +47,17 @@ struct Fixture {
     msis: Arc<Msis>,
 }
 
-fn fixture_with(device_type: u32, features: u64, sizes: Vec<u16>, require: bool) -> Fixture {
+fn fixture_with(device_type: u32, features: u64, sizes: Vec<u16>, dma_access: DmaAccess) -> Fixture {
     let mem = Arc::new(Mem::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap());
     let record = Arc::new(Mutex::new(Record::default()));
     let device = MockDevice { device_type, features, sizes, record: record.clone() };
     let msis = Arc::new(Msis::default());
-    let t = VirtioPciTransport::new(Box::new(device), mem, msis.clone(), require).unwrap();
+    let t = VirtioPciTransport::new(Box::new(device), mem, msis.clone(), dma_access).unwrap();
     Fixture { t, record, msis }
 }
 
 fn fixture() -> Fixture {
-    fixture_with(4, FEATURES, vec![256, 16], false)
+    fixture_with(4, FEATURES, vec![256, 16], DmaAccess::GuestPhysical)
 }
 
 // Configuration space accessors.
@@ -232,7 +233,7 @@ fn interrupt(record: &Arc<Mutex<Record>>) -> Arc<dyn VirtioInterrupt> {
 #[test]
 fn identification_and_header() {
     for (device_type, class) in [(2, 0x010000), (4, 0xff0000), (3, 0x078000), (1, 0x020000), (23, 0xff0000)] {
-        let Fixture { mut t, .. } = fixture_with(device_type, FEATURES, vec![8], false);
+        let Fixture { mut t, .. } = fixture_with(device_type, FEATURES, vec![8], DmaAccess::GuestPhysical);
         let device_id = 0x1040 + device_type;
         assert_eq!(cr(&mut t, 0, 4), 0x1af4 | (device_id << 16));
         assert_eq!(cr(&mut t, 8, 4), (class << 8) | 1);
@@ -397,7 +398,8 @@ fn features_ok_refusals() {
     // A feature that was not offered, in either bank or beyond.
     let Fixture { mut t, .. } = fixture();
     assert!(!negotiate(&mut t, |f| f | (1 << 20)));
-    let Fixture { mut t, .. } = fixture_with(4, FEATURES | (1 << 34) | (1 << 38), vec![8], false);
+    let Fixture { mut t, .. } =
+        fixture_with(4, FEATURES | (1 << 34) | (1 << 38), vec![8], DmaAccess::GuestPhysical);
     assert!(!negotiate(&mut t, |f| f | (1 << 34)), "packed rings are never offered");
     assert_eq!(t.offered_features(), FEATURES);
     assert!(negotiate(&mut t, |f| f));
@@ -409,32 +411,43 @@ fn features_ok_refusals() {
     bw(&mut t, common(DRIVER_FEATURE), 4, 1);
     bw(&mut t, common(DEVICE_STATUS), 1, 0xb);
     assert_eq!(br(&mut t, common(DEVICE_STATUS), 1), 3);
-    // Behind an IOMMU (the DMA contract): ACCESS_PLATFORM is mandatory.
+    // Behind an IOMMU (the DMA contract): the transport offers
+    // ACCESS_PLATFORM, which the device does not know, and requires it.
     let features = FEATURES | VIRTIO_F_ACCESS_PLATFORM;
-    let Fixture { mut t, record, .. } = fixture_with(4, features, vec![8], true);
-    assert!(t.requires_access_platform());
+    let Fixture { mut t, record, .. } = fixture_with(4, FEATURES, vec![8], DmaAccess::Translated);
+    assert_eq!(t.dma_access(), DmaAccess::Translated);
+    assert_eq!(t.offered_features(), features);
     assert!(!negotiate(&mut t, |f| f & !VIRTIO_F_ACCESS_PLATFORM));
     assert_eq!(record.lock().unwrap().resets, 2);
     assert!(negotiate(&mut t, |f| f));
     bw(&mut t, common(DEVICE_STATUS), 1, 0xf);
     assert_eq!(record.lock().unwrap().activations[0].1, features);
     // Without one the driver may decline it.
-    let Fixture { mut t, record, .. } = fixture_with(4, features, vec![8], false);
+    let Fixture { mut t, record, .. } = fixture_with(4, FEATURES, vec![8], DmaAccess::PlatformIdentity);
+    assert_eq!(t.offered_features(), features);
     assert!(negotiate(&mut t, |f| f & !VIRTIO_F_ACCESS_PLATFORM));
     bw(&mut t, common(DEVICE_STATUS), 1, 0xf);
     assert_eq!(record.lock().unwrap().activations[0].1, FEATURES);
+    // Direct access: never offered, even by a device that claims it.
+    let Fixture { mut t, .. } = fixture_with(4, features, vec![8], DmaAccess::GuestPhysical);
+    assert_eq!(t.offered_features(), FEATURES);
+    assert!(!negotiate(&mut t, |f| f | VIRTIO_F_ACCESS_PLATFORM));
     // Devices that cannot work are refused up front.
     let mem = Arc::new(Mem::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap());
-    let make = |features: u64, sizes: Vec<u16>, require: bool| {
+    let make = |features: u64, sizes: Vec<u16>| {
         let device = MockDevice { device_type: 4, features, sizes, record: Arc::default() };
-        VirtioPciTransport::new(Box::new(device), mem.clone(), Arc::new(Msis::default()), require)
+        VirtioPciTransport::new(
+            Box::new(device),
+            mem.clone(),
+            Arc::new(Msis::default()),
+            DmaAccess::Translated,
+        )
     };
-    assert!(matches!(make(1, vec![8], false), Err(TransportError::NoVersion1(_))));
-    assert!(matches!(make(FEATURES, vec![8], true), Err(TransportError::NoAccessPlatform(_))));
-    assert!(matches!(make(FEATURES, vec![8, 3], false), Err(TransportError::InvalidQueueMaxSize { .. })));
-    assert!(matches!(make(FEATURES, vec![8; 2048], false), Err(TransportError::TooManyQueues { .. })));
-    assert!(make(FEATURES, vec![8; 64], false).is_ok());
-    assert!(make(FEATURES, vec![], false).is_ok());
+    assert!(matches!(make(1, vec![8]), Err(TransportError::NoVersion1(_))));
+    assert!(matches!(make(FEATURES, vec![8, 3]), Err(TransportError::InvalidQueueMaxSize { .. })));
+    assert!(matches!(make(FEATURES, vec![8; 2048]), Err(TransportError::TooManyQueues { .. })));
+    assert!(make(FEATURES, vec![8; 64]).is_ok());
+    assert!(make(FEATURES, vec![]).is_ok());
 }
 
 #[test]
@@ -711,7 +724,7 @@ fn behind_the_root_bus() {
 #[test]
 fn garbage_sweep_never_panics() {
     let Fixture { mut t, record, .. } = fixture();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
     let bar_size = t.bar_size();
     for round in 0..12 {
         record.lock().unwrap().config_writes.clear();
@@ -721,7 +734,7 @@ fn garbage_sweep_never_panics() {
         if round % 6 == 3 {
             for sel in [QUEUE_SELECT, DEVICE_FEATURE_SELECT, DRIVER_FEATURE_SELECT] {
                 let len = if sel == QUEUE_SELECT { 2 } else { 4 };
-                bw(&mut t, common(sel), len, rng.next() % 4);
+                bw(&mut t, common(sel), len, rng.next_u64() % 4);
             }
         }
         let config = (0..0x1000u16).chain([0xfff9, 0xfffc, u16::MAX]);
@@ -731,8 +744,8 @@ fn garbage_sweep_never_panics() {
                 t.read_config(offset, &mut buf[..size]);
                 // Writes to the command register and BAR would only move the
                 // BAR; keep them in but not too often.
-                if rng.next() % 4 == 0 {
-                    let v = if rng.next() % 2 == 0 { rng.next() % 0x100 } else { rng.next() };
+                if rng.next_u64() % 4 == 0 {
+                    let v = if rng.next_u64() % 2 == 0 { rng.next_u64() % 0x100 } else { rng.next_u64() };
                     t.write_config(offset, &v.to_le_bytes()[..size]);
                 }
             }
@@ -742,12 +755,12 @@ fn garbage_sweep_never_panics() {
             for size in [1usize, 2, 4, 8] {
                 let mut buf = [0u8; 8];
                 t.read_bar(0, offset, &mut buf[..size]);
-                let v = if rng.next() % 2 == 0 { rng.next() % 0x100 } else { rng.next() };
-                t.write_bar((rng.next() % 8) as u8, offset, &v.to_le_bytes()[..size]);
+                let v = if rng.next_u64() % 2 == 0 { rng.next_u64() % 0x100 } else { rng.next_u64() };
+                t.write_bar((rng.next_u64() % 8) as u8, offset, &v.to_le_bytes()[..size]);
                 t.write_bar(0, offset, &v.to_le_bytes()[..size]);
             }
-            if rng.next() % 64 == 0 {
-                t.process_notification((rng.next() % 4) as usize);
+            if rng.next_u64() % 64 == 0 {
+                t.process_notification((rng.next_u64() % 4) as usize);
             }
         }
         let mut empty = [0u8; 0];

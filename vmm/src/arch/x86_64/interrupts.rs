@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use dmavm_devices::interrupt::{InterruptError, MsiMessage, MsiSink, TriggerMode};
-use dmavm_devices::ioapic::IoapicRoute;
+use dmavm_devices::ioapic::{IoapicRoute, IoapicSink};
 use kvm_bindings::kvm_msi;
 use kvm_ioctls::VmFd;
 
@@ -71,8 +71,10 @@ impl MsiSink for KvmMsi {
             }
         }
     }
+}
 
-    fn ioapic_routes_changed(&self, routes: &[IoapicRoute]) {
+impl IoapicSink for KvmMsi {
+    fn routes_changed(&self, routes: &[IoapicRoute]) {
         let changes: Vec<_> = routes
             .iter()
             .map(|r| {

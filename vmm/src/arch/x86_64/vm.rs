@@ -3,8 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use dmavm_devices::interrupt::MsiSink;
-use dmavm_devices::ioapic::Ioapic;
+use dmavm_devices::ioapic::{Ioapic, IoapicSink};
 use dmavm_devices::legacy::{
     ExitPort, PowerRegisters, PowerRequest, COM1_ADDR, COM1_IRQ, EXIT_PORT_ADDR, POWER_PORT_BASE,
     POWER_PORT_LEN, SERIAL_PORT_LEN,
@@ -47,7 +46,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let msi = Arc::new(KvmMsi::new(vm.clone(), router.clone()));
     let ioapic = Ioapic::new(msi.clone());
     // KVM must know the (still masked) pins' routes from the start.
-    msi.ioapic_routes_changed(&ioapic.routes().collect::<Vec<_>>());
+    msi.routes_changed(&ioapic.routes().collect::<Vec<_>>());
     let ioapic = Arc::new(Mutex::new(ioapic));
     mmio.insert(ioapic.clone(), IOAPIC_ADDR, IOAPIC_SIZE).context("placing the IOAPIC")?;
 

@@ -1,6 +1,6 @@
-//! Test helpers shared by the transport tests (mmio, pci): a device that
-//! records what its transport does to it, and where the simulated driver
-//! puts each queue's rings.
+//! For transport tests (mmio, pci): a device that records what its
+//! transport does to it, and where the simulated driver puts each queue's
+//! rings.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,35 +11,64 @@ use crate::virtio::device::{Activation, DeviceError, VirtioDevice, VirtioInterru
 
 /// What a queue looked like when the device got it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SeenQueue {
-    pub(crate) ready: bool,
-    pub(crate) size: u16,
-    pub(crate) desc: u64,
-    pub(crate) avail: u64,
-    pub(crate) used: u64,
-    pub(crate) event_idx: bool,
+pub struct SeenQueue {
+    /// Enabled by the driver.
+    pub ready: bool,
+    /// Size the driver chose.
+    pub size: u16,
+    /// Descriptor table address.
+    pub desc: u64,
+    /// Driver area (available ring) address.
+    pub avail: u64,
+    /// Device area (used ring) address.
+    pub used: u64,
+    /// `VIRTIO_RING_F_EVENT_IDX` in effect.
+    pub event_idx: bool,
 }
 
 /// What the transport did to a [`MockDevice`], and how the device answers.
 #[derive(Default)]
-pub(crate) struct Record {
-    pub(crate) activations: Vec<(Vec<SeenQueue>, u64)>,
-    pub(crate) resets: usize,
-    pub(crate) processed: Vec<usize>,
-    pub(crate) config_writes: Vec<(u64, Vec<u8>)>,
-    pub(crate) interrupt: Option<Arc<dyn VirtioInterrupt>>,
-    pub(crate) fail_activate: bool,
-    pub(crate) fail_process: bool,
+pub struct Record {
+    /// Each activation: the queues and the acked features.
+    pub activations: Vec<(Vec<SeenQueue>, u64)>,
+    /// Device resets.
+    pub resets: usize,
+    /// Queue indices processed, in order.
+    pub processed: Vec<usize>,
+    /// Configuration writes: offset and bytes.
+    pub config_writes: Vec<(u64, Vec<u8>)>,
+    /// The interrupt of the current activation.
+    pub interrupt: Option<Arc<dyn VirtioInterrupt>>,
+    /// Make `activate` fail.
+    pub fail_activate: bool,
+    /// Make `process_queue` fail.
+    pub fail_process: bool,
     /// What the device answers to `notify_inline`.
-    pub(crate) notify_inline: bool,
+    pub notify_inline: bool,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("activations", &self.activations)
+            .field("resets", &self.resets)
+            .field("processed", &self.processed)
+            .field("config_writes", &self.config_writes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A device that records every call into its [`Record`].
-pub(crate) struct MockDevice {
-    pub(crate) device_type: u32,
-    pub(crate) features: u64,
-    pub(crate) sizes: Vec<u16>,
-    pub(crate) record: Arc<Mutex<Record>>,
+#[derive(Debug)]
+pub struct MockDevice {
+    /// Virtio device ID it reports.
+    pub device_type: u32,
+    /// Features it reports.
+    pub features: u64,
+    /// Its queues' maximum sizes.
+    pub sizes: Vec<u16>,
+    /// Where its calls go.
+    pub record: Arc<Mutex<Record>>,
 }
 
 impl VirtioDevice<GuestMemoryMmap> for MockDevice {
@@ -101,13 +130,13 @@ impl VirtioDevice<GuestMemoryMmap> for MockDevice {
 
 /// Queue `i`'s rings: descriptors at 0x10000 * (i + 1), driver area 0x1000
 /// above, device area 0x2000 above.
-pub(crate) fn rings(i: u64) -> (u64, u64, u64) {
+pub fn rings(i: u64) -> (u64, u64, u64) {
     let base = 0x1_0000 * (i + 1);
     (base, base + 0x1000, base + 0x2000)
 }
 
 /// Queue `i` as the device should get it: ready, on [`rings`]`(i)`.
-pub(crate) fn seen(i: u64, size: u16, event_idx: bool) -> SeenQueue {
+pub fn seen(i: u64, size: u16, event_idx: bool) -> SeenQueue {
     let (desc, avail, used) = rings(i);
     SeenQueue { ready: true, size, desc, avail, used, event_idx }
 }

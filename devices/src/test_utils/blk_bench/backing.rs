@@ -11,6 +11,7 @@ use super::Result;
 pub const DISK_SIZE: u64 = 256 << 20;
 
 /// The backing file, removed when dropped.
+#[derive(Debug)]
 pub struct Backing {
     path: PathBuf,
     /// Whether it is on tmpfs (`/dev/shm`); the report says so if not.

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dmavm_devices::virtio::{
+use crate::virtio::{
     Activation, Block, BlockConfig, InterruptKind, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
@@ -243,10 +243,15 @@ impl Driver {
 }
 
 /// One case's result.
+#[derive(Debug, Clone, Copy)]
 pub struct Outcome {
+    /// Requests completed while measuring.
     pub requests: u64,
+    /// Rounds (notifications) while measuring.
     pub rounds: u64,
+    /// Interrupts the device raised while measuring.
     pub interrupts: usize,
+    /// How long the measurement took.
     pub elapsed: Duration,
 }
 
@@ -287,8 +292,17 @@ pub struct Memory<M> {
     /// Where guest-physical address 0 is in the device's view.
     pub iova: u64,
     /// Features acked besides the ring features (`ACCESS_PLATFORM` for a
-    /// translated device).
+    /// translated device, as its transport would have negotiated it).
     pub extra_features: u64,
+}
+
+impl<M> std::fmt::Debug for Memory<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("iova", &format_args!("{:#x}", self.iova))
+            .field("extra_features", &format_args!("{:#x}", self.extra_features))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Memory<GuestMemoryMmap> {
@@ -309,12 +323,8 @@ pub fn run_case<M: GuestMemory + Send + Sync + 'static>(
     measure: Option<Duration>,
 ) -> Result<Outcome> {
     let extra_features = memory.extra_features;
-    let mut block = Block::<M>::new(BlockConfig {
-        file: file.try_clone()?,
-        read_only: true,
-        id: "bench".into(),
-        access_platform: extra_features != 0,
-    })?;
+    let mut block =
+        Block::<M>::new(BlockConfig { file: file.try_clone()?, read_only: true, id: "bench".into() })?;
     let mut driver = Driver::new(memory.driver.clone(), memory.iova, layout, size)?;
     let irq = Arc::new(Interrupts::default());
     block.activate(Activation {

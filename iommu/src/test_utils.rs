@@ -1,10 +1,18 @@
-//! Test helpers: canary-filled guest memory, a driver-side split virtqueue
-//! whose rings may sit behind IOVAs, an interrupt recorder, a memory
-//! snapshot, and a harness that speaks the virtio-iommu wire protocol.
+//! Test doubles and drivers for the virtio-iommu, for this crate's unit
+//! tests and other crates' (enable the `test-utils` feature): canary-filled
+//! guest memory, a driver-side split virtqueue whose rings may sit behind
+//! IOVAs, a memory snapshot, request encoders, and a harness that speaks
+//! the virtio-iommu wire protocol. Interrupts are recorded by
+//! `dmavm_devices::test_utils::interrupts::Interrupts`.
 
-use std::sync::{Arc, Mutex};
+// A test double that cannot set itself up has found a failed test: it
+// panics, like the assertions it stands beside.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dmavm_devices::virtio::{Activation, InterruptKind, VirtioDevice, VirtioInterrupt};
+use std::sync::Arc;
+
+use dmavm_devices::test_utils::interrupts::Interrupts;
+use dmavm_devices::virtio::{Activation, VirtioDevice};
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::desc::RawDescriptor;
@@ -20,28 +28,28 @@ use crate::request::{
 };
 use crate::sync::read;
 
-pub(crate) const R: u16 = 0;
-pub(crate) const W: u16 = VRING_DESC_F_WRITE as u16;
-pub(crate) const NEXT: u16 = VRING_DESC_F_NEXT as u16;
+pub const R: u16 = 0;
+pub const W: u16 = VRING_DESC_F_WRITE as u16;
+pub const NEXT: u16 = VRING_DESC_F_NEXT as u16;
 
 /// Guest memory: two regions of 2 MiB.
-pub(crate) const MEM_SIZE: usize = 0x40_0000;
-pub(crate) const REGION_SPLIT: u64 = 0x20_0000;
+pub const MEM_SIZE: usize = 0x40_0000;
+pub const REGION_SPLIT: u64 = 0x20_0000;
 
 /// Where the harness puts things (guest-physical).
-pub(crate) const REQUEST_RINGS: u64 = 0x0;
-pub(crate) const EVENT_RINGS: u64 = 0x3000;
-pub(crate) const REQ_READ: u64 = 0x1_0000;
-pub(crate) const REQ_WRITE: u64 = 0x1_8000;
-pub(crate) const EVENT_BUFS: u64 = 0x2_0000;
+pub const REQUEST_RINGS: u64 = 0x0;
+pub const EVENT_RINGS: u64 = 0x3000;
+pub const REQ_READ: u64 = 0x1_0000;
+pub const REQ_WRITE: u64 = 0x1_8000;
+pub const EVENT_BUFS: u64 = 0x2_0000;
 /// Data the translation tests map (1 MiB up).
-pub(crate) const DATA: u64 = 0x10_0000;
+pub const DATA: u64 = 0x10_0000;
 
-pub(crate) fn canary(addr: usize) -> u8 {
+pub fn canary(addr: usize) -> u8 {
     (addr % 251) as u8 ^ 0x5a
 }
 
-pub(crate) fn memory() -> Arc<GuestMemoryMmap> {
+pub fn memory() -> Arc<GuestMemoryMmap> {
     let half = MEM_SIZE / 2;
     let mem =
         GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), half), (GuestAddress(REGION_SPLIT), half)])
@@ -51,7 +59,7 @@ pub(crate) fn memory() -> Arc<GuestMemoryMmap> {
     Arc::new(mem)
 }
 
-pub(crate) fn bytes(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
+pub fn bytes(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
     v
@@ -60,7 +68,8 @@ pub(crate) fn bytes(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
 /// The driver's side of a split virtqueue: rings at `phys` (descriptor
 /// table, then available and used rings a page apart), told to the device
 /// as `device_addr` (the IOVA of `phys` when the device is translated).
-pub(crate) struct Vq {
+#[derive(Debug)]
+pub struct Vq {
     size: u16,
     phys: u64,
     device_addr: u64,
@@ -70,11 +79,11 @@ pub(crate) struct Vq {
 }
 
 impl Vq {
-    pub(crate) fn new(mem: &GuestMemoryMmap, size: u16, phys: u64) -> Self {
+    pub fn new(mem: &GuestMemoryMmap, size: u16, phys: u64) -> Self {
         Self::at(mem, size, phys, phys)
     }
 
-    pub(crate) fn at(mem: &GuestMemoryMmap, size: u16, phys: u64, device_addr: u64) -> Self {
+    pub fn at(mem: &GuestMemoryMmap, size: u16, phys: u64, device_addr: u64) -> Self {
         assert!(size.is_power_of_two() && size <= 256);
         let q = Self { size, phys, device_addr, next_desc: 0, avail_idx: 0, used_seen: 0 };
         for a in [q.avail(), q.avail() + 2, q.avail() + 4 + 2 * u64::from(size), q.used(), q.used() + 2] {
@@ -93,11 +102,11 @@ impl Vq {
     }
 
     /// The used ring's extent (the device may always write it).
-    pub(crate) fn used_ring(&self) -> (u64, usize) {
+    pub fn used_ring(&self) -> (u64, usize) {
         (self.used(), 4 + 8 * usize::from(self.size) + 2)
     }
 
-    pub(crate) fn queue(&self) -> Queue {
+    pub fn queue(&self) -> Queue {
         let mut q = Queue::new(256).unwrap();
         q.set_size(self.size);
         let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
@@ -111,14 +120,14 @@ impl Vq {
         q
     }
 
-    pub(crate) fn desc(&self, mem: &GuestMemoryMmap, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
+    pub fn desc(&self, mem: &GuestMemoryMmap, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
         let d = RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next));
         mem.write_obj(d, GuestAddress(self.phys + 16 * u64::from(index))).unwrap();
     }
 
     /// A chain of `(addr, len, flags)` in the next free descriptors
     /// (wrapping around the table); returns its head.
-    pub(crate) fn chain(&mut self, mem: &GuestMemoryMmap, bufs: &[(u64, u32, u16)]) -> u16 {
+    pub fn chain(&mut self, mem: &GuestMemoryMmap, bufs: &[(u64, u32, u16)]) -> u16 {
         let head = self.next_desc;
         for (i, &(addr, len, flags)) in bufs.iter().enumerate() {
             let index = self.next_desc;
@@ -132,26 +141,26 @@ impl Vq {
         head
     }
 
-    pub(crate) fn publish(&mut self, mem: &GuestMemoryMmap, head: u16) {
+    pub fn publish(&mut self, mem: &GuestMemoryMmap, head: u16) {
         let slot = self.avail() + 4 + 2 * u64::from(self.avail_idx % self.size);
         mem.write_obj(head, GuestAddress(slot)).unwrap();
         self.avail_idx = self.avail_idx.wrapping_add(1);
         mem.write_obj(self.avail_idx, GuestAddress(self.avail() + 2)).unwrap();
     }
 
-    pub(crate) fn used_idx(&self, mem: &GuestMemoryMmap) -> u16 {
+    pub fn used_idx(&self, mem: &GuestMemoryMmap) -> u16 {
         mem.read_obj(GuestAddress(self.used() + 2)).unwrap()
     }
 
     /// The available ring's extent.
-    pub(crate) fn avail_ring(&self) -> (u64, usize) {
+    pub fn avail_ring(&self) -> (u64, usize) {
         (self.avail(), 4 + 2 * usize::from(self.size) + 2)
     }
 
     /// Used entries published since the last call, as `(id, len)`; then,
     /// like Linux re-enabling callbacks, asks (`used_event`) for an
     /// interrupt on the next one.
-    pub(crate) fn take_used(&mut self, mem: &GuestMemoryMmap) -> Vec<(u32, u32)> {
+    pub fn take_used(&mut self, mem: &GuestMemoryMmap) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         let idx = self.used_idx(mem);
         while self.used_seen != idx {
@@ -164,37 +173,19 @@ impl Vq {
     }
 }
 
-/// Records every interrupt.
-#[derive(Debug, Default)]
-pub(crate) struct Interrupts {
-    kinds: Mutex<Vec<InterruptKind>>,
-}
-
-impl Interrupts {
-    pub(crate) fn take(&self) -> Vec<InterruptKind> {
-        std::mem::take(&mut *self.kinds.lock().unwrap())
-    }
-}
-
-impl VirtioInterrupt for Interrupts {
-    fn trigger(&self, kind: InterruptKind) -> std::io::Result<()> {
-        self.kinds.lock().unwrap().push(kind);
-        Ok(())
-    }
-}
-
 /// A snapshot of all of guest memory.
-pub(crate) struct MemCheck {
+#[derive(Debug)]
+pub struct MemCheck {
     before: Vec<u8>,
 }
 
 impl MemCheck {
-    pub(crate) fn new(mem: &GuestMemoryMmap) -> Self {
+    pub fn new(mem: &GuestMemoryMmap) -> Self {
         Self { before: bytes(mem, 0, MEM_SIZE) }
     }
 
     /// Asserts that no byte outside `allowed` (`(addr, len)`) changed.
-    pub(crate) fn assert_only_changed(&self, mem: &GuestMemoryMmap, allowed: &[(u64, usize)]) {
+    pub fn assert_only_changed(&self, mem: &GuestMemoryMmap, allowed: &[(u64, usize)]) {
         let now = bytes(mem, 0, MEM_SIZE);
         let inside = |a: usize| allowed.iter().any(|&(s, l)| a >= s as usize && a < s as usize + l);
         for (a, (b, n)) in self.before.iter().zip(&now).enumerate() {
@@ -206,7 +197,7 @@ impl MemCheck {
 }
 
 /// Request encoders (the device-readable part).
-pub(crate) fn attach_req(domain: u32, endpoint: u32, flags: u32) -> Vec<u8> {
+pub fn attach_req(domain: u32, endpoint: u32, flags: u32) -> Vec<u8> {
     let mut b = vec![VIRTIO_IOMMU_T_ATTACH, 0, 0, 0];
     for v in [domain, endpoint, flags, 0] {
         b.extend_from_slice(&v.to_le_bytes());
@@ -214,7 +205,7 @@ pub(crate) fn attach_req(domain: u32, endpoint: u32, flags: u32) -> Vec<u8> {
     b
 }
 
-pub(crate) fn detach_req(domain: u32, endpoint: u32) -> Vec<u8> {
+pub fn detach_req(domain: u32, endpoint: u32) -> Vec<u8> {
     let mut b = vec![VIRTIO_IOMMU_T_DETACH, 0, 0, 0];
     b.extend_from_slice(&domain.to_le_bytes());
     b.extend_from_slice(&endpoint.to_le_bytes());
@@ -222,7 +213,7 @@ pub(crate) fn detach_req(domain: u32, endpoint: u32) -> Vec<u8> {
     b
 }
 
-pub(crate) fn map_req(domain: u32, virt_start: u64, virt_end: u64, phys_start: u64, flags: u32) -> Vec<u8> {
+pub fn map_req(domain: u32, virt_start: u64, virt_end: u64, phys_start: u64, flags: u32) -> Vec<u8> {
     let mut b = vec![VIRTIO_IOMMU_T_MAP, 0, 0, 0];
     b.extend_from_slice(&domain.to_le_bytes());
     for v in [virt_start, virt_end, phys_start] {
@@ -232,7 +223,7 @@ pub(crate) fn map_req(domain: u32, virt_start: u64, virt_end: u64, phys_start: u
     b
 }
 
-pub(crate) fn unmap_req(domain: u32, virt_start: u64, virt_end: u64) -> Vec<u8> {
+pub fn unmap_req(domain: u32, virt_start: u64, virt_end: u64) -> Vec<u8> {
     let mut b = vec![VIRTIO_IOMMU_T_UNMAP, 0, 0, 0];
     b.extend_from_slice(&domain.to_le_bytes());
     b.extend_from_slice(&virt_start.to_le_bytes());
@@ -241,7 +232,7 @@ pub(crate) fn unmap_req(domain: u32, virt_start: u64, virt_end: u64) -> Vec<u8> 
     b
 }
 
-pub(crate) fn probe_req(endpoint: u32) -> Vec<u8> {
+pub fn probe_req(endpoint: u32) -> Vec<u8> {
     let mut b = vec![VIRTIO_IOMMU_T_PROBE, 0, 0, 0];
     b.extend_from_slice(&endpoint.to_le_bytes());
     b.extend_from_slice(&[0; 64]);
@@ -249,12 +240,13 @@ pub(crate) fn probe_req(endpoint: u32) -> Vec<u8> {
 }
 
 /// A virtio-iommu with its two queues set up by a mock driver.
-pub(crate) struct Harness {
-    pub(crate) mem: Arc<GuestMemoryMmap>,
-    pub(crate) dev: VirtioIommu<GuestMemoryMmap>,
-    pub(crate) req: Vq,
-    pub(crate) evt: Vq,
-    pub(crate) irq: Arc<Interrupts>,
+#[derive(Debug)]
+pub struct Harness {
+    pub mem: Arc<GuestMemoryMmap>,
+    pub dev: VirtioIommu<GuestMemoryMmap>,
+    pub req: Vq,
+    pub evt: Vq,
+    pub irq: Arc<Interrupts>,
     /// Event buffers posted so far.
     posted: u64,
     /// Where the event buffer of each descriptor is.
@@ -264,17 +256,17 @@ pub(crate) struct Harness {
 impl Harness {
     /// Endpoints `endpoints`, default configuration, no extra reserved
     /// region, every feature negotiated, activated.
-    pub(crate) fn new(endpoints: &[u32]) -> Self {
+    pub fn new(endpoints: &[u32]) -> Self {
         Self::with(IommuConfig::default(), endpoints, &[], IOMMU_FEATURES)
     }
 
-    pub(crate) fn with(config: IommuConfig, endpoints: &[u32], reserved: &[(u64, u64)], acked: u64) -> Self {
+    pub fn with(config: IommuConfig, endpoints: &[u32], reserved: &[(u64, u64)], acked: u64) -> Self {
         let mut h = Self::inactive(config, endpoints, reserved);
         h.activate(acked);
         h
     }
 
-    pub(crate) fn inactive(config: IommuConfig, endpoints: &[u32], reserved: &[(u64, u64)]) -> Self {
+    pub fn inactive(config: IommuConfig, endpoints: &[u32], reserved: &[(u64, u64)]) -> Self {
         let mem = memory();
         let req = Vq::new(&mem, 256, REQUEST_RINGS);
         let evt = Vq::new(&mem, 256, EVENT_RINGS);
@@ -290,7 +282,7 @@ impl Harness {
         }
     }
 
-    pub(crate) fn activate(&mut self, acked: u64) {
+    pub fn activate(&mut self, acked: u64) {
         self.dev
             .activate(Activation {
                 mem: self.mem.clone(),
@@ -304,7 +296,7 @@ impl Harness {
     /// Sends one request: `readable` at [`REQ_READ`], `writable_len` bytes
     /// of 0xee at [`REQ_WRITE`]. Returns the used length and the writable
     /// buffer afterwards.
-    pub(crate) fn send(&mut self, readable: &[u8], writable_len: u32) -> (u32, Vec<u8>) {
+    pub fn send(&mut self, readable: &[u8], writable_len: u32) -> (u32, Vec<u8>) {
         let mem = self.mem.clone();
         mem.write_slice(readable, GuestAddress(REQ_READ)).unwrap();
         mem.write_slice(&vec![0xee; writable_len as usize], GuestAddress(REQ_WRITE)).unwrap();
@@ -324,7 +316,7 @@ impl Harness {
 
     /// Sends a request with a 4-byte tail and returns its status (checking
     /// the used length and the tail's reserved bytes).
-    pub(crate) fn status(&mut self, readable: &[u8]) -> u8 {
+    pub fn status(&mut self, readable: &[u8]) -> u8 {
         let (len, tail) = self.send(readable, 4);
         assert_eq!(len, 4, "used length");
         assert_eq!(tail[1..], [0, 0, 0], "tail reserved bytes");
@@ -332,7 +324,7 @@ impl Harness {
     }
 
     /// Makes `n` more 24-byte event buffers available and notifies.
-    pub(crate) fn post_event_buffers(&mut self, n: u64) {
+    pub fn post_event_buffers(&mut self, n: u64) {
         let mem = self.mem.clone();
         for _ in 0..n {
             let addr = EVENT_BUFS + (self.posted % 256) * 0x40;
@@ -346,7 +338,7 @@ impl Harness {
     }
 
     /// Fault reports used since the last call.
-    pub(crate) fn events(&mut self) -> Vec<[u8; 24]> {
+    pub fn events(&mut self) -> Vec<[u8; 24]> {
         let mem = self.mem.clone();
         self.evt
             .take_used(&mem)
@@ -367,7 +359,7 @@ impl Harness {
 }
 
 /// A fault report as the device writes it.
-pub(crate) fn fault_bytes(reason: u8, flags: u32, endpoint: u32, address: u64) -> [u8; 24] {
+pub fn fault_bytes(reason: u8, flags: u32, endpoint: u32, address: u64) -> [u8; 24] {
     let mut b = [0u8; 24];
     b[0] = reason;
     b[4..8].copy_from_slice(&flags.to_le_bytes());

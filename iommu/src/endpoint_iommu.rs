@@ -1,0 +1,194 @@
+//! [`EndpointIommu`]: the `vm_memory::Iommu` through which the device model
+//! of an endpoint (a device in the IOMMU's scope) reaches guest memory, and
+//! the [`TranslatedMemory`] built on it.
+//!
+//! # Translation
+//!
+//! [`EndpointIommu::translate`] first looks the access up in the endpoint's
+//! IOTLB: a `vm_memory::Iotlb` shared as an `Arc` snapshot, so a hit costs a
+//! read lock, a reference count and the lookup, and the iterator handed to
+//! the device model owns its snapshot (no lock held, no copy made). On a miss or a permission
+//! failure it resolves the access against the IOMMU state: an endpoint in
+//! bypass mode (unattached with `bypass` = 1, or attached to a bypass
+//! domain) gets the identity; an attached endpoint gets the mappings of its
+//! domain that cover the access, which are put in the IOTLB whole; the
+//! lookup is then repeated. An access that cannot be resolved (unattached
+//! without bypass: `FAULT_R_DOMAIN`; a gap or a missing permission:
+//! `FAULT_R_MAPPING`, at the first failing address) returns
+//! `vm_memory::iommu::Error::CannotResolve` and is reported as a fault on
+//! the event queue.
+//!
+//! # Consistency
+//!
+//! The IOTLB is filled while the IOMMU state is read-locked and invalidated
+//! while it is write-locked (UNMAP: the removed ranges; ATTACH, DETACH,
+//! reset and `bypass` changes: everything), so an entry the driver removed
+//! is never served to a translation that starts after the request
+//! completed. (An access already translated goes on, as DMA in flight
+//! does on hardware.) Lock order: state, then IOTLB; the fault queue is
+//! locked with neither held. The iterator a translation returns holds no
+//! lock, so device models may nest accesses freely.
+
+use std::sync::Arc;
+
+use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, Iommu, IommuMemory, Iotlb,
+    Permissions,
+};
+
+use crate::domain::{Resolution, Unresolved};
+use crate::endpoint::{update, Endpoint};
+use crate::request::{
+    Fault, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ, VIRTIO_IOMMU_FAULT_F_WRITE,
+    VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_R_UNKNOWN,
+};
+use crate::shared::Shared;
+use crate::stats::Counters;
+use crate::sync::{read, write};
+
+/// The IOMMU as one endpoint sees it: the `vm_memory::Iommu` to build the
+/// endpoint's translated memory with ([`translated_memory`]). Cheap to
+/// clone; every clone is the same endpoint.
+#[derive(Clone)]
+pub struct EndpointIommu {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) endpoint: Arc<Endpoint>,
+}
+
+impl std::fmt::Debug for EndpointIommu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointIommu").field("endpoint", &self.endpoint.id).finish_non_exhaustive()
+    }
+}
+
+impl EndpointIommu {
+    /// Endpoint `id` of `shared`; `None` if `id` was not registered at
+    /// construction.
+    pub(crate) fn new(shared: &Arc<Shared>, id: u32) -> Option<Self> {
+        let endpoint = shared.endpoints.get(&id)?.clone();
+        Some(Self { shared: shared.clone(), endpoint })
+    }
+
+    /// The endpoint ID.
+    pub fn id(&self) -> u32 {
+        self.endpoint.id
+    }
+
+    /// Reports a failed access as a fault and builds the error for the
+    /// device model.
+    fn fail(
+        &self,
+        (reason, address): Unresolved,
+        iova: GuestAddress,
+        length: usize,
+        access: Permissions,
+    ) -> IommuTranslateError {
+        let mut flags = VIRTIO_IOMMU_FAULT_F_ADDRESS;
+        if matches!(access, Permissions::Read | Permissions::ReadWrite) {
+            flags |= VIRTIO_IOMMU_FAULT_F_READ;
+        }
+        if access.has_write() {
+            flags |= VIRTIO_IOMMU_FAULT_F_WRITE;
+        }
+        Counters::bump(&self.endpoint.counters.faults);
+        self.shared.report_fault(Fault { reason, flags, endpoint: self.endpoint.id, address });
+        IommuTranslateError::CannotResolve {
+            iova_range: IovaRange { base: iova, length },
+            reason: format!(
+                "virtio-iommu fault (reason {reason}) for endpoint {:#x} at {address:#x}",
+                self.endpoint.id
+            ),
+        }
+    }
+
+    /// The translation of the access if the IOTLB holds it.
+    fn hit(
+        &self,
+        iova: GuestAddress,
+        length: usize,
+        access: Permissions,
+    ) -> Option<IotlbIterator<Arc<Iotlb>>> {
+        let snapshot = read(&self.endpoint.iotlb).clone();
+        Iotlb::lookup(snapshot, iova, length, access).ok()
+    }
+
+    /// A translation the IOTLB should have served and did not (a bug):
+    /// reported as a fault of unknown reason.
+    fn inconsistent(&self, iova: GuestAddress, length: usize, access: Permissions) -> IommuTranslateError {
+        log::error!("virtio-iommu: endpoint {:#x}: IOTLB does not cover {iova:?}+{length}", self.endpoint.id);
+        self.fail((VIRTIO_IOMMU_FAULT_R_UNKNOWN, iova.0), iova, length, access)
+    }
+}
+
+impl Iommu for EndpointIommu {
+    /// A snapshot of the endpoint's IOTLB: a device model may keep the
+    /// iterator while it makes other accesses, and invalidations never wait
+    /// for it.
+    type IotlbGuard<'a> = Arc<Iotlb>;
+
+    fn translate(
+        &self,
+        iova: GuestAddress,
+        length: usize,
+        access: Permissions,
+    ) -> Result<IotlbIterator<Self::IotlbGuard<'_>>, IommuTranslateError> {
+        let ep = &*self.endpoint;
+        Counters::bump(&ep.counters.translations);
+        // The IOTLB works on half-open u64 ranges: an access running past
+        // 2^64 - 1 cannot be mapped anyway.
+        let Some(end) = u64::try_from(length).ok().and_then(|l| iova.0.checked_add(l)) else {
+            return Err(self.fail((VIRTIO_IOMMU_FAULT_R_MAPPING, iova.0), iova, length, access));
+        };
+        if let Some(hit) = self.hit(iova, length, access) {
+            return Ok(hit);
+        }
+        Counters::bump(&ep.counters.iotlb_misses);
+        let state = read(&self.shared.state);
+        let resolution = match state.resolve(ep.id, iova.0, end, access) {
+            Ok(r) => r,
+            Err(unresolved) => {
+                drop(state);
+                return Err(self.fail(unresolved, iova, length, access));
+            }
+        };
+        update(&mut write(&ep.iotlb), |tlb| {
+            match resolution {
+                Resolution::Identity => {
+                    // `length` > 0: an empty access never misses.
+                    let _ = tlb.set_mapping(iova, iova, length, Permissions::ReadWrite);
+                }
+                Resolution::Mapped(mappings) => {
+                    for (start, m) in mappings {
+                        // Mappings end below the input range's end, so the
+                        // length neither overflows nor reaches 2^64.
+                        let Ok(len) = usize::try_from(m.end - start + 1) else { continue };
+                        let _ =
+                            tlb.set_mapping(GuestAddress(start), GuestAddress(m.phys), len, m.permissions());
+                    }
+                }
+            }
+        });
+        // Still under the state's read lock: nothing can invalidate what was
+        // just filled before it is copied.
+        let hit = self.hit(iova, length, access);
+        drop(state);
+        hit.ok_or_else(|| self.inconsistent(iova, length, access))
+    }
+}
+
+/// Guest memory as an endpoint behind the IOMMU sees it: every address is
+/// an IOVA translated by its [`EndpointIommu`].
+pub type TranslatedMemory<B = GuestMemoryMmap> = IommuMemory<B, EndpointIommu>;
+
+/// The memory to give the device model of `endpoint`
+/// (`direct-ram-access=off`): `mem` (guest-physical memory, e.g. a clone of
+/// the VM's `GuestMemoryMmap`) seen through the IOMMU. Its IOVA dirty
+/// bitmap (vm-memory's, for migration) is left empty.
+pub fn translated_memory<B>(mem: B, endpoint: EndpointIommu) -> TranslatedMemory<B>
+where
+    B: GuestMemoryBackend,
+    <B::R as GuestMemoryRegion>::B: Default,
+{
+    IommuMemory::new(mem, endpoint, true, Default::default())
+}
