@@ -6,14 +6,18 @@
 # Also installs a recent iasl in build/tools (resources/tools/install-iasl.sh):
 # Debian 12's cannot decode the VIOT; and dtschema's dt-validate with Linux
 # 6.12's device-tree bindings (resources/tools/install-dtschema.sh), which
-# the fdt tests check the generated trees against. And what the arm64 sandbox
-# needs (resources/testbed-arm64/setup.sh): qemu-system-aarch64, the aarch64
-# cross gcc and libc, the Rust target aarch64-unknown-linux-gnu.
+# the fdt tests check the generated trees against; and the Firmware Test Suite
+# (resources/tools/install-fwts.sh: only Debian unstable has fwts), which
+# runs on the host's GLib and zlib, hence those libraries below; and dtc 1.8
+# beside Debian 12's 1.6 (resources/tools/install-dtc.sh: only Debian unstable
+# has 1.8), whose checks the device-tree tests also pass. And what the
+# arm64 sandbox needs (resources/testbed-arm64/setup.sh): qemu-system-aarch64,
+# the aarch64 cross gcc and libc, the Rust target aarch64-unknown-linux-gnu.
 # usage: resources/setup.sh
 set -euo pipefail
 
 PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils zstd acpica-tools
-          device-tree-compiler binutils hyperfine)
+          device-tree-compiler binutils hyperfine libglib2.0-0 zlib1g libyaml-0-2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -24,6 +28,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 tools() {
   "$here/tools/install-iasl.sh"
   "$here/tools/install-dtschema.sh"
+  "$here/tools/install-fwts.sh"
+  "$here/tools/install-dtc.sh"
   "$here/testbed-arm64/setup.sh"
 }
 if [ ${#missing[@]} -eq 0 ]; then

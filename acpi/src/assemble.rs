@@ -75,7 +75,9 @@ pub fn build(platform: &Platform, region: Range<u64>) -> Result<AcpiTables, Erro
 mod tests {
     use super::*;
     use crate::description::{Viot, ViotIommu, ViotPciRange};
-    use crate::test_support::{byte_sum, le_u32, le_u64, sample_pci_root, sample_platform};
+    use crate::test_support::{
+        aml_devices, byte_sum, le_u32, le_u64, sample_pci_root, sample_platform, AmlDevice,
+    };
 
     const REGION: Range<u64> = 0xe_0000..0x10_0000;
 
@@ -205,6 +207,70 @@ mod tests {
             at += usize::from(madt[at + 1]);
         }
         assert_eq!(ids, p.cpus);
+    }
+
+    /// The processor UIDs of the MADT's processor structures (Processor Local APIC, type 0, and
+    /// Processor Local x2APIC, type 9) and of its NMI structures (Local APIC NMI, type 4, and
+    /// Local x2APIC NMI, type 0xa), whose "all processors" UID comes back as `None` (ACPI 6.5
+    /// sections 5.2.12.2, 5.2.12.7, 5.2.12.12, 5.2.12.13).
+    fn madt_uids(madt: &[u8]) -> (Vec<u32>, Vec<Option<u32>>) {
+        let (mut processors, mut nmis) = (Vec::new(), Vec::new());
+        let mut at = 44;
+        while at < madt.len() {
+            let s = &madt[at..at + usize::from(madt[at + 1])];
+            match s[0] {
+                0 => processors.push(u32::from(s[2])),
+                9 => processors.push(le_u32(s, 8)),
+                4 => nmis.push((s[2] != 0xff).then_some(u32::from(s[2]))),
+                0xa => nmis.push(Some(le_u32(s, 4)).filter(|&uid| uid != u32::MAX)),
+                _ => {}
+            }
+            at += s.len().max(2);
+        }
+        (processors, nmis)
+    }
+
+    /// ACPI 6.5 section 5.2.12.2: every processor structure of the MADT names, by its ACPI
+    /// Processor UID, a processor device (`ACPI0007`, section 8.4) of the namespace with that
+    /// `_UID`; so does every NMI structure that is not for all processors. What fwts checks as
+    /// MADTLAPICUidMismatch and MADTLAPICNMIUidMismatch, read from the bytes of both tables.
+    #[test]
+    fn every_madt_processor_uid_is_a_processor_device() {
+        for count in [1usize, 2, 8, 255] {
+            let mut p = sample_platform();
+            p.pci_roots.push(sample_pci_root());
+            // Spread APIC IDs where they fit, so a UID taken from the APIC ID would be caught.
+            p.cpus = if count <= 127 {
+                (0..count).map(|i| u8::try_from(2 * i + 1).unwrap()).collect()
+            } else {
+                (0..count).map(|i| u8::try_from(count - 1 - i).unwrap()).collect()
+            };
+            let t = build(&p, REGION).unwrap();
+            let (processors, nmis) = madt_uids(&blob(&t, b"APIC").bytes);
+            assert_eq!(processors.len(), count, "{count} CPUs: one MADT processor structure each");
+            assert!(!nmis.is_empty(), "{count} CPUs: the MADT declares LINT1 NMIs");
+
+            let devices = aml_devices(&blob(&t, b"DSDT").bytes);
+            let processor_devices: Vec<&AmlDevice> =
+                devices.iter().filter(|d| d.hid.as_deref() == Some("ACPI0007")).collect();
+            for d in &processor_devices {
+                assert!(d.path.starts_with("\\_SB_."), "{count} CPUs: processor outside \\_SB: {d:?}");
+            }
+            let mut device_uids: Vec<u64> =
+                processor_devices.iter().map(|d| d.uid.unwrap_or_else(|| panic!("no _UID: {d:?}"))).collect();
+            device_uids.sort_unstable();
+            let distinct = device_uids.len();
+            device_uids.dedup();
+            assert_eq!(device_uids.len(), distinct, "{count} CPUs: processor _UIDs are unique");
+            assert_eq!(distinct, count, "{count} CPUs: one processor device each");
+
+            for uid in processors.iter().copied().chain(nmis.iter().flatten().copied()) {
+                assert!(
+                    device_uids.binary_search(&u64::from(uid)).is_ok(),
+                    "{count} CPUs: MADT processor UID {uid} has no ACPI0007 device; devices: {devices:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub(crate) enum HardwareId {
     String(&'static str),
 }
 
+/// Processor device (ACPI 6.5 section 8.4): a vCPU in the namespace; its `_UID` is the ACPI
+/// Processor UID of its MADT entry.
+pub(crate) const HID_PROCESSOR: HardwareId = HardwareId::String("ACPI0007");
 /// 16550A-compatible UART.
 pub(crate) const HID_SERIAL_16550: HardwareId = HardwareId::EisaId("PNP0501");
 /// virtio-mmio, the ID Linux's `virtio_mmio` driver matches in ACPI.

@@ -3,6 +3,7 @@
 //! ```text
 //! Name (\_S5_, Package (4) { SLP_TYP, 0, 0, 0 })
 //! Scope (\_SB_) {
+//!     Device (C000) { _HID "ACPI0007", _UID }
 //!     Device (COM1) { _HID EISAID("PNP0501"), _UID, _CRS { IO, IRQNoFlags } }
 //!     Device (VR00) { _HID "LNRO0005", _UID, _CCA, _CRS { Memory32Fixed, Interrupt } }
 //!     Device (PCI0) { _HID EISAID("PNP0A08"), _CID EISAID("PNP0A03"), _UID, _CCA, _SEG, _BBN, _CRS }
@@ -12,7 +13,12 @@
 //! ```
 //!
 //! `\_S5_` (section 7.4.2.6) gives the SLP_TYP the guest writes to SLEEP_CONTROL_REG to power
-//! off; see [`crate::sleep`] for the register contract the VMM's device implements. Devices are
+//! off; see [`crate::sleep`] for the register contract the VMM's device implements. Every vCPU is a
+//! processor device (`C000`, `C001`, ... by vCPU index, in hex) whose `_UID` is the ACPI Processor
+//! UID of its MADT local APIC entry: ACPI 6.5 section 5.2.12.2 ties each MADT processor entry to a
+//! processor object of the namespace by that UID, and section 8.4 declares processors as
+//! `ACPI0007` devices (the `Processor` statement is deprecated). No `_STA`: every vCPU is present
+//! and enabled, which is what an absent `_STA` means (section 6.3.7). Devices are
 //! produced by [`device_nodes`] from the description; the PCI host bridges and their
 //! motherboard resources come from [`crate::pci`].
 
@@ -20,9 +26,10 @@ use acpi_tables::aml::{Name, Package, Path, Scope};
 use acpi_tables::Aml;
 
 use crate::description::Platform;
-use crate::device_node::{DeviceNode, HID_SERIAL_16550, HID_VIRTIO_MMIO};
+use crate::device_node::{DeviceNode, HID_PROCESSOR, HID_SERIAL_16550, HID_VIRTIO_MMIO};
 use crate::error::Error;
 use crate::identity::new_table;
+use crate::madt;
 use crate::name_seg::NameSeg;
 use crate::pci;
 use crate::raw_aml::RawAml;
@@ -52,11 +59,23 @@ fn s5_object(slp_typ: u8) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// The devices of `\_SB_`, in order: serial ports (COM1, COM2, ... by position), virtio-mmio
-/// devices (VR00, VR01, ...), PCI host bridges (PCI0, PCI1, ...) and, with any of those, the
-/// motherboard resources (MBRD).
+/// The devices of `\_SB_`, in order: processors (C000, C001, ... by vCPU index), serial ports
+/// (COM1, COM2, ... by position), virtio-mmio devices (VR00, VR01, ...), PCI host bridges (PCI0,
+/// PCI1, ...) and, with any of those, the motherboard resources (MBRD).
 fn device_nodes(platform: &Platform) -> Result<Vec<DeviceNode>, Error> {
+    madt::check_cpus(&platform.cpus)?;
     let mut nodes = Vec::new();
+    for (uid, _) in madt::processor_uids(&platform.cpus) {
+        nodes.push(DeviceNode {
+            name: NameSeg::indexed("C", usize::from(uid)).ok_or(Error::TooManyCpus(platform.cpus.len()))?,
+            hid: HID_PROCESSOR,
+            cid: None,
+            uid: u32::from(uid),
+            cca: None, // a processor is not a DMA master
+            integers: Vec::new(),
+            resources: Vec::new(),
+        });
+    }
     for (i, port) in platform.serial_ports.iter().enumerate() {
         let name =
             NameSeg::indexed("COM", i + 1).ok_or(Error::TooManySerialPorts(platform.serial_ports.len()))?;
@@ -128,7 +147,9 @@ mod tests {
 
     #[test]
     fn table_header_and_body() {
-        let b = encode(&sample_platform()).unwrap();
+        let mut p = sample_platform();
+        p.cpus = vec![0];
+        let b = encode(&p).unwrap();
         assert_eq!(&b[0..4], b"DSDT");
         assert_eq!(le_u32(&b, 4) as usize, b.len());
         assert_eq!(b[8], 2, "revision");
@@ -136,11 +157,26 @@ mod tests {
         let body = &b[36..];
         assert!(body.starts_with(&s5_object(5).unwrap()));
         let scope = &body[s5_object(5).unwrap().len()..];
-        // ScopeOp, PkgLength 51 (itself + 5-byte name + 45-byte device), \_SB_, then the COM1 device
-        // (DeviceOp, PkgLength 43, ...).
-        assert_eq!(&scope[..7], &[0x10, 0x33, b'\\', b'_', b'S', b'B', b'_']);
-        assert_eq!(&scope[7..12], &[0x5b, 0x82, 0x2b, b'C', b'O']);
-        assert_eq!(scope.len(), 7 + 45);
+        // ScopeOp, two-byte PkgLength 80 (itself + 5-byte name + 28-byte processor + 45-byte COM1):
+        // 0x40 | (80 & 0xf), 80 >> 4; then \_SB_.
+        assert_eq!(&scope[..8], &[0x10, 0x40, 0x05, b'\\', b'_', b'S', b'B', b'_']);
+        let processor: Vec<u8> = [
+            &[0x5b, 0x82, 0x1a][..], // DeviceOp, PkgLength 26
+            b"C000",
+            &[0x08],
+            b"_HID",
+            &[0x0d],
+            b"ACPI0007",
+            &[0x00], // Name (_HID, "ACPI0007")
+            &[0x08],
+            b"_UID",
+            &[0x00], // Name (_UID, Zero)
+        ]
+        .concat();
+        assert_eq!(&scope[8..36], &processor[..]);
+        // Then the COM1 device (DeviceOp, PkgLength 43, ...).
+        assert_eq!(&scope[36..41], &[0x5b, 0x82, 0x2b, b'C', b'O']);
+        assert_eq!(scope.len(), 8 + 28 + 45);
     }
 
     #[test]
@@ -149,9 +185,9 @@ mod tests {
         p.serial_ports.push(SerialPort { io_base: 0x2f8, irq: 3, uid: 2 });
         let nodes = device_nodes(&p).unwrap();
         let names: Vec<_> = nodes.iter().map(|n| n.name.as_str().to_owned()).collect();
-        assert_eq!(names, ["COM1", "COM2"]);
-        assert_eq!(nodes[1].resources, [Resource::Io { base: 0x2f8, len: 8 }, Resource::IrqNoFlags(3)]);
-        assert_eq!(nodes[1].uid, 2);
+        assert_eq!(names, ["C000", "C001", "COM1", "COM2"]);
+        assert_eq!(nodes[3].resources, [Resource::Io { base: 0x2f8, len: 8 }, Resource::IrqNoFlags(3)]);
+        assert_eq!(nodes[3].uid, 2);
     }
 
     #[test]
@@ -159,7 +195,7 @@ mod tests {
         let mut p = sample_platform();
         p.pci_roots.push(sample_pci_root());
         let names: Vec<_> = device_nodes(&p).unwrap().iter().map(|n| n.name.as_str().to_owned()).collect();
-        assert_eq!(names, ["COM1", "PCI0", "MBRD"]);
+        assert_eq!(names, ["C000", "C001", "COM1", "PCI0", "MBRD"]);
         let b = encode(&p).unwrap();
         assert_eq!(le_u32(&b, 4) as usize, b.len());
         assert_eq!(byte_sum(&b), 0);
@@ -178,5 +214,18 @@ mod tests {
         assert!(matches!(encode(&p), Err(Error::TooManySerialPorts(16))));
         p.serial_ports.truncate(15);
         assert!(encode(&p).is_ok());
+    }
+
+    #[test]
+    fn processors_need_representable_cpus() {
+        let mut p = sample_platform();
+        p.cpus = vec![];
+        assert!(matches!(encode(&p), Err(Error::NoCpus)));
+        p.cpus = (0..=255).collect();
+        assert!(matches!(encode(&p), Err(Error::TooManyCpus(256))));
+        p.cpus = (0..=254).collect();
+        let names: Vec<_> = device_nodes(&p).unwrap().iter().map(|n| n.name.as_str().to_owned()).collect();
+        assert_eq!(names[..2], ["C000", "C001"]);
+        assert_eq!(names[254], "C0FE");
     }
 }

@@ -77,8 +77,15 @@ fn local_apic_nmi_all_lint1() -> Vec<u8> {
     s
 }
 
+/// `(ACPI Processor UID, local APIC ID)` of each vCPU, in vCPU order: vCPU `i` is UID `i`. The MADT
+/// and the DSDT's processor devices both take the UIDs from here, since the OS pairs them by UID
+/// (ACPI 6.5 section 5.2.12.2 and 8.4). Only meaningful after [`check_cpus`] accepted `cpus`.
+pub(crate) fn processor_uids(cpus: &[u8]) -> impl Iterator<Item = (u8, u8)> + '_ {
+    (0..=u8::MAX).zip(cpus.iter().copied())
+}
+
 /// Checks what the one-byte xAPIC structures can express.
-fn check_cpus(cpus: &[u8]) -> Result<(), Error> {
+pub(crate) fn check_cpus(cpus: &[u8]) -> Result<(), Error> {
     if cpus.is_empty() {
         return Err(Error::NoCpus);
     }
@@ -106,7 +113,7 @@ pub(crate) fn encode(platform: &Platform) -> Result<Vec<u8>, Error> {
     }
 
     let mut structures = Vec::new();
-    for (uid, &apic_id) in (0..=u8::MAX).zip(&platform.cpus) {
+    for (uid, apic_id) in processor_uids(&platform.cpus) {
         ProcessorLocalApic::new(uid, apic_id, EnabledStatus::Enabled).to_aml_bytes(&mut structures);
     }
     let ioapic = platform.ioapic;

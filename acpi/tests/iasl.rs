@@ -146,6 +146,21 @@ fn iasl_accepts_every_table() {
     assert_eq!(field_values(mcfg, "End Bus Number"), ["FF", "1F"], "{mcfg}");
 
     let dsdt = &dsl["DSDT"];
+    // One processor device per MADT local APIC, its _UID being that entry's Processor ID (ACPI
+    // 6.5 sections 5.2.12.2 and 8.4): the MADT above says IDs 00 and 01, and NMI for all (FF). The
+    // comment iasl adds to the _HID shows it knows the ID as a processor device.
+    assert_eq!(field_values(madt, "Processor ID"), ["00", "01", "FF"], "{madt}");
+    assert_eq!(
+        dsdt.matches("Name (_HID, \"ACPI0007\" /* Processor Device */)").count(),
+        2,
+        "one processor device per CPU:\n{dsdt}"
+    );
+    for (name, uid) in [("C000", "Zero"), ("C001", "One")] {
+        let device = device(dsdt, name);
+        assert_has(device, name, "Name (_HID, \"ACPI0007\" /* Processor Device */)");
+        assert_has(device, name, &format!("Name (_UID, {uid})"));
+    }
+    assert!(dsdt.find("Device (C000)") < dsdt.find("Device (COM1)"), "processors first:\n{dsdt}");
     for needle in [
         "Name (\\_S5, Package (0x04)",
         "0x05,",

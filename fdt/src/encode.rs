@@ -254,9 +254,11 @@ fn pci_root(fdt: &mut FdtWriter, root: &PciRoot, iommu_bdf: Option<u16>) -> Resu
     fdt.property_string("device_type", "pci")?;
     fdt.property_u32("#address-cells", 3)?;
     fdt.property_u32("#size-cells", 2)?;
-    // INTx specifiers would be one cell (the pin); no `interrupt-map` routes them, so devices
-    // use MSI/MSI-X through `msi-map` only.
-    fdt.property_u32("#interrupt-cells", 1)?;
+    // No `#interrupt-cells`: it belongs with an `interrupt-map` that routes INTx pins
+    // (pci-bus-common.yaml), and there is none; devices use MSI/MSI-X through `msi-map` only.
+    // Without a map, the property would declare the bridge an interrupt nexus that cannot
+    // translate anything (dtc 1.8's interrupt_provider check); host-generic-pci.yaml does not
+    // require it.
     fdt.property_array_u32("bus-range", &[u32::from(root.bus_start), u32::from(root.bus_end)])?;
     fdt.property_u32("linux,pci-domain", u32::from(root.segment))?;
     // The binding's `reg` starts at the configuration space of the first bus of `bus-range`.

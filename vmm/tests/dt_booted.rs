@@ -1,7 +1,8 @@
 //! The device trees the arm64 guest tests boot with (the device options of
 //! tests/scenarios/arm64-*.sh), written by `dmavm describe --arch aarch64
 //! --dtb` (the same `Machine::dt` the aarch64 `run` hands the guest),
-//! checked by `dtc` (no warnings) and by dtschema's `dt-validate` against
+//! checked by `dtc` 1.6 (Debian 12's) and 1.8 (resources/tools/install-dtc.sh)
+//! (no warnings from either) and by dtschema's `dt-validate` against
 //! Linux 6.12's bindings (no output at all: dt-validate exits 0 even when it
 //! reports a problem). resources/setup.sh installs both; a missing tool
 //! fails the test, it never skips.
@@ -65,15 +66,28 @@ fn dtbs() -> Vec<PathBuf> {
 
 #[test]
 fn booted_trees_compile_back_with_dtc_without_warnings() {
-    let dtc = tool(PathBuf::from("/usr/bin/dtc"), "device-tree-compiler");
-    for dtb in dtbs() {
-        let out = Command::new(&dtc)
-            .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"])
-            .arg(&dtb)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && stderr.trim().is_empty(), "{}: {stderr}", dtb.display());
+    let dtcs = [
+        ("1.6", tool(PathBuf::from("/usr/bin/dtc"), "device-tree-compiler")),
+        ("1.8", tool(root().join("build/tools/bin/dtc-1.8"), "resources/tools/install-dtc.sh")),
+    ];
+    let dtbs = dtbs();
+    for (version, dtc) in &dtcs {
+        let out = Command::new(dtc).arg("--version").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains(&format!("DTC {version}.")), "{} is not dtc {version}: {said}", dtc.display());
+        for dtb in &dtbs {
+            let out = Command::new(dtc)
+                .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"])
+                .arg(dtb)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && stderr.trim().is_empty(),
+                "dtc {version}: {}: {stderr}",
+                dtb.display()
+            );
+        }
     }
 }
 
