@@ -18,7 +18,6 @@ mod process;
 mod report;
 mod runner;
 mod sandbox;
-mod sha256;
 mod verdict;
 mod vm_args;
 
