@@ -94,7 +94,9 @@ pub struct BootTestArgs {
 
     /// Run the whole matrix inside the project's nested test bed (QEMU
     /// with an emulated SVM CPU, one emulated host for all runs). Chosen
-    /// by itself where this machine has no hardware KVM.
+    /// by itself where this machine has no hardware KVM; without --direct
+    /// or --sandbox, DMAVM_TESTBED=direct|sandbox chooses as it does for
+    /// the test bed's tests.
     #[arg(long)]
     pub sandbox: bool,
 

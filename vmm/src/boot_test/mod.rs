@@ -55,17 +55,20 @@ enum Mode {
 }
 
 fn mode(args: &BootTestArgs) -> Result<Mode, String> {
+    use dmavm_tests::{Testbed, TestbedChoice};
     if args.direct {
         return Ok(Mode::Direct);
     }
-    let forced = args.sandbox.then_some("DMAVM_TESTBED");
-    // --sandbox asks for the sandbox as DMAVM_TESTBED=sandbox does.
-    if forced.is_some() {
-        std::env::set_var("DMAVM_TESTBED", "sandbox");
-    }
-    match dmavm_tests::Testbed::detect() {
-        Ok(dmavm_tests::Testbed::Direct) => Ok(Mode::Direct),
-        Ok(dmavm_tests::Testbed::Sandbox { qemu, reason }) => Ok(Mode::Sandbox { qemu, reason }),
+    let choice = if args.sandbox {
+        TestbedChoice::Sandbox { asked_by: "--sandbox was given".into() }
+    } else {
+        // Without an option the harness goes where the test bed's own
+        // users would, so DMAVM_TESTBED steers both alike.
+        TestbedChoice::from_env().map_err(|e| e.to_string())?
+    };
+    match Testbed::choose(choice) {
+        Ok(Testbed::Direct) => Ok(Mode::Direct),
+        Ok(Testbed::Sandbox { qemu, reason }) => Ok(Mode::Sandbox { qemu, reason }),
         Err(e) => Err(e.to_string()),
     }
 }
