@@ -13,6 +13,7 @@ mod console;
 mod describe;
 mod device_options;
 mod event_loop;
+mod exit_status;
 #[cfg(target_arch = "x86_64")]
 mod firmware;
 #[cfg(target_arch = "x86_64")]
@@ -55,11 +56,6 @@ use std::process::ExitCode;
 use cli::Command;
 use shutdown::ExitReason;
 
-/// Status for command-line errors, as clap uses.
-const USAGE_STATUS: u8 = 2;
-/// Status for every other failure.
-const ERROR_STATUS: u8 = 1;
-
 fn main() -> ExitCode {
     let (mut cli, matches) = match config_file::parse_args(std::env::args_os()) {
         Ok(parsed) => parsed,
@@ -70,7 +66,7 @@ fn main() -> ExitCode {
     // `describe` alike.
     if let Err(e) = config_file::apply(&mut cli.command, &matches) {
         logger::report_error(&e.to_string());
-        return ExitCode::from(ERROR_STATUS);
+        return ExitCode::from(exit_status::ERROR);
     }
     let status = match cli.command {
         Command::Run(args) => run(args),
@@ -95,12 +91,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
         // `dmavm` alone: teach, but it is still a usage error.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            return ExitCode::from(USAGE_STATUS);
+            return ExitCode::from(exit_status::USAGE);
         }
         _ => {}
     }
     logger::report_error(&format!("{} (see dmavm --help)", one_line(&e.to_string())));
-    ExitCode::from(USAGE_STATUS)
+    ExitCode::from(exit_status::USAGE)
 }
 
 /// Folds clap's multi-line message (the error, the missing arguments, a
@@ -128,7 +124,7 @@ fn run(args: cli::RunArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             logger::report_error(&format!("{e:#}"));
-            return ERROR_STATUS;
+            return exit_status::ERROR;
         }
     };
     // The configuration checks, before KVM is touched: an error is one
@@ -136,13 +132,13 @@ fn run(args: cli::RunArgs) -> u8 {
     let findings = checks::check(&config.machine);
     if let Some(line) = checks::refusal(&findings) {
         logger::report_error(&line);
-        return ERROR_STATUS;
+        return exit_status::ERROR;
     }
     checks::print_warnings(&findings);
     match vm::run(&config) {
         Ok(ExitReason::Crash(message)) => {
             logger::report_error(&message);
-            ERROR_STATUS
+            exit_status::ERROR
         }
         Ok(reason) => {
             log::info!("VM stopped: {reason:?}");
@@ -150,7 +146,7 @@ fn run(args: cli::RunArgs) -> u8 {
         }
         Err(e) => {
             logger::report_error(&format!("{e:#}"));
-            ERROR_STATUS
+            exit_status::ERROR
         }
     }
 }
@@ -172,7 +168,7 @@ fn explain(code: Option<&str>) -> u8 {
         logger::report_error(&format!(
             "no check has the code '{text}' (codes: {first} to {last}; `dmavm explain` lists them)"
         ));
-        return USAGE_STATUS;
+        return exit_status::USAGE;
     };
     let _ = writeln!(out, "{c} ({}): {}\n\n{}", c.severity(), c.summary(), c.explanation());
     0

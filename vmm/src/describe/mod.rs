@@ -25,17 +25,13 @@ use dmavm_fdt::layout::kvm_mpidr;
 use crate::checks;
 use crate::cli::{Arch, DescribeArgs, Format};
 use crate::config;
+use crate::exit_status;
 #[cfg(target_arch = "x86_64")]
 use crate::firmware;
 use crate::logger;
 use crate::machine::dt::{check_cpus, initrd_region};
 use crate::machine::Machine;
 use rows::{ArchName, Description, Firmware};
-
-/// Exit status of a command-line error (as clap's).
-const USAGE_STATUS: u8 = 2;
-/// Exit status of every other failure.
-const ERROR_STATUS: u8 = 1;
 
 /// What `describe` built: the rows and the firmware they were taken from.
 #[derive(Debug)]
@@ -64,17 +60,17 @@ struct Built {
 pub fn run(args: DescribeArgs) -> u8 {
     if let Some(problem) = usage_problem(&args) {
         logger::report_error(&format!("{problem} (see dmavm describe --help)"));
-        return USAGE_STATUS;
+        return exit_status::USAGE;
     }
     match describe(&args).and_then(|d| output(&args, &d).map(|()| d.refusal)) {
         Ok(None) => 0,
         Ok(Some(refusal)) => {
             logger::report_error(&refusal);
-            ERROR_STATUS
+            exit_status::ERROR
         }
         Err(e) => {
             logger::report_error(&format!("{e:#}"));
-            ERROR_STATUS
+            exit_status::ERROR
         }
     }
 }
