@@ -110,7 +110,9 @@ pub struct BootTestArgs {
     pub protocol: bool,
 }
 
-const AFTER_HELP: &str = "\
+/// The long help after the options; its exit statuses are
+/// exit_status.rs's.
+pub const AFTER_HELP: &str = "\
 The matrix (TOML): named machines under [machine.NAME] with the keys of the \
 machine config file (cpus, memory, [[machine.NAME.disk]], [machine.NAME.iommu], \
 ...) plus `variants = [...]` (which variants to run; default all, [] none), `cmdline` and \

@@ -10,14 +10,16 @@
 //! whole matrix inside the project's nested test bed ([`sandbox`]).
 
 mod args;
+mod exit_status;
 mod expect;
 mod initramfs;
 mod matrix;
 mod observe;
-mod process;
 mod report;
 mod runner;
 mod sandbox;
+mod temp_dir;
+mod termination;
 mod verdict;
 mod vm_args;
 
@@ -27,16 +29,11 @@ use std::time::Instant;
 
 pub use args::BootTestArgs;
 
-use process::TempDir;
+use exit_status::{BAD_INPUT, FAILED, PASSED};
 use report::{Report, RunResult};
 use runner::Plan;
-
-/// Every run passed.
-const PASSED: u8 = 0;
-/// Some run did not, or the harness could not run them.
-const FAILED: u8 = 1;
-/// Bad matrix, missing kernel, bad options.
-const BAD_INPUT: u8 = 2;
+use temp_dir::TempDir;
+use termination::Interrupted;
 
 /// Marks a finished run's JSON in `--protocol` output.
 pub const RUN_MARK: &str = "@@BT-RUN ";
@@ -73,7 +70,7 @@ fn mode(args: &BootTestArgs) -> Result<Mode, String> {
     }
 }
 
-/// `dmavm boot-test`; returns the exit status.
+/// `dmavm boot-test`; returns the exit status ([`exit_status`]).
 pub fn run(args: BootTestArgs) -> u8 {
     let t0 = Instant::now();
     if !args.kernel.is_file() {
@@ -108,7 +105,7 @@ pub fn run(args: BootTestArgs) -> u8 {
             return BAD_INPUT;
         }
     }
-    if let Err(e) = process::catch_termination() {
+    if let Err(e) = termination::catch_termination() {
         error(&format!("{e:#}"));
         return FAILED;
     }
@@ -130,14 +127,14 @@ pub fn run(args: BootTestArgs) -> u8 {
     drop(work);
     // Ctrl-C reaches the children too (scripts, QEMU, VMs), which may end
     // before the harness notices: whatever they left, it was interrupted.
-    if let Some(signal) = process::interrupted() {
-        outcome = Err(Stop::Interrupted(signal));
+    if let Some(i) = termination::interrupted() {
+        outcome = Err(Stop::Interrupted(i));
     }
     let (runs, ready) = match outcome {
         Ok(runs) => runs,
-        Err(Stop::Interrupted(signal)) => {
+        Err(Stop::Interrupted(Interrupted(signal))) => {
             eprintln!("boot-test: interrupted (signal {signal}); every VM stopped, temporary files removed");
-            return 128u8.saturating_add(u8::try_from(signal).unwrap_or(0));
+            return exit_status::after_signal(signal);
         }
         Err(Stop::Error(e)) => {
             error(&e);
@@ -176,7 +173,7 @@ pub fn run(args: BootTestArgs) -> u8 {
 
 /// Why the harness stopped early.
 enum Stop {
-    Interrupted(i32),
+    Interrupted(Interrupted),
     Error(String),
 }
 
@@ -247,7 +244,7 @@ fn execute(
                     eprintln!("boot-test: {}", report::progress(done, total, failed, r));
                 }
             };
-            runner::run_all(&plan, specs, &mut report).map(|r| (r, None)).map_err(|i| Stop::Interrupted(i.0))
+            runner::run_all(&plan, specs, &mut report).map(|r| (r, None)).map_err(Stop::Interrupted)
         }
         Mode::Sandbox { qemu, reason } => {
             let jobs = match args.jobs {

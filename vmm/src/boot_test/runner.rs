@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::expect::{Expectations, Kind};
 use super::matrix::RunSpec;
-use super::process::interrupted;
 use super::report::RunResult;
+use super::termination::{interrupted, Interrupted};
 use super::verdict::{judge, outcome, Check, Exit, HostDisk, Outcome};
 use super::vm_args;
 
@@ -50,10 +50,6 @@ pub struct Plan {
     /// Scratch space (disk images, logs not kept).
     pub work: PathBuf,
 }
-
-/// The harness was interrupted by this signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interrupted(pub i32);
 
 /// A run's log file name.
 pub fn log_name(run: &str) -> String {
@@ -199,12 +195,12 @@ pub fn run_all(
     let mut active: Vec<Active> = Vec::new();
     let mut next = 0;
     loop {
-        if let Some(signal) = interrupted() {
+        if let Some(i) = interrupted() {
             for mut a in active {
                 let _ = a.child.kill();
                 let _ = a.child.wait();
             }
-            return Err(Interrupted(signal));
+            return Err(i);
         }
         while active.len() < plan.jobs && next < specs.len() {
             match start(plan, next, &specs[next]) {

@@ -21,9 +21,9 @@ use dmavm_tests::Paths;
 
 use super::args::BootTestArgs;
 use super::matrix::RunSpec;
-use super::process::interrupted;
 use super::report::{progress, RunResult};
 use super::runner::{harness_error, log_name, Plan};
+use super::termination::interrupted;
 use super::{Stop, LOG_MARK, RUN_MARK};
 
 /// Seconds for L1 to boot, load KVM and power off, on top of the runs.
@@ -211,8 +211,8 @@ pub fn run(
     let mut stopped: Option<Stop> = None;
     let mut timed_out = false;
     loop {
-        if let Some(signal) = interrupted() {
-            stopped = Some(Stop::Interrupted(signal));
+        if let Some(i) = interrupted() {
+            stopped = Some(Stop::Interrupted(i));
             break;
         }
         if started.elapsed() > overall {
