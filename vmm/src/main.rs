@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
-        Command::BootTest(args) => boot_test::run(args),
+        Command::BootTest(args) => boot_test::run(args, logger::report_error),
     };
     // Serial output goes through stdout; make sure the last bytes leave
     // before the process does.

@@ -40,10 +40,6 @@ pub const RUN_MARK: &str = "@@BT-RUN ";
 /// Marks one line of a run's log in `--protocol` output: `NAME<TAB>line`.
 pub const LOG_MARK: &str = "@@BT-LOG ";
 
-fn error(message: &str) {
-    crate::logger::report_error(message);
-}
-
 /// Where the VMs run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
@@ -71,7 +67,9 @@ fn mode(args: &BootTestArgs) -> Result<Mode, String> {
 }
 
 /// `dmavm boot-test`; returns the exit status ([`exit_status`]).
-pub fn run(args: BootTestArgs) -> u8 {
+/// `error` prints one line of why the harness stopped or failed, the way
+/// the binary reports its errors.
+pub fn run(args: BootTestArgs, error: fn(&str)) -> u8 {
     let t0 = Instant::now();
     if !args.kernel.is_file() {
         error(&format!("--kernel {}: no such file", args.kernel.display()));

@@ -108,7 +108,8 @@ mod tests {
         argv.extend(args.iter().cloned());
         let cli = Cli::try_parse_from(&argv).unwrap();
         let Command::Run(r) = cli.command else { panic!("not run") };
-        crate::config::machine(&r.machine, u64::MAX).unwrap()
+        let m = &r.machine;
+        Machine::new(&m.pci_bridge, &m.disk, &m.rng, m.console.as_ref(), m.iommu.as_ref()).unwrap()
     }
 
     #[test]
