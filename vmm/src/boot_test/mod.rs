@@ -12,6 +12,7 @@
 mod args;
 mod exit_status;
 mod expect;
+mod guest_files;
 mod initramfs;
 mod matrix;
 mod observe;

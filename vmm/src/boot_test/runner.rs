@@ -258,7 +258,7 @@ mod tests {
         let p = pattern();
         assert_eq!(p.len(), 1 << 20);
         assert!(p.starts_with(b"dmavm-boot-test\ndmavm-boot-test\n"));
-        assert!(super::super::initramfs::CHECK.contains("yes dmavm-boot-test | head -c 1048576"));
+        assert!(super::super::guest_files::BOOT_TEST_CHECK.contains("yes dmavm-boot-test | head -c 1048576"));
         assert_eq!(log_name("a/b"), "a_b.log");
     }
 
