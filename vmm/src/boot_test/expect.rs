@@ -6,7 +6,7 @@ use std::fmt;
 
 use dmavm_iommu::MixedCoherency;
 
-use crate::machine::{DeviceKind, Machine, Placement};
+use super::model::{DeviceKind, Machine, Placement};
 
 /// Where the guest finds a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +128,8 @@ impl Expectations {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use super::*;
-    use crate::device_options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
 
     #[test]
     fn translated_bypassed_and_placed_as_the_model_says() {

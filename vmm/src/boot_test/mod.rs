@@ -15,6 +15,7 @@ mod expect;
 mod guest_files;
 mod initramfs;
 mod matrix;
+mod model;
 mod observe;
 mod report;
 mod runner;

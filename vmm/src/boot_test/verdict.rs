@@ -324,9 +324,9 @@ pub fn outcome(checks: &[Check], exit: Exit) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::options::{parse_disk, parse_iommu, parse_simple};
+    use super::super::model::Machine;
     use super::*;
-    use crate::device_options::{parse_disk, parse_iommu, parse_simple};
-    use crate::machine::Machine;
 
     const PAT: &str = "pattern-sha";
 

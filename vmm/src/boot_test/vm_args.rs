@@ -7,7 +7,7 @@ use std::path::Path;
 
 use dmavm_iommu::MixedCoherency;
 
-use crate::machine::{Device, DeviceKind, Machine, Placement};
+use super::model::{Device, DeviceKind, Machine, Placement};
 
 fn on_off(b: bool) -> &'static str {
     if b {
@@ -98,9 +98,8 @@ pub fn with_images(machine: &Machine, dir: &Path) -> Machine {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::options::{parse_bridge, parse_disk, parse_iommu, parse_simple, Cli, Command};
     use super::*;
-    use crate::cli::{Cli, Command};
-    use crate::device_options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use clap::Parser;
 
     fn rebuilt(args: &[String]) -> Machine {
