@@ -145,7 +145,7 @@ L1 Linux with kvm-amd, build/guest of the checkout dmavm was built from, \
 prepared by resources/guest/fetch-kernel.sh) carrying this dmavm, the kernel, \
 initramfs and matrix, and runs `dmavm boot-test --direct` there; results come \
 back over its serial console. It runs one VM at a time whatever --jobs says \
-(with more, the emulated host froze or its kvm crashed now and then).
+(with more, the emulated host freezes or its kvm crashes now and then).
 
 Output: a progress line per finished run (runs done / total, failures so far), \
 then a table (run, result, seconds, first failing check). \
