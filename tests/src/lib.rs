@@ -8,7 +8,8 @@
 //! binary payloads) and `GUEST` (guest kernel and initramfs) in their
 //! environment.
 //!
-//! Where they run is chosen by [`Testbed::detect`]:
+//! Where they run is chosen by [`Testbed::detect`] (or by the caller,
+//! [`Testbed::choose`]):
 //! - [`Testbed::Direct`] on a machine with hardware KVM (`kvm_intel` or
 //!   `kvm_amd` loaded): the scripts run on the host;
 //! - [`Testbed::Sandbox`] elsewhere (for example a PVM `/dev/kvm`, which cannot
@@ -56,4 +57,4 @@ pub mod l1_markers {
     pub use crate::frames::{BEGIN, DONE, END, ERROR, READY};
 }
 pub use static_build::build_static_dmavm;
-pub use testbed::Testbed;
+pub use testbed::{Testbed, TestbedChoice, TESTBED_VAR};

@@ -28,30 +28,64 @@ pub enum Testbed {
     },
 }
 
-impl Testbed {
-    /// Picks [`Testbed::Direct`] when `/sys/module/kvm_intel` or
-    /// `/sys/module/kvm_amd` exists and `/dev/kvm` opens read-write, else
-    /// [`Testbed::Sandbox`], which needs a working `qemu-system-x86_64`
-    /// (without one this is an error, never a silent skip).
-    /// `DMAVM_TESTBED=direct|sandbox` forces a path.
-    pub fn detect() -> Result<Self> {
-        match std::env::var("DMAVM_TESTBED").ok().as_deref() {
-            None | Some("") => {}
-            Some("direct") => {
-                return hardware_kvm()
-                    .map(|()| Testbed::Direct)
-                    .map_err(|why| Error::NoTestbed(format!("DMAVM_TESTBED=direct, but {why}")))
-            }
-            Some("sandbox") => return sandbox("DMAVM_TESTBED=sandbox".to_string()),
+/// The environment variable that forces a test bed for the test bed's own
+/// users (tests, the `testbed` binary): `direct` or `sandbox`.
+pub const TESTBED_VAR: &str = "DMAVM_TESTBED";
+
+/// Which test bed a caller wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestbedChoice {
+    /// [`Testbed::Direct`] where this machine has usable hardware KVM,
+    /// else [`Testbed::Sandbox`].
+    Detect,
+    /// Hardware KVM, or an error saying why there is none.
+    Direct {
+        /// What asked for it, for messages (`--direct`, `DMAVM_TESTBED=direct`).
+        asked_by: String,
+    },
+    /// The sandbox, even where hardware KVM is usable.
+    Sandbox {
+        /// What asked for it, for messages and as the sandbox's reason.
+        asked_by: String,
+    },
+}
+
+impl TestbedChoice {
+    /// The choice [`TESTBED_VAR`] makes: unset or empty detects.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var(TESTBED_VAR).ok().as_deref() {
+            None | Some("") => Ok(TestbedChoice::Detect),
+            Some("direct") => Ok(TestbedChoice::Direct { asked_by: format!("{TESTBED_VAR}=direct") }),
+            Some("sandbox") => Ok(TestbedChoice::Sandbox { asked_by: format!("{TESTBED_VAR}=sandbox") }),
             Some(other) => {
-                return Err(Error::NoTestbed(format!(
-                    "DMAVM_TESTBED={other:?}: expected \"direct\" or \"sandbox\""
-                )))
+                Err(Error::NoTestbed(format!("{TESTBED_VAR}={other:?}: expected \"direct\" or \"sandbox\"")))
             }
         }
-        match hardware_kvm() {
-            Ok(()) => Ok(Testbed::Direct),
-            Err(why) => sandbox(why),
+    }
+}
+
+impl Testbed {
+    /// The test bed [`TESTBED_VAR`] asks for, else the one this machine
+    /// has: [`Testbed::choose`] with [`TestbedChoice::from_env`].
+    pub fn detect() -> Result<Self> {
+        Self::choose(TestbedChoice::from_env()?)
+    }
+
+    /// The test bed `choice` asks for. Detecting picks [`Testbed::Direct`]
+    /// when `/sys/module/kvm_intel` or `/sys/module/kvm_amd` exists and
+    /// `/dev/kvm` opens read-write, else [`Testbed::Sandbox`]. The sandbox
+    /// needs a working `qemu-system-x86_64`: without one this is an error,
+    /// never a silent skip.
+    pub fn choose(choice: TestbedChoice) -> Result<Self> {
+        match choice {
+            TestbedChoice::Detect => match hardware_kvm() {
+                Ok(()) => Ok(Testbed::Direct),
+                Err(why) => sandbox(why),
+            },
+            TestbedChoice::Direct { asked_by } => hardware_kvm()
+                .map(|()| Testbed::Direct)
+                .map_err(|why| Error::NoTestbed(format!("{asked_by}, but {why}"))),
+            TestbedChoice::Sandbox { asked_by } => sandbox(asked_by),
         }
     }
 

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use dmavm_machine::describe::{describe, render, Described, Request};
 
 use crate::cli::{Arch, DescribeArgs};
-use crate::exit_status::{ERROR_STATUS, USAGE_STATUS};
+use crate::exit_status;
 use crate::{acpi_dump, config, logger};
 
 /// Runs `dmavm describe`; returns the exit status: 0, or 1 when `run`
@@ -18,17 +18,17 @@ use crate::{acpi_dump, config, logger};
 pub fn run(args: DescribeArgs) -> u8 {
     if let Some(problem) = usage_problem(&args) {
         logger::report_error(&format!("{problem} (see dmavm describe --help)"));
-        return USAGE_STATUS;
+        return exit_status::USAGE;
     }
     match described(&args).and_then(|d| output(&args, &d).map(|()| d.refusal)) {
         Ok(None) => 0,
         Ok(Some(refusal)) => {
             logger::report_error(&refusal);
-            ERROR_STATUS
+            exit_status::ERROR
         }
         Err(e) => {
             logger::report_error(&format!("{e:#}"));
-            ERROR_STATUS
+            exit_status::ERROR
         }
     }
 }

@@ -26,7 +26,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cli::Command;
-use exit_status::{ERROR_STATUS, USAGE_STATUS};
 use shutdown::ExitReason;
 
 fn main() -> ExitCode {
@@ -39,13 +38,13 @@ fn main() -> ExitCode {
     // `describe` alike.
     if let Err(e) = config_merge::apply(&mut cli.command, &matches) {
         logger::report_error(&e.to_string());
-        return ExitCode::from(ERROR_STATUS);
+        return ExitCode::from(exit_status::ERROR);
     }
     let status = match cli.command {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe_command::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
-        Command::BootTest(args) => boot_test::run(args),
+        Command::BootTest(args) => boot_test::run(args, logger::report_error),
     };
     // Serial output goes through stdout; make sure the last bytes leave
     // before the process does.
@@ -64,12 +63,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
         // `dmavm` alone: teach, but it is still a usage error.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            return ExitCode::from(USAGE_STATUS);
+            return ExitCode::from(exit_status::USAGE);
         }
         _ => {}
     }
     logger::report_error(&format!("{} (see dmavm --help)", one_line(&e.to_string())));
-    ExitCode::from(USAGE_STATUS)
+    ExitCode::from(exit_status::USAGE)
 }
 
 /// Folds clap's multi-line message (the error, the missing arguments, a
@@ -97,7 +96,7 @@ fn run(args: cli::RunArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             logger::report_error(&format!("{e:#}"));
-            return ERROR_STATUS;
+            return exit_status::ERROR;
         }
     };
     // The configuration checks, before KVM is touched: an error is one
@@ -105,13 +104,13 @@ fn run(args: cli::RunArgs) -> u8 {
     let findings = dmavm_machine::checks::check(&config.machine);
     if let Some(line) = dmavm_machine::checks::refusal(&findings) {
         logger::report_error(&line);
-        return ERROR_STATUS;
+        return exit_status::ERROR;
     }
     logger::report_warnings(&findings);
     match arch::vm::run(&config) {
         Ok(ExitReason::Crash(message)) => {
             logger::report_error(&message);
-            ERROR_STATUS
+            exit_status::ERROR
         }
         Ok(reason) => {
             log::info!("VM stopped: {reason:?}");
@@ -119,7 +118,7 @@ fn run(args: cli::RunArgs) -> u8 {
         }
         Err(e) => {
             logger::report_error(&format!("{e:#}"));
-            ERROR_STATUS
+            exit_status::ERROR
         }
     }
 }
@@ -141,7 +140,7 @@ fn explain(code: Option<&str>) -> u8 {
         logger::report_error(&format!(
             "no check has the code '{text}' (codes: {first} to {last}; `dmavm explain` lists them)"
         ));
-        return USAGE_STATUS;
+        return exit_status::USAGE;
     };
     let _ = writeln!(out, "{c} ({}): {}\n\n{}", c.severity(), c.summary(), c.explanation());
     0

@@ -1,13 +1,5 @@
-//! Why the VM stopped, and the exit status dmavm reports for it.
-//!
-//! | status | meaning |
-//! |---|---|
-//! | 0 | the guest powered off |
-//! | N | the guest wrote N to the exit port (0xf4) |
-//! | 1 | dmavm failed (bad input, KVM set-up, a vCPU or the guest crashed) |
-//! | 2 | the command line could not be parsed |
-//! | 3 | the guest asked for a reset (reboot) |
-//! | 128+S | dmavm was stopped by signal S (SIGTERM: 143) |
+//! Why the VM stopped, and the exit status dmavm reports for it (the
+//! statuses are listed in [`crate::exit_status`]).
 //!
 //! The first reason recorded wins: a vCPU that faults after another vCPU
 //! asked for power-off does not change the outcome.
@@ -17,8 +9,7 @@ use std::sync::Mutex;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-/// Exit status for a guest reset request.
-pub const RESET_STATUS: u8 = 3;
+use crate::exit_status;
 
 /// Why the VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +33,9 @@ impl ExitReason {
         match self {
             ExitReason::GuestStatus(s) => *s,
             ExitReason::PowerOff => 0,
-            ExitReason::Reset => RESET_STATUS,
-            ExitReason::Crash(_) => 1,
-            ExitReason::Signal(s) => 128u8.saturating_add(u8::try_from(*s).unwrap_or(127)),
+            ExitReason::Reset => exit_status::RESET,
+            ExitReason::Crash(_) => exit_status::ERROR,
+            ExitReason::Signal(s) => exit_status::signalled(*s),
         }
     }
 }
@@ -123,7 +114,7 @@ mod tests {
     fn statuses() {
         assert_eq!(ExitReason::PowerOff.exit_status(), 0);
         assert_eq!(ExitReason::GuestStatus(7).exit_status(), 7);
-        assert_eq!(ExitReason::Reset.exit_status(), RESET_STATUS);
+        assert_eq!(ExitReason::Reset.exit_status(), 3);
         assert_eq!(ExitReason::Crash(String::new()).exit_status(), 1);
         assert_eq!(ExitReason::Signal(15).exit_status(), 143);
     }

@@ -94,7 +94,9 @@ pub struct BootTestArgs {
 
     /// Run the whole matrix inside the project's nested test bed (QEMU
     /// with an emulated SVM CPU, one emulated host for all runs). Chosen
-    /// by itself where this machine has no hardware KVM.
+    /// by itself where this machine has no hardware KVM; without --direct
+    /// or --sandbox, DMAVM_TESTBED=direct|sandbox chooses as it does for
+    /// the test bed's tests.
     #[arg(long)]
     pub sandbox: bool,
 
@@ -108,7 +110,9 @@ pub struct BootTestArgs {
     pub protocol: bool,
 }
 
-const AFTER_HELP: &str = "\
+/// The long help after the options; its exit statuses are
+/// exit_status.rs's.
+pub const AFTER_HELP: &str = "\
 The matrix (TOML): named machines under [machine.NAME] with the keys of the \
 machine config file (cpus, memory, [[machine.NAME.disk]], [machine.NAME.iommu], \
 ...) plus `variants = [...]` (which variants to run; default all, [] none), `cmdline` and \
@@ -141,7 +145,7 @@ L1 Linux with kvm-amd, build/guest of the checkout dmavm was built from, \
 prepared by resources/guest/fetch-kernel.sh) carrying this dmavm, the kernel, \
 initramfs and matrix, and runs `dmavm boot-test --direct` there; results come \
 back over its serial console. It runs one VM at a time whatever --jobs says \
-(with more, the emulated host froze or its kvm crashed now and then).
+(with more, the emulated host freezes or its kvm crashes now and then).
 
 Output: a progress line per finished run (runs done / total, failures so far), \
 then a table (run, result, seconds, first failing check). \

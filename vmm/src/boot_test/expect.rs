@@ -4,9 +4,7 @@
 
 use std::fmt;
 
-use dmavm_machine::options::MixedCoherency;
-
-use dmavm_machine::{DeviceKind, Machine, Placement};
+use super::model::{DeviceKind, Machine, MixedCoherency, Placement};
 
 /// Where the guest finds a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +128,8 @@ impl Expectations {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use super::*;
-    use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use dmavm_machine::test_utils::new_machine;
 
     #[test]

@@ -9,17 +9,16 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-/// The recipe and what it packs, as of the build of this dmavm.
-const RECIPE: &[(&str, &str)] = &[
-    ("build-initramfs.sh", include_str!("../../../resources/guest/build-initramfs.sh")),
-    ("init", include_str!("../../../resources/guest/init")),
-    ("dmavm-exit.c", include_str!("../../../resources/guest/dmavm-exit.c")),
-    ("vfio-domains.c", include_str!("../../../resources/guest/vfio-domains.c")),
-    ("checks/boot-test.sh", CHECK),
-];
+use super::guest_files::{BOOT_TEST_CHECK, BUILD_INITRAMFS, DMAVM_EXIT_C, INIT, VFIO_DOMAINS_C};
 
-/// The guest's check (`dmavm.check=boot-test`).
-pub const CHECK: &str = include_str!("../../../resources/guest/checks/boot-test.sh");
+/// The recipe and what it packs, under the names the recipe expects.
+const RECIPE: &[(&str, &str)] = &[
+    ("build-initramfs.sh", BUILD_INITRAMFS),
+    ("init", INIT),
+    ("dmavm-exit.c", DMAVM_EXIT_C),
+    ("vfio-domains.c", VFIO_DOMAINS_C),
+    ("checks/boot-test.sh", BOOT_TEST_CHECK),
+];
 
 /// Builds a busybox initramfs into `work/initramfs.cpio.gz` with the
 /// recipe, taking the virtio modules from `modules` when given.
@@ -81,7 +80,7 @@ pub fn overlay(patterns: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     let text: String = patterns.iter().map(|p| format!("{p}\n")).collect();
     push_entry(&mut out, 1, "checks", 0o040_755, &[]);
-    push_entry(&mut out, 2, "checks/boot-test.sh", 0o100_755, CHECK.as_bytes());
+    push_entry(&mut out, 2, "checks/boot-test.sh", 0o100_755, BOOT_TEST_CHECK.as_bytes());
     push_entry(&mut out, 3, "etc", 0o040_755, &[]);
     push_entry(&mut out, 4, "etc/boot-test", 0o040_755, &[]);
     push_entry(&mut out, 5, "etc/boot-test/patterns", 0o100_644, text.as_bytes());
@@ -117,7 +116,7 @@ mod tests {
         // Each header's name size counts the NUL; the first entry's data
         // (a directory) is empty.
         assert_eq!(&o[94..102], b"00000007");
-        assert!(CHECK.contains("bt_done=1"));
+        assert!(BOOT_TEST_CHECK.contains("bt_done=1"));
     }
 
     /// The archive as cpio(1) reads it, where cpio is installed.

@@ -1,5 +1,5 @@
 //! The matrix file: named machines, each with the keys of the machine
-//! config file (`dmavm_machine::config_file`), and kernel command-line variants;
+//! config file, and kernel command-line variants;
 //! the runs are their cross product.
 //!
 //! ```toml
@@ -20,7 +20,7 @@
 //! transport = "pci"
 //! ```
 //!
-//! Each machine's tables are handed to [`config_file::parse`] as a config
+//! Each machine's tables are handed to [`parse_config_file`] as a config
 //! file of their own (headers `[machine.NAME.disk]` become `[disk]`), so
 //! a key means exactly what it means there and its errors name the
 //! matrix's file and line. The harness makes every disk's image (so a
@@ -34,10 +34,9 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::args::parse_duration;
-use dmavm_machine::config_file::{self, ConfigError, FileConfig};
-use dmavm_machine::layout::MIN_MEMORY;
-use dmavm_machine::options::MachineOptions;
-use dmavm_machine::{Arch, Machine};
+use super::model::{
+    check, parse_config_file, refusal, Arch, ConfigError, FileConfig, Machine, MachineOptions, MIN_MEMORY,
+};
 
 /// A machine's memory unless it says: enough for the boot-test check.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
@@ -397,8 +396,8 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<RunSpec>, MatrixError> {
         };
         let machine =
             Machine::new(&options, Arch::X86_64).map_err(|e| err(*header_line, format!("{what}{e:#}")))?;
-        let findings = dmavm_machine::checks::check(&machine);
-        if let Some(line) = dmavm_machine::checks::refusal(&findings) {
+        let findings = check(&machine);
+        if let Some(line) = refusal(&findings) {
             return Err(err(*header_line, format!("{what}{line}")));
         }
         if memory < MIN_MEMORY || memory % 4096 != 0 {
@@ -447,7 +446,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<RunSpec>, MatrixError> {
 /// to the matrix's lines.
 fn machine_config(doc: &[(String, usize)], file: &str, what: &str) -> Result<FileConfig, MatrixError> {
     let text: String = doc.iter().map(|(l, _)| format!("{l}\n")).collect();
-    config_file::parse(&text, file, Path::new("/")).map_err(|e| match e {
+    parse_config_file(&text, file, Path::new("/")).map_err(|e| match e {
         ConfigError::At { line, message, .. } => {
             let line = doc.get(line.saturating_sub(1)).map_or(1, |(_, n)| *n);
             MatrixError(format!("{file}:{line}: {what}{message}"))
@@ -483,8 +482,8 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<RunSpec>, MatrixError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::{DeviceKind, Placement};
     use super::*;
-    use dmavm_machine::{DeviceKind, Placement};
 
     const GOOD: &str = r#"# a matrix
 cmdline = "loglevel=4"

@@ -10,15 +10,18 @@
 //! whole matrix inside the project's nested test bed ([`sandbox`]).
 
 mod args;
+mod exit_status;
 mod expect;
+mod guest_files;
 mod initramfs;
 mod matrix;
+mod model;
 mod observe;
-mod process;
 mod report;
 mod runner;
 mod sandbox;
-mod sha256;
+mod temp_dir;
+mod termination;
 mod verdict;
 mod vm_args;
 
@@ -28,25 +31,16 @@ use std::time::Instant;
 
 pub use args::BootTestArgs;
 
-use process::TempDir;
+use exit_status::{BAD_INPUT, FAILED, PASSED};
 use report::{Report, RunResult};
 use runner::Plan;
-
-/// Every run passed.
-const PASSED: u8 = 0;
-/// Some run did not, or the harness could not run them.
-const FAILED: u8 = 1;
-/// Bad matrix, missing kernel, bad options.
-const BAD_INPUT: u8 = 2;
+use temp_dir::TempDir;
+use termination::Interrupted;
 
 /// Marks a finished run's JSON in `--protocol` output.
 pub const RUN_MARK: &str = "@@BT-RUN ";
 /// Marks one line of a run's log in `--protocol` output: `NAME<TAB>line`.
 pub const LOG_MARK: &str = "@@BT-LOG ";
-
-fn error(message: &str) {
-    crate::logger::report_error(message);
-}
 
 /// Where the VMs run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,23 +50,28 @@ enum Mode {
 }
 
 fn mode(args: &BootTestArgs) -> Result<Mode, String> {
+    use dmavm_tests::{Testbed, TestbedChoice};
     if args.direct {
         return Ok(Mode::Direct);
     }
-    let forced = args.sandbox.then_some("DMAVM_TESTBED");
-    // --sandbox asks for the sandbox as DMAVM_TESTBED=sandbox does.
-    if forced.is_some() {
-        std::env::set_var("DMAVM_TESTBED", "sandbox");
-    }
-    match dmavm_tests::Testbed::detect() {
-        Ok(dmavm_tests::Testbed::Direct) => Ok(Mode::Direct),
-        Ok(dmavm_tests::Testbed::Sandbox { qemu, reason }) => Ok(Mode::Sandbox { qemu, reason }),
+    let choice = if args.sandbox {
+        TestbedChoice::Sandbox { asked_by: "--sandbox was given".into() }
+    } else {
+        // Without an option the harness goes where the test bed's own
+        // users would, so DMAVM_TESTBED steers both alike.
+        TestbedChoice::from_env().map_err(|e| e.to_string())?
+    };
+    match Testbed::choose(choice) {
+        Ok(Testbed::Direct) => Ok(Mode::Direct),
+        Ok(Testbed::Sandbox { qemu, reason }) => Ok(Mode::Sandbox { qemu, reason }),
         Err(e) => Err(e.to_string()),
     }
 }
 
-/// `dmavm boot-test`; returns the exit status.
-pub fn run(args: BootTestArgs) -> u8 {
+/// `dmavm boot-test`; returns the exit status ([`exit_status`]).
+/// `error` prints one line of why the harness stopped or failed, the way
+/// the binary reports its errors.
+pub fn run(args: BootTestArgs, error: fn(&str)) -> u8 {
     let t0 = Instant::now();
     if !args.kernel.is_file() {
         error(&format!("--kernel {}: no such file", args.kernel.display()));
@@ -106,7 +105,7 @@ pub fn run(args: BootTestArgs) -> u8 {
             return BAD_INPUT;
         }
     }
-    if let Err(e) = process::catch_termination() {
+    if let Err(e) = termination::catch_termination() {
         error(&format!("{e:#}"));
         return FAILED;
     }
@@ -128,14 +127,14 @@ pub fn run(args: BootTestArgs) -> u8 {
     drop(work);
     // Ctrl-C reaches the children too (scripts, QEMU, VMs), which may end
     // before the harness notices: whatever they left, it was interrupted.
-    if let Some(signal) = process::interrupted() {
-        outcome = Err(Stop::Interrupted(signal));
+    if let Some(i) = termination::interrupted() {
+        outcome = Err(Stop::Interrupted(i));
     }
     let (runs, ready) = match outcome {
         Ok(runs) => runs,
-        Err(Stop::Interrupted(signal)) => {
+        Err(Stop::Interrupted(Interrupted(signal))) => {
             eprintln!("boot-test: interrupted (signal {signal}); every VM stopped, temporary files removed");
-            return 128u8.saturating_add(u8::try_from(signal).unwrap_or(0));
+            return exit_status::after_signal(signal);
         }
         Err(Stop::Error(e)) => {
             error(&e);
@@ -174,7 +173,7 @@ pub fn run(args: BootTestArgs) -> u8 {
 
 /// Why the harness stopped early.
 enum Stop {
-    Interrupted(i32),
+    Interrupted(Interrupted),
     Error(String),
 }
 
@@ -245,7 +244,7 @@ fn execute(
                     eprintln!("boot-test: {}", report::progress(done, total, failed, r));
                 }
             };
-            runner::run_all(&plan, specs, &mut report).map(|r| (r, None)).map_err(|i| Stop::Interrupted(i.0))
+            runner::run_all(&plan, specs, &mut report).map(|r| (r, None)).map_err(Stop::Interrupted)
         }
         Mode::Sandbox { qemu, reason } => {
             let jobs = match args.jobs {

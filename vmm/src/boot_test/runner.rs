@@ -8,13 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
 
 use super::expect::{Expectations, Kind};
 use super::matrix::RunSpec;
-use super::process::interrupted;
 use super::report::RunResult;
+use super::termination::{interrupted, Interrupted};
 use super::verdict::{judge, outcome, Check, Exit, HostDisk, Outcome};
-use super::{sha256, vm_args};
+use super::vm_args;
 
 /// Size of every disk image the harness makes.
 pub const IMAGE_BYTES: usize = 2 << 20;
@@ -50,10 +51,6 @@ pub struct Plan {
     pub work: PathBuf,
 }
 
-/// The harness was interrupted by this signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interrupted(pub i32);
-
 /// A run's log file name.
 pub fn log_name(run: &str) -> String {
     format!("{}.log", run.replace('/', "_"))
@@ -79,13 +76,19 @@ struct Active {
     images: Vec<(String, String)>,
 }
 
+/// The SHA-256 of `data` in lower-case hex, as the guest's `sha256sum`
+/// prints it, so that the two compare as strings.
+fn sha256_hex(data: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(data))
+}
+
 fn random_image(path: &Path) -> Result<String> {
     let mut data = vec![0u8; IMAGE_BYTES];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut data))
         .context("reading /dev/urandom for a disk image")?;
     std::fs::write(path, &data).with_context(|| format!("writing {}", path.display()))?;
-    Ok(sha256::hex(&data))
+    Ok(sha256_hex(&data))
 }
 
 fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active> {
@@ -138,8 +141,8 @@ fn host_disks(a: &Active) -> Vec<HostDisk> {
             HostDisk {
                 id: id.clone(),
                 before: before.clone(),
-                after: sha256::hex(&data),
-                after_first_mib: sha256::hex(&data[..data.len().min(pattern_len)]),
+                after: sha256_hex(&data),
+                after_first_mib: sha256_hex(&data[..data.len().min(pattern_len)]),
             }
         })
         .collect()
@@ -149,8 +152,7 @@ fn finish(plan: &Plan, spec: &RunSpec, a: &Active, exit: Exit) -> RunResult {
     let text = std::fs::read(&a.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let observed = super::observe::Observed::parse(&text);
     let machine = vm_args::with_images(&spec.machine, &a.dir);
-    let checks =
-        judge(&Expectations::of(&machine), &observed, exit, &host_disks(a), &sha256::hex(&pattern()));
+    let checks = judge(&Expectations::of(&machine), &observed, exit, &host_disks(a), &sha256_hex(&pattern()));
     result(plan, spec, outcome(&checks, exit), a.started.elapsed().as_secs_f64(), checks)
 }
 
@@ -193,12 +195,12 @@ pub fn run_all(
     let mut active: Vec<Active> = Vec::new();
     let mut next = 0;
     loop {
-        if let Some(signal) = interrupted() {
+        if let Some(i) = interrupted() {
             for mut a in active {
                 let _ = a.child.kill();
                 let _ = a.child.wait();
             }
-            return Err(Interrupted(signal));
+            return Err(i);
         }
         while active.len() < plan.jobs && next < specs.len() {
             match start(plan, next, &specs[next]) {
@@ -256,7 +258,13 @@ mod tests {
         let p = pattern();
         assert_eq!(p.len(), 1 << 20);
         assert!(p.starts_with(b"dmavm-boot-test\ndmavm-boot-test\n"));
-        assert!(super::super::initramfs::CHECK.contains("yes dmavm-boot-test | head -c 1048576"));
+        assert!(super::super::guest_files::BOOT_TEST_CHECK.contains("yes dmavm-boot-test | head -c 1048576"));
         assert_eq!(log_name("a/b"), "a_b.log");
+    }
+
+    #[test]
+    fn digests_are_spelled_as_sha256sum_spells_them() {
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -21,19 +21,21 @@ use dmavm_tests::Paths;
 
 use super::args::BootTestArgs;
 use super::matrix::RunSpec;
-use super::process::interrupted;
 use super::report::{progress, RunResult};
 use super::runner::{harness_error, log_name, Plan};
+use super::termination::interrupted;
 use super::{Stop, LOG_MARK, RUN_MARK};
 
 /// Seconds for L1 to boot, load KVM and power off, on top of the runs.
 const L1_ALLOWANCE_SECS: u64 = 180;
-/// The emulated host's vCPUs (see where it boots).
+/// The emulated host's vCPUs: with two (multi-threaded TCG), L1's kvm
+/// hits a stale int3 of its own jump-label patching (an Oops in
+/// kvm_wait_lapic_expire) in about 1 of 3 tries as VMs come and go on
+/// both.
 const L1_CPUS: usize = 1;
 /// VMs at a time inside the emulated host, whatever --jobs says: with two,
-/// L1 froze (its one vCPU halted for good, 1 of 3 runs) or, with two
-/// vCPUs, its kvm hit a stale int3 of its own jump-label patching (1 of 3),
-/// and the matrix took no less time on 2 cores (docs/benchmarks.md).
+/// L1's one vCPU halts for good in about 1 of 3 tries, and two at a
+/// time take no less time on 2 host cores (docs/benchmarks.md).
 pub const SANDBOX_JOBS: usize = 1;
 /// Seconds per round of runs on top of their limit (start, judging).
 const PER_ROUND_SLACK_SECS: u64 = 30;
@@ -181,9 +183,6 @@ pub fn run(
     let stderr = File::create(&stderr_path)
         .map_err(|e| Stop::Error(format!("creating {}: {e}", stderr_path.display())))?;
     let mut cmd = Command::new(qemu);
-    // One vCPU: with two (multi-threaded TCG) L1's kvm hit a stale int3
-    // of its own jump-label patching (Oops in kvm_wait_lapic_expire) as
-    // VMs came and went on both; see SANDBOX_JOBS.
     cmd.args(dmavm_tests::l1_qemu_args(&kernel, &image, &append, L1_CPUS, memory_mib))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -211,8 +210,8 @@ pub fn run(
     let mut stopped: Option<Stop> = None;
     let mut timed_out = false;
     loop {
-        if let Some(signal) = interrupted() {
-            stopped = Some(Stop::Interrupted(signal));
+        if let Some(i) = interrupted() {
+            stopped = Some(Stop::Interrupted(i));
             break;
         }
         if started.elapsed() > overall {

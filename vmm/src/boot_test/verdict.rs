@@ -14,7 +14,8 @@ const F_ACCESS_PLATFORM: usize = 33;
 /// Bytes the check reads from every hwrng.
 pub const RNG_BYTES: u64 = 65536;
 
-/// The checks, in the order they are judged.
+/// The checks, in the order [`judge`] judges them (a test holds `judge`
+/// to this list).
 #[cfg(test)]
 pub const CHECKS: &[&str] =
     &["boot", "finished", "devices", "iommu-groups", "access-platform", "dma", "kernel-log", "vmm-stats"];
@@ -48,7 +49,8 @@ impl Outcome {
 /// One check's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
-    /// One of [`CHECKS`] (or `harness`).
+    /// A check [`judge`] runs (`boot`, `finished`, ... `vmm-stats`), or
+    /// `harness` for a run the harness could not start.
     pub name: String,
     /// Whether it held.
     pub passed: bool,
@@ -324,8 +326,8 @@ pub fn outcome(checks: &[Check], exit: Exit) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::options::{parse_disk, parse_iommu, parse_simple};
     use super::*;
-    use dmavm_machine::options::{parse_disk, parse_iommu, parse_simple};
     use dmavm_machine::test_utils::new_machine;
 
     const PAT: &str = "pattern-sha";

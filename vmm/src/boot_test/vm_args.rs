@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use dmavm_machine::options::MixedCoherency;
-
-use dmavm_machine::{Device, DeviceKind, Machine, Placement};
+use super::model::{Device, DeviceKind, Machine, MixedCoherency, Placement};
 
 fn on_off(b: bool) -> &'static str {
     if b {
@@ -101,10 +99,9 @@ pub fn with_images(machine: &Machine, dir: &Path) -> Machine {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::options::{parse_bridge, parse_disk, parse_iommu, parse_simple, Cli, Command};
     use super::*;
-    use crate::cli::{Cli, Command};
     use clap::Parser;
-    use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use dmavm_machine::test_utils::new_machine;
 
     fn rebuilt(args: &[String]) -> Machine {
@@ -112,7 +109,7 @@ mod tests {
         argv.extend(args.iter().cloned());
         let cli = Cli::try_parse_from(&argv).unwrap();
         let Command::Run(r) = cli.command else { panic!("not run") };
-        crate::config::machine(&r.machine, u64::MAX).unwrap()
+        Machine::new(&r.machine.options(), dmavm_machine::Arch::X86_64).unwrap()
     }
 
     #[test]

@@ -1,38 +1,10 @@
-//! What the harness must clean up: its temporary folder, and on Ctrl-C
-//! (or SIGTERM, SIGHUP) its VMs. Termination signals only set a flag; the
-//! run loops poll it, kill their children and return, and the folder's
-//! drop removes it.
+//! The harness's private temporary folder (initrd, disk images, logs not
+//! kept), removed with everything in it when dropped, also after Ctrl-C
+//! (termination.rs).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result};
-use vmm_sys_util::signal::register_signal_handler;
-
-/// The termination signal that arrived, or 0.
-static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // An atomic store is async-signal-safe.
-    INTERRUPTED.store(signal, Ordering::SeqCst);
-}
-
-/// Makes SIGINT, SIGTERM and SIGHUP set the flag instead of killing the
-/// harness.
-pub fn catch_termination() -> Result<()> {
-    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        register_signal_handler(s, on_signal).with_context(|| format!("cannot catch signal {s}"))?;
-    }
-    Ok(())
-}
-
-/// The termination signal that arrived, if any.
-pub fn interrupted() -> Option<i32> {
-    match INTERRUPTED.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    }
-}
 
 /// A private temporary folder, removed with everything in it when
 /// dropped.
@@ -42,7 +14,7 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// A new folder under `$TMPDIR` (or /tmp).
+    /// A new folder under `$TMPDIR` (or /tmp), readable by its owner only.
     pub fn new(prefix: &str) -> Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let base = std::env::temp_dir();
