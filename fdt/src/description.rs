@@ -2,7 +2,7 @@
 //!
 //! The VMM fills a [`Machine`] from its machine model (the same model that feeds the ACPI
 //! tables, so the two can never disagree); nothing here knows about the blob. Every DMA
-//! decision of the DMA contract (DESIGN.md) is a plain field: `coherent` on each virtio-mmio
+//! decision of the DMA contract (docs/architecture.md) is a plain field: `coherent` on each virtio-mmio
 //! device and each PCI host bridge, [`VirtioMmioDevice::iommu_endpoint`] for a translated
 //! virtio-mmio device and [`PciRoot::iommu`] for the requester IDs a host bridge's IOMMU
 //! translates.

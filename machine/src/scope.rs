@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(pci_endpoint(0, 0x08), 0x08);
         assert_eq!(pci_endpoint(1, 0x08), 0x1_0008);
         assert_eq!(pci_endpoint(15, 0xff), 0xf_00ff);
-        assert_eq!(mmio_endpoint(1, 0), 0x1_0000, "one bridge: as before bridges existed");
+        assert_eq!(mmio_endpoint(1, 0), 0x1_0000, "one bridge: mmio endpoints from 0x10000");
         assert_eq!(mmio_endpoint(3, 2), 0x3_0002);
         assert!(mmio_endpoint(16, 0) > pci_endpoint(15, 0xffff));
     }

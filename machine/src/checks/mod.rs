@@ -1,4 +1,4 @@
-//! Configuration checks: the DMA-contract rules (DESIGN.md, "The DMA
+//! Configuration checks: the DMA-contract rules (docs/architecture.md, "The DMA
 //! contract") applied to a placed machine model, each finding with a
 //! stable code, a one-line message naming the devices involved and an
 //! explanation (`dmavm explain CODE`).

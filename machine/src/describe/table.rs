@@ -24,7 +24,7 @@ fn or_dash(v: Option<String>) -> String {
 }
 
 /// Column titles, then the cells of every row, for one architecture. The
-/// DMA property columns are named after the properties (DESIGN.md's DMA
+/// DMA property columns are named after the properties (docs/architecture.md's DMA
 /// contract); the firmware columns after what the guest reads.
 pub fn cells(description: &Description) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let mut titles = vec![

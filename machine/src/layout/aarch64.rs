@@ -2,7 +2,7 @@
 //! familiar; everything fits a 40-bit IPA space (KVM's default VM type, 1 TiB).
 //!
 //! ```text
-//! 0x00_0000_0000  reserved (128 MiB, firmware or flash later)
+//! 0x00_0000_0000  reserved (128 MiB, kept free for firmware or flash)
 //! 0x00_0800_0000  GICv3 distributor                64 KiB
 //! 0x00_0808_0000  GICv3 ITS                        128 KiB
 //! 0x00_080a_0000  GICv3 redistributors             128 KiB per vCPU, up to 0x0900_0000 (123 vCPUs)
