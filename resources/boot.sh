@@ -7,7 +7,8 @@
 #   the VM.
 # - Elsewhere (no KVM, or this project's PVM machines, where a stock kernel
 #   cannot boot): boots it in the nested test bed and prints the guest's
-#   console lines and a summary.
+#   console lines and a summary; --cpus and --memory reach the guest there
+#   too (tests/scenarios/linux-demo.sh, which also checks the size fits L1).
 # usage: resources/boot.sh [--cpus N] [--memory SIZE]   (defaults 2, 1G)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,12 @@ while [ $# -gt 0 ]; do
     *) echo "boot.sh: error: unknown option $1 (use --cpus N, --memory SIZE)" >&2; exit 2 ;;
   esac
 done
+# Checked here, before minutes of set-up; dmavm checks the limits (host RAM,
+# KVM's vCPUs), and in the test bed linux-demo that the size fits L1.
+[[ $cpus =~ ^[1-9][0-9]{0,3}$ ]] \
+  || { echo "boot.sh: error: --cpus '$cpus' is not a whole number of vCPUs from 1" >&2; exit 2; }
+[[ $memory =~ ^[0-9]{1,9}([KkMmGgTt]([Ii]?[Bb])?)?$ ]] \
+  || { echo "boot.sh: error: --memory '$memory' is not a size such as 768M or 1G (a bare number is MiB)" >&2; exit 2; }
 resources/setup.sh
 cargo build --release -q -p dmavm
 resources/guest/fetch-kernel.sh
@@ -30,4 +37,5 @@ if { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; } && [ -r /dev/
     --cpus "$cpus" --memory "$memory" --cmdline "console=ttyS0 quiet"
 fi
 echo "boot.sh: no hardware KVM here: booting the guest inside the nested test bed (QEMU TCG + L1 KVM)"
-exec cargo run -q --release -p dmavm-tests --bin testbed -- linux-demo
+exec cargo run -q --release -p dmavm-tests --bin testbed -- \
+  --env "DEMO_CPUS=$cpus" --env "DEMO_MEMORY=$memory" linux-demo

@@ -12,13 +12,14 @@ use crate::scenario::{ScenarioResult, STATUS_TIMEOUT};
 
 /// Runs `names` (already validated) one after another on this machine, each
 /// as `sh tests/scenarios/NAME.sh` with stdout and stderr combined, the
-/// scenario environment set and `timeout` seconds (coreutils `timeout`,
+/// scenario environment and `vars` set and `timeout` seconds (coreutils `timeout`,
 /// which signals the script's whole process group). Writes the same framed
 /// log as the sandbox.
 pub(crate) fn run(
     paths: &Paths,
     art: &Artefacts,
     names: &[String],
+    vars: &[(String, String)],
     timeout: u64,
 ) -> Result<Vec<ScenarioResult>> {
     let mut log = RunLog::create(&paths.logs(), "direct")?;
@@ -32,6 +33,7 @@ pub(crate) fn run(
             .env("DMAVM", &art.dmavm)
             .env("PAYLOADS", &art.payloads)
             .env("GUEST", &art.guest)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .current_dir(&paths.root)
             .stdin(Stdio::null());
         log.line(&format!("@@DMAVM-SCENARIO-BEGIN {name}"))?;

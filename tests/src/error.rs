@@ -38,6 +38,10 @@ pub enum Error {
     /// A scenario name that is not a plain file stem.
     #[error("invalid scenario name {0:?}: use letters, digits, '-' and '_'")]
     BadScenarioName(String),
+    /// A scenario variable whose name or value could not be passed on (see
+    /// [`Testbed::run_with_env`](crate::Testbed::run_with_env)).
+    #[error("invalid scenario variable {0:?}: {1}")]
+    BadScenarioVar(String, &'static str),
     /// No script for a scenario.
     #[error("scenario {name:?} has no script at {}", path.display())]
     NoSuchScenario {

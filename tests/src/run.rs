@@ -34,8 +34,20 @@ impl Testbed {
     /// [`Testbed::Sandbox`]. Runs are serialised within a process (they
     /// compete for the same CPUs).
     pub fn run(&self, names: &[&str]) -> Result<Vec<ScenarioResult>> {
+        self.run_with_env(names, &[])
+    }
+
+    /// [`Testbed::run`], with `vars` (`NAME=value`) added to every
+    /// scenario's environment, on the host or inside L1 alike: settings of
+    /// a scenario such as the guest's size. In the sandbox they travel on
+    /// L1's kernel command line (`dmavm.env.NAME=value`), so a name must be
+    /// upper-case letters, digits and '_' (not starting with a digit) and
+    /// not one the scenarios are given anyway, and a value must be 1 to 64
+    /// of `A-Za-z0-9._,:+-` (no space, quote or '=').
+    pub fn run_with_env(&self, names: &[&str], vars: &[(&str, &str)]) -> Result<Vec<ScenarioResult>> {
         let paths = Paths::new();
         let names = validate(&paths, names)?;
+        let vars = validate_vars(vars)?;
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -45,8 +57,8 @@ impl Testbed {
         let art = prepared(&paths)?;
         let timeout = scenario_timeout();
         match self {
-            Testbed::Direct => direct::run(&paths, &art, &names, timeout),
-            Testbed::Sandbox { qemu, .. } => sandbox::run(&paths, qemu, &art, &names, timeout),
+            Testbed::Direct => direct::run(&paths, &art, &names, &vars, timeout),
+            Testbed::Sandbox { qemu, .. } => sandbox::run(&paths, qemu, &art, &names, &vars, timeout),
         }
     }
 }
@@ -67,6 +79,33 @@ fn validate(paths: &Paths, names: &[&str]) -> Result<Vec<String>> {
                 return Err(Error::NoSuchScenario { name: name.to_string(), path });
             }
             Ok(name.to_string())
+        })
+        .collect()
+}
+
+/// Names every scenario is given by the test bed itself (and PATH, which
+/// L1's init sets), which a variable must not replace.
+const RESERVED_VARS: [&str; 4] = ["DMAVM", "PAYLOADS", "GUEST", "PATH"];
+
+/// Checks `vars` against the rules of [`Testbed::run_with_env`].
+fn validate_vars(vars: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
+    vars.iter()
+        .map(|&(name, value)| {
+            let bad = |why| Err(Error::BadScenarioVar(format!("{name}={value}"), why));
+            let name_ok = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !name_ok {
+                return bad("the name must be upper-case letters, digits and '_', not starting with a digit");
+            }
+            if RESERVED_VARS.contains(&name) {
+                return bad("the test bed sets this variable itself");
+            }
+            let value_ok = (1..=64).contains(&value.len())
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || "._,:+-".contains(c));
+            if !value_ok {
+                return bad("the value must be 1 to 64 of the characters A-Z a-z 0-9 . _ , : + -");
+            }
+            Ok((name.to_string(), value.to_string()))
         })
         .collect()
 }
@@ -138,4 +177,32 @@ pub(crate) fn pick(
 /// `all`, which must contain it.
 pub fn run_scenario(all: &[&str], name: &str) -> Result<ScenarioResult> {
     pick(all, name, run_scenarios)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_vars() {
+        let ok =
+            validate_vars(&[("DEMO_CPUS", "1"), ("DEMO_MEMORY", "768M"), ("_X2", "a.b,c:d+e-f")]).unwrap();
+        assert_eq!(ok[1], ("DEMO_MEMORY".to_string(), "768M".to_string()));
+        for (name, value) in [
+            ("demo", "1"),
+            ("2X", "1"),
+            ("A-B", "1"),
+            ("", "1"),
+            ("GUEST", "/tmp"),
+            ("X", ""),
+            ("X", "1 2"),
+            ("X", "a=b"),
+            ("X", "'q'"),
+            ("X", "$(reboot)"),
+        ] {
+            let err = validate_vars(&[(name, value)]).unwrap_err();
+            assert!(matches!(err, Error::BadScenarioVar(..)), "{name}={value}: {err}");
+        }
+        assert!(validate_vars(&[("X", &"9".repeat(65))]).is_err());
+    }
 }

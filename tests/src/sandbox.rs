@@ -20,16 +20,22 @@ use crate::scenario::{ScenarioResult, STATUS_UNFINISHED};
 const BOOT_ALLOWANCE_SECS: u64 = 180;
 /// Extra host seconds per scenario on top of its limit inside L1.
 const PER_SCENARIO_SLACK_SECS: u64 = 15;
+/// RAM of L1, in MiB: what the L2 guests of all scenarios share, less what
+/// L1 itself holds (its kernel, and the initramfs with dmavm and the guest
+/// images, in RAM); a scenario must check a guest size it is given fits.
+const L1_MEMORY_MIB: u64 = 2048;
 /// Log lines appended to the output of a scenario that never finished.
 const TAIL_LINES: usize = 40;
 
 /// Builds the sandbox image and runs `names` (already validated) in one L1
-/// boot, each with `timeout` seconds inside L1.
+/// boot, each with `timeout` seconds inside L1 and `vars` (already
+/// validated: single words without '=' in their values) in its environment.
 pub(crate) fn run(
     paths: &Paths,
     qemu: &Path,
     art: &Artefacts,
     names: &[String],
+    vars: &[(String, String)],
     timeout: u64,
 ) -> Result<Vec<ScenarioResult>> {
     script(
@@ -39,14 +45,17 @@ pub(crate) fn run(
     )?;
 
     let overall = BOOT_ALLOWANCE_SECS + names.len() as u64 * (timeout + PER_SCENARIO_SLACK_SECS);
-    let append =
+    let mut append =
         format!("console=ttyS0 panic=-1 quiet dmavm.scenarios={} dmavm.timeout={timeout}", names.join(","));
+    for (name, value) in vars {
+        append.push_str(&format!(" dmavm.env.{name}={value}"));
+    }
     let mut log = RunLog::create(&paths.logs(), "sandbox")?;
     // coreutils timeout bounds the whole run even if L1 hangs
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "10", &overall.to_string()])
         .arg(qemu)
-        .args(l1_qemu_args(&art.guest.join("vmlinuz"), &paths.l1_cpio(), &append, 1, 2048))
+        .args(l1_qemu_args(&art.guest.join("vmlinuz"), &paths.l1_cpio(), &append, 1, L1_MEMORY_MIB))
         .current_dir(&paths.root);
     let L1Session { lines, summary, qemu_err } = boot_l1(&mut cmd, &mut log, "sandbox", overall)?;
     let frames = frames::parse(lines.iter().map(String::as_str));
