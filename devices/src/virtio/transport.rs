@@ -16,10 +16,10 @@
 //! - `FEATURES_OK` is refused (it does not stick) if the driver accepted a
 //!   feature that was not offered, did not accept `VIRTIO_F_VERSION_1`, or,
 //!   when the [`DmaAccess`] requires it (an IOMMU translates the device's
-//!   accesses), did not accept `VIRTIO_F_ACCESS_PLATFORM`. A refusal resets the device, the queues,
-//!   the accepted features and the interrupt state; `ACKNOWLEDGE` and
-//!   `DRIVER` stay set so that reading the status back shows exactly the
-//!   missing `FEATURES_OK`.
+//!   accesses), did not accept `VIRTIO_F_ACCESS_PLATFORM`. A refusal resets
+//!   the device, the queues, the accepted features and the interrupt state;
+//!   `ACKNOWLEDGE` and `DRIVER` stay set so that reading the status back
+//!   shows exactly the missing `FEATURES_OK`.
 //! - A queue size is checked at `DRIVER_OK`: a size that is zero, above the
 //!   maximum or not a power of two, like a ring that is misaligned or outside
 //!   the device's memory, fails activation, which sets `DEVICE_NEEDS_RESET`
@@ -242,6 +242,7 @@ impl<M: GuestMemory + Send + Sync + 'static> fmt::Debug for TransportCore<M> {
         f.debug_struct("TransportCore")
             .field("label", &self.label)
             .field("device_type", &self.device_type)
+            .field("dma_access", &self.dma_access)
             .field("status", &format_args!("{:#x}", self.status))
             .field("driver_features", &format_args!("{:#x}", self.driver_features))
             .field("queues", &self.queues)

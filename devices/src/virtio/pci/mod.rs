@@ -22,8 +22,9 @@
 //!
 //! Feature negotiation, the status state machine, the queue configuration
 //! and the `FEATURES_OK` refusals (including the DMA contract's
-//! `VIRTIO_F_ACCESS_PLATFORM`, from the transport's [`DmaAccess`]) are the transport core's, identical to
-//! virtio-mmio (see `transport.rs`). Choices specific to this transport:
+//! `VIRTIO_F_ACCESS_PLATFORM`, from the transport's [`DmaAccess`]) are the
+//! transport core's, identical to virtio-mmio (see `transport.rs`). Choices
+//! specific to this transport:
 //!
 //! - Common configuration fields answer only accesses of their natural
 //!   width at their offset (64-bit fields also as two 32-bit halves);
