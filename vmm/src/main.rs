@@ -15,6 +15,7 @@ mod kvm;
 mod logger;
 mod memory;
 mod pci;
+mod run_loop;
 mod shutdown;
 mod signals;
 mod stats;

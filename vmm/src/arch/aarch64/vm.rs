@@ -21,12 +21,11 @@ use super::interrupts::GsiRouter;
 use super::layout::{fdt_address, gic as gic_layout, MAX_MEMORY, MAX_VCPUS, UART, UART_SPI};
 use super::{boot, gic, regs, uart};
 use crate::config::{Boot, VmConfig};
-use crate::event_loop::EventLoop;
+use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
-use crate::terminal::RawModeGuard;
-use crate::vcpu::{self, VcpuShared};
-use crate::{kvm, memory, pci, stats, virtio_devices};
+use crate::vcpu::VcpuShared;
+use crate::{kvm, memory, pci, virtio_devices};
 use dmavm_machine::Placement;
 
 /// `KVM_CREATE_VM` type 0: the default 40-bit IPA space, which the fdt
@@ -96,35 +95,10 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         blob.len()
     );
 
-    let mut events = EventLoop::new(shutdown.clone(), signals)?;
-    let virtio_iommu = virtio.iommu.clone();
-    for subscriber in virtio.queues {
-        events.add_subscriber(subscriber);
-    }
-    let _raw_terminal = RawModeGuard::enter();
-    match virtio.console_input {
-        Some((input, ready)) => events.add_console_input(input, ready),
-        None => events.add_console_input(console.input(), console.drained_event()?),
-    }
-
-    let shared = Arc::new(VcpuShared { pio, mmio, shutdown: shutdown.clone(), memory: mem });
-    let mut threads = Vec::with_capacity(vcpus.len());
-    for (id, fd) in vcpus.into_iter().enumerate() {
-        let id = u32::try_from(id)?;
-        match vcpu::spawn(id, fd, shared.clone()) {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                shutdown.request(ExitReason::Crash(format!("{e:#}")));
-                break;
-            }
-        }
-    }
-    let reason = events.run();
-    vcpu::stop_all(&shutdown, threads);
-    if config.stats {
-        stats::print_iommu_stats(&config.machine, virtio_iommu.as_ref());
-    }
-    reason
+    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, shutdown: shutdown.clone(), memory: mem });
+    let uart_input = (console.input(), console.drained_event()?);
+    let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
+    run_loop::run(built, &config.machine, config.stats)
 }
 
 /// What the arm64 back end needs from KVM beyond what every VM does.

@@ -20,12 +20,11 @@ use crate::arch::layout::{IOAPIC_ADDR, IOAPIC_SIZE};
 use crate::arch::{cpuid, lapic, msrs, xsave_probe};
 use crate::config::{Boot, VmConfig};
 use crate::console::Console;
-use crate::event_loop::EventLoop;
+use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
-use crate::terminal::RawModeGuard;
-use crate::vcpu::{self, VcpuShared};
-use crate::{acpi_dump, kvm, memory, pci, stats, virtio_devices};
+use crate::vcpu::VcpuShared;
+use crate::{acpi_dump, kvm, memory, pci, virtio_devices};
 
 /// Runs the VM described by `config` until the guest stops; returns why.
 pub fn run(config: &VmConfig) -> Result<ExitReason> {
@@ -104,39 +103,10 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
     let vcpus = create_vcpus(&kvm, &vm, config.cpus, start, tsc_deadline)?;
 
-    let mut events = EventLoop::new(shutdown.clone(), signals)?;
-    let virtio_iommu = virtio.iommu.clone();
-    for subscriber in virtio.queues {
-        events.add_subscriber(subscriber);
-    }
-    // The terminal's input goes to the virtio console when there is one
-    // (the user boots with console=hvc0), else to COM1. Also when stdin is a
-    // pipe (scripts driving a guest shell); /dev/null and regular files are
-    // refused by epoll and simply give no input.
-    let _raw_terminal = RawModeGuard::enter();
-    match virtio.console_input {
-        Some((input, ready)) => events.add_console_input(input, ready),
-        None => events.add_console_input(console.input(), console.drained_event()?),
-    }
-
-    let shared = Arc::new(VcpuShared { pio, mmio, ioapic, shutdown: shutdown.clone(), memory: mem });
-    let mut threads = Vec::with_capacity(vcpus.len());
-    for (id, fd) in vcpus.into_iter().enumerate() {
-        let id = u32::try_from(id)?;
-        match vcpu::spawn(id, fd, shared.clone()) {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                shutdown.request(ExitReason::Crash(format!("{e:#}")));
-                break;
-            }
-        }
-    }
-    let reason = events.run();
-    vcpu::stop_all(&shutdown, threads);
-    if config.stats {
-        stats::print_iommu_stats(&config.machine, virtio_iommu.as_ref());
-    }
-    reason
+    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, ioapic, shutdown: shutdown.clone(), memory: mem });
+    let uart_input = (console.input(), console.drained_event()?);
+    let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
+    run_loop::run(built, &config.machine, config.stats)
 }
 
 /// What the vCPUs start.
