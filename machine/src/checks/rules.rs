@@ -1,288 +1,253 @@
-//! The catalogue of configuration checks: each code's severity, one-line
-//! summary and explanation (`dmavm explain CODE`). Codes are stable: a
-//! rule that goes away keeps its number unused, a new rule takes a new
-//! one. Errors are DMA0xx, warnings DMA1xx.
+//! The rules: one function per code (see [`super::Code`]), each adding a
+//! finding per broken rule, naming the devices involved.
 
-use std::fmt;
+use super::{Code, Finding};
+use crate::options::MixedCoherency;
+use crate::{Device, DeviceKind, Machine, Placement};
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    /// The firmware tables could not declare the machine truthfully: `run`
-    /// refuses to start it.
-    Error,
-    /// The machine runs, but a guest may get its DMA wrong.
-    Warning,
+fn on_off(v: bool) -> &'static str {
+    if v {
+        "on"
+    } else {
+        "off"
+    }
 }
 
-impl Severity {
-    /// `error` or `warning`, as the message lines say.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+/// "a", "a and b", "a, b and c".
+fn names<'a>(devices: impl IntoIterator<Item = &'a Device>) -> String {
+    let ids: Vec<&str> = devices.into_iter().map(|d| d.id.as_str()).collect();
+    match ids.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn is_iommu(d: &Device) -> bool {
+    d.kind == DeviceKind::Iommu
+}
+
+/// The devices but the IOMMU.
+fn endpoints(machine: &Machine) -> impl Iterator<Item = &Device> {
+    machine.devices.iter().filter(|d| !is_iommu(d))
+}
+
+/// The PCI devices with their host bridge.
+fn on_bridges(machine: &Machine) -> impl Iterator<Item = (&Device, &crate::PciBridge)> {
+    machine.devices.iter().filter_map(|d| match d.placement {
+        Placement::Pci { segment, .. } => Some((d, machine.bridge(segment)?)),
+        Placement::Mmio { .. } => None,
+    })
+}
+
+/// DMA001.
+pub(super) fn bypassing_bridge_translated(machine: &Machine, out: &mut Vec<Finding>) {
+    for (d, b) in on_bridges(machine) {
+        if !is_iommu(d) && b.direct_ram_access && d.dma.offers_access_platform() {
+            out.push(Finding::new(
+                Code::Dma001,
+                format!(
+                    "{}: direct-ram-access=off is impossible on host bridge {} (direct-ram-access=on): that \
+                     bridge bypasses the IOMMU as a whole and the VIOT declares no range for its segment {}, so \
+                     nothing below it can be translated; put the device on a bridge with direct-ram-access=off",
+                    d.id, b.id, b.segment
+                ),
+            ));
         }
     }
 }
 
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// DMA002.
+pub(super) fn coherency_differs_from_bridge(machine: &Machine, out: &mut Vec<Finding>) {
+    for (d, b) in on_bridges(machine) {
+        if d.coherent != b.coherent {
+            out.push(Finding::new(
+                Code::Dma002,
+                format!(
+                    "{}: coherent={} conflicts with its host bridge {} (coherent={}): a PCI device's DMA \
+                     coherency is its host bridge's (_CCA on the root); leave coherent= out, put the device on \
+                     a bridge declared --pci-bridge id=NAME,coherent={}, or use transport=mmio",
+                    d.id,
+                    on_off(d.coherent),
+                    b.id,
+                    on_off(b.coherent),
+                    on_off(d.coherent)
+                ),
+            ));
+        }
     }
 }
 
-/// A check's stable code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Code {
-    /// `direct-ram-access=off` on a bypassing host bridge.
-    Dma001,
-    /// A PCI device's coherency differs from its bridge's.
-    Dma002,
-    /// A per-device bypass on a translated hot-pluggable bridge.
-    Dma003,
-    /// The IOMMU in its own scope.
-    Dma004,
-    /// Two devices at one address.
-    Dma005,
-    /// `coherent=off` against cacheable host accesses.
-    Dma101,
-    /// An IOMMU that every device bypasses.
-    Dma102,
-    /// Translated devices of different coherency, mixed-coherency=allow.
-    Dma103,
-    /// Bypassing devices next to an IOMMU, declared by ACPI VIOT only.
-    Dma104,
+/// DMA003.
+pub(super) fn bypass_on_hotplug_bridge(machine: &Machine, out: &mut Vec<Finding>) {
+    for (d, b) in on_bridges(machine) {
+        if !is_iommu(d) && b.hotplug && !b.direct_ram_access && !d.dma.offers_access_platform() {
+            out.push(Finding::new(
+                Code::Dma003,
+                format!(
+                    "{}: direct-ram-access=on is not allowed on host bridge {} (hotplug=on, \
+                     direct-ram-access=off): the IOMMU scope of a hot-pluggable bridge covers all its slots, \
+                     whatever is plugged in later, so no single device in it can bypass the IOMMU; put the \
+                     device on another bridge, or make the whole bridge direct-ram-access=on",
+                    d.id, b.id
+                ),
+            ));
+        }
+    }
 }
 
-struct Rule {
-    code: &'static str,
-    severity: Severity,
-    summary: &'static str,
-    explanation: &'static str,
+/// DMA004.
+pub(super) fn iommu_in_own_scope(machine: &Machine, out: &mut Vec<Finding>) {
+    for d in machine.devices.iter().filter(|d| is_iommu(d) && d.dma.offers_access_platform()) {
+        out.push(Finding::new(
+            Code::Dma004,
+            format!(
+                "{}: direct-ram-access=off would put the IOMMU in its own scope: it reads its request queues \
+                 at guest-physical addresses, and nothing can translate them before it makes the first \
+                 mapping; leave direct-ram-access out of --iommu",
+                d.id
+            ),
+        ));
+    }
 }
 
-impl Code {
-    /// Every code, in order.
-    pub const ALL: [Code; 9] = [
-        Code::Dma001,
-        Code::Dma002,
-        Code::Dma003,
-        Code::Dma004,
-        Code::Dma005,
-        Code::Dma101,
+/// Where a placement is, as the guest names it.
+fn place(machine: &Machine, placement: Placement) -> String {
+    match placement {
+        Placement::Pci { segment, slot } => {
+            let bridge = machine.bridge(segment).map_or("?", |b| b.id.as_str());
+            format!("PCI {segment:04x}:00:{slot:02x}.0 (slot={slot} on host bridge {bridge})")
+        }
+        Placement::Mmio { window } => match machine.mmio_window(window) {
+            Some(w) => {
+                let pin = match machine.arch {
+                    crate::Arch::X86_64 => "IOAPIC pin",
+                    crate::Arch::Aarch64 => "SPI",
+                };
+                format!("virtio-mmio window {:#x} (addr={:#x}, {pin} {})", w.base, w.base, w.interrupt)
+            }
+            None => format!("virtio-mmio window {window}"),
+        },
+    }
+}
+
+/// DMA005.
+pub(super) fn shared_addresses(machine: &Machine, out: &mut Vec<Finding>) {
+    // Grouped by place, in the order the first device of each group has.
+    let mut groups: Vec<(Placement, Vec<&Device>)> = Vec::new();
+    for d in &machine.devices {
+        match groups.iter_mut().find(|(p, _)| *p == d.placement) {
+            Some((_, list)) => list.push(d),
+            None => groups.push((d.placement, vec![d])),
+        }
+    }
+    for (placement, list) in groups.into_iter().filter(|(_, list)| list.len() > 1) {
+        let key = match placement {
+            Placement::Pci { .. } => "slot=",
+            Placement::Mmio { .. } => "addr=",
+        };
+        let both = if list.len() == 2 { "both" } else { "all" };
+        out.push(Finding::new(
+            Code::Dma005,
+            format!(
+                "{} {both} sit at {}: give each its own {key}, or leave {key} out for the first free place",
+                names(list),
+                place(machine, placement)
+            ),
+        ));
+    }
+}
+
+/// DMA101: per virtio-mmio device, and per host bridge (its devices
+/// inherit the bridge's coherency).
+pub(super) fn declared_noncoherent(machine: &Machine, out: &mut Vec<Finding>) {
+    const WHY: &str = "but dmavm accesses guest memory through cacheable mappings: a guest that maps the \
+                       buffers non-cacheable (arm64) loses coherency and ordering with the device, which appears \
+                       to hang; only truthful for testing a guest's cache-maintenance paths";
+    for b in machine.bridges.iter().filter(|b| !b.coherent) {
+        let below: Vec<&Device> =
+            on_bridges(machine).filter(|(_, on)| on.id == b.id).map(|(d, _)| d).collect();
+        let devices = if below.is_empty() { String::new() } else { format!(" for {}", names(below)) };
+        out.push(Finding::new(
+            Code::Dma101,
+            format!(
+                "host bridge {}: declared coherent=off (_CCA 0 on segment {}){devices}, {WHY}",
+                b.id, b.segment
+            ),
+        ));
+    }
+    for d in machine.devices.iter().filter(|d| !d.coherent && matches!(d.placement, Placement::Mmio { .. })) {
+        out.push(Finding::new(Code::Dma101, format!("{}: declared coherent=off, {WHY}", d.id)));
+    }
+}
+
+/// DMA102; returns whether it fired (DMA104 would then say the same
+/// thing again).
+pub(super) fn iommu_unused(machine: &Machine, out: &mut Vec<Finding>) -> bool {
+    let Some(iommu) = machine.devices.iter().find(|d| is_iommu(d)) else {
+        return false;
+    };
+    let others: Vec<&Device> = endpoints(machine).collect();
+    // A translated hot-pluggable bridge keeps its empty slots in scope.
+    let hotplug_scope = machine.bridges.iter().any(|b| b.hotplug && !b.direct_ram_access);
+    if others.is_empty() || others.iter().any(|d| d.dma.endpoint().is_some()) || hotplug_scope {
+        return false;
+    }
+    let verb = if others.len() == 1 { "bypasses" } else { "bypass" };
+    out.push(Finding::new(
         Code::Dma102,
+        format!(
+            "{}: no device is in its scope ({} {verb} it with direct-ram-access=on, of its own or its host \
+             bridge's): the guest gets an IOMMU that translates and isolates nothing; give the devices to \
+             isolate direct-ram-access=off, or drop --iommu",
+            iommu.id,
+            names(others)
+        ),
+    ));
+    true
+}
+
+/// DMA103.
+pub(super) fn mixed_coherency(machine: &Machine, out: &mut Vec<Finding>) {
+    if machine.mixed_coherency != MixedCoherency::Allow || !machine.devices.iter().any(is_iommu) {
+        return;
+    }
+    let translated: Vec<&Device> = endpoints(machine).filter(|d| d.dma.endpoint().is_some()).collect();
+    let (coherent, noncoherent): (Vec<&Device>, Vec<&Device>) =
+        translated.into_iter().partition(|d| d.coherent);
+    if coherent.is_empty() || noncoherent.is_empty() {
+        return;
+    }
+    out.push(Finding::new(
         Code::Dma103,
+        format!(
+            "translated devices of different coherency ({} coherent, {} non-coherent) may be put in one IOMMU \
+             domain by the guest, whose mappings carry one set of memory attributes, so one side's would be \
+             wrong; --iommu mixed-coherency=reject makes the IOMMU refuse such an ATTACH",
+            names(coherent),
+            names(noncoherent)
+        ),
+    ));
+}
+
+/// DMA104.
+pub(super) fn bypass_unknown_to_old_guests(machine: &Machine, out: &mut Vec<Finding>) {
+    let Some(iommu) = machine.devices.iter().find(|d| is_iommu(d)) else {
+        return;
+    };
+    let bypassing: Vec<&Device> = endpoints(machine).filter(|d| d.dma.endpoint().is_none()).collect();
+    if bypassing.is_empty() {
+        return;
+    }
+    let verb = if bypassing.len() == 1 { "bypasses" } else { "bypass" };
+    let who = names(bypassing);
+    out.push(Finding::new(
         Code::Dma104,
-    ];
-
-    fn rule(self) -> &'static Rule {
-        match self {
-            Code::Dma001 => &DMA001,
-            Code::Dma002 => &DMA002,
-            Code::Dma003 => &DMA003,
-            Code::Dma004 => &DMA004,
-            Code::Dma005 => &DMA005,
-            Code::Dma101 => &DMA101,
-            Code::Dma102 => &DMA102,
-            Code::Dma103 => &DMA103,
-            Code::Dma104 => &DMA104,
-        }
-    }
-
-    /// `DMA001`, ...
-    pub fn as_str(self) -> &'static str {
-        self.rule().code
-    }
-
-    /// Whether a finding of this code stops `run`.
-    pub fn severity(self) -> Severity {
-        self.rule().severity
-    }
-
-    /// What the rule is about, in one line.
-    pub fn summary(self) -> &'static str {
-        self.rule().summary
-    }
-
-    /// Why it matters and what to do, for `dmavm explain`.
-    pub fn explanation(self) -> &'static str {
-        self.rule().explanation
-    }
-
-    /// The code named `text` (`DMA001`, `dma001`).
-    pub fn parse(text: &str) -> Option<Code> {
-        Code::ALL.into_iter().find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
-    }
+        format!(
+            "{who} {verb} {} (direct-ram-access=on), which only the ACPI VIOT tells the guest: an x86 guest \
+             older than Linux 5.14 does not read it and cannot tell {who} from the translated devices; boot \
+             Linux 5.14 or later, or translate every device",
+            iommu.id
+        ),
+    ));
 }
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-const DMA001: Rule = Rule {
-    code: "DMA001",
-    severity: Severity::Error,
-    summary: "a device asks to be translated on a host bridge that bypasses the IOMMU",
-    explanation: "\
-A PCI host bridge with direct-ram-access=on puts its whole segment outside
-every IOMMU scope: the ACPI VIOT has no PCI range for that segment (a device
-tree leaves it out of the root's iommu-map). A device on it that asks for
-direct-ram-access=off would offer VIRTIO_F_ACCESS_PLATFORM and expect the
-guest to program an IOMMU for it, but the guest is told no IOMMU covers it:
-it would hand the device guest-physical addresses as if they were IOVAs, or
-never attach it at all.
-
-The rule is per bridge because that is what the firmware tables can say: a
-VIOT range or iommu-map entry covers bus numbers, not one device's choice.
-
-Fix: leave direct-ram-access out on the device (it inherits on), or put it on
-a bridge with direct-ram-access=off, e.g.
-  --pci-bridge id=fast,direct-ram-access=on --pci-bridge id=safe
-  --disk path=a.img,transport=pci,bridge=safe",
-};
-
-const DMA002: Rule = Rule {
-    code: "DMA002",
-    severity: Severity::Error,
-    summary: "a PCI device's coherency differs from its host bridge's",
-    explanation: "\
-A PCI function's DMA coherency is its host bridge's: ACPI declares _CCA on
-the PNP0A08 root (PCI Firmware 3.3 and ACPI 6.5, 6.2.17, give functions no
-_CCA of their own) and a device tree puts dma-coherent on the host bridge
-node. A device asking for coherent=on below a coherent=off bridge (or the
-reverse) cannot be declared: the guest would take the bridge's value and do
-cache maintenance the device does not need, or skip maintenance it does.
-
-Fix: leave coherent= out on PCI devices; put a device that needs the other
-coherency on a bridge declared with it (--pci-bridge id=NAME,coherent=off
-and bridge=NAME on the device), or use transport=mmio, where coherency is
-per device.",
-};
-
-const DMA003: Rule = Rule {
-    code: "DMA003",
-    severity: Severity::Error,
-    summary: "a device bypasses the IOMMU on a translated hot-pluggable bridge",
-    explanation: "\
-A hotplug=on bridge must have one IOMMU scope for all its slots, since the
-firmware tables are written at boot and a device plugged in later lands in
-whatever the tables said about its slot. dmavm therefore declares a
-translated hot-pluggable bridge in scope whole, slots 1 to 31 (but the
-IOMMU's own). A single device there with direct-ram-access=on would sit in
-a slot the tables put in the IOMMU's scope: the guest would program the
-IOMMU for it while it used guest-physical addresses.
-
-Fix: put the bypassing device on another bridge, or make the whole bridge
-bypass (--pci-bridge id=NAME,hotplug=on,direct-ram-access=on).",
-};
-
-const DMA004: Rule = Rule {
-    code: "DMA004",
-    severity: Severity::Error,
-    summary: "the IOMMU is placed in its own scope",
-    explanation: "\
-The virtio-iommu reads its request queues at the addresses the guest writes
-into them, guest-physical addresses: it is how mappings get made in the first
-place, so nothing can translate the IOMMU's own accesses. The ACPI VIOT and
-a device tree declare the IOMMU outside every scope; with
---iommu direct-ram-access=off it would have to be inside its own.
-
-Fix: leave direct-ram-access out of --iommu (the IOMMU always reaches guest
-memory directly, wherever it sits, even on a translated bridge).",
-};
-
-const DMA005: Rule = Rule {
-    code: "DMA005",
-    severity: Severity::Error,
-    summary: "two devices sit at one address",
-    explanation: "\
-Explicit places (slot=N for a PCI device: device N on bus 0 of its host
-bridge; addr=A for a virtio-mmio device: its register window and with it
-its IOAPIC pin) must be unique. Two devices at one PCI slot would answer the
-same configuration cycles, two at one window the same register accesses,
-and the firmware tables would name one of them twice; their endpoint IDs in
-the IOMMU's scope would collide too.
-
-Devices without slot= or addr= take the first free place and never collide.
-
-Fix: give each device its own slot= (1-31, per bridge) or addr=
-(0xd0000000 + N * 0x1000, N from 0 to 18), or leave the key out.",
-};
-
-const DMA101: Rule = Rule {
-    code: "DMA101",
-    severity: Severity::Warning,
-    summary: "a device is declared non-coherent, but dmavm accesses guest memory cacheably",
-    explanation: "\
-coherent=off declares the device non-coherent (_CCA 0, no dma-coherent).
-dmavm's device models reach guest memory through the host's ordinary,
-cacheable mappings, so the devices are in fact coherent. A guest told
-otherwise maps their buffers non-cacheable and does cache maintenance
-around each transfer. On arm64 the two mappings are mismatched aliases of
-the same memory: the device's cacheable writes may sit in a cache the
-guest's non-cacheable reads never look at, and the guest's writes may be
-seen late or out of order, so the ring seems never to advance and the
-device appears to hang. On x86 the guest treats DMA as coherent anyway.
-
-The declaration is accepted because it is useful for testing a guest's
-cache-maintenance paths; do not use it to run a workload. Fix: leave
-coherent= out (on, the default) on the device or its host bridge.",
-};
-
-const DMA102: Rule = Rule {
-    code: "DMA102",
-    severity: Severity::Warning,
-    summary: "an IOMMU is configured, but every device bypasses it",
-    explanation: "\
-Every device has direct-ram-access=on (its own or its host bridge's), so the
-IOMMU's scope is empty: the VIOT (or device tree) lists no device behind it,
-and the guest gets an IOMMU that translates nothing. A guest that relies on
-the IOMMU to isolate devices (DMA protection, VFIO in the guest) has no
-isolation at all, while the configuration suggests it has.
-
-Fix: give the devices that should be isolated direct-ram-access=off (the
-default, on PCI through a bridge with direct-ram-access=off), or drop
---iommu.",
-};
-
-const DMA103: Rule = Rule {
-    code: "DMA103",
-    severity: Severity::Warning,
-    summary: "translated devices of different coherency may share an IOMMU domain",
-    explanation: "\
-The IOMMU translates both coherent and non-coherent devices, and with
---iommu mixed-coherency=allow (the default, what hardware IOMMUs do) it
-accepts an ATTACH that puts both kinds in one domain. A domain's mappings
-carry one set of memory attributes: the guest creates each mapping for the
-device it maps for (cacheable for a coherent device, non-cacheable for a
-non-coherent one), and a buffer shared through the domain is then wrong for
-the other device. A guest puts devices in one domain when they share an
-IOMMU group or when it assigns them to one user (VFIO in the guest).
-
-Fix: --iommu mixed-coherency=reject: the IOMMU refuses such an ATTACH with
-S_UNSUPP, so the guest keeps the two kinds in separate domains. Or give the
-translated devices one coherency.",
-};
-
-const DMA104: Rule = Rule {
-    code: "DMA104",
-    severity: Severity::Warning,
-    summary: "devices bypass the IOMMU, which x86 guests before Linux 5.14 cannot know",
-    explanation: "\
-On x86 the only table that tells a guest which devices the virtio-iommu
-translates, and so which bypass it, is the ACPI VIOT; Linux reads it from
-5.14 on (CONFIG_ACPI_VIOT). An older guest sees the IOMMU but not its
-topology: it attaches no device to it and cannot know that some devices
-bypass it while others are translated. It then drives every device alike:
-the ones dmavm translates get guest-physical addresses as IOVAs and fault,
-the bypassing ones work by accident. A machine that mixes translated and
-bypassing devices is only meaningful to a VIOT-aware guest.
-
-A device tree (arm64) has said this per device (iommus, iommu-map) since
-virtio-iommu support began, so the warning is for ACPI only.
-
-Fix: boot Linux 5.14 or later, or translate every device (leave
-direct-ram-access out), or drop --iommu for an older guest.",
-};

@@ -4,6 +4,7 @@
 use super::*;
 use crate::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
 use crate::test_utils::new_machine;
+use crate::Placement;
 
 /// A machine from command-line style `(option, keys)` pairs.
 fn machine(args: &[(&str, &str)]) -> Machine {

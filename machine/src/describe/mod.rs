@@ -79,12 +79,9 @@ pub fn describe(request: &Request<'_>) -> Result<Described> {
     // rejects fails here with the same message.
     check_memory(request.options.memory, request.host_memory)?;
     let machine = Machine::new(request.options, request.arch)?;
-    // What a guest can know depends on the firmware (DMA104).
-    let checked = match request.arch {
-        Arch::X86_64 => checks::Firmware::Acpi,
-        Arch::Aarch64 => checks::Firmware::DeviceTree,
-    };
-    let findings = checks::check_with(&machine, checked);
+    // What a guest can know depends on its firmware (DMA104): the checks
+    // of the machine's architecture.
+    let findings = checks::check(&machine);
     let refusal = checks::refusal(&findings);
     let findings = findings.iter().map(rows::FindingRow::from).collect();
     let arch = request.arch;
