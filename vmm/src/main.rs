@@ -2,7 +2,6 @@
 
 mod acpi_dump;
 mod arch;
-mod boot_test;
 mod cli;
 mod config;
 mod config_merge;
@@ -44,12 +43,25 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe_command::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
-        Command::BootTest(args) => boot_test::run(args, logger::report_error),
+        #[cfg(feature = "boot-test")]
+        Command::BootTest(args) => boot_test(args),
     };
     // Serial output goes through stdout; make sure the last bytes leave
     // before the process does.
     let _ = std::io::stdout().flush();
     ExitCode::from(status)
+}
+
+/// `dmavm boot-test`: the harness starts this executable for every run.
+#[cfg(feature = "boot-test")]
+fn boot_test(args: dmavm_boot_test::BootTestArgs) -> u8 {
+    match std::env::current_exe() {
+        Ok(dmavm) => dmavm_boot_test::run(args, &dmavm, logger::report_error),
+        Err(e) => {
+            logger::report_error(&format!("finding this dmavm executable: {e}"));
+            dmavm_boot_test::exit_status::FAILED
+        }
+    }
 }
 
 /// Help and version go to stdout as usual; a real error becomes one line.

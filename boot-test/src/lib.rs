@@ -10,12 +10,11 @@
 //! whole matrix inside the project's nested test bed ([`sandbox`]).
 
 mod args;
-mod exit_status;
+pub mod exit_status;
 mod expect;
 mod guest_files;
 mod initramfs;
 mod matrix;
-mod model;
 mod observe;
 mod report;
 mod runner;
@@ -30,6 +29,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use args::BootTestArgs;
+pub use vm_args::machine_args;
 
 use exit_status::{BAD_INPUT, FAILED, PASSED};
 use report::{Report, RunResult};
@@ -68,10 +68,11 @@ fn mode(args: &BootTestArgs) -> Result<Mode, String> {
     }
 }
 
-/// `dmavm boot-test`; returns the exit status ([`exit_status`]).
-/// `error` prints one line of why the harness stopped or failed, the way
-/// the binary reports its errors.
-pub fn run(args: BootTestArgs, error: fn(&str)) -> u8 {
+/// `dmavm boot-test`; returns the exit status ([`exit_status`]). `dmavm`
+/// is the dmavm executable each run starts as `dmavm run` (and sandbox
+/// mode copies into the emulated host); `error` prints one line of why the
+/// harness stopped or failed, the way the binary reports its errors.
+pub fn run(args: BootTestArgs, dmavm: &Path, error: fn(&str)) -> u8 {
     let t0 = Instant::now();
     if !args.kernel.is_file() {
         error(&format!("--kernel {}: no such file", args.kernel.display()));
@@ -123,7 +124,7 @@ pub fn run(args: BootTestArgs, error: fn(&str)) -> u8 {
             return FAILED;
         }
     };
-    let mut outcome = execute(&args, &mode, &specs, work.path());
+    let mut outcome = execute(&args, dmavm, &mode, &specs, work.path());
     drop(work);
     // Ctrl-C reaches the children too (scripts, QEMU, VMs), which may end
     // before the harness notices: whatever they left, it was interrupted.
@@ -181,6 +182,7 @@ enum Stop {
 /// mode, when the emulated host was ready.
 fn execute(
     args: &BootTestArgs,
+    dmavm: &Path,
     mode: &Mode,
     specs: &[matrix::RunSpec],
     work: &Path,
@@ -213,7 +215,7 @@ fn execute(
         cmdline.push_str(extra.trim());
     }
     let plan = Plan {
-        dmavm: std::env::current_exe().map_err(|e| Stop::Error(format!("finding this dmavm binary: {e}")))?,
+        dmavm: dmavm.to_path_buf(),
         kernel: args.kernel.clone(),
         initrd,
         kvm_device: args.kvm_device.clone(),

@@ -34,9 +34,11 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::args::parse_duration;
-use super::model::{
-    check, parse_config_file, refusal, Arch, ConfigError, FileConfig, Machine, MachineOptions, MIN_MEMORY,
-};
+use dmavm_machine::checks::{check, refusal};
+use dmavm_machine::config_file::{parse as parse_config_file, ConfigError, FileConfig};
+use dmavm_machine::layout::MIN_MEMORY;
+use dmavm_machine::options::MachineOptions;
+use dmavm_machine::{Arch, Machine};
 
 /// A machine's memory unless it says: enough for the boot-test check.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
@@ -482,8 +484,8 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<RunSpec>, MatrixError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{DeviceKind, Placement};
     use super::*;
+    use dmavm_machine::{DeviceKind, Placement};
 
     const GOOD: &str = r#"# a matrix
 cmdline = "loglevel=4"
