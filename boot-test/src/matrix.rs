@@ -27,7 +27,6 @@
 //! disk has no `path`) and boots the kernel of `--kernel` (so a machine
 //! has no `kernel` or `initrd`).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,14 +49,9 @@ const TOP_KEYS: &[&str] = &["cmdline", "timeout", "variants", "machine"];
 const IMAGE_PLACEHOLDER: &str = "/boot-test-image";
 
 /// A matrix that cannot be used, as one line (`file:line: what`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct MatrixError(pub String);
-
-impl fmt::Display for MatrixError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One run of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]

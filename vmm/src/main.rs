@@ -52,14 +52,22 @@ fn main() -> ExitCode {
     ExitCode::from(status)
 }
 
-/// `dmavm boot-test`: the harness starts this executable for every run.
+/// `dmavm boot-test`: the harness starts this executable for every run;
+/// its error, if any, is one line as every command's.
 #[cfg(feature = "boot-test")]
 fn boot_test(args: dmavm_boot_test::BootTestArgs) -> u8 {
-    match std::env::current_exe() {
-        Ok(dmavm) => dmavm_boot_test::run(args, &dmavm, logger::report_error),
+    let dmavm = match std::env::current_exe() {
+        Ok(path) => path,
         Err(e) => {
             logger::report_error(&format!("finding this dmavm executable: {e}"));
-            dmavm_boot_test::exit_status::FAILED
+            return dmavm_boot_test::exit_status::FAILED;
+        }
+    };
+    match dmavm_boot_test::run(&args, &dmavm) {
+        Ok(verdict) => verdict.exit_status(),
+        Err(e) => {
+            logger::report_error(&e.to_string());
+            e.exit_status()
         }
     }
 }
