@@ -83,7 +83,10 @@ pub enum Command {
     /// bed (sandbox mode, said so in the output). Prints a line per
     /// finished run and a final table; --junit and --json write reports,
     /// --logs keeps each run's serial log.
-    BootTest(crate::boot_test::BootTestArgs),
+    // Without the `boot-test` feature the subcommand does not exist, so
+    // clap answers `dmavm boot-test` as any unknown subcommand.
+    #[cfg(feature = "boot-test")]
+    BootTest(dmavm_boot_test::BootTestArgs),
 }
 
 /// Options of `dmavm explain`.
@@ -424,6 +427,45 @@ mod tests {
         assert!(
             Cli::try_parse_from(["dmavm", "run", "--payload", "p", "--pci-bridge", "coherent=off"]).is_err()
         );
+    }
+
+    /// The `dmavm run` options the boot-test harness writes for a run
+    /// rebuild, through this command line, the machine it derived its
+    /// expectations from.
+    #[cfg(feature = "boot-test")]
+    #[test]
+    fn the_boot_test_options_rebuild_the_same_machine() {
+        use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+        use dmavm_machine::test_utils::new_machine;
+        use dmavm_machine::{Arch, Machine};
+
+        fn rebuilt(args: &[String]) -> Machine {
+            let mut argv = vec!["dmavm".to_string(), "run".into(), "--payload".into(), "p".into()];
+            argv.extend(args.iter().cloned());
+            let cli = Cli::try_parse_from(&argv).unwrap();
+            let Command::Run(r) = cli.command else { panic!("not run") };
+            Machine::new(&r.machine.options(), Arch::X86_64).unwrap()
+        }
+
+        let bridges = [
+            parse_bridge("id=fast,direct-ram-access=on").unwrap(),
+            parse_bridge("id=slow,coherent=off").unwrap(),
+        ];
+        let disks = [
+            parse_disk("path=/a.img,transport=pci").unwrap(),
+            parse_disk("path=/b.img,transport=pci,bridge=fast").unwrap(),
+            parse_disk("path=/c.img,readonly=on,direct-ram-access=on").unwrap(),
+            parse_disk("path=/d.img,transport=pci,bridge=slow,id=data").unwrap(),
+        ];
+        let rngs = [parse_simple("transport=pci").unwrap()];
+        let console = parse_simple("").unwrap();
+        let iommu = parse_iommu("mixed-coherency=reject").unwrap();
+        let m = new_machine(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
+        let args = dmavm_boot_test::machine_args(&m, 2, 256 << 20);
+        assert_eq!(rebuilt(&args), Machine { cpus: 2, memory: 256 << 20, ..m });
+        let plain = new_machine(&[], &[], &[], None, None).unwrap();
+        let args = dmavm_boot_test::machine_args(&plain, 1, 64 << 20);
+        assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..plain });
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The exit statuses of `dmavm run`, `describe` and `explain`, in one place
 //! so that every command means the same by each. `dmavm boot-test` reports
 //! a verdict on a matrix instead, with statuses of its own
-//! (`boot_test::exit_status`).
+//! (`dmavm_boot_test::exit_status`).
 //!
 //! | status | meaning |
 //! |---|---|

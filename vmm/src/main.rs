@@ -2,7 +2,6 @@
 
 mod acpi_dump;
 mod arch;
-mod boot_test;
 mod cli;
 mod config;
 mod config_merge;
@@ -45,12 +44,33 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe_command::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
-        Command::BootTest(args) => boot_test::run(args, logger::report_error),
+        #[cfg(feature = "boot-test")]
+        Command::BootTest(args) => boot_test(args),
     };
     // Serial output goes through stdout; make sure the last bytes leave
     // before the process does.
     let _ = std::io::stdout().flush();
     ExitCode::from(status)
+}
+
+/// `dmavm boot-test`: the harness starts this executable for every run;
+/// its error, if any, is one line as every command's.
+#[cfg(feature = "boot-test")]
+fn boot_test(args: dmavm_boot_test::BootTestArgs) -> u8 {
+    let dmavm = match std::env::current_exe() {
+        Ok(path) => path,
+        Err(e) => {
+            logger::report_error(&format!("finding this dmavm executable: {e}"));
+            return dmavm_boot_test::exit_status::FAILED;
+        }
+    };
+    match dmavm_boot_test::run(&args, &dmavm) {
+        Ok(verdict) => verdict.exit_status(),
+        Err(e) => {
+            logger::report_error(&e.to_string());
+            e.exit_status()
+        }
+    }
 }
 
 /// Help and version go to stdout as usual; a real error becomes one line.

@@ -23,8 +23,9 @@ use super::args::BootTestArgs;
 use super::matrix::RunSpec;
 use super::report::{progress, RunResult};
 use super::runner::{harness_error, log_name, Plan};
-use super::termination::interrupted;
-use super::{Stop, LOG_MARK, RUN_MARK};
+use super::termination::{interrupted, Interrupted};
+use super::{LOG_MARK, RUN_MARK};
+use crate::error::{io, last_line, Error};
 
 /// Seconds for L1 to boot, load KVM and power off, on top of the runs.
 const L1_ALLOWANCE_SECS: u64 = 180;
@@ -45,19 +46,17 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn run_checked(cmd: &mut Command, what: &str) -> Result<(), Stop> {
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| Stop::Error(format!("{what}: {e}")))?;
+fn run_checked(cmd: &mut Command, what: &str) -> Result<(), Error> {
+    let out = cmd.stdin(Stdio::null()).output().map_err(io(what))?;
     if out.status.success() {
         return Ok(());
     }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-    Err(Stop::Error(format!("{what} failed: {last}")))
+    Err(Error::Step { what: what.into(), last: last_line(&out.stderr) })
 }
 
 /// The test bed's L1 kernel (`build/guest` of the checkout), fetched by
 /// `resources/guest/fetch-kernel.sh` when it is not there yet.
-fn l1_kernel(paths: &Paths) -> Result<PathBuf, Stop> {
+fn l1_kernel(paths: &Paths) -> Result<PathBuf, Error> {
     let guest = paths.guest();
     if !guest.join("kver").is_file() || !guest.join("vmlinuz").is_file() {
         eprintln!("boot-test: fetching the test bed's kernel (resources/guest/fetch-kernel.sh)");
@@ -70,10 +69,8 @@ fn l1_kernel(paths: &Paths) -> Result<PathBuf, Stop> {
     Ok(guest.join("vmlinuz"))
 }
 
-fn copy(from: &Path, to: &Path) -> Result<(), Stop> {
-    std::fs::copy(from, to)
-        .map(drop)
-        .map_err(|e| Stop::Error(format!("copying {} to {}: {e}", from.display(), to.display())))
+fn copy(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::copy(from, to).map(drop).map_err(io(format!("copying {} to {}", from.display(), to.display())))
 }
 
 /// The inner harness's command line.
@@ -116,7 +113,7 @@ pub fn run(
     plan: &Plan,
     qemu: &Path,
     specs: &[RunSpec],
-) -> Result<(Vec<RunResult>, Option<f64>), Stop> {
+) -> Result<(Vec<RunResult>, Option<f64>), Error> {
     let t0 = Instant::now();
     let paths = Paths::new();
     let kernel = l1_kernel(&paths)?;
@@ -126,7 +123,7 @@ pub fn run(
     let bt = extra.join("boot-test");
     let scenarios = extra.join("scenarios");
     for d in [&bt, &scenarios, &bt.join("matrix")] {
-        std::fs::create_dir_all(d).map_err(|e| Stop::Error(format!("creating {}: {e}", d.display())))?;
+        std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
     }
     copy(&plan.kernel, &bt.join("kernel"))?;
     copy(&plan.initrd, &bt.join("initrd.img"))?;
@@ -142,13 +139,12 @@ pub fn run(
         inner_command(args, plan, &matrices)
     );
     let script_path = scenarios.join("boot-test.sh");
-    std::fs::write(&script_path, script)
-        .map_err(|e| Stop::Error(format!("writing {}: {e}", script_path.display())))?;
+    std::fs::write(&script_path, script).map_err(io(format!("writing {}", script_path.display())))?;
 
     // The image.
     let image = plan.work.join("l1.cpio");
     let empty = plan.work.join("no-payloads");
-    std::fs::create_dir_all(&empty).map_err(|e| Stop::Error(format!("creating {}: {e}", empty.display())))?;
+    std::fs::create_dir_all(&empty).map_err(io(format!("creating {}", empty.display())))?;
     eprintln!("boot-test: building the emulated host's image (resources/testbed/build-l1.sh)");
     run_checked(
         Command::new("bash")
@@ -177,17 +173,16 @@ pub fn run(
         Some(l) => l.join("sandbox.log"),
         None => plan.work.join("sandbox.log"),
     };
-    let mut sandbox_log = File::create(&sandbox_log_path)
-        .map_err(|e| Stop::Error(format!("creating {}: {e}", sandbox_log_path.display())))?;
+    let mut sandbox_log =
+        File::create(&sandbox_log_path).map_err(io(format!("creating {}", sandbox_log_path.display())))?;
     let stderr_path = plan.work.join("qemu.stderr");
-    let stderr = File::create(&stderr_path)
-        .map_err(|e| Stop::Error(format!("creating {}: {e}", stderr_path.display())))?;
+    let stderr = File::create(&stderr_path).map_err(io(format!("creating {}", stderr_path.display())))?;
     let mut cmd = Command::new(qemu);
     cmd.args(dmavm_tests::l1_qemu_args(&kernel, &image, &append, L1_CPUS, memory_mib))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);
-    let mut child = cmd.spawn().map_err(|e| Stop::Error(format!("starting {}: {e}", qemu.display())))?;
+    let mut child = cmd.spawn().map_err(io(format!("starting {}", qemu.display())))?;
     let (tx, rx) = mpsc::channel::<String>();
     if let Some(out) = child.stdout.take() {
         std::thread::spawn(move || {
@@ -207,11 +202,11 @@ pub fn run(
     let mut sandbox_error: Option<String> = None;
     let mut failed = 0;
     let started = Instant::now();
-    let mut stopped: Option<Stop> = None;
+    let mut stopped: Option<Interrupted> = None;
     let mut timed_out = false;
     loop {
         if let Some(i) = interrupted() {
-            stopped = Some(Stop::Interrupted(i));
+            stopped = Some(i);
             break;
         }
         if started.elapsed() > overall {
@@ -262,8 +257,8 @@ pub fn run(
     }
     let _ = child.kill();
     let _ = child.wait();
-    if let Some(stop) = stopped {
-        return Err(stop);
+    if let Some(Interrupted(signal)) = stopped {
+        return Err(Error::Interrupted(signal));
     }
     let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let why = if let Some(e) = sandbox_error {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{io, last_line, Error};
 
 use super::guest_files::{BOOT_TEST_CHECK, BUILD_INITRAMFS, DMAVM_EXIT_C, INIT, VFIO_DOMAINS_C};
 
@@ -22,13 +22,12 @@ const RECIPE: &[(&str, &str)] = &[
 
 /// Builds a busybox initramfs into `work/initramfs.cpio.gz` with the
 /// recipe, taking the virtio modules from `modules` when given.
-pub fn build(modules: Option<&Path>, work: &Path) -> Result<PathBuf> {
+pub fn build(modules: Option<&Path>, work: &Path) -> Result<PathBuf, Error> {
     let recipe = work.join("guest");
-    std::fs::create_dir_all(recipe.join("checks"))
-        .with_context(|| format!("creating {}", recipe.display()))?;
+    std::fs::create_dir_all(recipe.join("checks")).map_err(io(format!("creating {}", recipe.display())))?;
     for (name, text) in RECIPE {
         let path = recipe.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))?;
     }
     let out = work.join("initramfs.cpio.gz");
     let mut cmd = Command::new("bash");
@@ -39,11 +38,9 @@ pub fn build(modules: Option<&Path>, work: &Path) -> Result<PathBuf> {
     let output = cmd
         .stdin(Stdio::null())
         .output()
-        .context("running bash for the initramfs recipe (build-initramfs.sh)")?;
+        .map_err(io("running bash for the initramfs recipe (build-initramfs.sh)"))?;
     if !output.status.success() {
-        let text = String::from_utf8_lossy(&output.stderr);
-        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-        bail!("building the initramfs failed: {last}");
+        return Err(Error::Step { what: "building the initramfs".into(), last: last_line(&output.stderr) });
     }
     Ok(out)
 }
@@ -89,14 +86,13 @@ pub fn overlay(patterns: &[String]) -> Vec<u8> {
 }
 
 /// Writes `initrd` followed by `overlay` (4-byte aligned) to `out`.
-pub fn compose(initrd: &Path, overlay: &[u8], out: &Path) -> Result<()> {
-    let mut data =
-        std::fs::read(initrd).with_context(|| format!("reading the initrd {}", initrd.display()))?;
+pub fn compose(initrd: &Path, overlay: &[u8], out: &Path) -> Result<(), Error> {
+    let mut data = std::fs::read(initrd).map_err(io(format!("reading the initrd {}", initrd.display())))?;
     while data.len() % 4 != 0 {
         data.push(0);
     }
     data.extend_from_slice(overlay);
-    std::fs::write(out, data).with_context(|| format!("writing {}", out.display()))
+    std::fs::write(out, data).map_err(io(format!("writing {}", out.display())))
 }
 
 #[cfg(test)]

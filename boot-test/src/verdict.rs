@@ -326,8 +326,8 @@ pub fn outcome(checks: &[Check], exit: Exit) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::options::{parse_disk, parse_iommu, parse_simple};
     use super::*;
+    use dmavm_machine::options::{parse_disk, parse_iommu, parse_simple};
     use dmavm_machine::test_utils::new_machine;
 
     const PAT: &str = "pattern-sha";

@@ -27,16 +27,17 @@
 //! disk has no `path`) and boots the kernel of `--kernel` (so a machine
 //! has no `kernel` or `initrd`).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::{Table, Value};
 
 use super::args::parse_duration;
-use super::model::{
-    check, parse_config_file, refusal, Arch, ConfigError, FileConfig, Machine, MachineOptions, MIN_MEMORY,
-};
+use dmavm_machine::checks::{check, refusal};
+use dmavm_machine::config_file::{parse as parse_config_file, ConfigError, FileConfig};
+use dmavm_machine::layout::MIN_MEMORY;
+use dmavm_machine::options::MachineOptions;
+use dmavm_machine::{Arch, Machine};
 
 /// A machine's memory unless it says: enough for the boot-test check.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
@@ -48,14 +49,9 @@ const TOP_KEYS: &[&str] = &["cmdline", "timeout", "variants", "machine"];
 const IMAGE_PLACEHOLDER: &str = "/boot-test-image";
 
 /// A matrix that cannot be used, as one line (`file:line: what`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct MatrixError(pub String);
-
-impl fmt::Display for MatrixError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One run of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -482,8 +478,8 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<RunSpec>, MatrixError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{DeviceKind, Placement};
     use super::*;
+    use dmavm_machine::{DeviceKind, Placement};
 
     const GOOD: &str = r#"# a matrix
 cmdline = "loglevel=4"

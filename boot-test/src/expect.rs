@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use super::model::{DeviceKind, Machine, MixedCoherency, Placement};
+use dmavm_machine::options::MixedCoherency;
+use dmavm_machine::{DeviceKind, Machine, Placement};
 
 /// Where the guest finds a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +129,8 @@ impl Expectations {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use super::*;
+    use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
     use dmavm_machine::test_utils::new_machine;
 
     #[test]

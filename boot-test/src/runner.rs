@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::expect::{Expectations, Kind};
@@ -16,6 +15,7 @@ use super::report::RunResult;
 use super::termination::{interrupted, Interrupted};
 use super::verdict::{judge, outcome, Check, Exit, HostDisk, Outcome};
 use super::vm_args;
+use crate::error::{io, Error};
 
 /// Size of every disk image the harness makes.
 pub const IMAGE_BYTES: usize = 2 << 20;
@@ -82,18 +82,18 @@ fn sha256_hex(data: &[u8]) -> String {
     format!("{:x}", Sha256::digest(data))
 }
 
-fn random_image(path: &Path) -> Result<String> {
+fn random_image(path: &Path) -> Result<String, Error> {
     let mut data = vec![0u8; IMAGE_BYTES];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut data))
-        .context("reading /dev/urandom for a disk image")?;
-    std::fs::write(path, &data).with_context(|| format!("writing {}", path.display()))?;
+        .map_err(io("reading /dev/urandom for a disk image"))?;
+    std::fs::write(path, &data).map_err(io(format!("writing {}", path.display())))?;
     Ok(sha256_hex(&data))
 }
 
-fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active> {
+fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active, Error> {
     let dir = plan.work.join(format!("run{index}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let machine = vm_args::with_images(&spec.machine, &dir);
     let mut images = Vec::new();
     for d in Expectations::of(&machine).devices.iter().filter(|d| matches!(d.kind, Kind::Disk { .. })) {
@@ -103,8 +103,8 @@ fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active> {
         Some(logs) => logs.join(log_name(&spec.name)),
         None => dir.join("serial.log"),
     };
-    let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let err = out.try_clone().context("duplicating the log's file descriptor")?;
+    let out = File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+    let err = out.try_clone().map_err(io("duplicating the log's file descriptor"))?;
     let mut cmd = Command::new(&plan.dmavm);
     cmd.arg("run")
         .arg("--kernel")
@@ -120,7 +120,7 @@ fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let child = cmd.spawn().with_context(|| format!("starting {}", plan.dmavm.display()))?;
+    let child = cmd.spawn().map_err(io(format!("starting {}", plan.dmavm.display())))?;
     Ok(Active {
         index,
         child,
@@ -190,7 +190,7 @@ pub fn run_all(
     plan: &Plan,
     specs: &[RunSpec],
     done: &mut dyn FnMut(&RunResult, &Path),
-) -> std::result::Result<Vec<RunResult>, Interrupted> {
+) -> Result<Vec<RunResult>, Interrupted> {
     let mut results: Vec<Option<RunResult>> = vec![None; specs.len()];
     let mut active: Vec<Active> = Vec::new();
     let mut next = 0;
@@ -206,7 +206,7 @@ pub fn run_all(
             match start(plan, next, &specs[next]) {
                 Ok(a) => active.push(a),
                 Err(e) => {
-                    let r = harness_error(plan, &specs[next], format!("{e:#}"));
+                    let r = harness_error(plan, &specs[next], e.to_string());
                     done(&r, Path::new("/dev/null"));
                     results[next] = Some(r);
                 }

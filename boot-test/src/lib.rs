@@ -10,12 +10,12 @@
 //! whole matrix inside the project's nested test bed ([`sandbox`]).
 
 mod args;
-mod exit_status;
+mod error;
+pub mod exit_status;
 mod expect;
 mod guest_files;
 mod initramfs;
 mod matrix;
-mod model;
 mod observe;
 mod report;
 mod runner;
@@ -30,8 +30,11 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use args::BootTestArgs;
+pub use error::Error;
+pub use matrix::MatrixError;
+pub use vm_args::machine_args;
 
-use exit_status::{BAD_INPUT, FAILED, PASSED};
+use exit_status::{FAILED, PASSED};
 use report::{Report, RunResult};
 use runner::Plan;
 use temp_dir::TempDir;
@@ -49,7 +52,7 @@ enum Mode {
     Sandbox { qemu: std::path::PathBuf, reason: String },
 }
 
-fn mode(args: &BootTestArgs) -> Result<Mode, String> {
+fn mode(args: &BootTestArgs) -> Result<Mode, Error> {
     use dmavm_tests::{Testbed, TestbedChoice};
     if args.direct {
         return Ok(Mode::Direct);
@@ -59,90 +62,77 @@ fn mode(args: &BootTestArgs) -> Result<Mode, String> {
     } else {
         // Without an option the harness goes where the test bed's own
         // users would, so DMAVM_TESTBED steers both alike.
-        TestbedChoice::from_env().map_err(|e| e.to_string())?
+        TestbedChoice::from_env().map_err(Error::Testbed)?
     };
-    match Testbed::choose(choice) {
-        Ok(Testbed::Direct) => Ok(Mode::Direct),
-        Ok(Testbed::Sandbox { qemu, reason }) => Ok(Mode::Sandbox { qemu, reason }),
-        Err(e) => Err(e.to_string()),
+    match Testbed::choose(choice).map_err(Error::Testbed)? {
+        Testbed::Direct => Ok(Mode::Direct),
+        Testbed::Sandbox { qemu, reason } => Ok(Mode::Sandbox { qemu, reason }),
     }
 }
 
-/// `dmavm boot-test`; returns the exit status ([`exit_status`]).
-/// `error` prints one line of why the harness stopped or failed, the way
-/// the binary reports its errors.
-pub fn run(args: BootTestArgs, error: fn(&str)) -> u8 {
+/// The harness's verdict on the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every run passed.
+    Passed,
+    /// Some run did not.
+    Failed,
+}
+
+impl Verdict {
+    /// The exit status of `dmavm boot-test` with this verdict.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Self::Passed => PASSED,
+            Self::Failed => FAILED,
+        }
+    }
+}
+
+/// `dmavm boot-test`: runs the matrix of `args`, prints a line per
+/// finished run on stderr and the final table on stdout, and writes the
+/// reports asked for. `dmavm` is the dmavm executable each run starts as
+/// `dmavm run` (and sandbox mode copies into the emulated host).
+///
+/// An error means no verdict (bad input, the harness could not run the
+/// matrix, a termination signal), or a report that could not be written
+/// after the table was printed; [`Error::exit_status`] says which status
+/// it is.
+pub fn run(args: &BootTestArgs, dmavm: &Path) -> Result<Verdict, Error> {
     let t0 = Instant::now();
     if !args.kernel.is_file() {
-        error(&format!("--kernel {}: no such file", args.kernel.display()));
-        return BAD_INPUT;
+        return Err(Error::NoKernel(args.kernel.clone()));
     }
     if let Some(i) = args.initrd.as_ref().filter(|i| !i.is_file()) {
-        error(&format!("--initrd {}: no such file", i.display()));
-        return BAD_INPUT;
+        return Err(Error::NoInitrd(i.clone()));
     }
     if let Some(m) = args.modules.as_ref().filter(|m| !m.is_dir()) {
-        error(&format!("--modules {}: no such folder", m.display()));
-        return BAD_INPUT;
+        return Err(Error::NoModules(m.clone()));
     }
-    let mut specs = match matrix::load_all(&args.matrix) {
-        Ok(s) => s,
-        Err(e) => {
-            error(&e.0);
-            return BAD_INPUT;
-        }
-    };
+    let mut specs = matrix::load_all(&args.matrix)?;
     if !args.only.is_empty() {
         specs.retain(|s| args.only.iter().any(|o| *o == s.name || *o == s.machine_name));
         if specs.is_empty() {
-            error(&format!("--only {}: no run of the matrix has that name", args.only.join(", ")));
-            return BAD_INPUT;
+            return Err(Error::NoSuchRun(args.only.clone()));
         }
     }
     if let Some(logs) = &args.logs {
-        if let Err(e) = std::fs::create_dir_all(logs) {
-            error(&format!("--logs {}: {e}", logs.display()));
-            return BAD_INPUT;
-        }
+        std::fs::create_dir_all(logs).map_err(|source| Error::Logs { path: logs.clone(), source })?;
     }
-    if let Err(e) = termination::catch_termination() {
-        error(&format!("{e:#}"));
-        return FAILED;
-    }
-    let mode = match mode(&args) {
-        Ok(m) => m,
-        Err(e) => {
-            error(&format!("cannot run the matrix: {e}"));
-            return FAILED;
-        }
-    };
-    let work = match TempDir::new("dmavm-boot-test") {
-        Ok(w) => w,
-        Err(e) => {
-            error(&format!("{e:#}"));
-            return FAILED;
-        }
-    };
-    let mut outcome = execute(&args, &mode, &specs, work.path());
+    termination::catch_termination()?;
+    let mode = mode(args)?;
+    let work = TempDir::new("dmavm-boot-test")?;
+    let mut outcome = execute(args, dmavm, &mode, &specs, work.path());
     drop(work);
     // Ctrl-C reaches the children too (scripts, QEMU, VMs), which may end
     // before the harness notices: whatever they left, it was interrupted.
-    if let Some(i) = termination::interrupted() {
-        outcome = Err(Stop::Interrupted(i));
+    if let Some(Interrupted(signal)) = termination::interrupted() {
+        outcome = Err(Error::Interrupted(signal));
     }
-    let (runs, ready) = match outcome {
-        Ok(runs) => runs,
-        Err(Stop::Interrupted(Interrupted(signal))) => {
-            eprintln!("boot-test: interrupted (signal {signal}); every VM stopped, temporary files removed");
-            return exit_status::after_signal(signal);
-        }
-        Err(Stop::Error(e)) => {
-            error(&e);
-            return FAILED;
-        }
-    };
+    let (runs, ready) = outcome?;
+    let verdict = if runs.iter().all(RunResult::passed) { Verdict::Passed } else { Verdict::Failed };
     if args.protocol {
-        return if runs.iter().all(RunResult::passed) { PASSED } else { FAILED };
+        return Ok(verdict);
     }
     let mode_name = match &mode {
         Mode::Direct => "direct",
@@ -159,32 +149,30 @@ pub fn run(args: BootTestArgs, error: fn(&str)) -> u8 {
     );
     print!("{}", report::table(&report));
     let _ = std::io::stdout().flush();
-    let mut status = if report.failed == 0 { PASSED } else { FAILED };
+    let mut unwritten = Vec::new();
     for (path, text) in [(&args.json, report.json()), (&args.junit, report::junit(&report))] {
         if let Some(path) = path {
             if let Err(e) = std::fs::write(path, text) {
-                error(&format!("writing {}: {e}", path.display()));
-                status = FAILED;
+                unwritten.push((path.clone(), e));
             }
         }
     }
-    status
-}
-
-/// Why the harness stopped early.
-enum Stop {
-    Interrupted(Interrupted),
-    Error(String),
+    if unwritten.is_empty() {
+        Ok(verdict)
+    } else {
+        Err(Error::Reports(unwritten))
+    }
 }
 
 /// Prepares the initrd and runs the matrix; the results and, in sandbox
 /// mode, when the emulated host was ready.
 fn execute(
     args: &BootTestArgs,
+    dmavm: &Path,
     mode: &Mode,
     specs: &[matrix::RunSpec],
     work: &Path,
-) -> Result<(Vec<RunResult>, Option<f64>), Stop> {
+) -> Result<(Vec<RunResult>, Option<f64>), Error> {
     let patterns: Vec<String> = args::DEFAULT_FAIL_PATTERNS
         .iter()
         .map(|p| p.to_string())
@@ -201,19 +189,18 @@ fn execute(
                         .map_or(String::new(), |m| format!(", modules from {}", m.display()))
                 );
             }
-            initramfs::build(args.modules.as_deref(), work).map_err(|e| Stop::Error(format!("{e:#}")))?
+            initramfs::build(args.modules.as_deref(), work)?
         }
     };
     let initrd = work.join("initrd.img");
-    initramfs::compose(&base, &initramfs::overlay(&patterns), &initrd)
-        .map_err(|e| Stop::Error(format!("{e:#}")))?;
+    initramfs::compose(&base, &initramfs::overlay(&patterns), &initrd)?;
     let mut cmdline = runner::BASE_CMDLINE.to_string();
     if let Some(extra) = args.cmdline.as_deref().filter(|c| !c.trim().is_empty()) {
         cmdline.push(' ');
         cmdline.push_str(extra.trim());
     }
     let plan = Plan {
-        dmavm: std::env::current_exe().map_err(|e| Stop::Error(format!("finding this dmavm binary: {e}")))?,
+        dmavm: dmavm.to_path_buf(),
         kernel: args.kernel.clone(),
         initrd,
         kvm_device: args.kvm_device.clone(),
@@ -244,7 +231,9 @@ fn execute(
                     eprintln!("boot-test: {}", report::progress(done, total, failed, r));
                 }
             };
-            runner::run_all(&plan, specs, &mut report).map(|r| (r, None)).map_err(Stop::Interrupted)
+            runner::run_all(&plan, specs, &mut report)
+                .map(|r| (r, None))
+                .map_err(|Interrupted(s)| Error::Interrupted(s))
         }
         Mode::Sandbox { qemu, reason } => {
             let jobs = match args.jobs {

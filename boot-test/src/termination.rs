@@ -7,8 +7,9 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use anyhow::{Context, Result};
 use vmm_sys_util::signal::register_signal_handler;
+
+use crate::error::Error;
 
 /// The termination signal that arrived, or 0.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
@@ -24,9 +25,9 @@ extern "C" fn on_signal(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut li
 
 /// Makes SIGINT, SIGTERM and SIGHUP set the flag instead of killing the
 /// harness.
-pub fn catch_termination() -> Result<()> {
-    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        register_signal_handler(s, on_signal).with_context(|| format!("cannot catch signal {s}"))?;
+pub fn catch_termination() -> Result<(), Error> {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        register_signal_handler(signal, on_signal).map_err(|source| Error::CatchSignal { signal, source })?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{io, Error};
 
 /// A private temporary folder, removed with everything in it when
 /// dropped.
@@ -15,7 +15,7 @@ pub struct TempDir {
 
 impl TempDir {
     /// A new folder under `$TMPDIR` (or /tmp), readable by its owner only.
-    pub fn new(prefix: &str) -> Result<Self> {
+    pub fn new(prefix: &str) -> Result<Self, Error> {
         use std::os::unix::fs::DirBuilderExt;
         let base = std::env::temp_dir();
         let nanos = std::time::SystemTime::now()
@@ -25,7 +25,7 @@ impl TempDir {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
-            .with_context(|| format!("creating the temporary folder {}", path.display()))?;
+            .map_err(io(format!("creating the temporary folder {}", path.display())))?;
         Ok(Self { path })
     }
 
