@@ -75,7 +75,7 @@ pub fn build(platform: &Platform, region: Range<u64>) -> Result<AcpiTables, Erro
 mod tests {
     use super::*;
     use crate::description::{Viot, ViotIommu, ViotPciRange};
-    use crate::test_support::{
+    use crate::test_utils::{
         aml_devices, byte_sum, le_u32, le_u64, sample_pci_root, sample_platform, AmlDevice,
     };
 
