@@ -107,7 +107,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         None => events.add_console_input(console.input(), console.drained_event()?),
     }
 
-    let shared = Arc::new(VcpuShared { pio, mmio, shutdown: shutdown.clone(), memory: mem });
+    let shared = Arc::new(VcpuShared { pio, mmio, shutdown: shutdown.clone(), _memory: mem });
     let mut threads = Vec::with_capacity(vcpus.len());
     for (id, fd) in vcpus.into_iter().enumerate() {
         let id = u32::try_from(id)?;
