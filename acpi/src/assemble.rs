@@ -1,7 +1,7 @@
 //! From a [`Platform`] to placed tables.
 //!
 //! Memory order: RSDP, XSDT, FADT, DSDT, then the tables listed by the XSDT after the FADT (MADT,
-//! MCFG if there are PCI host bridges, VIOT if there is a virtio-iommu, later DMAR). Every table
+//! MCFG if there are PCI host bridges, VIOT if there is a virtio-iommu). Every table
 //! except the FADT, XSDT and RSDP is independent of where anything goes, so those are encoded
 //! first; their lengths fix the layout; then the three pointer tables are encoded with the final
 //! addresses.
