@@ -1,7 +1,7 @@
 //! From a [`Platform`] to placed tables.
 //!
 //! Memory order: RSDP, XSDT, FADT, DSDT, then the tables listed by the XSDT after the FADT (MADT,
-//! MCFG if there are PCI host bridges, VIOT if there is a virtio-iommu, later DMAR). Every table
+//! MCFG if there are PCI host bridges, VIOT if there is a virtio-iommu). Every table
 //! except the FADT, XSDT and RSDP is independent of where anything goes, so those are encoded
 //! first; their lengths fix the layout; then the three pointer tables are encoded with the final
 //! addresses.
@@ -75,7 +75,7 @@ pub fn build(platform: &Platform, region: Range<u64>) -> Result<AcpiTables, Erro
 mod tests {
     use super::*;
     use crate::description::{Viot, ViotIommu, ViotPciRange};
-    use crate::test_support::{
+    use crate::test_utils::{
         aml_devices, byte_sum, le_u32, le_u64, sample_pci_root, sample_platform, AmlDevice,
     };
 

@@ -130,7 +130,7 @@ pub(crate) fn encode(platform: &Platform) -> Result<Vec<u8>, Error> {
 mod tests {
     use super::*;
     use crate::description::SerialPort;
-    use crate::test_support::{byte_sum, le_u32, sample_pci_root, sample_platform};
+    use crate::test_utils::{byte_sum, le_u32, sample_pci_root, sample_platform};
 
     #[test]
     fn s5_package_bytes() {

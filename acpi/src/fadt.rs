@@ -64,7 +64,7 @@ pub(crate) fn encode(platform: &Platform, dsdt_addr: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{byte_sum, le_u16, le_u32, le_u64, sample_platform};
+    use crate::test_utils::{byte_sum, le_u16, le_u32, le_u64, sample_platform};
 
     // Offsets from the FADT format of ACPI 6.5 section 5.2.9.
     const FIRMWARE_CTRL: usize = 36;

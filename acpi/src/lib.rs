@@ -37,7 +37,7 @@ mod resource;
 mod rsdp;
 pub mod sleep;
 #[cfg(test)]
-mod test_support;
+mod test_utils;
 mod viot;
 mod xsdt;
 

@@ -135,7 +135,7 @@ pub(crate) fn encode(platform: &Platform) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{byte_sum, le_u32, sample_platform};
+    use crate::test_utils::{byte_sum, le_u32, sample_platform};
 
     /// (type, bytes) of each interrupt controller structure.
     fn structures(madt: &[u8]) -> Vec<(u8, &[u8])> {

@@ -32,7 +32,7 @@ pub(crate) fn encode(roots: &[PciRoot]) -> Result<Option<Vec<u8>>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{byte_sum, le_u32, sample_pci_root};
+    use crate::test_utils::{byte_sum, le_u32, sample_pci_root};
 
     #[test]
     fn no_roots_no_table() {

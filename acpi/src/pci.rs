@@ -205,7 +205,7 @@ pub(crate) fn device_nodes(roots: &[PciRoot]) -> Result<Vec<DeviceNode>, Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::sample_pci_root;
+    use crate::test_utils::sample_pci_root;
 
     #[test]
     fn host_bridge_node() {

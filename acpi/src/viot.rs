@@ -224,7 +224,7 @@ pub(crate) fn encode(platform: &Platform) -> Result<Option<Vec<u8>>, Error> {
 mod tests {
     use super::*;
     use crate::description::{PciRoot, VirtioMmioDevice};
-    use crate::test_support::{byte_sum, le_u16, le_u32, sample_pci_root, sample_platform};
+    use crate::test_utils::{byte_sum, le_u16, le_u32, sample_pci_root, sample_platform};
 
     const IOMMU_BDF: u16 = 4 << 3; // 00:04.0
 

@@ -26,7 +26,7 @@ pub(crate) fn encode(entries: &[u64]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{byte_sum, le_u32, le_u64};
+    use crate::test_utils::{byte_sum, le_u32, le_u64};
 
     #[test]
     fn lists_entries_in_order() {

@@ -130,7 +130,7 @@ impl Expectations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+    use dmavm_machine::options::{parse_attach_only, parse_bridge, parse_disk, parse_iommu};
     use dmavm_machine::test_utils::new_machine;
 
     #[test]
@@ -145,8 +145,8 @@ mod tests {
         let m = new_machine(
             &bridges,
             &disks,
-            &[parse_simple("").unwrap()],
-            Some(&parse_simple("transport=pci").unwrap()),
+            &[parse_attach_only("").unwrap()],
+            Some(&parse_attach_only("transport=pci").unwrap()),
             Some(&parse_iommu("").unwrap()),
         )
         .unwrap();

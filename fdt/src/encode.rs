@@ -354,7 +354,7 @@ pub fn build(m: &Machine) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_fixture::{pci_segment, virt, virtio_mmio_device};
+    use crate::test_utils::{pci_segment, virt, virtio_mmio_device};
     use crate::tree::parse;
 
     #[test]

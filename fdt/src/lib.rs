@@ -34,7 +34,7 @@ mod dts;
 mod encode;
 mod error;
 #[cfg(test)]
-mod test_fixture;
+mod test_utils;
 mod tree;
 mod validate;
 

@@ -306,7 +306,7 @@ pub fn validate(m: &Machine) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::description::{PciIommuRange, Uart};
-    use crate::test_fixture::{pci_segment, virt, virtio_mmio_device};
+    use crate::test_utils::{pci_segment, virt, virtio_mmio_device};
 
     /// Two CPUs, 1 GiB, two virtio-mmio devices, one bridge translated from endpoint 0, the
     /// virtio-iommu at 00:01.0: valid.

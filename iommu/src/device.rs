@@ -58,8 +58,8 @@ use crate::endpoint_iommu::EndpointIommu;
 use crate::error::IommuError;
 use crate::fault::EventQueue;
 use crate::handle::IommuHandle;
+use crate::iommu_state::IommuState;
 use crate::request::{self, probe_properties, readable_size, tail, Request, Status, HEAD_SIZE, TAIL_SIZE};
-use crate::shared::Shared;
 use crate::stats::{Counters, EndpointStats};
 use crate::sync::{lock, read, write};
 
@@ -100,7 +100,7 @@ struct Active<M> {
 /// A virtio-iommu device. Generic over the memory its own rings live in
 /// (guest-physical memory: the IOMMU is never behind itself).
 pub struct VirtioIommu<M> {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<IommuState>,
     queue_sizes: [u16; 2],
     active: Option<Active<M>>,
 }
@@ -126,7 +126,7 @@ impl<M> VirtioIommu<M> {
     /// or overlapping reserved region, or more reserved regions than
     /// `probe_size` can describe.
     pub fn new(config: IommuConfig, endpoints: &[u32], reserved: &[(u64, u64)]) -> Result<Self, IommuError> {
-        let shared = Arc::new(Shared::new(config, endpoints, reserved)?);
+        let shared = Arc::new(IommuState::new(config, endpoints, reserved)?);
         Ok(Self { shared, queue_sizes: [IOMMU_QUEUE_SIZE; 2], active: None })
     }
 
@@ -278,7 +278,7 @@ impl From<Result<(), Status>> for Reply {
 }
 
 /// Serves one request chain; returns its used length.
-fn handle_request<M: GuestMemory>(shared: &Shared, acked: u64, mem: &M, buffers: &[Buffer]) -> u32 {
+fn handle_request<M: GuestMemory>(shared: &IommuState, acked: u64, mem: &M, buffers: &[Buffer]) -> u32 {
     let split = buffers.iter().position(|b| b.write_only).unwrap_or(buffers.len());
     let (readable, writable) = buffers.split_at(split);
     if writable.iter().any(|b| !b.write_only) {
@@ -316,7 +316,7 @@ fn handle_request<M: GuestMemory>(shared: &Shared, acked: u64, mem: &M, buffers:
 /// Reads and executes the request in `readable`; `properties_len` is the
 /// room before the tail.
 fn serve<M: GuestMemory>(
-    shared: &Shared,
+    shared: &IommuState,
     acked: u64,
     mem: &M,
     readable: &[Buffer],
@@ -353,7 +353,7 @@ fn serve<M: GuestMemory>(
 }
 
 /// Executes a decoded request, invalidating IOTLBs as it requires.
-fn execute(shared: &Shared, acked: u64, req: Request, properties_len: usize) -> Reply {
+fn execute(shared: &IommuState, acked: u64, req: Request, properties_len: usize) -> Reply {
     let negotiated = |f: u64| acked & f != 0;
     match req {
         Request::Attach { domain, endpoint, flags, reserved } => {

@@ -39,11 +39,11 @@ use vm_memory::{
 
 use crate::domain::{Resolution, Unresolved};
 use crate::endpoint::{update, Endpoint};
+use crate::iommu_state::IommuState;
 use crate::request::{
     Fault, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ, VIRTIO_IOMMU_FAULT_F_WRITE,
     VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_R_UNKNOWN,
 };
-use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::sync::{read, write};
 
@@ -52,7 +52,7 @@ use crate::sync::{read, write};
 /// clone; every clone is the same endpoint.
 #[derive(Clone)]
 pub struct EndpointIommu {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<IommuState>,
     pub(crate) endpoint: Arc<Endpoint>,
 }
 
@@ -65,7 +65,7 @@ impl std::fmt::Debug for EndpointIommu {
 impl EndpointIommu {
     /// Endpoint `id` of `shared`; `None` if `id` was not registered at
     /// construction.
-    pub(crate) fn new(shared: &Arc<Shared>, id: u32) -> Option<Self> {
+    pub(crate) fn new(shared: &Arc<IommuState>, id: u32) -> Option<Self> {
         let endpoint = shared.endpoints.get(&id)?.clone();
         Some(Self { shared: shared.clone(), endpoint })
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::endpoint_iommu::EndpointIommu;
-use crate::shared::Shared;
+use crate::iommu_state::IommuState;
 use crate::stats::EndpointStats;
 use crate::sync::lock;
 
@@ -13,7 +13,7 @@ use crate::sync::lock;
 /// transport.
 #[derive(Clone)]
 pub struct IommuHandle {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<IommuState>,
 }
 
 impl std::fmt::Debug for IommuHandle {

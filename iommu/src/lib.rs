@@ -48,8 +48,8 @@ pub mod endpoint_iommu;
 pub mod error;
 pub mod fault;
 mod handle;
+mod iommu_state;
 pub mod request;
-mod shared;
 pub mod stats;
 mod sync;
 

@@ -30,8 +30,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::{Spanned, Value};
 
 use crate::options::{
-    bridge_from_pairs, disk_from_pairs, iommu_from_pairs, parse_cpus, simple_from_pairs, BridgeOptions,
-    DiskOptions, IommuOptions, OptionError, Pairs, SimpleOptions,
+    attach_only_from_pairs, bridge_from_pairs, disk_from_pairs, iommu_from_pairs, parse_cpus,
+    AttachOnlyOptions, BridgeOptions, DiskOptions, IommuOptions, OptionError, Pairs,
 };
 use crate::size::parse_size;
 
@@ -78,9 +78,9 @@ pub struct FileConfig {
     /// `[[disk]]` tables, paths resolved.
     pub disks: Vec<DiskOptions>,
     /// `[[rng]]` tables.
-    pub rngs: Vec<SimpleOptions>,
+    pub rngs: Vec<AttachOnlyOptions>,
     /// `[console]`.
-    pub console: Option<SimpleOptions>,
+    pub console: Option<AttachOnlyOptions>,
     /// `[iommu]`.
     pub iommu: Option<IommuOptions>,
     /// `[[pci-bridge]]` tables.
@@ -350,7 +350,7 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<FileConfig, Config
                         t.get_ref(),
                         t.span().start,
                         Some(i),
-                        simple_from_pairs,
+                        attach_only_from_pairs,
                     )?);
                 }
             }
@@ -368,7 +368,7 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<FileConfig, Config
             }
             "console" => {
                 let t = table(&source, key, value)?;
-                config.console = Some(device(&source, "console", t, at, None, simple_from_pairs)?);
+                config.console = Some(device(&source, "console", t, at, None, attach_only_from_pairs)?);
             }
             "iommu" => {
                 let t = table(&source, key, value)?;

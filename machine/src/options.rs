@@ -20,9 +20,9 @@ pub struct MachineOptions {
     /// `--disk`, in order.
     pub disks: Vec<DiskOptions>,
     /// `--rng`, in order.
-    pub rngs: Vec<SimpleOptions>,
+    pub rngs: Vec<AttachOnlyOptions>,
     /// `--console`.
-    pub console: Option<SimpleOptions>,
+    pub console: Option<AttachOnlyOptions>,
     /// `--iommu`.
     pub iommu: Option<IommuOptions>,
 }
@@ -110,9 +110,10 @@ pub struct DiskOptions {
     pub readonly: bool,
 }
 
-/// `--rng` or `--console`: nothing beyond the attachment keys.
+/// `--rng` or `--console`: a device that takes nothing beyond the attachment
+/// keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimpleOptions {
+pub struct AttachOnlyOptions {
     /// Where and how it attaches.
     pub attach: AttachOptions,
 }
@@ -280,15 +281,15 @@ pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DiskOptions, OptionError> {
 }
 
 /// Parses `--rng` / `--console` options (the attachment keys).
-pub fn parse_simple(text: &str) -> Result<SimpleOptions, String> {
-    simple_from_pairs(split(text)?).map_err(|e| e.message)
+pub fn parse_attach_only(text: &str) -> Result<AttachOnlyOptions, String> {
+    attach_only_from_pairs(split(text)?).map_err(|e| e.message)
 }
 
 /// An rng or console from its pairs.
-pub fn simple_from_pairs(pairs: Pairs<'_>) -> Result<SimpleOptions, OptionError> {
+pub fn attach_only_from_pairs(pairs: Pairs<'_>) -> Result<AttachOnlyOptions, OptionError> {
     known_keys(&pairs, ATTACH_KEYS)?;
     let (attach, _) = attach(pairs)?;
-    Ok(SimpleOptions { attach })
+    Ok(AttachOnlyOptions { attach })
 }
 
 /// `--iommu`: the virtio-iommu device.
@@ -417,8 +418,8 @@ mod tests {
                 addr: None,
             }
         );
-        assert_eq!(parse_simple("direct-ram-access=on").unwrap().attach.direct_ram_access, Some(true));
-        assert_eq!(parse_simple("direct-ram-access=off").unwrap().attach.direct_ram_access, Some(false));
+        assert_eq!(parse_attach_only("direct-ram-access=on").unwrap().attach.direct_ram_access, Some(true));
+        assert_eq!(parse_attach_only("direct-ram-access=off").unwrap().attach.direct_ram_access, Some(false));
     }
 
     #[test]
@@ -448,7 +449,7 @@ mod tests {
             parse_iommu("mixed-coherency=maybe").unwrap_err(),
             "mixed-coherency=maybe: expected allow or reject"
         );
-        assert_eq!(parse_simple("").unwrap().attach.transport, Transport::Mmio);
+        assert_eq!(parse_attach_only("").unwrap().attach.transport, Transport::Mmio);
     }
 
     #[test]
@@ -489,26 +490,26 @@ mod tests {
             let err = parse_disk(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
         }
-        assert!(parse_simple("path=x").unwrap_err().contains("unknown key 'path'"));
+        assert!(parse_attach_only("path=x").unwrap_err().contains("unknown key 'path'"));
         for (text, needle) in [
             ("slot=0", "slot=0: expected a PCI device number from 1 to 31"),
             ("slot=32", "slot=32: expected a PCI device number"),
             ("addr=0xzz", "addr=0xzz: expected an address"),
             ("addr=", "addr=: expected an address"),
         ] {
-            let err = parse_simple(text).unwrap_err();
+            let err = parse_attach_only(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }
 
     #[test]
     fn explicit_places() {
-        let c = parse_simple("transport=pci,slot=31").unwrap().attach;
+        let c = parse_attach_only("transport=pci,slot=31").unwrap().attach;
         assert_eq!((c.slot, c.addr), (Some(31), None));
-        let c = parse_simple("addr=0xd0001000").unwrap().attach;
+        let c = parse_attach_only("addr=0xd0001000").unwrap().attach;
         assert_eq!(c.addr, Some(0xd000_1000));
         // Decimal, as a config file's integers arrive.
-        assert_eq!(parse_simple("addr=3489665024").unwrap().attach.addr, Some(0xd000_1000));
+        assert_eq!(parse_attach_only("addr=3489665024").unwrap().attach.addr, Some(0xd000_1000));
         let i = parse_iommu("slot=4,direct-ram-access=off").unwrap();
         assert_eq!((i.slot, i.direct_ram_access, i.transport), (Some(4), Some(false), Transport::Pci));
         assert_eq!(parse_iommu("").unwrap().direct_ram_access, None);
@@ -527,7 +528,7 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("hotplug"));
         let err = iommu_from_pairs(vec![("mixed-coherency", "x")]).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("mixed-coherency"));
-        let err = simple_from_pairs(vec![("transport", "usb")]).unwrap_err();
+        let err = attach_only_from_pairs(vec![("transport", "usb")]).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("transport"));
     }
 }

@@ -308,7 +308,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::{parse_bridge, parse_disk, parse_iommu, parse_simple, BridgeOptions};
+    use crate::options::{parse_attach_only, parse_bridge, parse_disk, parse_iommu, BridgeOptions};
     use crate::test_utils::new_machine;
     use dmavm_acpi::{ViotIommu, ViotMmioEndpoint, ViotPciRange};
 
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn places_and_names_devices() {
         let disks = [parse_disk("path=a").unwrap(), parse_disk("path=b,coherent=off,id=data").unwrap()];
-        let m = new_machine(&[], &disks, &[parse_simple("").unwrap()], None, None).unwrap();
+        let m = new_machine(&[], &disks, &[parse_attach_only("").unwrap()], None, None).unwrap();
         let ids: Vec<&str> = m.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["disk0", "data", "rng0"]);
         assert_eq!(m.devices[0].placement, Placement::Mmio { window: 0 });
@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn pci_devices_take_slots_and_the_bridge_coherency() {
         let disks = [parse_disk("path=a,transport=pci").unwrap(), parse_disk("path=b").unwrap()];
-        let m = new_machine(&[], &disks, &[parse_simple("transport=pci").unwrap()], None, None).unwrap();
+        let m = new_machine(&[], &disks, &[parse_attach_only("transport=pci").unwrap()], None, None).unwrap();
         assert_eq!(m.devices[0].placement, Placement::Pci { segment: 0, slot: 1 });
         assert_eq!(m.devices[1].placement, Placement::Mmio { window: 0 });
         assert_eq!(m.devices[2].placement, Placement::Pci { segment: 0, slot: 2 });

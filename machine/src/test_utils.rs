@@ -1,8 +1,8 @@
 //! Machines for tests, built from the same options the command line gives.
 
 use crate::options::{
-    parse_bridge, parse_disk, parse_iommu, parse_simple, BridgeOptions, DiskOptions, IommuOptions,
-    MachineOptions, SimpleOptions,
+    parse_attach_only, parse_bridge, parse_disk, parse_iommu, AttachOnlyOptions, BridgeOptions, DiskOptions,
+    IommuOptions, MachineOptions,
 };
 use crate::{Arch, Machine, Result};
 
@@ -13,8 +13,8 @@ pub const TEST_MEMORY: u64 = 1 << 30;
 pub fn new_machine(
     bridges: &[BridgeOptions],
     disks: &[DiskOptions],
-    rngs: &[SimpleOptions],
-    console: Option<&SimpleOptions>,
+    rngs: &[AttachOnlyOptions],
+    console: Option<&AttachOnlyOptions>,
     iommu: Option<&IommuOptions>,
 ) -> Result<Machine> {
     let options = MachineOptions {
@@ -45,8 +45,8 @@ pub fn options(args: &[&str]) -> MachineOptions {
         };
         match *flag {
             "--disk" => o.disks.push(parse_disk(value).unwrap()),
-            "--rng" => o.rngs.push(parse_simple(value).unwrap()),
-            "--console" => o.console = Some(parse_simple(value).unwrap()),
+            "--rng" => o.rngs.push(parse_attach_only(value).unwrap()),
+            "--console" => o.console = Some(parse_attach_only(value).unwrap()),
             "--iommu" => o.iommu = Some(parse_iommu(value).unwrap()),
             "--pci-bridge" => o.bridges.push(parse_bridge(value).unwrap()),
             "--cpus" => o.cpus = value.parse().unwrap(),

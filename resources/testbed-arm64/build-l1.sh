@@ -11,7 +11,7 @@
 #                     (bin/, lib/), when resources/testbed-arm64/fetch-qemu.sh
 #                     has put them in build/qemu-arm64/l1 (the benchmark)
 #   /guest            the L2 guest: Image and initramfs.cpio.gz
-#   /payloads         aarch64 payloads (none yet)
+#   /payloads         empty: there are no aarch64 payloads
 #   /scenarios        resources/testbed-arm64/scenarios/*.sh and
 #                     tests/scenarios/arm64-*.sh and disks-lib.sh
 #   /init             resources/testbed-arm64/l1-init

@@ -71,7 +71,7 @@ const PER_SCENARIO_SLACK_SECS: u64 = 15;
 const TAIL_LINES: usize = 40;
 
 /// A run's outcome as kept in the cache (errors shared between callers).
-type Shared<T> = std::result::Result<T, Arc<Error>>;
+type Cached<T> = std::result::Result<T, Arc<Error>>;
 
 /// The arm64 sandbox, ready to run: a working `qemu-system-aarch64`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +201,7 @@ fn validate(paths: &Paths, names: &[&str]) -> Result<Vec<String>> {
 
 /// Packages, arm64 guest images and the L1 image, once per process.
 fn prepared(paths: &Paths) -> Result<()> {
-    static PREPARED: OnceLock<Shared<()>> = OnceLock::new();
+    static PREPARED: OnceLock<Cached<()>> = OnceLock::new();
     PREPARED.get_or_init(|| prepare(paths).map_err(Arc::new)).clone().map_err(Error::Shared)
 }
 

@@ -16,7 +16,7 @@ use crate::{direct, sandbox};
 pub const DEFAULT_SCENARIO_TIMEOUT_SECS: u64 = 120;
 
 /// A run's outcome as kept in the cache (errors shared between callers).
-type Shared<T> = std::result::Result<T, Arc<Error>>;
+type Cached<T> = std::result::Result<T, Arc<Error>>;
 
 /// The per-scenario time limit in seconds: `DMAVM_SCENARIO_TIMEOUT` or 120.
 pub fn scenario_timeout() -> u64 {
@@ -112,13 +112,13 @@ fn validate_vars(vars: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
 
 /// [`install_packages`], done once per process.
 fn packages(paths: &Paths) -> Result<()> {
-    static INSTALLED: OnceLock<Shared<()>> = OnceLock::new();
+    static INSTALLED: OnceLock<Cached<()>> = OnceLock::new();
     INSTALLED.get_or_init(|| install_packages(paths).map_err(Arc::new)).clone().map_err(Error::Shared)
 }
 
 /// [`prepare`], done once per process.
 fn prepared(paths: &Paths) -> Result<Artefacts> {
-    static PREPARED: OnceLock<Shared<Artefacts>> = OnceLock::new();
+    static PREPARED: OnceLock<Cached<Artefacts>> = OnceLock::new();
     PREPARED.get_or_init(|| prepare(paths).map_err(Arc::new)).clone().map_err(Error::Shared)
 }
 
@@ -141,7 +141,7 @@ pub fn run_scenarios(names: &[&str]) -> Result<Vec<ScenarioResult>> {
 }
 
 /// Runs of scenario lists, by list, each done at most once per process.
-pub(crate) type RunCache = OnceLock<Mutex<HashMap<Vec<String>, Arc<OnceLock<Shared<Vec<ScenarioResult>>>>>>>;
+pub(crate) type RunCache = OnceLock<Mutex<HashMap<Vec<String>, Arc<OnceLock<Cached<Vec<ScenarioResult>>>>>>>;
 
 /// `run(names)` through `cache`: the first call for a list runs it, later
 /// (also concurrent) calls with the same list wait for and share its

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use dmavm_machine::options::{
-    parse_bridge, parse_cpus, parse_disk, parse_iommu, parse_simple, BridgeOptions, DiskOptions,
-    IommuOptions, MachineOptions, SimpleOptions,
+    parse_attach_only, parse_bridge, parse_cpus, parse_disk, parse_iommu, AttachOnlyOptions, BridgeOptions,
+    DiskOptions, IommuOptions, MachineOptions,
 };
 use dmavm_machine::size::parse_size;
 
@@ -238,8 +238,8 @@ pub struct MachineArgs {
     /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
     /// direct-ram-access=on|off, id=NAME (default rngN), slot=N, addr=A, as
     /// for --disk.
-    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
-    pub rng: Vec<SimpleOptions>,
+    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_attach_only)]
+    pub rng: Vec<AttachOnlyOptions>,
 
     /// A virtio-console (hvc0 in the guest) on this terminal, next to the
     /// UART; when present it receives the terminal's input (boot the guest
@@ -248,8 +248,8 @@ pub struct MachineArgs {
     /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
     /// direct-ram-access=on|off, id=NAME (default console0), slot=N,
     /// addr=A, as for --disk.
-    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_simple)]
-    pub console: Option<SimpleOptions>,
+    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_attach_only)]
+    pub console: Option<AttachOnlyOptions>,
 }
 
 impl MachineArgs {
@@ -435,7 +435,7 @@ mod tests {
     #[cfg(feature = "boot-test")]
     #[test]
     fn the_boot_test_options_rebuild_the_same_machine() {
-        use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_simple};
+        use dmavm_machine::options::{parse_attach_only, parse_bridge, parse_disk, parse_iommu};
         use dmavm_machine::test_utils::new_machine;
         use dmavm_machine::{Arch, Machine};
 
@@ -457,8 +457,8 @@ mod tests {
             parse_disk("path=/c.img,readonly=on,direct-ram-access=on").unwrap(),
             parse_disk("path=/d.img,transport=pci,bridge=slow,id=data").unwrap(),
         ];
-        let rngs = [parse_simple("transport=pci").unwrap()];
-        let console = parse_simple("").unwrap();
+        let rngs = [parse_attach_only("transport=pci").unwrap()];
+        let console = parse_attach_only("").unwrap();
         let iommu = parse_iommu("mixed-coherency=reject").unwrap();
         let m = new_machine(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
         let args = dmavm_boot_test::machine_args(&m, 2, 256 << 20);

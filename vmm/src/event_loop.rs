@@ -1,7 +1,7 @@
 //! The main thread's event loop (event-manager): it waits for the stop
-//! request, termination signals and host console input while the vCPU
-//! threads run the guest. Later, ioeventfd- and irqfd-driven devices
-//! register here too.
+//! request, termination signals, host console input and the virtio
+//! devices' queue notifications (their ioeventfds) while the vCPU threads
+//! run the guest.
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};

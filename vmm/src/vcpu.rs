@@ -40,11 +40,11 @@ pub struct VcpuShared {
     pub ioapic: Arc<Mutex<Ioapic>>,
     /// The stop request.
     pub shutdown: Arc<Shutdown>,
-    /// Guest RAM: held here so that it stays mapped while any vCPU thread
-    /// (even one that failed to stop) can still enter the guest. Device
-    /// emulation on vCPU threads will read it too.
-    #[allow(dead_code)]
-    pub memory: Arc<GuestMemoryMmap>,
+    /// Guest RAM, never read here: held so that it stays mapped while any
+    /// vCPU thread (even one that failed to stop) can still enter the
+    /// guest. Devices that run on a vCPU thread read guest memory through
+    /// their own handle.
+    pub _memory: Arc<GuestMemoryMmap>,
 }
 
 /// How many unhandled MMIO accesses are logged as warnings before the rest

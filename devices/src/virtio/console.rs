@@ -100,7 +100,7 @@ pub enum ConsoleError {
     EventFd(#[source] std::io::Error),
 }
 
-/// The input side, shared by the device and its [`ConsoleInput`] handles.
+/// The receive queue's state.
 struct Receiver<M> {
     /// `receiveq0` once the driver set it up.
     active: Option<ActiveQueue<M>>,
@@ -119,12 +119,15 @@ impl<M> Receiver<M> {
     }
 }
 
-struct Shared<M> {
+/// The input side, shared by the device and its [`ConsoleInput`] handles:
+/// the receive queue's state and the eventfd that tells the VMM to push
+/// input again.
+struct InputSide<M> {
     rx: Mutex<Receiver<M>>,
     ready: EventFd,
 }
 
-impl<M> Shared<M> {
+impl<M> InputSide<M> {
     fn lock(&self) -> MutexGuard<'_, Receiver<M>> {
         // Poisoning cannot leave the receiver inconsistent in a way that
         // matters more than losing console input; keep going.
@@ -142,12 +145,12 @@ impl<M> Shared<M> {
 /// while the transport owns the device. See the module documentation for
 /// the flow-control loop.
 pub struct ConsoleInput<M> {
-    shared: Arc<Shared<M>>,
+    side: Arc<InputSide<M>>,
 }
 
 impl<M> Clone for ConsoleInput<M> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone() }
+        Self { side: self.side.clone() }
     }
 }
 
@@ -165,7 +168,7 @@ impl<M: GuestMemory> ConsoleInput<M> {
     /// receive buffers posted, or after a protocol violation. The rest must
     /// be offered again, when [`Self::input_ready_event`] fires.
     pub fn push_input(&self, bytes: &[u8]) -> usize {
-        let mut rx = self.shared.lock();
+        let mut rx = self.side.lock();
         if bytes.is_empty() || rx.broken.is_some() {
             return 0;
         }
@@ -178,7 +181,7 @@ impl<M: GuestMemory> ConsoleInput<M> {
             Ok(more) => {
                 if more && taken < bytes.len() {
                     // The driver posted buffers after the device ran out.
-                    self.shared.signal_ready();
+                    self.side.signal_ready();
                 }
             }
             Err(e) => {
@@ -193,7 +196,7 @@ impl<M: GuestMemory> ConsoleInput<M> {
     /// used yet: input pushed now is (at least partly) taken. False before
     /// activation, after a reset and after a protocol violation.
     pub fn input_room(&self) -> bool {
-        let rx = self.shared.lock();
+        let rx = self.side.lock();
         match (&rx.active, &rx.broken) {
             (Some(active), None) => has_available(&active.queue, &*active.mem).unwrap_or(false),
             _ => false,
@@ -204,7 +207,7 @@ impl<M: GuestMemory> ConsoleInput<M> {
     /// become available; the VMM watches it while input is paused and
     /// reads it to clear it.
     pub fn input_ready_event(&self) -> &EventFd {
-        &self.shared.ready
+        &self.side.ready
     }
 }
 
@@ -355,7 +358,7 @@ impl<M: GuestMemory> Console<M> {
     pub fn new(output: Box<dyn Write + Send>) -> Result<Self, ConsoleError> {
         let features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX;
         let ready = EventFd::new(EFD_NONBLOCK).map_err(ConsoleError::EventFd)?;
-        let shared = Arc::new(Shared {
+        let side = Arc::new(InputSide {
             rx: Mutex::new(Receiver { active: None, broken: None, reported: false }),
             ready,
         });
@@ -364,7 +367,7 @@ impl<M: GuestMemory> Console<M> {
             queue_sizes: [CONSOLE_QUEUE_SIZE; 2],
             output: Output { sink: output, bounce: vec![0; BOUNCE_LEN], failing: false },
             tx: None,
-            input: ConsoleInput { shared },
+            input: ConsoleInput { side },
         })
     }
 
@@ -391,8 +394,8 @@ impl<M: GuestMemory> Console<M> {
 
     /// The driver notified `receiveq0`: it posted receive buffers.
     fn receive_notified(&self) {
-        let shared = &self.input.shared;
-        let mut rx = shared.lock();
+        let side = &self.input.side;
+        let mut rx = side.lock();
         let Some(active) = rx.active.as_mut() else { return };
         let mem = &*active.mem;
         let queue = &mut active.queue;
@@ -402,7 +405,7 @@ impl<M: GuestMemory> Console<M> {
             has_available(queue, mem)
         };
         match result {
-            Ok(true) => shared.signal_ready(),
+            Ok(true) => side.signal_ready(),
             Ok(false) => {}
             Err(e) => {
                 log::error!("virtio-console: {e}; console input stopped until the device is reset");
@@ -413,7 +416,7 @@ impl<M: GuestMemory> Console<M> {
 
     /// A protocol violation found while pushing input and not reported yet.
     fn unreported_failure(&self) -> Option<String> {
-        let mut rx = self.input.shared.lock();
+        let mut rx = self.input.side.lock();
         if rx.reported {
             return None;
         }
@@ -449,14 +452,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Console<M> {
         let rx_queue = prepare_queue(usize::from(RECEIVEQ), queues.next(), &*mem, acked_features)?;
         let tx_queue = prepare_queue(usize::from(TRANSMITQ), queues.next(), &*mem, acked_features)?;
         self.tx = Some(ActiveQueue { mem: mem.clone(), queue: tx_queue, interrupt: interrupt.clone() });
-        let shared = &self.input.shared;
-        let mut rx = shared.lock();
+        let side = &self.input.side;
+        let mut rx = side.lock();
         rx.clear();
         rx.active = Some(ActiveQueue { mem, queue: rx_queue, interrupt });
         drop(rx);
         // The driver may have posted receive buffers (and notified) before
         // DRIVER_OK; the VMM checks for room when woken.
-        shared.signal_ready();
+        side.signal_ready();
         Ok(())
     }
 
@@ -494,7 +497,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Console<M> {
 
     fn reset(&mut self) {
         self.tx = None;
-        self.input.shared.lock().clear();
+        self.input.side.lock().clear();
     }
 }
 

@@ -30,10 +30,12 @@
 //!   queue).
 //! - Status bits are only cleared by writing 0; `DEVICE_NEEDS_RESET` cannot
 //!   be written by the driver.
-//! - Notifications never run device code on the vCPU thread: a trapped
-//!   notify write signals the queue's eventfd, the same one the VMM
-//!   registers as an ioeventfd, and the event loop calls
-//!   [`TransportCore::process_notification`].
+//! - A trapped notify write signals the queue's eventfd, the same one the
+//!   VMM registers as an ioeventfd, and the event loop calls
+//!   [`TransportCore::process_notification`], so device code stays off the
+//!   vCPU threads. The exception is a device whose driver waits for each
+//!   request ([`VirtioDevice::notify_inline`], the virtio-iommu): its
+//!   notifications are processed on the vCPU thread of the notify write.
 
 use std::fmt;
 use std::sync::Arc;

@@ -196,8 +196,8 @@ pub fn pci_segment(segment: u16) -> Option<PciSegmentLayout> {
 
 /// A machine of this layout with `cpus` vCPUs (KVM's default MPIDRs), `ram` bytes of RAM
 /// from [`RAM_START`], the GIC with its ITS, the timer, the UART (the 16550A dmavm's arm64
-/// back end emulates, at [`UART`]), the command line `bootargs`, and no initrd, devices,
-/// host bridges or IOMMU yet.
+/// back end emulates, at [`UART`]) and the command line `bootargs`; no initrd, devices, host
+/// bridges or IOMMU, which the caller adds.
 pub fn virt_machine(cpus: u32, ram: u64, bootargs: &str) -> Machine {
     Machine {
         model: "dmavm arm64 virt".into(),

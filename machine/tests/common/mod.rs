@@ -1,6 +1,7 @@
 //! The device-tree descriptions the encoder tests check, on the arm64 map, and the external
 //! tools they run.
 
+// Three test binaries include this module; not every one uses every helper.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

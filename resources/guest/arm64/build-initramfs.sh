@@ -7,8 +7,8 @@
 # arm64 cloud kernel builds as modules (decompressed: busybox insmod cannot
 # read .ko.xz), loaded by /init in /lib/modules/load-order. Drivers built in
 # (=y in the kernel's config) are skipped.
-# There is no dmavm-exit helper yet (the x86 one writes I/O port 0xf4, which
-# arm64 lacks): /init ends the VM with `poweroff -f` (PSCI SYSTEM_OFF), and the
+# There is no dmavm-exit helper: the x86 one writes I/O port 0xf4, which arm64
+# lacks, so /init ends the VM with `poweroff -f` (PSCI SYSTEM_OFF) and the
 # check's status is in its `DMAVM check=NAME status=N` line.
 # Output: build/guest-arm64/initramfs.cpio.gz; rebuilt only when an input changed.
 # Needs build/guest-arm64 from resources/guest/arm64/fetch.sh.

@@ -31,10 +31,11 @@ enum Direction {
     ToFile,
 }
 
-/// Keeps a slice's host mapping alive while the kernel uses the pointer.
+/// Keeps a slice's host mapping alive while the kernel uses the pointer:
+/// held until the system call returns, never read.
 enum Guard {
-    Read(#[allow(dead_code)] PtrGuard),
-    Write(#[allow(dead_code)] PtrGuardMut),
+    Read { _mapping: PtrGuard },
+    Write { _mapping: PtrGuardMut },
 }
 
 /// Fills `bufs`, in order, from `file` starting at byte `offset`. Reaching
@@ -92,11 +93,11 @@ fn transfer<B: BitmapSlice>(
             let (base, guard) = match dir {
                 Direction::FromFile => {
                     let g = rest.ptr_guard_mut();
-                    (g.as_ptr(), Guard::Write(g))
+                    (g.as_ptr(), Guard::Write { _mapping: g })
                 }
                 Direction::ToFile => {
                     let g = rest.ptr_guard();
-                    (g.as_ptr().cast_mut(), Guard::Read(g))
+                    (g.as_ptr().cast_mut(), Guard::Read { _mapping: g })
                 }
             };
             iovs.push(libc::iovec { iov_base: base.cast(), iov_len: rest.len() });

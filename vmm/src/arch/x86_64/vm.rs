@@ -103,7 +103,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
     let vcpus = create_vcpus(&kvm, &vm, config.cpus, start, tsc_deadline)?;
 
-    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, ioapic, shutdown: shutdown.clone(), memory: mem });
+    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, ioapic, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
     run_loop::run(built, &config.machine, config.stats)

@@ -13,7 +13,9 @@ use crate::request::{Fault, ReservedKind, ReservedRegion};
 use crate::stats::EndpointStats;
 use crate::sync::{lock, read};
 
-pub(crate) struct Shared {
+/// The IOMMU behind the virtio device: its configuration, reserved regions,
+/// domains, endpoints and pending faults.
+pub(crate) struct IommuState {
     pub(crate) config: IommuConfig,
     /// The reserved regions PROBE reports, MSI region included, by address.
     pub(crate) regions: Vec<ReservedRegion>,
@@ -22,7 +24,7 @@ pub(crate) struct Shared {
     pub(crate) faults: Mutex<FaultQueue>,
 }
 
-impl Shared {
+impl IommuState {
     pub(crate) fn new(
         config: IommuConfig,
         endpoints: &[u32],
