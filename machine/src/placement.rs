@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use crate::arch::Arch;
 use crate::bridge::{self, PciBridge};
 use crate::dma::DmaPath;
+use crate::endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 use crate::error::{fail, Result};
 use crate::layout::{MmioWindow, VIRTIO_MMIO_WINDOWS};
 use crate::options::{AttachOptions, MachineOptions, MixedCoherency, Transport, DEFAULT_BRIDGE};
-use crate::scope::{mmio_endpoint, pci_bdf, pci_endpoint};
 
 /// First device number on a PCI root bus (0 is the host bridge).
 pub(crate) const FIRST_PCI_SLOT: u8 = 1;

@@ -1,9 +1,6 @@
-//! The IOMMU's scope: endpoint IDs and the VIOT that declares them.
+//! The IOMMU's scope as the ACPI VIOT declares it, with the endpoint IDs
+//! of [`crate::endpoint_id`].
 //!
-//! Endpoint IDs: PCI function `bdf` of segment `s` is endpoint
-//! `s << 16 | bdf`, so functions of different segments never share one;
-//! virtio-mmio devices follow above every segment's IDs, from
-//! `segments << 16` (0x10000 with one bridge).
 //! Linux derives a PCI function's endpoint ID from a VIOT PCI-range node as
 //! `((segment - segment_start) << 16) + bdf - bdf_start + endpoint_start`
 //! (`viot_pci_dev_iommu_init()` in drivers/acpi/viot.c); each range here
@@ -13,26 +10,9 @@
 
 use dmavm_acpi::{Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange};
 
+use crate::endpoint_id::{pci_bdf, pci_endpoint};
 use crate::placement::{FIRST_PCI_SLOT, LAST_PCI_SLOT};
 use crate::{DeviceKind, Machine, Placement};
-
-/// The requester ID of function 0 of `slot` on bus 0.
-pub fn pci_bdf(slot: u8) -> u16 {
-    u16::from(slot) << 3
-}
-
-/// The endpoint ID of function `bdf` of PCI segment `segment`.
-pub fn pci_endpoint(segment: u16, bdf: u16) -> u32 {
-    u32::from(segment) << 16 | u32::from(bdf)
-}
-
-/// The endpoint ID of the `index`th virtio-mmio device (counting every
-/// virtio-mmio device, translated or not) on a machine with `segments` PCI
-/// segments: above every PCI endpoint ID.
-pub fn mmio_endpoint(segments: usize, index: u32) -> u32 {
-    // At most 16 segments and 19 virtio-mmio devices: no overflow.
-    ((segments as u32) << 16) + index
-}
 
 /// Merges slots of one segment into VIOT PCI ranges (function 0 through 7
 /// of each slot, adjacent slots in one range).
@@ -106,6 +86,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint_id::{mmio_endpoint, pci_endpoint};
     use crate::options::{parse_bridge, parse_disk, parse_iommu, BridgeOptions};
     use crate::test_utils::new_machine;
 
