@@ -130,7 +130,7 @@ impl Expectations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmavm_machine::options::{parse_attach_only, parse_bridge, parse_disk, parse_iommu};
+    use dmavm_machine::options::{parse_bridge, parse_console, parse_disk, parse_iommu, parse_rng};
     use dmavm_machine::test_utils::new_machine;
 
     #[test]
@@ -145,8 +145,8 @@ mod tests {
         let m = new_machine(
             &bridges,
             &disks,
-            &[parse_attach_only("").unwrap()],
-            Some(&parse_attach_only("transport=pci").unwrap()),
+            &[parse_rng("").unwrap()],
+            Some(&parse_console("transport=pci").unwrap()),
             Some(&parse_iommu("").unwrap()),
         )
         .unwrap();

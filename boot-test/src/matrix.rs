@@ -385,9 +385,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<RunSpec>, MatrixError> {
             cpus: config.cpus.unwrap_or(1),
             memory,
             bridges: config.bridges.clone(),
-            disks: config.disks.clone(),
-            rngs: config.rngs.clone(),
-            console: config.console.clone(),
+            devices: config.devices.clone(),
             iommu: config.iommu.clone(),
         };
         let machine =

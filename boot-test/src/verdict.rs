@@ -327,7 +327,7 @@ pub fn outcome(checks: &[Check], exit: Exit) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmavm_machine::options::{parse_attach_only, parse_disk, parse_iommu};
+    use dmavm_machine::options::{parse_disk, parse_iommu, parse_rng};
     use dmavm_machine::test_utils::new_machine;
 
     const PAT: &str = "pattern-sha";
@@ -338,14 +338,8 @@ mod tests {
             parse_disk("path=a,transport=pci,id=rand").unwrap(),
             parse_disk("path=b,readonly=on,direct-ram-access=on,id=ro").unwrap(),
         ];
-        let m = new_machine(
-            &[],
-            &disks,
-            &[parse_attach_only("").unwrap()],
-            None,
-            Some(&parse_iommu("").unwrap()),
-        )
-        .unwrap();
+        let m = new_machine(&[], &disks, &[parse_rng("").unwrap()], None, Some(&parse_iommu("").unwrap()))
+            .unwrap();
         Expectations::of(&m)
     }
 

@@ -110,13 +110,13 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::{parse_attach_only, parse_bridge, parse_disk};
+    use crate::options::{parse_bridge, parse_disk, parse_rng};
     use crate::test_utils::new_machine;
 
     #[test]
     fn mmio_devices_declare_their_window_and_coherency() {
         let disks = [parse_disk("path=a").unwrap(), parse_disk("path=b,coherent=off,id=data").unwrap()];
-        let m = new_machine(&[], &disks, &[parse_attach_only("").unwrap()], None, None).unwrap();
+        let m = new_machine(&[], &disks, &[parse_rng("").unwrap()], None, None).unwrap();
         let acpi = m.acpi_virtio_mmio();
         assert_eq!(acpi[1], VirtioMmioDevice { base: 0xd000_1000, size: 0x200, gsi: 6, coherent: false });
     }

@@ -29,15 +29,18 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::{Spanned, Value};
 
+use crate::device_types::{device_type, DeviceKind, DEVICE_TYPES};
 use crate::options::{
-    attach_only_from_pairs, bridge_from_pairs, disk_from_pairs, iommu_from_pairs, parse_cpus,
-    AttachOnlyOptions, BridgeOptions, DiskOptions, IommuOptions, OptionError, Pairs,
+    bridge_from_pairs, iommu_from_pairs, parse_cpus, BridgeOptions, DeviceOptions, IommuOptions, OptionError,
+    Pairs,
 };
 use crate::size::parse_size;
 
-/// The top-level keys.
-const KEYS: &[&str] =
-    &["cpus", "memory", "kernel", "initrd", "cmdline", "disk", "rng", "console", "iommu", "pci-bridge"];
+/// The top-level scalar keys; the tables are the registered device types'
+/// (`[[disk]]`, ...) and [`OTHER_TABLES`].
+const KEYS: &[&str] = &["cpus", "memory", "kernel", "initrd", "cmdline"];
+/// The tables that are not virtio devices of the registry.
+const OTHER_TABLES: &[&str] = &["iommu", "pci-bridge"];
 
 /// A config file that cannot be used, as one line.
 #[derive(Debug, thiserror::Error)]
@@ -75,12 +78,10 @@ pub struct FileConfig {
     pub initrd: Option<PathBuf>,
     /// `cmdline`.
     pub cmdline: Option<String>,
-    /// `[[disk]]` tables, paths resolved.
-    pub disks: Vec<DiskOptions>,
-    /// `[[rng]]` tables.
-    pub rngs: Vec<AttachOnlyOptions>,
-    /// `[console]`.
-    pub console: Option<AttachOnlyOptions>,
+    /// The virtio devices, one table each (`[[disk]]`, `[[rng]]`,
+    /// `[console]`: every type of [`DEVICE_TYPES`]), paths resolved, each
+    /// type's in file order.
+    pub devices: Vec<DeviceOptions>,
     /// `[iommu]`.
     pub iommu: Option<IommuOptions>,
     /// `[[pci-bridge]]` tables.
@@ -334,26 +335,6 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<FileConfig, Config
             "kernel" => config.kernel = Some(source.path(&scalar(&source, key, value, "a path (string)")?)),
             "initrd" => config.initrd = Some(source.path(&scalar(&source, key, value, "a path (string)")?)),
             "cmdline" => config.cmdline = Some(scalar(&source, key, value, "a string")?),
-            "disk" => {
-                for (i, t) in tables(&source, key, value)?.iter().enumerate() {
-                    let mut disk =
-                        device(&source, "disk", t.get_ref(), t.span().start, Some(i), disk_from_pairs)?;
-                    disk.path = source.path(&disk.path.to_string_lossy());
-                    config.disks.push(disk);
-                }
-            }
-            "rng" => {
-                for (i, t) in tables(&source, key, value)?.iter().enumerate() {
-                    config.rngs.push(device(
-                        &source,
-                        "rng",
-                        t.get_ref(),
-                        t.span().start,
-                        Some(i),
-                        attach_only_from_pairs,
-                    )?);
-                }
-            }
             "pci-bridge" => {
                 for (i, t) in tables(&source, key, value)?.iter().enumerate() {
                     config.bridges.push(device(
@@ -366,20 +347,46 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<FileConfig, Config
                     )?);
                 }
             }
-            "console" => {
-                let t = table(&source, key, value)?;
-                config.console = Some(device(&source, "console", t, at, None, attach_only_from_pairs)?);
-            }
             "iommu" => {
                 let t = table(&source, key, value)?;
                 config.iommu = Some(device(&source, "iommu", t, at, None, iommu_from_pairs)?);
             }
             other => {
-                return Err(source.error(at, format!("unknown key '{other}' (known: {})", KEYS.join(", "))))
+                let Some(device_type) = device_type(other) else {
+                    let known: Vec<&str> = KEYS
+                        .iter()
+                        .copied()
+                        .chain(DEVICE_TYPES.iter().map(|t| t.option))
+                        .chain(OTHER_TABLES.iter().copied())
+                        .collect();
+                    return Err(
+                        source.error(at, format!("unknown key '{other}' (known: {})", known.join(", ")))
+                    );
+                };
+                if device_type.many {
+                    for (i, t) in tables(&source, key, value)?.iter().enumerate() {
+                        let device =
+                            device(&source, other, t.get_ref(), t.span().start, Some(i), device_type.parse)?;
+                        config.devices.push(with_paths_resolved(&source, device));
+                    }
+                } else {
+                    let t = table(&source, key, value)?;
+                    let device = device(&source, other, t, at, None, device_type.parse)?;
+                    config.devices.push(with_paths_resolved(&source, device));
+                }
             }
         }
     }
     Ok(config)
+}
+
+/// A device's file paths (a disk's image) relative to the config file's
+/// folder, as every path of the file is.
+fn with_paths_resolved(source: &Source<'_>, mut device: DeviceOptions) -> DeviceOptions {
+    if let DeviceKind::Disk { path, .. } = &mut device.kind {
+        *path = source.path(&path.to_string_lossy());
+    }
+    device
 }
 
 /// Reads and parses the config file at `path`.

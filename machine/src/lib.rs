@@ -22,6 +22,7 @@ mod bridge;
 pub mod checks;
 pub mod config_file;
 pub mod describe;
+pub mod device_types;
 pub mod dma;
 pub mod dt;
 pub mod endpoint_id;
@@ -36,7 +37,8 @@ pub mod test_utils;
 
 pub use arch::Arch;
 pub use bridge::PciBridge;
+pub use device_types::{DeviceKind, DEVICE_TYPES};
 pub use dma::DmaPath;
 pub use endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 pub use error::{MachineError, Result};
-pub use placement::{Device, DeviceKind, Machine, Placement};
+pub use placement::{Device, Machine, Placement};

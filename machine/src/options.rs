@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use crate::device_types::{device_type, DeviceKind};
+
 /// The machine as options: vCPUs, memory, host bridges and devices, as
 /// the command line and the config file give them (the VM runner's
 /// command line and `describe` take exactly these).
@@ -17,28 +19,18 @@ pub struct MachineOptions {
     pub memory: u64,
     /// `--pci-bridge`, in order.
     pub bridges: Vec<BridgeOptions>,
-    /// `--disk`, in order.
-    pub disks: Vec<DiskOptions>,
-    /// `--rng`, in order.
-    pub rngs: Vec<AttachOnlyOptions>,
-    /// `--console`.
-    pub console: Option<AttachOnlyOptions>,
+    /// The virtio devices but the IOMMU (`--disk`, `--rng`, `--console`:
+    /// every type of [`crate::device_types::DEVICE_TYPES`]), each type's
+    /// in the order given.
+    pub devices: Vec<DeviceOptions>,
     /// `--iommu`.
     pub iommu: Option<IommuOptions>,
 }
 
 impl MachineOptions {
-    /// One vCPU and `memory` bytes of RAM, nothing else.
+    /// `cpus` vCPUs and `memory` bytes of RAM, nothing else.
     pub fn new(cpus: u32, memory: u64) -> Self {
-        Self {
-            cpus,
-            memory,
-            bridges: Vec::new(),
-            disks: Vec::new(),
-            rngs: Vec::new(),
-            console: None,
-            iommu: None,
-        }
+        Self { cpus, memory, bridges: Vec::new(), devices: Vec::new(), iommu: None }
     }
 }
 
@@ -99,21 +91,12 @@ pub struct AttachOptions {
     pub addr: Option<u64>,
 }
 
-/// `--disk`.
+/// One virtio device but the IOMMU as options: what it is (with what only
+/// its type takes, such as a disk's file) and where and how it attaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskOptions {
-    /// Where and how it attaches.
-    pub attach: AttachOptions,
-    /// Backing file (raw).
-    pub path: PathBuf,
-    /// Whether the guest may write.
-    pub readonly: bool,
-}
-
-/// `--rng` or `--console`: a device that takes nothing beyond the attachment
-/// keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttachOnlyOptions {
+pub struct DeviceOptions {
+    /// What it is.
+    pub kind: DeviceKind,
     /// Where and how it attaches.
     pub attach: AttachOptions,
 }
@@ -258,14 +241,34 @@ fn attach(pairs: Pairs<'_>) -> Result<(AttachOptions, Pairs<'_>), OptionError> {
     Ok((c, rest))
 }
 
+/// Parses the option text of a registered device type (`--disk
+/// path=FILE,readonly=on`, `--rng`, ...; see
+/// [`crate::device_types::DEVICE_TYPES`]).
+pub fn parse_device(option: &str, text: &str) -> Result<DeviceOptions, String> {
+    let Some(t) = device_type(option) else {
+        return Err(format!("no virtio device type is called '{option}'"));
+    };
+    (t.parse)(split(text)?).map_err(|e| e.message)
+}
+
 /// Parses `--disk path=FILE[,readonly=on|off][,id=..][,transport=..][,coherent=..][,direct-ram-access=..]
 /// [,bridge=..][,slot=..][,addr=..]`.
-pub fn parse_disk(text: &str) -> Result<DiskOptions, String> {
-    disk_from_pairs(split(text)?).map_err(|e| e.message)
+pub fn parse_disk(text: &str) -> Result<DeviceOptions, String> {
+    parse_device("disk", text)
+}
+
+/// Parses `--rng [KEYS]` (the attachment keys).
+pub fn parse_rng(text: &str) -> Result<DeviceOptions, String> {
+    parse_device("rng", text)
+}
+
+/// Parses `--console [KEYS]` (the attachment keys).
+pub fn parse_console(text: &str) -> Result<DeviceOptions, String> {
+    parse_device("console", text)
 }
 
 /// A disk from its pairs (the command line's or a config file's).
-pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DiskOptions, OptionError> {
+pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DeviceOptions, OptionError> {
     known_keys(&pairs, DISK_KEYS)?;
     let (attach, rest) = attach(pairs)?;
     let (mut path, mut readonly) = (None, false);
@@ -277,19 +280,15 @@ pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DiskOptions, OptionError> {
         }
     }
     let path = path.ok_or_else(|| OptionError::whole("path=FILE is required"))?;
-    Ok(DiskOptions { attach, path, readonly })
+    Ok(DeviceOptions { kind: DeviceKind::Disk { path, readonly }, attach })
 }
 
-/// Parses `--rng` / `--console` options (the attachment keys).
-pub fn parse_attach_only(text: &str) -> Result<AttachOnlyOptions, String> {
-    attach_only_from_pairs(split(text)?).map_err(|e| e.message)
-}
-
-/// An rng or console from its pairs.
-pub fn attach_only_from_pairs(pairs: Pairs<'_>) -> Result<AttachOnlyOptions, OptionError> {
+/// The attachment of a device that takes nothing else (an RNG, the
+/// console), from its pairs.
+pub fn attach_only_from_pairs(pairs: Pairs<'_>) -> Result<AttachOptions, OptionError> {
     known_keys(&pairs, ATTACH_KEYS)?;
     let (attach, _) = attach(pairs)?;
-    Ok(AttachOnlyOptions { attach })
+    Ok(attach)
 }
 
 /// `--iommu`: the virtio-iommu device.
@@ -404,8 +403,7 @@ mod tests {
     fn disk_with_every_key() {
         let d =
             parse_disk("path=/tmp/d.img,transport=pci,readonly=on,coherent=off,id=boot,bridge=fast").unwrap();
-        assert_eq!(d.path, PathBuf::from("/tmp/d.img"));
-        assert!(d.readonly);
+        assert_eq!(d.kind, DeviceKind::Disk { path: PathBuf::from("/tmp/d.img"), readonly: true });
         assert_eq!(
             d.attach,
             AttachOptions {
@@ -418,14 +416,14 @@ mod tests {
                 addr: None,
             }
         );
-        assert_eq!(parse_attach_only("direct-ram-access=on").unwrap().attach.direct_ram_access, Some(true));
-        assert_eq!(parse_attach_only("direct-ram-access=off").unwrap().attach.direct_ram_access, Some(false));
+        assert_eq!(parse_rng("direct-ram-access=on").unwrap().attach.direct_ram_access, Some(true));
+        assert_eq!(parse_rng("direct-ram-access=off").unwrap().attach.direct_ram_access, Some(false));
     }
 
     #[test]
     fn defaults() {
         let d = parse_disk("path=x").unwrap();
-        assert!(!d.readonly);
+        assert_eq!(d.kind, DeviceKind::Disk { path: PathBuf::from("x"), readonly: false });
         // What the user left out stays unset: the machine model resolves it.
         assert_eq!(
             d.attach,
@@ -449,7 +447,7 @@ mod tests {
             parse_iommu("mixed-coherency=maybe").unwrap_err(),
             "mixed-coherency=maybe: expected allow or reject"
         );
-        assert_eq!(parse_attach_only("").unwrap().attach.transport, Transport::Mmio);
+        assert_eq!(parse_rng("").unwrap().attach.transport, Transport::Mmio);
     }
 
     #[test]
@@ -490,26 +488,26 @@ mod tests {
             let err = parse_disk(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
         }
-        assert!(parse_attach_only("path=x").unwrap_err().contains("unknown key 'path'"));
+        assert!(parse_rng("path=x").unwrap_err().contains("unknown key 'path'"));
         for (text, needle) in [
             ("slot=0", "slot=0: expected a PCI device number from 1 to 31"),
             ("slot=32", "slot=32: expected a PCI device number"),
             ("addr=0xzz", "addr=0xzz: expected an address"),
             ("addr=", "addr=: expected an address"),
         ] {
-            let err = parse_attach_only(text).unwrap_err();
+            let err = parse_rng(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }
 
     #[test]
     fn explicit_places() {
-        let c = parse_attach_only("transport=pci,slot=31").unwrap().attach;
+        let c = parse_rng("transport=pci,slot=31").unwrap().attach;
         assert_eq!((c.slot, c.addr), (Some(31), None));
-        let c = parse_attach_only("addr=0xd0001000").unwrap().attach;
+        let c = parse_rng("addr=0xd0001000").unwrap().attach;
         assert_eq!(c.addr, Some(0xd000_1000));
         // Decimal, as a config file's integers arrive.
-        assert_eq!(parse_attach_only("addr=3489665024").unwrap().attach.addr, Some(0xd000_1000));
+        assert_eq!(parse_rng("addr=3489665024").unwrap().attach.addr, Some(0xd000_1000));
         let i = parse_iommu("slot=4,direct-ram-access=off").unwrap();
         assert_eq!((i.slot, i.direct_ram_access, i.transport), (Some(4), Some(false), Transport::Pci));
         assert_eq!(parse_iommu("").unwrap().direct_ram_access, None);
@@ -521,7 +519,8 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("readonlyy"));
         assert!(err.message.starts_with("unknown key 'readonlyy' (known: path, readonly, id,"), "{err:?}");
         // A path may hold a comma in a config file.
-        assert_eq!(disk_from_pairs(vec![("path", "a,b.img")]).unwrap().path, PathBuf::from("a,b.img"));
+        let kind = disk_from_pairs(vec![("path", "a,b.img")]).unwrap().kind;
+        assert_eq!(kind, DeviceKind::Disk { path: PathBuf::from("a,b.img"), readonly: false });
         let err = disk_from_pairs(vec![("readonly", "on")]).unwrap_err();
         assert_eq!(err, OptionError { key: None, message: "path=FILE is required".into() });
         let err = bridge_from_pairs(vec![("id", "b"), ("hotplug", "maybe")]).unwrap_err();

@@ -2,49 +2,22 @@
 //! window index and PCI slot, each with its one [`DmaPath`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use crate::arch::Arch;
 use crate::bridge::{self, PciBridge};
+use crate::device_types::DeviceKind;
 use crate::dma::DmaPath;
 use crate::endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 use crate::error::{fail, Result};
 use crate::layout::{MmioWindow, VIRTIO_MMIO_WINDOWS};
-use crate::options::{AttachOptions, MachineOptions, MixedCoherency, Transport, DEFAULT_BRIDGE};
+use crate::options::{
+    AttachOptions, DeviceOptions, MachineOptions, MixedCoherency, Transport, DEFAULT_BRIDGE,
+};
 
 /// First device number on a PCI root bus (0 is the host bridge).
 pub(crate) const FIRST_PCI_SLOT: u8 = 1;
 /// Last device number on a PCI bus.
 pub(crate) const LAST_PCI_SLOT: u8 = 31;
-
-/// What a device is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// virtio-blk over a raw file.
-    Disk {
-        /// Backing file.
-        path: PathBuf,
-        /// Whether the guest may write.
-        readonly: bool,
-    },
-    /// virtio-rng.
-    Rng,
-    /// virtio-console on dmavm's stdio.
-    Console,
-    /// The virtio-iommu.
-    Iommu,
-}
-
-impl DeviceKind {
-    fn prefix(&self) -> &'static str {
-        match self {
-            DeviceKind::Disk { .. } => "disk",
-            DeviceKind::Rng => "rng",
-            DeviceKind::Console => "console",
-            DeviceKind::Iommu => "iommu",
-        }
-    }
-}
 
 /// Where a device sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +127,8 @@ impl Machine {
     /// can report every broken rule with its code, the same from `run`
     /// and `describe`. A machine with error findings must not be run.
     pub fn new(options: &MachineOptions, arch: Arch) -> Result<Self> {
-        let MachineOptions { cpus, memory, bridges, disks, rngs, console, iommu } = options;
-        let (iommu, console) = (iommu.as_ref(), console.as_ref());
+        let MachineOptions { cpus, memory, bridges, devices: device_options, iommu } = options;
+        let iommu = iommu.as_ref();
         let bridges = bridge::bridges(bridges)?;
         let iommu_attach = iommu.map(|i| AttachOptions {
             id: i.id.clone(),
@@ -172,15 +145,13 @@ impl Machine {
         if let Some(attach) = &iommu_attach {
             requested.push(Request { kind: DeviceKind::Iommu, attach });
         }
-        for d in disks {
-            let kind = DeviceKind::Disk { path: d.path.clone(), readonly: d.readonly };
-            requested.push(Request { kind, attach: &d.attach });
-        }
-        for r in rngs {
-            requested.push(Request { kind: DeviceKind::Rng, attach: &r.attach });
-        }
-        if let Some(c) = console {
-            requested.push(Request { kind: DeviceKind::Console, attach: &c.attach });
+        // Type by type in the registry's order, each type's devices in the
+        // order given: names and places do not depend on how the options
+        // were interleaved.
+        let mut by_type: Vec<&DeviceOptions> = device_options.iter().collect();
+        by_type.sort_by_key(|d| d.kind.device_type().map_or(usize::MAX, |(i, _)| i));
+        for d in by_type {
+            requested.push(Request { kind: d.kind.clone(), attach: &d.attach });
         }
 
         // Places asked for explicitly are kept free of automatic placement,
@@ -201,8 +172,8 @@ impl Machine {
         let mut next_slot: Vec<u8> = vec![FIRST_PCI_SLOT; bridges.len()];
         let mut counts = HashMap::<&str, usize>::new();
         for Request { kind, attach } in requested {
-            let n = counts.entry(kind.prefix()).or_default();
-            let id = attach.id.clone().unwrap_or_else(|| format!("{}{n}", kind.prefix()));
+            let n = counts.entry(kind.option()).or_default();
+            let id = attach.id.clone().unwrap_or_else(|| format!("{}{n}", kind.option()));
             *n += 1;
             if devices.iter().any(|d| d.id == id) {
                 fail!(Placement, "two devices are named '{id}': give each an id=NAME of its own");
@@ -308,7 +279,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::{parse_attach_only, parse_bridge, parse_disk, parse_iommu, BridgeOptions};
+    use crate::options::{parse_bridge, parse_disk, parse_iommu, parse_rng, BridgeOptions};
     use crate::test_utils::new_machine;
     use dmavm_acpi::{ViotIommu, ViotMmioEndpoint, ViotPciRange};
 
@@ -319,7 +290,7 @@ mod tests {
     #[test]
     fn places_and_names_devices() {
         let disks = [parse_disk("path=a").unwrap(), parse_disk("path=b,coherent=off,id=data").unwrap()];
-        let m = new_machine(&[], &disks, &[parse_attach_only("").unwrap()], None, None).unwrap();
+        let m = new_machine(&[], &disks, &[parse_rng("").unwrap()], None, None).unwrap();
         let ids: Vec<&str> = m.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["disk0", "data", "rng0"]);
         assert_eq!(m.devices[0].placement, Placement::Mmio { window: 0 });
@@ -331,7 +302,7 @@ mod tests {
     #[test]
     fn pci_devices_take_slots_and_the_bridge_coherency() {
         let disks = [parse_disk("path=a,transport=pci").unwrap(), parse_disk("path=b").unwrap()];
-        let m = new_machine(&[], &disks, &[parse_attach_only("transport=pci").unwrap()], None, None).unwrap();
+        let m = new_machine(&[], &disks, &[parse_rng("transport=pci").unwrap()], None, None).unwrap();
         assert_eq!(m.devices[0].placement, Placement::Pci { segment: 0, slot: 1 });
         assert_eq!(m.devices[1].placement, Placement::Mmio { window: 0 });
         assert_eq!(m.devices[2].placement, Placement::Pci { segment: 0, slot: 2 });

@@ -1,7 +1,7 @@
 //! Machines for tests, built from the same options the command line gives.
 
 use crate::options::{
-    parse_attach_only, parse_bridge, parse_disk, parse_iommu, AttachOnlyOptions, BridgeOptions, DiskOptions,
+    parse_bridge, parse_console, parse_disk, parse_iommu, parse_rng, BridgeOptions, DeviceOptions,
     IommuOptions, MachineOptions,
 };
 use crate::{Arch, Machine, Result};
@@ -12,16 +12,14 @@ pub const TEST_MEMORY: u64 = 1 << 30;
 /// An x86_64 machine of one vCPU and [`TEST_MEMORY`] with these devices.
 pub fn new_machine(
     bridges: &[BridgeOptions],
-    disks: &[DiskOptions],
-    rngs: &[AttachOnlyOptions],
-    console: Option<&AttachOnlyOptions>,
+    disks: &[DeviceOptions],
+    rngs: &[DeviceOptions],
+    console: Option<&DeviceOptions>,
     iommu: Option<&IommuOptions>,
 ) -> Result<Machine> {
     let options = MachineOptions {
         bridges: bridges.to_vec(),
-        disks: disks.to_vec(),
-        rngs: rngs.to_vec(),
-        console: console.cloned(),
+        devices: disks.iter().chain(rngs).chain(console).cloned().collect(),
         iommu: iommu.cloned(),
         ..MachineOptions::new(1, TEST_MEMORY)
     };
@@ -44,9 +42,9 @@ pub fn options(args: &[&str]) -> MachineOptions {
             _ => "",
         };
         match *flag {
-            "--disk" => o.disks.push(parse_disk(value).unwrap()),
-            "--rng" => o.rngs.push(parse_attach_only(value).unwrap()),
-            "--console" => o.console = Some(parse_attach_only(value).unwrap()),
+            "--disk" => o.devices.push(parse_disk(value).unwrap()),
+            "--rng" => o.devices.push(parse_rng(value).unwrap()),
+            "--console" => o.devices.push(parse_console(value).unwrap()),
             "--iommu" => o.iommu = Some(parse_iommu(value).unwrap()),
             "--pci-bridge" => o.bridges.push(parse_bridge(value).unwrap()),
             "--cpus" => o.cpus = value.parse().unwrap(),

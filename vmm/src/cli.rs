@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use dmavm_machine::options::{
-    parse_attach_only, parse_bridge, parse_cpus, parse_disk, parse_iommu, AttachOnlyOptions, BridgeOptions,
-    DiskOptions, IommuOptions, MachineOptions,
+    parse_bridge, parse_console, parse_cpus, parse_disk, parse_iommu, parse_rng, BridgeOptions,
+    DeviceOptions, IommuOptions, MachineOptions,
 };
 use dmavm_machine::size::parse_size;
 
@@ -189,7 +189,7 @@ pub struct MachineArgs {
     /// N * 0x1000 for N 0-18; default the first free). rng and console take
     /// the same keys but path and readonly.
     #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
-    pub disk: Vec<DiskOptions>,
+    pub disk: Vec<DeviceOptions>,
 
     /// A PCI host bridge on a PCI segment of its own: a DMA domain for
     /// the PCI devices put on it with bridge=NAME. Repeat for more (16 in
@@ -238,8 +238,8 @@ pub struct MachineArgs {
     /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
     /// direct-ram-access=on|off, id=NAME (default rngN), slot=N, addr=A, as
     /// for --disk.
-    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_attach_only)]
-    pub rng: Vec<AttachOnlyOptions>,
+    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_rng)]
+    pub rng: Vec<DeviceOptions>,
 
     /// A virtio-console (hvc0 in the guest) on this terminal, next to the
     /// UART; when present it receives the terminal's input (boot the guest
@@ -248,8 +248,8 @@ pub struct MachineArgs {
     /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
     /// direct-ram-access=on|off, id=NAME (default console0), slot=N,
     /// addr=A, as for --disk.
-    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_attach_only)]
-    pub console: Option<AttachOnlyOptions>,
+    #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_console)]
+    pub console: Option<DeviceOptions>,
 }
 
 impl MachineArgs {
@@ -259,9 +259,7 @@ impl MachineArgs {
             cpus: self.cpus,
             memory: self.memory,
             bridges: self.pci_bridge.clone(),
-            disks: self.disk.clone(),
-            rngs: self.rng.clone(),
-            console: self.console.clone(),
+            devices: self.disk.iter().chain(&self.rng).chain(&self.console).cloned().collect(),
             iommu: self.iommu.clone(),
         }
     }
@@ -435,7 +433,7 @@ mod tests {
     #[cfg(feature = "boot-test")]
     #[test]
     fn the_boot_test_options_rebuild_the_same_machine() {
-        use dmavm_machine::options::{parse_attach_only, parse_bridge, parse_disk, parse_iommu};
+        use dmavm_machine::options::{parse_bridge, parse_console, parse_disk, parse_iommu, parse_rng};
         use dmavm_machine::test_utils::new_machine;
         use dmavm_machine::{Arch, Machine};
 
@@ -457,8 +455,8 @@ mod tests {
             parse_disk("path=/c.img,readonly=on,direct-ram-access=on").unwrap(),
             parse_disk("path=/d.img,transport=pci,bridge=slow,id=data").unwrap(),
         ];
-        let rngs = [parse_attach_only("transport=pci").unwrap()];
-        let console = parse_attach_only("").unwrap();
+        let rngs = [parse_rng("transport=pci").unwrap()];
+        let console = parse_console("").unwrap();
         let iommu = parse_iommu("mixed-coherency=reject").unwrap();
         let m = new_machine(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
         let args = dmavm_boot_test::machine_args(&m, 2, 256 << 20);

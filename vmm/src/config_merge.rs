@@ -13,18 +13,20 @@ use std::ffi::OsString;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use dmavm_machine::config_file::{load, ConfigError, FileConfig};
+use dmavm_machine::options::DeviceOptions;
 
 use crate::cli::{Cli, Command, MachineArgs};
 
 /// Devices of the file, then the command line's: one whose id is that of
 /// a file device replaces it in its place, the others are added.
-fn merge_devices<T>(file: Vec<T>, cli: Vec<T>, id: impl Fn(&T) -> Option<&str>) -> Vec<T> {
+fn merge_devices<T>(file: Vec<T>, cli: Vec<T>, id: impl Fn(&T) -> Option<String>) -> Vec<T> {
     let from_file = file.len();
     let mut merged = file;
     let mut replaced = vec![false; from_file];
     for device in cli {
-        let same = id(&device)
-            .and_then(|want| (0..from_file).find(|&i| !replaced[i] && id(&merged[i]) == Some(want)));
+        let same = id(&device).and_then(|want| {
+            (0..from_file).find(|&i| !replaced[i] && id(&merged[i]).as_ref() == Some(&want))
+        });
         match same {
             Some(i) => {
                 merged[i] = device;
@@ -46,13 +48,17 @@ pub fn merge_machine(args: &mut MachineArgs, file: FileConfig, matches: &ArgMatc
     if let (false, Some(memory)) = (given("memory"), file.memory) {
         args.memory = memory;
     }
-    args.disk = merge_devices(file.disks, std::mem::take(&mut args.disk), |d| d.attach.id.as_deref());
-    args.rng = merge_devices(file.rngs, std::mem::take(&mut args.rng), |d| d.attach.id.as_deref());
-    args.pci_bridge =
-        merge_devices(file.bridges, std::mem::take(&mut args.pci_bridge), |b| Some(b.id.as_str()));
+    let of = |option: &str| -> Vec<DeviceOptions> {
+        file.devices.iter().filter(|d| d.kind.option() == option).cloned().collect()
+    };
+    let id = |d: &DeviceOptions| d.attach.id.clone();
+    args.disk = merge_devices(of("disk"), std::mem::take(&mut args.disk), id);
+    args.rng = merge_devices(of("rng"), std::mem::take(&mut args.rng), id);
     if args.console.is_none() {
-        args.console = file.console;
+        args.console = of("console").pop();
     }
+    args.pci_bridge =
+        merge_devices(file.bridges, std::mem::take(&mut args.pci_bridge), |b| Some(b.id.clone()));
     if args.iommu.is_none() {
         args.iommu = file.iommu;
     }

@@ -2,7 +2,7 @@
 //! silent on the nearest valid neighbour.
 
 use super::*;
-use crate::options::{parse_attach_only, parse_bridge, parse_disk, parse_iommu};
+use crate::options::{parse_bridge, parse_console, parse_disk, parse_iommu, parse_rng};
 use crate::test_utils::new_machine;
 use crate::Placement;
 
@@ -13,8 +13,8 @@ fn machine(args: &[(&str, &str)]) -> Machine {
         match *option {
             "--pci-bridge" => bridges.push(parse_bridge(keys).unwrap()),
             "--disk" => disks.push(parse_disk(keys).unwrap()),
-            "--rng" => rngs.push(parse_attach_only(keys).unwrap()),
-            "--console" => console = Some(parse_attach_only(keys).unwrap()),
+            "--rng" => rngs.push(parse_rng(keys).unwrap()),
+            "--console" => console = Some(parse_console(keys).unwrap()),
             "--iommu" => iommu = Some(parse_iommu(keys).unwrap()),
             other => panic!("unknown option {other}"),
         }

@@ -9,8 +9,9 @@ use clap::CommandFactory;
 use super::*;
 use dmavm_machine::checks::{check_with, Code, Firmware};
 use dmavm_machine::config_file::parse;
+use dmavm_machine::options::DeviceOptions;
 use dmavm_machine::options::{ATTACH_KEYS, BRIDGE_KEYS, DISK_KEYS, IOMMU_KEYS};
-use dmavm_machine::{Arch, Machine};
+use dmavm_machine::{Arch, DeviceKind, Machine};
 
 use crate::cli::{Cli, RunArgs};
 
@@ -35,6 +36,14 @@ fn run_args(args: &[&str]) -> Result<RunArgs, ConfigError> {
     match cli.command {
         Command::Run(r) => Ok(r),
         other => panic!("{other:?}"),
+    }
+}
+
+/// A disk's image and whether it is read-only.
+fn disk_file(d: &DeviceOptions) -> (&Path, bool) {
+    match &d.kind {
+        DeviceKind::Disk { path, readonly } => (path.as_path(), *readonly),
+        other => panic!("not a disk: {other:?}"),
     }
 }
 
@@ -208,8 +217,8 @@ fn the_command_line_goes_over_the_file() {
     assert_eq!(r.kernel.as_deref(), Some(folder.join("vmlinuz").as_path()));
     assert_eq!(r.initrd.as_deref(), Some(folder.join("initrd.img").as_path()));
     assert_eq!(r.cmdline.as_deref(), Some("console=ttyS0"));
-    assert_eq!(r.machine.disk[0].path, folder.join("root.img"));
-    assert_eq!(r.machine.disk[1].path, Path::new("/abs/data.img"));
+    assert_eq!(disk_file(&r.machine.disk[0]), (folder.join("root.img").as_path(), false));
+    assert_eq!(disk_file(&r.machine.disk[1]), (Path::new("/abs/data.img"), true));
 
     // Scalars replace; a device with a file device's id replaces it in its
     // place; others are added; --iommu and --console replace the file's.
@@ -240,7 +249,7 @@ fn the_command_line_goes_over_the_file() {
     assert_eq!(r.kernel.as_deref(), Some(Path::new("/other/vmlinuz")));
     assert_eq!(r.initrd.as_deref(), Some(folder.join("initrd.img").as_path()), "the file's initrd stays");
     let disks: Vec<(Option<&str>, &Path, bool)> =
-        r.machine.disk.iter().map(|d| (d.attach.id.as_deref(), d.path.as_path(), d.readonly)).collect();
+        r.machine.disk.iter().map(|d| (d.attach.id.as_deref(), disk_file(d).0, disk_file(d).1)).collect();
     assert_eq!(
         disks,
         [
