@@ -61,3 +61,78 @@ pub fn options(args: &[&str]) -> MachineOptions {
 pub fn machine_for(arch: Arch, args: &[&str]) -> Machine {
     Machine::new(&options(args), arch).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
+
+/// Named machine options (as command lines): every combination of transports, IOMMU
+/// placement, bridge coherency and bypass that changes what the firmware
+/// declares.
+pub const CONFIGURATIONS: &[(&str, &[&str])] = &[
+    ("mmio-only", &["--disk", "path=a", "--disk", "path=b,coherent=off", "--rng", "--console"]),
+    (
+        "pci-only",
+        &["--iommu", "--disk", "path=a,transport=pci", "--rng", "transport=pci,direct-ram-access=on"],
+    ),
+    (
+        "mixed-iommu-mmio",
+        &[
+            "--iommu",
+            "transport=mmio",
+            "--disk",
+            "path=a,transport=pci",
+            "--disk",
+            "path=b",
+            "--disk",
+            "path=c,coherent=off",
+            "--rng",
+            "direct-ram-access=on",
+        ],
+    ),
+    (
+        "mixed-iommu-pci",
+        &[
+            "--iommu",
+            "--disk",
+            "path=a",
+            "--disk",
+            "path=b,transport=pci",
+            "--rng",
+            "transport=pci,direct-ram-access=on",
+            "--console",
+            "coherent=off",
+        ],
+    ),
+    (
+        "two-bridges",
+        &[
+            "--iommu",
+            "bridge=slow",
+            "--pci-bridge",
+            "id=slow,coherent=off",
+            "--pci-bridge",
+            "id=hp,hotplug=on",
+            "--disk",
+            "path=a,transport=pci",
+            "--disk",
+            "path=b,transport=pci,bridge=slow",
+            "--disk",
+            "path=c,transport=pci,bridge=hp",
+            "--rng",
+        ],
+    ),
+    (
+        "all-bypass",
+        &[
+            "--iommu",
+            "transport=mmio",
+            "--pci-bridge",
+            "id=pci0,direct-ram-access=on",
+            "--pci-bridge",
+            "id=slow,coherent=off,direct-ram-access=on",
+            "--disk",
+            "path=a,direct-ram-access=on",
+            "--disk",
+            "path=b,transport=pci",
+            "--rng",
+            "transport=pci,bridge=slow",
+        ],
+    ),
+];

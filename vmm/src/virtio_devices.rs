@@ -81,6 +81,21 @@ impl std::fmt::Debug for Wiring<'_> {
     }
 }
 
+/// Creates the machine's PCI host bridges on the buses (each segment's
+/// ECAM on `mmio`, segment 0's ports on `pio`), then every virtio device
+/// of `machine` on its transport.
+pub fn create_with_pci(
+    vm: &Arc<VmFd>,
+    mem: &Arc<GuestMemoryMmap>,
+    mmio: &Arc<Bus>,
+    pio: &Bus,
+    router: &Arc<GsiRouter>,
+    machine: &Machine,
+) -> Result<VirtioDevices> {
+    let pci = crate::pci::create(vm, mmio, pio, machine)?;
+    create(machine, &Wiring { vm, mem, mmio, pci: &pci, router, machine })
+}
+
 /// Creates every device of `machine` on its transport: the virtio-iommu
 /// first (direct memory: it is never in its own scope), then each device
 /// over direct memory or, when the IOMMU translates it, over memory that

@@ -15,102 +15,33 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use dmavm_machine::test_utils::CONFIGURATIONS;
+
 const DMAVM: &str = env!("CARGO_BIN_EXE_dmavm");
 
-/// The firmware-agreement machines as command lines: every combination of
-/// transports, IOMMU placement, bridge coherency and bypass that changes
-/// what the firmware declares.
-const COMMAND_LINES: &[(&str, &[&str])] = &[
-    ("mmio-only", &["--disk", "path=a", "--disk", "path=b,coherent=off", "--rng", "--console"]),
-    (
-        "pci-only",
-        &["--iommu", "--disk", "path=a,transport=pci", "--rng", "transport=pci,direct-ram-access=on"],
-    ),
-    (
-        "mixed-iommu-mmio",
-        &[
-            "--iommu",
-            "transport=mmio",
-            "--disk",
-            "path=a,transport=pci",
-            "--disk",
-            "path=b",
-            "--disk",
-            "path=c,coherent=off",
-            "--rng",
-            "direct-ram-access=on",
-        ],
-    ),
-    (
-        "mixed-iommu-pci",
-        &[
-            "--iommu",
-            "--disk",
-            "path=a",
-            "--disk",
-            "path=b,transport=pci",
-            "--rng",
-            "transport=pci,direct-ram-access=on",
-            "--console",
-            "coherent=off",
-        ],
-    ),
-    (
-        "two-bridges",
-        &[
-            "--iommu",
-            "bridge=slow",
-            "--pci-bridge",
-            "id=slow,coherent=off",
-            "--pci-bridge",
-            "id=hp,hotplug=on",
-            "--disk",
-            "path=a,transport=pci",
-            "--disk",
-            "path=b,transport=pci,bridge=slow",
-            "--disk",
-            "path=c,transport=pci,bridge=hp",
-            "--rng",
-        ],
-    ),
-    (
-        "all-bypass",
-        &[
-            "--iommu",
-            "transport=mmio",
-            "--pci-bridge",
-            "id=pci0,direct-ram-access=on",
-            "--pci-bridge",
-            "id=slow,coherent=off,direct-ram-access=on",
-            "--disk",
-            "path=a,direct-ram-access=on",
-            "--disk",
-            "path=b,transport=pci",
-            "--rng",
-            "transport=pci,bridge=slow",
-        ],
-    ),
-    (
-        "four-cpus-5g",
-        &[
-            "--cpus",
-            "4",
-            "--memory",
-            "5G",
-            "--iommu",
-            "--pci-bridge",
-            "id=slow,coherent=off",
-            "--disk",
-            "path=a.img,transport=pci",
-            "--disk",
-            "path=b.img",
-            "--rng",
-            "transport=pci,bridge=slow",
-            "--console",
-            "direct-ram-access=on",
-        ],
-    ),
-];
+/// Machines beyond the firmware-agreement ones
+/// ([`dmavm_machine::test_utils::CONFIGURATIONS`]): more vCPUs, RAM above
+/// 4 GiB.
+const MORE_MACHINES: &[(&str, &[&str])] = &[(
+    "four-cpus-5g",
+    &[
+        "--cpus",
+        "4",
+        "--memory",
+        "5G",
+        "--iommu",
+        "--pci-bridge",
+        "id=slow,coherent=off",
+        "--disk",
+        "path=a.img,transport=pci",
+        "--disk",
+        "path=b.img",
+        "--rng",
+        "transport=pci,bridge=slow",
+        "--console",
+        "direct-ram-access=on",
+    ],
+)];
 
 /// The initrd size the aarch64 `/chosen` is described with: fixed, so that
 /// the recorded device trees do not depend on a built guest image.
@@ -144,7 +75,7 @@ fn machines() -> Vec<(String, Vec<String>)> {
             (format!("example-{name}"), vec!["--config".into(), p.display().to_string()])
         })
         .collect();
-    for (name, args) in COMMAND_LINES {
+    for (name, args) in CONFIGURATIONS.iter().chain(MORE_MACHINES) {
         all.push(((*name).to_string(), args.iter().map(|a| (*a).to_string()).collect()));
     }
     all

@@ -25,7 +25,7 @@ use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
 use crate::vcpu::VcpuShared;
-use crate::{kvm, memory, pci, virtio_devices};
+use crate::{kvm, memory, virtio_devices};
 use dmavm_machine::Placement;
 
 /// `KVM_CREATE_VM` type 0: the default 40-bit IPA space, which the fdt
@@ -67,16 +67,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let router = Arc::new(GsiRouter::new(vm.clone(), super::interrupts::FIRST_MSI_GSI));
     let console = uart::console(&vm, &router, &mmio, UART, UART_SPI)?;
     route_mmio_devices(config, &router)?;
-    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine)?;
-    let wiring = virtio_devices::Wiring {
-        vm: &vm,
-        mem: &mem,
-        mmio: &mmio,
-        pci: &pci_segments,
-        router: &router,
-        machine: &config.machine,
-    };
-    let virtio = virtio_devices::create(&config.machine, &wiring)?;
+    let virtio = virtio_devices::create_with_pci(&vm, &mem, &mmio, &pio, &router, &config.machine)?;
 
     let fdt_addr = fdt_address(config.memory).context("guest memory too small for the device tree")?;
     let kernel = boot::load_kernel(kernel, &mem, fdt_addr)?;

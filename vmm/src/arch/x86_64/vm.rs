@@ -24,7 +24,7 @@ use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
 use crate::vcpu::VcpuShared;
-use crate::{acpi_dump, kvm, memory, pci, virtio_devices};
+use crate::{acpi_dump, kvm, memory, virtio_devices};
 
 /// Runs the VM described by `config` until the guest stops; returns why.
 pub fn run(config: &VmConfig) -> Result<ExitReason> {
@@ -64,16 +64,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     pio.insert(Arc::new(Mutex::new(power)), POWER_PORT_BASE, POWER_PORT_LEN)
         .context("placing the power registers")?;
 
-    let pci_segments = pci::create(&vm, &mmio, &pio, &config.machine)?;
-    let wiring = virtio_devices::Wiring {
-        vm: &vm,
-        mem: &mem,
-        mmio: &mmio,
-        pci: &pci_segments,
-        router: &router,
-        machine: &config.machine,
-    };
-    let virtio = virtio_devices::create(&config.machine, &wiring)?;
+    let virtio = virtio_devices::create_with_pci(&vm, &mem, &mmio, &pio, &router, &config.machine)?;
     let tables = firmware::install(&mem, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
         acpi_dump::write(&tables, dir)?;
