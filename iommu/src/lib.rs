@@ -58,7 +58,7 @@ pub mod test_utils;
 #[cfg(test)]
 mod tests;
 
-pub use config::{IommuConfig, MixedCoherency};
+pub use config::{IommuConfig, MixedCoherency, X86_MSI_REGION};
 pub use device::{VirtioIommu, IOMMU_QUEUE_SIZE, VIRTIO_ID_IOMMU};
 pub use endpoint_iommu::{translated_memory, EndpointIommu, TranslatedMemory};
 pub use error::IommuError;

@@ -1,34 +1,17 @@
 //! The guest console: a 16550A UART (vm-superio) wired to dmavm's stdout
-//! and stdin, its interrupt whatever the architecture raises it with (an
-//! IOAPIC pin for COM1 on x86_64, an SPI on arm64: `aarch64::uart`).
+//! and stdin, its interrupt whatever the architecture raises it with
+//! (`arch::uart`: an IOAPIC pin for COM1 on x86_64, an SPI on arm64).
 
 use std::io::Stdout;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-#[cfg(target_arch = "x86_64")]
-use dmavm_devices::interrupt::{InterruptError, InterruptLine};
-#[cfg(target_arch = "x86_64")]
-use dmavm_devices::ioapic::{Ioapic, IoapicPin};
 use dmavm_devices::legacy::SerialPort;
 use vm_superio::serial::SerialEvents;
 use vm_superio::Trigger;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::event_loop::InputSink;
-
-/// vm-superio's interrupt trigger as an edge on an IOAPIC pin (ISA
-/// interrupts are edge-triggered, active high).
-#[cfg(target_arch = "x86_64")]
-pub struct PinTrigger(IoapicPin);
-
-#[cfg(target_arch = "x86_64")]
-impl Trigger for PinTrigger {
-    type E = InterruptError;
-    fn trigger(&self) -> Result<(), InterruptError> {
-        self.0.pulse()
-    }
-}
 
 /// Signals the event loop when the guest has drained the receive FIFO, so
 /// paused console input resumes.
@@ -62,15 +45,6 @@ pub struct Console<T: Trigger> {
 impl<T: Trigger> std::fmt::Debug for Console<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console").finish_non_exhaustive()
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Console<PinTrigger> {
-    /// COM1 raising IOAPIC pin `pin`.
-    pub fn new(ioapic: &Arc<Mutex<Ioapic>>, pin: u32) -> Result<Self> {
-        let line = IoapicPin::new(ioapic.clone(), pin).context("wiring COM1's interrupt")?;
-        Self::with_trigger(PinTrigger(line))
     }
 }
 

@@ -1,8 +1,7 @@
 //! What both architectures' interrupt wiring shares: the owner of KVM's
 //! GSI routing table, and interrupts raised by irqfd (a wired line, the
-//! MSI-X vectors of a PCI function). The architecture modules
-//! (`interrupts` on x86_64, `aarch64::interrupts`) add their own routes:
-//! IOAPIC pins, GIC SPIs.
+//! MSI-X vectors of a PCI function). Each architecture's
+//! `arch::interrupts` adds its own routes: IOAPIC pins, GIC SPIs.
 //!
 //! `KVM_SET_GSI_ROUTING` replaces the whole table (on arm64 including the
 //! identity routes vgic_init() installs), so one [`GsiRouter`] owns every
@@ -173,19 +172,18 @@ impl IrqfdMsix {
         Ok(Self { router, routed: Mutex::new(vec![None; vectors.len()]), vectors, devid: None })
     }
 
-    /// The ITS DeviceID the function's MSIs carry (what the device tree's
-    /// `msi-map` gives its requester ID); an arm64 ITS routes nothing
-    /// without it. Only arm64 has one: an x86 MSI names its target in the
-    /// message itself.
-    #[cfg(target_arch = "aarch64")]
-    pub fn with_device_id(mut self, devid: u32) -> Self {
-        self.devid = Some(devid);
+    /// The DeviceID the function's MSIs carry, if the interrupt
+    /// controller needs one: an arm64 ITS routes nothing without it (the
+    /// device tree's `msi-map` gives it per requester ID); an x86 MSI names
+    /// its target in the message itself (`None`).
+    pub fn with_device_id(mut self, devid: Option<u32>) -> Self {
+        self.devid = devid;
         self
     }
 
     /// Points `vector`'s route at `msg` unless it already is.
     fn route(&self, vector: u16, msg: MsiMessage) {
-        if cfg!(target_arch = "aarch64") && self.devid.is_none() {
+        if crate::arch::interrupts::MSIS_CARRY_DEVICE_ID && self.devid.is_none() {
             log::error!("MSI-X vector {vector}: the function has no ITS DeviceID; not routed");
             return;
         }

@@ -8,22 +8,17 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-#[cfg(target_arch = "x86_64")]
-use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-#[cfg(target_arch = "x86_64")]
-use dmavm_devices::ioapic::Ioapic;
 use dmavm_devices::Bus;
 use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::Killable;
 
-#[cfg(target_arch = "aarch64")]
-use crate::arch::regs::dump_registers;
+use crate::arch::vcpu_exits;
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::vcpu_kick_signal;
 
@@ -34,10 +29,8 @@ pub struct VcpuShared {
     pub pio: Arc<Bus>,
     /// MMIO devices.
     pub mmio: Arc<Bus>,
-    /// The user-space IOAPIC (split irqchip): receives EOIs for
-    /// level-triggered vectors.
-    #[cfg(target_arch = "x86_64")]
-    pub ioapic: Arc<Mutex<Ioapic>>,
+    /// What the architecture's own exits need.
+    pub arch: vcpu_exits::ArchExitState,
     /// The stop request.
     pub shutdown: Arc<Shutdown>,
     /// Guest RAM, never read here: held so that it stays mapped while any
@@ -84,7 +77,7 @@ fn run(id: u32, mut vcpu: VcpuFd, shared: &VcpuShared) {
             Err(e) => Err(format!("vCPU {id}: KVM_RUN failed: {e}")),
         };
         if let Err(message) = outcome {
-            dump_registers(id, &vcpu);
+            vcpu_exits::dump_registers(id, &vcpu);
             shared.shutdown.request(ExitReason::Crash(message));
         }
     }
@@ -115,15 +108,6 @@ fn handle_exit(id: u32, exit: VcpuExit<'_>, shared: &VcpuShared) -> Result<(), S
                 data.fill(0xff);
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        VcpuExit::IoapicEoi(vector) => match shared.ioapic.lock() {
-            Ok(mut ioapic) => {
-                if let Err(e) = ioapic.end_of_interrupt(vector) {
-                    log::warn!("vCPU {id}: IOAPIC EOI for vector {vector}: {e}");
-                }
-            }
-            Err(_) => return Err("the IOAPIC is unusable after a panic".into()),
-        },
         VcpuExit::SystemEvent(kind, _) => match kind {
             KVM_SYSTEM_EVENT_SHUTDOWN => shared.shutdown.request(ExitReason::PowerOff),
             KVM_SYSTEM_EVENT_RESET => shared.shutdown.request(ExitReason::Reset),
@@ -140,46 +124,9 @@ fn handle_exit(id: u32, exit: VcpuExit<'_>, shared: &VcpuShared) -> Result<(), S
                 "vCPU {id}: KVM could not enter the guest (hardware reason {reason:#x} on host CPU {cpu})"
             ));
         }
-        other => return Err(format!("vCPU {id}: unexpected KVM exit {other:?}")),
+        other => return vcpu_exits::handle(id, other, &shared.arch),
     }
     Ok(())
-}
-
-#[cfg(target_arch = "x86_64")]
-fn dump_registers(id: u32, vcpu: &VcpuFd) {
-    if !log::log_enabled!(log::Level::Debug) {
-        return;
-    }
-    match (vcpu.get_regs(), vcpu.get_sregs()) {
-        (Ok(r), Ok(s)) => {
-            log::debug!(
-                "vCPU {id}: rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} \
-                 rsi={:#x} rdi={:#x} rbp={:#x}",
-                r.rip,
-                r.rsp,
-                r.rflags,
-                r.rax,
-                r.rbx,
-                r.rcx,
-                r.rdx,
-                r.rsi,
-                r.rdi,
-                r.rbp
-            );
-            log::debug!(
-                "vCPU {id}: cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x} cs={:#x} idt={:#x}+{:#x}",
-                s.cr0,
-                s.cr2,
-                s.cr3,
-                s.cr4,
-                s.efer,
-                s.cs.selector,
-                s.idt.base,
-                s.idt.limit
-            );
-        }
-        (Err(e), _) | (_, Err(e)) => log::debug!("vCPU {id}: cannot read registers: {e}"),
-    }
 }
 
 /// How long the vCPU threads get to notice a stop before dmavm exits

@@ -112,9 +112,7 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                         MixedCoherency::Reject => dmavm_iommu::MixedCoherency::Reject,
                     },
                     noncoherent_endpoints: machine.noncoherent_endpoints(),
-                    // arm64: MSIs go to the ITS's doorbell, not to x86's window.
-                    #[cfg(target_arch = "aarch64")]
-                    msi_region: Some(crate::arch::ITS_MSI_REGION),
+                    msi_region: crate::arch::interrupts::IOMMU_MSI_REGION,
                     ..IommuConfig::default()
                 };
                 let iommu = VirtioIommu::<GuestMemoryMmap>::new(config, &endpoints, &[])
@@ -255,10 +253,9 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     let vectors = u16::try_from(model.queue_max_sizes().len() + 1)?;
     let backend = IrqfdMsix::new(wiring.vm, wiring.router.clone(), vectors)
         .with_context(|| format!("{}: MSI-X vectors", device.id))?;
-    // On arm64 MSIs go through the ITS, which needs the function's DeviceID.
-    #[cfg(target_arch = "aarch64")]
-    let backend = backend.with_device_id(crate::arch::its_device_id(segment, slot)?);
-    let backend = Arc::new(backend);
+    // Where MSIs go through an ITS (arm64), each carries the function's
+    // DeviceID.
+    let backend = Arc::new(backend.with_device_id(crate::arch::interrupts::msi_device_id(segment, slot)?));
     let transport = VirtioPciTransport::new(model, mem, backend, dma_access)
         .with_context(|| format!("{}: virtio-pci transport", device.id))?
         .with_label(&device.id);

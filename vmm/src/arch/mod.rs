@@ -7,6 +7,8 @@
 //! - `interrupts`: interrupt routing to KVM (GSI routes, irqfds) for the
 //!   machine's interrupt controller;
 //! - `boot`: loading the kernel and initrd;
+//! - `vcpu_exits`: the vCPU exits only that architecture has, and the
+//!   register dump of a failed vCPU;
 //! - `vm`: building the VM from its config and running it until it stops.
 //!
 //! x86_64 adds its vCPU state (`cpuid`, `entry`, `lapic`, `msrs`,

@@ -86,7 +86,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
         blob.len()
     );
 
-    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, shutdown: shutdown.clone(), _memory: mem });
+    let arch = super::vcpu_exits::ArchExitState;
+    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
     run_loop::run(built, &config.machine, config.stats)

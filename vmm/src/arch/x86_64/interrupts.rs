@@ -23,12 +23,16 @@ use kvm_ioctls::VmFd;
 
 use crate::irqfd::msi_route;
 pub use crate::irqfd::{GsiRouter, IrqfdMsix, IrqfdPin};
-use crate::kvm::IOAPIC_PINS;
+/// IOAPIC pins, and so the routes KVM reserves for them with the split
+/// irqchip.
+pub const IOAPIC_PINS: u64 = 24;
 
-/// The first GSI the router hands out: the IOAPIC's pins come first.
-pub fn first_msi_gsi() -> u32 {
-    u32::try_from(IOAPIC_PINS).unwrap_or(24)
-}
+/// First GSI handed out for MSI-X vectors: the IOAPIC's pins come first.
+pub const FIRST_MSI_GSI: u32 = IOAPIC_PINS as u32;
+
+/// Whether every MSI must carry its requester's DeviceID: no, an x86 MSI
+/// names its target in the message.
+pub const MSIS_CARRY_DEVICE_ID: bool = false;
 
 /// Whether an IOAPIC pin keeps its KVM route. Pins with a reserved delivery
 /// mode have no message and no route. A masked level-triggered pin keeps
@@ -84,6 +88,17 @@ impl IoapicSink for KvmMsi {
         self.router.set(&changes);
     }
 }
+
+/// The DeviceID the MSIs of function 0 of `slot` on PCI segment `segment`
+/// carry: none on x86_64, where a message names its target itself.
+pub fn msi_device_id(_segment: u16, _slot: u8) -> anyhow::Result<Option<u32>> {
+    Ok(None)
+}
+
+/// The MSI doorbell the virtio-iommu reports to the guest as a hardware MSI
+/// region (RESV_MEM_T_MSI): the local APICs' 0xFEE00000 window
+/// ([`dmavm_iommu::X86_MSI_REGION`]), which the IOMMU never translates.
+pub const IOMMU_MSI_REGION: Option<(u64, u64)> = Some(dmavm_iommu::X86_MSI_REGION);
 
 #[cfg(test)]
 mod tests {

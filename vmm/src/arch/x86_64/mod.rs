@@ -11,5 +11,7 @@ pub mod lapic;
 pub mod layout;
 pub mod msrs;
 pub mod payload;
+pub mod uart;
+pub mod vcpu_exits;
 pub mod vm;
 pub mod xsave_probe;

@@ -2,24 +2,23 @@
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use dmavm_devices::ioapic::{Ioapic, IoapicSink};
 use dmavm_devices::legacy::{
-    ExitPort, PowerRegisters, PowerRequest, COM1_ADDR, COM1_IRQ, EXIT_PORT_ADDR, POWER_PORT_BASE,
-    POWER_PORT_LEN, SERIAL_PORT_LEN,
+    ExitPort, PowerRegisters, PowerRequest, EXIT_PORT_ADDR, POWER_PORT_BASE, POWER_PORT_LEN,
 };
 use dmavm_devices::Bus;
-use kvm_bindings::{kvm_mp_state, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_mp_state, KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE,
+};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
-use super::{firmware, payload};
-use crate::arch::boot::{self, LinuxBoot};
-use crate::arch::entry::{self, EntryState};
-use crate::arch::interrupts::{GsiRouter, KvmMsi};
-use crate::arch::layout::{IOAPIC_ADDR, IOAPIC_SIZE};
-use crate::arch::{cpuid, lapic, msrs, xsave_probe};
+use super::boot::{self, LinuxBoot};
+use super::entry::{self, EntryState};
+use super::interrupts::{GsiRouter, KvmMsi, IOAPIC_PINS};
+use super::layout::{IOAPIC_ADDR, IOAPIC_SIZE, KVM_TSS_ADDR};
+use super::{cpuid, firmware, lapic, msrs, payload, uart, xsave_probe};
 use crate::config::{Boot, VmConfig};
-use crate::console::Console;
 use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
@@ -30,7 +29,7 @@ use crate::{acpi_dump, kvm, memory, virtio_devices};
 pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let kvm = kvm::open(&config.kvm_device)?;
     config.check_cpus(kvm::max_vcpus(&kvm))?;
-    let vm = Arc::new(kvm::create_vm(&kvm)?);
+    let vm = Arc::new(create_vm(&kvm)?);
     let mem = Arc::new(memory::create(config.memory, matches!(config.boot, Boot::Kernel { .. }))?);
     memory::register(&vm, &mem)?;
 
@@ -41,7 +40,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
 
     let pio = Arc::new(Bus::new());
     let mmio = Arc::new(Bus::new());
-    let router = Arc::new(GsiRouter::new(vm.clone(), crate::arch::interrupts::first_msi_gsi()));
+    let router = Arc::new(GsiRouter::new(vm.clone(), super::interrupts::FIRST_MSI_GSI));
     let msi = Arc::new(KvmMsi::new(vm.clone(), router.clone()));
     let ioapic = Ioapic::new(msi.clone());
     // KVM must know the (still masked) pins' routes from the start.
@@ -49,8 +48,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let ioapic = Arc::new(Mutex::new(ioapic));
     mmio.insert(ioapic.clone(), IOAPIC_ADDR, IOAPIC_SIZE).context("placing the IOAPIC")?;
 
-    let console = Console::new(&ioapic, COM1_IRQ)?;
-    pio.insert(console.uart(), COM1_ADDR, SERIAL_PORT_LEN).context("placing COM1")?;
+    let console = uart::console(&ioapic, &pio)?;
     let exit_shutdown = shutdown.clone();
     let exit_port = ExitPort::new(move |status| exit_shutdown.request(ExitReason::GuestStatus(status)));
     pio.insert(Arc::new(Mutex::new(exit_port)), EXIT_PORT_ADDR, 1).context("placing the exit port")?;
@@ -94,10 +92,34 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
     let vcpus = create_vcpus(&kvm, &vm, config.cpus, start, tsc_deadline)?;
 
-    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, ioapic, shutdown: shutdown.clone(), _memory: mem });
+    let arch = super::vcpu_exits::ArchExitState { ioapic };
+    let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
     run_loop::run(built, &config.machine, config.stats)
+}
+
+/// Creates the VM: split irqchip (local APICs in KVM, IOAPIC in dmavm, no
+/// in-kernel PIT or PIC), as measured in TESTBED.md this avoids the 8-32 ms
+/// teardown cost of the in-kernel PIT and the slow memory registration of
+/// the full in-kernel irqchip.
+fn create_vm(kvm: &Kvm) -> Result<VmFd> {
+    for (cap, name) in [
+        (Cap::SplitIrqchip, "KVM_CAP_SPLIT_IRQCHIP"),
+        (Cap::SignalMsi, "KVM_CAP_SIGNAL_MSI"),
+        (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+    ] {
+        if !kvm.check_extension(cap) {
+            bail!("this host's KVM lacks {name}, which dmavm needs");
+        }
+    }
+    let vm = kvm.create_vm().context("KVM_CREATE_VM failed")?;
+    let cap =
+        kvm_enable_cap { cap: KVM_CAP_SPLIT_IRQCHIP, args: [IOAPIC_PINS, 0, 0, 0], ..Default::default() };
+    vm.enable_cap(&cap).context("cannot enable KVM's split irqchip")?;
+    let tss = usize::try_from(KVM_TSS_ADDR).context("TSS address")?;
+    vm.set_tss_address(tss).context("KVM_SET_TSS_ADDR failed")?;
+    Ok(vm)
 }
 
 /// What the vCPUs start.
