@@ -187,6 +187,45 @@ fn the_aarch64_device_tree_compiles_back_with_dtc_without_warnings() {
 }
 
 #[test]
+fn an_initrd_not_built_yet_is_left_out_of_chosen_with_a_warning() {
+    let dir = work_dir("initrd");
+    let missing = dir.join("not-built.cpio.gz");
+    let dtb = dir.join("tree.dtb");
+    let out = describe(&[
+        "--arch",
+        "aarch64",
+        "--initrd",
+        missing.to_str().unwrap(),
+        "--dtb",
+        dtb.to_str().unwrap(),
+        "--disk",
+        "path=a.img",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot read the initrd") && err.contains("/chosen is described without it"),
+        "{err}"
+    );
+    let tree = dmavm_fdt::parse(&std::fs::read(&dtb).unwrap()).unwrap();
+    let chosen = tree.root.children.iter().find(|n| n.name == "chosen").expect("a /chosen node");
+    assert!(!chosen.has("linux,initrd-start") && !chosen.has("linux,initrd-end"));
+    // With the file there, /chosen places it.
+    std::fs::write(&missing, vec![0u8; 4096]).unwrap();
+    ok(&describe(&[
+        "--arch",
+        "aarch64",
+        "--initrd",
+        missing.to_str().unwrap(),
+        "--dtb",
+        dtb.to_str().unwrap(),
+    ]));
+    let tree = dmavm_fdt::parse(&std::fs::read(&dtb).unwrap()).unwrap();
+    let chosen = tree.root.children.iter().find(|n| n.name == "chosen").expect("a /chosen node");
+    assert!(chosen.has("linux,initrd-start") && chosen.has("linux,initrd-end"));
+}
+
+#[test]
 fn dump_acpi_writes_the_tables_it_describes() {
     let dir = work_dir("acpi");
     let out = ok(&describe(&[MIXED, &["--dump-acpi", dir.to_str().unwrap()]].concat()));
