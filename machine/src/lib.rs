@@ -27,6 +27,7 @@ pub mod dma;
 pub mod dt;
 pub mod endpoint_id;
 pub mod error;
+pub mod input_file;
 pub mod layout;
 pub mod options;
 mod placement;
@@ -34,6 +35,7 @@ pub mod scope;
 pub mod size;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod user_text;
 
 pub use arch::Arch;
 pub use bridge::PciBridge;
