@@ -16,6 +16,21 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The most vCPUs its machine has room for, and why: what `run` and
+    /// `describe` refuse above (`run` also refuses above KVM's own limit).
+    pub fn max_vcpus(self) -> (u32, &'static str) {
+        match self {
+            Arch::X86_64 => (
+                crate::layout::x86_64::MAX_VCPUS,
+                "the MADT and IOAPIC use 8-bit xAPIC IDs, and 255 is the broadcast ID",
+            ),
+            Arch::Aarch64 => (
+                crate::layout::aarch64::MAX_VCPUS as u32,
+                "the GIC's redistributor region has room for that many",
+            ),
+        }
+    }
+
     /// The name Linux and Rust give it.
     pub fn name(self) -> &'static str {
         match self {

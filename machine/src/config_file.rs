@@ -30,11 +30,13 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::{Spanned, Value};
 
 use crate::device_types::{device_type, DeviceKind, DEVICE_TYPES};
+use crate::input_file::{self, InputError, Purpose};
 use crate::options::{
     bridge_from_pairs, iommu_from_pairs, parse_cpus, BridgeOptions, DeviceOptions, IommuOptions, OptionError,
     Pairs,
 };
 use crate::size::parse_size;
+use crate::user_text::{one_line, shown};
 
 /// The top-level scalar keys; the tables are the registered device types'
 /// (`[[disk]]`, ...) and [`OTHER_TABLES`].
@@ -45,14 +47,9 @@ const OTHER_TABLES: &[&str] = &["iommu", "pci-bridge"];
 /// A config file that cannot be used, as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read the config file {file}: {source}")]
-    Read {
-        /// The file as given.
-        file: String,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The file cannot be read, or is not a file dmavm reads.
+    #[error("{0}")]
+    Read(#[from] InputError),
     /// Something in it is wrong.
     #[error("{file}:{line}: {message}")]
     At {
@@ -174,8 +171,18 @@ impl<'de> Deserialize<'de> for Document {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
                 let mut items = Vec::new();
-                while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<Item>>()? {
-                    items.push(entry);
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    // toml hands a date to a visitor as a map with a private
+                    // key, which a top-level value's visitor cannot take:
+                    // say that a date is not a value of this file instead.
+                    let item = map.next_value::<Spanned<Item>>().map_err(|e| {
+                        if e.to_string().contains(TOML_DATE_KEY) {
+                            de::Error::custom(format!("{DATE_ERROR}{} {}", key.span().start, key.get_ref()))
+                        } else {
+                            e
+                        }
+                    })?;
+                    items.push((key, item));
                 }
                 Ok(Document(items))
             }
@@ -183,6 +190,13 @@ impl<'de> Deserialize<'de> for Document {
         deserializer.deserialize_map(DocumentVisitor)
     }
 }
+
+/// The key toml gives a date's map, which names it in its errors.
+const TOML_DATE_KEY: &str = "$__toml_private_datetime";
+/// How the document's reader tells [`parse`] which key held a date, and
+/// where (`date value of key OFFSET KEY`): toml drops the span of a
+/// custom error.
+const DATE_ERROR: &str = "date value of key ";
 
 /// Turns byte offsets into line numbers and messages into errors.
 struct Source<'a> {
@@ -237,7 +251,7 @@ fn option_text(value: &Value) -> Option<String> {
 fn label(kind: &str, keys: &Keys, index: Option<usize>) -> String {
     let id = keys.0.iter().find(|(k, _)| k.get_ref() == "id").and_then(|(_, v)| option_text(v.get_ref()));
     match (id, index) {
-        (Some(id), _) => format!("{kind} '{id}'"),
+        (Some(id), _) => format!("{kind} '{}'", shown(&id)),
         (None, Some(i)) => format!("{kind} #{}", i + 1),
         (None, None) => kind.to_string(),
     }
@@ -257,9 +271,14 @@ fn device<T>(
     let mut texts: Vec<(&str, String)> = Vec::new();
     for (key, value) in &keys.0 {
         let Some(text) = option_text(value.get_ref()) else {
+            let dates =
+                if matches!(value.get_ref(), Value::Datetime(_)) { "dates are not valid here; " } else { "" };
             return Err(source.error(
                 key.span().start,
-                format!("{name}: {}: expected a string, a boolean or an integer", key.get_ref()),
+                format!(
+                    "{name}: {}: {dates}expected a string, a boolean or an integer",
+                    shown(key.get_ref())
+                ),
             ));
         };
         texts.push((key.get_ref(), text));
@@ -283,7 +302,7 @@ fn tables<'a>(
         Item::Tables(t) => Ok(t),
         _ => Err(source.error(
             key.span().start,
-            format!("{k}: expected [[{k}]] tables, one per device", k = key.get_ref()),
+            format!("{k}: expected [[{k}]] tables, one per device", k = shown(key.get_ref())),
         )),
     }
 }
@@ -291,7 +310,10 @@ fn tables<'a>(
 fn table<'a>(source: &Source<'_>, key: &Spanned<String>, item: &'a Item) -> Result<&'a Keys, ConfigError> {
     match item {
         Item::Table(t) => Ok(t),
-        _ => Err(source.error(key.span().start, format!("{k}: expected a [{k}] table", k = key.get_ref()))),
+        _ => {
+            Err(source
+                .error(key.span().start, format!("{k}: expected a [{k}] table", k = shown(key.get_ref()))))
+        }
     }
 }
 
@@ -306,7 +328,7 @@ fn scalar(
         Item::Scalar(v @ Value::Integer(_)) if what.contains("integer") => option_text(v),
         _ => None,
     };
-    text.ok_or_else(|| source.error(key.span().start, format!("{}: expected {what}", key.get_ref())))
+    text.ok_or_else(|| source.error(key.span().start, format!("{}: expected {what}", shown(key.get_ref()))))
 }
 
 /// Parses config file text; `name` is how errors call the file, `folder`
@@ -316,7 +338,12 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<FileConfig, Config
     let document: Document = toml::from_str(text).map_err(|e| {
         let message =
             e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
-        source.error(e.span().map_or(0, |s| s.start), format!("not valid TOML: {message}"))
+        let at = e.span().map_or(0, |s| s.start);
+        let date = message.strip_prefix(DATE_ERROR).and_then(|rest| rest.split_once(' '));
+        match date.and_then(|(offset, key)| Some((offset.parse::<usize>().ok()?, key))) {
+            Some((offset, key)) => source.error(offset, format!("{}: dates are not valid here", shown(key))),
+            None => source.error(at, format!("not valid TOML: {}", one_line(&message, 160))),
+        }
     })?;
     let mut config = FileConfig::default();
     for (key, item) in &document.0 {
@@ -359,9 +386,8 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<FileConfig, Config
                         .chain(DEVICE_TYPES.iter().map(|t| t.option))
                         .chain(OTHER_TABLES.iter().copied())
                         .collect();
-                    return Err(
-                        source.error(at, format!("unknown key '{other}' (known: {})", known.join(", ")))
-                    );
+                    return Err(source
+                        .error(at, format!("unknown key '{}' (known: {})", shown(other), known.join(", "))));
                 };
                 if device_type.many {
                     for (i, t) in tables(&source, key, value)?.iter().enumerate() {
@@ -391,9 +417,49 @@ fn with_paths_resolved(source: &Source<'_>, mut device: DeviceOptions) -> Device
 
 /// Reads and parses the config file at `path`.
 pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-    let name = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: name.clone(), source })?;
+    let name = shown(&path.display().to_string());
+    let text = input_file::read_to_string(path, Purpose::Config)?;
     let folder = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
     parse(&text, &name, &folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        parse(text, "m.toml", Path::new("/")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn dates_are_named_as_such() {
+        assert_eq!(error("cpus = 1\nwhen = 1979-05-27\n"), "m.toml:2: when: dates are not valid here");
+        assert_eq!(error("memory = 1979-05-27T07:32:00Z\n"), "m.toml:1: memory: dates are not valid here");
+        let err = error("[[disk]]\npath = \"a\"\nid = 1979-05-27\n");
+        assert_eq!(
+            err,
+            "m.toml:3: disk #1: id: dates are not valid here; expected a string, a boolean or an integer"
+        );
+    }
+
+    #[test]
+    fn echoed_text_is_escaped_and_shortened() {
+        let err = error("[[disk]]\npath = \"a\"\nid = \"x\\u001b[2Jy\"\n");
+        assert!(err.starts_with("m.toml:3: disk 'x\\u{1b}[2Jy': id=x\\u{1b}[2Jy: use 1-32"), "{err}");
+        let long = "v".repeat(100_000);
+        let err = error(&format!("[[disk]]\npath = \"a\"\nid = \"{long}\"\n"));
+        assert!(err.len() < 400, "{} characters: {}", err.len(), &err[..200]);
+        assert_eq!(err.matches("(100000 characters)").count(), 2, "{err}");
+        let err = error("\"a\\nb\" = 1\n");
+        assert!(err.starts_with("m.toml:1: unknown key 'a\\nb'"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+    }
+
+    #[test]
+    fn load_refuses_what_is_not_a_regular_file() {
+        let err = load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(err, "the config file /dev/zero is a character device: dmavm reads only regular files");
+        let err = load(Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+    }
 }

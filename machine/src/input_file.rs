@@ -62,6 +62,13 @@ impl Purpose {
         }
     }
 
+    fn verb(self) -> &'static str {
+        match self {
+            Purpose::Disk { .. } => "open",
+            _ => "read",
+        }
+    }
+
     fn takes_block_devices(self) -> bool {
         matches!(self, Purpose::Disk { .. })
     }
@@ -77,7 +84,7 @@ impl fmt::Display for Purpose {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// It cannot be opened (missing, no permission, ...).
-    #[error("cannot open the {purpose} {path}: {source}")]
+    #[error("cannot {} the {purpose} {path}: {source}", purpose.verb())]
     Open {
         /// What it was for.
         purpose: Purpose,
@@ -322,7 +329,10 @@ mod tests {
     fn directories_and_character_devices_are_refused() {
         let dir = temp_dir("dir");
         let err = open(&dir, Purpose::Disk { writable: true }).unwrap_err().to_string();
-        assert!(err.contains("is a directory: a disk image must be a regular file or a block device"), "{err}");
+        assert!(
+            err.contains("is a directory: a disk image must be a regular file or a block device"),
+            "{err}"
+        );
         let err = open(&dir, Purpose::Disk { writable: false }).unwrap_err().to_string();
         assert!(err.contains("is a directory"), "{err}");
         let err = check(&dir, Purpose::Disk { writable: false }).unwrap_err().to_string();
@@ -356,7 +366,7 @@ mod tests {
     #[test]
     fn missing_files_and_paths_are_shown_safely() {
         let err = open(Path::new("/nonexistent/a\nb"), Purpose::Payload).unwrap_err().to_string();
-        assert!(err.starts_with("cannot open the payload /nonexistent/a\\nb: "), "{err}");
+        assert!(err.starts_with("cannot read the payload /nonexistent/a\\nb: "), "{err}");
         assert_eq!(err.lines().count(), 1);
     }
 

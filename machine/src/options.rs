@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::device_types::{device_type, DeviceKind};
+use crate::user_text::shown;
 
 /// The machine as options: vCPUs, memory, host bridges and devices, as
 /// the command line and the config file give them (the VM runner's
@@ -51,7 +52,7 @@ pub fn parse_cpus(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(0) => Err("a VM needs at least 1 vCPU".into()),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("'{text}' is not a whole number of vCPUs")),
+        Err(_) => Err(format!("'{}' is not a whole number of vCPUs", shown(text))),
     }
 }
 
@@ -145,9 +146,10 @@ impl OptionError {
 fn split(text: &str) -> Result<Pairs<'_>, String> {
     let mut out: Pairs<'_> = Vec::new();
     for item in text.split(',').filter(|s| !s.is_empty()) {
-        let (key, value) = item.split_once('=').ok_or_else(|| format!("'{item}' is not key=value"))?;
+        let (key, value) =
+            item.split_once('=').ok_or_else(|| format!("'{}' is not key=value", shown(item)))?;
         if out.iter().any(|(k, _)| *k == key) {
-            return Err(format!("key '{key}' given twice"));
+            return Err(format!("key '{}' given twice", shown(key)));
         }
         out.push((key, value));
     }
@@ -158,7 +160,7 @@ fn split(text: &str) -> Result<Pairs<'_>, String> {
 fn known_keys(pairs: &Pairs<'_>, known: &[&str]) -> Result<(), OptionError> {
     match pairs.iter().find(|(key, _)| !known.contains(key)) {
         Some((key, _)) => {
-            Err(OptionError::at(key, format!("unknown key '{key}' (known: {})", known.join(", "))))
+            Err(OptionError::at(key, format!("unknown key '{}' (known: {})", shown(key), known.join(", "))))
         }
         None => Ok(()),
     }
@@ -168,7 +170,7 @@ fn on_off(key: &str, value: &str) -> Result<bool, OptionError> {
     match value {
         "on" | "true" | "yes" => Ok(true),
         "off" | "false" | "no" => Ok(false),
-        _ => Err(OptionError::at(key, format!("{key}={value}: expected on or off"))),
+        _ => Err(OptionError::at(key, format!("{key}={}: expected on or off", shown(value)))),
     }
 }
 
@@ -180,7 +182,7 @@ fn id(key: &str, value: &str) -> Result<String, OptionError> {
     if ok {
         Ok(value.to_string())
     } else {
-        Err(OptionError::at(key, format!("{key}={value}: use 1-32 letters, digits, '-' or '_'")))
+        Err(OptionError::at(key, format!("{key}={}: use 1-32 letters, digits, '-' or '_'", shown(value))))
     }
 }
 
@@ -190,7 +192,10 @@ fn slot(key: &str, value: &str) -> Result<u8, OptionError> {
         Ok(n @ 1..=31) => Ok(n),
         _ => Err(OptionError::at(
             key,
-            format!("{key}={value}: expected a PCI device number from 1 to 31 (0 is the host bridge)"),
+            format!(
+                "{key}={}: expected a PCI device number from 1 to 31 (0 is the host bridge)",
+                shown(value)
+            ),
         )),
     }
 }
@@ -203,14 +208,16 @@ fn addr(key: &str, value: &str) -> Result<u64, OptionError> {
         Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
         None => value.parse::<u64>(),
     };
-    parsed.map_err(|_| OptionError::at(key, format!("{key}={value}: expected an address such as 0xd0001000")))
+    parsed.map_err(|_| {
+        OptionError::at(key, format!("{key}={}: expected an address such as 0xd0001000", shown(value)))
+    })
 }
 
 fn transport(key: &str, value: &str) -> Result<Transport, OptionError> {
     match value {
         "mmio" => Ok(Transport::Mmio),
         "pci" => Ok(Transport::Pci),
-        _ => Err(OptionError::at(key, format!("{key}={value}: expected mmio or pci"))),
+        _ => Err(OptionError::at(key, format!("{key}={}: expected mmio or pci", shown(value)))),
     }
 }
 
@@ -267,6 +274,10 @@ pub fn parse_console(text: &str) -> Result<DeviceOptions, String> {
     parse_device("console", text)
 }
 
+/// The longest disk `id=`: the guest reads it as the disk's serial
+/// (`VIRTIO_BLK_T_GET_ID`), which has 20 bytes.
+pub const DISK_ID_MAX: usize = 20;
+
 /// A disk from its pairs (the command line's or a config file's).
 pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DeviceOptions, OptionError> {
     known_keys(&pairs, DISK_KEYS)?;
@@ -280,6 +291,15 @@ pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DeviceOptions, OptionError> {
         }
     }
     let path = path.ok_or_else(|| OptionError::whole("path=FILE is required"))?;
+    if let Some(id) = attach.id.as_deref().filter(|id| id.len() > DISK_ID_MAX) {
+        return Err(OptionError::at(
+            "id",
+            format!(
+                "id={id}: a disk's id is its virtio-blk serial, at most {DISK_ID_MAX} characters (this one has {})",
+                id.len()
+            ),
+        ));
+    }
     Ok(DeviceOptions { kind: DeviceKind::Disk { path, readonly }, attach })
 }
 
@@ -333,7 +353,9 @@ pub fn iommu_from_pairs(pairs: Pairs<'_>) -> Result<IommuOptions, OptionError> {
         mixed_coherency = match value {
             "allow" => MixedCoherency::Allow,
             "reject" => MixedCoherency::Reject,
-            _ => return Err(OptionError::at(key, format!("{key}={value}: expected allow or reject"))),
+            _ => {
+                return Err(OptionError::at(key, format!("{key}={}: expected allow or reject", shown(value))))
+            }
         };
     }
     Ok(IommuOptions {
@@ -497,6 +519,35 @@ mod tests {
         ] {
             let err = parse_rng(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_disk_id_fits_the_virtio_blk_serial() {
+        assert!(parse_disk(&format!("path=x,id={}", "a".repeat(20))).is_ok());
+        let err = disk_from_pairs(vec![("path", "x"), ("id", &"a".repeat(21))]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("id"));
+        assert!(
+            err.message.contains("virtio-blk serial, at most 20 characters (this one has 21)"),
+            "{err:?}"
+        );
+        // Other devices' ids are names only.
+        assert!(parse_rng(&format!("id={}", "a".repeat(32))).is_ok());
+    }
+
+    #[test]
+    fn echoed_values_are_escaped_and_shortened() {
+        let err = parse_disk("path=x,id=a\nb\u{1b}[2J").unwrap_err();
+        assert_eq!(err, "id=a\\nb\\u{1b}[2J: use 1-32 letters, digits, '-' or '_'");
+        let long = "z".repeat(100_000);
+        for err in [
+            parse_disk(&format!("path=x,transport={long}")).unwrap_err(),
+            parse_disk(&format!("path=x,{long}=1")).unwrap_err(),
+            parse_disk(&format!("path=x,{long}")).unwrap_err(),
+            parse_cpus(&long).unwrap_err(),
+        ] {
+            assert!(err.len() < 400, "{} characters", err.len());
+            assert!(err.contains("... (100000 characters)"), "{err}");
         }
     }
 

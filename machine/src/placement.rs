@@ -128,6 +128,10 @@ impl Machine {
     /// and `describe`. A machine with error findings must not be run.
     pub fn new(options: &MachineOptions, arch: Arch) -> Result<Self> {
         let MachineOptions { cpus, memory, bridges, devices: device_options, iommu } = options;
+        let (max_cpus, why) = arch.max_vcpus();
+        if *cpus == 0 || *cpus > max_cpus {
+            fail!(Layout, "--cpus {cpus}: the {arch} machine has 1 to {max_cpus} vCPUs ({why})");
+        }
         let iommu = iommu.as_ref();
         let bridges = bridge::bridges(bridges)?;
         let iommu_attach = iommu.map(|i| AttachOptions {
@@ -285,6 +289,20 @@ mod tests {
 
     fn bridges(list: &[&str]) -> Vec<BridgeOptions> {
         list.iter().map(|t| parse_bridge(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_vcpu_count_fits_the_architecture() {
+        let build = |cpus: u32, arch: Arch| Machine::new(&MachineOptions::new(cpus, 64 << 20), arch);
+        assert!(build(254, Arch::X86_64).is_ok());
+        assert!(build(123, Arch::Aarch64).is_ok());
+        let err = build(255, Arch::X86_64).unwrap_err().to_string();
+        assert!(err.starts_with("--cpus 255: the x86_64 machine has 1 to 254 vCPUs (the MADT"), "{err}");
+        let err = build(124, Arch::Aarch64).unwrap_err().to_string();
+        assert!(err.starts_with("--cpus 124: the aarch64 machine has 1 to 123 vCPUs"), "{err}");
+        let err = build(u32::MAX, Arch::X86_64).unwrap_err().to_string();
+        assert!(err.starts_with("--cpus 4294967295: "), "{err}");
+        assert!(build(0, Arch::Aarch64).is_err());
     }
 
     #[test]

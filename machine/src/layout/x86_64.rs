@@ -16,6 +16,9 @@ use std::ops::Range;
 
 use super::{PciSegmentWindows, MAX_PCI_SEGMENTS, VIRTIO_MMIO_WINDOWS};
 
+/// The most vCPUs: APIC ID = vCPU index, and the MADT and the IOAPIC's
+/// destinations hold 8-bit xAPIC IDs of which 255 is the broadcast ID.
+pub const MAX_VCPUS: u32 = 254;
 /// Start of the 32-bit MMIO hole.
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 /// First address above 4 GiB, where high RAM starts.
