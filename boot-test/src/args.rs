@@ -72,7 +72,7 @@ pub struct BootTestArgs {
 
     /// Another `grep -E` pattern the kernel log must not match; repeat for
     /// more (added to the default list below).
-    #[arg(long = "fail-pattern", value_name = "REGEX")]
+    #[arg(long = "fail-pattern", value_name = "REGEX", value_parser = parse_pattern)]
     pub fail_pattern: Vec<String>,
 
     /// Write a JUnit XML report to FILE.
@@ -160,6 +160,40 @@ fn parse_jobs(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A `--fail-pattern`: an extended regular expression as the guest's
+/// `grep -E` takes it, checked here with the C library's `regcomp`, which
+/// is what `grep -E` compiles it with; a pattern it refuses would make
+/// every run fail for a reason that is not the kernel's. One line (the
+/// patterns are passed one per line) and not empty (which matches every
+/// line).
+pub fn parse_pattern(text: &str) -> Result<String, String> {
+    let shown = dmavm_machine::user_text::shown(text);
+    if text.is_empty() {
+        return Err("an empty pattern matches every line of the kernel log".into());
+    }
+    if text.contains(['\n', '\r', '\0']) {
+        return Err(format!("'{shown}': a pattern is one line"));
+    }
+    let c = std::ffi::CString::new(text).map_err(|_| format!("'{shown}': a pattern is one line"))?;
+    // SAFETY: regex_t is plain data that regcomp initialises.
+    let mut re: libc::regex_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `re` is writable and `c` a NUL-terminated string; both
+    // outlive the call.
+    let rc = unsafe { libc::regcomp(&mut re, c.as_ptr(), libc::REG_EXTENDED | libc::REG_NOSUB) };
+    if rc == 0 {
+        // SAFETY: `re` was compiled by the regcomp above and is freed once.
+        unsafe { libc::regfree(&mut re) };
+        return Ok(text.to_string());
+    }
+    let mut message = [0 as libc::c_char; 256];
+    // SAFETY: regerror writes at most `message.len()` bytes, NUL-terminated,
+    // into `message`; `re` is the failed regcomp's, which regerror accepts.
+    unsafe { libc::regerror(rc, &re, message.as_mut_ptr(), message.len()) };
+    // SAFETY: regerror NUL-terminated what it wrote in `message`.
+    let why = unsafe { std::ffi::CStr::from_ptr(message.as_ptr()) }.to_string_lossy().into_owned();
+    Err(format!("'{shown}' is not an extended regular expression (grep -E): {why}"))
+}
+
 /// `90s`, `2m`, `1h`, `500ms` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -197,6 +231,18 @@ mod tests {
         }
         assert!(parse_jobs("0").is_err());
         assert_eq!(parse_jobs("2"), Ok(2));
+    }
+
+    #[test]
+    fn fail_patterns_are_checked_up_front() {
+        for p in DEFAULT_FAIL_PATTERNS {
+            assert_eq!(parse_pattern(p).as_deref(), Ok(*p));
+        }
+        let err = parse_pattern("([").unwrap_err();
+        assert!(err.starts_with("'([' is not an extended regular expression (grep -E): "), "{err}");
+        assert!(parse_pattern("a{2,1}").is_err());
+        assert!(parse_pattern("").unwrap_err().contains("empty pattern"));
+        assert!(parse_pattern("a\nb").unwrap_err().contains("'a\\nb': a pattern is one line"));
     }
 
     #[test]

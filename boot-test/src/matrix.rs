@@ -451,9 +451,9 @@ fn machine_config(doc: &[(String, usize)], file: &str, what: &str) -> Result<Fil
 
 /// Reads and parses the matrix at `path`.
 pub fn load(path: &Path) -> Result<Vec<RunSpec>, MatrixError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| MatrixError(format!("cannot read the matrix {name}: {e}")))?;
+    let name = dmavm_machine::user_text::shown(&path.display().to_string());
+    let text = dmavm_machine::input_file::read_to_string(path, dmavm_machine::input_file::Purpose::Matrix)
+        .map_err(|e| MatrixError(e.to_string()))?;
     parse(&text, &name)
 }
 
@@ -511,6 +511,16 @@ transport = "pci"
 id = "fast"
 direct-ram-access = true
 "#;
+
+    #[test]
+    fn a_matrix_must_be_a_regular_file_of_sane_size() {
+        let err = load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(err, "the matrix /dev/zero is a character device: dmavm reads only regular files");
+        let err = load(Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        let err = load(Path::new("/nonexistent.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read the matrix /nonexistent.toml: "), "{err}");
+    }
 
     #[test]
     fn the_cross_product_in_file_order() {
