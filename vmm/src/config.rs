@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use dmavm_machine::input_file::{self, Purpose};
 use dmavm_machine::layout::check_memory;
-use dmavm_machine::Machine;
+use dmavm_machine::{DeviceKind, Machine};
 
 use crate::cli::{Arch, MachineArgs, RunArgs};
 
@@ -48,6 +49,7 @@ impl VmConfig {
     /// checked without KVM.
     pub fn from_args(args: RunArgs, host_memory: u64) -> Result<Self> {
         let machine = machine(&args.machine, host_memory)?;
+        check_files(&machine, &args)?;
         let boot = match (args.payload, args.kernel) {
             // Only with --config can these meet here (clap refuses them
             // otherwise): the file's kernel is dropped, a --initrd or
@@ -86,6 +88,27 @@ impl VmConfig {
 pub fn machine(args: &MachineArgs, host_memory: u64) -> Result<Machine> {
     check_memory(args.memory, host_memory)?;
     Ok(Machine::new(&args.options(), Arch::HOST.into())?)
+}
+
+/// The files `run` reads, checked before KVM is touched: each must exist
+/// and be a kind of file dmavm reads (a missing disk image is one line
+/// here rather than an error halfway through building the VM). They are
+/// checked again when opened.
+fn check_files(machine: &Machine, args: &RunArgs) -> Result<()> {
+    for device in &machine.devices {
+        if let DeviceKind::Disk { path, readonly } = &device.kind {
+            input_file::check(path, Purpose::Disk { writable: !readonly })
+                .map_err(|e| anyhow::anyhow!("{}: {e}", device.id))?;
+        }
+    }
+    let boot =
+        [(&args.payload, Purpose::Payload), (&args.kernel, Purpose::Kernel), (&args.initrd, Purpose::Initrd)];
+    for (path, purpose) in boot {
+        if let Some(path) = path {
+            input_file::check(path, purpose)?;
+        }
+    }
+    Ok(())
 }
 
 /// Physical RAM of the host, in bytes.

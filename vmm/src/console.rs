@@ -51,7 +51,8 @@ impl<T: Trigger> std::fmt::Debug for Console<T> {
 impl<T: Trigger + Send + 'static> Console<T> {
     /// A UART raising its interrupt through `trigger`.
     pub fn with_trigger(trigger: T) -> Result<Self> {
-        let drained = EventFd::new(EFD_NONBLOCK).context("cannot create the console event")?;
+        let drained =
+            EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC).context("cannot create the console event")?;
         let events = DrainedEvent(drained.try_clone().context("cannot clone the console event")?);
         let uart = SerialPort::new(trigger, events, std::io::stdout());
         Ok(Self { uart: Arc::new(Mutex::new(uart)), drained })

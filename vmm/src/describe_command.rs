@@ -7,6 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use dmavm_machine::describe::{describe, render, Described, Request};
+use dmavm_machine::input_file::{self, Purpose};
+use dmavm_machine::options::MachineOptions;
+use dmavm_machine::DeviceKind;
 
 use crate::cli::{Arch, DescribeArgs};
 use crate::exit_status;
@@ -49,6 +52,7 @@ fn usage_problem(args: &DescribeArgs) -> Option<&'static str> {
 /// The description of the command line's machine.
 fn described(args: &DescribeArgs) -> Result<Described> {
     let options = args.machine.options();
+    warn_of_unusable_disks(&options);
     let request = Request {
         options: &options,
         arch: args.arch.into(),
@@ -60,6 +64,19 @@ fn described(args: &DescribeArgs) -> Result<Described> {
         },
     };
     Ok(describe(&request)?)
+}
+
+/// A machine is described without its disk images (they may not be made
+/// yet); one that `run` could not open is worth a warning each, since
+/// `run` refuses the machine for it.
+fn warn_of_unusable_disks(options: &MachineOptions) {
+    for device in &options.devices {
+        if let DeviceKind::Disk { path, readonly } = &device.kind {
+            if let Err(e) = input_file::check(path, Purpose::Disk { writable: !readonly }) {
+                log::warn!("{e} (described all the same; run refuses it)");
+            }
+        }
+    }
 }
 
 /// The initrd's size for the device tree's `/chosen`. A machine can be

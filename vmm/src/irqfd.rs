@@ -115,7 +115,7 @@ impl std::fmt::Debug for IrqfdPin {
 impl IrqfdPin {
     /// An irqfd for `gsi`, registered with KVM.
     pub fn new(vm: &VmFd, gsi: u32) -> Result<Self> {
-        let evt = EventFd::new(EFD_NONBLOCK).context("creating an irqfd")?;
+        let evt = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC).context("creating an irqfd")?;
         vm.register_irqfd(&evt, gsi).with_context(|| format!("registering an irqfd for GSI {gsi}"))?;
         Ok(Self { evt })
     }
@@ -163,7 +163,7 @@ impl IrqfdMsix {
         let vectors = (0..count)
             .map(|v| {
                 let gsi = router.allocate()?;
-                let evt = EventFd::new(EFD_NONBLOCK).context("creating an irqfd")?;
+                let evt = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC).context("creating an irqfd")?;
                 vm.register_irqfd(&evt, gsi)
                     .with_context(|| format!("registering the irqfd of MSI-X vector {v}"))?;
                 Ok((gsi, evt))

@@ -30,9 +30,16 @@ pub fn init(level: log::LevelFilter) {
     log::set_max_level(level);
 }
 
+/// The most characters of an error report: several pieces of user text,
+/// each shortened, fit easily.
+const MAX_LINE: usize = 2000;
+
 /// Prints the one-line error report for a failed run.
 pub fn report_error(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "dmavm: error: {message}");
+    // The message may hold user text that did not go through `shown`: it
+    // stays one line without terminal controls whatever it holds.
+    let line = dmavm_machine::user_text::one_line(message, MAX_LINE);
+    let _ = writeln!(std::io::stderr().lock(), "dmavm: error: {line}");
 }
 
 /// Prints the configuration checks' warnings as `dmavm: warning: [CODE]

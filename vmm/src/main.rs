@@ -9,6 +9,7 @@ mod console;
 mod describe_command;
 mod event_loop;
 mod exit_status;
+mod hygiene;
 mod irqfd;
 mod kvm;
 mod logger;
@@ -88,7 +89,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
         }
         _ => {}
     }
-    logger::report_error(&format!("{} (see dmavm --help)", one_line(&e.to_string())));
+    // clap echoes the value it refused whole: shown as any user text is.
+    let mut message = e.to_string();
+    if let Some(clap::error::ContextValue::String(value)) = e.get(clap::error::ContextKind::InvalidValue) {
+        message = message.replace(value.as_str(), &dmavm_machine::user_text::shown(value));
+    }
+    logger::report_error(&format!("{} (see dmavm --help)", one_line(&message)));
     ExitCode::from(exit_status::USAGE)
 }
 
@@ -113,6 +119,10 @@ fn one_line(text: &str) -> String {
 }
 
 fn run(args: cli::RunArgs) -> u8 {
+    if let Err(e) = hygiene::no_new_privs() {
+        logger::report_error(&format!("{e:#}"));
+        return exit_status::ERROR;
+    }
     let config = match config::VmConfig::from_args(args, config::host_memory()) {
         Ok(c) => c,
         Err(e) => {

@@ -44,6 +44,8 @@ impl std::fmt::Debug for BuiltVm {
 /// counters of `machine`'s endpoints when `stats`; returns why it stopped.
 pub fn run(vm: BuiltVm, machine: &Machine, stats: bool) -> Result<ExitReason> {
     let BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared } = vm;
+    // Every descriptor of the VM exists by now.
+    crate::hygiene::close_on_exec_all()?;
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
     for subscriber in virtio.queues {
         events.add_subscriber(subscriber);

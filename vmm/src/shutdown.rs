@@ -58,7 +58,7 @@ impl Shutdown {
         Ok(Self {
             requested: AtomicBool::new(false),
             reason: Mutex::new(None),
-            event: EventFd::new(EFD_NONBLOCK)?,
+            event: EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC)?,
         })
     }
 

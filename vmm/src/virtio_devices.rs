@@ -4,7 +4,7 @@
 //! accesses and requests are processed on the event loop, but for a device
 //! that notifies inline: see [`VirtioDevice::notify_inline`]).
 
-use std::fs::OpenOptions;
+use dmavm_machine::input_file::{self, InputError, Purpose};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
@@ -292,13 +292,17 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
 fn model<M: GuestMemory + Send + Sync + 'static>(device: &Device) -> Result<Box<dyn VirtioDevice<M>>> {
     Ok(match &device.kind {
         DeviceKind::Disk { path, readonly } => {
-            let file = OpenOptions::new().read(true).write(!readonly).open(path).map_err(|e| {
-                let how = if *readonly || e.kind() == std::io::ErrorKind::NotFound {
-                    ""
-                } else {
-                    " for writing (add readonly=on for a read-only disk)"
+            // Read-only for readonly=on: the least access the disk needs.
+            let file = input_file::open(path, Purpose::Disk { writable: !readonly }).map_err(|e| {
+                let hint = match &e {
+                    InputError::Open { source, .. }
+                        if !readonly && source.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        " (add readonly=on for a read-only disk)"
+                    }
+                    _ => "",
                 };
-                anyhow::anyhow!("{}: cannot open disk {}{how}: {e}", device.id, path.display())
+                anyhow::anyhow!("{}: {e}{hint}", device.id)
             })?;
             let config = BlockConfig { file, read_only: *readonly, id: device.id.clone() };
             Box::new(Block::new(config).with_context(|| format!("{}: disk {}", device.id, path.display()))?)

@@ -159,23 +159,29 @@ fn bad_input_gets_one_clear_line() {
     std::fs::write(&not_kernel, b"#!/bin/sh\necho hi\n").expect("writing a file");
     let not_kernel = not_kernel.to_str().expect("utf-8 path");
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "--payload", "/nonexistent/p.bin"], "cannot read payload /nonexistent/p.bin"),
-        (&["run", "--payload", dir], "cannot read payload"),
-        (&["run", "--kernel", "/nonexistent/vmlinuz"], "cannot read kernel /nonexistent/vmlinuz"),
+        (&["run", "--payload", "/nonexistent/p.bin"], "cannot read the payload /nonexistent/p.bin"),
+        (&["run", "--payload", dir], "is a directory: dmavm reads only regular files"),
+        (&["run", "--kernel", "/nonexistent/vmlinuz"], "cannot read the kernel /nonexistent/vmlinuz"),
         (&["run", "--kernel", not_kernel], "neither a bzImage nor an ELF"),
         (&["run", "--payload", hello, "--memory", "4M"], "--memory 4 MiB is too small"),
         (&["run", "--payload", hello, "--memory", "64T"], "more than this host's"),
         (&["run", "--payload", hello, "--memory", "lots"], "'lots' is not a size"),
         (&["run", "--payload", hello, "--cpus", "0"], "at least 1 vCPU"),
-        (&["run", "--payload", hello, "--cpus", "100000"], "--cpus 100000 is out of range"),
+        (
+            &["run", "--payload", hello, "--cpus", "100000"],
+            "--cpus 100000: the x86_64 machine has 1 to 254 vCPUs",
+        ),
         (&["run", "--payload", hello, "--frobnicate"], "unexpected argument '--frobnicate'"),
         (&["run", "--payload", hello, "--kvm-device", "/nonexistent/kvm"], "cannot open /nonexistent/kvm"),
         (&["run"], "--kernel"),
         (
             &["run", "--payload", hello, "--disk", "path=/nonexistent/d.img"],
-            "cannot open disk /nonexistent/d.img",
+            "disk0: cannot open the disk image /nonexistent/d.img",
         ),
-        (&["run", "--payload", hello, "--disk", &format!("path={dir}")], "for writing (add readonly=on"),
+        (
+            &["run", "--payload", hello, "--disk", &format!("path={dir}")],
+            "is a directory: a disk image must be a regular file or a block device",
+        ),
         (&["run", "--payload", hello, "--disk", "path=d.img,colour=red"], "unknown key 'colour'"),
         (
             &["run", "--payload", hello, "--disk", "path=d.img,transport=usb"],

@@ -357,7 +357,7 @@ impl<M: GuestMemory> Console<M> {
     /// A console whose guest output goes to `output` (dmavm: stdout).
     pub fn new(output: Box<dyn Write + Send>) -> Result<Self, ConsoleError> {
         let features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_INDIRECT_DESC | VIRTIO_RING_F_EVENT_IDX;
-        let ready = EventFd::new(EFD_NONBLOCK).map_err(ConsoleError::EventFd)?;
+        let ready = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(ConsoleError::EventFd)?;
         let side = Arc::new(InputSide {
             rx: Mutex::new(Receiver { active: None, broken: None, reported: false }),
             ready,

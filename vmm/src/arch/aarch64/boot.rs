@@ -15,6 +15,7 @@ use dmavm_fdt::MemoryRange;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::RAM_START;
+use dmavm_machine::input_file::{self, Purpose};
 
 /// "ARM\x64", little-endian, at offset 56.
 const IMAGE_MAGIC: u32 = 0x644d_5241;
@@ -66,8 +67,7 @@ pub struct Kernel {
 
 /// Loads the Image at `path` into `mem`, below `ceiling`.
 pub fn load_kernel(path: &Path, mem: &GuestMemoryMmap, ceiling: u64) -> Result<Kernel> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open kernel {}", path.display()))?;
+    let mut file = input_file::open(path, Purpose::Kernel)?;
     let mut image = Vec::new();
     file.read_to_end(&mut image).with_context(|| format!("cannot read kernel {}", path.display()))?;
     let Some(header) = parse_header(&image, image.len() as u64) else {
@@ -93,7 +93,7 @@ pub fn load_kernel(path: &Path, mem: &GuestMemoryMmap, ceiling: u64) -> Result<K
 /// Loads the initrd at `path` as high as possible, page aligned, between
 /// `floor` and `ceiling`.
 pub fn load_initrd(path: &Path, mem: &GuestMemoryMmap, floor: u64, ceiling: u64) -> Result<MemoryRange> {
-    let image = std::fs::read(path).with_context(|| format!("cannot read initrd {}", path.display()))?;
+    let image = input_file::read(path, Purpose::Initrd)?;
     let size = image.len() as u64;
     let addr = ceiling.checked_sub(size).map(|a| a & !0xfff).filter(|&a| a >= floor);
     let Some(addr) = addr else {

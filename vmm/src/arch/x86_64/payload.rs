@@ -8,10 +8,11 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::entry::EntryState;
 use crate::arch::layout::{MMIO_HOLE_START, PAYLOAD_ADDR, PAYLOAD_STACK_SIZE, PAYLOAD_STACK_TOP};
+use dmavm_machine::input_file::{self, Purpose};
 
 /// Loads the payload at `path` into `mem`; returns its entry address.
 pub fn load(path: &Path, mem: &GuestMemoryMmap, mem_size: u64) -> Result<u64> {
-    let image = std::fs::read(path).with_context(|| format!("cannot read payload {}", path.display()))?;
+    let image = input_file::read(path, Purpose::Payload)?;
     if image.is_empty() {
         bail!("payload {} is empty", path.display());
     }

@@ -3,8 +3,6 @@
 //! at the load address + 0x200 (`startup_64`) in long mode with identity
 //! page tables.
 
-use std::fs::File;
-
 use anyhow::{anyhow, Context, Result};
 use linux_loader::loader::bootparam::{boot_params, CAN_USE_HEAP};
 use linux_loader::loader::{BzImage, KernelLoader};
@@ -13,6 +11,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::e820::memory_map;
 use super::{initrd, low_ram_end, write_cmdline, Entry, LinuxBoot};
 use crate::arch::layout::{CMDLINE_ADDR, HIGH_MEMORY_START, ZERO_PAGE};
+use dmavm_machine::input_file::{self, Purpose};
 
 /// Boot loader ID "undefined" (boot.rst, `type_of_loader`).
 const LOADER_TYPE_UNDEFINED: u8 = 0xff;
@@ -24,8 +23,7 @@ const DEFAULT_CMDLINE_SIZE: u64 = 256;
 const STARTUP_64_OFFSET: u64 = 0x200;
 
 pub(super) fn load(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap) -> Result<Entry> {
-    let mut file =
-        File::open(boot.kernel).with_context(|| format!("cannot open kernel {}", boot.kernel.display()))?;
+    let mut file = input_file::open(boot.kernel, Purpose::Kernel)?;
     let loaded = BzImage::load(mem, None, &mut file, Some(GuestAddress(HIGH_MEMORY_START)))
         .map_err(|e| anyhow!("cannot load bzImage {}: {e}", boot.kernel.display()))?;
     let mut hdr = loaded

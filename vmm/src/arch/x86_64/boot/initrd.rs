@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use dmavm_machine::input_file::{self, Purpose};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Where an initrd was put.
@@ -23,7 +24,7 @@ pub fn placement(size: u64, floor: u64, ceiling: u64) -> Option<u64> {
 
 /// Loads `path` as high as possible below `ceiling` and above `floor`.
 pub fn load(path: &Path, mem: &GuestMemoryMmap, floor: u64, ceiling: u64) -> Result<Initrd> {
-    let image = std::fs::read(path).with_context(|| format!("cannot read initrd {}", path.display()))?;
+    let image = input_file::read(path, Purpose::Initrd)?;
     let size = image.len() as u64;
     let Some(addr) = placement(size, floor, ceiling) else {
         bail!(

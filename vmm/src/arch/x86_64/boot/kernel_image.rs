@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use dmavm_machine::input_file::{self, Purpose};
 
 /// A kernel image format dmavm knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +29,9 @@ pub fn identify(header: &[u8]) -> Option<ImageKind> {
 /// Opens `path` and checks that it is a kernel image dmavm can load.
 pub fn check_image(path: &Path) -> Result<ImageKind> {
     let mut header = Vec::with_capacity(0x208);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(0x208).read_to_end(&mut header))
+    input_file::open(path, Purpose::Kernel)?
+        .take(0x208)
+        .read_to_end(&mut header)
         .with_context(|| format!("cannot read kernel {}", path.display()))?;
     match identify(&header) {
         Some(kind) => Ok(kind),

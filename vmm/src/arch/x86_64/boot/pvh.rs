@@ -4,8 +4,6 @@
 //! note's entry in 32-bit protected mode with paging off and `ebx` pointing
 //! at an `hvm_start_info`.
 
-use std::fs::File;
-
 use anyhow::{anyhow, bail, Context, Result};
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::PvhBootCapability;
@@ -15,6 +13,7 @@ use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 use super::e820::memory_map;
 use super::{initrd, low_ram_end, write_cmdline, Entry, LinuxBoot};
 use crate::arch::layout::{CMDLINE_ADDR, HIGH_MEMORY_START, PVH_START_INFO, ZERO_PAGE};
+use dmavm_machine::input_file::{self, Purpose};
 
 /// `XEN_HVM_START_MAGIC_VALUE`.
 const START_MAGIC: u32 = 0x336e_c578;
@@ -22,8 +21,7 @@ const START_MAGIC: u32 = 0x336e_c578;
 const PVH_CMDLINE_SIZE: u64 = 2048;
 
 pub(super) fn load(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap) -> Result<Entry> {
-    let mut file =
-        File::open(boot.kernel).with_context(|| format!("cannot open kernel {}", boot.kernel.display()))?;
+    let mut file = input_file::open(boot.kernel, Purpose::Kernel)?;
     let loaded = Elf::load(mem, None, &mut file, Some(GuestAddress(HIGH_MEMORY_START)))
         .map_err(|e| anyhow!("cannot load ELF kernel {}: {e}", boot.kernel.display()))?;
     let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {

@@ -1,0 +1,41 @@
+//! What `dmavm run` does to its own process so that nothing it holds or
+//! starts gains more than it was given.
+
+use anyhow::{Context, Result};
+
+/// `PR_SET_NO_NEW_PRIVS`: no program this process (or a child) executes
+/// gains privileges from set-user-ID bits or file capabilities. dmavm
+/// needs none beyond what it was started with.
+pub fn no_new_privs() -> Result<()> {
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes plain integers and
+    // touches no memory of this process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot set PR_SET_NO_NEW_PRIVS");
+    }
+    Ok(())
+}
+
+/// Marks every descriptor above stderr close-on-exec: the event fds and
+/// their duplicates made by libraries (vmm-sys-util's `EventFd::new` and
+/// `try_clone` do not ask for it) would otherwise reach any program the
+/// process executes.
+pub fn close_on_exec_all() -> Result<()> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .context("listing /proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD and F_SETFD change only the descriptor's flags;
+        // a descriptor closed meanwhile (the directory's own) fails with
+        // EBADF, which is ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
