@@ -4,7 +4,7 @@
 //! where a VM must start).
 
 // Test code: a failed set-up step should stop the test with its message.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
