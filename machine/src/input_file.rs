@@ -84,14 +84,14 @@ impl fmt::Display for Purpose {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// It cannot be opened (missing, no permission, ...).
-    #[error("cannot {} the {purpose} {path}: {source}", purpose.verb())]
+    #[error("cannot {} the {purpose} {path}: {io}", purpose.verb())]
     Open {
         /// What it was for.
         purpose: Purpose,
         /// The path, shown.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the line says it already).
+        io: std::io::Error,
     },
     /// It is not a kind of file dmavm can use for this.
     #[error("the {purpose} {path} is {kind}: {wanted}")]
@@ -118,14 +118,14 @@ pub enum InputError {
         limit: u64,
     },
     /// Reading it failed.
-    #[error("cannot read the {purpose} {path}: {source}")]
+    #[error("cannot read the {purpose} {path}: {io}")]
     Read {
         /// What it was for.
         purpose: Purpose,
         /// The path, shown.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the line says it already).
+        io: std::io::Error,
     },
     /// Another process holds a conflicting lock on the disk image.
     #[error(
@@ -186,10 +186,10 @@ fn check_size(path: &Path, purpose: Purpose, size: u64) -> Result<(), InputError
 /// without taking a lock): for `describe`, which does not need the files,
 /// and for `run`'s checks before KVM is touched.
 pub fn check(path: &Path, purpose: Purpose) -> Result<(), InputError> {
-    let meta = std::fs::metadata(path).map_err(|source| InputError::Open {
+    let meta = std::fs::metadata(path).map_err(|io| InputError::Open {
         purpose,
         path: shown(&path.display().to_string()),
-        source,
+        io,
     })?;
     check_type(path, purpose, meta.file_type())?;
     check_size(path, purpose, meta.len())
@@ -216,16 +216,16 @@ pub fn open(path: &Path, purpose: Purpose) -> Result<File, InputError> {
                 kind: "a directory",
                 wanted: "a disk image must be a regular file or a block device",
             },
-            _ => InputError::Open { purpose, path: shown_path(), source },
+            _ => InputError::Open { purpose, path: shown_path(), io: source },
         })?;
-    let meta = file.metadata().map_err(|source| InputError::Open { purpose, path: shown_path(), source })?;
+    let meta = file.metadata().map_err(|io| InputError::Open { purpose, path: shown_path(), io })?;
     check_type(path, purpose, meta.file_type())?;
     check_size(path, purpose, meta.len())?;
-    blocking(&file).map_err(|source| InputError::Open { purpose, path: shown_path(), source })?;
+    blocking(&file).map_err(|io| InputError::Open { purpose, path: shown_path(), io })?;
     if let Purpose::Disk { writable } = purpose {
         lock(&file, writable).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => InputError::Locked { path: shown_path(), writable },
-            _ => InputError::Open { purpose, path: shown_path(), source: e },
+            _ => InputError::Open { purpose, path: shown_path(), io: e },
         })?;
     }
     Ok(file)
@@ -237,10 +237,10 @@ pub fn read(path: &Path, purpose: Purpose) -> Result<Vec<u8>, InputError> {
     let file = open(path, purpose)?;
     let limit = purpose.size_limit().unwrap_or(u64::MAX);
     let mut data = Vec::new();
-    file.take(limit.saturating_add(1)).read_to_end(&mut data).map_err(|source| InputError::Read {
+    file.take(limit.saturating_add(1)).read_to_end(&mut data).map_err(|io| InputError::Read {
         purpose,
         path: shown(&path.display().to_string()),
-        source,
+        io,
     })?;
     check_size(path, purpose, data.len() as u64)?;
     Ok(data)
@@ -251,7 +251,7 @@ pub fn read_to_string(path: &Path, purpose: Purpose) -> Result<String, InputErro
     String::from_utf8(read(path, purpose)?).map_err(|e| InputError::Read {
         purpose,
         path: shown(&path.display().to_string()),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        io: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
     })
 }
 

@@ -3,7 +3,7 @@
 //! that a terminal would act on, and short enough to read.
 
 /// The most characters of one piece of user text an error line shows.
-pub const MAX_SHOWN: usize = 64;
+pub const MAX_SHOWN: usize = 200;
 
 /// `text` for an error line: control characters (newlines, escape
 /// sequences, ...) escaped as Rust escapes them (`\n`, `\u{1b}`), and a

@@ -49,7 +49,6 @@ impl VmConfig {
     /// checked without KVM.
     pub fn from_args(args: RunArgs, host_memory: u64) -> Result<Self> {
         let machine = machine(&args.machine, host_memory)?;
-        check_files(&machine, &args)?;
         let boot = match (args.payload, args.kernel) {
             // Only with --config can these meet here (clap refuses them
             // otherwise): the file's kernel is dropped, a --initrd or
@@ -94,18 +93,20 @@ pub fn machine(args: &MachineArgs, host_memory: u64) -> Result<Machine> {
 /// and be a kind of file dmavm reads (a missing disk image is one line
 /// here rather than an error halfway through building the VM). They are
 /// checked again when opened.
-fn check_files(machine: &Machine, args: &RunArgs) -> Result<()> {
-    for device in &machine.devices {
+pub fn check_files(config: &VmConfig) -> Result<()> {
+    for device in &config.machine.devices {
         if let DeviceKind::Disk { path, readonly } = &device.kind {
             input_file::check(path, Purpose::Disk { writable: !readonly })
                 .map_err(|e| anyhow::anyhow!("{}: {e}", device.id))?;
         }
     }
-    let boot =
-        [(&args.payload, Purpose::Payload), (&args.kernel, Purpose::Kernel), (&args.initrd, Purpose::Initrd)];
-    for (path, purpose) in boot {
-        if let Some(path) = path {
-            input_file::check(path, purpose)?;
+    match &config.boot {
+        Boot::Payload(payload) => input_file::check(payload, Purpose::Payload)?,
+        Boot::Kernel { kernel, initrd, .. } => {
+            input_file::check(kernel, Purpose::Kernel)?;
+            if let Some(initrd) = initrd {
+                input_file::check(initrd, Purpose::Initrd)?;
+            }
         }
     }
     Ok(())

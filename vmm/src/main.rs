@@ -138,6 +138,10 @@ fn run(args: cli::RunArgs) -> u8 {
         return exit_status::ERROR;
     }
     logger::report_warnings(&findings);
+    if let Err(e) = config::check_files(&config) {
+        logger::report_error(&format!("{e:#}"));
+        return exit_status::ERROR;
+    }
     match arch::vm::run(&config) {
         Ok(ExitReason::Crash(message)) => {
             logger::report_error(&message);

@@ -295,8 +295,8 @@ fn model<M: GuestMemory + Send + Sync + 'static>(device: &Device) -> Result<Box<
             // Read-only for readonly=on: the least access the disk needs.
             let file = input_file::open(path, Purpose::Disk { writable: !readonly }).map_err(|e| {
                 let hint = match &e {
-                    InputError::Open { source, .. }
-                        if !readonly && source.kind() == std::io::ErrorKind::PermissionDenied =>
+                    InputError::Open { io, .. }
+                        if !readonly && io.kind() == std::io::ErrorKind::PermissionDenied =>
                     {
                         " (add readonly=on for a read-only disk)"
                     }

@@ -119,5 +119,8 @@ fn neither_bzimage_nor_elf() {
 fn missing_initrd() {
     let kernel = tmp("bz-noinitrd", &synthetic_bzimage(2047));
     let out = dmavm(&["run", "--kernel", kernel.to_str().unwrap(), "--initrd", "/nonexistent/initrd"]);
-    assert_one_error_line(&out, "cannot read initrd /nonexistent/initrd");
+    assert_one_error_line(
+        &out,
+        "cannot read the initrd /nonexistent/initrd: No such file or directory (os error 2)",
+    );
 }
