@@ -118,7 +118,7 @@ impl EndpointIommu {
     /// A translation the IOTLB should have served and did not (a bug):
     /// reported as a fault of unknown reason.
     fn inconsistent(&self, iova: GuestAddress, length: usize, access: Permissions) -> IommuTranslateError {
-        log::error!("virtio-iommu: endpoint {:#x}: IOTLB does not cover {iova:?}+{length}", self.endpoint.id);
+        dmavm_devices::guest_log!(static log::Level::Error, "virtio-iommu: endpoint {:#x}: IOTLB does not cover {iova:?}+{length}", self.endpoint.id);
         self.fail((VIRTIO_IOMMU_FAULT_R_UNKNOWN, iova.0), iova, length, access)
     }
 }
