@@ -9,10 +9,15 @@ pub mod bus;
 pub mod interrupt;
 pub mod ioapic;
 pub mod legacy;
+pub mod log_limit;
 pub mod pci;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 pub mod virtio;
+
+/// For [`guest_log!`]: the `log` crate as the macro's callers' crate sees it.
+#[doc(hidden)]
+pub use log as __log;
 
 pub use bus::{Bus, BusDevice, BusError, SharedDevice};
 pub use interrupt::{InterruptError, InterruptLine, MsiMessage, MsiSink};

@@ -33,7 +33,14 @@ pub const DEFAULT_PROBE_SIZE: u32 = 512;
 pub const X86_MSI_REGION: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
 /// Most mappings all domains together may hold by default (about 64 MiB of
 /// host memory at worst); MAP beyond it fails with `VIRTIO_IOMMU_S_NOMEM`.
+/// The endpoints' IOTLBs cache translations of these mappings on top of
+/// that, bounded separately by [`DEFAULT_IOTLB_ENTRIES`], so the IOMMU's
+/// host memory stays under about 70 MiB however many endpoints share a
+/// domain.
 pub const DEFAULT_MAX_MAPPINGS: usize = 1 << 20;
+/// Most entries all endpoints' IOTLBs together may cache by default (about
+/// 5 MiB of host memory at worst, see [`IommuConfig::iotlb_entries`]).
+pub const DEFAULT_IOTLB_ENTRIES: usize = 1 << 16;
 /// Largest `probe_size` accepted.
 pub const MAX_PROBE_SIZE: u32 = 64 * 1024;
 /// Size of one RESV_MEM property in the PROBE reply (header included).
@@ -91,6 +98,14 @@ pub struct IommuConfig {
     pub msi_region: Option<(u64, u64)>,
     /// Most mappings all domains together may hold.
     pub max_mappings: usize,
+    /// Most entries all endpoints' IOTLBs together may cache. Each
+    /// endpoint gets an equal share (`iotlb_entries / endpoints`, fixed at
+    /// construction); an IOTLB that would pass its share starts over empty
+    /// and refills from its domain's mappings on later misses, so the
+    /// bound holds whatever the guest maps and however many endpoints it
+    /// attaches to one domain. A translation needing more entries than the
+    /// share is served without being cached.
+    pub iotlb_entries: usize,
     /// Whether a translated domain may mix coherent and non-coherent
     /// endpoints.
     pub mixed_coherency: MixedCoherency,
@@ -109,6 +124,7 @@ impl Default for IommuConfig {
             boot_bypass: false,
             msi_region: Some(X86_MSI_REGION),
             max_mappings: DEFAULT_MAX_MAPPINGS,
+            iotlb_entries: DEFAULT_IOTLB_ENTRIES,
             mixed_coherency: MixedCoherency::Allow,
             noncoherent_endpoints: Vec::new(),
         }

@@ -300,13 +300,13 @@ fn handle_request<M: GuestMemory>(shared: &IommuState, acked: u64, mem: &M, buff
         Reply::Probe(properties) => match write_at(mem, writable, 0, &properties) {
             Ok(()) => Status::Ok,
             Err(e) => {
-                log::warn!("virtio-iommu: writing PROBE properties: {e}");
+                dmavm_devices::guest_log!(static log::Level::Warn, "virtio-iommu: writing PROBE properties: {e}");
                 Status::DevErr
             }
         },
     };
     if let Err(e) = write_at(mem, writable, writable_len - TAIL_SIZE, &tail(status)) {
-        log::warn!("virtio-iommu: writing the status: {e}; request returned unused");
+        dmavm_devices::guest_log!(static log::Level::Warn, "virtio-iommu: writing the status: {e}; request returned unused");
         return 0;
     }
     // A chain never adds up to more than 2^32 bytes (`walk`).
@@ -366,7 +366,8 @@ fn execute(shared: &IommuState, acked: u64, req: Request, properties_len: usize)
                     if let Some(ep) = shared.endpoints.get(&endpoint) {
                         Counters::bump(&ep.counters.attach_refused);
                     }
-                    log::info!(
+                    dmavm_devices::guest_log!(
+                        static log::Level::Info,
                         "virtio-iommu: ATTACH of endpoint {endpoint:#x} to domain {domain} refused: its \
                          declared coherency differs from the domain's endpoints' (mixed-coherency=reject)"
                     );

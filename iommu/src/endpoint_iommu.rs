@@ -12,7 +12,10 @@
 //! bypass mode (unattached with `bypass` = 1, or attached to a bypass
 //! domain) gets the identity; an attached endpoint gets the mappings of its
 //! domain that cover the access, which are put in the IOTLB whole; the
-//! lookup is then repeated. An access that cannot be resolved (unattached
+//! lookup is then repeated. The IOTLB has a fixed capacity (see
+//! [`crate::endpoint`]): filling it past that empties it first, and an
+//! access needing more entries than the capacity is translated without
+//! being cached. An access that cannot be resolved (unattached
 //! without bypass: `FAULT_R_DOMAIN`; a gap or a missing permission:
 //! `FAULT_R_MAPPING`, at the first failing address) returns
 //! `vm_memory::iommu::Error::CannotResolve` and is reported as a fault on
@@ -38,14 +41,14 @@ use vm_memory::{
 };
 
 use crate::domain::{Resolution, Unresolved};
-use crate::endpoint::{update, Endpoint};
+use crate::endpoint::{insert, Endpoint, Entry};
 use crate::iommu_state::IommuState;
 use crate::request::{
     Fault, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ, VIRTIO_IOMMU_FAULT_F_WRITE,
     VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_R_UNKNOWN,
 };
 use crate::stats::Counters;
-use crate::sync::{read, write};
+use crate::sync::read;
 
 /// The IOMMU as one endpoint sees it: the `vm_memory::Iommu` to build the
 /// endpoint's translated memory with ([`translated_memory`]). Cheap to
@@ -109,14 +112,13 @@ impl EndpointIommu {
         length: usize,
         access: Permissions,
     ) -> Option<IotlbIterator<Arc<Iotlb>>> {
-        let snapshot = read(&self.endpoint.iotlb).clone();
-        Iotlb::lookup(snapshot, iova, length, access).ok()
+        Iotlb::lookup(self.endpoint.snapshot(), iova, length, access).ok()
     }
 
     /// A translation the IOTLB should have served and did not (a bug):
     /// reported as a fault of unknown reason.
     fn inconsistent(&self, iova: GuestAddress, length: usize, access: Permissions) -> IommuTranslateError {
-        log::error!("virtio-iommu: endpoint {:#x}: IOTLB does not cover {iova:?}+{length}", self.endpoint.id);
+        dmavm_devices::guest_log!(static log::Level::Error, "virtio-iommu: endpoint {:#x}: IOTLB does not cover {iova:?}+{length}", self.endpoint.id);
         self.fail((VIRTIO_IOMMU_FAULT_R_UNKNOWN, iova.0), iova, length, access)
     }
 }
@@ -152,26 +154,29 @@ impl Iommu for EndpointIommu {
                 return Err(self.fail(unresolved, iova, length, access));
             }
         };
-        update(&mut write(&ep.iotlb), |tlb| {
-            match resolution {
-                Resolution::Identity => {
-                    // `length` > 0: an empty access never misses.
-                    let _ = tlb.set_mapping(iova, iova, length, Permissions::ReadWrite);
-                }
-                Resolution::Mapped(mappings) => {
-                    for (start, m) in mappings {
-                        // Mappings end below the input range's end, so the
-                        // length neither overflows nor reaches 2^64.
-                        let Ok(len) = usize::try_from(m.end - start + 1) else { continue };
-                        let _ =
-                            tlb.set_mapping(GuestAddress(start), GuestAddress(m.phys), len, m.permissions());
-                    }
-                }
-            }
+        let entries: Vec<Entry> = match resolution {
+            // `length` > 0: an empty access never misses.
+            Resolution::Identity => vec![(iova.0, iova.0, length, Permissions::ReadWrite)],
+            Resolution::Mapped(mappings) => mappings
+                .into_iter()
+                // Mappings end below the input range's end, so the length
+                // neither overflows nor reaches 2^64.
+                .filter_map(|(start, m)| {
+                    let len = usize::try_from(m.end - start + 1).ok()?;
+                    Some((start, m.phys, len, m.permissions()))
+                })
+                .collect(),
+        };
+        // Filled under the state's read lock, so nothing can invalidate
+        // what was just filled before the lookup.
+        let snapshot = ep.fill(&entries).unwrap_or_else(|| {
+            // More mappings than the IOTLB may hold: this access is served
+            // from a translation of its own, dropped with its iterator.
+            let mut own = Iotlb::new();
+            insert(&mut own, &entries);
+            Arc::new(own)
         });
-        // Still under the state's read lock: nothing can invalidate what was
-        // just filled before it is copied.
-        let hit = self.hit(iova, length, access);
+        let hit = Iotlb::lookup(snapshot, iova, length, access).ok();
         drop(state);
         hit.ok_or_else(|| self.inconsistent(iova, length, access))
     }

@@ -124,7 +124,7 @@ impl FaultQueue {
         if let Err(e) = self.deliver() {
             // The next notification of the event queue reports it to the
             // transport.
-            log::warn!("virtio-iommu: cannot deliver a fault: {e}");
+            dmavm_devices::guest_log!(static log::Level::Warn, "virtio-iommu: cannot deliver a fault: {e}");
         }
     }
 

@@ -58,9 +58,12 @@ impl IommuState {
         if needed > u64::from(config.probe_size) {
             return Err(IommuError::ProbeSizeTooSmall { probe_size: config.probe_size, needed });
         }
+        // The IOTLBs share one budget, so that their total does not grow
+        // with the number of endpoints.
+        let iotlb_capacity = config.iotlb_entries / endpoints.len().max(1);
         let mut map = BTreeMap::new();
         for &id in endpoints {
-            if map.insert(id, Arc::new(Endpoint::new(id))).is_some() {
+            if map.insert(id, Arc::new(Endpoint::new(id, iotlb_capacity))).is_some() {
                 return Err(IommuError::DuplicateEndpoint(id));
             }
         }

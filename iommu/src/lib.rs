@@ -32,7 +32,9 @@
 //! - ATTACH moves an endpoint from its old domain, which is freed with its
 //!   mappings when it becomes empty; so is a domain whose last endpoint is
 //!   detached. Domains therefore never outnumber endpoints; mappings are
-//!   capped by [`IommuConfig::max_mappings`] (`S_NOMEM`).
+//!   capped by [`IommuConfig::max_mappings`] (`S_NOMEM`), and the
+//!   endpoints' IOTLBs together by [`IommuConfig::iotlb_entries`] (they are
+//!   caches: what does not fit is evicted and refilled on a miss).
 //! - PROBE answers one RESV_MEM property per reserved region in address
 //!   order (the MSI window as subtype MSI, the VMM's regions as subtype
 //!   RESERVED), then zeros (the `NONE` terminator). MAP over a reserved

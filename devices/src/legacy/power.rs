@@ -71,7 +71,7 @@ impl BusDevice for PowerRegisters {
                 if slp_typ == S5_SLP_TYP {
                     (self.on_request)(PowerRequest::PowerOff);
                 } else {
-                    log::warn!("guest asked for sleep type {slp_typ}, which dmavm does not offer; ignored");
+                    crate::guest_log!(static log::Level::Warn, "guest asked for sleep type {slp_typ}, which dmavm does not offer; ignored");
                 }
             }
             RESET_OFFSET if *value == RESET_VALUE => (self.on_request)(PowerRequest::Reset),

@@ -235,7 +235,7 @@ impl MsixVectors {
         }
         state.set_pending(v, false);
         if let Err(e) = self.backend.deliver(vector, entry.message()) {
-            log::error!("MSI-X: cannot deliver pending vector {vector}: {e}");
+            crate::guest_log!(static log::Level::Error, "MSI-X: cannot deliver pending vector {vector}: {e}");
         }
     }
 

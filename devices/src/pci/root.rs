@@ -14,8 +14,6 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use log::warn;
-
 use super::config::{
     BarKind, PciBar, PciConfigSpace, PciIds, COMMAND_MEMORY, PCI_BAR0, PCI_COMMAND, PCI_EXT_CONFIG_SIZE,
 };
@@ -370,7 +368,7 @@ impl PciRoot {
                 match self.mmio.insert(region, new, bar.size) {
                     Ok(()) => *current = Some(new),
                     Err(e) => {
-                        warn!("PCI {:04x}:00:{n:02x}.0: BAR {} left unmapped: {e}", self.segment, bar.index);
+                        crate::guest_log!(static log::Level::Warn, "PCI {:04x}:00:{n:02x}.0: BAR {} left unmapped: {e}", self.segment, bar.index);
                         failed.push((bar.index, new));
                     }
                 }

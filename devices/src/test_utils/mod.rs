@@ -21,6 +21,7 @@
 pub mod blk_bench;
 pub mod guest_memory;
 pub mod interrupts;
+pub mod log_capture;
 pub mod recording_device;
 pub mod split_queue;
 pub mod xorshift;

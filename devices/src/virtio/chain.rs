@@ -10,7 +10,8 @@
 //! `VIRTQ_DESC_F_NEXT` set (or it yielded nothing), which is how [`walk`]
 //! tells a complete chain from a truncated one. It also enforces the limit
 //! the iterator does not: a chain, indirect tables included, is never longer
-//! than the queue size (virtio 1.2, 2.7.5.3.1).
+//! than the limit its device gives, the queue size (virtio 1.2, 2.7.5.3.1)
+//! unless the device promised more (virtio-blk's `seg_max`).
 //!
 //! Shared by every queue-driven device (block, rng, console), and public for
 //! the device models outside this crate (the virtio-iommu in `dmavm-iommu`).

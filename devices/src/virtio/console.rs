@@ -185,7 +185,7 @@ impl<M: GuestMemory> ConsoleInput<M> {
                 }
             }
             Err(e) => {
-                log::error!("virtio-console: {e}; console input stopped until the device is reset");
+                crate::guest_log!(static log::Level::Error, "virtio-console: {e}; console input stopped until the device is reset");
                 rx.broken = Some(e.to_string());
             }
         }
@@ -296,7 +296,7 @@ impl Output {
             Ok(()) => self.failing = false,
             Err(e) => {
                 if !self.failing {
-                    log::warn!("virtio-console: host output failed: {e}; guest output dropped");
+                    crate::guest_log!(static log::Level::Warn, "virtio-console: host output failed: {e}; guest output dropped");
                 }
                 self.failing = true;
             }
@@ -408,7 +408,7 @@ impl<M: GuestMemory> Console<M> {
             Ok(true) => side.signal_ready(),
             Ok(false) => {}
             Err(e) => {
-                log::error!("virtio-console: {e}; console input stopped until the device is reset");
+                crate::guest_log!(static log::Level::Error, "virtio-console: {e}; console input stopped until the device is reset");
                 rx.broken = Some(e.to_string());
             }
         }

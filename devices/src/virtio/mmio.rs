@@ -405,6 +405,36 @@ mod tests {
         w(t, REG_STATUS, 0xf);
     }
 
+    /// A driver that loops on "reset, then DRIVER_OK" (a failure each
+    /// time) gets a bounded number of lines in the log at their level;
+    /// the rest go to debug level.
+    #[test]
+    fn repeated_driver_ok_without_features_ok_does_not_flood_the_log() {
+        use crate::log_limit::{BURST, REFILL};
+        use crate::test_utils::log_capture;
+        log_capture::install();
+        const LABEL: &str = "flood-test@mmio";
+        const ROUNDS: u32 = 20_000;
+        let Fixture { t, .. } = fixture();
+        let mut t = t.with_label(LABEL);
+        let start = std::time::Instant::now();
+        for _ in 0..ROUNDS {
+            w(&mut t, REG_STATUS, 0);
+            w(&mut t, REG_STATUS, status::DRIVER_OK);
+            assert_ne!(r(&mut t, REG_STATUS) & status::DEVICE_NEEDS_RESET, 0);
+        }
+        let refills = (start.elapsed().as_nanos() / REFILL.as_nanos()) as usize;
+        let loud = log_capture::count_at_least(LABEL, log::Level::Info);
+        assert!(loud >= 1, "the first failure is logged at its level");
+        assert!(loud <= BURST as usize + refills, "{loud} lines at warn or error level");
+        // Nothing is lost at debug level.
+        let all = log_capture::records_with(LABEL);
+        assert!(
+            all.iter().filter(|(_, m)| m.contains("DRIVER_OK without FEATURES_OK")).count()
+                >= ROUNDS as usize
+        );
+    }
+
     #[test]
     fn identification_registers() {
         let Fixture { mut t, .. } = fixture();

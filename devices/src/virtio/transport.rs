@@ -40,10 +40,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use log::{debug, error, warn};
+use log::debug;
+use log::Level::{Error, Warn};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::guest_log;
+use crate::log_limit::GuestLogBudget;
 
 use super::device::{Activation, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 use super::dma_access::{DmaAccess, VIRTIO_F_ACCESS_PLATFORM};
@@ -237,6 +241,8 @@ pub struct TransportCore<M: GuestMemory + Send + Sync + 'static> {
     status: u32,
     /// The device accepted an activation and holds the queues.
     activated: bool,
+    /// Every message below a driver can cause by repeating what it does.
+    log_budget: GuestLogBudget,
 }
 
 impl<M: GuestMemory + Send + Sync + 'static> fmt::Debug for TransportCore<M> {
@@ -307,6 +313,7 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
             device_interrupt: interrupt,
             status: 0,
             activated: false,
+            log_budget: GuestLogBudget::new(),
         })
     }
 
@@ -406,10 +413,15 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
 
     /// Puts the device into the error state (virtio 1.2, 2.1.2).
     fn needs_reset(&mut self, why: fmt::Arguments<'_>) {
-        error!("{}: {why}; the device needs a reset", self.label);
+        guest_log!(self.log_budget, Error, "{}: {why}; the device needs a reset", self.label);
         self.status |= status::DEVICE_NEEDS_RESET;
         if let Err(e) = self.interrupt.signal_needs_reset() {
-            error!("{}: cannot send the configuration-change interrupt: {e}", self.label);
+            guest_log!(
+                self.log_budget,
+                Error,
+                "{}: cannot send the configuration-change interrupt: {e}",
+                self.label
+            );
         }
     }
 
@@ -460,10 +472,16 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
         if new & status::FEATURES_OK != 0 && old & status::FEATURES_OK == 0 {
             if old & status::DRIVER_OK != 0 {
                 // Too late: the device already failed DRIVER_OK without it.
-                warn!("{}: FEATURES_OK after DRIVER_OK ignored", self.label);
+                guest_log!(self.log_budget, Warn, "{}: FEATURES_OK after DRIVER_OK ignored", self.label);
                 new &= !status::FEATURES_OK;
             } else if let Err(why) = self.check_features() {
-                warn!("{}: refusing FEATURES_OK (features {:#x}): {why}", self.label, self.driver_features);
+                guest_log!(
+                    self.log_budget,
+                    Warn,
+                    "{}: refusing FEATURES_OK (features {:#x}): {why}",
+                    self.label,
+                    self.driver_features
+                );
                 self.reset_device();
                 self.status = new & !(status::FEATURES_OK | status::DRIVER_OK);
                 return;
@@ -516,7 +534,12 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
         match usize::try_from(index).ok().and_then(|i| self.queue_events.get(i)) {
             Some(evt) => {
                 if let Err(e) = evt.write(1) {
-                    error!("{}: cannot signal the eventfd of queue {index}: {e}", self.label);
+                    guest_log!(
+                        self.log_budget,
+                        Error,
+                        "{}: cannot signal the eventfd of queue {index}: {e}",
+                        self.label
+                    );
                 }
             }
             None => debug!("{}: notification for nonexistent queue {index}", self.label),

@@ -257,3 +257,67 @@ fn faults_before_activation_are_delivered_after_it() {
     assert_eq!(h.events(), vec![fault_bytes(R_DOMAIN, F_READ, 8, 0x1234)]);
     assert_eq!(h.irq.take(), vec![InterruptKind::Queue(1)]);
 }
+
+/// The IOTLBs together never hold more than `iotlb_entries`, however many
+/// endpoints share the domain the guest maps into; translations evicted to
+/// keep that bound come back from the domain's mappings on a miss.
+#[test]
+fn iotlbs_stay_within_their_budget_for_any_number_of_endpoints() {
+    const BUDGET: usize = 256;
+    const PAGES: u64 = 2000;
+    // Each IOVA page onto one of 256 guest pages from DATA, so that the
+    // translations differ from page to page.
+    let phys = |page: u64| DATA + (page % 256) * 0x1000;
+    for endpoints in [1u32, 8, 32] {
+        let ids: Vec<u32> = (0..endpoints).collect();
+        let config = IommuConfig { iotlb_entries: BUDGET, ..IommuConfig::default() };
+        let mut h = Harness::with(config, &ids, &[], IOMMU_FEATURES);
+        for &id in &ids {
+            assert_eq!(h.status(&attach_req(1, id, 0)), S_OK);
+        }
+        for page in 0..PAGES {
+            let iova = IOVA + page * 0x1000;
+            assert_eq!(h.status(&map_req(1, iova, iova + 0xfff, phys(page), RW)), S_OK);
+        }
+        let cached = |h: &Harness| -> usize {
+            ids.iter().map(|&id| h.dev.endpoint(id).unwrap().endpoint.cached_entries()).sum()
+        };
+        assert!(cached(&h) <= BUDGET, "{endpoints} endpoints: {} entries cached", cached(&h));
+        // Every page, through every endpoint, twice: the first pass misses
+        // on what MAP's prefill evicted.
+        for _ in 0..2 {
+            for &id in &ids {
+                let tm = memory_of(&h, id);
+                for page in (0..PAGES).step_by(7) {
+                    let got = read(&tm, IOVA + page * 0x1000 + 0x10, 16).unwrap();
+                    assert_eq!(got, bytes(&h.mem, phys(page) + 0x10, 16), "endpoint {id} page {page}");
+                }
+            }
+            assert!(cached(&h) <= BUDGET, "{endpoints} endpoints: {} entries cached", cached(&h));
+        }
+        assert!(h.events().is_empty());
+    }
+}
+
+/// An access over more mappings than an IOTLB may hold is translated
+/// anyway, without being cached.
+#[test]
+fn translation_larger_than_the_iotlb_is_served_uncached() {
+    let config = IommuConfig { iotlb_entries: 4, ..IommuConfig::default() };
+    let mut h = Harness::with(config, &[8], &[], IOMMU_FEATURES);
+    assert_eq!(h.status(&attach_req(1, 8, 0)), S_OK);
+    // Three IOVA pages onto guest pages in reverse order: three entries.
+    for page in 0..3u64 {
+        let iova = IOVA + page * 0x1000;
+        assert_eq!(h.status(&map_req(1, iova, iova + 0xfff, DATA + (2 - page) * 0x1000, RW)), S_OK);
+    }
+    h.dev.endpoint(8).unwrap().endpoint.invalidate_all();
+    let tm = memory_of(&h, 8);
+    let got = read(&tm, IOVA + 0x800, 0x2000).unwrap();
+    let mut want = bytes(&h.mem, DATA + 0x2800, 0x800);
+    want.extend(bytes(&h.mem, DATA + 0x1000, 0x1000));
+    want.extend(bytes(&h.mem, DATA, 0x800));
+    assert_eq!(got, want);
+    assert!(h.dev.endpoint(8).unwrap().endpoint.cached_entries() <= 4);
+    assert!(h.events().is_empty());
+}

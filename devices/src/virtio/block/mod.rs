@@ -25,7 +25,7 @@
 //!
 //! | driver input | outcome |
 //! |---|---|
-//! | descriptor loop, `next` outside the table, chain longer than the queue size (indirect tables included), indirect table inside an indirect table, malformed indirect table (length not a multiple of 16, zero entries), descriptor table not readable, buffers adding up to more than 2^32 bytes | chain structure unusable, no status byte can be trusted: used length 0, nothing written |
+//! | descriptor loop, `next` outside the table, chain longer than both the queue size and `seg_max` + 2 (indirect tables included, see [`max_chain`]), indirect table inside an indirect table, malformed indirect table (length not a multiple of 16, zero entries), descriptor table not readable, buffers adding up to more than 2^32 bytes | chain structure unusable, no status byte can be trusted: used length 0, nothing written |
 //! | last descriptor not device-writable, empty, or its last byte not writable in guest memory | no status byte: used length 0, nothing executed or written |
 //! | request header shorter than 16 bytes | `IOERR` |
 //! | data buffer (or header) outside guest memory, or not accessible with the needed permission through the IOMMU | `IOERR`, no data moved |
@@ -94,6 +94,24 @@ pub enum BlockError {
     Size(#[source] std::io::Error),
 }
 
+/// Most descriptors a chain of a queue of `queue_size` may have: the queue
+/// size (virtio 1.2 and 1.3, 2.7.5.3.1: "A driver MUST NOT create a
+/// descriptor chain longer than the Queue Size of the device", indirect
+/// tables included), or `seg_max` + 2 if that is more. `seg_max` is read
+/// before the driver chooses its queue size and promises requests of that
+/// many segments whatever size it chooses; Linux's virtio-blk builds
+/// indirect tables of up to `seg_max` + 2 descriptors on a smaller queue
+/// (it shrinks the ring when it cannot allocate the largest), so refusing
+/// them would break a promise the device made. Direct chains cannot pass
+/// the queue size anyway: virtio-queue stops walking them there.
+fn max_chain(queue_size: u16) -> u16 {
+    queue_size.max(SEG_MAX as u16 + 2)
+}
+
+/// `seg_max` (5.2.4): header and status take the two other descriptors of
+/// a chain as long as the largest queue.
+const SEG_MAX: u32 = BLOCK_QUEUE_SIZE as u32 - 2;
+
 /// A virtio-blk device (device ID 2).
 pub struct Block<M> {
     disk: Disk,
@@ -127,7 +145,7 @@ impl<M> Block<M> {
         if config.read_only {
             features |= 1 << VIRTIO_BLK_F_RO;
         }
-        let config = ConfigSpace::new(disk.sectors(), u32::from(BLOCK_QUEUE_SIZE) - 2, SECTOR_SIZE as u32);
+        let config = ConfigSpace::new(disk.sectors(), SEG_MAX, SECTOR_SIZE as u32);
         Ok(Self { disk, features, config, queue_sizes: [BLOCK_QUEUE_SIZE], active: None })
     }
 
@@ -165,7 +183,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Block<M> {
         };
         let disk = &self.disk;
         let mem = &*active.mem;
-        let max_descriptors = active.queue.size();
+        let max_descriptors = max_chain(active.queue.size());
         drain_queue(&mut active.queue, mem, &*active.interrupt, 0, |chain| {
             Ok(match walk_chain(chain, max_descriptors) {
                 Ok(buffers) => request::handle(mem, disk, &buffers),

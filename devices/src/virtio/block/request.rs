@@ -266,7 +266,7 @@ fn bad_buffer(e: GuestMemoryError) -> Failure {
 }
 
 fn io_failed(e: std::io::Error) -> Failure {
-    log::warn!("virtio-blk: backend I/O failed: {e}");
+    crate::guest_log!(static log::Level::Warn, "virtio-blk: backend I/O failed: {e}");
     Failure::IoErr
 }
 

@@ -597,24 +597,69 @@ fn length_and_range_overflows_fail_the_request() {
     }
 }
 
+/// An indirect table of `data` buffers between header and status: all 16
+/// sectors of the disk, read from sector 0, in buffers of 32 bytes but for
+/// the last one, which takes the rest.
+fn long_indirect_read(data: usize) -> Vec<(u64, u32, u16)> {
+    let mut t = vec![(HDR, 16, R)];
+    t.extend((0..data - 1).map(|i| (0x50000 + i as u64 * 0x20, 32, W)));
+    let rest = (SECTORS * 512) as u32 - 32 * (data as u32 - 1);
+    t.push((0x50000 + (data as u64 - 1) * 0x20, rest, W));
+    t.push((STATUS, 1, W));
+    t
+}
+
+/// The longest chain the device takes, in one indirect table on a queue
+/// of 16: `seg_max` + 2 = 256 descriptors (see `max_chain`), as Linux
+/// builds them from `seg_max` on a ring it had to shrink.
 #[test]
-fn chain_longer_than_the_queue_is_consumed_unused() {
+fn indirect_chain_of_seg_max_plus_two_on_a_small_queue_is_served() {
+    let mut rig = Rig::new(false);
+    rig.header(HDR, T_IN, 0);
+    let t = long_indirect_read(usize::from(BLOCK_QUEUE_SIZE) - 2);
+    assert_eq!(t.len(), 256);
+    let mem = rig.mem.clone();
+    Driver::new(&mem, 16).indirect_table(0x40000, &t);
+    let (used, _) = run_one(&mut rig, &[(0x40000, t.len() as u32 * 16, INDIRECT)]);
+    assert_eq!(used, (0, SECTORS as u32 * 512 + 1));
+    assert_eq!(rig.byte(STATUS), S_OK);
+    assert_eq!(rig.bytes(0x50000, SECTORS as usize * 512), &disk_content()[..]);
+}
+
+/// One descriptor more than both the queue size and `seg_max` + 2.
+#[test]
+fn indirect_chain_longer_than_seg_max_plus_two_is_consumed_unused() {
     let mut rig = Rig::new(false);
     rig.header(HDR, T_IN, 0);
     hostile(
         &mut rig,
         16,
         |_, d| {
-            // 17 descriptors in an indirect table, for a queue of 16.
-            let mut t = vec![(HDR, 16, R)];
-            t.extend((0..15u64).map(|i| (0x50000 + i * 0x200, 512, W)));
-            t.push((STATUS, 1, W));
+            let t = long_indirect_read(usize::from(BLOCK_QUEUE_SIZE) - 1);
+            assert_eq!(t.len(), 257);
             d.indirect_table(0x40000, &t);
-            vec![d.chain(&[(0x40000, 17 * 16, INDIRECT)])]
+            vec![d.chain(&[(0x40000, t.len() as u32 * 16, INDIRECT)])]
         },
         &[0],
         &[],
     );
+}
+
+/// On a queue of the largest size, the queue size is the limit.
+#[test]
+fn indirect_chain_as_long_as_the_largest_queue_is_served() {
+    let mut rig = Rig::new(false);
+    rig.header(HDR, T_IN, 0);
+    let t = long_indirect_read(usize::from(BLOCK_QUEUE_SIZE) - 2);
+    let mem = rig.mem.clone();
+    let mut d = Driver::new(&mem, BLOCK_QUEUE_SIZE);
+    d.indirect_table(0x40000, &t);
+    let head = d.chain(&[(0x40000, t.len() as u32 * 16, INDIRECT)]);
+    d.publish(head);
+    rig.activate(&d, 0);
+    rig.block.process_queue(0).unwrap();
+    assert_eq!(d.used(0), (u32::from(head), SECTORS as u32 * 512 + 1));
+    assert_eq!(rig.byte(STATUS), S_OK);
 }
 
 #[test]
