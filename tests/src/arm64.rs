@@ -252,7 +252,11 @@ fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Ve
         .arg("-append")
         .arg(&append)
         .current_dir(&paths.root);
-    let L1Session { lines, summary, qemu_err } = boot_l1(&mut cmd, &mut log, "arm64 sandbox", overall)?;
+    // The arm64 L1 boots slower than a scenario may stay silent: silence
+    // counts from the boot allowance up.
+    let silence = std::time::Duration::from_secs(BOOT_ALLOWANCE_SECS.max(timeout + PER_SCENARIO_SLACK_SECS));
+    let L1Session { lines, summary, qemu_err, .. } =
+        boot_l1(&mut cmd, &mut log, "arm64 sandbox", overall, silence)?;
     let log_tail = || {
         let mut t =
             format!("last lines of {}:\n{}", log.path().display(), tail(&lines.join("\n"), TAIL_LINES));
