@@ -1,7 +1,8 @@
 //! virtio devices seen by a real Linux guest under real KVM: disks read,
 //! written, flushed and refused as configured, the RNG delivering, and the
 //! negotiated feature bits exactly what the DMA contract and the device
-//! specs say. All scenarios share one sandbox boot.
+//! specs say, flushed data surviving `kill -9` of dmavm. All scenarios
+//! share one sandbox boot.
 
 // A missing DMAVM value is a test failure with the whole scenario report.
 #![allow(clippy::panic)]
@@ -10,7 +11,7 @@ mod common;
 
 use dmavm_tests::{Error, ScenarioResult};
 
-const ALL: &[&str] = &["virtio-mmio", "virtio-mixed", "virtio-console"];
+const ALL: &[&str] = &["virtio-mmio", "virtio-mixed", "virtio-console", "virtio-durability"];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
     common::scenario(ALL, name)
@@ -132,5 +133,22 @@ fn virtio_console_carries_both_directions() -> Result<(), Error> {
     assert_eq!(value(&r, "hvc_read"), "ping-from-host", "host stdin reaches /dev/hvc0: {r}");
     assert_eq!(value(&r, "host_saw_guest_line"), "1", "/dev/hvc0 output reaches dmavm's stdout: {r}");
     assert_eq!(value(&r, "vmm_status"), "0", "{r}");
+    Ok(())
+}
+
+#[test]
+fn flushed_data_survives_sigkill_of_dmavm() -> Result<(), Error> {
+    let r = scenario("virtio-durability")?;
+    assert_eq!(r.status, 0, "{r}");
+    // The guest treats the disk as having a volatile cache (FLUSH
+    // negotiated), so its fsync sent at least one FLUSH, which completed.
+    assert_eq!(value(&r, "write_cache"), "write_back", "{r}");
+    assert_ne!(value(&r, "flush_requests"), "0", "{r}");
+    assert_eq!(value(&r, "flushed"), "1", "{r}");
+    // The host killed dmavm on that line, with nothing else between...
+    assert_eq!(value(&r, "host_saw_flushed"), "1", "{r}");
+    assert_eq!(value(&r, "vmm_status"), "137", "dmavm ended by SIGKILL (128 + 9): {r}");
+    // ...and the file holds what the guest flushed.
+    assert_eq!(value(&r, "host_flushed_match"), "1", "{r}");
     Ok(())
 }

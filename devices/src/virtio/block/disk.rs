@@ -26,6 +26,11 @@ pub(crate) struct Disk {
     sectors: u64,
     /// The serial, NUL-padded.
     id: [u8; ID_BYTES],
+    /// Called after every sync of the backing file, whatever its outcome:
+    /// lets tests see when the device syncs relative to what it tells the
+    /// driver (a sync itself leaves no trace a test can read).
+    #[cfg(test)]
+    pub(crate) on_sync: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Disk {
@@ -59,7 +64,14 @@ impl Disk {
                 len % SECTOR_SIZE
             );
         }
-        Ok(Self { file, read_only, sectors: len >> SECTOR_SHIFT, id: padded })
+        Ok(Self {
+            file,
+            read_only,
+            sectors: len >> SECTOR_SHIFT,
+            id: padded,
+            #[cfg(test)]
+            on_sync: None,
+        })
     }
 
     /// Capacity in 512-byte sectors.
@@ -92,8 +104,24 @@ impl Disk {
         write_all_at(&self.file, offset, bufs)
     }
 
-    /// Makes completed writes durable (`fdatasync`).
+    /// Makes every completed write durable: returns once the host kernel
+    /// has written them, and the metadata needed to read them back, to the
+    /// storage under the file and flushed that storage's volatile cache.
+    ///
+    /// `fdatasync(2)`, not `fsync(2)`: the only metadata a guest write
+    /// changes that `fdatasync` leaves unsynced are the file's timestamps,
+    /// which the guest never sees. The file's size cannot change (requests
+    /// beyond the capacity measured at creation are refused), and the block
+    /// allocation a write into a hole of a sparse file (or into a
+    /// preallocated, unwritten extent) causes is metadata "needed in order
+    /// to allow a subsequent data retrieval", which `fdatasync` does sync.
+    /// On a host block device both calls flush the device's write cache.
     pub(crate) fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+        let result = self.file.sync_data();
+        #[cfg(test)]
+        if let Some(hook) = &self.on_sync {
+            hook();
+        }
+        result
     }
 }

@@ -18,6 +18,33 @@
 //! written to the driver: data bytes (for `IN` and `GET_ID`, on success) plus
 //! the status byte.
 //!
+//! # Durability
+//!
+//! Requests are served one at a time, each completed (status byte written,
+//! chain put in the used ring) only after its system calls have returned.
+//!
+//! - A completed `OUT` has been written into the backing file with
+//!   `pwritev(2)` (no `O_DIRECT`, no `O_SYNC`): it is in the host kernel's
+//!   page cache. It survives dmavm exiting, crashing or being killed with
+//!   `SIGKILL` (the kernel, not dmavm, owns those pages and writes them back
+//!   later), and every later read, by the guest or anyone on the host, sees
+//!   it. It does not yet survive a host crash or power loss.
+//! - A completed `FLUSH` (`fdatasync(2)` of the file, see `Disk::flush` for
+//!   why not `fsync`) makes every `OUT` completed before it durable: it
+//!   survives a host crash too, as far as the host's storage honours cache
+//!   flushes. If the sync fails the `FLUSH` completes with `IOERR`, since
+//!   the writes it covered may be lost.
+//!
+//! This is the write-back cache of virtio 1.3, 5.2.6 (device requirements):
+//! with `VIRTIO_BLK_F_FLUSH` negotiated a completed write is volatile until
+//! a `FLUSH` submitted after it completes. Linux negotiates it and then
+//! shows the disk's `queue/write_cache` as "write back", so its `fsync`,
+//! `sync` and journal commits send `FLUSH`. If a driver leaves
+//! `VIRTIO_BLK_F_FLUSH` out, the same section makes every write stable at
+//! completion, so each `OUT` is synced before it completes (write-through).
+//! `VIRTIO_BLK_F_CONFIG_WCE` (a driver-switchable `writeback` field) is not
+//! offered: the two fixed modes cover both kinds of driver.
+//!
 //! # Hostile chains
 //!
 //! Nothing a driver puts in the ring can make the device panic or write
@@ -65,6 +92,7 @@ use crate::virtio::device::{
 use crate::virtio::queue::{drain as drain_queue, single_queue_notified, ActiveQueue};
 use config::ConfigSpace;
 use disk::{Disk, SECTOR_SIZE};
+use request::WriteCache;
 
 /// Size of the request queue the device offers.
 pub const BLOCK_QUEUE_SIZE: u16 = 256;
@@ -118,6 +146,8 @@ pub struct Block<M> {
     features: u64,
     config: ConfigSpace,
     queue_sizes: [u16; 1],
+    /// Set from the negotiated features at each activation.
+    cache: WriteCache,
     active: Option<ActiveQueue<M>>,
 }
 
@@ -126,6 +156,7 @@ impl<M> std::fmt::Debug for Block<M> {
         f.debug_struct("Block")
             .field("disk", &self.disk)
             .field("features", &format_args!("{:#x}", self.features))
+            .field("cache", &self.cache)
             .field("active", &self.active.is_some())
             .finish()
     }
@@ -146,7 +177,14 @@ impl<M> Block<M> {
             features |= 1 << VIRTIO_BLK_F_RO;
         }
         let config = ConfigSpace::new(disk.sectors(), SEG_MAX, SECTOR_SIZE as u32);
-        Ok(Self { disk, features, config, queue_sizes: [BLOCK_QUEUE_SIZE], active: None })
+        Ok(Self {
+            disk,
+            features,
+            config,
+            queue_sizes: [BLOCK_QUEUE_SIZE],
+            cache: WriteCache::WriteThrough,
+            active: None,
+        })
     }
 
     /// Capacity in 512-byte sectors, as the configuration space reports it.
@@ -173,6 +211,11 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Block<M> {
     }
 
     fn activate(&mut self, activation: Activation<M>) -> Result<(), DeviceError> {
+        self.cache = if activation.acked_features & 1 << VIRTIO_BLK_F_FLUSH != 0 {
+            WriteCache::WriteBack
+        } else {
+            WriteCache::WriteThrough
+        };
         self.active = Some(ActiveQueue::single(activation)?);
         Ok(())
     }
@@ -182,11 +225,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Block<M> {
             return Ok(());
         };
         let disk = &self.disk;
+        let cache = self.cache;
         let mem = &*active.mem;
         let max_descriptors = max_chain(active.queue.size());
         drain_queue(&mut active.queue, mem, &*active.interrupt, 0, |chain| {
             Ok(match walk_chain(chain, max_descriptors) {
-                Ok(buffers) => request::handle(mem, disk, &buffers),
+                // The chain goes to the used ring only when `handle`
+                // returns, so a FLUSH is completed after its sync.
+                Ok(buffers) => request::handle(mem, disk, cache, &buffers),
                 Err(e) => {
                     log::debug!("virtio-blk: {e}; chain returned unused");
                     0

@@ -62,6 +62,24 @@ impl Failure {
     }
 }
 
+/// Whether a completed `OUT` must already be durable: which of the
+/// "stable write" cases of virtio 1.3, 5.2.6 (device requirements) the
+/// negotiated features select. The device offers `VIRTIO_BLK_F_FLUSH` and
+/// not `VIRTIO_BLK_F_CONFIG_WCE`, so the driver cannot switch modes at run
+/// time: the features fix the mode for the whole activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteCache {
+    /// `VIRTIO_BLK_F_FLUSH` negotiated: a completed write may stay volatile
+    /// (in the host page cache) until a `FLUSH` submitted after it
+    /// completes, and that `FLUSH` completes only once the write is durable.
+    WriteBack,
+    /// `VIRTIO_BLK_F_FLUSH` offered but not negotiated: the driver has no
+    /// way to ask for durability, so the specification makes every write
+    /// stable at its completion, and each `OUT` is synced before it
+    /// completes.
+    WriteThrough,
+}
+
 /// A contiguous run of a request's byte stream in guest memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Piece {
@@ -134,12 +152,12 @@ fn status_address<M: GuestMemory>(mem: &M, buffers: &[Buffer]) -> Option<GuestAd
 /// A chain without a usable status byte (see [`status_address`]) is not
 /// executed at all and gets used length 0: the driver cannot learn the
 /// outcome, so nothing may happen.
-pub(crate) fn handle<M: GuestMemory>(mem: &M, disk: &Disk, buffers: &[Buffer]) -> u32 {
+pub(crate) fn handle<M: GuestMemory>(mem: &M, disk: &Disk, cache: WriteCache, buffers: &[Buffer]) -> u32 {
     let Some(status_addr) = status_address(mem, buffers) else {
         log::debug!("virtio-blk: request without a writable status byte, dropped");
         return 0;
     };
-    let (status, written) = match execute(mem, disk, buffers) {
+    let (status, written) = match execute(mem, disk, cache, buffers) {
         Ok(written) => (virtio_bindings::virtio_blk::VIRTIO_BLK_S_OK as u8, written),
         Err(f) => (f.status(), 0),
     };
@@ -153,7 +171,12 @@ pub(crate) fn handle<M: GuestMemory>(mem: &M, disk: &Disk, buffers: &[Buffer]) -
 
 /// Runs the request; `Ok` carries the number of data bytes written to the
 /// driver.
-fn execute<M: GuestMemory>(mem: &M, disk: &Disk, buffers: &[Buffer]) -> Result<u32, Failure> {
+fn execute<M: GuestMemory>(
+    mem: &M,
+    disk: &Disk,
+    cache: WriteCache,
+    buffers: &[Buffer],
+) -> Result<u32, Failure> {
     // Device-readable descriptors come before device-writable ones (2.7.4.2).
     let first_writable = buffers.iter().position(|b| b.write_only).unwrap_or(buffers.len());
     let (readable, writable) = buffers.split_at(first_writable);
@@ -208,9 +231,17 @@ fn execute<M: GuestMemory>(mem: &M, disk: &Disk, buffers: &[Buffer]) -> Result<u
             let offset = data_range(disk, sector, total(&data_out))?;
             let slices = resolve(mem, &data_out, Permissions::Read).map_err(bad_buffer)?;
             disk.write(offset, &slices).map_err(io_failed)?;
+            if cache == WriteCache::WriteThrough {
+                disk.flush().map_err(io_failed)?;
+            }
             Ok(0)
         }
         RequestType::Flush => {
+            // Every write completed before this request is in the file
+            // (`pwritev` returned for it), so syncing the file makes all of
+            // them durable; the status is written, and the chain returned,
+            // only after the sync returns. A failed sync may have lost any
+            // of them, which only IOERR can tell the driver.
             disk.flush().map_err(io_failed)?;
             Ok(0)
         }

@@ -240,6 +240,103 @@ fn flush() {
     assert_eq!(rig.file(), disk_content());
 }
 
+/// What the device had told the driver at each sync of the backing file:
+/// the used index and the first request's status byte (`STATUS`).
+#[derive(Debug, Default)]
+struct SyncLog(std::sync::Mutex<Vec<(u16, u8)>>);
+
+impl SyncLog {
+    /// Hooks `rig`'s disk so that every sync records what the driver could
+    /// see at that moment.
+    fn attach(rig: &mut Rig) -> Arc<Self> {
+        let log = Arc::new(Self::default());
+        let (mem, seen) = (rig.mem.clone(), log.clone());
+        let (used, _) = used_ring(16);
+        rig.block.disk.on_sync = Some(Box::new(move || {
+            let idx = mem.read_obj::<u16>(GuestAddress(used + 2)).unwrap();
+            let status = mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap();
+            seen.0.lock().unwrap().push((idx, status));
+        }));
+        log
+    }
+
+    fn entries(&self) -> Vec<(u16, u8)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn flush_completes_only_after_the_sync_of_the_writes_before_it() {
+    let mut rig = Rig::new(false);
+    let log = SyncLog::attach(&mut rig);
+    let mem = rig.mem.clone();
+    let canary_status = rig.byte(STATUS);
+    let mut d = Driver::new(&mem, 16);
+    // An OUT of two sectors, then a FLUSH, in one batch; FLUSH's status
+    // byte is `STATUS`, the write's `STATUS + 1`.
+    rig.header(HDR, T_FLUSH, 0);
+    rig.header(HDR + 0x100, T_OUT, 5);
+    let w = d.chain(&[(HDR + 0x100, 16, R), (DATA, 1024, R), (STATUS + 1, 1, W)]);
+    d.publish(w);
+    let f = d.chain(&[(HDR, 16, R), (STATUS, 1, W)]);
+    d.publish(f);
+    rig.activate(&d, 1 << VIRTIO_BLK_F_FLUSH);
+    rig.block.process_queue(0).unwrap();
+
+    // One sync, for the FLUSH (the OUT completed without one: write-back),
+    // while the driver could see the OUT completed and the FLUSH not yet.
+    assert_eq!(log.entries(), vec![(1, canary_status)]);
+    assert_eq!(d.used_idx(), 2);
+    assert_eq!(d.used(0), (u32::from(w), 1));
+    assert_eq!(d.used(1), (u32::from(f), 1));
+    assert_eq!(rig.byte(STATUS + 1), S_OK);
+    assert_eq!(rig.byte(STATUS), S_OK);
+    let mut expected = disk_content();
+    expected[5 * 512..7 * 512].copy_from_slice(&rig.bytes(DATA, 1024));
+    assert_eq!(rig.file(), expected);
+}
+
+#[test]
+fn without_negotiated_flush_each_write_is_synced_before_it_completes() {
+    let mut rig = Rig::new(false);
+    let log = SyncLog::attach(&mut rig);
+    let canary_status = rig.byte(STATUS);
+    rig.header(HDR, T_OUT, 1);
+    // run_one acknowledges no device feature: VIRTIO_BLK_F_FLUSH offered,
+    // not negotiated.
+    let (used, _) = run_one(&mut rig, &[(HDR, 16, R), (DATA, 512, R), (STATUS, 1, W)]);
+    assert_eq!(used, (0, 1));
+    assert_eq!(rig.byte(STATUS), S_OK);
+    assert_eq!(log.entries(), vec![(0, canary_status)]);
+    assert_eq!(&rig.file()[512..1024], &rig.bytes(DATA, 512)[..]);
+}
+
+#[test]
+fn flush_whose_sync_fails_completes_with_ioerr() {
+    // /dev/null has no fsync operation: fdatasync fails with EINVAL, as it
+    // would on a backing store that lost the data. Seeking it works, so it
+    // makes a disk (of 0 sectors; FLUSH has no sector range).
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").unwrap();
+    assert!(null.sync_data().is_err(), "the test needs a file whose sync fails");
+    let mut rig = Rig::new(false);
+    rig.block = Block::new(BlockConfig { file: null, read_only: false, id: "null".into() }).unwrap();
+    let log = SyncLog::attach(&mut rig);
+    let canary_status = rig.byte(STATUS);
+    rig.header(HDR, T_FLUSH, 0);
+    let mem = rig.mem.clone();
+    let mut d = Driver::new(&mem, 16);
+    let h = d.chain(&[(HDR, 16, R), (STATUS, 1, W)]);
+    d.publish(h);
+    let check = MemCheck::new(&mem);
+    rig.activate(&d, 1 << VIRTIO_BLK_F_FLUSH);
+    rig.block.process_queue(0).unwrap();
+    assert_eq!(log.entries(), vec![(0, canary_status)]);
+    assert_eq!(d.used_idx(), 1);
+    assert_eq!(d.used(0), (0, 1));
+    assert_eq!(rig.byte(STATUS), S_IOERR);
+    check.assert_only_changed(&mem, &[used_ring(16), (STATUS, 1)]);
+}
+
 #[test]
 fn get_id() {
     let mut rig = Rig::new(false);
