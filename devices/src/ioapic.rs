@@ -706,7 +706,7 @@ mod tests {
     #[test]
     fn rewritten_entries_keep_24_routes() {
         let (mut io, sink) = ioapic();
-        let mut rng = crate::test_utils::xorshift::Xorshift(0x10a9_1c);
+        let mut rng = crate::test_utils::xorshift::Xorshift(0x0010_a91c);
         for _ in 0..10_000 {
             let r = rng.next_u64();
             write_reg(&mut io, (r % 0x40) as u32, (r >> 32) as u32);
