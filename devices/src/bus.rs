@@ -112,6 +112,12 @@ impl Bus {
         self.ranges.write().ok()?.remove(&base).map(|e| e.device)
     }
 
+    /// Every registered range as `(base, length)`, by base: what a guest
+    /// that moves PCI BARs around must not make grow.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.ranges.read().map(|r| r.iter().map(|(&base, e)| (base, e.len)).collect()).unwrap_or_default()
+    }
+
     fn resolve(&self, addr: u64, len: usize) -> Result<(u64, SharedDevice), BusError> {
         let unmapped = BusError::Unmapped { addr, len };
         let ranges = self.ranges.read().map_err(|_| unmapped.clone())?;

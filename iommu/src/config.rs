@@ -31,15 +31,20 @@ pub const DEFAULT_PROBE_SIZE: u32 = 512;
 /// The x86 MSI doorbell window (Intel SDM 10.11.1): device writes there are
 /// interrupts, never translated.
 pub const X86_MSI_REGION: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
-/// Most mappings all domains together may hold by default (about 64 MiB of
-/// host memory at worst); MAP beyond it fails with `VIRTIO_IOMMU_S_NOMEM`.
-/// The endpoints' IOTLBs cache translations of these mappings on top of
-/// that, bounded separately by [`DEFAULT_IOTLB_ENTRIES`], so the IOMMU's
-/// host memory stays under about 70 MiB however many endpoints share a
-/// domain.
+/// Most mappings one virtio-iommu may hold, all its domains together (one
+/// domain may take them all); MAP beyond it fails with
+/// `VIRTIO_IOMMU_S_NOMEM` ("insufficient resources", virtio 1.2, 5.13.6).
+/// 2^20 mappings of 4 KiB cover 4 GiB,
+/// every page of a guest of that size mapped separately; each costs about
+/// 66 bytes of host memory (at most 68 MiB for all). The endpoints' IOTLBs
+/// cache translations on top of that, bounded separately by
+/// [`DEFAULT_IOTLB_ENTRIES`], so the IOMMU's host memory stays under
+/// 75 MiB however many endpoints share a domain (measured: 72.5 MiB for a
+/// flood of 2^21 MAP requests to one domain of 8 endpoints,
+/// docs/benchmarks.md and docs/limits.md).
 pub const DEFAULT_MAX_MAPPINGS: usize = 1 << 20;
 /// Most entries all endpoints' IOTLBs together may cache by default (about
-/// 5 MiB of host memory at worst, see [`IommuConfig::iotlb_entries`]).
+/// 6 MiB of host memory at worst, see [`IommuConfig::iotlb_entries`]).
 pub const DEFAULT_IOTLB_ENTRIES: usize = 1 << 16;
 /// Largest `probe_size` accepted.
 pub const MAX_PROBE_SIZE: u32 = 64 * 1024;
@@ -79,7 +84,11 @@ pub struct IommuConfig {
     /// vm-memory's IOTLB (half-open `u64` ranges) needs. `end` must be below
     /// `u64::MAX`.
     pub input_range: (u64, u64),
-    /// `domain_range` (inclusive): the domain IDs a driver may use.
+    /// `domain_range` (inclusive): the domain IDs a driver may use. The
+    /// range does not bound the domains that exist: a domain is created by
+    /// the first ATTACH to it and freed when its last endpoint leaves (an
+    /// endpoint is in at most one domain), so there are never more domains
+    /// than endpoints, whatever IDs the driver uses.
     pub domain_range: (u32, u32),
     /// `probe_size`: bytes of properties in a PROBE reply.
     pub probe_size: u32,
@@ -96,7 +105,8 @@ pub struct IommuConfig {
     /// software MSI mappings ([`X86_MSI_REGION`] on x86; `None` where MSIs
     /// are translated, e.g. an arm64 GIC ITS).
     pub msi_region: Option<(u64, u64)>,
-    /// Most mappings all domains together may hold.
+    /// Most mappings all domains together may hold (a per-IOMMU cap, not
+    /// per domain); MAP past it gets `VIRTIO_IOMMU_S_NOMEM`.
     pub max_mappings: usize,
     /// Most entries all endpoints' IOTLBs together may cache. Each
     /// endpoint gets an equal share (`iotlb_entries / endpoints`, fixed at

@@ -262,7 +262,8 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for VirtioIommu<M> 
 }
 
 /// What a request produces.
-enum Reply {
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
     /// Unknown type: the chain is returned untouched.
     Unrecognized,
     /// A status for the tail.
@@ -353,7 +354,7 @@ fn serve<M: GuestMemory>(
 }
 
 /// Executes a decoded request, invalidating IOTLBs as it requires.
-fn execute(shared: &IommuState, acked: u64, req: Request, properties_len: usize) -> Reply {
+pub(crate) fn execute(shared: &IommuState, acked: u64, req: Request, properties_len: usize) -> Reply {
     let negotiated = |f: u64| acked & f != 0;
     match req {
         Request::Attach { domain, endpoint, flags, reserved } => {

@@ -20,8 +20,13 @@ use kvm_bindings::{
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-/// KVM's limit on routing entries (`KVM_MAX_IRQ_ROUTES`).
-const MAX_ROUTES: u32 = 4096;
+/// KVM's limit on routing entries (`KVM_MAX_IRQ_ROUTES`), and the bound on
+/// the table dmavm keeps: routes are keyed by GSI, and no GSI at or above
+/// it is handed out or accepted, so however often the guest rewrites its
+/// MSI-X tables and IOAPIC redirection entries, the table holds at most
+/// this many routes (in practice one per wired line and per MSI-X vector,
+/// fixed when the devices are built).
+pub(crate) const MAX_ROUTES: u32 = 4096;
 
 /// An MSI route for `gsi`; with `devid`, the requester's DeviceID, which an
 /// arm64 ITS needs (`KVM_MSI_VALID_DEVID`; KVM refuses MSIs without one
@@ -46,9 +51,22 @@ struct Routes {
     next_gsi: u32,
 }
 
+/// Where the routing table goes: KVM (`KVM_SET_GSI_ROUTING`), or a recorder
+/// in tests.
+pub trait RoutingTable: Send + Sync {
+    /// Replaces the whole table with `table`.
+    fn set_routes(&self, table: &KvmIrqRouting) -> Result<()>;
+}
+
+impl RoutingTable for VmFd {
+    fn set_routes(&self, table: &KvmIrqRouting) -> Result<()> {
+        self.set_gsi_routing(table).context("KVM_SET_GSI_ROUTING failed")
+    }
+}
+
 /// Owns KVM's GSI routing table.
 pub struct GsiRouter {
-    vm: Arc<VmFd>,
+    table: Arc<dyn RoutingTable>,
     routes: Mutex<Routes>,
 }
 
@@ -61,8 +79,8 @@ impl std::fmt::Debug for GsiRouter {
 impl GsiRouter {
     /// A router with no routes yet, handing out GSIs from `first_free`
     /// (the ones below belong to the architecture's wired lines).
-    pub fn new(vm: Arc<VmFd>, first_free: u32) -> Self {
-        Self { vm, routes: Mutex::new(Routes { entries: BTreeMap::new(), next_gsi: first_free }) }
+    pub fn new(table: Arc<dyn RoutingTable>, first_free: u32) -> Self {
+        Self { table, routes: Mutex::new(Routes { entries: BTreeMap::new(), next_gsi: first_free }) }
     }
 
     /// A fresh GSI for an MSI-X vector.
@@ -76,9 +94,13 @@ impl GsiRouter {
     }
 
     /// Sets (or, with `None`, removes) the routes of `changes` and pushes
-    /// the table to KVM.
+    /// the table to KVM. A GSI at or above [`MAX_ROUTES`] is refused, with
+    /// no change made.
     pub fn try_set(&self, changes: &[(u32, Option<kvm_irq_routing_entry>)]) -> Result<()> {
         let mut routes = self.routes.lock().map_err(|_| anyhow!("GSI routes poisoned"))?;
+        if let Some(&(gsi, _)) = changes.iter().find(|(gsi, _)| *gsi >= MAX_ROUTES) {
+            bail!("GSI {gsi} is beyond KVM's {MAX_ROUTES} interrupt routes");
+        }
         for &(gsi, entry) in changes {
             match entry {
                 Some(entry) => routes.entries.insert(gsi, entry),
@@ -88,7 +110,7 @@ impl GsiRouter {
         let entries: Vec<kvm_irq_routing_entry> = routes.entries.values().copied().collect();
         let table = KvmIrqRouting::from_entries(&entries)
             .map_err(|e| anyhow!("building the GSI routing table: {e:?}"))?;
-        self.vm.set_gsi_routing(&table).context("KVM_SET_GSI_ROUTING failed")
+        self.table.set_routes(&table)
     }
 
     /// [`Self::try_set`] for callers that cannot fail (routes changed by
@@ -172,6 +194,12 @@ impl IrqfdMsix {
         Ok(Self { router, routed: Mutex::new(vec![None; vectors.len()]), vectors, devid: None })
     }
 
+    /// Vectors whose GSIs and irqfds exist already (tests: no KVM).
+    #[cfg(test)]
+    fn with_vectors(router: Arc<GsiRouter>, vectors: Vec<(u32, EventFd)>) -> Self {
+        Self { router, routed: Mutex::new(vec![None; vectors.len()]), vectors, devid: None }
+    }
+
     /// The DeviceID the function's MSIs carry, if the interrupt
     /// controller needs one: an arm64 ITS routes nothing without it (the
     /// device tree's `msi-map` gives it per requester ID); an x86 MSI names
@@ -210,5 +238,80 @@ impl MsixBackend for IrqfdMsix {
 
     fn vector_changed(&self, vector: u16, msg: MsiMessage) {
         self.route(vector, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use dmavm_devices::interrupt::{DeliveryMode, DestinationMode, MsiFields, TriggerMode};
+
+    use super::*;
+
+    /// Records the size of every table pushed.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<usize>>);
+
+    impl RoutingTable for Recorder {
+        fn set_routes(&self, table: &KvmIrqRouting) -> Result<()> {
+            self.0.lock().unwrap().push(table.as_slice().len());
+            Ok(())
+        }
+    }
+
+    fn msg(destination: u8, vector: u8) -> MsiMessage {
+        MsiMessage::new(MsiFields {
+            destination,
+            dest_mode: DestinationMode::Physical,
+            redirection_hint: false,
+            vector,
+            delivery_mode: DeliveryMode::Fixed,
+            trigger_mode: TriggerMode::Edge,
+            level_assert: true,
+        })
+    }
+
+    /// A guest rewriting its MSI-X table entries (and IOAPIC pins) over and
+    /// over: each write replaces its vector's route, so the table keeps one
+    /// route per wired line and vector however many writes there are; GSIs
+    /// run out at `MAX_ROUTES` with an error, and a route beyond it is
+    /// refused.
+    #[test]
+    fn rewritten_msix_entries_do_not_grow_the_route_table() {
+        const PINS: u32 = 24;
+        const VECTORS: u16 = 16;
+        let recorder = Arc::new(Recorder::default());
+        let router = Arc::new(GsiRouter::new(recorder.clone(), PINS));
+        let pins: Vec<_> = (0..PINS).map(|gsi| (gsi, Some(msi_route(gsi, msg(0, 0x20), None)))).collect();
+        router.try_set(&pins).unwrap();
+        let vectors =
+            (0..VECTORS).map(|_| (router.allocate().unwrap(), EventFd::new(EFD_NONBLOCK).unwrap())).collect();
+        // A device ID, so that arm64 builds route too.
+        let msix = IrqfdMsix::with_vectors(router.clone(), vectors).with_device_id(Some(8));
+        for i in 0..20_000u32 {
+            let vector = (i % u32::from(VECTORS)) as u16;
+            msix.vector_changed(vector, msg((i / 16) as u8, (i % 200 + 0x30) as u8));
+            if i % 7 == 0 {
+                let gsi = i % PINS;
+                router.set(&[(gsi, Some(msi_route(gsi, msg(i as u8, 0x40), None)))]);
+            }
+        }
+        let pushed = recorder.0.lock().unwrap();
+        assert!(pushed.len() > 20_000, "{} tables pushed", pushed.len());
+        let most = *pushed.iter().max().unwrap();
+        assert_eq!(most, (PINS + u32::from(VECTORS)) as usize);
+        assert_eq!(router.routes.lock().unwrap().entries.len(), most);
+        drop(pushed);
+        // GSIs run out at KVM's limit.
+        let free = MAX_ROUTES - PINS - u32::from(VECTORS);
+        for _ in 0..free {
+            router.allocate().unwrap();
+        }
+        assert!(router.allocate().is_err());
+        let before = recorder.0.lock().unwrap().len();
+        assert!(router.try_set(&[(MAX_ROUTES, Some(msi_route(MAX_ROUTES, msg(0, 0x30), None)))]).is_err());
+        assert_eq!(recorder.0.lock().unwrap().len(), before);
+        assert_eq!(router.routes.lock().unwrap().entries.len(), most);
     }
 }

@@ -310,6 +310,58 @@ impl BusDevice for OtherRegion {
     fn write(&mut self, _offset: u64, _data: &[u8]) {}
 }
 
+/// A guest moving BARs, sizing them and toggling memory decoding thousands
+/// of times: the bus never holds more than one range per BAR, and every
+/// move the listener hears (the VMM re-registers queue ioeventfds from
+/// them) removes exactly what the previous one added, so registrations
+/// never pile up.
+#[test]
+fn repeated_bar_moves_keep_registrations_constant() {
+    let Fixture { root, mmio, mut ecam, listener, .. } = fixture();
+    let mut registered: std::collections::BTreeSet<(u8, u64)> =
+        listener.take().into_iter().map(|(_, bar, _, new)| (bar, new.unwrap())).collect();
+    let mut rng = Xorshift(0x5eed_ba25);
+    let (mut writes, mut moves) = (0, 0);
+    for _ in 0..20_000 {
+        let r = rng.next_u64();
+        let (reg, value) = match r % 8 {
+            // Memory decoding on or off.
+            0 => (0x04, u32::from(COMMAND_MEMORY) * (r >> 8 & 1) as u32),
+            // Sizing.
+            1 => (0x10 + 8 * (r >> 8 & 1), 0xffff_ffff),
+            // BAR 0 (64-bit) and BAR 2 (32-bit) anywhere in their windows,
+            // overlapping each other at times.
+            2 | 3 => (0x10, (MEM32.start + (r >> 20) % 0x40 * 0x1000) as u32 | 4),
+            4 => (0x14, (r >> 8 & 1) as u32),
+            5 | 6 => (0x18, (MEM32.start + (r >> 20) % 0x40 * 0x1000) as u32),
+            // Address 0 and a base that cannot hold the BAR.
+            _ => (0x18, if r >> 8 & 1 == 0 { 0 } else { 0xffff_f800 }),
+        };
+        ecam_write(&mut ecam, 1, reg, 4, value);
+        writes += 1;
+        for (slot, bar, old, new) in listener.take() {
+            assert_eq!(slot, 1);
+            moves += 1;
+            if let Some(old) = old {
+                assert!(registered.remove(&(bar, old)), "BAR {bar} moved from {old:#x}, never registered");
+            }
+            if let Some(new) = new {
+                assert!(registered.insert((bar, new)), "BAR {bar} registered twice at {new:#x}");
+            }
+        }
+        let ranges = mmio.ranges();
+        assert!(ranges.len() <= 2, "after {writes} writes: {ranges:x?}");
+        let mapped: Vec<u64> = root.lock().unwrap().bar_mappings(1).iter().filter_map(|m| m.1).collect();
+        let mut registered_bases: Vec<u64> = registered.iter().map(|&(_, base)| base).collect();
+        registered_bases.sort_unstable();
+        assert_eq!(ranges.iter().map(|r| r.0).collect::<Vec<_>>(), registered_bases);
+        let mut mapped_sorted = mapped.clone();
+        mapped_sorted.sort_unstable();
+        assert_eq!(mapped_sorted, registered_bases);
+    }
+    assert!(moves > 5_000, "only {moves} moves");
+}
+
 #[test]
 fn topology_errors() {
     let mmio = Arc::new(Bus::new());
