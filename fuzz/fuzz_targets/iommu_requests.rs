@@ -10,19 +10,16 @@
 
 use arbitrary::Arbitrary;
 use dmavm_devices::virtio::VirtioDevice;
-use dmavm_fuzz::{Addr, Desc, Len, Ring, Snapshot, F_NEXT, F_WRITE};
-use dmavm_iommu::device::IOMMU_FEATURES;
-use dmavm_iommu::test_utils::{
-    attach_req, detach_req, map_req, probe_req, unmap_req, Harness, EVENT_RINGS, MEM_SIZE, REGION_SPLIT,
-    REQUEST_RINGS,
+use dmavm_fuzz::{
+    Addr, Desc, IommuRig, Len, F_WRITE, IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT, IOMMU_REQ_READ, IOMMU_REQ_WRITE,
 };
+use dmavm_iommu::device::IOMMU_FEATURES;
+use dmavm_iommu::test_utils::{attach_req, detach_req, map_req, probe_req, unmap_req};
 use dmavm_iommu::IommuConfig;
 use libfuzzer_sys::fuzz_target;
-use virtio_queue::desc::split::Descriptor as SplitDescriptor;
-use virtio_queue::desc::RawDescriptor;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
-const SIZE: u64 = MEM_SIZE as u64;
+const SIZE: u64 = IOMMU_MEM_SIZE;
 const ENDPOINTS: [u32; 3] = [1, 8, 0x100];
 
 /// A domain or endpoint ID: mostly small (and so often one that exists).
@@ -171,84 +168,18 @@ struct Input {
     ops: Vec<Op>,
 }
 
-const READ_BUF: u64 = 0x1_0000;
-const WRITE_BUF: u64 = 0x1_8000;
-
-struct Rig {
-    h: Harness,
-    req: Ring,
-    evt: Ring,
-    acked: u64,
-    next_desc: u16,
-}
-
-impl Rig {
-    fn mem(&self) -> &GuestMemoryMmap {
-        &self.h.mem
-    }
-
-    fn rings(&mut self) {
-        let mem = self.h.mem.clone();
-        self.req = Ring::new(&mem, REQUEST_RINGS, 256);
-        self.evt = Ring::new(&mem, EVENT_RINGS, 256);
-        self.next_desc = 0;
-    }
-
-    /// Runs both queues and checks the oracle.
-    fn process(&mut self) {
-        let mut granted = self.req.granted(self.mem(), SIZE);
-        granted.extend(self.evt.granted(self.mem(), SIZE));
-        let before = Snapshot::new(self.mem(), SIZE);
-        // Errors are the device's answer to a broken ring; only panics and
-        // stray writes are findings.
-        let _ = self.h.dev.process_queue(0);
-        let _ = self.h.dev.process_queue(1);
-        before.assert_only_changed(self.mem(), &granted);
-    }
-
-    fn chain(&mut self, bufs: &[(u64, u32, u16)], indirect: Option<u64>) -> u16 {
-        let mem = self.h.mem.clone();
-        let head = self.next_desc;
-        match indirect {
-            Some(table) => {
-                for (i, &(a, l, f)) in bufs.iter().enumerate() {
-                    let (f, n) = if i + 1 < bufs.len() { (f | F_NEXT, i as u16 + 1) } else { (f, 0) };
-                    let d = RawDescriptor::from(SplitDescriptor::new(a, l, f, n));
-                    let _ = mem.write_obj(d, GuestAddress(table.wrapping_add(16 * i as u64)));
-                }
-                let d = SplitDescriptor::new(table, 16 * bufs.len() as u32, dmavm_fuzz::F_INDIRECT, 0);
-                self.req.write_desc(&mem, head, RawDescriptor::from(d));
-                self.next_desc = (self.next_desc + 1) % 256;
-            }
-            None => {
-                for (i, &(a, l, f)) in bufs.iter().enumerate() {
-                    let index = self.next_desc;
-                    self.next_desc = (self.next_desc + 1) % 256;
-                    let (f, n) = if i + 1 < bufs.len() { (f | F_NEXT, self.next_desc) } else { (f, 0) };
-                    self.req.write_desc(&mem, index, RawDescriptor::from(SplitDescriptor::new(a, l, f, n)));
-                }
-            }
-        }
-        head
-    }
-}
-
 fuzz_target!(|input: Input| {
     let config = IommuConfig { boot_bypass: input.boot_bypass, ..IommuConfig::default() };
     let acked = input.features & IOMMU_FEATURES;
-    let h = Harness::inactive(config, &ENDPOINTS, &[(0x8000_0000, 0x8000_ffff)]);
-    let req = Ring::new(&h.mem, REQUEST_RINGS, 256);
-    let evt = Ring::new(&h.mem, EVENT_RINGS, 256);
-    let mut rig = Rig { h, req, evt, acked, next_desc: 0 };
-    rig.h.activate(acked);
-    let mem = rig.h.mem.clone();
+    let mut rig = IommuRig::new(config, &ENDPOINTS, &[(0x8000_0000, 0x8000_ffff)], acked);
+    let mem = rig.mem.clone();
+    let resolve = |a: &Addr| a.resolve(SIZE, IOMMU_REGION_SPLIT);
     for op in input.ops.iter().take(64) {
         match op {
             Op::Request { req, at, split, tail, indirect } => {
                 let bytes = req.bytes();
-                let read_at = at.map_or(READ_BUF, |a| a.resolve(SIZE, REGION_SPLIT));
+                let read_at = at.as_ref().map_or(IOMMU_REQ_READ, resolve);
                 let _ = mem.write_slice(&bytes, GuestAddress(read_at));
-                let tail = tail.resolve();
                 let mut bufs = Vec::new();
                 match split.map(usize::from) {
                     Some(s) if s < bytes.len() => {
@@ -257,41 +188,30 @@ fuzz_target!(|input: Input| {
                     }
                     _ => bufs.push((read_at, bytes.len() as u32, 0)),
                 }
-                bufs.push((WRITE_BUF, tail, F_WRITE));
-                let table = indirect.map(|a| a.resolve(SIZE, REGION_SPLIT));
+                bufs.push((IOMMU_REQ_WRITE, tail.resolve(), F_WRITE));
+                let table = indirect.as_ref().map(resolve);
                 let head = rig.chain(&bufs, table);
                 rig.req.publish(&mem, head, 1);
                 rig.process();
             }
-            Op::Desc { index, desc } => rig.req.write_desc(&mem, *index, desc.raw(SIZE, REGION_SPLIT)),
+            Op::Desc { index, desc } => rig.req.write_desc(&mem, *index, desc.raw(SIZE, IOMMU_REGION_SPLIT)),
             Op::Indirect { at, entries } => {
-                let at = at.resolve(SIZE, REGION_SPLIT);
+                let at = resolve(at);
                 for (i, d) in entries.iter().take(32).enumerate() {
-                    let _ = mem
-                        .write_obj(d.raw(SIZE, REGION_SPLIT), GuestAddress(at.wrapping_add(16 * i as u64)));
+                    let d = d.raw(SIZE, IOMMU_REGION_SPLIT);
+                    let _ = mem.write_obj(d, GuestAddress(at.wrapping_add(16 * i as u64)));
                 }
             }
             Op::Blob { at, bytes } => {
-                let _ = mem.write_slice(bytes, GuestAddress(at.resolve(SIZE, REGION_SPLIT)));
+                let _ = mem.write_slice(bytes, GuestAddress(resolve(at)));
             }
             Op::Publish { head, bump } => rig.req.publish(&mem, *head, u16::from(*bump)),
             Op::UsedEvent(v) => rig.req.set_used_event(&mem, *v),
             Op::Process => rig.process(),
-            Op::PostEvents { count, len } => {
-                for i in 0..u64::from(*count % 16) {
-                    let at = 0x2_0000 + 0x40 * i;
-                    let d = SplitDescriptor::new(at, len.resolve(), F_WRITE, 0);
-                    rig.evt.write_desc(&mem, rig.evt.avail_idx, RawDescriptor::from(d));
-                    let head = rig.evt.avail_idx % 256;
-                    rig.evt.publish(&mem, head, 1);
-                }
-                rig.process();
-            }
+            Op::PostEvents { count, len } => rig.post_events(u64::from(*count % 16), len.resolve()),
             Op::Reset => {
-                rig.h.dev.reset();
-                rig.rings();
-                let acked = rig.acked;
-                rig.h.activate(acked);
+                rig.dev.reset();
+                rig.activate();
             }
         }
     }

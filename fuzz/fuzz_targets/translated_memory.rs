@@ -16,14 +16,14 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
-use dmavm_fuzz::{push_clipped, Snapshot};
+use dmavm_fuzz::{push_clipped, IommuRig, Snapshot, IOMMU_EVENT_BUFS, IOMMU_EVT_RINGS, IOMMU_MEM_SIZE};
 use dmavm_iommu::request::{Status, VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE};
-use dmavm_iommu::test_utils::{attach_req, detach_req, map_req, unmap_req, Harness, MEM_SIZE};
+use dmavm_iommu::test_utils::{attach_req, detach_req, map_req, unmap_req};
 use dmavm_iommu::{translated_memory, IommuConfig};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress};
 
-const SIZE: u64 = MEM_SIZE as u64;
+const SIZE: u64 = IOMMU_MEM_SIZE;
 const EP: u32 = 8;
 const OK: u8 = Status::Ok as u8;
 
@@ -81,8 +81,8 @@ impl Model {
 fuzz_target!(|ops: Vec<Op>| {
     // Small IOTLB: eviction and refill happen within a few accesses.
     let config = IommuConfig { iotlb_entries: 4, ..IommuConfig::default() };
-    let mut h = Harness::with(config, &[EP], &[], dmavm_iommu::device::IOMMU_FEATURES);
-    h.post_event_buffers(8);
+    let mut h = IommuRig::new(config, &[EP], &[], dmavm_iommu::device::IOMMU_FEATURES);
+    h.post_events(8, 24);
     let tm = translated_memory((*h.mem).clone(), h.dev.endpoint(EP).unwrap());
     let mut model = Model::default();
     for op in ops.iter().take(64) {
@@ -108,7 +108,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Map { virt, pages, phys, flags } => {
                 let Some(d) = model.domain else { continue };
-                let (s, p) = (u64::from(virt) << 12, u64::from(phys % 0x400) << 12);
+                let (s, p) = (u64::from(virt) << 12, u64::from(phys % 0x40) << 12);
                 let e = s + ((u64::from(pages % 8) + 1) << 12) - 1;
                 let f = u32::from(flags & 3);
                 if h.status(&map_req(d, s, e, p, f)) == OK {
@@ -159,8 +159,8 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 // The used ring and event buffers are the IOMMU's own writes
                 // (fault reports), not the endpoint's: allowed too.
-                push_clipped(&mut granted, 0x3000, 0x3000, SIZE);
-                push_clipped(&mut granted, 0x2_0000, 0x1_0000, SIZE);
+                push_clipped(&mut granted, IOMMU_EVT_RINGS, 0x3000, SIZE);
+                push_clipped(&mut granted, IOMMU_EVENT_BUFS, 0x40 * 64, SIZE);
                 before.assert_only_changed(&h.mem, &granted);
             }
         }
