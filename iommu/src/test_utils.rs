@@ -21,11 +21,13 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::config::IommuConfig;
 use crate::device::{VirtioIommu, IOMMU_FEATURES};
+#[cfg(test)]
 use crate::domain::State;
 use crate::request::{
     VIRTIO_IOMMU_T_ATTACH, VIRTIO_IOMMU_T_DETACH, VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_PROBE,
     VIRTIO_IOMMU_T_UNMAP,
 };
+#[cfg(test)]
 use crate::sync::read;
 
 pub const R: u16 = 0;
@@ -352,7 +354,10 @@ impl Harness {
             .collect()
     }
 
-    /// A copy of the IOMMU state.
+    /// A copy of the IOMMU state (for this crate's tests: the state type is
+    /// private, so another crate using the `test-utils` feature could not
+    /// call it, and would be warned that it is dead code).
+    #[cfg(test)]
     pub(crate) fn state(&self) -> State {
         read(&self.dev.shared.state).clone()
     }

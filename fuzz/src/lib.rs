@@ -1,0 +1,432 @@
+//! Shared pieces of dmavm's fuzz targets: guest addresses and lengths with
+//! useful shapes, a split virtqueue written descriptor by descriptor from
+//! fuzz input, and the set of guest bytes a device may write while it
+//! processes that queue (the oracle's "granted ranges").
+//!
+//! Harness code: it unwraps its own setup (a failure there is a broken
+//! harness, not a finding).
+
+use arbitrary::Arbitrary;
+use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virtio_queue::desc::split::Descriptor as SplitDescriptor;
+use virtio_queue::desc::RawDescriptor;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+pub const F_NEXT: u16 = VRING_DESC_F_NEXT as u16;
+pub const F_WRITE: u16 = VRING_DESC_F_WRITE as u16;
+pub const F_INDIRECT: u16 = VRING_DESC_F_INDIRECT as u16;
+
+/// A guest address: mostly inside guest memory (where something happens),
+/// sometimes at the edges where bounds checks live, sometimes anything.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Addr {
+    /// `n % mem_size`: anywhere in RAM, rings included.
+    InRam(u32),
+    /// Around the boundary between the two memory regions.
+    NearSplit(i16),
+    /// Just below (or past) the end of RAM.
+    NearEnd(u16),
+    /// Any 64-bit value.
+    Raw(u64),
+}
+
+impl Addr {
+    pub fn resolve(self, mem_size: u64, region_split: u64) -> u64 {
+        match self {
+            Addr::InRam(n) => u64::from(n) % mem_size,
+            Addr::NearSplit(d) => region_split.wrapping_add_signed(i64::from(d)),
+            Addr::NearEnd(d) => mem_size.wrapping_sub(u64::from(d)),
+            Addr::Raw(a) => a,
+        }
+    }
+}
+
+/// A length: small ones make valid requests, large ones probe overflow.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Len {
+    Small(u8),
+    Medium(u16),
+    Raw(u32),
+}
+
+impl Len {
+    pub fn resolve(self) -> u32 {
+        match self {
+            Len::Small(n) => u32::from(n),
+            Len::Medium(n) => u32::from(n),
+            Len::Raw(n) => n,
+        }
+    }
+}
+
+/// One descriptor as the guest may write it.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Desc {
+    pub addr: Addr,
+    pub len: Len,
+    pub write: bool,
+    pub next: Option<u16>,
+    pub indirect: bool,
+    /// Extra flag bits (reserved ones included), OR-ed in.
+    pub extra_flags: u16,
+}
+
+impl Desc {
+    pub fn raw(&self, mem_size: u64, region_split: u64) -> RawDescriptor {
+        let mut flags = self.extra_flags & !(F_NEXT | F_WRITE | F_INDIRECT);
+        if self.write {
+            flags |= F_WRITE;
+        }
+        if self.indirect {
+            flags |= F_INDIRECT;
+        }
+        if self.next.is_some() {
+            flags |= F_NEXT;
+        }
+        let d = SplitDescriptor::new(
+            self.addr.resolve(mem_size, region_split),
+            self.len.resolve(),
+            flags,
+            self.next.unwrap_or(0),
+        );
+        RawDescriptor::from(d)
+    }
+}
+
+/// The driver's side of a split ring at `base` (descriptor table, then the
+/// available and used rings a page apart: the layout of both test-utils
+/// drivers, whose rings the devices were activated with).
+#[derive(Debug)]
+pub struct Ring {
+    pub base: u64,
+    pub size: u16,
+    pub avail_idx: u16,
+}
+
+impl Ring {
+    /// Zeroes the whole descriptor table and the ring headers: every
+    /// descriptor the device can reach is then one the fuzzer wrote (or a
+    /// harmless zero), so the granted ranges below are complete.
+    pub fn new(mem: &GuestMemoryMmap, base: u64, size: u16) -> Self {
+        mem.write_slice(&vec![0u8; 16 * usize::from(size)], GuestAddress(base)).unwrap();
+        let r = Self { base, size, avail_idx: 0 };
+        mem.write_slice(&vec![0u8; 6 + 2 * usize::from(size)], GuestAddress(r.avail())).unwrap();
+        mem.write_slice(&vec![0u8; 6 + 8 * usize::from(size)], GuestAddress(r.used())).unwrap();
+        r
+    }
+
+    pub fn avail(&self) -> u64 {
+        self.base + 0x1000
+    }
+
+    pub fn used(&self) -> u64 {
+        self.base + 0x2000
+    }
+
+    pub fn used_ring(&self) -> (u64, u64) {
+        (self.used(), 6 + 8 * u64::from(self.size))
+    }
+
+    pub fn used_idx(&self, mem: &GuestMemoryMmap) -> u16 {
+        mem.read_obj(GuestAddress(self.used() + 2)).unwrap()
+    }
+
+    pub fn write_desc(&self, mem: &GuestMemoryMmap, index: u16, d: RawDescriptor) {
+        let index = index % self.size;
+        mem.write_obj(d, GuestAddress(self.base + 16 * u64::from(index))).unwrap();
+    }
+
+    /// Puts `head` in the next available slot and bumps the index by
+    /// `bump` (1 for an honest driver; anything for a hostile one).
+    pub fn publish(&mut self, mem: &GuestMemoryMmap, head: u16, bump: u16) {
+        let slot = self.avail() + 4 + 2 * u64::from(self.avail_idx % self.size);
+        mem.write_obj(head, GuestAddress(slot)).unwrap();
+        self.avail_idx = self.avail_idx.wrapping_add(bump);
+        mem.write_obj(self.avail_idx, GuestAddress(self.avail() + 2)).unwrap();
+    }
+
+    /// `used_event` (`VIRTIO_RING_F_EVENT_IDX`).
+    pub fn set_used_event(&self, mem: &GuestMemoryMmap, v: u16) {
+        mem.write_obj(v, GuestAddress(self.avail() + 4 + 2 * u64::from(self.size))).unwrap();
+    }
+
+    /// Every guest range the device may write while it processes this
+    /// ring as it is in memory now: the used ring, and every
+    /// device-writable descriptor of the table and of each indirect table
+    /// the table points to. Clipped to `[0, mem_size)`.
+    pub fn granted(&self, mem: &GuestMemoryMmap, mem_size: u64) -> Vec<(u64, usize)> {
+        let mut out = Vec::new();
+        let (u, ul) = self.used_ring();
+        push_clipped(&mut out, u, ul, mem_size);
+        for i in 0..self.size {
+            let d = read_desc(mem, self.base + 16 * u64::from(i));
+            grant(&mut out, &d, mem_size);
+            if d.flags() & F_INDIRECT != 0 {
+                // The device reads at most len / 16 entries of it.
+                let n = u64::from(d.len() / 16).min(1 << 16);
+                for j in 0..n {
+                    let Some(a) = d.addr().0.checked_add(16 * j) else { break };
+                    if a.checked_add(16).is_none_or(|e| e > mem_size) {
+                        break;
+                    }
+                    grant(&mut out, &read_desc(mem, a), mem_size);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn read_desc(mem: &GuestMemoryMmap, at: u64) -> SplitDescriptor {
+    let raw: RawDescriptor = mem.read_obj(GuestAddress(at)).unwrap();
+    SplitDescriptor::from(raw)
+}
+
+fn grant(out: &mut Vec<(u64, usize)>, d: &SplitDescriptor, mem_size: u64) {
+    if d.flags() & F_WRITE != 0 {
+        push_clipped(out, d.addr().0, u64::from(d.len()), mem_size);
+    }
+}
+
+/// Adds `[start, start + len)` ∩ `[0, mem_size)` to `out`.
+pub fn push_clipped(out: &mut Vec<(u64, usize)>, start: u64, len: u64, mem_size: u64) {
+    let end = start.saturating_add(len).min(mem_size);
+    if start < end {
+        out.push((start, (end - start) as usize));
+    }
+}
+
+/// A snapshot of all of guest memory, compared after the device ran.
+#[derive(Debug)]
+pub struct Snapshot(Vec<u8>);
+
+impl Snapshot {
+    pub fn new(mem: &GuestMemoryMmap, mem_size: u64) -> Self {
+        let mut v = vec![0u8; mem_size as usize];
+        mem.read_slice(&mut v, GuestAddress(0)).unwrap();
+        Self(v)
+    }
+
+    /// Panics (the fuzz finding) if a byte outside `granted` changed.
+    pub fn assert_only_changed(&self, mem: &GuestMemoryMmap, granted: &[(u64, usize)]) {
+        let mut now = vec![0u8; self.0.len()];
+        mem.read_slice(&mut now, GuestAddress(0)).unwrap();
+        if now == self.0 {
+            return;
+        }
+        let mut ok = vec![false; now.len()];
+        for &(s, l) in granted {
+            ok[s as usize..s as usize + l].fill(true);
+        }
+        for (a, (b, n)) in self.0.iter().zip(&now).enumerate() {
+            assert!(
+                b == n || ok[a],
+                "guest byte {a:#x} changed from {b:#04x} to {n:#04x} outside the granted ranges"
+            );
+        }
+    }
+}
+
+/// The virtio device behind a fuzzed transport.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum DeviceChoice {
+    Rng,
+    Block { read_only: bool },
+}
+
+/// Builds the device; a block device gets a fresh 16-sector temporary
+/// file, returned so that it lives as long as the device.
+pub fn make_device(
+    choice: DeviceChoice,
+) -> (Box<dyn dmavm_devices::virtio::VirtioDevice<GuestMemoryMmap>>, Option<vmm_sys_util::tempfile::TempFile>)
+{
+    use dmavm_devices::virtio::{Block, BlockConfig, Rng};
+    use std::io::Write;
+    match choice {
+        DeviceChoice::Rng => (Box::new(Rng::<GuestMemoryMmap>::new()), None),
+        DeviceChoice::Block { read_only } => {
+            let file = vmm_sys_util::tempfile::TempFile::new().unwrap();
+            file.as_file().write_all(&[0x5a; 16 * 512]).unwrap();
+            let config =
+                BlockConfig { file: file.as_file().try_clone().unwrap(), read_only, id: "fuzz".into() };
+            (Box::new(Block::<GuestMemoryMmap>::new(config).unwrap()), Some(file))
+        }
+    }
+}
+
+/// The width of a register access: the usual ones, or any up to 16 bytes.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Width {
+    B1,
+    B2,
+    B4,
+    B8,
+    Odd(u8),
+}
+
+impl Width {
+    pub fn len(self) -> usize {
+        match self {
+            Width::B1 => 1,
+            Width::B2 => 2,
+            Width::B4 => 4,
+            Width::B8 => 8,
+            Width::Odd(n) => usize::from(n % 17),
+        }
+    }
+}
+
+/// Small guest memory for the virtio-iommu targets: two regions of 128 KiB
+/// (the test-utils harness's 4 MiB cost a fill and two full snapshots per
+/// queue run, which kept the targets under a hundred runs a second).
+pub const IOMMU_MEM_SIZE: u64 = 0x4_0000;
+pub const IOMMU_REGION_SPLIT: u64 = 0x2_0000;
+/// Request queue and event queue rings, request buffers, event buffers.
+pub const IOMMU_REQ_RINGS: u64 = 0x0;
+pub const IOMMU_EVT_RINGS: u64 = 0x3000;
+pub const IOMMU_REQ_READ: u64 = 0x1_0000;
+pub const IOMMU_REQ_WRITE: u64 = 0x1_8000;
+pub const IOMMU_EVENT_BUFS: u64 = 0x1_c000;
+
+/// Guest memory of `size` bytes in two regions split at `split`, filled
+/// with a canary pattern (computed once per process).
+pub fn canary_memory(size: u64, split: u64) -> std::sync::Arc<GuestMemoryMmap> {
+    static PATTERN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| (0..1usize << 20).map(|a| (a % 251) as u8 ^ 0x5a).collect());
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[
+        (GuestAddress(0), split as usize),
+        (GuestAddress(split), (size - split) as usize),
+    ])
+    .unwrap();
+    mem.write_slice(&pattern[..size as usize], GuestAddress(0)).unwrap();
+    std::sync::Arc::new(mem)
+}
+
+impl Ring {
+    /// The queue as the transport hands it to the device.
+    pub fn queue(&self) -> virtio_queue::Queue {
+        use virtio_queue::QueueT;
+        let mut q = virtio_queue::Queue::new(256).unwrap();
+        q.set_size(self.size);
+        let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
+        let (lo, hi) = split(self.base);
+        q.set_desc_table_address(lo, hi);
+        let (lo, hi) = split(self.avail());
+        q.set_avail_ring_address(lo, hi);
+        let (lo, hi) = split(self.used());
+        q.set_used_ring_address(lo, hi);
+        q.set_ready(true);
+        q
+    }
+}
+
+/// A virtio-iommu with both queues activated over [`canary_memory`].
+pub struct IommuRig {
+    pub mem: std::sync::Arc<GuestMemoryMmap>,
+    pub dev: dmavm_iommu::VirtioIommu<GuestMemoryMmap>,
+    pub req: Ring,
+    pub evt: Ring,
+    pub acked: u64,
+    pub next_desc: u16,
+}
+
+impl IommuRig {
+    pub fn new(
+        config: dmavm_iommu::IommuConfig,
+        endpoints: &[u32],
+        reserved: &[(u64, u64)],
+        acked: u64,
+    ) -> Self {
+        let mem = canary_memory(IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT);
+        let dev = dmavm_iommu::VirtioIommu::new(config, endpoints, reserved).unwrap();
+        let req = Ring::new(&mem, IOMMU_REQ_RINGS, 256);
+        let evt = Ring::new(&mem, IOMMU_EVT_RINGS, 256);
+        let mut rig = Self { mem, dev, req, evt, acked, next_desc: 0 };
+        rig.activate();
+        rig
+    }
+
+    /// (Re)activates with fresh rings (after a reset).
+    pub fn activate(&mut self) {
+        use dmavm_devices::virtio::{Activation, VirtioDevice};
+        self.req = Ring::new(&self.mem, IOMMU_REQ_RINGS, 256);
+        self.evt = Ring::new(&self.mem, IOMMU_EVT_RINGS, 256);
+        self.next_desc = 0;
+        self.dev
+            .activate(Activation {
+                mem: self.mem.clone(),
+                queues: vec![self.req.queue(), self.evt.queue()],
+                acked_features: self.acked,
+                interrupt: std::sync::Arc::new(dmavm_devices::test_utils::interrupts::Interrupts::default()),
+            })
+            .unwrap();
+    }
+
+    /// Writes `bufs` as a chain (in the descriptor table, or in an
+    /// indirect table at `indirect`); returns its head.
+    pub fn chain(&mut self, bufs: &[(u64, u32, u16)], indirect: Option<u64>) -> u16 {
+        let mem = self.mem.clone();
+        let head = self.next_desc;
+        match indirect {
+            Some(table) => {
+                for (i, &(a, l, f)) in bufs.iter().enumerate() {
+                    let (f, n) = if i + 1 < bufs.len() { (f | F_NEXT, i as u16 + 1) } else { (f, 0) };
+                    let d = RawDescriptor::from(SplitDescriptor::new(a, l, f, n));
+                    let _ = mem.write_obj(d, GuestAddress(table.wrapping_add(16 * i as u64)));
+                }
+                let d = SplitDescriptor::new(table, 16 * bufs.len() as u32, F_INDIRECT, 0);
+                self.req.write_desc(&mem, head, RawDescriptor::from(d));
+                self.next_desc = (self.next_desc + 1) % 256;
+            }
+            None => {
+                for (i, &(a, l, f)) in bufs.iter().enumerate() {
+                    let index = self.next_desc;
+                    self.next_desc = (self.next_desc + 1) % 256;
+                    let (f, n) = if i + 1 < bufs.len() { (f | F_NEXT, self.next_desc) } else { (f, 0) };
+                    self.req.write_desc(&mem, index, RawDescriptor::from(SplitDescriptor::new(a, l, f, n)));
+                }
+            }
+        }
+        head
+    }
+
+    /// Runs both queues; checks that no byte outside the used rings and
+    /// the device-writable descriptors changed.
+    pub fn process(&mut self) {
+        use dmavm_devices::virtio::VirtioDevice;
+        let mut granted = self.req.granted(&self.mem, IOMMU_MEM_SIZE);
+        granted.extend(self.evt.granted(&self.mem, IOMMU_MEM_SIZE));
+        let before = Snapshot::new(&self.mem, IOMMU_MEM_SIZE);
+        // Errors are the device's answer to a broken ring; only panics and
+        // stray writes are findings.
+        let _ = self.dev.process_queue(0);
+        let _ = self.dev.process_queue(1);
+        before.assert_only_changed(&self.mem, &granted);
+    }
+
+    /// Sends `request` with a 4-byte tail, the honest way; returns the
+    /// status byte (0xee if the device wrote nothing there).
+    pub fn status(&mut self, request: &[u8]) -> u8 {
+        let mem = self.mem.clone();
+        mem.write_slice(request, GuestAddress(IOMMU_REQ_READ)).unwrap();
+        mem.write_slice(&[0xee; 4], GuestAddress(IOMMU_REQ_WRITE)).unwrap();
+        let head =
+            self.chain(&[(IOMMU_REQ_READ, request.len() as u32, 0), (IOMMU_REQ_WRITE, 4, F_WRITE)], None);
+        self.req.publish(&mem, head, 1);
+        self.process();
+        mem.read_obj(GuestAddress(IOMMU_REQ_WRITE)).unwrap()
+    }
+
+    /// Makes `count` event buffers of `len` bytes available and runs.
+    pub fn post_events(&mut self, count: u64, len: u32) {
+        let mem = self.mem.clone();
+        for _ in 0..count {
+            let at = IOMMU_EVENT_BUFS + 0x40 * (u64::from(self.evt.avail_idx) % 64);
+            let d = SplitDescriptor::new(at, len, F_WRITE, 0);
+            let head = self.evt.avail_idx % 256;
+            self.evt.write_desc(&mem, head, RawDescriptor::from(d));
+            self.evt.publish(&mem, head, 1);
+        }
+        self.process();
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# fuzz-smoke.sh - every fuzz target (fuzz/README.md) for a short bounded
+# time, starting from its checked-in corpus (copied: the checked-in seeds
+# never grow). One line per target with libFuzzer's final numbers; exits
+# non-zero if any target crashes, times out or runs out of memory, and
+# says where the reproducer is.
+# usage: resources/fuzz-smoke.sh [TARGET...]
+#   FUZZ_SMOKE_SECONDS  time per target (default 20)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+seconds=${FUZZ_SMOKE_SECONDS:-20}
+die() { echo "fuzz-smoke.sh: error: $*" >&2; exit 1; }
+"$root/resources/tools/install-fuzz.sh" || exit 1
+cd "$root/fuzz" || die "no fuzz/ folder"
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(cargo +nightly fuzz list) || die "cargo fuzz list failed"
+fi
+cargo +nightly fuzz build >/dev/null 2>&1 || die "cargo +nightly fuzz build failed (run it to see why)"
+work=$root/build/fuzz-smoke
+rm -rf "$work"
+mkdir -p "$work"
+failed=0
+start=$SECONDS
+for t in "${targets[@]}"; do
+  mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
+  cp -r "corpus/$t/." "$work/$t/corpus/" 2>/dev/null || true
+  log=$work/$t/log
+  cargo +nightly fuzz run "$t" "$work/$t/corpus" -- \
+    -max_total_time="$seconds" -timeout=1 -rss_limit_mb=1024 -print_final_stats=1 \
+    -artifact_prefix="$work/$t/artifacts/" >"$log" 2>&1
+  rc=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  last=$(grep -E '^#[0-9]+[[:space:]]' "$log" | tail -1)
+  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+  ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+  corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")
+  if [ $rc -eq 0 ]; then
+    verdict=ok
+  else
+    verdict="FAILED (exit $rc)"
+    failed=1
+  fi
+  printf '%-18s %s: %s execs (%s/s), cov %s ft %s, corpus %s\n' \
+    "$t" "$verdict" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
+  if [ $rc -ne 0 ]; then
+    grep -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" | head -3 | sed 's/^/    /'
+    for a in "$work/$t/artifacts/"*; do
+      [ -e "$a" ] && echo "    reproduce: cd fuzz && cargo +nightly fuzz run $t $a"
+    done
+    echo "    log: $log"
+  fi
+done
+echo "fuzz-smoke.sh: ${#targets[@]} targets in $((SECONDS - start)) s"
+exit $failed
