@@ -51,14 +51,9 @@ pub fn canary(addr: usize) -> u8 {
     (addr % 251) as u8 ^ 0x5a
 }
 
+/// Guest memory (two regions) filled with this crate's canary pattern.
 pub fn memory() -> Arc<GuestMemoryMmap> {
-    let half = MEM_SIZE / 2;
-    let mem =
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), half), (GuestAddress(REGION_SPLIT), half)])
-            .unwrap();
-    let pattern: Vec<u8> = (0..MEM_SIZE).map(canary).collect();
-    mem.write_slice(&pattern, GuestAddress(0)).unwrap();
-    Arc::new(mem)
+    dmavm_devices::test_utils::guest_memory::filled_memory(MEM_SIZE, REGION_SPLIT, canary)
 }
 
 pub fn bytes(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {

@@ -22,12 +22,17 @@ pub fn canary(addr: usize) -> u8 {
 
 /// Guest memory (two regions) filled with the canary pattern.
 pub fn memory() -> Arc<GuestMemoryMmap> {
-    let half = MEM_SIZE / 2;
+    filled_memory(MEM_SIZE, REGION_SPLIT, canary)
+}
+
+/// `size` bytes of guest memory in two regions of half each, the second at
+/// `split`, every byte at address `a` holding `pattern(a)`.
+pub fn filled_memory(size: usize, split: u64, pattern: fn(usize) -> u8) -> Arc<GuestMemoryMmap> {
+    let half = size / 2;
     let mem =
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), half), (GuestAddress(REGION_SPLIT), half)])
-            .unwrap();
-    let pattern: Vec<u8> = (0..MEM_SIZE).map(canary).collect();
-    mem.write_slice(&pattern, GuestAddress(0)).unwrap();
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), half), (GuestAddress(split), half)]).unwrap();
+    let bytes: Vec<u8> = (0..size).map(pattern).collect();
+    mem.write_slice(&bytes, GuestAddress(0)).unwrap();
     Arc::new(mem)
 }
 
