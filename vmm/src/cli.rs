@@ -205,9 +205,9 @@ pub struct MachineArgs {
     /// the root, which is the coherency of every device on it (a device
     /// asking for another value is an error). direct-ram-access=on|off
     /// (default off): on puts the whole bridge outside the IOMMU's scope
-    /// (no VIOT range for its segment) and its devices inherit it (asking
-    /// for off there is an error); a bridge with off may still hold single
-    /// devices with direct-ram-access=on. hotplug=on|off (default off;
+    /// (no VIOT range, no DMAR unit for its segment) and its devices
+    /// inherit it (asking for off there is an error); a bridge with off may
+    /// still hold single devices with direct-ram-access=on. hotplug=on|off (default off;
     /// reserved for hot-plug): a translated hot-pluggable bridge is in the
     /// IOMMU's scope whole, every slot, so a device bypassing it there is
     /// an error.
