@@ -55,6 +55,11 @@ pub struct Machine {
     pub pci_roots: Vec<PciRoot>,
     /// The virtio-iommu, `None` when the machine has none (then no device may be translated).
     pub iommu: Option<VirtioIommu>,
+    /// Restricted DMA pools (`restricted-dma-pool` children of `/reserved-memory`,
+    /// reserved-memory/shared-dma-pool.yaml), each inside RAM and apart from the others and the
+    /// initrd. Devices name them by index ([`VirtioMmioDevice::dma_pool`], [`PciRoot::dma_pool`],
+    /// [`PciFunction::dma_pool`]) and get `memory-region` = the pool's phandle.
+    pub dma_pools: Vec<MemoryRange>,
 }
 
 /// A GICv3 (`arm,gic-v3`) and its optional ITS.
@@ -181,6 +186,9 @@ pub struct VirtioMmioDevice {
     /// (`direct-ram-access=off`): `iommus = <&viommu ID>`. `None`: it bypasses the IOMMU (or
     /// there is none), no `iommus`. The virtio-iommu's own device must have `None`.
     pub iommu_endpoint: Option<u32>,
+    /// `Some(index)` of [`Machine::dma_pools`]: the device's DMA is confined to that restricted
+    /// pool, `memory-region` on its node.
+    pub dma_pool: Option<usize>,
 }
 
 /// A PCI Express host bridge (`pci-host-ecam-generic`) and the PCI domain below it.
@@ -219,6 +227,23 @@ pub struct PciRoot {
     pub coherent: bool,
     /// Which requester IDs the virtio-iommu translates.
     pub iommu: PciIommuScope,
+    /// `Some(index)` of [`Machine::dma_pools`]: the pool of every function below the bridge
+    /// without a node of its own (`memory-region` on the bridge node; Linux falls back to the
+    /// bridge's node for a function whose own node has none, `of_dma_set_restricted_buffer()` in
+    /// drivers/of/device.c).
+    pub dma_pool: Option<usize>,
+    /// Functions with a restricted pool of their own: a child node each (found by Linux by
+    /// devfn, `of_pci_find_child_device()`), with `memory-region`.
+    pub functions: Vec<PciFunction>,
+}
+
+/// A PCI function on a host bridge's first bus that has a node of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciFunction {
+    /// Its requester ID, `bus << 8 | device << 3 | function`, on the bridge's first bus.
+    pub bdf: u16,
+    /// The index of its pool in [`Machine::dma_pools`].
+    pub dma_pool: usize,
 }
 
 /// The requester IDs below a host bridge that the virtio-iommu translates: `iommu-map`

@@ -1,6 +1,7 @@
 //! The device tree itself, written with vm-fdt.
 //!
-//! Node order: the root's properties, `/chosen`, `/aliases`, the `memory` nodes, `/cpus`,
+//! Node order: the root's properties, `/chosen`, `/aliases`, the `memory` nodes,
+//! `/reserved-memory` (when there are restricted DMA pools), `/cpus`,
 //! `/psci`, the GIC (with its ITS), the timer, the UART's clock, the UART, the virtio-mmio
 //! devices, the PCI host bridges. All addresses and sizes at the root are two cells.
 
@@ -19,6 +20,36 @@ pub(crate) const PHANDLE_GIC: u32 = 1;
 pub(crate) const PHANDLE_ITS: u32 = 2;
 pub(crate) const PHANDLE_CLOCK: u32 = 3;
 pub(crate) const PHANDLE_VIOMMU: u32 = 4;
+/// phandle of restricted DMA pool `i`: `PHANDLE_FIRST_POOL + i`.
+pub(crate) const PHANDLE_FIRST_POOL: u32 = 5;
+
+/// The phandle of pool `index` (validation bounds the index by the pools' count).
+fn pool_phandle(index: usize) -> u32 {
+    PHANDLE_FIRST_POOL.saturating_add(u32::try_from(index).unwrap_or(u32::MAX))
+}
+
+/// `/reserved-memory` with one `restricted-dma-pool` per pool (reserved-memory/reserved-memory.yaml
+/// and shared-dma-pool.yaml): the root's address space (`ranges` empty, two cells each); neither
+/// `no-map` nor `reusable`, which Linux refuses for a restricted pool (`rmem_swiotlb_setup()` in
+/// kernel/dma/swiotlb.c): the guest maps the pool and bounces through it.
+fn reserved_memory(fdt: &mut FdtWriter, m: &Machine) -> Result<(), Error> {
+    if m.dma_pools.is_empty() {
+        return Ok(());
+    }
+    let node = fdt.begin_node("reserved-memory")?;
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_null("ranges")?;
+    for (i, pool) in m.dma_pools.iter().enumerate() {
+        let child = fdt.begin_node(&format!("dma-pool@{:x}", pool.base))?;
+        fdt.property_string("compatible", "restricted-dma-pool")?;
+        fdt.property_array_u64("reg", &reg(pool))?;
+        fdt.property_phandle(pool_phandle(i))?;
+        fdt.end_node(child)?;
+    }
+    fdt.end_node(node)?;
+    Ok(())
+}
 
 /// First cell of a GIC interrupt specifier (interrupt-controller/arm,gic-v3.yaml).
 const GIC_SPI: u32 = 0;
@@ -223,6 +254,9 @@ fn virtio_mmio(fdt: &mut FdtWriter, d: &VirtioMmioDevice, is_iommu: bool) -> Res
     if let Some(endpoint) = d.iommu_endpoint {
         fdt.property_array_u32("iommus", &[PHANDLE_VIOMMU, endpoint])?;
     }
+    if let Some(pool) = d.dma_pool {
+        fdt.property_u32("memory-region", pool_phandle(pool))?;
+    }
     if is_iommu {
         // The one cell is the endpoint ID.
         fdt.property_u32("#iommu-cells", 1)?;
@@ -293,15 +327,25 @@ fn pci_root(fdt: &mut FdtWriter, root: &PciRoot, iommu_bdf: Option<u16>) -> Resu
             fdt.property_array_u32("iommu-map", &cells)?;
         }
     }
+    if let Some(pool) = root.dma_pool {
+        fdt.property_u32("memory-region", pool_phandle(pool))?;
+    }
+    for f in &root.functions {
+        // The PCI bus binding's node of a function: reg phys.hi = 0b00000000 bbbbbbbb dddddfff
+        // 00000000, the other cells 0; Linux gives the function this node (pci_set_of_node())
+        // and reads its memory-region before the bridge's.
+        let child = fdt.begin_node(&format!("virtio@{}", pci_unit(f.bdf)))?;
+        fdt.property_array_u32("reg", &[u32::from(f.bdf) << 8, 0, 0, 0, 0])?;
+        fdt.property_u32("memory-region", pool_phandle(f.dma_pool))?;
+        fdt.end_node(child)?;
+    }
     if let Some(bdf) = iommu_bdf {
         // virtio/pci-iommu.yaml: a child of the host bridge; reg is the PCI address of its
         // configuration space, phys.hi = 0b00000000 bbbbbbbb dddddfff 00000000, other cells 0;
         // the unit address is "device" or "device,function" (PCI bus binding). Linux finds the
         // node by devfn among the children of the root bus's node (of_pci_find_child_device),
         // which is why the IOMMU must sit on the bridge's first bus.
-        let (device, function) = ((bdf >> 3) & 0x1f, bdf & 7);
-        let unit = if function == 0 { format!("{device:x}") } else { format!("{device:x},{function:x}") };
-        let child = fdt.begin_node(&format!("iommu@{unit}"))?;
+        let child = fdt.begin_node(&format!("iommu@{}", pci_unit(bdf)))?;
         fdt.property_string("compatible", VIRTIO_IOMMU_PCI_COMPATIBLE)?;
         fdt.property_array_u32("reg", &[u32::from(bdf) << 8, 0, 0, 0, 0])?;
         fdt.property_u32("#iommu-cells", 1)?;
@@ -310,6 +354,16 @@ fn pci_root(fdt: &mut FdtWriter, root: &PciRoot, iommu_bdf: Option<u16>) -> Resu
     }
     fdt.end_node(node)?;
     Ok(())
+}
+
+/// The unit address of a function's node: "device" or "device,function" (PCI bus binding).
+fn pci_unit(bdf: u16) -> String {
+    let (device, function) = ((bdf >> 3) & 0x1f, bdf & 7);
+    if function == 0 {
+        format!("{device:x}")
+    } else {
+        format!("{device:x},{function:x}")
+    }
 }
 
 /// The device tree blob of `m`, after [`validate`]: see the crate documentation for the tree.
@@ -324,6 +378,7 @@ pub fn build(m: &Machine) -> Result<Vec<u8>, Error> {
     fdt.property_u32("interrupt-parent", PHANDLE_GIC)?;
     chosen(&mut fdt, m)?;
     memory(&mut fdt, m)?;
+    reserved_memory(&mut fdt, m)?;
     cpus(&mut fdt, m)?;
     psci(&mut fdt)?;
     gic(&mut fdt, m)?;
