@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::arch::Arch;
 use crate::bridge::{self, PciBridge};
 use crate::device_types::DeviceKind;
-use crate::dma::DmaPath;
+use crate::dma::{DmaPath, DmaPool, PoolOwner};
 use crate::endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 use crate::error::{fail, Result};
 use crate::layout::{MmioWindow, VIRTIO_MMIO_WINDOWS};
@@ -51,6 +51,12 @@ pub struct Device {
     pub coherent: bool,
     /// How it reaches guest memory.
     pub dma: DmaPath,
+    /// The restricted DMA pool it asked for (`dma-pool=` on it or on its
+    /// bridge), placed. [`DmaPath::Pool`] when nothing contradicts it;
+    /// kept here with the path as otherwise asked when something does
+    /// (`direct-ram-access=on`, a translated IOMMU scope), for the checks
+    /// to refuse.
+    pub pool: Option<DmaPool>,
 }
 
 /// The host bridges and devices of the machine, placed.
@@ -108,6 +114,51 @@ fn mmio_window(arch: Arch, id: &str, addr: u64) -> Result<u32> {
     }
 }
 
+/// Where a device's pool comes from.
+#[derive(Debug, Clone, Copy)]
+enum PoolAsk {
+    /// A pool of its own of this size.
+    Own(u64),
+    /// Its host bridge's, by segment.
+    Bridge(usize),
+}
+
+/// Places every pool (the bridges', then the devices' own) and confines
+/// each device that has one to it, but for a device whose path says
+/// otherwise (`direct-ram-access=on`, or asked translation): that one keeps
+/// its path and its pool, for the checks.
+fn place_pools(
+    memory: u64,
+    arch: Arch,
+    bridges: &mut [PciBridge],
+    devices: &mut [Device],
+    asks: &[(Option<PoolAsk>, bool)],
+) {
+    let mut sizes: Vec<u64> = bridges.iter().filter_map(|b| b.dma_pool.map(|p| p.size)).collect();
+    sizes.extend(asks.iter().filter_map(|(a, _)| match a {
+        Some(PoolAsk::Own(size)) => Some(*size),
+        _ => None,
+    }));
+    let mut bases = crate::pools::place(arch, memory, &sizes).into_iter();
+    for pool in bridges.iter_mut().filter_map(|b| b.dma_pool.as_mut()) {
+        pool.base = bases.next().unwrap_or(0);
+    }
+    for (d, (ask, asks_translation)) in devices.iter_mut().zip(asks) {
+        d.pool = match ask {
+            Some(PoolAsk::Own(size)) => {
+                bases.next().map(|base| DmaPool { base, size: *size, owner: PoolOwner::Device })
+            }
+            Some(PoolAsk::Bridge(segment)) => bridges.get(*segment).and_then(|b| b.dma_pool),
+            None => None,
+        };
+        if let Some(pool) = d.pool {
+            if d.dma != DmaPath::Direct && !asks_translation {
+                d.dma = DmaPath::Pool { base: pool.base, size: pool.size };
+            }
+        }
+    }
+}
+
 /// A device asked for on the command line, before placement.
 struct Request<'a> {
     kind: DeviceKind,
@@ -144,6 +195,7 @@ impl Machine {
             bridge: i.bridge.clone(),
             slot: i.slot,
             addr: i.addr,
+            dma_pool: None,
         });
         let mut requested: Vec<Request<'_>> = Vec::new();
         if let Some(attach) = &iommu_attach {
@@ -172,6 +224,9 @@ impl Machine {
             .collect();
 
         let mut devices: Vec<Device> = Vec::new();
+        // Per device: the size of a pool of its own, or whether it takes
+        // its bridge's; and whether it asked to be in the IOMMU's scope.
+        let mut pool_asks: Vec<(Option<PoolAsk>, bool)> = Vec::new();
         let mut next_window = 0u32;
         let mut next_slot: Vec<u8> = vec![FIRST_PCI_SLOT; bridges.len()];
         let mut counts = HashMap::<&str, usize>::new();
@@ -183,6 +238,8 @@ impl Machine {
                 fail!(Placement, "two devices are named '{id}': give each an id=NAME of its own");
             }
             let is_iommu = kind == DeviceKind::Iommu;
+            let mut pool_ask = attach.dma_pool.filter(|_| !is_iommu).map(PoolAsk::Own);
+            let mut in_uniform_scope = false;
             let (placement, dma) = match attach.transport {
                 Transport::Mmio => {
                     let dma = bridge::resolve_mmio(&id, attach)?;
@@ -220,6 +277,10 @@ impl Machine {
                     }
                     let bridge = bridge::bridge_of(&bridges, &id, attach)?;
                     let dma = bridge::resolve_pci(attach, bridge, is_iommu);
+                    if pool_ask.is_none() && !is_iommu && bridge.dma_pool.is_some() {
+                        pool_ask = Some(PoolAsk::Bridge(usize::from(bridge.segment)));
+                    }
+                    in_uniform_scope = bridge.hotplug && !bridge.direct_ram_access;
                     let segment = bridge.segment;
                     let slot = match attach.slot {
                         Some(slot) => slot,
@@ -247,6 +308,13 @@ impl Machine {
             // The IOMMU too, if it asked for direct-ram-access=off: the
             // model shows it in its own scope, and the checks refuse that.
             let translated = iommu.is_some() && !dma.direct_ram_access;
+            // A device with a pool is outside the IOMMU's scope unless it
+            // asks to be in it (direct-ram-access=off given, or a slot of a
+            // translated hot-pluggable bridge, in scope whatever sits there).
+            let asks_translation =
+                translated && (attach.direct_ram_access == Some(false) || in_uniform_scope);
+            pool_asks.push((pool_ask, asks_translation));
+            let translated = translated && (pool_ask.is_none() || asks_translation);
             let dma_path = match (dma.direct_ram_access, translated, placement) {
                 (true, _, _) => DmaPath::Direct,
                 (false, false, _) => DmaPath::Identity,
@@ -257,8 +325,10 @@ impl Machine {
                     DmaPath::Translated { endpoint: mmio_endpoint(bridges.len(), window) }
                 }
             };
-            devices.push(Device { id, kind, placement, coherent: dma.coherent, dma: dma_path });
+            devices.push(Device { id, kind, placement, coherent: dma.coherent, dma: dma_path, pool: None });
         }
+        let mut bridges = bridges;
+        place_pools(*memory, arch, &mut bridges, &mut devices, &pool_asks);
         let mixed_coherency = iommu.map_or(MixedCoherency::Allow, |i| i.mixed_coherency);
         Ok(Self { arch, cpus: *cpus, memory: *memory, bridges, devices, mixed_coherency })
     }
@@ -272,6 +342,13 @@ impl Machine {
     /// placement in this machine's address map.
     pub fn mmio_window(&self, window: u32) -> Option<MmioWindow> {
         self.arch.virtio_mmio_window(window)
+    }
+
+    /// Every restricted DMA pool, placed: the bridges' in segment order,
+    /// then the devices' own in device order.
+    pub fn dma_pools(&self) -> Vec<DmaPool> {
+        let own = self.devices.iter().filter_map(|d| d.pool).filter(|p| p.owner == PoolOwner::Device);
+        self.bridges.iter().filter_map(|b| b.dma_pool).chain(own).collect()
     }
 
     /// The endpoints whose device is declared non-coherent.

@@ -17,7 +17,7 @@ use dmavm_fdt::{PciIommuScope, PciRoot};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Finding;
-use crate::{pci_bdf, Arch, Device, DeviceKind, Machine, PciBridge, Placement};
+use crate::{pci_bdf, Arch, Device, DeviceKind, DmaPool, Machine, PciBridge, Placement};
 
 /// Everything `describe` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +76,10 @@ pub struct Row {
     /// Whether it offers `VIRTIO_F_ACCESS_PLATFORM`; `None` for a host
     /// bridge, which is not a virtio device.
     pub access_platform: Option<bool>,
+    /// The restricted DMA pool it is confined to (a bridge: the pool of
+    /// its functions without one of their own); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dma_pool: Option<DmaPool>,
     /// What the ACPI tables declare (x86_64).
     pub acpi: Option<AcpiObject>,
     /// What the device tree declares (aarch64).
@@ -343,6 +347,7 @@ fn bridge_row(b: &PciBridge, firmware: Firmware<'_>) -> Row {
         in_iommu_scope: false,
         endpoint: None,
         access_platform: None,
+        dma_pool: b.dma_pool,
         acpi: None,
         dt: None,
     };
@@ -414,6 +419,7 @@ fn device_row(d: &Device, firmware: Firmware<'_>) -> Row {
         in_iommu_scope: d.dma.endpoint().is_some(),
         endpoint: d.dma.endpoint(),
         access_platform: Some(d.dma.offers_access_platform()),
+        dma_pool: d.pool,
         acpi: None,
         dt: None,
     };
