@@ -57,7 +57,7 @@ pub struct Machine {
     pub iommu: Option<VirtioIommu>,
     /// Restricted DMA pools (`restricted-dma-pool` children of `/reserved-memory`,
     /// reserved-memory/shared-dma-pool.yaml), each inside RAM and apart from the others and the
-    /// initrd. Devices name them by index ([`VirtioMmioDevice::dma_pool`], [`PciRoot::dma_pool`],
+    /// initrd. Devices name them by index ([`VirtioMmioDevice::dma_pool`],
     /// [`PciFunction::dma_pool`]) and get `memory-region` = the pool's phandle.
     pub dma_pools: Vec<MemoryRange>,
 }
@@ -187,7 +187,8 @@ pub struct VirtioMmioDevice {
     /// there is none), no `iommus`. The virtio-iommu's own device must have `None`.
     pub iommu_endpoint: Option<u32>,
     /// `Some(index)` of [`Machine::dma_pools`]: the device's DMA is confined to that restricted
-    /// pool, `memory-region` on its node.
+    /// pool, `memory-region` on its node (which Linux reads for any device node; the
+    /// virtio/mmio.yaml binding of Linux 6.12 does not list it).
     pub dma_pool: Option<usize>,
 }
 
@@ -227,13 +228,12 @@ pub struct PciRoot {
     pub coherent: bool,
     /// Which requester IDs the virtio-iommu translates.
     pub iommu: PciIommuScope,
-    /// `Some(index)` of [`Machine::dma_pools`]: the pool of every function below the bridge
-    /// without a node of its own (`memory-region` on the bridge node; Linux falls back to the
-    /// bridge's node for a function whose own node has none, `of_dma_set_restricted_buffer()` in
-    /// drivers/of/device.c).
-    pub dma_pool: Option<usize>,
-    /// Functions with a restricted pool of their own: a child node each (found by Linux by
-    /// devfn, `of_pci_find_child_device()`), with `memory-region`.
+    /// Functions confined to a restricted DMA pool: a child node each (Linux gives a function
+    /// the child of its bridge's node whose `reg` holds its devfn, `pci_set_of_node()`), with
+    /// `memory-region`. Linux would also read `memory-region` from the bridge node itself for
+    /// functions without a node (`of_dma_set_restricted_buffer()` in drivers/of/device.c), but
+    /// the host bridge's binding (pci/host-generic-pci.yaml) does not allow the property, so a
+    /// pool shared by a bridge's functions is named on each function's node.
     pub functions: Vec<PciFunction>,
 }
 

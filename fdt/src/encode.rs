@@ -327,9 +327,6 @@ fn pci_root(fdt: &mut FdtWriter, root: &PciRoot, iommu_bdf: Option<u16>) -> Resu
             fdt.property_array_u32("iommu-map", &cells)?;
         }
     }
-    if let Some(pool) = root.dma_pool {
-        fdt.property_u32("memory-region", pool_phandle(pool))?;
-    }
     for f in &root.functions {
         // The PCI bus binding's node of a function: reg phys.hi = 0b00000000 bbbbbbbb dddddfff
         // 00000000, the other cells 0; Linux gives the function this node (pci_set_of_node())

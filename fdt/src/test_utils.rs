@@ -63,7 +63,6 @@ impl Segment {
             its_device_base: u32::from(self.segment) << 12,
             coherent,
             iommu,
-            dma_pool: None,
             functions: Vec::new(),
         }
     }

@@ -337,9 +337,6 @@ fn check_dma_pools(m: &Machine) -> Result<(), Error> {
         }
     }
     for root in &m.pci_roots {
-        if let Some(i) = root.dma_pool.filter(|&i| !known(i)) {
-            return Err(Error::NoSuchDmaPool(root_name(root.segment), i));
-        }
         let mut seen = HashSet::new();
         for f in &root.functions {
             let name = pci_name(root.segment, f.bdf);

@@ -21,7 +21,7 @@
 
 use dmavm_fdt::{MemoryRange, PciFunction, PciIommuRange, PciIommuScope, VirtioIommu};
 
-use crate::dma::{DmaPath, DmaPool, PoolOwner};
+use crate::dma::{DmaPath, DmaPool};
 
 use crate::error::{fail, Result};
 use crate::layout::aarch64::{
@@ -167,13 +167,13 @@ impl Machine {
                 fail!(Layout, "{}: PCI segment {} has no place in the aarch64 layout", b.id, b.segment)
             };
             let mut root = layout.root(b.coherent, pci_scope(self, b.segment));
-            root.dma_pool = b.dma_pool.and_then(|p| pool_index(&pools, p));
+            // Every confined function, its own pool or the bridge's, on a node of its own.
             root.functions = self
                 .devices
                 .iter()
                 .filter_map(|d| match (d.placement, d.dma, d.pool) {
                     (Placement::Pci { segment, slot }, DmaPath::Pool { .. }, Some(p))
-                        if segment == b.segment && p.owner == PoolOwner::Device =>
+                        if segment == b.segment =>
                     {
                         Some(PciFunction { bdf: pci_bdf(slot), dma_pool: pool_index(&pools, p)? })
                     }

@@ -176,7 +176,6 @@ impl PciSegmentLayout {
             its_device_base: self.its_device_base,
             coherent,
             iommu,
-            dma_pool: None,
             functions: Vec::new(),
         }
     }

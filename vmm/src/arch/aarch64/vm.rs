@@ -116,7 +116,6 @@ fn undeclare_pools(description: &mut dmavm_fdt::Machine) {
         d.dma_pool = None;
     }
     for root in &mut description.pci_roots {
-        root.dma_pool = None;
         root.functions.clear();
     }
 }
