@@ -495,7 +495,10 @@ fn dt_node(m: &dmavm_fdt::Machine, row: &Row, d: &Device, is_iommu: bool) -> Opt
                             && u32::from(bdf) < u32::from(e.rid_base) + e.length
                     })
                     .collect();
-                (bridge, covering)
+                // A function confined to a pool has a node of its own
+                // (fdt/src/encode.rs), unit address "device".
+                let own_node = root.functions.iter().any(|f| f.bdf == bdf);
+                (if own_node { format!("{bridge}/virtio@{slot:x}") } else { bridge }, covering)
             };
             Some(DtNode { path, dma_coherent: root.coherent, iommus: None, iommu_map: map })
         }
