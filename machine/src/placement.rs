@@ -362,6 +362,7 @@ mod tests {
     use super::*;
     use crate::options::{parse_bridge, parse_disk, parse_iommu, parse_rng, BridgeOptions};
     use crate::test_utils::new_machine;
+    use crate::PoolOwner;
     use dmavm_acpi::{ViotIommu, ViotMmioEndpoint, ViotPciRange};
 
     fn bridges(list: &[&str]) -> Vec<BridgeOptions> {
@@ -532,6 +533,53 @@ mod tests {
                 (pci(2, 1), false, true, Some(0x2_0008)),
             ]
         );
+    }
+
+    #[test]
+    fn pools_confine_devices_outside_the_iommu_scope() {
+        use crate::dma::POOL_ALIGN;
+        let b = bridges(&["id=bounce,dma-pool=4M"]);
+        let disks = [
+            parse_disk("path=a,dma-pool=1M").unwrap(),
+            parse_disk("path=b,transport=pci,bridge=bounce").unwrap(),
+            parse_disk("path=c,transport=pci,bridge=bounce,dma-pool=2M").unwrap(),
+            parse_disk("path=d").unwrap(),
+            parse_disk("path=e,dma-pool=1M,direct-ram-access=off").unwrap(),
+        ];
+        let options = MachineOptions {
+            bridges: b,
+            devices: disks.to_vec(),
+            iommu: Some(parse_iommu("transport=mmio").unwrap()),
+            ..MachineOptions::new(1, 1 << 30)
+        };
+        let m = Machine::new(&options, Arch::Aarch64).unwrap();
+        let top = crate::layout::aarch64::RAM_START + (1 << 30);
+        // The bridge's pool first, at the top of RAM, then the devices' own.
+        let bridge_pool = m.bridges[1].dma_pool.unwrap();
+        assert_eq!((bridge_pool.base, bridge_pool.size), (top - (4 << 20), 4 << 20));
+        let by_id = |id: &str| m.devices.iter().find(|d| d.id == id).unwrap();
+        assert_eq!(by_id("disk0").dma, DmaPath::Pool { base: top - (6 << 20), size: 1 << 20 });
+        assert_eq!(by_id("disk1").dma, DmaPath::Pool { base: bridge_pool.base, size: 4 << 20 });
+        assert_eq!(by_id("disk1").pool.unwrap().owner, PoolOwner::Bridge);
+        // Its own pool wins over the bridge's.
+        assert_eq!(by_id("disk2").dma, DmaPath::Pool { base: top - (8 << 20), size: 2 << 20 });
+        // Without a pool, translated; asking for the scope with a pool keeps
+        // the scope (DMA011 refuses it) and the pool.
+        assert!(by_id("disk3").dma.endpoint().is_some());
+        assert!(by_id("disk4").dma.endpoint().is_some());
+        assert!(by_id("disk4").pool.is_some());
+        let pools = m.dma_pools();
+        assert_eq!(pools.len(), 4);
+        for (i, p) in pools.iter().enumerate() {
+            assert_eq!(p.base % POOL_ALIGN, 0);
+            for q in &pools[i + 1..] {
+                assert!(p.end() <= q.base || q.end() <= p.base, "{p:?} overlaps {q:?}");
+            }
+        }
+        // Everything the back end loads stays below the lowest pool.
+        assert_eq!(m.boot_top(), crate::layout::aarch64::RAM_START + (1 << 30) - (10 << 20));
+        let offers: Vec<bool> = m.devices.iter().map(|d| d.dma.offers_access_platform()).collect();
+        assert!(offers.iter().skip(1).all(|&o| o), "every device but the IOMMU offers ACCESS_PLATFORM");
     }
 
     #[test]
