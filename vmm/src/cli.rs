@@ -469,6 +469,17 @@ mod tests {
         let m = new_machine(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
         let args = dmavm_boot_test::machine_args(&m, 2, 256 << 20);
         assert_eq!(rebuilt(&args), Machine { cpus: 2, memory: 256 << 20, ..m });
+        // Restricted DMA pools (placed from the size of RAM, which stays
+        // the same): a device's own, a bridge's, and one that wins over it.
+        let bridges = [parse_bridge("id=bounce,dma-pool=4M").unwrap()];
+        let disks = [
+            parse_disk("path=/a.img,dma-pool=1M").unwrap(),
+            parse_disk("path=/b.img,transport=pci,bridge=bounce").unwrap(),
+            parse_disk("path=/c.img,transport=pci,bridge=bounce,dma-pool=2M").unwrap(),
+        ];
+        let pools = new_machine(&bridges, &disks, &[], None, Some(&iommu)).unwrap();
+        let args = dmavm_boot_test::machine_args(&pools, 1, pools.memory);
+        assert_eq!(rebuilt(&args), pools);
         let plain = new_machine(&[], &[], &[], None, None).unwrap();
         let args = dmavm_boot_test::machine_args(&plain, 1, 64 << 20);
         assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..plain });
