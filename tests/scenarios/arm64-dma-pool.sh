@@ -14,7 +14,7 @@ prepare_disks $d
 cp $d/rand.img $d/pooled.img
 cp $d/rand.img $d/bridged0.img
 cp $d/rand.img $d/bridged1.img
-EXTRA_CMDLINE="driver_async_probe=virtio_blk dmavm.pool_write=a001000.virtio" arm64_boot 1 512M dma-pool --stats \
+EXTRA_CMDLINE="module.async_probe=1 dmavm.pool_write=a001000.virtio" arm64_boot 1 512M dma-pool --stats \
   --disk path=$d/rand.img,id=rand --disk path=$d/pooled.img,id=pooled,dma-pool=4M \
   --pci-bridge id=bounce,dma-pool=4M \
   --disk path=$d/bridged0.img,id=bridged0,transport=pci,bridge=bounce \
