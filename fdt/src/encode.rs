@@ -446,6 +446,62 @@ mod tests {
     }
 
     #[test]
+    fn restricted_pools_and_the_nodes_that_name_them() {
+        use crate::description::PciFunction;
+        let mut m = virt(1, 1 << 30, "");
+        m.dma_pools = vec![MemoryRange::new(0x7fc0_0000, 4 << 20), MemoryRange::new(0x7f80_0000, 1 << 20)];
+        let mut device = virtio_mmio_device(0, true, None).unwrap();
+        device.dma_pool = Some(1);
+        m.virtio_mmio = vec![device, virtio_mmio_device(1, true, None).unwrap()];
+        let mut root = pci_segment(0).unwrap().root(true, PciIommuScope::Bypass);
+        root.functions = vec![PciFunction { bdf: 0x08, dma_pool: 0 }, PciFunction { bdf: 0x13, dma_pool: 0 }];
+        m.pci_roots = vec![root];
+        let tree = parse(&build(&m).unwrap()).unwrap().root;
+        let reserved = tree.find("/reserved-memory").unwrap();
+        assert_eq!(reserved.u32("#address-cells"), Some(2));
+        assert!(reserved.has("ranges"));
+        for (i, name) in ["dma-pool@7fc00000", "dma-pool@7f800000"].into_iter().enumerate() {
+            let pool = tree.find(&format!("/reserved-memory/{name}")).unwrap();
+            assert_eq!(pool.string("compatible"), Some("restricted-dma-pool"));
+            assert!(!pool.has("no-map") && !pool.has("reusable"));
+            assert_eq!(pool.u32("phandle"), Some(PHANDLE_FIRST_POOL + i as u32));
+        }
+        assert_eq!(tree.find("/virtio@a000000").unwrap().u32("memory-region"), Some(PHANDLE_FIRST_POOL + 1));
+        assert!(!tree.find("/virtio@a001000").unwrap().has("memory-region"));
+        // The bridge names no pool itself; each function on a node of its own.
+        assert!(!tree.find("/pcie@30000000").unwrap().has("memory-region"));
+        let f = tree.find("/pcie@30000000/virtio@1").unwrap();
+        assert_eq!(f.u32s("reg").unwrap(), [0x0800, 0, 0, 0, 0]);
+        assert_eq!(f.u32("memory-region"), Some(PHANDLE_FIRST_POOL));
+        assert_eq!(
+            tree.find("/pcie@30000000/virtio@2,3").unwrap().u32("memory-region"),
+            Some(PHANDLE_FIRST_POOL)
+        );
+        // Without pools, no /reserved-memory at all.
+        let plain = parse(&build(&virt(1, 1 << 30, "")).unwrap()).unwrap().root;
+        assert!(plain.find("/reserved-memory").is_none());
+    }
+
+    #[test]
+    fn pools_that_overlap_leave_ram_or_are_unknown_are_refused() {
+        let mut m = virt(1, 1 << 30, "");
+        m.dma_pools = vec![MemoryRange::new(0x7fc0_0000, 4 << 20), MemoryRange::new(0x7fe0_0000, 1 << 20)];
+        assert!(matches!(build(&m), Err(Error::DmaPoolOverlap { index: 1, .. })));
+        m.dma_pools = vec![MemoryRange::new(0x7fe0_0000, 4 << 20)];
+        assert!(matches!(build(&m), Err(Error::DmaPoolOutsideRam { index: 0, .. })));
+        m.dma_pools = vec![MemoryRange::new(0x7fe0_0800, 4096)];
+        assert!(matches!(build(&m), Err(Error::DmaPoolAlignment { index: 0, .. })));
+        m.dma_pools = vec![MemoryRange::new(0x7fe0_0000, 4096)];
+        m.chosen.initrd = Some(MemoryRange::new(0x7fd0_0000, 2 << 20));
+        assert!(matches!(build(&m), Err(Error::DmaPoolOverlap { index: 0, .. })));
+        m.chosen.initrd = None;
+        let mut device = virtio_mmio_device(0, true, None).unwrap();
+        device.dma_pool = Some(1);
+        m.virtio_mmio = vec![device];
+        assert!(matches!(build(&m), Err(Error::NoSuchDmaPool(_, 1))));
+    }
+
+    #[test]
     fn too_large_a_blob_is_refused() {
         let m = virt(1, 1 << 30, &"x".repeat(FDT_MAX_SIZE));
         assert!(matches!(build(&m), Err(Error::TooLarge(_))));
