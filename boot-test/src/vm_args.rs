@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use dmavm_machine::options::MixedCoherency;
-use dmavm_machine::{Device, DeviceKind, Machine, Placement};
+use dmavm_machine::{Device, DeviceKind, Machine, Placement, PoolOwner};
 
 fn on_off(b: bool) -> &'static str {
     if b {
@@ -31,13 +31,15 @@ fn place(machine: &Machine, placement: Placement) -> String {
 }
 
 fn device_keys(machine: &Machine, d: &Device) -> String {
-    format!(
-        "id={},{},coherent={},direct-ram-access={}",
-        d.id,
-        place(machine, d.placement),
-        on_off(d.coherent),
-        on_off(!d.dma.offers_access_platform())
-    )
+    // A device confined to a pool leaves direct-ram-access out: asking for
+    // off would put it in the IOMMU's scope (DMA011).
+    let dma = match (d.dma.pool(), d.pool.filter(|p| p.owner == PoolOwner::Device)) {
+        (Some(_), Some(own)) => format!("dma-pool={}K", own.size >> 10),
+        (Some(_), None) => String::new(),
+        (None, _) => format!("direct-ram-access={}", on_off(!d.dma.offers_access_platform())),
+    };
+    let dma = if dma.is_empty() { dma } else { format!(",{dma}") };
+    format!("id={},{},coherent={}{dma}", d.id, place(machine, d.placement), on_off(d.coherent))
 }
 
 /// The machine options of `dmavm run` that rebuild `machine` (disks with
@@ -47,8 +49,9 @@ pub fn machine_args(machine: &Machine, cpus: u32, memory: u64) -> Vec<String> {
         vec!["--cpus".to_string(), cpus.to_string(), "--memory".into(), format!("{}K", memory >> 10)];
     for b in &machine.bridges {
         args.push("--pci-bridge".into());
+        let pool = b.dma_pool.map_or_else(String::new, |p| format!(",dma-pool={}K", p.size >> 10));
         args.push(format!(
-            "id={},coherent={},direct-ram-access={},hotplug={}",
+            "id={},coherent={},direct-ram-access={},hotplug={}{pool}",
             b.id,
             on_off(b.coherent),
             on_off(b.direct_ram_access),

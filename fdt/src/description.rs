@@ -55,6 +55,11 @@ pub struct Machine {
     pub pci_roots: Vec<PciRoot>,
     /// The virtio-iommu, `None` when the machine has none (then no device may be translated).
     pub iommu: Option<VirtioIommu>,
+    /// Restricted DMA pools (`restricted-dma-pool` children of `/reserved-memory`,
+    /// reserved-memory/shared-dma-pool.yaml), each inside RAM and apart from the others and the
+    /// initrd. Devices name them by index ([`VirtioMmioDevice::dma_pool`],
+    /// [`PciFunction::dma_pool`]) and get `memory-region` = the pool's phandle.
+    pub dma_pools: Vec<MemoryRange>,
 }
 
 /// A GICv3 (`arm,gic-v3`) and its optional ITS.
@@ -181,6 +186,10 @@ pub struct VirtioMmioDevice {
     /// (`direct-ram-access=off`): `iommus = <&viommu ID>`. `None`: it bypasses the IOMMU (or
     /// there is none), no `iommus`. The virtio-iommu's own device must have `None`.
     pub iommu_endpoint: Option<u32>,
+    /// `Some(index)` of [`Machine::dma_pools`]: the device's DMA is confined to that restricted
+    /// pool, `memory-region` on its node (which Linux reads for any device node; the
+    /// virtio/mmio.yaml binding of Linux 6.12 does not list it).
+    pub dma_pool: Option<usize>,
 }
 
 /// A PCI Express host bridge (`pci-host-ecam-generic`) and the PCI domain below it.
@@ -219,6 +228,22 @@ pub struct PciRoot {
     pub coherent: bool,
     /// Which requester IDs the virtio-iommu translates.
     pub iommu: PciIommuScope,
+    /// Functions confined to a restricted DMA pool: a child node each (Linux gives a function
+    /// the child of its bridge's node whose `reg` holds its devfn, `pci_set_of_node()`), with
+    /// `memory-region`. Linux would also read `memory-region` from the bridge node itself for
+    /// functions without a node (`of_dma_set_restricted_buffer()` in drivers/of/device.c), but
+    /// the host bridge's binding (pci/host-generic-pci.yaml) does not allow the property, so a
+    /// pool shared by a bridge's functions is named on each function's node.
+    pub functions: Vec<PciFunction>,
+}
+
+/// A PCI function on a host bridge's first bus that has a node of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciFunction {
+    /// Its requester ID, `bus << 8 | device << 3 | function`, on the bridge's first bus.
+    pub bdf: u16,
+    /// The index of its pool in [`Machine::dma_pools`].
+    pub dma_pool: usize,
 }
 
 /// The requester IDs below a host bridge that the virtio-iommu translates: `iommu-map`

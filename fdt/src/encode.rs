@@ -1,6 +1,7 @@
 //! The device tree itself, written with vm-fdt.
 //!
-//! Node order: the root's properties, `/chosen`, `/aliases`, the `memory` nodes, `/cpus`,
+//! Node order: the root's properties, `/chosen`, `/aliases`, the `memory` nodes,
+//! `/reserved-memory` (when there are restricted DMA pools), `/cpus`,
 //! `/psci`, the GIC (with its ITS), the timer, the UART's clock, the UART, the virtio-mmio
 //! devices, the PCI host bridges. All addresses and sizes at the root are two cells.
 
@@ -19,6 +20,36 @@ pub(crate) const PHANDLE_GIC: u32 = 1;
 pub(crate) const PHANDLE_ITS: u32 = 2;
 pub(crate) const PHANDLE_CLOCK: u32 = 3;
 pub(crate) const PHANDLE_VIOMMU: u32 = 4;
+/// phandle of restricted DMA pool `i`: `PHANDLE_FIRST_POOL + i`.
+pub(crate) const PHANDLE_FIRST_POOL: u32 = 5;
+
+/// The phandle of pool `index` (validation bounds the index by the pools' count).
+fn pool_phandle(index: usize) -> u32 {
+    PHANDLE_FIRST_POOL.saturating_add(u32::try_from(index).unwrap_or(u32::MAX))
+}
+
+/// `/reserved-memory` with one `restricted-dma-pool` per pool (reserved-memory/reserved-memory.yaml
+/// and shared-dma-pool.yaml): the root's address space (`ranges` empty, two cells each); neither
+/// `no-map` nor `reusable`, which Linux refuses for a restricted pool (`rmem_swiotlb_setup()` in
+/// kernel/dma/swiotlb.c): the guest maps the pool and bounces through it.
+fn reserved_memory(fdt: &mut FdtWriter, m: &Machine) -> Result<(), Error> {
+    if m.dma_pools.is_empty() {
+        return Ok(());
+    }
+    let node = fdt.begin_node("reserved-memory")?;
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_null("ranges")?;
+    for (i, pool) in m.dma_pools.iter().enumerate() {
+        let child = fdt.begin_node(&format!("dma-pool@{:x}", pool.base))?;
+        fdt.property_string("compatible", "restricted-dma-pool")?;
+        fdt.property_array_u64("reg", &reg(pool))?;
+        fdt.property_phandle(pool_phandle(i))?;
+        fdt.end_node(child)?;
+    }
+    fdt.end_node(node)?;
+    Ok(())
+}
 
 /// First cell of a GIC interrupt specifier (interrupt-controller/arm,gic-v3.yaml).
 const GIC_SPI: u32 = 0;
@@ -223,6 +254,9 @@ fn virtio_mmio(fdt: &mut FdtWriter, d: &VirtioMmioDevice, is_iommu: bool) -> Res
     if let Some(endpoint) = d.iommu_endpoint {
         fdt.property_array_u32("iommus", &[PHANDLE_VIOMMU, endpoint])?;
     }
+    if let Some(pool) = d.dma_pool {
+        fdt.property_u32("memory-region", pool_phandle(pool))?;
+    }
     if is_iommu {
         // The one cell is the endpoint ID.
         fdt.property_u32("#iommu-cells", 1)?;
@@ -293,15 +327,22 @@ fn pci_root(fdt: &mut FdtWriter, root: &PciRoot, iommu_bdf: Option<u16>) -> Resu
             fdt.property_array_u32("iommu-map", &cells)?;
         }
     }
+    for f in &root.functions {
+        // The PCI bus binding's node of a function: reg phys.hi = 0b00000000 bbbbbbbb dddddfff
+        // 00000000, the other cells 0; Linux gives the function this node (pci_set_of_node())
+        // and reads its memory-region before the bridge's.
+        let child = fdt.begin_node(&format!("virtio@{}", pci_unit(f.bdf)))?;
+        fdt.property_array_u32("reg", &[u32::from(f.bdf) << 8, 0, 0, 0, 0])?;
+        fdt.property_u32("memory-region", pool_phandle(f.dma_pool))?;
+        fdt.end_node(child)?;
+    }
     if let Some(bdf) = iommu_bdf {
         // virtio/pci-iommu.yaml: a child of the host bridge; reg is the PCI address of its
         // configuration space, phys.hi = 0b00000000 bbbbbbbb dddddfff 00000000, other cells 0;
         // the unit address is "device" or "device,function" (PCI bus binding). Linux finds the
         // node by devfn among the children of the root bus's node (of_pci_find_child_device),
         // which is why the IOMMU must sit on the bridge's first bus.
-        let (device, function) = ((bdf >> 3) & 0x1f, bdf & 7);
-        let unit = if function == 0 { format!("{device:x}") } else { format!("{device:x},{function:x}") };
-        let child = fdt.begin_node(&format!("iommu@{unit}"))?;
+        let child = fdt.begin_node(&format!("iommu@{}", pci_unit(bdf)))?;
         fdt.property_string("compatible", VIRTIO_IOMMU_PCI_COMPATIBLE)?;
         fdt.property_array_u32("reg", &[u32::from(bdf) << 8, 0, 0, 0, 0])?;
         fdt.property_u32("#iommu-cells", 1)?;
@@ -310,6 +351,16 @@ fn pci_root(fdt: &mut FdtWriter, root: &PciRoot, iommu_bdf: Option<u16>) -> Resu
     }
     fdt.end_node(node)?;
     Ok(())
+}
+
+/// The unit address of a function's node: "device" or "device,function" (PCI bus binding).
+fn pci_unit(bdf: u16) -> String {
+    let (device, function) = ((bdf >> 3) & 0x1f, bdf & 7);
+    if function == 0 {
+        format!("{device:x}")
+    } else {
+        format!("{device:x},{function:x}")
+    }
 }
 
 /// The device tree blob of `m`, after [`validate`]: see the crate documentation for the tree.
@@ -324,6 +375,7 @@ pub fn build(m: &Machine) -> Result<Vec<u8>, Error> {
     fdt.property_u32("interrupt-parent", PHANDLE_GIC)?;
     chosen(&mut fdt, m)?;
     memory(&mut fdt, m)?;
+    reserved_memory(&mut fdt, m)?;
     cpus(&mut fdt, m)?;
     psci(&mut fdt)?;
     gic(&mut fdt, m)?;
@@ -391,6 +443,62 @@ mod tests {
         assert_eq!(iommu.u32s("reg").unwrap(), [0x1800, 0, 0, 0, 0]);
         assert_eq!(iommu.u32("phandle"), Some(PHANDLE_VIOMMU));
         assert_eq!(tree.find("/virtio@a000000").unwrap().u32s("iommus").unwrap(), [PHANDLE_VIOMMU, 0x1_0000]);
+    }
+
+    #[test]
+    fn restricted_pools_and_the_nodes_that_name_them() {
+        use crate::description::PciFunction;
+        let mut m = virt(1, 1 << 30, "");
+        m.dma_pools = vec![MemoryRange::new(0x7fc0_0000, 4 << 20), MemoryRange::new(0x7f80_0000, 1 << 20)];
+        let mut device = virtio_mmio_device(0, true, None).unwrap();
+        device.dma_pool = Some(1);
+        m.virtio_mmio = vec![device, virtio_mmio_device(1, true, None).unwrap()];
+        let mut root = pci_segment(0).unwrap().root(true, PciIommuScope::Bypass);
+        root.functions = vec![PciFunction { bdf: 0x08, dma_pool: 0 }, PciFunction { bdf: 0x13, dma_pool: 0 }];
+        m.pci_roots = vec![root];
+        let tree = parse(&build(&m).unwrap()).unwrap().root;
+        let reserved = tree.find("/reserved-memory").unwrap();
+        assert_eq!(reserved.u32("#address-cells"), Some(2));
+        assert!(reserved.has("ranges"));
+        for (i, name) in ["dma-pool@7fc00000", "dma-pool@7f800000"].into_iter().enumerate() {
+            let pool = tree.find(&format!("/reserved-memory/{name}")).unwrap();
+            assert_eq!(pool.string("compatible"), Some("restricted-dma-pool"));
+            assert!(!pool.has("no-map") && !pool.has("reusable"));
+            assert_eq!(pool.u32("phandle"), Some(PHANDLE_FIRST_POOL + i as u32));
+        }
+        assert_eq!(tree.find("/virtio@a000000").unwrap().u32("memory-region"), Some(PHANDLE_FIRST_POOL + 1));
+        assert!(!tree.find("/virtio@a001000").unwrap().has("memory-region"));
+        // The bridge names no pool itself; each function on a node of its own.
+        assert!(!tree.find("/pcie@30000000").unwrap().has("memory-region"));
+        let f = tree.find("/pcie@30000000/virtio@1").unwrap();
+        assert_eq!(f.u32s("reg").unwrap(), [0x0800, 0, 0, 0, 0]);
+        assert_eq!(f.u32("memory-region"), Some(PHANDLE_FIRST_POOL));
+        assert_eq!(
+            tree.find("/pcie@30000000/virtio@2,3").unwrap().u32("memory-region"),
+            Some(PHANDLE_FIRST_POOL)
+        );
+        // Without pools, no /reserved-memory at all.
+        let plain = parse(&build(&virt(1, 1 << 30, "")).unwrap()).unwrap().root;
+        assert!(plain.find("/reserved-memory").is_none());
+    }
+
+    #[test]
+    fn pools_that_overlap_leave_ram_or_are_unknown_are_refused() {
+        let mut m = virt(1, 1 << 30, "");
+        m.dma_pools = vec![MemoryRange::new(0x7fc0_0000, 4 << 20), MemoryRange::new(0x7fe0_0000, 1 << 20)];
+        assert!(matches!(build(&m), Err(Error::DmaPoolOverlap { index: 1, .. })));
+        m.dma_pools = vec![MemoryRange::new(0x7fe0_0000, 4 << 20)];
+        assert!(matches!(build(&m), Err(Error::DmaPoolOutsideRam { index: 0, .. })));
+        m.dma_pools = vec![MemoryRange::new(0x7fe0_0800, 4096)];
+        assert!(matches!(build(&m), Err(Error::DmaPoolAlignment { index: 0, .. })));
+        m.dma_pools = vec![MemoryRange::new(0x7fe0_0000, 4096)];
+        m.chosen.initrd = Some(MemoryRange::new(0x7fd0_0000, 2 << 20));
+        assert!(matches!(build(&m), Err(Error::DmaPoolOverlap { index: 0, .. })));
+        m.chosen.initrd = None;
+        let mut device = virtio_mmio_device(0, true, None).unwrap();
+        device.dma_pool = Some(1);
+        m.virtio_mmio = vec![device];
+        assert!(matches!(build(&m), Err(Error::NoSuchDmaPool(_, 1))));
     }
 
     #[test]

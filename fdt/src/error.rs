@@ -220,6 +220,41 @@ pub enum Error {
     /// (Linux finds the IOMMU's node among the host bridge's children).
     #[error("the virtio-iommu {0} is not on the root bus of any PCI host bridge of the machine")]
     IommuNotOnRootBus(String),
+    /// A restricted DMA pool not inside one RAM range, or empty.
+    #[error("restricted DMA pool {index} at {base:#x}, size {size:#x}, is not inside RAM")]
+    DmaPoolOutsideRam {
+        /// Its index in the machine's pools.
+        index: usize,
+        /// Its base.
+        base: u64,
+        /// Its size.
+        size: u64,
+    },
+    /// A restricted DMA pool whose base is not page aligned (Linux maps and re-attributes a pool
+    /// page by page).
+    #[error("restricted DMA pool {index} at {base:#x} is not 4 KiB aligned")]
+    DmaPoolAlignment {
+        /// Its index.
+        index: usize,
+        /// Its base.
+        base: u64,
+    },
+    /// Two restricted DMA pools, or a pool and the initrd, share memory.
+    #[error("restricted DMA pool {index} ({range}) overlaps {other}")]
+    DmaPoolOverlap {
+        /// Its index.
+        index: usize,
+        /// Its range.
+        range: String,
+        /// What it overlaps.
+        other: String,
+    },
+    /// A device names a pool the machine does not have.
+    #[error("{0} names restricted DMA pool {1}, which the machine does not have")]
+    NoSuchDmaPool(String, usize),
+    /// A PCI function with a node of its own named twice, or not on its bridge's first bus.
+    #[error("{0}: a PCI function with a pool of its own must be on its bridge's first bus, once")]
+    PciFunctionNode(String),
     /// vm-fdt refused a node or property.
     #[error("device tree encoding failed: {0}")]
     Encode(#[from] vm_fdt::Error),

@@ -39,8 +39,8 @@ mod tree;
 mod validate;
 
 pub use description::{
-    ArchTimer, Chosen, GicV3, Machine, MemoryRange, Ns16550a, PciIommuRange, PciIommuScope, PciRoot, Pl011,
-    Uart, VirtioIommu, VirtioMmioDevice,
+    ArchTimer, Chosen, GicV3, Machine, MemoryRange, Ns16550a, PciFunction, PciIommuRange, PciIommuScope,
+    PciRoot, Pl011, Uart, VirtioIommu, VirtioMmioDevice,
 };
 pub use dts::to_dts;
 pub use encode::{build, FDT_MAX_SIZE};

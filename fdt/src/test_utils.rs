@@ -27,6 +27,7 @@ pub fn virt(cpus: u32, ram: u64, bootargs: &str) -> Machine {
         virtio_mmio: Vec::new(),
         pci_roots: Vec::new(),
         iommu: None,
+        dma_pools: Vec::new(),
     }
 }
 
@@ -38,7 +39,7 @@ pub fn virtio_mmio_device(
     iommu_endpoint: Option<u32>,
 ) -> Option<VirtioMmioDevice> {
     let region = MemoryRange::new(0x0a00_0000 + u64::from(index) * 0x1000, 0x200);
-    Some(VirtioMmioDevice { region, spi: 16 + index, coherent, iommu_endpoint })
+    Some(VirtioMmioDevice { region, spi: 16 + index, coherent, iommu_endpoint, dma_pool: None })
 }
 
 /// Where segment `segment`'s host bridge decodes: 16 buses of ECAM each.
@@ -62,6 +63,7 @@ impl Segment {
             its_device_base: u32::from(self.segment) << 12,
             coherent,
             iommu,
+            functions: Vec::new(),
         }
     }
 }

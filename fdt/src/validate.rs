@@ -299,7 +299,56 @@ pub fn validate(m: &Machine) -> Result<(), Error> {
         }
     }
     check_pci(m)?;
+    check_dma_pools(m)?;
     check_iommu(m)
+}
+
+/// Restricted DMA pools: inside RAM, page aligned, apart from each other and the initrd; every
+/// index a device or bridge names exists; a function with its own node sits once on its
+/// bridge's first bus (where Linux looks for it).
+fn check_dma_pools(m: &Machine) -> Result<(), Error> {
+    let mut taken: Vec<(String, MemoryRange)> = Vec::new();
+    if let Some(initrd) = m.chosen.initrd {
+        taken.push(("the initrd".into(), initrd));
+    }
+    for (index, pool) in m.dma_pools.iter().enumerate() {
+        let inside = pool.size > 0
+            && pool.end().is_some_and(|end| {
+                m.memory.iter().any(|r| r.base <= pool.base && r.end().is_some_and(|e| end <= e))
+            });
+        if !inside {
+            return Err(Error::DmaPoolOutsideRam { index, base: pool.base, size: pool.size });
+        }
+        if pool.base % 0x1000 != 0 {
+            return Err(Error::DmaPoolAlignment { index, base: pool.base });
+        }
+        // Inside RAM, so the ends exist.
+        if let Some((other, _)) =
+            taken.iter().find(|(_, r)| r.base < pool.base + pool.size && pool.base < r.base + r.size)
+        {
+            return Err(Error::DmaPoolOverlap { index, range: range_text(pool), other: other.clone() });
+        }
+        taken.push((format!("restricted DMA pool {index}"), *pool));
+    }
+    let known = |i: usize| i < m.dma_pools.len();
+    for d in &m.virtio_mmio {
+        if let Some(i) = d.dma_pool.filter(|&i| !known(i)) {
+            return Err(Error::NoSuchDmaPool(mmio_name(d.region.base), i));
+        }
+    }
+    for root in &m.pci_roots {
+        let mut seen = HashSet::new();
+        for f in &root.functions {
+            let name = pci_name(root.segment, f.bdf);
+            if !known(f.dma_pool) {
+                return Err(Error::NoSuchDmaPool(name, f.dma_pool));
+            }
+            if (f.bdf >> 8) as u8 != root.bus_start || !seen.insert(f.bdf) {
+                return Err(Error::PciFunctionNode(name));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -97,10 +97,11 @@ fn read32(t: &mut MmioTransport<GuestMemoryMmap>, offset: u64) -> u32 {
 fuzz_target!(|input: Input| {
     let mem = memory();
     let (device, _file) = make_device(input.device);
-    let dma = match input.dma % 3 {
+    let dma = match input.dma % 4 {
         0 => DmaAccess::GuestPhysical,
         1 => DmaAccess::PlatformIdentity,
-        _ => DmaAccess::Translated,
+        2 => DmaAccess::Translated,
+        _ => DmaAccess::RestrictedPool,
     };
     let device_id = device.device_type();
     let mut t = MmioTransport::new(device, mem.clone(), Arc::new(Line), dma).unwrap();

@@ -93,10 +93,11 @@ fn cfg32(ecam: &mut PciEcam, offset: u64) -> u32 {
 fuzz_target!(|input: Input| {
     let mem = memory();
     let (device, _file) = make_device(input.device);
-    let dma = match input.dma % 3 {
+    let dma = match input.dma % 4 {
         0 => DmaAccess::GuestPhysical,
         1 => DmaAccess::PlatformIdentity,
-        _ => DmaAccess::Translated,
+        2 => DmaAccess::Translated,
+        _ => DmaAccess::RestrictedPool,
     };
     let t = VirtioPciTransport::new(device, mem.clone(), Arc::new(Msis), dma).unwrap();
     let queues = t.queue_events().len();

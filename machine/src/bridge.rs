@@ -6,6 +6,7 @@
 //! truthfully are the checks' to report (`crate::checks`).
 
 use crate::arch::Arch;
+use crate::dma::{DmaPool, PoolOwner};
 use crate::error::{fail, Result};
 use crate::layout::{PciSegmentWindows, MAX_PCI_SEGMENTS};
 use crate::options::{AttachOptions, BridgeOptions, Transport, DEFAULT_BRIDGE};
@@ -25,6 +26,10 @@ pub struct PciBridge {
     pub direct_ram_access: bool,
     /// Reserved for hot-plug: its IOMMU scope is all or nothing.
     pub hotplug: bool,
+    /// The restricted DMA pool of every function below it without a pool
+    /// of its own (`dma-pool=`), placed by the machine (base 0 until
+    /// then).
+    pub dma_pool: Option<DmaPool>,
 }
 
 impl PciBridge {
@@ -36,6 +41,7 @@ impl PciBridge {
             coherent: true,
             direct_ram_access: false,
             hotplug: false,
+            dma_pool: None,
         }
     }
 
@@ -46,6 +52,7 @@ impl PciBridge {
             coherent: options.coherent,
             direct_ram_access: options.direct_ram_access,
             hotplug: options.hotplug,
+            dma_pool: options.dma_pool.map(|size| DmaPool { base: 0, size, owner: PoolOwner::Bridge }),
         }
     }
 

@@ -19,7 +19,9 @@
 //! - the virtio-iommu is the `iommu@` node of its window, or the `iommu@D`
 //!   child of its bridge, never in its own scope.
 
-use dmavm_fdt::{MemoryRange, PciIommuRange, PciIommuScope, VirtioIommu};
+use dmavm_fdt::{MemoryRange, PciFunction, PciIommuRange, PciIommuScope, VirtioIommu};
+
+use crate::dma::{DmaPath, DmaPool};
 
 use crate::error::{fail, Result};
 use crate::layout::aarch64::{
@@ -27,29 +29,44 @@ use crate::layout::aarch64::{
 };
 use crate::{pci_bdf, DeviceKind, Machine, Placement};
 
-/// Where the device tree blob goes for `memory` bytes of RAM: the 2 MiB
-/// region at the top of the boot window (or of RAM, if smaller); `None` if
-/// RAM is too small. The arm64 back end loads the blob there, and
-/// `describe` describes it there.
-pub fn fdt_region(memory: u64) -> Option<MemoryRange> {
+/// The top of what the arm64 back end may load into (kernel, initrd,
+/// device tree) for `memory` bytes of RAM and restricted DMA pools from
+/// `lowest_pool` up: the top of the boot window, or of RAM if smaller, and
+/// never above a pool.
+pub fn boot_top(memory: u64, lowest_pool: Option<u64>) -> u64 {
     let top = RAM_START + memory.min(BOOT_WINDOW);
-    let base = (top & !(FDT_REGION - 1)).checked_sub(FDT_REGION)?;
+    lowest_pool.map_or(top, |pool| top.min(pool))
+}
+
+/// Where the device tree blob goes below `boot_top` ([`boot_top`], or
+/// [`Machine::boot_top`]): the 2 MiB region at the top; `None` if RAM is
+/// too small. The arm64 back end loads the blob there, and `describe`
+/// describes it there.
+pub fn fdt_region(boot_top: u64) -> Option<MemoryRange> {
+    let base = (boot_top & !(FDT_REGION - 1)).checked_sub(FDT_REGION)?;
     (base >= RAM_START).then_some(MemoryRange::new(base, FDT_REGION))
 }
 
-/// Where an initrd of `size` bytes goes for `memory` bytes of RAM: page
-/// aligned, right below the device tree's region, as the arm64 back end
-/// loads it; so the `/chosen` that `describe` prints is the guest's.
-pub fn initrd_region(memory: u64, size: u64) -> Result<MemoryRange> {
-    let base = fdt_region(memory).and_then(|fdt| fdt.base.checked_sub(size)).map(|b| b & !0xfff);
+/// Where an initrd of `size` bytes goes below `boot_top`: page aligned,
+/// right below the device tree's region, as the arm64 back end loads it;
+/// so the `/chosen` that `describe` prints is the guest's.
+pub fn initrd_region(boot_top: u64, size: u64) -> Result<MemoryRange> {
+    let memory = boot_top.saturating_sub(RAM_START);
+    let base = fdt_region(boot_top).and_then(|fdt| fdt.base.checked_sub(size)).map(|b| b & !0xfff);
     match base {
         Some(base) if size > 0 && base >= RAM_START => Ok(MemoryRange::new(base, size)),
         _ => fail!(
             Layout,
-            "an initrd of {size} bytes does not fit below the device tree in {} MiB of RAM",
+            "an initrd of {size} bytes does not fit below the device tree in {} MiB of RAM (below the \
+             restricted DMA pools, if any)",
             memory >> 20
         ),
     }
+}
+
+/// The index of `pool` among `pools`.
+fn pool_index(pools: &[DmaPool], pool: DmaPool) -> Option<usize> {
+    pools.iter().position(|p| *p == pool)
 }
 
 /// Whether the arm64 layout has room for `cpus` vCPUs.
@@ -86,6 +103,12 @@ fn pci_scope(machine: &Machine, segment: u16) -> PciIommuScope {
 }
 
 impl Machine {
+    /// The top of what the arm64 back end loads into: [`boot_top`] below
+    /// this machine's lowest restricted DMA pool.
+    pub fn boot_top(&self) -> u64 {
+        boot_top(self.memory, self.dma_pools().iter().map(|p| p.base).min())
+    }
+
     /// The device tree description of this machine with vCPUs of MPIDRs
     /// `mpidrs` (as KVM reports them;
     /// [`crate::layout::aarch64::kvm_mpidr`] gives KVM's defaults), its
@@ -111,12 +134,13 @@ impl Machine {
         }
         // At most MAX_VCPUS, checked above.
         let mut m = virt_machine(mpidrs.len() as u32, memory, bootargs);
+        let pools = self.dma_pools();
         m.cpus = mpidrs.to_vec();
         m.chosen.initrd = initrd;
         for d in &self.devices {
             match d.placement {
                 Placement::Mmio { window } => {
-                    let Some(device) = virtio_mmio_device(window, d.coherent, d.dma.endpoint()) else {
+                    let Some(mut device) = virtio_mmio_device(window, d.coherent, d.dma.endpoint()) else {
                         fail!(
                             Layout,
                             "{}: virtio-mmio window {window} has no place in the aarch64 layout",
@@ -126,6 +150,10 @@ impl Machine {
                     if d.kind == DeviceKind::Iommu {
                         m.iommu = Some(VirtioIommu::Mmio { base: device.region.base });
                     }
+                    device.dma_pool = match (d.dma, d.pool) {
+                        (DmaPath::Pool { .. }, Some(p)) => pool_index(&pools, p),
+                        _ => None,
+                    };
                     m.virtio_mmio.push(device);
                 }
                 Placement::Pci { segment, slot } if d.kind == DeviceKind::Iommu => {
@@ -138,8 +166,23 @@ impl Machine {
             let Some(layout) = pci_segment(b.segment) else {
                 fail!(Layout, "{}: PCI segment {} has no place in the aarch64 layout", b.id, b.segment)
             };
-            m.pci_roots.push(layout.root(b.coherent, pci_scope(self, b.segment)));
+            let mut root = layout.root(b.coherent, pci_scope(self, b.segment));
+            // Every confined function, its own pool or the bridge's, on a node of its own.
+            root.functions = self
+                .devices
+                .iter()
+                .filter_map(|d| match (d.placement, d.dma, d.pool) {
+                    (Placement::Pci { segment, slot }, DmaPath::Pool { .. }, Some(p))
+                        if segment == b.segment =>
+                    {
+                        Some(PciFunction { bdf: pci_bdf(slot), dma_pool: pool_index(&pools, p)? })
+                    }
+                    _ => None,
+                })
+                .collect();
+            m.pci_roots.push(root);
         }
+        m.dma_pools = pools.iter().map(|p| MemoryRange::new(p.base, p.size)).collect();
         Ok(m)
     }
 }
@@ -155,16 +198,21 @@ mod tests {
 
     #[test]
     fn the_blob_and_the_initrd_sit_at_the_top_of_the_boot_window() {
-        let fdt = fdt_region(4 << 30).unwrap();
+        let top = |memory| boot_top(memory, None);
+        let fdt = fdt_region(top(4 << 30)).unwrap();
         assert_eq!((fdt.base, fdt.size), (RAM_START + (1022 << 20), 2 << 20));
-        assert_eq!(fdt_region(256 << 20).unwrap().base, RAM_START + (254 << 20));
-        assert!(fdt_region(1 << 20).is_none());
-        let initrd = initrd_region(1 << 30, 0x1234).unwrap();
+        assert_eq!(fdt_region(top(256 << 20)).unwrap().base, RAM_START + (254 << 20));
+        assert!(fdt_region(top(1 << 20)).is_none());
+        let initrd = initrd_region(top(1 << 30), 0x1234).unwrap();
         assert_eq!(initrd.base, (fdt.base - 0x1234) & !0xfff);
         assert!(initrd.base + initrd.size <= fdt.base);
-        let err = initrd_region(16 << 20, 15 << 20).unwrap_err().to_string();
+        let err = initrd_region(top(16 << 20), 15 << 20).unwrap_err().to_string();
         assert!(err.contains("does not fit below the device tree in 16 MiB of RAM"), "{err}");
-        assert!(initrd_region(1 << 30, 0).is_err());
+        assert!(initrd_region(top(1 << 30), 0).is_err());
+        // Pools at the top of a small RAM push the blob and initrd below them; pools above
+        // the boot window change nothing.
+        assert_eq!(boot_top(256 << 20, Some(RAM_START + (250 << 20))), RAM_START + (250 << 20));
+        assert_eq!(boot_top(4 << 30, Some(RAM_START + (4 << 30) - (4 << 20))), RAM_START + (1 << 30));
     }
 
     #[test]

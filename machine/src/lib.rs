@@ -31,6 +31,7 @@ pub mod input_file;
 pub mod layout;
 pub mod options;
 mod placement;
+mod pools;
 pub mod scope;
 pub mod size;
 #[cfg(any(test, feature = "test-utils"))]
@@ -41,7 +42,7 @@ pub mod vtd;
 pub use arch::Arch;
 pub use bridge::PciBridge;
 pub use device_types::{DeviceKind, DEVICE_TYPES};
-pub use dma::DmaPath;
+pub use dma::{DmaPath, DmaPool, PoolOwner};
 pub use endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 pub use error::{MachineError, Result};
 pub use placement::{Device, Machine, Placement};

@@ -90,6 +90,11 @@ pub struct AttachOptions {
     /// virtio-mmio only: the base of its register window; `None`: the
     /// first free one.
     pub addr: Option<u64>,
+    /// `dma-pool=SIZE`: confine the device's DMA to a restricted DMA pool
+    /// of this many bytes of its own (a valid pool size, see
+    /// [`dma_pool_size`]); `None`: no pool of its own (a PCI device then
+    /// takes its bridge's, if the bridge has one).
+    pub dma_pool: Option<u64>,
 }
 
 /// One virtio device but the IOMMU as options: what it is (with what only
@@ -104,10 +109,20 @@ pub struct DeviceOptions {
 
 /// Keys every virtio device but the IOMMU takes.
 pub const ATTACH_KEYS: &[&str] =
-    &["id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr"];
+    &["id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr", "dma-pool"];
 /// Keys of `--disk` (and of a config file's `[[disk]]`).
-pub const DISK_KEYS: &[&str] =
-    &["path", "readonly", "id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr"];
+pub const DISK_KEYS: &[&str] = &[
+    "path",
+    "readonly",
+    "id",
+    "transport",
+    "coherent",
+    "direct-ram-access",
+    "bridge",
+    "slot",
+    "addr",
+    "dma-pool",
+];
 /// Keys of `--iommu` (and `[iommu]`): `type` and the keys of either kind
 /// ([`VIRTIO_IOMMU_KEYS`], [`VTD_KEYS`]).
 pub const IOMMU_KEYS: &[&str] = &[
@@ -131,7 +146,7 @@ pub const VIRTIO_IOMMU_KEYS: &[&str] =
 /// address, not a device on a bus: nothing places it.
 pub const VTD_KEYS: &[&str] = &["coherent"];
 /// Keys of `--pci-bridge` (and `[[pci-bridge]]`).
-pub const BRIDGE_KEYS: &[&str] = &["id", "coherent", "direct-ram-access", "hotplug"];
+pub const BRIDGE_KEYS: &[&str] = &["id", "coherent", "direct-ram-access", "hotplug", "dma-pool"];
 
 /// `key=value` pairs: borrowed from the option text on the command line,
 /// made from TOML values by the config file.
@@ -231,6 +246,35 @@ fn addr(key: &str, value: &str) -> Result<u64, OptionError> {
     })
 }
 
+/// Granule of a restricted DMA pool's size: one swiotlb segment,
+/// `IO_TLB_SEGSIZE` (128) slots of `IO_TLB_SIZE` (2 KiB) in Linux's
+/// kernel/dma/swiotlb.c, the longest buffer one mapping may bounce. Linux
+/// cuts a pool into 2 KiB slots and searches them a segment at a time, so
+/// a size in whole segments wastes nothing and lets every mapping size
+/// fit.
+pub const DMA_POOL_GRANULE: u64 = 256 << 10;
+/// Largest restricted DMA pool: Linux's restricted pools are for bounce
+/// buffers and rings, not for a device's whole working set.
+pub const DMA_POOL_MAX: u64 = 1 << 30;
+
+/// `dma-pool=SIZE`: a size such as `4M`, a whole number of
+/// [`DMA_POOL_GRANULE`]s, at most [`DMA_POOL_MAX`].
+pub fn dma_pool_size(key: &str, value: &str) -> Result<u64, OptionError> {
+    let size = crate::size::parse_size(value)
+        .map_err(|e| OptionError::at(key, format!("{key}={}: {e}", shown(value))))?;
+    if size == 0 || size % DMA_POOL_GRANULE != 0 || size > DMA_POOL_MAX {
+        return Err(OptionError::at(
+            key,
+            format!(
+                "{key}={}: a restricted DMA pool is a multiple of 256K (one swiotlb segment) from 256K to 1G, \
+                 such as 4M",
+                shown(value)
+            ),
+        ));
+    }
+    Ok(size)
+}
+
 fn transport(key: &str, value: &str) -> Result<Transport, OptionError> {
     match value {
         "mmio" => Ok(Transport::Mmio),
@@ -249,6 +293,7 @@ fn attach(pairs: Pairs<'_>) -> Result<(AttachOptions, Pairs<'_>), OptionError> {
         bridge: None,
         slot: None,
         addr: None,
+        dma_pool: None,
     };
     let mut rest = Vec::new();
     for (key, value) in pairs {
@@ -260,6 +305,7 @@ fn attach(pairs: Pairs<'_>) -> Result<(AttachOptions, Pairs<'_>), OptionError> {
             "bridge" => c.bridge = Some(id(key, value)?),
             "slot" => c.slot = Some(slot(key, value)?),
             "addr" => c.addr = Some(addr(key, value)?),
+            "dma-pool" => c.dma_pool = Some(dma_pool_size(key, value)?),
             _ => rest.push((key, value)),
         }
     }
@@ -487,9 +533,12 @@ pub struct BridgeOptions {
     /// Reserved for hot-plug: the IOMMU scope must be uniform over the
     /// bridge (no per-device bypass inside a translated one).
     pub hotplug: bool,
+    /// `dma-pool=SIZE`: one restricted DMA pool every function below the
+    /// bridge bounces through (but a function with a pool of its own).
+    pub dma_pool: Option<u64>,
 }
 
-/// Parses `--pci-bridge id=NAME[,coherent=on|off][,direct-ram-access=on|off][,hotplug=on|off]`.
+/// Parses `--pci-bridge id=NAME[,coherent=on|off][,direct-ram-access=on|off][,hotplug=on|off][,dma-pool=SIZE]`.
 pub fn parse_bridge(text: &str) -> Result<BridgeOptions, String> {
     bridge_from_pairs(split(text)?).map_err(|e| e.message)
 }
@@ -497,7 +546,13 @@ pub fn parse_bridge(text: &str) -> Result<BridgeOptions, String> {
 /// A host bridge from its pairs.
 pub fn bridge_from_pairs(pairs: Pairs<'_>) -> Result<BridgeOptions, OptionError> {
     known_keys(&pairs, BRIDGE_KEYS)?;
-    let mut b = BridgeOptions { id: String::new(), coherent: true, direct_ram_access: false, hotplug: false };
+    let mut b = BridgeOptions {
+        id: String::new(),
+        coherent: true,
+        direct_ram_access: false,
+        hotplug: false,
+        dma_pool: None,
+    };
     let mut named = false;
     for (key, value) in pairs {
         match key {
@@ -507,6 +562,7 @@ pub fn bridge_from_pairs(pairs: Pairs<'_>) -> Result<BridgeOptions, OptionError>
             }
             "coherent" => b.coherent = on_off(key, value)?,
             "direct-ram-access" => b.direct_ram_access = on_off(key, value)?,
+            "dma-pool" => b.dma_pool = Some(dma_pool_size(key, value)?),
             _ => b.hotplug = on_off(key, value)?,
         }
     }
@@ -538,6 +594,7 @@ mod tests {
                 bridge: Some("fast".into()),
                 slot: None,
                 addr: None,
+                dma_pool: None,
             }
         );
         assert_eq!(parse_rng("direct-ram-access=on").unwrap().attach.direct_ram_access, Some(true));
@@ -559,6 +616,7 @@ mod tests {
                 bridge: None,
                 slot: None,
                 addr: None,
+                dma_pool: None,
             }
         );
         assert_eq!(parse_iommu("").unwrap().transport, Transport::Pci);
@@ -580,11 +638,23 @@ mod tests {
     fn bridges() {
         assert_eq!(
             parse_bridge("id=fast").unwrap(),
-            BridgeOptions { id: "fast".into(), coherent: true, direct_ram_access: false, hotplug: false }
+            BridgeOptions {
+                id: "fast".into(),
+                coherent: true,
+                direct_ram_access: false,
+                hotplug: false,
+                dma_pool: None
+            }
         );
         assert_eq!(
             parse_bridge("id=pci0,coherent=off,direct-ram-access=on,hotplug=on").unwrap(),
-            BridgeOptions { id: "pci0".into(), coherent: false, direct_ram_access: true, hotplug: true }
+            BridgeOptions {
+                id: "pci0".into(),
+                coherent: false,
+                direct_ram_access: true,
+                hotplug: true,
+                dma_pool: None
+            }
         );
         for (text, needle) in [
             ("coherent=off", "id=NAME is required"),
@@ -624,6 +694,27 @@ mod tests {
             let err = parse_rng(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn dma_pools_are_whole_swiotlb_segments() {
+        assert_eq!(parse_disk("path=x,dma-pool=4M").unwrap().attach.dma_pool, Some(4 << 20));
+        assert_eq!(parse_rng("dma-pool=256K").unwrap().attach.dma_pool, Some(256 << 10));
+        assert_eq!(parse_console("dma-pool=1G").unwrap().attach.dma_pool, Some(1 << 30));
+        assert_eq!(parse_bridge("id=b,dma-pool=8M").unwrap().dma_pool, Some(8 << 20));
+        for text in
+            ["dma-pool=0", "dma-pool=128K", "dma-pool=1000K", "dma-pool=2G", "dma-pool=x", "dma-pool="]
+        {
+            let err = parse_rng(text).unwrap_err();
+            assert!(err.starts_with(text), "{text}: {err}");
+            let err = parse_bridge(&format!("id=b,{text}")).unwrap_err();
+            assert!(err.starts_with(text), "{text}: {err}");
+        }
+        assert!(parse_rng("dma-pool=1000K").unwrap_err().contains("a multiple of 256K"));
+        // The IOMMU is never confined: it reads guest-physical addresses.
+        assert!(parse_iommu("dma-pool=4M").unwrap_err().contains("unknown key 'dma-pool'"));
+        let err = attach_only_from_pairs(vec![("dma-pool", "3K")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("dma-pool"));
     }
 
     #[test]

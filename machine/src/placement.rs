@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::arch::Arch;
 use crate::bridge::{self, PciBridge};
 use crate::device_types::DeviceKind;
-use crate::dma::DmaPath;
+use crate::dma::{DmaPath, DmaPool, PoolOwner};
 use crate::endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 use crate::error::{fail, Result};
 use crate::layout::{MmioWindow, VIRTIO_MMIO_WINDOWS};
@@ -52,6 +52,12 @@ pub struct Device {
     pub coherent: bool,
     /// How it reaches guest memory.
     pub dma: DmaPath,
+    /// The restricted DMA pool it asked for (`dma-pool=` on it or on its
+    /// bridge), placed. [`DmaPath::Pool`] when nothing contradicts it;
+    /// kept here with the path as otherwise asked when something does
+    /// (`direct-ram-access=on`, a translated IOMMU scope), for the checks
+    /// to refuse.
+    pub pool: Option<DmaPool>,
 }
 
 /// The host bridges and devices of the machine, placed.
@@ -118,6 +124,51 @@ fn mmio_window(arch: Arch, id: &str, addr: u64) -> Result<u32> {
     }
 }
 
+/// Where a device's pool comes from.
+#[derive(Debug, Clone, Copy)]
+enum PoolAsk {
+    /// A pool of its own of this size.
+    Own(u64),
+    /// Its host bridge's, by segment.
+    Bridge(usize),
+}
+
+/// Places every pool (the bridges', then the devices' own) and confines
+/// each device that has one to it, but for a device whose path says
+/// otherwise (`direct-ram-access=on`, or asked translation): that one keeps
+/// its path and its pool, for the checks.
+fn place_pools(
+    memory: u64,
+    arch: Arch,
+    bridges: &mut [PciBridge],
+    devices: &mut [Device],
+    asks: &[(Option<PoolAsk>, bool)],
+) {
+    let mut sizes: Vec<u64> = bridges.iter().filter_map(|b| b.dma_pool.map(|p| p.size)).collect();
+    sizes.extend(asks.iter().filter_map(|(a, _)| match a {
+        Some(PoolAsk::Own(size)) => Some(*size),
+        _ => None,
+    }));
+    let mut bases = crate::pools::place(arch, memory, &sizes).into_iter();
+    for pool in bridges.iter_mut().filter_map(|b| b.dma_pool.as_mut()) {
+        pool.base = bases.next().unwrap_or(0);
+    }
+    for (d, (ask, asks_translation)) in devices.iter_mut().zip(asks) {
+        d.pool = match ask {
+            Some(PoolAsk::Own(size)) => {
+                bases.next().map(|base| DmaPool { base, size: *size, owner: PoolOwner::Device })
+            }
+            Some(PoolAsk::Bridge(segment)) => bridges.get(*segment).and_then(|b| b.dma_pool),
+            None => None,
+        };
+        if let Some(pool) = d.pool {
+            if d.dma != DmaPath::Direct && !asks_translation {
+                d.dma = DmaPath::Pool { base: pool.base, size: pool.size };
+            }
+        }
+    }
+}
+
 /// A device asked for on the command line, before placement.
 struct Request<'a> {
     kind: DeviceKind,
@@ -156,6 +207,7 @@ impl Machine {
             bridge: i.bridge.clone(),
             slot: i.slot,
             addr: i.addr,
+            dma_pool: None,
         });
         let mut requested: Vec<Request<'_>> = Vec::new();
         if let Some(attach) = &iommu_attach {
@@ -184,6 +236,9 @@ impl Machine {
             .collect();
 
         let mut devices: Vec<Device> = Vec::new();
+        // Per device: the size of a pool of its own, or whether it takes
+        // its bridge's; and whether it asked to be in the IOMMU's scope.
+        let mut pool_asks: Vec<(Option<PoolAsk>, bool)> = Vec::new();
         let mut next_window = 0u32;
         let mut next_slot: Vec<u8> = vec![FIRST_PCI_SLOT; bridges.len()];
         let mut counts = HashMap::<&str, usize>::new();
@@ -195,6 +250,8 @@ impl Machine {
                 fail!(Placement, "two devices are named '{id}': give each an id=NAME of its own");
             }
             let is_iommu = kind == DeviceKind::Iommu;
+            let mut pool_ask = attach.dma_pool.filter(|_| !is_iommu).map(PoolAsk::Own);
+            let mut in_uniform_scope = false;
             let (placement, dma) = match attach.transport {
                 Transport::Mmio => {
                     let dma = bridge::resolve_mmio(&id, attach)?;
@@ -232,6 +289,10 @@ impl Machine {
                     }
                     let bridge = bridge::bridge_of(&bridges, &id, attach)?;
                     let dma = bridge::resolve_pci(attach, bridge, is_iommu);
+                    if pool_ask.is_none() && !is_iommu && bridge.dma_pool.is_some() {
+                        pool_ask = Some(PoolAsk::Bridge(usize::from(bridge.segment)));
+                    }
+                    in_uniform_scope = bridge.hotplug && !bridge.direct_ram_access;
                     let segment = bridge.segment;
                     let slot = match attach.slot {
                         Some(slot) => slot,
@@ -259,6 +320,13 @@ impl Machine {
             // The IOMMU too, if it asked for direct-ram-access=off: the
             // model shows it in its own scope, and the checks refuse that.
             let translated = iommu.is_some() && !dma.direct_ram_access;
+            // A device with a pool is outside the IOMMU's scope unless it
+            // asks to be in it (direct-ram-access=off given, or a slot of a
+            // translated hot-pluggable bridge, in scope whatever sits there).
+            let asks_translation =
+                translated && (attach.direct_ram_access == Some(false) || in_uniform_scope);
+            pool_asks.push((pool_ask, asks_translation));
+            let translated = translated && (pool_ask.is_none() || asks_translation);
             let dma_path = match (dma.direct_ram_access, translated, placement) {
                 (true, _, _) => DmaPath::Direct,
                 (false, false, _) => DmaPath::Identity,
@@ -269,8 +337,10 @@ impl Machine {
                     DmaPath::Translated { endpoint: mmio_endpoint(bridges.len(), window) }
                 }
             };
-            devices.push(Device { id, kind, placement, coherent: dma.coherent, dma: dma_path });
+            devices.push(Device { id, kind, placement, coherent: dma.coherent, dma: dma_path, pool: None });
         }
+        let mut bridges = bridges;
+        place_pools(*memory, arch, &mut bridges, &mut devices, &pool_asks);
         let mixed_coherency = iommu.map_or(MixedCoherency::Allow, |i| i.mixed_coherency);
         let boot_bypass = matches!(iommu.map(|i| i.kind), Some(IommuKind::Virtio { boot_bypass: true }));
         let mut machine = Self {
@@ -301,6 +371,13 @@ impl Machine {
         self.arch.virtio_mmio_window(window)
     }
 
+    /// Every restricted DMA pool, placed: the bridges' in segment order,
+    /// then the devices' own in device order.
+    pub fn dma_pools(&self) -> Vec<DmaPool> {
+        let own = self.devices.iter().filter_map(|d| d.pool).filter(|p| p.owner == PoolOwner::Device);
+        self.bridges.iter().filter_map(|b| b.dma_pool).chain(own).collect()
+    }
+
     /// The endpoints whose device is declared non-coherent.
     pub fn noncoherent_endpoints(&self) -> Vec<u32> {
         self.devices.iter().filter(|d| !d.coherent).filter_map(|d| d.dma.endpoint()).collect()
@@ -312,6 +389,7 @@ mod tests {
     use super::*;
     use crate::options::{parse_bridge, parse_disk, parse_iommu, parse_rng, BridgeOptions};
     use crate::test_utils::new_machine;
+    use crate::PoolOwner;
     use dmavm_acpi::{ViotIommu, ViotMmioEndpoint, ViotPciRange};
 
     fn bridges(list: &[&str]) -> Vec<BridgeOptions> {
@@ -482,6 +560,53 @@ mod tests {
                 (pci(2, 1), false, true, Some(0x2_0008)),
             ]
         );
+    }
+
+    #[test]
+    fn pools_confine_devices_outside_the_iommu_scope() {
+        use crate::dma::POOL_ALIGN;
+        let b = bridges(&["id=bounce,dma-pool=4M"]);
+        let disks = [
+            parse_disk("path=a,dma-pool=1M").unwrap(),
+            parse_disk("path=b,transport=pci,bridge=bounce").unwrap(),
+            parse_disk("path=c,transport=pci,bridge=bounce,dma-pool=2M").unwrap(),
+            parse_disk("path=d").unwrap(),
+            parse_disk("path=e,dma-pool=1M,direct-ram-access=off").unwrap(),
+        ];
+        let options = MachineOptions {
+            bridges: b,
+            devices: disks.to_vec(),
+            iommu: Some(parse_iommu("transport=mmio").unwrap()),
+            ..MachineOptions::new(1, 1 << 30)
+        };
+        let m = Machine::new(&options, Arch::Aarch64).unwrap();
+        let top = crate::layout::aarch64::RAM_START + (1 << 30);
+        // The bridge's pool first, at the top of RAM, then the devices' own.
+        let bridge_pool = m.bridges[1].dma_pool.unwrap();
+        assert_eq!((bridge_pool.base, bridge_pool.size), (top - (4 << 20), 4 << 20));
+        let by_id = |id: &str| m.devices.iter().find(|d| d.id == id).unwrap();
+        assert_eq!(by_id("disk0").dma, DmaPath::Pool { base: top - (6 << 20), size: 1 << 20 });
+        assert_eq!(by_id("disk1").dma, DmaPath::Pool { base: bridge_pool.base, size: 4 << 20 });
+        assert_eq!(by_id("disk1").pool.unwrap().owner, PoolOwner::Bridge);
+        // Its own pool wins over the bridge's.
+        assert_eq!(by_id("disk2").dma, DmaPath::Pool { base: top - (8 << 20), size: 2 << 20 });
+        // Without a pool, translated; asking for the scope with a pool keeps
+        // the scope (DMA011 refuses it) and the pool.
+        assert!(by_id("disk3").dma.endpoint().is_some());
+        assert!(by_id("disk4").dma.endpoint().is_some());
+        assert!(by_id("disk4").pool.is_some());
+        let pools = m.dma_pools();
+        assert_eq!(pools.len(), 4);
+        for (i, p) in pools.iter().enumerate() {
+            assert_eq!(p.base % POOL_ALIGN, 0);
+            for q in &pools[i + 1..] {
+                assert!(p.end() <= q.base || q.end() <= p.base, "{p:?} overlaps {q:?}");
+            }
+        }
+        // Everything the back end loads stays below the lowest pool.
+        assert_eq!(m.boot_top(), crate::layout::aarch64::RAM_START + (1 << 30) - (10 << 20));
+        let offers: Vec<bool> = m.devices.iter().map(|d| d.dma.offers_access_platform()).collect();
+        assert!(offers.iter().skip(1).all(|&o| o), "every device but the IOMMU offers ACCESS_PLATFORM");
     }
 
     #[test]

@@ -67,7 +67,52 @@ fn every_tree_validates_against_linux_6_12_bindings() {
         .map(|(name, m)| write(&dir, name, &build(&m).unwrap_or_else(|e| panic!("{name}: {e}"))))
         .collect();
     let text = dt_validate(&dtbs);
-    assert!(text.trim().is_empty(), "dt-validate reports problems:\n{text}");
+    let problems = without_undocumented_memory_region(&text);
+    assert!(problems.trim().is_empty(), "dt-validate reports problems:\n{text}");
+}
+
+/// dt-validate's report without its complaints about `memory-region` on a `virtio,mmio` node,
+/// and only those. Linux confines a device to the restricted DMA pool its node names in
+/// `memory-region`, whatever the device (`of_dma_set_restricted_buffer()` in
+/// drivers/of/device.c, called from `of_dma_configure()` for every platform device), and this
+/// property on a virtio-mmio node is how a pool is given to a virtio-mmio device; but Linux
+/// 6.12's virtio/mmio.yaml lists no `memory-region` and allows no property it does not list.
+/// The complaint is two lines: the node and the schema it comes from.
+fn without_undocumented_memory_region(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let undocumented = line.contains(": virtio@")
+            && line.contains(": memory-region: [[")
+            && line.ends_with("]] is not of type 'object'");
+        if undocumented
+            && lines.peek().is_some_and(|l| {
+                l.trim() == "from schema $id: http://devicetree.org/schemas/virtio/mmio.yaml#"
+            })
+        {
+            lines.next();
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+#[test]
+fn only_the_undocumented_memory_region_of_virtio_mmio_is_let_through() {
+    let report = "a.dtb: virtio@a001000: memory-region: [[6]] is not of type 'object'\n\
+                  \tfrom schema $id: http://devicetree.org/schemas/virtio/mmio.yaml#\n";
+    assert_eq!(without_undocumented_memory_region(report), "");
+    // The same property judged by another schema, or another property, stays a problem.
+    for other in [
+        "a.dtb: pcie@30000000: Unevaluated properties are not allowed ('memory-region' was unexpected)\n\
+         \tfrom schema $id: http://devicetree.org/schemas/pci/host-generic-pci.yaml#",
+        "a.dtb: virtio@a001000: iommus: [[6]] is not of type 'object'\n\
+         \tfrom schema $id: http://devicetree.org/schemas/virtio/mmio.yaml#",
+        "a.dtb: virtio@a001000: memory-region: [[6]] is not of type 'object'",
+    ] {
+        assert!(!without_undocumented_memory_region(other).is_empty(), "{other}");
+    }
 }
 
 #[test]

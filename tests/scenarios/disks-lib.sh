@@ -30,3 +30,9 @@ check_disks() {
 report_iommu_stats() {
   sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): endpoint [^:]*: domain [^,]*, \([0-9]*\) map, \([0-9]*\) unmap, \([0-9]*\) translations, \([0-9]*\) IOTLB misses, \([0-9]*\) faults, \([0-9]*\) refused attach$/DMAVM stats_\1=\2,\3,\4,\5,\6,\7/p' "$log"
 }
+
+# report_pool_stats: turns dmavm's --stats lines of devices confined to a
+# restricted DMA pool in $log into "DMAVM pool_<device>=<inside>,<refused>".
+report_pool_stats() {
+  sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): dma-pool [^:]*: accesses inside=\([0-9]*\) refused-outside=\([0-9]*\)$/DMAVM pool_\1=\2,\3/p' "$log"
+}

@@ -186,8 +186,14 @@ pub struct MachineArgs {
     /// bridge's), id=NAME (default diskN; the disk's serial), slot=N (PCI
     /// only: device number 1-31 on its bridge; default the first free),
     /// addr=A (virtio-mmio only: the register window, 0xd0000000 +
-    /// N * 0x1000 for N 0-18; default the first free). rng and console take
-    /// the same keys but path and readonly.
+    /// N * 0x1000 for N 0-18; default the first free), dma-pool=SIZE
+    /// (arm64: confine the device's DMA to a restricted DMA pool of SIZE,
+    /// a multiple of 256K up to 1G, declared in the device tree as a
+    /// restricted-dma-pool with memory-region on the device: the guest
+    /// bounces every buffer through it, the device reaches nothing else,
+    /// VIRTIO_F_ACCESS_PLATFORM offered and required; the device is outside
+    /// the IOMMU's scope; default none, on PCI the bridge's). rng and
+    /// console take the same keys but path and readonly.
     #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
     pub disk: Vec<DeviceOptions>,
 
@@ -210,7 +216,9 @@ pub struct MachineArgs {
     /// still hold single devices with direct-ram-access=on. hotplug=on|off (default off;
     /// reserved for hot-plug): a translated hot-pluggable bridge is in the
     /// IOMMU's scope whole, every slot, so a device bypassing it there is
-    /// an error.
+    /// an error. dma-pool=SIZE (arm64; default none): one restricted DMA
+    /// pool, memory-region on the bridge node, for every function below it
+    /// without a dma-pool of its own.
     ///
     /// Example: --iommu --pci-bridge id=fast,direct-ram-access=on --disk
     /// path=a.img,transport=pci,bridge=fast (segment 0 translated, the disk
@@ -266,8 +274,8 @@ pub struct MachineArgs {
     /// A virtio-rng device fed by the host's getrandom(2); repeat for more.
     ///
     /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
-    /// direct-ram-access=on|off, id=NAME (default rngN), slot=N, addr=A, as
-    /// for --disk.
+    /// direct-ram-access=on|off, id=NAME (default rngN), slot=N, addr=A,
+    /// dma-pool=SIZE, as for --disk.
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_rng)]
     pub rng: Vec<DeviceOptions>,
 
@@ -277,7 +285,7 @@ pub struct MachineArgs {
     ///
     /// Keys: transport=mmio|pci, bridge=NAME, coherent=on|off,
     /// direct-ram-access=on|off, id=NAME (default console0), slot=N,
-    /// addr=A, as for --disk.
+    /// addr=A, dma-pool=SIZE, as for --disk.
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_console)]
     pub console: Option<DeviceOptions>,
 }
@@ -498,6 +506,17 @@ mod tests {
         assert_eq!(vtd.vtd_units().len(), 2);
         let args = dmavm_boot_test::machine_args(&vtd, 1, 64 << 20);
         assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..vtd });
+        // Restricted DMA pools (placed from the size of RAM, which stays
+        // the same): a device's own, a bridge's, and one that wins over it.
+        let bridges = [parse_bridge("id=bounce,dma-pool=4M").unwrap()];
+        let disks = [
+            parse_disk("path=/a.img,dma-pool=1M").unwrap(),
+            parse_disk("path=/b.img,transport=pci,bridge=bounce").unwrap(),
+            parse_disk("path=/c.img,transport=pci,bridge=bounce,dma-pool=2M").unwrap(),
+        ];
+        let pools = new_machine(&bridges, &disks, &[], None, Some(&iommu)).unwrap();
+        let args = dmavm_boot_test::machine_args(&pools, 1, pools.memory);
+        assert_eq!(rebuilt(&args), pools);
         let plain = new_machine(&[], &[], &[], None, None).unwrap();
         let args = dmavm_boot_test::machine_args(&plain, 1, 64 << 20);
         assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..plain });

@@ -1,12 +1,15 @@
-//! `--stats`: what the virtual IOMMU did for each endpoint, printed when
-//! the VM stops (the same on every architecture).
+//! `--stats`: what the virtual IOMMU did for each endpoint, and what each
+//! device confined to a restricted DMA pool did, printed when the VM stops
+//! (the same on every architecture).
+
+use dmavm_devices::virtio::PoolCounters;
 
 /// `--stats`: one line per IOMMU endpoint on stderr, named by device.
 pub fn print_iommu_stats(machine: &dmavm_machine::Machine, iommu: Option<&dmavm_iommu::IommuHandle>) {
     use std::io::Write;
     let mut err = std::io::stderr().lock();
     let Some(iommu) = iommu else {
-        let _ = writeln!(err, "dmavm: stats: no IOMMU (every device reaches guest memory directly)");
+        let _ = writeln!(err, "dmavm: stats: no IOMMU (no device is translated)");
         return;
     };
     for stats in iommu.stats() {
@@ -22,6 +25,23 @@ pub fn print_iommu_stats(machine: &dmavm_machine::Machine, iommu: Option<&dmavm_
         let _ = writeln!(
             err,
             "dmavm: stats: {dropped} fault reports dropped (the guest posted no event buffers)"
+        );
+    }
+}
+
+/// `--stats`: one line per device confined to a restricted DMA pool on
+/// stderr: its accesses inside the pool and those refused outside it.
+pub fn print_pool_stats(machine: &dmavm_machine::Machine, pools: &[(String, std::sync::Arc<PoolCounters>)]) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for (id, counters) in pools {
+        let pool = machine.devices.iter().find(|d| &d.id == id).and_then(|d| d.dma.pool());
+        let range = pool.map_or_else(String::new, |(base, size)| format!(" {base:#x}..{:#x}", base + size));
+        let _ = writeln!(
+            err,
+            "dmavm: stats: {id}: dma-pool{range}: accesses inside={} refused-outside={}",
+            counters.inside(),
+            counters.refused()
         );
     }
 }

@@ -14,7 +14,9 @@ use dmavm_devices::virtio::console::{Console, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
 use dmavm_devices::virtio::pci::VirtioPciTransport;
 use dmavm_devices::virtio::rng::Rng;
-use dmavm_devices::virtio::{DmaAccess, VirtioDevice, VirtioTransport};
+use dmavm_devices::virtio::{
+    pool_memory, DmaAccess, PoolBounds, PoolCounters, PoolMemory, VirtioDevice, VirtioTransport,
+};
 use dmavm_devices::Bus;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
@@ -42,6 +44,9 @@ pub struct VirtioDevices {
     pub console_input: Option<(Arc<Mutex<dyn InputSink>>, EventFd)>,
     /// The virtio-iommu's view of its endpoints (counters for `--stats`).
     pub iommu: Option<IommuHandle>,
+    /// Each device confined to a restricted DMA pool, by id, with what its
+    /// accesses did (for `--stats`).
+    pub pools: Vec<(String, Arc<PoolCounters>)>,
 }
 
 impl std::fmt::Debug for VirtioDevices {
@@ -98,8 +103,9 @@ pub fn create_with_pci(
 
 /// Creates every device of `machine` on its transport: the virtio-iommu
 /// first (direct memory: it is never in its own scope), then each device
-/// over direct memory or, when the IOMMU translates it, over memory that
-/// translates every access through its endpoint.
+/// over direct memory, over memory that translates every access through
+/// its endpoint when the IOMMU translates it, or over memory that reaches
+/// only its restricted DMA pool when it has one.
 pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
     let mut built = VirtioDevices::default();
     let endpoints: Vec<u32> = machine.devices.iter().filter_map(|d| d.dma.endpoint()).collect();
@@ -131,7 +137,17 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                 let mem = Arc::new(translated_memory(GuestMemoryMmap::clone(wiring.mem), iommu));
                 build::<TranslatedMemory>(device, mem, dma_access(device), wiring, &mut built)?
             }
-            (_, None) => build(device, wiring.mem.clone(), dma_access(device), wiring, &mut built)?,
+            (_, None) => match device.dma.pool() {
+                Some((base, size)) => {
+                    let counters = Arc::new(PoolCounters::default());
+                    let bounds = PoolBounds::new(base, size, counters.clone(), &device.id)
+                        .with_context(|| format!("{}: restricted DMA pool", device.id))?;
+                    let mem = Arc::new(pool_memory(GuestMemoryMmap::clone(wiring.mem), bounds));
+                    built.pools.push((device.id.clone(), counters));
+                    build::<PoolMemory>(device, mem, dma_access(device), wiring, &mut built)?
+                }
+                None => build(device, wiring.mem.clone(), dma_access(device), wiring, &mut built)?,
+            },
         };
         built.queues.push(queues);
     }
@@ -145,6 +161,7 @@ fn dma_access(device: &Device) -> DmaAccess {
         DmaPath::Direct => DmaAccess::GuestPhysical,
         DmaPath::Identity => DmaAccess::PlatformIdentity,
         DmaPath::Translated { .. } => DmaAccess::Translated,
+        DmaPath::Pool { .. } => DmaAccess::RestrictedPool,
     }
 }
 

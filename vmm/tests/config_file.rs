@@ -42,7 +42,7 @@ fn a_bad_file_is_one_line_with_file_line_and_key() {
     assert_eq!(err.lines().count(), 1, "{err}");
     let expected = format!(
         "dmavm: error: {}:7: disk 'data': unknown key 'readonlyy' (known: path, readonly, id, transport, coherent, \
-         direct-ram-access, bridge, slot, addr)",
+         direct-ram-access, bridge, slot, addr, dma-pool)",
         bad.display()
     );
     assert_eq!(err.trim_end(), expected);

@@ -16,17 +16,15 @@ pub const VIRTIO_F_ACCESS_PLATFORM: u64 = 1 << 33;
 /// value that decides whether `VIRTIO_F_ACCESS_PLATFORM` is offered and
 /// whether the driver must accept it.
 ///
-/// The DMA contract maps the device's `direct-ram-access` setting onto it:
+/// The DMA contract maps the device's `direct-ram-access` and `dma-pool`
+/// settings onto it:
 ///
-/// | `direct-ram-access` | IOMMU covering the device | variant | `ACCESS_PLATFORM` |
-/// |---|---|---|---|
-/// | `on` | (never) | [`Self::GuestPhysical`] | not offered |
-/// | `off` | none | [`Self::PlatformIdentity`] | offered, not required |
-/// | `off` | yes | [`Self::Translated`] | offered and required |
-///
-/// A device confined to a restricted DMA pool would be a further variant,
-/// offered and required like [`Self::Translated`] (the driver must bounce
-/// through the pool, which it only does through its DMA API).
+/// | `direct-ram-access` | `dma-pool` | IOMMU covering the device | variant | `ACCESS_PLATFORM` |
+/// |---|---|---|---|---|
+/// | `on` | none | (never) | [`Self::GuestPhysical`] | not offered |
+/// | `off` | none | none | [`Self::PlatformIdentity`] | offered, not required |
+/// | `off` | none | yes | [`Self::Translated`] | offered and required |
+/// | `off` | `SIZE` | (never) | [`Self::RestrictedPool`] | offered and required |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DmaAccess {
     /// The device reads and writes guest-physical addresses itself
@@ -46,6 +44,12 @@ pub enum DmaAccess {
     /// the device guest-physical addresses the IOMMU does not map, so
     /// `FEATURES_OK` is refused.
     Translated,
+    /// The device is confined to a restricted DMA pool (`dma-pool=SIZE`):
+    /// `VIRTIO_F_ACCESS_PLATFORM` is offered and required. Only a driver
+    /// that uses its DMA API bounces buffers through the pool; one that
+    /// refuses the feature would hand the device buffers anywhere in RAM,
+    /// every one refused, so `FEATURES_OK` is refused.
+    RestrictedPool,
 }
 
 impl DmaAccess {
@@ -53,7 +57,7 @@ impl DmaAccess {
     pub fn offers_access_platform(self) -> bool {
         match self {
             Self::GuestPhysical => false,
-            Self::PlatformIdentity | Self::Translated => true,
+            Self::PlatformIdentity | Self::Translated | Self::RestrictedPool => true,
         }
     }
 
@@ -62,7 +66,7 @@ impl DmaAccess {
     pub fn requires_access_platform(self) -> bool {
         match self {
             Self::GuestPhysical | Self::PlatformIdentity => false,
-            Self::Translated => true,
+            Self::Translated | Self::RestrictedPool => true,
         }
     }
 
@@ -86,6 +90,7 @@ mod tests {
             (DmaAccess::GuestPhysical, false, false),
             (DmaAccess::PlatformIdentity, true, false),
             (DmaAccess::Translated, true, true),
+            (DmaAccess::RestrictedPool, true, true),
         ];
         for (access, offered, required) in cases {
             assert_eq!(access.offers_access_platform(), offered, "{access:?}");

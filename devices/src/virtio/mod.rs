@@ -7,6 +7,7 @@ pub mod device;
 pub mod dma_access;
 pub mod mmio;
 pub mod pci;
+pub mod pool_memory;
 pub mod queue;
 pub mod rng;
 mod transport;
@@ -20,5 +21,6 @@ pub use device::{
 pub use dma_access::{DmaAccess, VIRTIO_F_ACCESS_PLATFORM};
 pub use mmio::{MmioError, MmioTransport};
 pub use pci::VirtioPciTransport;
+pub use pool_memory::{pool_memory, PoolBounds, PoolCounters, PoolError, PoolMemory};
 pub use rng::{Rng, RNG_MAX_BYTES_PER_REQUEST, RNG_QUEUE_SIZE};
 pub use transport::{status, TransportError, VirtioTransport};

@@ -48,6 +48,14 @@ pub enum Code {
     Dma006,
     /// A translated virtio-mmio device under `--iommu type=vtd`.
     Dma007,
+    /// A restricted DMA pool with `direct-ram-access=on`.
+    Dma010,
+    /// A restricted DMA pool on a device in a translated IOMMU scope.
+    Dma011,
+    /// A restricted DMA pool on x86_64, where ACPI cannot declare it.
+    Dma012,
+    /// Restricted DMA pools that do not fit in RAM.
+    Dma013,
     /// `coherent=off` against cacheable host accesses.
     Dma101,
     /// An IOMMU that every device bypasses.
@@ -60,6 +68,10 @@ pub enum Code {
     Dma105,
     /// VT-d page walks declared non-coherent.
     Dma106,
+    /// One restricted DMA pool shared by several devices of a bridge.
+    Dma107,
+    /// A restricted DMA pool too small for a busy device.
+    Dma108,
 }
 
 struct Rule {
@@ -71,7 +83,7 @@ struct Rule {
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 19] = [
         Code::Dma001,
         Code::Dma002,
         Code::Dma003,
@@ -79,12 +91,18 @@ impl Code {
         Code::Dma005,
         Code::Dma006,
         Code::Dma007,
+        Code::Dma010,
+        Code::Dma011,
+        Code::Dma012,
+        Code::Dma013,
         Code::Dma101,
         Code::Dma102,
         Code::Dma103,
         Code::Dma104,
         Code::Dma105,
         Code::Dma106,
+        Code::Dma107,
+        Code::Dma108,
     ];
 
     fn rule(self) -> &'static Rule {
@@ -96,12 +114,18 @@ impl Code {
             Code::Dma005 => &DMA005,
             Code::Dma006 => &DMA006,
             Code::Dma007 => &DMA007,
+            Code::Dma010 => &DMA010,
+            Code::Dma011 => &DMA011,
+            Code::Dma012 => &DMA012,
+            Code::Dma013 => &DMA013,
             Code::Dma101 => &DMA101,
             Code::Dma102 => &DMA102,
             Code::Dma103 => &DMA103,
             Code::Dma104 => &DMA104,
             Code::Dma105 => &DMA105,
             Code::Dma106 => &DMA106,
+            Code::Dma107 => &DMA107,
+            Code::Dma108 => &DMA108,
         }
     }
 
@@ -368,4 +392,106 @@ and cost the guest a cache-line flush per page-table update.
 
 The declaration is accepted to test a guest's flush path; do not use it to
 run a workload. Fix: leave coherent= out of --iommu (on, the default).",
+};
+
+const DMA010: Rule = Rule {
+    code: "DMA010",
+    severity: Severity::Error,
+    summary: "a device with a restricted DMA pool also has direct-ram-access=on",
+    explanation: "\
+A restricted DMA pool (dma-pool=SIZE) confines a device to a region of guest
+RAM that the device tree declares as a restricted-dma-pool and names in the
+device's memory-region. Linux then bounces every buffer the device gets
+through that region, but only for a driver that uses its DMA API: for virtio,
+one that negotiated VIRTIO_F_ACCESS_PLATFORM. direct-ram-access=on withholds
+that feature, so the driver hands the device buffers anywhere in RAM, and
+dmavm, which lets a pool device reach nothing outside its pool, fails every
+request.
+
+Fix: leave direct-ram-access out on a device with a pool (on PCI, on its host
+bridge too): a device with a pool is outside the IOMMU's scope by itself.",
+};
+
+const DMA011: Rule = Rule {
+    code: "DMA011",
+    severity: Severity::Error,
+    summary: "a device with a restricted DMA pool is in a translated IOMMU scope",
+    explanation: "\
+A device is either confined to a restricted DMA pool or translated by an
+IOMMU, never both: Linux gives a device behind an IOMMU the IOMMU's DMA ops,
+which map buffers where they are as IOVAs and never bounce through a
+restricted pool (drivers/iommu/dma-iommu.c bounces only for untrusted
+devices), so the pool would confine nothing while dmavm refused every
+access outside it. A device with a pool is therefore left out of the IOMMU's
+scope (no iommus, no iommu-map entry), unless it asks for the scope with
+direct-ram-access=off or sits in a slot of a translated hotplug=on bridge,
+whose whole scope the firmware declares.
+
+Fix: leave direct-ram-access out on the device, or put it on a bridge that
+is not a translated hot-pluggable one.",
+};
+
+const DMA012: Rule = Rule {
+    code: "DMA012",
+    severity: Severity::Error,
+    summary: "a restricted DMA pool on x86_64, where no firmware table can declare it",
+    explanation: "\
+Linux learns of a restricted DMA pool only from a device tree: a
+restricted-dma-pool node under /reserved-memory and memory-region on the
+device or its host bridge (kernel/dma/swiotlb.c, drivers/of/device.c). ACPI,
+the firmware of dmavm's x86_64 guests, has no such description, and an x86
+kernel configures no per-device pool from ACPI (its bounce buffering is the
+global swiotlb, forced for confidential guests by the platform, not per
+device). A pool there would be unknown to the guest, which would hand the
+device buffers anywhere in RAM while dmavm refused every access outside the
+pool.
+
+Fix: use dma-pool= on an arm64 machine, or drop it.",
+};
+
+const DMA013: Rule = Rule {
+    code: "DMA013",
+    severity: Severity::Error,
+    summary: "the restricted DMA pools do not fit in RAM",
+    explanation: "\
+dmavm places restricted DMA pools at the top of RAM, 2 MiB aligned, one below
+the other, so that they never overlap each other; the kernel, the initrd and
+the device tree go below the lowest pool. Pools that would take more than
+half of RAM (or more than all of it) leave the guest too little to boot and
+run: Linux reserves each pool whole at boot, and only the device that owns a
+pool may use it.
+
+Fix: give more --memory, or smaller dma-pool= sizes (a pool holds bounce
+buffers and rings, not a device's working set: 4M is plenty for a disk).",
+};
+
+const DMA107: Rule = Rule {
+    code: "DMA107",
+    severity: Severity::Warning,
+    summary: "several devices share one host bridge's restricted DMA pool",
+    explanation: "\
+A host bridge's dma-pool= is one pool for every function below it without a
+pool of its own: Linux bounces all their buffers and allocates all their
+rings in the same region. One busy device can fill it, and Linux then fails
+the others' mappings (swiotlb reports the buffer full); and since each device
+may reach the whole pool, the pool confines a device only to memory the
+others use as well.
+
+Fix: give a device that needs isolation or steady throughput a dma-pool= of
+its own (on the device: its PCI function gets a node of its own with its own
+memory-region).",
+};
+
+const DMA108: Rule = Rule {
+    code: "DMA108",
+    severity: Severity::Warning,
+    summary: "a restricted DMA pool is smaller than 1 MiB",
+    explanation: "\
+Linux allocates a pool device's virtqueues from its restricted pool as well
+as every bounce buffer, each up to 256 KiB (one swiotlb segment). A pool of
+less than 1 MiB leaves a disk room for a few requests in flight: under load
+the guest's mappings fail and its I/O errors out, although dmavm did nothing
+wrong.
+
+Fix: give the device dma-pool=1M or more (4M suits a disk).",
 };

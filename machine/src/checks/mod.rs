@@ -78,6 +78,12 @@ pub fn check_with(machine: &Machine, firmware: Firmware) -> Vec<Finding> {
     rules::shared_addresses(machine, &mut out);
     rules::vtd_not_on_x86(machine, &mut out);
     rules::vtd_mmio_translated(machine, &mut out);
+    rules::pool_with_direct_access(machine, &mut out);
+    rules::pool_in_iommu_scope(machine, &mut out);
+    rules::pool_without_firmware(machine, &mut out);
+    rules::pools_do_not_fit(machine, &mut out);
+    rules::shared_pool(machine, &mut out);
+    rules::small_pool(machine, &mut out);
     rules::declared_noncoherent(machine, &mut out);
     let unused = rules::iommu_unused(machine, &mut out);
     rules::mixed_coherency(machine, &mut out);

@@ -192,7 +192,8 @@ pub(super) fn iommu_unused(machine: &Machine, out: &mut Vec<Finding>) -> bool {
     let Some(iommu) = machine.devices.iter().find(|d| is_iommu(d)) else {
         return false;
     };
-    let others: Vec<&Device> = endpoints(machine).collect();
+    // Devices confined to a pool are outside the scope by their own rule.
+    let others: Vec<&Device> = endpoints(machine).filter(|d| d.pool.is_none()).collect();
     // A translated hot-pluggable bridge keeps its empty slots in scope.
     let hotplug_scope = machine.bridges.iter().any(|b| b.hotplug && !b.direct_ram_access);
     if others.is_empty() || others.iter().any(|d| d.dma.endpoint().is_some()) || hotplug_scope {
@@ -240,7 +241,8 @@ pub(super) fn bypass_unknown_to_old_guests(machine: &Machine, out: &mut Vec<Find
     let Some(iommu) = machine.devices.iter().find(|d| is_iommu(d)) else {
         return;
     };
-    let bypassing: Vec<&Device> = endpoints(machine).filter(|d| d.dma.endpoint().is_none()).collect();
+    let bypassing: Vec<&Device> =
+        endpoints(machine).filter(|d| d.dma.endpoint().is_none() && d.pool.is_none()).collect();
     if bypassing.is_empty() {
         return;
     }
@@ -321,3 +323,176 @@ pub(super) fn vtd_noncoherent_walks(machine: &Machine, out: &mut Vec<Finding>) {
         ));
     }
 }
+/// "4 MiB at 0x7fc00000" (a pool, for messages).
+fn pool_text(pool: &crate::DmaPool) -> String {
+    let size = if pool.size % (1 << 20) == 0 {
+        format!("{} MiB", pool.size >> 20)
+    } else {
+        format!("{} KiB", pool.size >> 10)
+    };
+    format!("{size} at {:#x}", pool.base)
+}
+
+/// Whose pool a device has, for messages: "its pool" or "host bridge b's pool".
+fn pool_owner(machine: &Machine, d: &Device) -> String {
+    match (d.pool.map(|p| p.owner), d.placement) {
+        (Some(crate::PoolOwner::Bridge), Placement::Pci { segment, .. }) => {
+            format!(
+                "the dma-pool of its host bridge {}",
+                machine.bridge(segment).map_or("?", |b| b.id.as_str())
+            )
+        }
+        _ => "its dma-pool".into(),
+    }
+}
+
+/// DMA010: per bridge with both, and per device that has a pool and
+/// direct-ram-access=on of its own.
+pub(super) fn pool_with_direct_access(machine: &Machine, out: &mut Vec<Finding>) {
+    const WHY: &str = "a device with direct-ram-access=on is offered no VIRTIO_F_ACCESS_PLATFORM, so the \
+                       guest's driver hands it buffers anywhere in RAM instead of bouncing them through the pool \
+                       its DMA API would use, and dmavm refuses every access outside the pool";
+    for b in machine.bridges.iter().filter(|b| b.dma_pool.is_some() && b.direct_ram_access) {
+        out.push(Finding::new(
+            Code::Dma010,
+            format!("host bridge {}: dma-pool= with direct-ram-access=on: {WHY}; drop one of them", b.id),
+        ));
+    }
+    for d in machine.devices.iter().filter(|d| d.pool.is_some() && d.dma == crate::DmaPath::Direct) {
+        let inherited = matches!(d.placement, Placement::Pci { segment, .. }
+            if machine.bridge(segment).is_some_and(|b| b.dma_pool.is_some() && b.direct_ram_access)
+                && d.pool.map(|p| p.owner) == Some(crate::PoolOwner::Bridge));
+        if inherited {
+            continue;
+        }
+        out.push(Finding::new(
+            Code::Dma010,
+            format!(
+                "{}: {} with direct-ram-access=on: {WHY}; leave direct-ram-access out (a device with a pool \
+                 is outside the IOMMU's scope anyway)",
+                d.id,
+                pool_owner(machine, d)
+            ),
+        ));
+    }
+}
+
+/// DMA011.
+pub(super) fn pool_in_iommu_scope(machine: &Machine, out: &mut Vec<Finding>) {
+    for d in machine.devices.iter().filter(|d| d.pool.is_some() && d.dma.endpoint().is_some()) {
+        out.push(Finding::new(
+            Code::Dma011,
+            format!(
+                "{}: {} and the IOMMU's scope (direct-ram-access=off given, or a slot of a translated hotplug=on \
+                 bridge): Linux gives a device behind an IOMMU IOVAs from the IOMMU's DMA ops and never bounces \
+                 through its restricted pool, so the pool would confine nothing; leave direct-ram-access out \
+                 (a device with a pool is outside the scope), or put it on another bridge",
+                d.id,
+                pool_owner(machine, d)
+            ),
+        ));
+    }
+}
+
+/// DMA012.
+pub(super) fn pool_without_firmware(machine: &Machine, out: &mut Vec<Finding>) {
+    if machine.arch != crate::Arch::X86_64 {
+        return;
+    }
+    let bridges =
+        machine.bridges.iter().filter(|b| b.dma_pool.is_some()).map(|b| format!("host bridge {}", b.id));
+    let devices = machine
+        .devices
+        .iter()
+        .filter(|d| d.pool.map(|p| p.owner) == Some(crate::PoolOwner::Device))
+        .map(|d| d.id.clone());
+    let who: Vec<String> = bridges.chain(devices).collect();
+    if who.is_empty() {
+        return;
+    }
+    out.push(Finding::new(
+        Code::Dma012,
+        format!(
+            "{}: dma-pool= on x86_64: ACPI has no way to declare a restricted DMA pool (Linux reads them only \
+             from a device tree's reserved-memory), so the guest would never bounce through it and every \
+             access would be refused; use an arm64 machine, or drop dma-pool=",
+            who.join(", ")
+        ),
+    ));
+}
+
+/// DMA013: the pools, carved from the top of RAM, must leave at least
+/// half of it to the guest (and fit at all).
+pub(super) fn pools_do_not_fit(machine: &Machine, out: &mut Vec<Finding>) {
+    let pools = machine.dma_pools();
+    if pools.is_empty() {
+        return;
+    }
+    let floor = crate::pools::ram_floor(machine.arch, machine.memory);
+    let top = crate::pools::ram_top(machine.arch, machine.memory);
+    let lowest = pools.iter().map(|p| p.base).min().unwrap_or(top);
+    let total: u64 = pools.iter().map(|p| p.size).sum();
+    let placed = pools.iter().all(|p| p.base >= floor && p.end() <= top);
+    if placed && top - lowest <= machine.memory / 2 {
+        return;
+    }
+    let list: Vec<String> = pools.iter().map(pool_text).collect();
+    out.push(Finding::new(
+        Code::Dma013,
+        format!(
+            "the restricted DMA pools ({} MiB in all{}) do not fit in {} MiB of RAM leaving the guest at least \
+             half of it: the kernel, initrd and device tree go below the pools, and the guest needs the rest to \
+             run; give more --memory or smaller dma-pool= sizes",
+            total.div_ceil(1 << 20),
+            if placed { format!(": {}", list.join(", ")) } else { String::new() },
+            machine.memory >> 20
+        ),
+    ));
+}
+
+/// DMA107: a pool shared by several devices.
+pub(super) fn shared_pool(machine: &Machine, out: &mut Vec<Finding>) {
+    for b in machine.bridges.iter() {
+        let Some(pool) = b.dma_pool else { continue };
+        let sharing: Vec<&Device> =
+            machine.devices.iter().filter(|d| d.pool == Some(pool) && d.dma.pool().is_some()).collect();
+        if sharing.len() < 2 {
+            continue;
+        }
+        out.push(Finding::new(
+            Code::Dma107,
+            format!(
+                "host bridge {}: {} share its dma-pool ({}): one device's bounce buffers and rings can exhaust \
+                 it, and Linux then fails the others' mappings (swiotlb \"buffer is full\"), and the pool \
+                 confines each device only to memory the others use too; give a device that needs isolation \
+                 or steady throughput a dma-pool= of its own",
+                b.id,
+                names(sharing),
+                pool_text(&pool)
+            ),
+        ));
+    }
+}
+
+/// DMA108: a pool smaller than a device's rings and one largest bounce.
+pub(super) fn small_pool(machine: &Machine, out: &mut Vec<Finding>) {
+    for d in machine.devices.iter().filter(|d| d.dma.pool().is_some()) {
+        let Some(pool) = d.pool else { continue };
+        if pool.size >= SMALL_POOL {
+            continue;
+        }
+        out.push(Finding::new(
+            Code::Dma108,
+            format!(
+                "{}: {} is {}: Linux allocates the device's rings from it as well as every bounce buffer (up \
+                 to 256 KiB each), so a busy device runs out and its I/O fails; give it 1M or more",
+                d.id,
+                pool_owner(machine, d),
+                pool_text(&pool)
+            ),
+        ));
+    }
+}
+
+/// Below this, a pool is DMA108.
+const SMALL_POOL: u64 = 1 << 20;

@@ -8,6 +8,11 @@ use crate::Placement;
 
 /// A machine from command-line style `(option, keys)` pairs.
 fn machine(args: &[(&str, &str)]) -> Machine {
+    machine_on(crate::Arch::X86_64, args)
+}
+
+/// The same on `arch`.
+fn machine_on(arch: crate::Arch, args: &[(&str, &str)]) -> Machine {
     let (mut bridges, mut disks, mut rngs, mut console, mut iommu) = (vec![], vec![], vec![], None, None);
     for (option, keys) in args {
         match *option {
@@ -19,7 +24,16 @@ fn machine(args: &[(&str, &str)]) -> Machine {
             other => panic!("unknown option {other}"),
         }
     }
-    new_machine(&bridges, &disks, &rngs, console.as_ref(), iommu.as_ref()).unwrap()
+    if arch == crate::Arch::X86_64 {
+        return new_machine(&bridges, &disks, &rngs, console.as_ref(), iommu.as_ref()).unwrap();
+    }
+    let options = crate::options::MachineOptions {
+        bridges,
+        devices: disks.into_iter().chain(rngs).chain(console).collect(),
+        iommu,
+        ..crate::options::MachineOptions::new(1, crate::test_utils::TEST_MEMORY)
+    };
+    Machine::new(&options, arch).unwrap()
 }
 
 fn codes(findings: &[Finding]) -> Vec<Code> {
@@ -211,6 +225,95 @@ fn a_vtd_machine_has_none_of_the_virtio_iommu_findings() {
     assert_eq!(codes(&check(&m)), [Code::Dma007]);
 }
 
+/// The restricted DMA pool rules, on arm64 (where a pool can be declared;
+/// DMA012 is the x86_64 one).
+const POOL_CASES: &[Case] = &[
+    (
+        Code::Dma010,
+        &[("--disk", "path=a,dma-pool=4M,direct-ram-access=on")],
+        &[("--disk", "path=a,dma-pool=4M"), ("--rng", "direct-ram-access=on")],
+        "disk0: its dma-pool with direct-ram-access=on: a device with direct-ram-access=on is offered no",
+    ),
+    (
+        Code::Dma010,
+        &[
+            ("--pci-bridge", "id=b,dma-pool=4M,direct-ram-access=on"),
+            ("--disk", "path=a,transport=pci,bridge=b"),
+        ],
+        &[("--pci-bridge", "id=b,dma-pool=4M"), ("--disk", "path=a,transport=pci,bridge=b")],
+        "host bridge b: dma-pool= with direct-ram-access=on",
+    ),
+    (
+        Code::Dma011,
+        &[("--iommu", ""), ("--disk", "path=a,dma-pool=4M,direct-ram-access=off")],
+        &[("--iommu", ""), ("--disk", "path=a,dma-pool=4M"), ("--rng", "")],
+        "disk0: its dma-pool and the IOMMU's scope",
+    ),
+    (
+        Code::Dma011,
+        &[
+            ("--iommu", ""),
+            ("--pci-bridge", "id=hp,hotplug=on"),
+            ("--disk", "path=a,transport=pci,bridge=hp,dma-pool=4M"),
+        ],
+        &[
+            ("--iommu", ""),
+            ("--pci-bridge", "id=hp"),
+            ("--disk", "path=a,transport=pci,bridge=hp,dma-pool=4M"),
+        ],
+        "disk0: its dma-pool and the IOMMU's scope",
+    ),
+    (
+        Code::Dma013,
+        &[("--disk", "path=a,dma-pool=512M"), ("--rng", "dma-pool=256M")],
+        &[("--disk", "path=a,dma-pool=256M"), ("--rng", "dma-pool=254M")],
+        "the restricted DMA pools (768 MiB in all: 512 MiB at 0x60000000, 256 MiB at 0x50000000) do not fit in 1024 MiB",
+    ),
+    (
+        Code::Dma107,
+        &[
+            ("--pci-bridge", "id=b,dma-pool=4M"),
+            ("--disk", "path=a,transport=pci,bridge=b"),
+            ("--rng", "transport=pci,bridge=b"),
+        ],
+        &[
+            ("--pci-bridge", "id=b,dma-pool=4M"),
+            ("--disk", "path=a,transport=pci,bridge=b,dma-pool=4M"),
+            ("--rng", "transport=pci,bridge=b"),
+        ],
+        "host bridge b: disk0 and rng0 share its dma-pool (4 MiB at 0x",
+    ),
+    (
+        Code::Dma108,
+        &[("--rng", "dma-pool=512K")],
+        &[("--rng", "dma-pool=1M")],
+        "rng0: its dma-pool is 512 KiB at 0x",
+    ),
+];
+
+#[test]
+fn pool_checks_fire_and_stay_silent_on_their_neighbours() {
+    for (code, broken, valid, needle) in POOL_CASES {
+        let findings = check(&machine_on(crate::Arch::Aarch64, broken));
+        let fired: Vec<&Finding> = findings.iter().filter(|f| f.code == *code).collect();
+        assert_eq!(fired.len(), 1, "{code} on {broken:?}: {findings:#?}");
+        assert!(fired[0].message.contains(needle), "{code}: expected {needle:?} in {}", fired[0].message);
+        let quiet = check(&machine_on(crate::Arch::Aarch64, valid));
+        assert!(!codes(&quiet).contains(code), "{code} on its valid neighbour {valid:?}: {quiet:#?}");
+        assert!(refusal(&quiet).is_none(), "{valid:?} must be a valid machine: {quiet:#?}");
+    }
+    // DMA012: the same pools on x86_64, where ACPI cannot declare them.
+    let x86 = check(&machine(&[("--pci-bridge", "id=b,dma-pool=4M"), ("--disk", "path=a,dma-pool=4M")]));
+    let fired: Vec<&Finding> = x86.iter().filter(|f| f.code == Code::Dma012).collect();
+    assert_eq!(fired.len(), 1, "{x86:#?}");
+    assert!(
+        fired[0].message.starts_with("host bridge b, disk0: dma-pool= on x86_64: ACPI has no way"),
+        "{}",
+        fired[0].message
+    );
+    assert!(!codes(&check(&machine(&[("--disk", "path=a")]))).contains(&Code::Dma012));
+}
+
 #[test]
 fn every_check_fires_and_stays_silent_on_its_neighbour() {
     for (code, broken, valid, needle) in CASES {
@@ -223,7 +326,13 @@ fn every_check_fires_and_stays_silent_on_its_neighbour() {
         assert!(!codes(&quiet).contains(code), "{code} on its valid neighbour {valid:?}: {quiet:#?}");
         assert!(refusal(&quiet).is_none(), "{valid:?} must be a valid machine: {quiet:#?}");
     }
-    let covered: Vec<Code> = CASES.iter().map(|c| c.0).chain(OTHER_ARCH.iter().copied()).collect();
+    let covered: Vec<Code> = CASES
+        .iter()
+        .chain(POOL_CASES)
+        .map(|c| c.0)
+        .chain(OTHER_ARCH.iter().copied())
+        .chain([Code::Dma012])
+        .collect();
     for code in Code::ALL {
         assert!(covered.contains(&code), "{code} has no test case");
     }

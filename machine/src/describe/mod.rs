@@ -108,7 +108,7 @@ pub fn describe(request: &Request<'_>) -> Result<Described> {
 /// The aarch64 machine: its device tree, built as the arm64 back end
 /// builds it.
 fn device_tree(machine: &Machine, request: &Request<'_>) -> Result<Built> {
-    let initrd = request.initrd_size.map(|size| initrd_region(machine.memory, size)).transpose()?;
+    let initrd = request.initrd_size.map(|size| initrd_region(machine.boot_top(), size)).transpose()?;
     // KVM's default MPIDRs: what the arm64 back end's vCPUs report
     // (checked first: no list of a billion vCPUs).
     check_cpus(usize::try_from(machine.cpus).unwrap_or(usize::MAX))?;

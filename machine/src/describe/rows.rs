@@ -17,7 +17,7 @@ use dmavm_fdt::{PciIommuScope, PciRoot};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Finding;
-use crate::{pci_bdf, Arch, Device, DeviceKind, Machine, PciBridge, Placement};
+use crate::{pci_bdf, Arch, Device, DeviceKind, DmaPool, Machine, PciBridge, Placement};
 
 /// Everything `describe` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,10 @@ pub struct Row {
     /// boot-bypass=`); `None` for every other row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_bypass: Option<bool>,
+    /// The restricted DMA pool it is confined to (a bridge: the pool of
+    /// its functions without one of their own); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dma_pool: Option<DmaPool>,
     /// What the ACPI tables declare (x86_64).
     pub acpi: Option<AcpiObject>,
     /// What the device tree declares (aarch64).
@@ -387,6 +391,7 @@ fn bridge_row(b: &PciBridge, firmware: Firmware<'_>) -> Row {
         endpoint: None,
         access_platform: None,
         boot_bypass: None,
+        dma_pool: b.dma_pool,
         acpi: None,
         dt: None,
     };
@@ -461,6 +466,7 @@ fn device_row(machine: &Machine, d: &Device, firmware: Firmware<'_>) -> Row {
         endpoint: d.dma.endpoint(),
         access_platform: Some(d.dma.offers_access_platform()),
         boot_bypass: is_iommu.then_some(machine.boot_bypass),
+        dma_pool: d.pool,
         acpi: None,
         dt: None,
     };
@@ -563,7 +569,10 @@ fn dt_node(m: &dmavm_fdt::Machine, row: &Row, d: &Device, is_iommu: bool) -> Opt
                             && u32::from(bdf) < u32::from(e.rid_base) + e.length
                     })
                     .collect();
-                (bridge, covering)
+                // A function confined to a pool has a node of its own
+                // (fdt/src/encode.rs), unit address "device".
+                let own_node = root.functions.iter().any(|f| f.bdf == bdf);
+                (if own_node { format!("{bridge}/virtio@{slot:x}") } else { bridge }, covering)
             };
             Some(DtNode { path, dma_coherent: root.coherent, iommus: None, iommu_map: map })
         }

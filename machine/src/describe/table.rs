@@ -39,6 +39,11 @@ pub fn cells(description: &Description) -> (Vec<&'static str>, Vec<Vec<String>>)
         "ENDPOINT",
         "ACCESS_PLATFORM",
     ];
+    // Only machines with a restricted DMA pool get its column.
+    let pools = description.devices.iter().any(|r| r.dma_pool.is_some());
+    if pools {
+        titles.push("DMA-POOL");
+    }
     match description.arch {
         Arch::X86_64 => titles.extend(["ACPI", "_CCA", "VIOT"]),
         Arch::Aarch64 => titles.extend(["DT-NODE", "DMA-COHERENT", "IOMMUS/IOMMU-MAP"]),
@@ -49,11 +54,21 @@ pub fn cells(description: &Description) -> (Vec<&'static str>, Vec<Vec<String>>)
     if dmar {
         titles.push("DMAR");
     }
-    let rows = description.devices.iter().map(|r| row_cells(description.arch, r, dmar)).collect();
+    let rows = description.devices.iter().map(|r| row_cells(description.arch, r, dmar, pools)).collect();
     (titles, rows)
 }
 
-fn row_cells(arch: Arch, r: &Row, dmar: bool) -> Vec<String> {
+/// A pool as `4M@0x7fc00000` (a bridge's, on its functions: `bridge:4M@...`).
+fn pool_cell(r: &Row) -> String {
+    or_dash(r.dma_pool.map(|p| {
+        let size =
+            if p.size % (1 << 20) == 0 { format!("{}M", p.size >> 20) } else { format!("{}K", p.size >> 10) };
+        let shared = p.owner == crate::PoolOwner::Bridge && r.kind != super::rows::Kind::PciHostBridge;
+        format!("{}{size}@{:#x}", if shared { "bridge:" } else { "" }, p.base)
+    }))
+}
+
+fn row_cells(arch: Arch, r: &Row, dmar: bool, pools: bool) -> Vec<String> {
     let mut cells = vec![
         r.id.clone(),
         r.kind.to_string(),
@@ -66,6 +81,9 @@ fn row_cells(arch: Arch, r: &Row, dmar: bool) -> Vec<String> {
         or_dash(r.endpoint.map(|e| format!("{e:#x}"))),
         or_dash(r.access_platform.map(|a| yes_no(a).into())),
     ];
+    if pools {
+        cells.push(pool_cell(r));
+    }
     match arch {
         Arch::X86_64 => {
             let acpi = r.acpi.as_ref();

@@ -138,7 +138,13 @@ pub fn virtio_mmio_device(
     coherent: bool,
     iommu_endpoint: Option<u32>,
 ) -> Option<VirtioMmioDevice> {
-    virtio_mmio_slot(index).map(|(region, spi)| VirtioMmioDevice { region, spi, coherent, iommu_endpoint })
+    virtio_mmio_slot(index).map(|(region, spi)| VirtioMmioDevice {
+        region,
+        spi,
+        coherent,
+        iommu_endpoint,
+        dma_pool: None,
+    })
 }
 
 /// Where one PCI segment's host bridge decodes.
@@ -170,6 +176,7 @@ impl PciSegmentLayout {
             its_device_base: self.its_device_base,
             coherent,
             iommu,
+            functions: Vec::new(),
         }
     }
 }
@@ -210,6 +217,7 @@ pub fn virt_machine(cpus: u32, ram: u64, bootargs: &str) -> Machine {
         virtio_mmio: Vec::new(),
         pci_roots: Vec::new(),
         iommu: None,
+        dma_pools: Vec::new(),
     }
 }
 

@@ -144,6 +144,30 @@ pub fn iommu_on_bus_2() -> Machine {
     m
 }
 
+/// Restricted DMA pools as the machine model places and declares them: a virtio-mmio disk with
+/// a pool of its own, next to a translated one; a PCI function of segment 0 with its own pool
+/// (a child node of the bridge); host bridge `bounce` (segment 1) with one pool for its two
+/// functions (memory-region on the bridge); an initrd below the pools.
+pub fn dma_pools() -> Machine {
+    use dmavm_machine::options::{parse_bridge, parse_disk, parse_iommu, parse_rng, MachineOptions};
+    let options = MachineOptions {
+        bridges: vec![parse_bridge("id=bounce,dma-pool=4M").unwrap()],
+        devices: vec![
+            parse_disk("path=a,dma-pool=4M").unwrap(),
+            parse_disk("path=b").unwrap(),
+            parse_disk("path=c,transport=pci,dma-pool=1M").unwrap(),
+            parse_disk("path=d,transport=pci,bridge=bounce").unwrap(),
+            parse_rng("transport=pci,bridge=bounce").unwrap(),
+        ],
+        iommu: Some(parse_iommu("transport=mmio").unwrap()),
+        ..MachineOptions::new(2, 512 << 20)
+    };
+    let machine = dmavm_machine::Machine::new(&options, dmavm_machine::Arch::Aarch64).unwrap();
+    let initrd = dmavm_machine::dt::initrd_region(machine.boot_top(), 8 << 20).unwrap();
+    let mpidrs = [layout::kvm_mpidr(0), layout::kvm_mpidr(1)];
+    machine.dt(&mpidrs, "console=ttyS0", Some(initrd)).unwrap()
+}
+
 /// Every test machine, named.
 pub fn machines() -> Vec<(&'static str, Machine)> {
     vec![
@@ -155,6 +179,7 @@ pub fn machines() -> Vec<(&'static str, Machine)> {
         ("all-bypass", all_bypass()),
         ("aff3-cpus", aff3_cpus()),
         ("iommu-on-bus-2", iommu_on_bus_2()),
+        ("dma-pools", dma_pools()),
     ]
 }
 

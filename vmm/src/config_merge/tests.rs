@@ -90,6 +90,10 @@ const EVERY_KEY: &[(&[&str], &str)] = &[
     (&["--disk", "path=/d/a.img,transport=pci"], "[[disk]]\npath = \"/d/a.img\"\ntransport = \"pci\""),
     (&["--disk", "path=/d/a.img,coherent=off"], "[[disk]]\npath = \"/d/a.img\"\ncoherent = false"),
     (&["--disk", "path=/d/a.img,direct-ram-access=on"], "[[disk]]\npath = \"/d/a.img\"\ndirect-ram-access = true"),
+    (&["--disk", "path=/d/a.img,dma-pool=4M"], "[[disk]]\npath = \"/d/a.img\"\ndma-pool = \"4M\""),
+    (&["--rng", "dma-pool=1M"], "[[rng]]\ndma-pool = \"1M\""),
+    (&["--console", "dma-pool=256K"], "[console]\ndma-pool = \"256K\""),
+    (&["--pci-bridge", "id=b,dma-pool=8M"], "[[pci-bridge]]\nid = \"b\"\ndma-pool = \"8M\""),
     (
         &["--pci-bridge", "id=b", "--disk", "path=/d/a.img,transport=pci,bridge=b"],
         "[[pci-bridge]]\nid = \"b\"\n[[disk]]\npath = \"/d/a.img\"\ntransport = \"pci\"\nbridge = \"b\"",
@@ -297,7 +301,7 @@ fn errors_name_the_file_the_line_and_the_key() {
         (
             "cpus = 1\n\n[[disk]]\nid = \"data\"\npath = \"d.img\"\nreadonlyy = true\n",
             "bad.toml:6: disk 'data': unknown key 'readonlyy' (known: path, readonly, id, transport, coherent, \
-             direct-ram-access, bridge, slot, addr)",
+             direct-ram-access, bridge, slot, addr, dma-pool)",
         ),
         ("[[disk]]\npath = \"a\"\n[[disk]]\npath = \"b\"\ntransport = \"usb\"\n", "bad.toml:5: disk #2: transport=usb: expected mmio or pci"),
         ("[[disk]]\nid = \"x\"\nreadonly = true\n", "bad.toml:1: disk 'x': path=FILE is required"),
@@ -330,12 +334,15 @@ fn errors_name_the_file_the_line_and_the_key() {
 }
 
 /// The examples, each with the warnings its comment announces.
-const EXAMPLES: &[(&str, &[Code])] = &[
-    ("no-iommu.toml", &[]),
-    ("translated.toml", &[]),
-    ("mixed.toml", &[Code::Dma104]),
-    ("bridges.toml", &[Code::Dma104]),
-    ("vtd.toml", &[]),
+/// The examples, each with the architecture it is for and the warnings
+/// its comment announces.
+const EXAMPLES: &[(&str, Arch, &[Code])] = &[
+    ("no-iommu.toml", Arch::X86_64, &[]),
+    ("translated.toml", Arch::X86_64, &[]),
+    ("mixed.toml", Arch::X86_64, &[Code::Dma104]),
+    ("bridges.toml", Arch::X86_64, &[Code::Dma104]),
+    ("vtd.toml", Arch::X86_64, &[]),
+    ("dma-pool.toml", Arch::Aarch64, &[Code::Dma107]),
 ];
 
 #[test]
@@ -347,15 +354,19 @@ fn the_examples_build_with_their_expected_warnings_only() {
         .filter(|n| n.ends_with(".toml"))
         .collect();
     files.sort();
-    let mut listed: Vec<String> = EXAMPLES.iter().map(|(n, _)| n.to_string()).collect();
+    let mut listed: Vec<String> = EXAMPLES.iter().map(|(n, _, _)| n.to_string()).collect();
     listed.sort();
     assert_eq!(files, listed, "every example is tested, every tested example exists");
-    for (name, expected) in EXAMPLES {
+    for (name, arch, expected) in EXAMPLES {
         let path = folder.join(name);
         let r = run_args(&["--config", path.to_str().unwrap()]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(r.kernel.as_deref().is_some_and(|k| k.ends_with("build/guest/vmlinuz")), "{name}");
-        let built = build(r);
-        let codes: Vec<Code> = check_with(&built.machine, Firmware::Acpi).iter().map(|f| f.code).collect();
+        let kernel = match arch {
+            Arch::X86_64 => "build/guest/vmlinuz",
+            Arch::Aarch64 => "build/guest-arm64/Image",
+        };
+        assert!(r.kernel.as_deref().is_some_and(|k| k.ends_with(kernel)), "{name}");
+        let machine = Machine::new(&r.machine.options(), *arch).unwrap_or_else(|e| panic!("{e:#}"));
+        let codes: Vec<Code> = check_with(&machine, Firmware::of(*arch)).iter().map(|f| f.code).collect();
         assert_eq!(&codes, expected, "{name}");
     }
 }

@@ -933,3 +933,80 @@ fn access_permissions_of_translated_memory_are_honoured() {
     expected[512..1024].copy_from_slice(&rig.bytes(DATA, 512));
     assert_eq!(rig.file(), expected);
 }
+
+// ------------------------------------------------------ restricted DMA pool
+
+#[test]
+fn chains_reaching_outside_a_restricted_pool_fail_and_touch_nothing() {
+    use crate::virtio::pool_memory::{pool_memory, PoolBounds, PoolCounters, PoolMemory};
+    // The pool holds the rings, the headers, the data buffers and the
+    // status bytes, and ends 0x800 into the data area.
+    const POOL_END: u64 = DATA + 0x800;
+    let mem = memory();
+    let counters = Arc::new(PoolCounters::default());
+    let bounds = PoolBounds::new(0, POOL_END, counters.clone(), "disk0").unwrap();
+    let pooled: Arc<PoolMemory> = Arc::new(pool_memory((*mem).clone(), bounds));
+    let file = TempFile::new().unwrap();
+    file.as_file().write_all(&disk_content()).unwrap();
+    let config = BlockConfig { file: file.as_file().try_clone().unwrap(), read_only: false, id: "d".into() };
+    let mut block = Block::<PoolMemory>::new(config).unwrap();
+    let header = |addr: u64, kind: u32| {
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&kind.to_le_bytes());
+        mem.write_slice(&h, GuestAddress(addr)).unwrap();
+    };
+    header(HDR, T_IN);
+    header(HDR + 0x100, T_OUT);
+    header(POOL_END + 0x1000, T_IN);
+    // STATUS lies above the pool's end: status bytes and data inside it.
+    let (st, data) = (DATA + 0x400, DATA);
+    let mut d = Driver::new(&mem, 32);
+    let heads = vec![
+        // IN into a buffer straddling the pool's end: nothing of the part
+        // inside may be written either.
+        d.chain(&[(HDR, 16, R), (POOL_END - 256, 512, W), (st, 1, W)]),
+        // IN into a buffer wholly outside the pool (inside guest memory).
+        d.chain(&[(HDR, 16, R), (POOL_END + 0x2000, 512, W), (st + 1, 1, W)]),
+        // OUT from a buffer straddling the pool's end.
+        d.chain(&[(HDR + 0x100, 16, R), (POOL_END - 256, 512, R), (st + 2, 1, W)]),
+        // A header outside the pool.
+        d.chain(&[(POOL_END + 0x1000, 16, R), (st + 3, 1, W)]),
+        // A status byte outside the pool: nothing is done or written.
+        d.chain(&[(HDR, 16, R), (data, 512, W), (POOL_END + 0x100, 1, W)]),
+        // A request wholly inside the pool works.
+        d.chain(&[(HDR, 16, R), (data, 512, W), (st + 4, 1, W)]),
+    ];
+    for &h in &heads {
+        d.publish(h);
+    }
+    let check = MemCheck::new(&mem);
+    let irq = Arc::new(Interrupts::default());
+    block
+        .activate(Activation {
+            mem: pooled.clone(),
+            queues: vec![d.queue()],
+            acked_features: VIRTIO_F_VERSION_1,
+            interrupt: irq,
+        })
+        .unwrap();
+    block.process_queue(0).unwrap();
+    assert_eq!(d.used_idx() as usize, heads.len());
+    for (i, (&h, len)) in heads.iter().zip([1, 1, 1, 1, 0, 513]).enumerate() {
+        assert_eq!(d.used(i as u16), (u32::from(h), len), "chain {i} (head {h})");
+    }
+    for i in 0..4 {
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(st + i)).unwrap(), S_IOERR, "chain {i}");
+    }
+    assert_eq!(mem.read_obj::<u8>(GuestAddress(st + 4)).unwrap(), S_OK);
+    let mut read = vec![0u8; 512];
+    mem.read_slice(&mut read, GuestAddress(data)).unwrap();
+    assert_eq!(read, disk_content()[..512]);
+    check.assert_only_changed(&mem, &[(st, 5), (data, 512), d.used_ring()]);
+    let mut on_disk = Vec::new();
+    let mut f = file.as_file();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_end(&mut on_disk).unwrap();
+    assert_eq!(on_disk, disk_content(), "host file changed");
+    assert!(counters.refused() >= 5, "{} refused", counters.refused());
+    assert!(counters.inside() > 0);
+}

@@ -23,11 +23,12 @@ pub fn ram_ranges(size: u64) -> Vec<(u64, u64)> {
     dmavm_machine::Arch::Aarch64.ram_ranges(size)
 }
 
-/// Where the device tree blob goes for `memory` bytes of RAM: the 2 MiB
-/// region at the top of the boot window (the machine model's
-/// [`fdt_region`], which `describe` shows).
-pub fn fdt_address(memory: u64) -> Option<u64> {
-    fdt_region(memory).map(|r| r.base)
+/// Where the device tree blob goes below `boot_top` (the machine's
+/// [`dmavm_machine::Machine::boot_top`]: the top of the boot window, below
+/// every restricted DMA pool): the 2 MiB region at the top (the machine
+/// model's [`fdt_region`], which `describe` shows).
+pub fn fdt_address(boot_top: u64) -> Option<u64> {
+    fdt_region(boot_top).map(|r| r.base)
 }
 
 #[cfg(test)]
@@ -36,8 +37,12 @@ mod tests {
 
     #[test]
     fn the_device_tree_sits_at_the_top_of_the_boot_window() {
-        assert_eq!(fdt_address(256 << 20), Some(RAM_START + (254 << 20)));
-        assert_eq!(fdt_address(4 << 30), Some(RAM_START + (1022 << 20)));
-        assert_eq!(fdt_address(1 << 20), None);
+        let top = |memory| dmavm_machine::dt::boot_top(memory, None);
+        assert_eq!(fdt_address(top(256 << 20)), Some(RAM_START + (254 << 20)));
+        assert_eq!(fdt_address(top(4 << 30)), Some(RAM_START + (1022 << 20)));
+        assert_eq!(fdt_address(top(1 << 20)), None);
+        // Below a restricted DMA pool at the top of RAM.
+        let below_pool = dmavm_machine::dt::boot_top(256 << 20, Some(RAM_START + (252 << 20)));
+        assert_eq!(fdt_address(below_pool), Some(RAM_START + (250 << 20)));
     }
 }

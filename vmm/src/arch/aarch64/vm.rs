@@ -69,12 +69,16 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     route_mmio_devices(config, &router)?;
     let virtio = virtio_devices::create_with_pci(&vm, &mem, &mmio, &pio, &router, &config.machine)?;
 
-    let fdt_addr = fdt_address(config.memory).context("guest memory too small for the device tree")?;
+    let fdt_addr =
+        fdt_address(config.machine.boot_top()).context("guest memory too small for the device tree")?;
     let kernel = boot::load_kernel(kernel, &mem, fdt_addr)?;
     let initrd = initrd.as_deref().map(|p| boot::load_initrd(p, &mem, kernel.end, fdt_addr)).transpose()?;
     // The machine model's device tree (the one `dmavm describe` prints),
     // with the MPIDRs KVM gave the vCPUs.
-    let description = config.machine.dt(&mpidrs, cmdline, initrd)?;
+    let mut description = config.machine.dt(&mpidrs, cmdline, initrd)?;
+    if std::env::var_os(UNDECLARED_POOLS_FOR_TESTS).is_some_and(|v| v == "1") {
+        undeclare_pools(&mut description);
+    }
     let blob = dmavm_fdt::build(&description).context("building the device tree")?;
     mem.write_slice(&blob, GuestAddress(fdt_addr)).context("writing the device tree into guest memory")?;
     let boot_vcpu = vcpus.first().context("no vCPU")?;
@@ -91,6 +95,29 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
     run_loop::run(built, &config.machine, config.stats)
+}
+
+/// Test only: with this environment variable set to `1`, the device tree
+/// keeps every restricted DMA pool under `/reserved-memory` but names none
+/// in a device's or bridge's `memory-region`, while the devices stay
+/// confined to their pools. The guest then hands the devices buffers
+/// anywhere in RAM, and dmavm refuses them: the real-guest test that proves
+/// the confinement is enforced. Never for running a workload.
+pub const UNDECLARED_POOLS_FOR_TESTS: &str = "DMAVM_TEST_UNDECLARED_POOLS";
+
+/// Drops every `memory-region` reference from `description` (see
+/// [`UNDECLARED_POOLS_FOR_TESTS`]).
+fn undeclare_pools(description: &mut dmavm_fdt::Machine) {
+    log::warn!(
+        "{UNDECLARED_POOLS_FOR_TESTS}=1 (test only): the device tree names no restricted DMA pool on any device, \
+         which stays confined to its pool: the guest's DMA to it will be refused"
+    );
+    for d in &mut description.virtio_mmio {
+        d.dma_pool = None;
+    }
+    for root in &mut description.pci_roots {
+        root.functions.clear();
+    }
 }
 
 /// What the arm64 back end needs from KVM beyond what every VM does.
