@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
+
+use crate::shard::Shard;
 
 /// What the kernel log must not hold, as `grep -E` patterns (the guest
 /// matches them against its whole kernel log): warnings and bugs with
@@ -23,12 +25,17 @@ pub const DEFAULT_FAIL_PATTERNS: &[&str] = &[
 
 /// Options of `dmavm boot-test`.
 #[derive(Debug, Args)]
-#[command(after_long_help = AFTER_HELP)]
+#[command(after_long_help = AFTER_HELP, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BootTestArgs {
+    /// What to do instead of running a matrix.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
     /// The kernel under test (bzImage, or an uncompressed ELF vmlinux with
     /// a PVH entry point).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    // Required, but not with `merge`: clap leaves it out then.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub kernel: Option<PathBuf>,
 
     /// An initramfs whose /init runs `/checks/$NAME.sh` for
     /// `dmavm.check=NAME` and ends the VM through the exit device, as
@@ -79,9 +86,23 @@ pub struct BootTestArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
 
-    /// Write a JSON report to FILE.
+    /// Write a JSON report to FILE (what `dmavm boot-test merge` reads).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+
+    /// Write the results to FILE as a KCIDB submission (KernelCI's
+    /// common results database, schema 5.3): the kernel as a checkout and
+    /// a build of origin `dmavm`, each run and each of its checks as a
+    /// test at `dmavm.MACHINE.VARIANT.CHECK`.
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
+
+    /// Run only shard I of N (1 <= I <= N): the runs whose name hashes to
+    /// it, so that N CI jobs with --shard 1/N ... N/N run every run
+    /// exactly once whatever the order of the matrix files. `dmavm
+    /// boot-test merge` makes their --json reports one.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::parse)]
+    pub shard: Option<Shard>,
 
     /// Keep each run's serial console and dmavm output in DIR/RUN.log
     /// (RUN with '/' as '_'); in sandbox mode also DIR/sandbox.log.
@@ -108,6 +129,38 @@ pub struct BootTestArgs {
     /// `dmavm boot-test --direct --protocol` inside the emulated host).
     #[arg(long, hide = true, requires = "direct")]
     pub protocol: bool,
+}
+
+/// What `dmavm boot-test` does instead of running a matrix.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Merge the --json reports of the shards of one matrix (--shard 1/N
+    /// ... N/N) into one report with the totals of an unsharded run: the
+    /// runs in matrix order, the table printed, and --json, --junit and
+    /// --kcidb written from it. Refuses reports of other kernels or
+    /// shardings, and a missing or repeated shard. Exit status as the
+    /// unsharded run's: 0 every run passed, 1 some run failed.
+    Merge(MergeArgs),
+}
+
+/// Options of `dmavm boot-test merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The --json reports of the shards.
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<PathBuf>,
+
+    /// Write the merged JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write the merged JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the merged results to FILE as a KCIDB submission.
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
 }
 
 /// The long help after the options; its exit statuses are
@@ -148,10 +201,26 @@ back over its serial console. It runs one VM at a time whatever --jobs says \
 (with more, the emulated host freezes or its kvm crashes now and then).
 
 Output: a progress line per finished run (runs done / total, failures so far), \
-then a table (run, result, seconds, first failing check). \
-Exit status: 0 every run passed, 1 some run failed (or the harness could not \
-run them), 2 bad matrix, missing kernel or bad options; 130 after Ctrl-C (every \
-VM and temporary file is gone by then).";
+then a table (run, result, seconds, first failing check). With --logs, every \
+failed run also leaves DIR/reproduce-RUN.sh (RUN with '/' as '_'), which boots \
+exactly that machine and kernel command line with plain `dmavm run` (hardware \
+KVM needed), with the initramfs kept beside it as DIR/initrd.img.
+
+A kernel whose virtio drivers are modules needs them in the initramfs: give \
+its modules with --modules (the harness says so when the guest lacks a driver).
+
+Sharding and KernelCI: --shard I/N runs a fixed 1/N of the runs (by a hash of \
+each run's name); `dmavm boot-test merge --json OUT --junit OUT --kcidb OUT \
+SHARD.json...` merges the shards' JSON reports. --kcidb writes a KCIDB \
+submission (schema 5.3) for `kcidb-submit`.
+
+Exit status, as `git bisect run` takes it: 0 every run passed, 1 some run \
+failed, 125 the kernel could not be tested (the kernel file is missing or \
+unreadable, it has none of the virtio drivers the runs need, the initramfs or \
+the test bed could not be made, no run could start; bisect skips the commit), \
+2 bad matrix or options (fix the command line: bisect takes 2 as a bad \
+commit); 130 after Ctrl-C (every VM and temporary file is gone by then; bisect \
+stops).";
 
 fn parse_jobs(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {

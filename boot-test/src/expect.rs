@@ -26,6 +26,17 @@ impl fmt::Display for Location {
     }
 }
 
+impl Location {
+    /// The name of the guest's driver of its virtio transport
+    /// (/sys/bus/pci/drivers, /sys/bus/platform/drivers).
+    pub fn transport_driver(&self) -> &'static str {
+        match self {
+            Location::Pci(_) => "virtio-pci",
+            Location::Mmio(_) => "virtio-mmio",
+        }
+    }
+}
+
 /// What a device is, as far as the guest's checks go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -50,6 +61,17 @@ impl Kind {
             Kind::Console => 3,
             Kind::Rng => 4,
             Kind::Iommu => 23,
+        }
+    }
+
+    /// The name of its guest driver on the virtio bus
+    /// (/sys/bus/virtio/drivers).
+    pub fn driver(self) -> &'static str {
+        match self {
+            Kind::Disk { .. } => "virtio_blk",
+            Kind::Console => "virtio_console",
+            Kind::Rng => "virtio_rng",
+            Kind::Iommu => "virtio_iommu",
         }
     }
 
@@ -119,6 +141,19 @@ impl Expectations {
             machine.devices.iter().filter(|d| d.dma.endpoint().is_some()).map(|d| d.coherent).collect();
         let mixed = translated.iter().any(|&c| c) && translated.iter().any(|&c| !c);
         Self { devices, refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed }
+    }
+
+    /// The guest drivers the devices need, transports first, in order.
+    pub fn drivers(&self) -> Vec<&'static str> {
+        let mut need = Vec::new();
+        for d in &self.devices {
+            for name in [d.location.transport_driver(), d.kind.driver()] {
+                if !need.contains(&name) {
+                    need.push(name);
+                }
+            }
+        }
+        need
     }
 
     /// The devices of one kind.

@@ -68,6 +68,10 @@ pub struct Observed {
     pub kernel: Option<String>,
     /// Modules init could not load.
     pub insmod_failed: Vec<String>,
+    /// The drivers the kernel has (built in or loaded): those of the
+    /// virtio bus and the virtio-pci and virtio-mmio transports, by their
+    /// sysfs names.
+    pub drivers: Option<Vec<String>>,
     /// Virtio devices.
     pub virtio: Vec<SeenVirtio>,
     /// Disks.
@@ -169,6 +173,10 @@ impl Observed {
                 o.kernel = value(rest, "kernel").map(str::to_string);
             } else if let Some(m) = value(rest, "insmod_failed") {
                 o.insmod_failed.push(m.to_string());
+            } else if let Some(list) = value(rest, "bt_drivers") {
+                o.drivers = Some(
+                    list.split(',').filter(|d| !d.is_empty() && *d != "-").map(str::to_string).collect(),
+                );
             } else if let Some(name) = value(rest, "bt_virtio") {
                 let device = value(rest, "device")
                     .and_then(|d| u32::from_str_radix(d.trim_start_matches("0x"), 16).ok())
@@ -218,6 +226,7 @@ mod tests {
 [    0.000000] Linux version 6.12
 DMAVM init uptime=3.1 cpus=1 mem_kb=200000 kernel=6.12.57+deb13-cloud-amd64
 DMAVM insmod_failed=virtio-iommu
+DMAVM bt_drivers=virtio_blk,virtio_console,virtio-pci
 DMAVM bt_virtio=virtio0 device=0x0017 parent=0000:00:01.0 addr=- group=none driver=virtio_iommu features=1110
 DMAVM bt_virtio=virtio1 device=0x0002 parent=LNRO0005:00 addr=d0000000 group=1 driver=virtio_blk features=00000000000000000000000000000000011
 DMAVM bt_disk=disk0 dev=vda ro=0 sha=abc readback=def write_refused=-
@@ -240,6 +249,8 @@ dmavm: error: guest triple fault
         assert!(o.init && o.done);
         assert_eq!(o.kernel.as_deref(), Some("6.12.57+deb13-cloud-amd64"));
         assert_eq!(o.insmod_failed, ["virtio-iommu"]);
+        assert_eq!(o.drivers, Some(vec!["virtio_blk".into(), "virtio_console".into(), "virtio-pci".into()]));
+        assert_eq!(Observed::parse("DMAVM bt_drivers=-\n").drivers, Some(vec![]));
         assert_eq!(o.virtio.len(), 2);
         assert_eq!(o.virtio[0].device, 0x17);
         assert_eq!((o.virtio[0].group.as_deref(), o.virtio[0].addr), (None, None));

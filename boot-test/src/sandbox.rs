@@ -95,6 +95,9 @@ fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> Strin
     for o in &args.only {
         words.extend(["--only".into(), o.clone()]);
     }
+    if let Some(s) = args.shard {
+        words.extend(["--shard".into(), s.to_string()]);
+    }
     if let Some(c) = &args.cmdline {
         words.extend(["--cmdline".into(), c.clone()]);
     }

@@ -16,7 +16,6 @@ pub const RNG_BYTES: u64 = 65536;
 
 /// The checks, in the order [`judge`] judges them (a test holds `judge`
 /// to this list).
-#[cfg(test)]
 pub const CHECKS: &[&str] =
     &["boot", "finished", "devices", "iommu-groups", "access-platform", "dma", "kernel-log", "vmm-stats"];
 
@@ -157,6 +156,7 @@ pub fn judge(
     checks.push(Check::new("finished", vec![], "the check ran to its end and the guest powered off"));
 
     // devices: each where the model puts it, with a driver
+    let absent = missing_drivers(exp, o);
     let find = |loc: &Location| -> Option<&SeenVirtio> {
         o.virtio.iter().find(|v| match loc {
             Location::Pci(bdf) => &v.parent == bdf,
@@ -164,6 +164,9 @@ pub fn judge(
         })
     };
     let mut missing = Vec::new();
+    if !absent.is_empty() {
+        missing.push(format!("the kernel has no {} driver (neither built in nor loaded)", absent.join(", ")));
+    }
     let mut matched: Vec<&str> = Vec::new();
     for d in &exp.devices {
         match find(&d.location) {
@@ -313,6 +316,13 @@ pub fn judge(
     checks
 }
 
+/// The drivers the machine's devices need that the guest's kernel has
+/// neither built in nor loaded (none when the guest did not say).
+pub fn missing_drivers(exp: &Expectations, o: &Observed) -> Vec<String> {
+    let Some(have) = &o.drivers else { return Vec::new() };
+    exp.drivers().into_iter().filter(|d| !have.iter().any(|h| h == d)).map(str::to_string).collect()
+}
+
 /// The outcome of a run with these checks.
 pub fn outcome(checks: &[Check], exit: Exit) -> Outcome {
     if matches!(exit, Exit::TimedOut(_)) {
@@ -354,6 +364,7 @@ mod tests {
     fn good_output() -> String {
         format!(
             "DMAVM init uptime=1 kernel=6.12\n\
+             DMAVM bt_drivers=virtio_blk,virtio_iommu,virtio_rng,virtio-pci,virtio-mmio\n\
              DMAVM bt_virtio=virtio0 device=0x0017 parent=0000:00:01.0 addr=- group=none driver=virtio_iommu features={}\n\
              DMAVM bt_virtio=virtio1 device=0x0002 parent=0000:00:02.0 addr=- group=0 driver=virtio_blk features={}\n\
              DMAVM bt_virtio=virtio2 device=0x0002 parent=LNRO0005:00 addr=d0000000 group=none driver=virtio_blk features={}\n\
@@ -403,6 +414,20 @@ mod tests {
     }
 
     #[test]
+    fn drivers_the_kernel_lacks_are_named() {
+        let exp = machine();
+        assert_eq!(exp.drivers(), ["virtio-pci", "virtio_iommu", "virtio_blk", "virtio-mmio", "virtio_rng"]);
+        let seen = |line: &str| Observed::parse(line);
+        assert!(missing_drivers(&exp, &seen(&good_output())).is_empty());
+        // A guest that did not list its drivers lacks none that we know of.
+        assert!(missing_drivers(&exp, &seen("")).is_empty());
+        assert_eq!(
+            missing_drivers(&exp, &seen("DMAVM bt_drivers=virtio_console,virtio-pci\n")),
+            ["virtio_iommu", "virtio_blk", "virtio-mmio", "virtio_rng"]
+        );
+    }
+
+    #[test]
     fn each_fault_is_reported_by_its_check() {
         let good = good_output();
         let cases: Vec<(String, Exit, &str, &str)> = vec![
@@ -427,6 +452,12 @@ mod tests {
                 Exit::Status(0),
                 "devices",
                 "iommu0 (virtio-iommu at 0000:00:01.0, virtio0) has no driver",
+            ),
+            (
+                good.replace("virtio_blk,virtio_iommu,", "").replace("driver=virtio_blk", "driver=none"),
+                Exit::Status(0),
+                "devices",
+                "the kernel has no virtio_iommu, virtio_blk driver (neither built in nor loaded)",
             ),
             (
                 good.replace("DMAVM bt_rng=virtio_rng.0 bytes=65536\n", ""),

@@ -466,6 +466,45 @@ mod tests {
         assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..plain });
     }
 
+    /// `boot-test` needs --kernel and --matrix to run a matrix, and
+    /// neither to merge reports; `--shard` takes I/N.
+    #[cfg(feature = "boot-test")]
+    #[test]
+    fn parses_boot_test_and_merge() {
+        let cli = Cli::try_parse_from([
+            "dmavm",
+            "boot-test",
+            "--kernel",
+            "k",
+            "--matrix",
+            "m.toml",
+            "--shard",
+            "2/3",
+            "--kcidb",
+            "o.json",
+        ])
+        .unwrap();
+        let Command::BootTest(b) = cli.command else { panic!("not boot-test") };
+        assert_eq!(b.shard.map(|s| (s.index, s.count)), Some((2, 3)));
+        assert_eq!(b.kcidb.as_deref(), Some(std::path::Path::new("o.json")));
+        assert!(b.action.is_none());
+        let cli =
+            Cli::try_parse_from(["dmavm", "boot-test", "merge", "--json", "all.json", "a.json", "b.json"])
+                .unwrap();
+        let Command::BootTest(b) = cli.command else { panic!("not boot-test") };
+        let Some(dmavm_boot_test::Action::Merge(m)) = b.action else { panic!("not merge") };
+        assert_eq!(m.reports.len(), 2);
+        for args in [
+            &["dmavm", "boot-test", "--matrix", "m.toml"][..],
+            &["dmavm", "boot-test", "--kernel", "k"],
+            &["dmavm", "boot-test", "--kernel", "k", "--matrix", "m", "--shard", "4/3"],
+            &["dmavm", "boot-test", "merge"],
+            &["dmavm", "boot-test", "--kernel", "k", "--matrix", "m", "merge", "a.json"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
     #[test]
     fn rejects_bad_values() {
         for args in [

@@ -3,6 +3,8 @@
 # the guest sees and run a DMA workload on every device, as DMAVM lines the
 # harness compares with what the machine model says the guest should see.
 # It judges nothing itself (the harness does) and exits 0 unless it broke.
+#   bt_drivers=D,D...     the drivers the kernel has, built in or loaded: those
+#       of the virtio bus, and virtio-pci and virtio-mmio (- for none)
 #   bt_virtio=virtioN device=ID parent=P addr=A group=G driver=D features=F
 #       every virtio device: its parent (PCI function or LNRO0005:NN), the
 #       parent's MMIO base from /proc/iomem (virtio-mmio), its iommu group
@@ -17,6 +19,12 @@
 #       /etc/boot-test/patterns (grep -E, one pattern a line; the harness adds
 #       the file to the initramfs), the first 20 of N
 #   bt_done=1             the check got to its end
+drivers=
+for d in /sys/bus/virtio/drivers/* /sys/bus/pci/drivers/virtio-pci /sys/bus/platform/drivers/virtio-mmio; do
+  [ -e "$d" ] && drivers="$drivers${drivers:+,}$(basename "$d")"
+done
+echo "DMAVM bt_drivers=${drivers:--}"
+
 for dev in /sys/bus/virtio/devices/virtio*; do
   [ -e "$dev" ] || continue
   parent_dir=$(dirname "$(readlink -f "$dev")")
