@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::shard::Shard;
 
@@ -51,6 +51,15 @@ pub struct BootTestArgs {
     /// are not built in. Not with --initrd.
     #[arg(long, value_name = "DIR", conflicts_with = "initrd")]
     pub modules: Option<PathBuf>,
+
+    /// The guests' architecture: x86_64, or aarch64 (arm64: an `Image`,
+    /// machines with a device tree, and the `coherency` check). An arm64
+    /// matrix runs directly on an arm64 host with KVM, elsewhere in the
+    /// project's arm64 sandbox (one emulated arm64 host for the whole
+    /// matrix); it needs --initrd (resources/guest/arm64/build-initramfs.sh
+    /// builds one): the harness builds x86_64 initramfs images only.
+    #[arg(long, value_enum, default_value = "x86_64")]
+    pub arch: GuestArch,
 
     /// The matrix: named machines (the keys of the machine config file)
     /// and kernel command-line variants; repeat to run several.
@@ -131,6 +140,35 @@ pub struct BootTestArgs {
     pub protocol: bool,
 }
 
+/// A guest architecture, as `--arch` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuestArch {
+    /// x86_64 guests (ACPI).
+    #[value(name = "x86_64")]
+    X86_64,
+    /// arm64 guests (device tree).
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+impl GuestArch {
+    /// The machine model's architecture.
+    pub fn arch(self) -> dmavm_machine::Arch {
+        match self {
+            Self::X86_64 => dmavm_machine::Arch::X86_64,
+            Self::Aarch64 => dmavm_machine::Arch::Aarch64,
+        }
+    }
+
+    /// As reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Aarch64 => "aarch64",
+        }
+    }
+}
+
 /// What `dmavm boot-test` does instead of running a matrix.
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -184,7 +222,11 @@ each bypassing one is not), access-platform (VIRTIO_F_ACCESS_PLATFORM \
 negotiated exactly where the model offers it), dma (each disk read whole and \
 checksummed, written and read back with O_DIRECT, read-only disks refuse \
 writes, the host's image matches; 64 KiB from every RNG; a line through every \
-console), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
+console), coherency (arm64 only: every disk re-probed and read while kprobes \
+count the guest's cache maintenance, arch_sync_dma_for_device/for_cpu, and \
+the memory type of its coherent allocations; a non-coherent device must get \
+both and non-cacheable memory, a coherent one neither; a mismatch names the \
+device), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
 --stats: no IOMMU faults, no refused ATTACH unless mixed-coherency=reject, \
 no dropped fault reports).
 

@@ -25,6 +25,9 @@ pub enum Error {
     /// `dmavm boot-test merge` refuses its reports.
     #[error("merge: {0}")]
     Merge(String),
+    /// `--arch aarch64` without `--initrd`.
+    #[error("--arch aarch64 needs --initrd: the harness builds x86_64 initramfs images only (resources/guest/arm64/build-initramfs.sh builds an arm64 one)")]
+    NeedInitrd,
     /// `--initrd` is not a file.
     #[error("--initrd {}: no such file", .0.display())]
     NoInitrd(PathBuf),
@@ -89,9 +92,12 @@ impl Error {
     /// The exit status of `dmavm boot-test` that stopped with this error.
     pub fn exit_status(&self) -> u8 {
         match self {
-            Self::NoInitrd(_) | Self::Matrix(_) | Self::NoSuchRun(_) | Self::Logs { .. } | Self::Merge(_) => {
-                BAD_INPUT
-            }
+            Self::NoInitrd(_)
+            | Self::NeedInitrd
+            | Self::Matrix(_)
+            | Self::NoSuchRun(_)
+            | Self::Logs { .. }
+            | Self::Merge(_) => BAD_INPUT,
             Self::Interrupted(signal) => after_signal(*signal),
             // The kernel and its modules are what a bisection builds: when
             // they are not there, that commit cannot be tested.

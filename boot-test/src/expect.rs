@@ -99,6 +99,8 @@ pub struct ExpectedDevice {
     pub translated: bool,
     /// Whether it offers (and so the guest negotiates) ACCESS_PLATFORM.
     pub access_platform: bool,
+    /// Whether its DMA is cache-coherent (on PCI, its bridge's).
+    pub coherent: bool,
 }
 
 /// Everything one run checks the guest against.
@@ -106,6 +108,10 @@ pub struct ExpectedDevice {
 pub struct Expectations {
     /// Every virtio device, the IOMMU included.
     pub devices: Vec<ExpectedDevice>,
+    /// Whether the guest's DMA set-up is checked against each device's
+    /// coherency (arm64, where a non-coherent device needs cache
+    /// maintenance; x86 DMA is always coherent).
+    pub coherency: bool,
     /// Whether the IOMMU may refuse an ATTACH (mixed-coherency=reject on a
     /// machine whose translated devices differ in coherency).
     pub refused_attach_allowed: bool,
@@ -135,12 +141,17 @@ impl Expectations {
                 },
                 translated: d.dma.endpoint().is_some(),
                 access_platform: d.dma.offers_access_platform(),
+                coherent: d.coherent,
             })
             .collect();
         let translated: Vec<bool> =
             machine.devices.iter().filter(|d| d.dma.endpoint().is_some()).map(|d| d.coherent).collect();
         let mixed = translated.iter().any(|&c| c) && translated.iter().any(|&c| !c);
-        Self { devices, refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed }
+        Self {
+            devices,
+            coherency: machine.arch == dmavm_machine::Arch::Aarch64,
+            refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed,
+        }
     }
 
     /// The guest drivers the devices need, transports first, in order.

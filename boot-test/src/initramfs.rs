@@ -85,6 +85,44 @@ pub fn overlay(patterns: &[String]) -> Vec<u8> {
     out
 }
 
+/// An uncompressed newc cpio archive of everything below `root`, named
+/// relative to it (folders before what they hold), every file executable:
+/// what is added to an emulated host's initramfs.
+pub fn archive_dir(root: &Path) -> Result<Vec<u8>, Error> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Option<PathBuf>)>) -> Result<(), Error> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(format!("reading {}", dir.display())))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io(format!("reading {}", dir.display())))?;
+        entries.sort();
+        for path in entries {
+            let name = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+            if path.is_dir() {
+                out.push((name, None));
+                walk(root, &path, out)?;
+            } else {
+                out.push((name, Some(path)));
+            }
+        }
+        Ok(())
+    }
+    let mut entries = Vec::new();
+    walk(root, root, &mut entries)?;
+    let mut out = Vec::new();
+    for (ino, (name, file)) in (1u32..).zip(entries) {
+        match file {
+            None => push_entry(&mut out, ino, &name, 0o040_755, &[]),
+            Some(path) => {
+                let data = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+                push_entry(&mut out, ino, &name, 0o100_755, &data);
+            }
+        }
+    }
+    push_entry(&mut out, 0, "TRAILER!!!", 0, &[]);
+    Ok(out)
+}
+
 /// Writes `initrd` followed by `overlay` (4-byte aligned) to `out`.
 pub fn compose(initrd: &Path, overlay: &[u8], out: &Path) -> Result<(), Error> {
     let mut data = std::fs::read(initrd).map_err(io(format!("reading the initrd {}", initrd.display())))?;

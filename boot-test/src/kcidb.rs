@@ -15,7 +15,7 @@
 use serde_json::{json, Map, Value};
 
 use super::report::{Report, RunResult};
-use super::verdict::{Outcome, CHECKS};
+use super::verdict::{checks_of, Outcome};
 
 /// The `origin` of everything dmavm submits (KCIDB: `[a-z0-9_]+`).
 pub const ORIGIN: &str = "dmavm";
@@ -126,14 +126,15 @@ pub fn submission(report: &Report) -> Value {
             (_, c) => ("FAIL", c.as_ref().map_or(String::new(), |c| format!("{}: {}", c.name, c.detail))),
         };
         node(path.clone(), run_status, &run_comment, Some(r.secs));
-        for name in CHECKS {
+        let all = checks_of(&report.arch);
+        for name in &all {
             match r.checks.iter().find(|c| c.name == *name) {
                 Some(c) => node(format!("{path}.{name}"), status(c.passed), &c.detail, None),
                 None => node(format!("{path}.{name}"), "MISS", "not judged: an earlier check failed", None),
             }
         }
         // What the harness itself could not do, as the run's own check.
-        for c in r.checks.iter().filter(|c| !CHECKS.contains(&c.name.as_str())) {
+        for c in r.checks.iter().filter(|c| !all.contains(&c.name.as_str())) {
             node(format!("{path}.{}", path_part(&c.name)), "ERROR", &c.detail, None);
         }
     }

@@ -34,7 +34,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Instant;
 
-pub use args::{Action, BootTestArgs, MergeArgs};
+pub use args::{Action, BootTestArgs, GuestArch, MergeArgs};
 pub use error::Error;
 pub use matrix::MatrixError;
 pub use vm_args::machine_args;
@@ -56,12 +56,22 @@ pub const LOG_MARK: &str = "@@BT-LOG ";
 enum Mode {
     Direct,
     Sandbox { qemu: std::path::PathBuf, reason: String },
+    Arm64Sandbox { qemu: std::path::PathBuf },
 }
 
 fn mode(args: &BootTestArgs) -> Result<Mode, Error> {
     use dmavm_tests::{Testbed, TestbedChoice};
     if args.direct {
         return Ok(Mode::Direct);
+    }
+    if args.arch == GuestArch::Aarch64 {
+        // arm64 guests need an arm64 KVM: this host's, or the emulated
+        // arm64 host of the arm64 sandbox.
+        if cfg!(target_arch = "aarch64") && !args.sandbox {
+            return Ok(Mode::Direct);
+        }
+        let sandbox = dmavm_tests::arm64::Arm64Sandbox::detect().map_err(Error::Testbed)?;
+        return Ok(Mode::Arm64Sandbox { qemu: sandbox.qemu });
     }
     let choice = if args.sandbox {
         TestbedChoice::Sandbox { asked_by: "--sandbox was given".into() }
@@ -230,7 +240,11 @@ pub fn run(args: &BootTestArgs, dmavm: &Path) -> Result<Verdict, Error> {
     if let Some(m) = args.modules.as_ref().filter(|m| !m.is_dir()) {
         return Err(Error::NoModules(m.clone()));
     }
-    let (specs, all_names) = select(matrix::load_all(&args.matrix)?, &args.only, args.shard)?;
+    if args.arch == GuestArch::Aarch64 && args.initrd.is_none() {
+        return Err(Error::NeedInitrd);
+    }
+    let (specs, all_names) =
+        select(matrix::load_all(&args.matrix, args.arch.arch())?, &args.only, args.shard)?;
     let logs = match &args.logs {
         Some(logs) => {
             std::fs::create_dir_all(logs).map_err(|source| Error::Logs { path: logs.clone(), source })?;
@@ -281,12 +295,13 @@ pub fn run(args: &BootTestArgs, dmavm: &Path) -> Result<Verdict, Error> {
     let mode_name = match &mode {
         Mode::Direct => "direct",
         Mode::Sandbox { .. } => "sandbox",
+        Mode::Arm64Sandbox { .. } => "arm64-sandbox",
     };
-    let jobs = if mode_name == "sandbox" { sandbox::SANDBOX_JOBS } else { args.jobs };
+    let jobs = if mode_name == "direct" { args.jobs } else { sandbox::SANDBOX_JOBS };
     let heading = Heading {
         kernel: kernel.display().to_string(),
         kernel_sha256,
-        arch: "x86_64".into(),
+        arch: args.arch.name().into(),
         started,
         shard: args.shard,
         matrix_total: all_names.len(),
@@ -389,7 +404,15 @@ fn execute(
                  test bed (one emulated host with nested SVM under {}), one VM at a time{jobs}",
                 qemu.display()
             );
-            sandbox::run(args, &plan, qemu, specs)
+            sandbox::run(args, &plan, sandbox::Host::X86, qemu, specs)
+        }
+        Mode::Arm64Sandbox { qemu } => {
+            eprintln!(
+                "boot-test: {total} arm64 runs in the arm64 sandbox (one emulated arm64 host, \
+                 qemu-system-aarch64 TCG at EL2 with KVM in VHE mode, under {}), one VM at a time",
+                qemu.display()
+            );
+            sandbox::run(args, &plan, sandbox::Host::Arm64, qemu, specs)
         }
     }
 }
@@ -418,7 +441,7 @@ mod tests {
 
     fn default_matrix() -> Vec<matrix::RunSpec> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../resources/matrix/default.toml");
-        matrix::load_all(&[path]).unwrap()
+        matrix::load_all(&[path], dmavm_machine::Arch::X86_64).unwrap()
     }
 
     #[test]

@@ -85,7 +85,8 @@ pub fn script(ctx: &Context, spec: &RunSpec, result: &RunResult) -> String {
         "--stats".into(),
     ]
     .into_iter()
-    .chain(vm_args::machine_args(&machine, spec.cpus, spec.memory));
+    .chain(vm_args::machine_args(&machine, spec.cpus, spec.memory))
+    .chain(vm_args::test_args(spec));
     for w in rest {
         line.push_str(" \\\n  ");
         // The images' folder is the script's own temporary one.

@@ -117,6 +117,7 @@ fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active, Error> {
         .arg(&plan.kvm_device)
         .arg("--stats")
         .args(vm_args::machine_args(&machine, spec.cpus, spec.memory))
+        .args(vm_args::test_args(spec))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);

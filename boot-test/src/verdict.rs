@@ -18,6 +18,17 @@ pub const RNG_BYTES: u64 = 65536;
 /// to this list).
 pub const CHECKS: &[&str] =
     &["boot", "finished", "devices", "iommu-groups", "access-platform", "dma", "kernel-log", "vmm-stats"];
+/// The check arm64 runs after `dma` (x86 DMA is always coherent).
+pub const COHERENCY: &str = "coherency";
+
+/// The checks of a run on `arch` (`x86_64`, `aarch64`), in order.
+pub fn checks_of(arch: &str) -> Vec<&'static str> {
+    let mut all = CHECKS.to_vec();
+    if arch == "aarch64" {
+        all.insert(6, COHERENCY);
+    }
+    all
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +297,10 @@ pub fn judge(
     }
     checks.push(Check::new("dma", dma, "disks read, written and read back; RNGs read; consoles written"));
 
+    if exp.coherency {
+        checks.push(coherency(exp, o));
+    }
+
     // kernel-log
     let klog = match o.klog_bad {
         Some(0) => vec![],
@@ -314,6 +329,50 @@ pub fn judge(
     }
     checks.push(Check::new("vmm-stats", stats, format!("{} endpoints, no faults", o.stats.len())));
     checks
+}
+
+/// arm64: each disk's cache maintenance as its coherency demands. A
+/// non-coherent device needs the caches cleaned before and invalidated
+/// after its DMA (arch_sync_dma_for_device/for_cpu) and its coherent
+/// allocations mapped non-cacheable; a coherent one gets neither. Either
+/// mismatch means the guest was told another coherency than the device
+/// has (the device tree's `dma-coherent`, a bridge's, or the IOMMU's).
+fn coherency(exp: &Expectations, o: &Observed) -> Check {
+    let mut wrong = Vec::new();
+    if let Some(why) = &o.coherency_error {
+        wrong.push(format!("the guest could not measure its DMA set-up ({why})"));
+    }
+    let mut measured = 0;
+    for d in exp.devices.iter().filter(|d| matches!(d.kind, Kind::Disk { .. })) {
+        let Some(seen) = o.coherency.iter().find(|c| c.serial == d.id) else {
+            if o.coherency_error.is_none() {
+                wrong.push(format!("{} ({}): not measured", d.id, d.location));
+            }
+            continue;
+        };
+        measured += 1;
+        let (syncs, nc) = (seen.sync_for_device + seen.sync_for_cpu, seen.non_cacheable());
+        let what = format!(
+            "{} cache syncs for the device, {} for the CPU, coherent memory {}",
+            seen.sync_for_device, seen.sync_for_cpu, seen.prot
+        );
+        if d.coherent && (syncs > 0 || nc) {
+            wrong.push(format!(
+                "{} ({}) is coherent, but the guest treats it as non-coherent ({what})",
+                d.id, d.location
+            ));
+        } else if !d.coherent && (seen.sync_for_device == 0 || seen.sync_for_cpu == 0 || !nc) {
+            wrong.push(format!(
+                "{} ({}) is not coherent, but the guest treats it as coherent ({what})",
+                d.id, d.location
+            ));
+        }
+    }
+    Check::new(
+        COHERENCY,
+        wrong,
+        format!("{measured} disk(s): cache maintenance exactly for the non-coherent ones"),
+    )
 }
 
 /// The drivers the machine's devices need that the guest's kernel has
@@ -411,6 +470,55 @@ mod tests {
         assert_eq!(names, CHECKS);
         assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
         assert_eq!(outcome(&checks, Exit::Status(0)), Outcome::Passed);
+    }
+
+    #[test]
+    fn coherency_needs_cache_maintenance_exactly_for_non_coherent_disks() {
+        use crate::expect::{ExpectedDevice, Location};
+        let disk = |id: &str, base: u64, coherent: bool| ExpectedDevice {
+            id: id.into(),
+            kind: Kind::Disk { readonly: false },
+            location: Location::Mmio(base),
+            translated: false,
+            access_platform: true,
+            coherent,
+        };
+        let exp = Expectations {
+            devices: vec![disk("nc", 0xa000000, false), disk("co", 0xa001000, true)],
+            coherency: true,
+            refused_attach_allowed: false,
+        };
+        let check = |lines: &str| coherency(&exp, &Observed::parse(lines));
+        let good = "DMAVM bt_coherency=nc sync_for_device=40 sync_for_cpu=20 prot=normal-nc\n\
+                    DMAVM bt_coherency=co sync_for_device=0 sync_for_cpu=0 prot=none\n";
+        let c = check(good);
+        assert!(c.passed && c.name == COHERENCY, "{c:?}");
+        assert_eq!(c.detail, "2 disk(s): cache maintenance exactly for the non-coherent ones");
+        // The device tree said coherent for nc: no maintenance at all.
+        let c = check(&good.replace(
+            "sync_for_device=40 sync_for_cpu=20 prot=normal-nc",
+            "sync_for_device=0 sync_for_cpu=0 prot=none",
+        ));
+        assert!(!c.passed);
+        assert!(c.detail.starts_with("nc (virtio-mmio 0xa000000) is not coherent, but the guest treats it as coherent (0 cache syncs"), "{}", c.detail);
+        // Maintenance but cacheable rings is as wrong.
+        assert!(!check(&good.replace("prot=normal-nc", "prot=normal")).passed);
+        // And the reverse: a coherent disk with cache maintenance.
+        let c = check(&good.replace("co sync_for_device=0", "co sync_for_device=3"));
+        assert!(
+            c.detail
+                .contains("co (virtio-mmio 0xa001000) is coherent, but the guest treats it as non-coherent"),
+            "{}",
+            c.detail
+        );
+        // Not measured, or no probes, fails too.
+        assert!(check("DMAVM bt_coherency=nc sync_for_device=1 sync_for_cpu=1 prot=normal-nc\n")
+            .detail
+            .contains("co (virtio-mmio 0xa001000): not measured"));
+        assert!(check("DMAVM bt_coherency_error=kprobes_unavailable\n").detail.contains("could not measure"));
+        // x86 runs have no coherency check.
+        assert_eq!(checks_of("x86_64"), CHECKS);
+        assert_eq!(checks_of("aarch64")[6], COHERENCY);
     }
 
     #[test]

@@ -140,6 +140,14 @@ pub struct RunArgs {
     /// IOTLB misses, faults, refused ATTACHes) on stderr when the VM stops.
     #[arg(long)]
     pub stats: bool,
+
+    /// Test only (arm64): declare the virtio-mmio device ID in the device
+    /// tree with the opposite of its coherency (`dma-coherent` where it is
+    /// not coherent and the reverse) while it keeps behaving as the machine
+    /// says, so that a test can prove the guest's coherency is checked.
+    /// Repeat for more devices.
+    #[arg(long, value_name = "ID", hide = true)]
+    pub test_dt_flip_coherent: Vec<String>,
 }
 
 /// The machine: vCPUs, memory, devices and PCI host bridges. `run` and

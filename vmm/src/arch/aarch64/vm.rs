@@ -74,7 +74,8 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let initrd = initrd.as_deref().map(|p| boot::load_initrd(p, &mem, kernel.end, fdt_addr)).transpose()?;
     // The machine model's device tree (the one `dmavm describe` prints),
     // with the MPIDRs KVM gave the vCPUs.
-    let description = config.machine.dt(&mpidrs, cmdline, initrd)?;
+    let mut description = config.machine.dt(&mpidrs, cmdline, initrd)?;
+    flip_coherent(&mut description, config)?;
     let blob = dmavm_fdt::build(&description).context("building the device tree")?;
     mem.write_slice(&blob, GuestAddress(fdt_addr)).context("writing the device tree into guest memory")?;
     let boot_vcpu = vcpus.first().context("no vCPU")?;
@@ -91,6 +92,31 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
     run_loop::run(built, &config.machine, config.stats)
+}
+
+/// Test only (`--test-dt-flip-coherent`): the device tree declares each
+/// named virtio-mmio device with the opposite of its coherency, the device
+/// itself unchanged, so that a test can make the guest's DMA set-up
+/// disagree with the machine and see the disagreement caught.
+fn flip_coherent(description: &mut dmavm_fdt::Machine, config: &VmConfig) -> Result<()> {
+    for id in &config.dt_flip_coherent {
+        let Some(device) = config.machine.devices.iter().find(|d| d.id == *id) else {
+            bail!("--test-dt-flip-coherent {id}: the machine has no device {id}");
+        };
+        let Placement::Mmio { window } = device.placement else {
+            bail!("--test-dt-flip-coherent {id}: not a virtio-mmio device (a PCI device's coherency is its bridge's)");
+        };
+        let base = config.machine.mmio_window(window).map(|w| w.base);
+        let Some(node) = description.virtio_mmio.iter_mut().find(|n| Some(n.region.base) == base) else {
+            bail!("--test-dt-flip-coherent {id}: no virtio-mmio node of it in the device tree");
+        };
+        node.coherent = !node.coherent;
+        log::warn!(
+            "{id}: the device tree declares it {}coherent, which it is not (--test-dt-flip-coherent)",
+            if node.coherent { "" } else { "non-" }
+        );
+    }
+    Ok(())
 }
 
 /// What the arm64 back end needs from KVM beyond what every VM does.
