@@ -241,7 +241,7 @@ fn every_failed_run_has_a_reproduce_script() {
         }
         let text = std::fs::read_to_string(&script).unwrap_or_else(|e| panic!("{}: {e}", script.display()));
         let cmdline = r["cmdline"].as_str().unwrap_or_default();
-        assert!(text.contains(&format!("--cmdline '{cmdline}'")), "{text}");
+        assert!(text.contains(&format!("'--cmdline' \\\n  '{cmdline}'")), "{text}");
         assert!(text.contains("\"$dmavm\" run --kernel") && text.contains("\"$here\"/initrd.img"), "{text}");
         let syntax = Command::new("sh").arg("-n").arg(&script).status().map(|s| s.success());
         assert_eq!(syntax.ok(), Some(true), "{}", script.display());
