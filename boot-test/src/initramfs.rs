@@ -153,6 +153,55 @@ mod tests {
         assert!(BOOT_TEST_CHECK.contains("bt_done=1"));
     }
 
+    /// A folder's archive lists its folders before what they hold, and
+    /// every file's bytes.
+    #[test]
+    fn a_folder_archives_whole() {
+        let dir = std::env::temp_dir().join(format!("dmavm-archive-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("boot-test/matrix")).unwrap();
+        std::fs::create_dir_all(dir.join("scenarios")).unwrap();
+        std::fs::write(dir.join("boot-test/kernel"), b"KERNEL").unwrap();
+        std::fs::write(dir.join("boot-test/matrix/0-m.toml"), b"[machine.a]\n").unwrap();
+        std::fs::write(dir.join("scenarios/boot-test.sh"), b"#!/bin/sh\n").unwrap();
+        let a = archive_dir(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(a.len() % 4, 0);
+        let text = String::from_utf8_lossy(&a);
+        let order: Vec<usize> = [
+            "boot-test\0",
+            "boot-test/kernel\0",
+            "boot-test/matrix\0",
+            "boot-test/matrix/0-m.toml\0",
+            "scenarios\0",
+            "scenarios/boot-test.sh\0",
+            "TRAILER!!!\0",
+        ]
+        .iter()
+        .map(|n| text.find(n).unwrap_or_else(|| panic!("{n}")))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        assert!(text.contains("KERNEL") && text.contains("[machine.a]"));
+        let Ok(mut child) = Command::new("cpio")
+            .args(["-t", "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return;
+        };
+        use std::io::Write;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(&a).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "boot-test\nboot-test/kernel\nboot-test/matrix\nboot-test/matrix/0-m.toml\nscenarios\nscenarios/boot-test.sh\n"
+        );
+    }
+
     /// The archive as cpio(1) reads it, where cpio is installed.
     #[test]
     fn cpio_reads_the_overlay() {
