@@ -44,8 +44,11 @@ for dev in /sys/bus/virtio/devices/virtio*; do
   driver=none
   [ -e "$dev/driver" ] && driver=$(basename "$(readlink "$dev/driver")")
   addr=$(grep -m 1 " : $parent\$" /proc/iomem | sed 's/^ *\([0-9a-f]*\)-.*/\1/')
-  # a device-tree virtio-mmio device is named after its base: a000000.virtio
-  [ -n "$addr" ] || case $parent in *.virtio) addr=${parent%.virtio} ;; esac
+  # a device-tree device is named after its base and node: a000000.virtio,
+  # a000000.iommu (a PCI function's name has colons)
+  if [ -z "$addr" ] && echo "$parent" | grep -qE '^[0-9a-f]+\.[a-z_-]+$'; then
+    addr=${parent%%.*}
+  fi
   echo "DMAVM bt_virtio=$(basename "$dev") device=$(cat "$dev/device") parent=$parent" \
     "addr=${addr:--} group=$group driver=$driver features=$(cat "$dev/features" 2>/dev/null || echo -)"
 done
