@@ -58,6 +58,9 @@ pub fn script(ctx: &Context, spec: &RunSpec, result: &RunResult) -> String {
     let mut s = String::from("#!/bin/sh\n");
     s.push_str(&format!("# dmavm boot-test: reproduces run {} of {}\n", result.name, result.matrix));
     s.push_str(&format!("# which ended {}: {why}\n", result.outcome.as_str()));
+    if spec.machine.arch == dmavm_machine::Arch::Aarch64 {
+        s.push_str("# An arm64 guest: run this on an arm64 host with KVM, DMAVM naming an aarch64 dmavm.\n");
+    }
     s.push_str(
         "# Boots the same machine and kernel command line with `dmavm run` on hardware KVM;\n\
          # the serial console is this terminal. DMAVM=/path/to/dmavm picks another dmavm.\n\

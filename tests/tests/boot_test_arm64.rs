@@ -100,7 +100,7 @@ fn a_device_tree_that_lies_about_coherency_fails_at_the_coherency_check() {
     assert!(detail.starts_with("liar (virtio-mmio 0x"), "{detail}");
     assert!(detail.contains("is not coherent, but the guest treats it as coherent"), "{detail}");
     let script = std::fs::read_to_string(o.logs.join("reproduce-dt-lies-coherent.sh")).unwrap_or_default();
-    assert!(script.contains("'--test-dt-flip-coherent' 'liar'"), "{script}");
+    assert!(script.contains("'--test-dt-flip-coherent' \\\n  'liar'"), "{script}");
 }
 
 #[test]
