@@ -240,7 +240,10 @@ L1 Linux with kvm-amd, build/guest of the checkout dmavm was built from, \
 prepared by resources/guest/fetch-kernel.sh) carrying this dmavm, the kernel, \
 initramfs and matrix, and runs `dmavm boot-test --direct` there; results come \
 back over its serial console. It runs one VM at a time whatever --jobs says \
-(with more, the emulated host freezes or its kvm crashes now and then).
+(with more, the emulated host freezes or its kvm crashes now and then). With \
+--arch aarch64 off an arm64 host, the arm64 sandbox plays that part \
+(qemu-system-aarch64 TCG at EL2, L1 Linux with KVM in VHE mode, the aarch64 \
+dmavm cross-built from the checkout: tests/src/arm64.rs).
 
 Output: a progress line per finished run (runs done / total, failures so far), \
 then a table (run, result, seconds, first failing check). With --logs, every \

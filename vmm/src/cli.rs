@@ -80,9 +80,13 @@ pub enum Command {
     /// file) and kernel command-line variants; the runs are their cross
     /// product, --jobs at a time, each killed at its --timeout. Without
     /// hardware KVM here the whole matrix runs in the project's nested test
-    /// bed (sandbox mode, said so in the output). Prints a line per
-    /// finished run and a final table; --junit and --json write reports,
-    /// --logs keeps each run's serial log.
+    /// bed (sandbox mode, said so in the output); --arch aarch64 runs arm64
+    /// machines (in the arm64 sandbox elsewhere than on an arm64 host) and
+    /// adds the coherency check. Prints a line per finished run and a final
+    /// table; --junit, --json and --kcidb write reports, --logs keeps each
+    /// run's serial log and a reproduce script per failed run; --shard and
+    /// `dmavm boot-test merge` split a matrix over CI jobs. Exit status as
+    /// `git bisect run` reads it (0 good, 1 bad, 125 untestable).
     // Without the `boot-test` feature the subcommand does not exist, so
     // clap answers `dmavm boot-test` as any unknown subcommand.
     #[cfg(feature = "boot-test")]
