@@ -10,7 +10,9 @@
 # (resources/tools/install-fwts.sh: only Debian unstable has fwts), which
 # runs on the host's GLib and zlib, hence those libraries below; and dtc 1.8
 # beside Debian 12's 1.6 (resources/tools/install-dtc.sh: only Debian unstable
-# has 1.8), whose checks the device-tree tests also pass. And what the
+# has 1.8), whose checks the device-tree tests also pass; and KernelCI's
+# kcidb-io (resources/tools/install-kcidb.sh), whose schema the boot-test
+# harness's --kcidb output is checked against. And what the
 # arm64 sandbox needs (resources/testbed-arm64/setup.sh): qemu-system-aarch64,
 # the aarch64 cross gcc and libc, the Rust target aarch64-unknown-linux-gnu.
 # usage: resources/setup.sh
@@ -30,6 +32,7 @@ tools() {
   "$here/tools/install-dtschema.sh"
   "$here/tools/install-fwts.sh"
   "$here/tools/install-dtc.sh"
+  "$here/tools/install-kcidb.sh"
   "$here/testbed-arm64/setup.sh"
 }
 if [ ${#missing[@]} -eq 0 ]; then

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::shard::Shard;
 
 /// What the kernel log must not hold, as `grep -E` patterns (the guest
 /// matches them against its whole kernel log): warnings and bugs with
@@ -23,12 +25,17 @@ pub const DEFAULT_FAIL_PATTERNS: &[&str] = &[
 
 /// Options of `dmavm boot-test`.
 #[derive(Debug, Args)]
-#[command(after_long_help = AFTER_HELP)]
+#[command(after_long_help = AFTER_HELP, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BootTestArgs {
+    /// What to do instead of running a matrix.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
     /// The kernel under test (bzImage, or an uncompressed ELF vmlinux with
     /// a PVH entry point).
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    // Required, but not with `merge`: clap leaves it out then.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub kernel: Option<PathBuf>,
 
     /// An initramfs whose /init runs `/checks/$NAME.sh` for
     /// `dmavm.check=NAME` and ends the VM through the exit device, as
@@ -44,6 +51,15 @@ pub struct BootTestArgs {
     /// are not built in. Not with --initrd.
     #[arg(long, value_name = "DIR", conflicts_with = "initrd")]
     pub modules: Option<PathBuf>,
+
+    /// The guests' architecture: x86_64, or aarch64 (arm64: an `Image`,
+    /// machines with a device tree, and the `coherency` check). An arm64
+    /// matrix runs directly on an arm64 host with KVM, elsewhere in the
+    /// project's arm64 sandbox (one emulated arm64 host for the whole
+    /// matrix); it needs --initrd (resources/guest/arm64/build-initramfs.sh
+    /// builds one): the harness builds x86_64 initramfs images only.
+    #[arg(long, value_enum, default_value = "x86_64")]
+    pub arch: GuestArch,
 
     /// The matrix: named machines (the keys of the machine config file)
     /// and kernel command-line variants; repeat to run several.
@@ -79,9 +95,23 @@ pub struct BootTestArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
 
-    /// Write a JSON report to FILE.
+    /// Write a JSON report to FILE (what `dmavm boot-test merge` reads).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+
+    /// Write the results to FILE as a KCIDB submission (KernelCI's
+    /// common results database, schema 5.3): the kernel as a checkout and
+    /// a build of origin `dmavm`, each run and each of its checks as a
+    /// test at `dmavm.MACHINE.VARIANT.CHECK`.
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
+
+    /// Run only shard I of N (1 <= I <= N): the runs whose name hashes to
+    /// it, so that N CI jobs with --shard 1/N ... N/N run every run
+    /// exactly once whatever the order of the matrix files. `dmavm
+    /// boot-test merge` makes their --json reports one.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::parse)]
+    pub shard: Option<Shard>,
 
     /// Keep each run's serial console and dmavm output in DIR/RUN.log
     /// (RUN with '/' as '_'); in sandbox mode also DIR/sandbox.log.
@@ -110,6 +140,67 @@ pub struct BootTestArgs {
     pub protocol: bool,
 }
 
+/// A guest architecture, as `--arch` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuestArch {
+    /// x86_64 guests (ACPI).
+    #[value(name = "x86_64")]
+    X86_64,
+    /// arm64 guests (device tree).
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+impl GuestArch {
+    /// The machine model's architecture.
+    pub fn arch(self) -> dmavm_machine::Arch {
+        match self {
+            Self::X86_64 => dmavm_machine::Arch::X86_64,
+            Self::Aarch64 => dmavm_machine::Arch::Aarch64,
+        }
+    }
+
+    /// As reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Aarch64 => "aarch64",
+        }
+    }
+}
+
+/// What `dmavm boot-test` does instead of running a matrix.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Merge the --json reports of the shards of one matrix (--shard 1/N
+    /// ... N/N) into one report with the totals of an unsharded run: the
+    /// runs in matrix order, the table printed, and --json, --junit and
+    /// --kcidb written from it. Refuses reports of other kernels or
+    /// shardings, and a missing or repeated shard. Exit status as the
+    /// unsharded run's: 0 every run passed, 1 some run failed.
+    Merge(MergeArgs),
+}
+
+/// Options of `dmavm boot-test merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The --json reports of the shards.
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<PathBuf>,
+
+    /// Write the merged JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write the merged JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the merged results to FILE as a KCIDB submission.
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
+}
+
 /// The long help after the options; its exit statuses are
 /// exit_status.rs's.
 pub const AFTER_HELP: &str = "\
@@ -131,7 +222,11 @@ each bypassing one is not), access-platform (VIRTIO_F_ACCESS_PLATFORM \
 negotiated exactly where the model offers it), dma (each disk read whole and \
 checksummed, written and read back with O_DIRECT, read-only disks refuse \
 writes, the host's image matches; 64 KiB from every RNG; a line through every \
-console), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
+console), coherency (arm64 only: every disk re-probed and read while kprobes \
+count the guest's cache maintenance, arch_sync_dma_for_device/for_cpu, and \
+the memory type of its coherent allocations; a non-coherent device must get \
+both and non-cacheable memory, a coherent one neither; a mismatch names the \
+device), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
 --stats: no IOMMU faults, no refused ATTACH unless mixed-coherency=reject, \
 no dropped fault reports).
 
@@ -145,13 +240,32 @@ L1 Linux with kvm-amd, build/guest of the checkout dmavm was built from, \
 prepared by resources/guest/fetch-kernel.sh) carrying this dmavm, the kernel, \
 initramfs and matrix, and runs `dmavm boot-test --direct` there; results come \
 back over its serial console. It runs one VM at a time whatever --jobs says \
-(with more, the emulated host freezes or its kvm crashes now and then).
+(with more, the emulated host freezes or its kvm crashes now and then). With \
+--arch aarch64 off an arm64 host, the arm64 sandbox plays that part \
+(qemu-system-aarch64 TCG at EL2, L1 Linux with KVM in VHE mode, the aarch64 \
+dmavm cross-built from the checkout: tests/src/arm64.rs).
 
 Output: a progress line per finished run (runs done / total, failures so far), \
-then a table (run, result, seconds, first failing check). \
-Exit status: 0 every run passed, 1 some run failed (or the harness could not \
-run them), 2 bad matrix, missing kernel or bad options; 130 after Ctrl-C (every \
-VM and temporary file is gone by then).";
+then a table (run, result, seconds, first failing check). With --logs, every \
+failed run also leaves DIR/reproduce-RUN.sh (RUN with '/' as '_'), which boots \
+exactly that machine and kernel command line with plain `dmavm run` (hardware \
+KVM needed), with the initramfs kept beside it as DIR/initrd.img.
+
+A kernel whose virtio drivers are modules needs them in the initramfs: give \
+its modules with --modules (the harness says so when the guest lacks a driver).
+
+Sharding and KernelCI: --shard I/N runs a fixed 1/N of the runs (by a hash of \
+each run's name); `dmavm boot-test merge --json OUT --junit OUT --kcidb OUT \
+SHARD.json...` merges the shards' JSON reports. --kcidb writes a KCIDB \
+submission (schema 5.3) for `kcidb-submit`.
+
+Exit status, as `git bisect run` takes it: 0 every run passed, 1 some run \
+failed, 125 the kernel could not be tested (the kernel file is missing or \
+unreadable, it has none of the virtio drivers the runs need, the initramfs or \
+the test bed could not be made, no run could start; bisect skips the commit), \
+2 bad matrix or options (fix the command line: bisect takes 2 as a bad \
+commit); 130 after Ctrl-C (every VM and temporary file is gone by then; bisect \
+stops).";
 
 fn parse_jobs(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {

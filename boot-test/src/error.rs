@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::exit_status::{after_signal, BAD_INPUT, FAILED};
+use crate::exit_status::{after_signal, BAD_INPUT, FAILED, UNTESTED};
 use crate::matrix::MatrixError;
 
 /// Why `dmavm boot-test` stopped without a verdict, or could not write a
@@ -14,6 +14,20 @@ pub enum Error {
     /// `--kernel` is not a file.
     #[error("--kernel {}: no such file", .0.display())]
     NoKernel(PathBuf),
+    /// `--kernel` cannot be read.
+    #[error("--kernel {}: {source}", path.display())]
+    Kernel {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: io::Error,
+    },
+    /// `dmavm boot-test merge` refuses its reports.
+    #[error("merge: {0}")]
+    Merge(String),
+    /// `--arch aarch64` without `--initrd`.
+    #[error("--arch aarch64 needs --initrd: the harness builds x86_64 initramfs images only (resources/guest/arm64/build-initramfs.sh builds an arm64 one)")]
+    NeedInitrd,
     /// `--initrd` is not a file.
     #[error("--initrd {}: no such file", .0.display())]
     NoInitrd(PathBuf),
@@ -78,18 +92,23 @@ impl Error {
     /// The exit status of `dmavm boot-test` that stopped with this error.
     pub fn exit_status(&self) -> u8 {
         match self {
-            Self::NoKernel(_)
-            | Self::NoInitrd(_)
-            | Self::NoModules(_)
+            Self::NoInitrd(_)
+            | Self::NeedInitrd
             | Self::Matrix(_)
             | Self::NoSuchRun(_)
-            | Self::Logs { .. } => BAD_INPUT,
+            | Self::Logs { .. }
+            | Self::Merge(_) => BAD_INPUT,
             Self::Interrupted(signal) => after_signal(*signal),
-            Self::CatchSignal { .. }
+            // The kernel and its modules are what a bisection builds: when
+            // they are not there, that commit cannot be tested.
+            Self::NoKernel(_)
+            | Self::Kernel { .. }
+            | Self::NoModules(_)
+            | Self::CatchSignal { .. }
             | Self::Testbed(_)
             | Self::Io { .. }
-            | Self::Step { .. }
-            | Self::Reports(_) => FAILED,
+            | Self::Step { .. } => UNTESTED,
+            Self::Reports(_) => FAILED,
         }
     }
 }
@@ -117,18 +136,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bad_input_is_2_interruption_128_plus_the_signal_the_rest_1() {
-        assert_eq!(Error::NoKernel("/k".into()).exit_status(), BAD_INPUT);
+    fn bad_input_is_2_untested_125_interruption_128_plus_the_signal() {
+        assert_eq!(Error::NoKernel("/k".into()).exit_status(), UNTESTED);
+        assert_eq!(Error::NoSuchRun(vec![]).exit_status(), BAD_INPUT);
+        assert_eq!(Error::Merge("x".into()).exit_status(), BAD_INPUT);
         assert_eq!(
             Error::NoSuchRun(vec!["a".into(), "b".into()]).to_string(),
             "--only a, b: no run of the matrix has that name"
         );
         assert_eq!(Error::Interrupted(libc::SIGINT).exit_status(), 130);
         let e = io("writing /x")(io::Error::from(io::ErrorKind::NotFound));
-        assert_eq!(e.exit_status(), FAILED);
+        assert_eq!(e.exit_status(), UNTESTED);
         assert!(e.to_string().starts_with("writing /x: "), "{e}");
         assert_eq!(last_line(b"first\nlast\n\n"), "last");
         assert_eq!(last_line(b""), "no output");
+        assert_eq!(Error::Reports(vec![]).exit_status(), FAILED);
         let e = Error::Reports(vec![
             ("/a.json".into(), io::Error::from(io::ErrorKind::NotFound)),
             ("/b.xml".into(), io::Error::from(io::ErrorKind::PermissionDenied)),

@@ -26,6 +26,17 @@ impl fmt::Display for Location {
     }
 }
 
+impl Location {
+    /// The name of the guest's driver of its virtio transport
+    /// (/sys/bus/pci/drivers, /sys/bus/platform/drivers).
+    pub fn transport_driver(&self) -> &'static str {
+        match self {
+            Location::Pci(_) => "virtio-pci",
+            Location::Mmio(_) => "virtio-mmio",
+        }
+    }
+}
+
 /// What a device is, as far as the guest's checks go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -53,6 +64,17 @@ impl Kind {
         }
     }
 
+    /// The name of its guest driver on the virtio bus
+    /// (/sys/bus/virtio/drivers).
+    pub fn driver(self) -> &'static str {
+        match self {
+            Kind::Disk { .. } => "virtio_blk",
+            Kind::Console => "virtio_console",
+            Kind::Rng => "virtio_rng",
+            Kind::Iommu => "virtio_iommu",
+        }
+    }
+
     /// For messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -77,6 +99,8 @@ pub struct ExpectedDevice {
     pub translated: bool,
     /// Whether it offers (and so the guest negotiates) ACCESS_PLATFORM.
     pub access_platform: bool,
+    /// Whether its DMA is cache-coherent (on PCI, its bridge's).
+    pub coherent: bool,
 }
 
 /// Everything one run checks the guest against.
@@ -84,6 +108,10 @@ pub struct ExpectedDevice {
 pub struct Expectations {
     /// Every virtio device, the IOMMU included.
     pub devices: Vec<ExpectedDevice>,
+    /// Whether the guest's DMA set-up is checked against each device's
+    /// coherency (arm64, where a non-coherent device needs cache
+    /// maintenance; x86 DMA is always coherent).
+    pub coherency: bool,
     /// Whether the IOMMU may refuse an ATTACH (mixed-coherency=reject on a
     /// machine whose translated devices differ in coherency).
     pub refused_attach_allowed: bool,
@@ -113,12 +141,30 @@ impl Expectations {
                 },
                 translated: d.dma.endpoint().is_some(),
                 access_platform: d.dma.offers_access_platform(),
+                coherent: d.coherent,
             })
             .collect();
         let translated: Vec<bool> =
             machine.devices.iter().filter(|d| d.dma.endpoint().is_some()).map(|d| d.coherent).collect();
         let mixed = translated.iter().any(|&c| c) && translated.iter().any(|&c| !c);
-        Self { devices, refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed }
+        Self {
+            devices,
+            coherency: machine.arch == dmavm_machine::Arch::Aarch64,
+            refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed,
+        }
+    }
+
+    /// The guest drivers the devices need, transports first, in order.
+    pub fn drivers(&self) -> Vec<&'static str> {
+        let mut need = Vec::new();
+        for d in &self.devices {
+            for name in [d.location.transport_driver(), d.kind.driver()] {
+                if !need.contains(&name) {
+                    need.push(name);
+                }
+            }
+        }
+        need
     }
 
     /// The devices of one kind.

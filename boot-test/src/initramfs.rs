@@ -85,6 +85,44 @@ pub fn overlay(patterns: &[String]) -> Vec<u8> {
     out
 }
 
+/// An uncompressed newc cpio archive of everything below `root`, named
+/// relative to it (folders before what they hold), every file executable:
+/// what is added to an emulated host's initramfs.
+pub fn archive_dir(root: &Path) -> Result<Vec<u8>, Error> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Option<PathBuf>)>) -> Result<(), Error> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(format!("reading {}", dir.display())))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io(format!("reading {}", dir.display())))?;
+        entries.sort();
+        for path in entries {
+            let name = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+            if path.is_dir() {
+                out.push((name, None));
+                walk(root, &path, out)?;
+            } else {
+                out.push((name, Some(path)));
+            }
+        }
+        Ok(())
+    }
+    let mut entries = Vec::new();
+    walk(root, root, &mut entries)?;
+    let mut out = Vec::new();
+    for (ino, (name, file)) in (1u32..).zip(entries) {
+        match file {
+            None => push_entry(&mut out, ino, &name, 0o040_755, &[]),
+            Some(path) => {
+                let data = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+                push_entry(&mut out, ino, &name, 0o100_755, &data);
+            }
+        }
+    }
+    push_entry(&mut out, 0, "TRAILER!!!", 0, &[]);
+    Ok(out)
+}
+
 /// Writes `initrd` followed by `overlay` (4-byte aligned) to `out`.
 pub fn compose(initrd: &Path, overlay: &[u8], out: &Path) -> Result<(), Error> {
     let mut data = std::fs::read(initrd).map_err(io(format!("reading the initrd {}", initrd.display())))?;
@@ -113,6 +151,55 @@ mod tests {
         // (a directory) is empty.
         assert_eq!(&o[94..102], b"00000007");
         assert!(BOOT_TEST_CHECK.contains("bt_done=1"));
+    }
+
+    /// A folder's archive lists its folders before what they hold, and
+    /// every file's bytes.
+    #[test]
+    fn a_folder_archives_whole() {
+        let dir = std::env::temp_dir().join(format!("dmavm-archive-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("boot-test/matrix")).unwrap();
+        std::fs::create_dir_all(dir.join("scenarios")).unwrap();
+        std::fs::write(dir.join("boot-test/kernel"), b"KERNEL").unwrap();
+        std::fs::write(dir.join("boot-test/matrix/0-m.toml"), b"[machine.a]\n").unwrap();
+        std::fs::write(dir.join("scenarios/boot-test.sh"), b"#!/bin/sh\n").unwrap();
+        let a = archive_dir(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(a.len() % 4, 0);
+        let text = String::from_utf8_lossy(&a);
+        let order: Vec<usize> = [
+            "boot-test\0",
+            "boot-test/kernel\0",
+            "boot-test/matrix\0",
+            "boot-test/matrix/0-m.toml\0",
+            "scenarios\0",
+            "scenarios/boot-test.sh\0",
+            "TRAILER!!!\0",
+        ]
+        .iter()
+        .map(|n| text.find(n).unwrap_or_else(|| panic!("{n}")))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        assert!(text.contains("KERNEL") && text.contains("[machine.a]"));
+        let Ok(mut child) = Command::new("cpio")
+            .args(["-t", "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return;
+        };
+        use std::io::Write;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(&a).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "boot-test\nboot-test/kernel\nboot-test/matrix\nboot-test/matrix/0-m.toml\nscenarios\nscenarios/boot-test.sh\n"
+        );
     }
 
     /// The archive as cpio(1) reads it, where cpio is installed.

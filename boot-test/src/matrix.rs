@@ -42,7 +42,7 @@ use dmavm_machine::{Arch, Machine};
 /// A machine's memory unless it says: enough for the boot-test check.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 /// The keys a `[machine.NAME]` table has besides the config file's.
-const MATRIX_MACHINE_KEYS: &[&str] = &["variants", "timeout"];
+const MATRIX_MACHINE_KEYS: &[&str] = &["variants", "timeout", "test-dt-flip-coherent"];
 /// The matrix's top-level keys.
 const TOP_KEYS: &[&str] = &["cmdline", "timeout", "variants", "machine"];
 /// Where the placeholder image of a disk points until a run makes one.
@@ -76,6 +76,10 @@ pub struct RunSpec {
     pub cmdline: String,
     /// The run's time limit, if the matrix sets one.
     pub timeout: Option<Duration>,
+    /// Test only: virtio-mmio devices whose device tree lies about their
+    /// coherency (`dmavm run --test-dt-flip-coherent`), to prove the
+    /// `coherency` check catches it.
+    pub dt_flip_coherent: Vec<String>,
 }
 
 /// One line of the matrix as the scanner sees it.
@@ -236,8 +240,16 @@ fn plain_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Parses matrix text; `file` is how errors and reports call it.
+/// Parses matrix text of x86_64 machines; `file` is how errors and
+/// reports call it.
+#[cfg(test)]
 pub fn parse(text: &str, file: &str) -> Result<Vec<RunSpec>, MatrixError> {
+    parse_for(text, file, Arch::X86_64)
+}
+
+/// Parses matrix text of `arch` machines; `file` is how errors and
+/// reports call it.
+pub fn parse_for(text: &str, file: &str, arch: Arch) -> Result<Vec<RunSpec>, MatrixError> {
     let err = |line: usize, msg: String| MatrixError(format!("{file}:{line}: {msg}"));
     let table: Table = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| {
@@ -388,8 +400,37 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<RunSpec>, MatrixError> {
             devices: config.devices.clone(),
             iommu: config.iommu.clone(),
         };
-        let machine =
-            Machine::new(&options, Arch::X86_64).map_err(|e| err(*header_line, format!("{what}{e:#}")))?;
+        let machine = Machine::new(&options, arch).map_err(|e| err(*header_line, format!("{what}{e:#}")))?;
+        let dt_flip_coherent = match mt.get("test-dt-flip-coherent") {
+            None => Vec::new(),
+            Some(Value::Array(ids)) if arch == Arch::Aarch64 => {
+                let line = key_line(&sec, "test-dt-flip-coherent");
+                let mut out = Vec::new();
+                for id in ids {
+                    let Value::String(id) = id else {
+                        return Err(err(line, format!("{what}test-dt-flip-coherent: expected device ids")));
+                    };
+                    let mmio = machine
+                        .devices
+                        .iter()
+                        .any(|d| d.id == *id && matches!(d.placement, dmavm_machine::Placement::Mmio { .. }));
+                    if !mmio {
+                        return Err(err(
+                            line,
+                            format!("{what}test-dt-flip-coherent: '{id}' is not a virtio-mmio device of the machine"),
+                        ));
+                    }
+                    out.push(id.clone());
+                }
+                out
+            }
+            Some(_) => {
+                return Err(err(
+                    key_line(&sec, "test-dt-flip-coherent"),
+                    format!("{what}test-dt-flip-coherent: a list of virtio-mmio device ids, on arm64 (--arch aarch64)"),
+                ))
+            }
+        };
         let findings = check(&machine);
         if let Some(line) = refusal(&findings) {
             return Err(err(*header_line, format!("{what}{line}")));
@@ -418,6 +459,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<RunSpec>, MatrixError> {
             machine,
             cmdline: words(""),
             timeout: machine_timeout,
+            dt_flip_coherent,
         };
         if chosen.is_empty() {
             // No variants, or `variants = []`: one run named as the machine.
@@ -449,19 +491,25 @@ fn machine_config(doc: &[(String, usize)], file: &str, what: &str) -> Result<Fil
     })
 }
 
-/// Reads and parses the matrix at `path`.
+/// Reads and parses the matrix of x86_64 machines at `path`.
+#[cfg(test)]
 pub fn load(path: &Path) -> Result<Vec<RunSpec>, MatrixError> {
+    load_for(path, Arch::X86_64)
+}
+
+/// Reads and parses the matrix of `arch` machines at `path`.
+pub fn load_for(path: &Path, arch: Arch) -> Result<Vec<RunSpec>, MatrixError> {
     let name = dmavm_machine::user_text::shown(&path.display().to_string());
     let text = dmavm_machine::input_file::read_to_string(path, dmavm_machine::input_file::Purpose::Matrix)
         .map_err(|e| MatrixError(e.to_string()))?;
-    parse(&text, &name)
+    parse_for(&text, &name, arch)
 }
 
 /// All runs of `paths`, named uniquely.
-pub fn load_all(paths: &[PathBuf]) -> Result<Vec<RunSpec>, MatrixError> {
+pub fn load_all(paths: &[PathBuf], arch: Arch) -> Result<Vec<RunSpec>, MatrixError> {
     let mut runs: Vec<RunSpec> = Vec::new();
     for p in paths {
-        for r in load(p)? {
+        for r in load_for(p, arch)? {
             if let Some(other) = runs.iter().find(|o| o.name == r.name) {
                 return Err(MatrixError(format!(
                     "{}: run '{}' is also in {}: name machines apart",
@@ -605,6 +653,23 @@ direct-ram-access = true
         assert_eq!(line_key("  \"id\" = \"x\""), Some("id".into()));
         assert_eq!(line_key("# a = b"), None);
         assert_eq!(depth_change("v = [\"a]\", # ]"), 1);
+    }
+
+    #[test]
+    fn the_arm64_matrices_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let runs = load_for(&root.join("resources/matrix/arm64.toml"), Arch::Aarch64).unwrap();
+        let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["no-iommu", "iommu-mmio", "iommu-pci", "noncoherent-mmio", "bypass", "bridges"]);
+        assert!(runs.iter().all(|r| r.machine.arch == Arch::Aarch64 && r.dt_flip_coherent.is_empty()));
+        let broken = load_for(&root.join("tests/matrix/arm64-broken.toml"), Arch::Aarch64).unwrap();
+        assert_eq!(broken[0].dt_flip_coherent, ["liar"]);
+        // The test-only key is for arm64 virtio-mmio devices only.
+        let x86 = load(&root.join("tests/matrix/arm64-broken.toml")).unwrap_err().to_string();
+        assert!(x86.contains("test-dt-flip-coherent: a list of virtio-mmio device ids, on arm64"), "{x86}");
+        let text = "[machine.m]\ntest-dt-flip-coherent = [\"d\"]\n[[machine.m.disk]]\nid = \"d\"\ntransport = \"pci\"\n";
+        let pci = parse_for(text, "m.toml", Arch::Aarch64).unwrap_err().to_string();
+        assert!(pci.contains("'d' is not a virtio-mmio device"), "{pci}");
     }
 
     #[test]

@@ -46,6 +46,28 @@ pub struct SeenDisk {
     pub write_refused: Option<bool>,
 }
 
+/// The cache maintenance and memory type the guest gave one disk's DMA
+/// (arm64).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenCoherency {
+    /// The disk's serial (the device id).
+    pub serial: String,
+    /// `arch_sync_dma_for_device()` calls while it was re-probed and read.
+    pub sync_for_device: u64,
+    /// `arch_sync_dma_for_cpu()` calls, the same.
+    pub sync_for_cpu: u64,
+    /// Memory types `dma_pgprot()` gave its coherent allocations
+    /// (`normal`, `normal-nc`), or `none`.
+    pub prot: String,
+}
+
+impl SeenCoherency {
+    /// Whether its coherent allocations were mapped non-cacheable.
+    pub fn non_cacheable(&self) -> bool {
+        self.prot.split(',').any(|p| p == "normal-nc")
+    }
+}
+
 /// dmavm's `--stats` counters of one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
@@ -68,6 +90,10 @@ pub struct Observed {
     pub kernel: Option<String>,
     /// Modules init could not load.
     pub insmod_failed: Vec<String>,
+    /// The drivers the kernel has (built in or loaded): those of the
+    /// virtio bus and the virtio-pci and virtio-mmio transports, by their
+    /// sysfs names.
+    pub drivers: Option<Vec<String>>,
     /// Virtio devices.
     pub virtio: Vec<SeenVirtio>,
     /// Disks.
@@ -76,6 +102,10 @@ pub struct Observed {
     pub rngs: Vec<(String, u64)>,
     /// Virtio consoles written to.
     pub consoles: Vec<String>,
+    /// The coherency measurements of the disks (arm64).
+    pub coherency: Vec<SeenCoherency>,
+    /// Why the guest could not measure coherency, if it could not.
+    pub coherency_error: Option<String>,
     /// Lines that arrived through a virtio console (`DMAVM-HVC hvcN`).
     pub console_lines: Vec<String>,
     /// Kernel-log lines matching a fail pattern (the first 20).
@@ -169,6 +199,10 @@ impl Observed {
                 o.kernel = value(rest, "kernel").map(str::to_string);
             } else if let Some(m) = value(rest, "insmod_failed") {
                 o.insmod_failed.push(m.to_string());
+            } else if let Some(list) = value(rest, "bt_drivers") {
+                o.drivers = Some(
+                    list.split(',').filter(|d| !d.is_empty() && *d != "-").map(str::to_string).collect(),
+                );
             } else if let Some(name) = value(rest, "bt_virtio") {
                 let device = value(rest, "device")
                     .and_then(|d| u32::from_str_radix(d.trim_start_matches("0x"), 16).ok())
@@ -196,6 +230,16 @@ impl Observed {
             } else if let Some(name) = value(rest, "bt_rng") {
                 let bytes = value(rest, "bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
                 o.rngs.push((name.to_string(), bytes));
+            } else if let Some(serial) = value(rest, "bt_coherency") {
+                let n = |k: &str| value(rest, k).and_then(|v| v.parse().ok()).unwrap_or(0);
+                o.coherency.push(SeenCoherency {
+                    serial: serial.to_string(),
+                    sync_for_device: n("sync_for_device"),
+                    sync_for_cpu: n("sync_for_cpu"),
+                    prot: value(rest, "prot").unwrap_or("none").to_string(),
+                });
+            } else if let Some(why) = value(rest, "bt_coherency_error") {
+                o.coherency_error = Some(why.to_string());
             } else if let Some(name) = value(rest, "bt_hvc") {
                 o.consoles.push(name.to_string());
             } else if let Some(n) = value(rest, "bt_klog_bad") {
@@ -218,6 +262,7 @@ mod tests {
 [    0.000000] Linux version 6.12
 DMAVM init uptime=3.1 cpus=1 mem_kb=200000 kernel=6.12.57+deb13-cloud-amd64
 DMAVM insmod_failed=virtio-iommu
+DMAVM bt_drivers=virtio_blk,virtio_console,virtio-pci
 DMAVM bt_virtio=virtio0 device=0x0017 parent=0000:00:01.0 addr=- group=none driver=virtio_iommu features=1110
 DMAVM bt_virtio=virtio1 device=0x0002 parent=LNRO0005:00 addr=d0000000 group=1 driver=virtio_blk features=00000000000000000000000000000000011
 DMAVM bt_disk=disk0 dev=vda ro=0 sha=abc readback=def write_refused=-
@@ -226,6 +271,7 @@ DMAVM bt_rng=virtio_rng.0 bytes=65536
 DMAVM-HVC hvc0\r
 DMAVM bt_hvc=hvc0
 DMAVM-KLOG [    2.1] WARNING: CPU: 0 PID: 1 at x
+DMAVM bt_coherency=disk0 sync_for_device=12 sync_for_cpu=7 prot=normal,normal-nc
 DMAVM bt_klog_bad=1
 DMAVM bt_done=1
 DMAVM check=boot-test status=0
@@ -240,6 +286,8 @@ dmavm: error: guest triple fault
         assert!(o.init && o.done);
         assert_eq!(o.kernel.as_deref(), Some("6.12.57+deb13-cloud-amd64"));
         assert_eq!(o.insmod_failed, ["virtio-iommu"]);
+        assert_eq!(o.drivers, Some(vec!["virtio_blk".into(), "virtio_console".into(), "virtio-pci".into()]));
+        assert_eq!(Observed::parse("DMAVM bt_drivers=-\n").drivers, Some(vec![]));
         assert_eq!(o.virtio.len(), 2);
         assert_eq!(o.virtio[0].device, 0x17);
         assert_eq!((o.virtio[0].group.as_deref(), o.virtio[0].addr), (None, None));
@@ -262,6 +310,16 @@ dmavm: error: guest triple fault
             [("disk0".to_string(), Counters { map: 12, translations: 40, faults: 1, refused_attach: 0 })]
         );
         assert_eq!(o.dropped_faults, 3);
+        assert_eq!(
+            o.coherency,
+            [SeenCoherency {
+                serial: "disk0".into(),
+                sync_for_device: 12,
+                sync_for_cpu: 7,
+                prot: "normal,normal-nc".into()
+            }]
+        );
+        assert!(o.coherency[0].non_cacheable());
         assert_eq!(o.vmm_errors, ["guest triple fault"]);
     }
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::shard::Shard;
 use super::verdict::{Check, Outcome};
 
 /// One run's result (also what the inner harness of sandbox mode sends
@@ -32,6 +33,15 @@ pub struct RunResult {
     pub checks: Vec<Check>,
     /// Its log, if kept.
     pub log: Option<String>,
+    /// Its place among the runs of the whole matrix, before `--shard`
+    /// took some (from 0), so that merged shards keep matrix order.
+    #[serde(default)]
+    pub position: Option<usize>,
+    /// The drivers of the machine's devices and transports that the
+    /// guest's kernel has neither built in nor loaded (`virtio_blk`,
+    /// `virtio-mmio`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_drivers: Vec<String>,
 }
 
 impl RunResult {
@@ -46,6 +56,22 @@ impl RunResult {
 pub struct Report {
     /// The kernel under test.
     pub kernel: String,
+    /// SHA-256 of the kernel file, in hex.
+    #[serde(default)]
+    pub kernel_sha256: String,
+    /// The guests' architecture (`x86_64`, `aarch64`).
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    /// When the harness started, RFC 3339 in UTC.
+    #[serde(default)]
+    pub started: String,
+    /// The shard of the matrix this report holds, if sharded.
+    #[serde(default)]
+    pub shard: Option<Shard>,
+    /// Runs of the whole matrix before `--shard` took some (`--only`
+    /// applied): what the merged shards must add up to.
+    #[serde(default)]
+    pub matrix_total: usize,
     /// "direct" or "sandbox".
     pub mode: String,
     /// VMs at a time.
@@ -64,10 +90,31 @@ pub struct Report {
     pub runs: Vec<RunResult>,
 }
 
+fn default_arch() -> String {
+    "x86_64".into()
+}
+
+/// What a report says about the kernel and the matrix, besides its runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Heading {
+    /// The kernel, as given.
+    pub kernel: String,
+    /// Its SHA-256.
+    pub kernel_sha256: String,
+    /// The guests' architecture.
+    pub arch: String,
+    /// When the harness started (RFC 3339, UTC).
+    pub started: String,
+    /// The shard, if any.
+    pub shard: Option<Shard>,
+    /// Runs of the matrix before sharding.
+    pub matrix_total: usize,
+}
+
 impl Report {
     /// A report of `runs`.
     pub fn new(
-        kernel: String,
+        heading: Heading,
         mode: &str,
         jobs: usize,
         secs: f64,
@@ -76,7 +123,12 @@ impl Report {
     ) -> Self {
         let passed = runs.iter().filter(|r| r.passed()).count();
         Self {
-            kernel,
+            kernel: heading.kernel,
+            kernel_sha256: heading.kernel_sha256,
+            arch: heading.arch,
+            started: heading.started,
+            shard: heading.shard,
+            matrix_total: heading.matrix_total,
             mode: mode.into(),
             jobs,
             total: runs.len(),
@@ -121,6 +173,9 @@ pub fn table(report: &Report) -> String {
     );
     if let Some(t) = report.sandbox_ready_secs {
         let _ = write!(out, "; emulated host ready after {t:.1}s");
+    }
+    if let Some(shard) = report.shard {
+        let _ = write!(out, "; shard {shard} of {} runs", report.matrix_total);
     }
     out.push_str(")\n");
     out
@@ -235,10 +290,10 @@ pub fn junit(report: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn run(name: &str, matrix: &str, outcome: Outcome, first: Option<(&str, &str)>) -> RunResult {
+    pub(crate) fn run(name: &str, matrix: &str, outcome: Outcome, first: Option<(&str, &str)>) -> RunResult {
         let first = first.map(|(n, d)| Check { name: n.into(), passed: false, detail: d.into() });
         let (machine, variant) = match name.split_once('/') {
             Some((m, v)) => (m.to_string(), Some(v.to_string())),
@@ -255,12 +310,21 @@ mod tests {
             checks: first.iter().cloned().collect(),
             first_failure: first,
             log: Some("logs/x.log".into()),
+            position: None,
+            missing_drivers: Vec::new(),
         }
     }
 
-    fn report() -> Report {
+    pub(crate) fn report() -> Report {
         Report::new(
-            "/k/bzImage".into(),
+            Heading {
+                kernel: "/k/bzImage".into(),
+                kernel_sha256: "ab".repeat(32),
+                arch: "x86_64".into(),
+                started: "2026-12-06T04:00:00Z".into(),
+                shard: None,
+                matrix_total: 4,
+            },
             "sandbox",
             2,
             10.0,

@@ -13,7 +13,7 @@ use super::expect::{Expectations, Kind};
 use super::matrix::RunSpec;
 use super::report::RunResult;
 use super::termination::{interrupted, Interrupted};
-use super::verdict::{judge, outcome, Check, Exit, HostDisk, Outcome};
+use super::verdict::{judge, missing_drivers, outcome, Check, Exit, HostDisk, Outcome};
 use super::vm_args;
 use crate::error::{io, Error};
 
@@ -78,7 +78,7 @@ struct Active {
 
 /// The SHA-256 of `data` in lower-case hex, as the guest's `sha256sum`
 /// prints it, so that the two compare as strings.
-fn sha256_hex(data: &[u8]) -> String {
+pub fn sha256_hex(data: &[u8]) -> String {
     format!("{:x}", Sha256::digest(data))
 }
 
@@ -117,6 +117,7 @@ fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active, Error> {
         .arg(&plan.kvm_device)
         .arg("--stats")
         .args(vm_args::machine_args(&machine, spec.cpus, spec.memory))
+        .args(vm_args::test_args(spec))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
@@ -152,8 +153,11 @@ fn finish(plan: &Plan, spec: &RunSpec, a: &Active, exit: Exit) -> RunResult {
     let text = std::fs::read(&a.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let observed = super::observe::Observed::parse(&text);
     let machine = vm_args::with_images(&spec.machine, &a.dir);
-    let checks = judge(&Expectations::of(&machine), &observed, exit, &host_disks(a), &sha256_hex(&pattern()));
-    result(plan, spec, outcome(&checks, exit), a.started.elapsed().as_secs_f64(), checks)
+    let expected = Expectations::of(&machine);
+    let checks = judge(&expected, &observed, exit, &host_disks(a), &sha256_hex(&pattern()));
+    let mut r = result(plan, spec, outcome(&checks, exit), a.started.elapsed().as_secs_f64(), checks);
+    r.missing_drivers = missing_drivers(&expected, &observed);
+    r
 }
 
 /// A run's result from its checks.
@@ -169,6 +173,8 @@ pub fn result(plan: &Plan, spec: &RunSpec, outcome: Outcome, secs: f64, checks: 
         first_failure: checks.iter().find(|c| !c.passed).cloned(),
         checks,
         log: plan.logs.as_ref().map(|l| l.join(log_name(&spec.name)).display().to_string()),
+        position: None,
+        missing_drivers: Vec::new(),
     }
 }
 

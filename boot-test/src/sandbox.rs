@@ -20,6 +20,7 @@ use dmavm_tests::l1_markers;
 use dmavm_tests::Paths;
 
 use super::args::BootTestArgs;
+use super::initramfs;
 use super::matrix::RunSpec;
 use super::report::{progress, RunResult};
 use super::runner::{harness_error, log_name, Plan};
@@ -40,6 +41,23 @@ const L1_CPUS: usize = 1;
 pub const SANDBOX_JOBS: usize = 1;
 /// Seconds per round of runs on top of their limit (start, judging).
 const PER_ROUND_SLACK_SECS: u64 = 30;
+
+/// Which emulated host runs the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The x86 test bed: QEMU TCG with an emulated SVM CPU, L1 Linux with
+    /// kvm-amd, x86_64 guests.
+    X86,
+    /// The arm64 sandbox (dmavm_tests::arm64): qemu-system-aarch64 TCG at
+    /// EL2, L1 Linux with KVM in VHE mode, arm64 guests.
+    Arm64,
+}
+
+/// Seconds for the arm64 L1 to boot and power off (an arm64 L1 boots
+/// slower under TCG).
+const ARM64_L1_ALLOWANCE_SECS: u64 = 240;
+/// The arm64 L1's memory in MiB, as the arm64 scenarios give it.
+const ARM64_L1_MEMORY_MIB: u64 = 2048;
 
 /// `'text'` for sh, quotes escaped.
 fn quote(text: &str) -> String {
@@ -80,6 +98,8 @@ fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> Strin
         "boot-test".into(),
         "--direct".into(),
         "--protocol".into(),
+        "--arch".into(),
+        args.arch.name().into(),
         "--kernel".into(),
         "/boot-test/kernel".into(),
         "--initrd".into(),
@@ -94,6 +114,9 @@ fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> Strin
     }
     for o in &args.only {
         words.extend(["--only".into(), o.clone()]);
+    }
+    if let Some(s) = args.shard {
+        words.extend(["--shard".into(), s.to_string()]);
     }
     if let Some(c) = &args.cmdline {
         words.extend(["--cmdline".into(), c.clone()]);
@@ -111,12 +134,23 @@ fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> Strin
 pub fn run(
     args: &BootTestArgs,
     plan: &Plan,
+    host: Host,
     qemu: &Path,
     specs: &[RunSpec],
 ) -> Result<(Vec<RunResult>, Option<f64>), Error> {
     let t0 = Instant::now();
     let paths = Paths::new();
-    let kernel = l1_kernel(&paths)?;
+    let (kernel, arm64_base) = match host {
+        Host::X86 => (l1_kernel(&paths)?, None),
+        Host::Arm64 => {
+            eprintln!(
+                "boot-test: preparing the arm64 sandbox (arm64 kernel and L1 image, the aarch64 dmavm of this \
+                 tree cross-built: minutes the first time)"
+            );
+            let base = dmavm_tests::arm64::prepare_l1(&paths).map_err(Error::Testbed)?;
+            (dmavm_tests::arm64::guest_dir(&paths).join("Image"), Some(base))
+        }
+    };
 
     // The image's extra files.
     let extra = plan.work.join("l1-extra");
@@ -143,31 +177,46 @@ pub fn run(
 
     // The image.
     let image = plan.work.join("l1.cpio");
-    let empty = plan.work.join("no-payloads");
-    std::fs::create_dir_all(&empty).map_err(io(format!("creating {}", empty.display())))?;
-    eprintln!("boot-test: building the emulated host's image (resources/testbed/build-l1.sh)");
-    run_checked(
-        Command::new("bash")
-            .arg(paths.resources().join("testbed").join("build-l1.sh"))
-            .arg(&plan.dmavm)
-            .arg(&empty)
-            .env("DMAVM_L1_OUT", &image)
-            .env("DMAVM_L1_LEAN", "1")
-            .env("DMAVM_L1_EXTRA", &extra)
-            .current_dir(&paths.root),
-        "building the emulated host's image",
-    )?;
+    match &arm64_base {
+        None => {
+            let empty = plan.work.join("no-payloads");
+            std::fs::create_dir_all(&empty).map_err(io(format!("creating {}", empty.display())))?;
+            eprintln!("boot-test: building the emulated host's image (resources/testbed/build-l1.sh)");
+            run_checked(
+                Command::new("bash")
+                    .arg(paths.resources().join("testbed").join("build-l1.sh"))
+                    .arg(&plan.dmavm)
+                    .arg(&empty)
+                    .env("DMAVM_L1_OUT", &image)
+                    .env("DMAVM_L1_LEAN", "1")
+                    .env("DMAVM_L1_EXTRA", &extra)
+                    .current_dir(&paths.root),
+                "building the emulated host's image",
+            )?;
+        }
+        // The arm64 L1 image with the matrix's files on top (Linux unpacks
+        // concatenated archives in order).
+        Some(base) => initramfs::compose(base, &initramfs::archive_dir(&extra)?, &image)?,
+    }
     let _ = std::fs::remove_dir_all(&extra);
 
     // Time limits: inside L1 for the scenario, here for QEMU.
     let rounds = specs.len() as u64;
     let longest = specs.iter().map(|s| s.timeout.unwrap_or(plan.timeout)).max().unwrap_or(plan.timeout);
     let inner_limit = rounds * (longest.as_secs() + 1 + PER_ROUND_SLACK_SECS) + 60;
-    let overall = Duration::from_secs(inner_limit + L1_ALLOWANCE_SECS);
+    let allowance = match host {
+        Host::X86 => L1_ALLOWANCE_SECS,
+        Host::Arm64 => ARM64_L1_ALLOWANCE_SECS,
+    };
+    let overall = Duration::from_secs(inner_limit + allowance);
     let biggest = specs.iter().map(|s| s.memory >> 20).max().unwrap_or(256);
     let memory_mib = (1024 + SANDBOX_JOBS as u64 * (biggest + 128)).clamp(1536, 16 << 10);
+    let console = match host {
+        Host::X86 => "ttyS0",
+        Host::Arm64 => "ttyAMA0",
+    };
     let append =
-        format!("console=ttyS0 panic=-1 quiet dmavm.scenarios=boot-test dmavm.timeout={inner_limit}");
+        format!("console={console} panic=-1 quiet dmavm.scenarios=boot-test dmavm.timeout={inner_limit}");
 
     let sandbox_log_path = match &plan.logs {
         Some(l) => l.join("sandbox.log"),
@@ -178,10 +227,17 @@ pub fn run(
     let stderr_path = plan.work.join("qemu.stderr");
     let stderr = File::create(&stderr_path).map_err(io(format!("creating {}", stderr_path.display())))?;
     let mut cmd = Command::new(qemu);
-    cmd.args(dmavm_tests::l1_qemu_args(&kernel, &image, &append, L1_CPUS, memory_mib))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
+    match host {
+        Host::X86 => cmd.args(dmavm_tests::l1_qemu_args(&kernel, &image, &append, L1_CPUS, memory_mib)),
+        Host::Arm64 => cmd.args(dmavm_tests::arm64::l1_qemu_args(
+            &kernel,
+            &image,
+            &append,
+            dmavm_tests::arm64::smp(),
+            ARM64_L1_MEMORY_MIB.max(memory_mib),
+        )),
+    };
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
     let mut child = cmd.spawn().map_err(io(format!("starting {}", qemu.display())))?;
     let (tx, rx) = mpsc::channel::<String>();
     if let Some(out) = child.stdout.take() {

@@ -16,9 +16,19 @@ pub const RNG_BYTES: u64 = 65536;
 
 /// The checks, in the order [`judge`] judges them (a test holds `judge`
 /// to this list).
-#[cfg(test)]
 pub const CHECKS: &[&str] =
     &["boot", "finished", "devices", "iommu-groups", "access-platform", "dma", "kernel-log", "vmm-stats"];
+/// The check arm64 runs after `dma` (x86 DMA is always coherent).
+pub const COHERENCY: &str = "coherency";
+
+/// The checks of a run on `arch` (`x86_64`, `aarch64`), in order.
+pub fn checks_of(arch: &str) -> Vec<&'static str> {
+    let mut all = CHECKS.to_vec();
+    if arch == "aarch64" {
+        all.insert(6, COHERENCY);
+    }
+    all
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +167,7 @@ pub fn judge(
     checks.push(Check::new("finished", vec![], "the check ran to its end and the guest powered off"));
 
     // devices: each where the model puts it, with a driver
+    let absent = missing_drivers(exp, o);
     let find = |loc: &Location| -> Option<&SeenVirtio> {
         o.virtio.iter().find(|v| match loc {
             Location::Pci(bdf) => &v.parent == bdf,
@@ -164,6 +175,9 @@ pub fn judge(
         })
     };
     let mut missing = Vec::new();
+    if !absent.is_empty() {
+        missing.push(format!("the kernel has no {} driver (neither built in nor loaded)", absent.join(", ")));
+    }
     let mut matched: Vec<&str> = Vec::new();
     for d in &exp.devices {
         match find(&d.location) {
@@ -283,6 +297,10 @@ pub fn judge(
     }
     checks.push(Check::new("dma", dma, "disks read, written and read back; RNGs read; consoles written"));
 
+    if exp.coherency {
+        checks.push(coherency(exp, o));
+    }
+
     // kernel-log
     let klog = match o.klog_bad {
         Some(0) => vec![],
@@ -311,6 +329,57 @@ pub fn judge(
     }
     checks.push(Check::new("vmm-stats", stats, format!("{} endpoints, no faults", o.stats.len())));
     checks
+}
+
+/// arm64: each disk's cache maintenance as its coherency demands. A
+/// non-coherent device needs the caches cleaned before and invalidated
+/// after its DMA (arch_sync_dma_for_device/for_cpu) and its coherent
+/// allocations mapped non-cacheable; a coherent one gets neither. Either
+/// mismatch means the guest was told another coherency than the device
+/// has (the device tree's `dma-coherent`, a bridge's, or the IOMMU's).
+fn coherency(exp: &Expectations, o: &Observed) -> Check {
+    let mut wrong = Vec::new();
+    if let Some(why) = &o.coherency_error {
+        wrong.push(format!("the guest could not measure its DMA set-up ({why})"));
+    }
+    let mut measured = 0;
+    for d in exp.devices.iter().filter(|d| matches!(d.kind, Kind::Disk { .. })) {
+        let Some(seen) = o.coherency.iter().find(|c| c.serial == d.id) else {
+            if o.coherency_error.is_none() {
+                wrong.push(format!("{} ({}): not measured", d.id, d.location));
+            }
+            continue;
+        };
+        measured += 1;
+        let (syncs, nc) = (seen.sync_for_device + seen.sync_for_cpu, seen.non_cacheable());
+        let what = format!(
+            "{} cache syncs for the device, {} for the CPU, coherent memory {}",
+            seen.sync_for_device, seen.sync_for_cpu, seen.prot
+        );
+        if d.coherent && (syncs > 0 || nc) {
+            wrong.push(format!(
+                "{} ({}) is coherent, but the guest treats it as non-coherent ({what})",
+                d.id, d.location
+            ));
+        } else if !d.coherent && (seen.sync_for_device == 0 || seen.sync_for_cpu == 0 || !nc) {
+            wrong.push(format!(
+                "{} ({}) is not coherent, but the guest treats it as coherent ({what})",
+                d.id, d.location
+            ));
+        }
+    }
+    Check::new(
+        COHERENCY,
+        wrong,
+        format!("{measured} disk(s): cache maintenance exactly for the non-coherent ones"),
+    )
+}
+
+/// The drivers the machine's devices need that the guest's kernel has
+/// neither built in nor loaded (none when the guest did not say).
+pub fn missing_drivers(exp: &Expectations, o: &Observed) -> Vec<String> {
+    let Some(have) = &o.drivers else { return Vec::new() };
+    exp.drivers().into_iter().filter(|d| !have.iter().any(|h| h == d)).map(str::to_string).collect()
 }
 
 /// The outcome of a run with these checks.
@@ -354,6 +423,7 @@ mod tests {
     fn good_output() -> String {
         format!(
             "DMAVM init uptime=1 kernel=6.12\n\
+             DMAVM bt_drivers=virtio_blk,virtio_iommu,virtio_rng,virtio-pci,virtio-mmio\n\
              DMAVM bt_virtio=virtio0 device=0x0017 parent=0000:00:01.0 addr=- group=none driver=virtio_iommu features={}\n\
              DMAVM bt_virtio=virtio1 device=0x0002 parent=0000:00:02.0 addr=- group=0 driver=virtio_blk features={}\n\
              DMAVM bt_virtio=virtio2 device=0x0002 parent=LNRO0005:00 addr=d0000000 group=none driver=virtio_blk features={}\n\
@@ -403,6 +473,69 @@ mod tests {
     }
 
     #[test]
+    fn coherency_needs_cache_maintenance_exactly_for_non_coherent_disks() {
+        use crate::expect::{ExpectedDevice, Location};
+        let disk = |id: &str, base: u64, coherent: bool| ExpectedDevice {
+            id: id.into(),
+            kind: Kind::Disk { readonly: false },
+            location: Location::Mmio(base),
+            translated: false,
+            access_platform: true,
+            coherent,
+        };
+        let exp = Expectations {
+            devices: vec![disk("nc", 0xa000000, false), disk("co", 0xa001000, true)],
+            coherency: true,
+            refused_attach_allowed: false,
+        };
+        let check = |lines: &str| coherency(&exp, &Observed::parse(lines));
+        let good = "DMAVM bt_coherency=nc sync_for_device=40 sync_for_cpu=20 prot=normal-nc\n\
+                    DMAVM bt_coherency=co sync_for_device=0 sync_for_cpu=0 prot=none\n";
+        let c = check(good);
+        assert!(c.passed && c.name == COHERENCY, "{c:?}");
+        assert_eq!(c.detail, "2 disk(s): cache maintenance exactly for the non-coherent ones");
+        // The device tree said coherent for nc: no maintenance at all.
+        let c = check(&good.replace(
+            "sync_for_device=40 sync_for_cpu=20 prot=normal-nc",
+            "sync_for_device=0 sync_for_cpu=0 prot=none",
+        ));
+        assert!(!c.passed);
+        assert!(c.detail.starts_with("nc (virtio-mmio 0xa000000) is not coherent, but the guest treats it as coherent (0 cache syncs"), "{}", c.detail);
+        // Maintenance but cacheable rings is as wrong.
+        assert!(!check(&good.replace("prot=normal-nc", "prot=normal")).passed);
+        // And the reverse: a coherent disk with cache maintenance.
+        let c = check(&good.replace("co sync_for_device=0", "co sync_for_device=3"));
+        assert!(
+            c.detail
+                .contains("co (virtio-mmio 0xa001000) is coherent, but the guest treats it as non-coherent"),
+            "{}",
+            c.detail
+        );
+        // Not measured, or no probes, fails too.
+        assert!(check("DMAVM bt_coherency=nc sync_for_device=1 sync_for_cpu=1 prot=normal-nc\n")
+            .detail
+            .contains("co (virtio-mmio 0xa001000): not measured"));
+        assert!(check("DMAVM bt_coherency_error=kprobes_unavailable\n").detail.contains("could not measure"));
+        // x86 runs have no coherency check.
+        assert_eq!(checks_of("x86_64"), CHECKS);
+        assert_eq!(checks_of("aarch64")[6], COHERENCY);
+    }
+
+    #[test]
+    fn drivers_the_kernel_lacks_are_named() {
+        let exp = machine();
+        assert_eq!(exp.drivers(), ["virtio-pci", "virtio_iommu", "virtio_blk", "virtio-mmio", "virtio_rng"]);
+        let seen = |line: &str| Observed::parse(line);
+        assert!(missing_drivers(&exp, &seen(&good_output())).is_empty());
+        // A guest that did not list its drivers lacks none that we know of.
+        assert!(missing_drivers(&exp, &seen("")).is_empty());
+        assert_eq!(
+            missing_drivers(&exp, &seen("DMAVM bt_drivers=virtio_console,virtio-pci\n")),
+            ["virtio_iommu", "virtio_blk", "virtio-mmio", "virtio_rng"]
+        );
+    }
+
+    #[test]
     fn each_fault_is_reported_by_its_check() {
         let good = good_output();
         let cases: Vec<(String, Exit, &str, &str)> = vec![
@@ -427,6 +560,12 @@ mod tests {
                 Exit::Status(0),
                 "devices",
                 "iommu0 (virtio-iommu at 0000:00:01.0, virtio0) has no driver",
+            ),
+            (
+                good.replace("virtio_blk,virtio_iommu,", "").replace("driver=virtio_blk", "driver=none"),
+                Exit::Status(0),
+                "devices",
+                "the kernel has no virtio_iommu, virtio_blk driver (neither built in nor loaded)",
             ),
             (
                 good.replace("DMAVM bt_rng=virtio_rng.0 bytes=65536\n", ""),

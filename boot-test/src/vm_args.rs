@@ -99,6 +99,11 @@ pub fn machine_args(machine: &Machine, cpus: u32, memory: u64) -> Vec<String> {
     args
 }
 
+/// The test-only options of a run (`--test-dt-flip-coherent`).
+pub fn test_args(spec: &crate::matrix::RunSpec) -> Vec<String> {
+    spec.dt_flip_coherent.iter().flat_map(|id| ["--test-dt-flip-coherent".to_string(), id.clone()]).collect()
+}
+
 /// The model with each disk's image at `dir/<id>.img`.
 pub fn with_images(machine: &Machine, dir: &Path) -> Machine {
     let mut m = machine.clone();

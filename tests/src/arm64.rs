@@ -157,6 +157,44 @@ fn resources_dir(paths: &Paths) -> PathBuf {
     paths.resources().join("testbed-arm64")
 }
 
+/// Everything an arm64 L1 boots with, prepared as the scenarios' runs
+/// prepare it (once per process): the L1 initramfs, which carries the
+/// aarch64 dmavm of this tree as `/bin/dmavm`. Its path.
+pub fn prepare_l1(paths: &Paths) -> Result<PathBuf> {
+    prepared(paths)?;
+    Ok(testbed_dir(paths).join("l1.cpio"))
+}
+
+/// The arguments of `qemu-system-aarch64` that boot an arm64 L1: `kernel`
+/// with `initrd` and `append` on `smp` vCPUs, serial console on stdio.
+pub fn l1_qemu_args(kernel: &Path, initrd: &Path, append: &str, smp: u32, memory_mib: u64) -> Vec<OsString> {
+    let mut args: Vec<OsString> =
+        ["-accel", "tcg", "-M", QEMU_MACHINE, "-cpu", QEMU_CPU, "-m"].iter().map(Into::into).collect();
+    args.push(format!("{memory_mib}M").into());
+    args.push("-smp".into());
+    args.push(smp.to_string().into());
+    for a in
+        ["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel"]
+    {
+        args.push(a.into());
+    }
+    args.push(kernel.into());
+    args.push("-initrd".into());
+    args.push(initrd.into());
+    args.push("-append".into());
+    args.push(append.into());
+    args
+}
+
+/// L1 vCPUs: `DMAVM_ARM64_SMP` (1 to 8) or [`DEFAULT_SMP`].
+pub fn smp() -> u32 {
+    std::env::var("DMAVM_ARM64_SMP")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&n| (1..=8).contains(&n))
+        .unwrap_or(DEFAULT_SMP)
+}
+
 /// Cross-builds the static aarch64 dmavm
 /// (`resources/testbed-arm64/build-dmavm.sh`) and returns its path.
 pub fn build_aarch64_dmavm(paths: &Paths) -> Result<PathBuf> {
@@ -228,11 +266,7 @@ fn prepare(paths: &Paths) -> Result<()> {
 
 /// Boots L1 with `names` (validated) and reads their results.
 fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Vec<ScenarioResult>> {
-    let smp = std::env::var("DMAVM_ARM64_SMP")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|&n| (1..=8).contains(&n))
-        .unwrap_or(DEFAULT_SMP);
+    let smp = smp();
     let overall = BOOT_ALLOWANCE_SECS + names.len() as u64 * (timeout + PER_SCENARIO_SLACK_SECS);
     let append =
         format!("console=ttyAMA0 panic=-1 quiet dmavm.scenarios={} dmavm.timeout={timeout}", names.join(","));
@@ -241,16 +275,13 @@ fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Ve
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "10", &overall.to_string()])
         .arg(qemu)
-        .args(["-accel", "tcg", "-M", QEMU_MACHINE, "-cpu", QEMU_CPU, "-m", "2G"])
-        .args(["-smp", &smp.to_string()])
-        .args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .args(["-serial", "stdio", "-no-reboot"])
-        .arg("-kernel")
-        .arg(guest_dir(paths).join("Image"))
-        .arg("-initrd")
-        .arg(testbed_dir(paths).join("l1.cpio"))
-        .arg("-append")
-        .arg(&append)
+        .args(l1_qemu_args(
+            &guest_dir(paths).join("Image"),
+            &testbed_dir(paths).join("l1.cpio"),
+            &append,
+            smp,
+            2048,
+        ))
         .current_dir(&paths.root);
     // The arm64 L1 boots slower than a scenario may stay silent: silence
     // counts from the boot allowance up.

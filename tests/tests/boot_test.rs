@@ -4,7 +4,14 @@
 //! first check (a panic before init, a hang killed at its timeout, the
 //! virtio-iommu driver withheld). One harness run, so one emulated host
 //! where there is no hardware KVM; its JSON and JUnit reports are read
-//! back and must agree.
+//! back and must agree, its KCIDB submission must pass KCIDB's published
+//! schema, and every failed run leaves a reproduce script.
+//!
+//! Besides: the default matrix in three shards (three more harness runs),
+//! merged, must be the unsharded run's default runs with their verdicts
+//! (exit status 0 each); and the kernel without its modules, whose
+//! virtio drivers are modules, cannot be tested (exit status 125) and
+//! gets one hint naming --modules.
 
 // A missing value fails the test, with the harness's output.
 #![allow(clippy::panic)]
@@ -54,6 +61,8 @@ fn outcome() -> &'static Outcome {
             .arg(out.join("report.xml"))
             .arg("--logs")
             .arg(out.join("logs"))
+            .arg("--kcidb")
+            .arg(out.join("kcidb.json"))
             .current_dir(&paths.root)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", art.dmavm.display()));
@@ -187,4 +196,156 @@ fn every_run_keeps_its_log() {
         }
     }
     assert!(o.output.contains("boot-test: [11/11, 3 failed]"), "{}", o.output);
+}
+
+/// Checks a KCIDB submission with kcidb-io's validator
+/// (resources/tools/install-kcidb.sh); a missing venv fails.
+fn kcidb_valid(file: &std::path::Path) {
+    let paths = Paths::new();
+    let python = paths.root.join("build/tools/kcidb/bin/python3");
+    assert!(python.exists(), "{}: run resources/tools/install-kcidb.sh", python.display());
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg("import json, sys, kcidb_io\nkcidb_io.schema.V5_3.validate_exactly(json.load(open(sys.argv[1])))\n")
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn kcidb_output_passes_the_schema_with_failures_and_a_timeout() {
+    let o = outcome();
+    let file = o.logs.parent().map(|p| p.join("kcidb.json")).unwrap_or_default();
+    kcidb_valid(&file);
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap_or_default()).unwrap_or(Value::Null);
+    let tests = v["tests"].as_array().cloned().unwrap_or_default();
+    let status = |p: &str| tests.iter().find(|t| t["path"] == p).map(|t| t["status"].clone());
+    assert_eq!(status("dmavm.mixed.strict.dma"), Some(Value::from("PASS")));
+    assert_eq!(status("dmavm.hang"), Some(Value::from("FAIL")));
+    assert_eq!(status("dmavm.no-iommu-driver.devices"), Some(Value::from("FAIL")));
+    assert_eq!(status("dmavm.panic-before-init.finished"), Some(Value::from("MISS")));
+    assert!(tests.iter().all(|t| t["log_url"].as_str().is_some_and(|u| u.starts_with("file:///"))));
+}
+
+#[test]
+fn every_failed_run_has_a_reproduce_script() {
+    let o = outcome();
+    for r in runs(o) {
+        let name = r["name"].as_str().unwrap_or_default().replace('/', "_");
+        let script = o.logs.join(format!("reproduce-{name}.sh"));
+        if r["outcome"] == "passed" {
+            assert!(!script.exists(), "{}", script.display());
+            continue;
+        }
+        let text = std::fs::read_to_string(&script).unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+        let cmdline = r["cmdline"].as_str().unwrap_or_default();
+        assert!(text.contains(&format!("'--cmdline' \\\n  '{cmdline}'")), "{text}");
+        assert!(text.contains("\"$dmavm\" run --kernel") && text.contains("\"$here\"/initrd.img"), "{text}");
+        let syntax = Command::new("sh").arg("-n").arg(&script).status().map(|s| s.success());
+        assert_eq!(syntax.ok(), Some(true), "{}", script.display());
+    }
+    assert!(o.logs.join("initrd.img").is_file());
+}
+
+/// One more harness run of the default matrix, as `extra` says; its
+/// status, output and JSON report.
+fn harness(extra: &[&str], json: &std::path::Path, modules: bool) -> (Option<i32>, String, Value) {
+    let paths = Paths::new();
+    let art = prepare(&paths).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut cmd = Command::new(&art.dmavm);
+    cmd.arg("boot-test").arg("--kernel").arg(art.guest.join("vmlinuz"));
+    if modules {
+        cmd.arg("--modules").arg(art.guest.join("modules"));
+    }
+    let result = cmd
+        .arg("--matrix")
+        .arg(paths.resources().join("matrix/default.toml"))
+        .args(["--timeout", "120s", "--json"])
+        .arg(json)
+        .args(extra)
+        .current_dir(&paths.root)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", art.dmavm.display()));
+    let output =
+        format!("{}{}", String::from_utf8_lossy(&result.stderr), String::from_utf8_lossy(&result.stdout));
+    println!("dmavm boot-test {extra:?}:\n{output}");
+    let report =
+        std::fs::read_to_string(json).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+    (result.status.code(), output, report)
+}
+
+#[test]
+fn three_shards_merged_are_the_unsharded_run() {
+    let o = outcome();
+    let paths = Paths::new();
+    let dir = paths.testbed().join("boot-test-shards");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut shards = Vec::new();
+    for i in 1..=3 {
+        let json = dir.join(format!("shard{i}.json"));
+        let shard = format!("{i}/3");
+        let (status, output, report) = harness(&["--shard", &shard], &json, true);
+        assert_eq!(status, Some(0), "shard {shard} of the default matrix passes:\n{output}");
+        assert_eq!(report["matrix_total"], DEFAULT_RUNS.len(), "{output}");
+        shards.push(json);
+    }
+    let art = prepare(&paths).unwrap_or_else(|e| panic!("{e:?}"));
+    let merged = dir.join("merged.json");
+    let kcidb = dir.join("kcidb.json");
+    let out = Command::new(&art.dmavm)
+        .args(["boot-test", "merge", "--json"])
+        .arg(&merged)
+        .arg("--kcidb")
+        .arg(&kcidb)
+        .args(shards.iter().rev())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    kcidb_valid(&kcidb);
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap_or_default()).unwrap_or(Value::Null);
+    let verdicts = |runs: Vec<&Value>| -> Vec<(String, String)> {
+        runs.iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap_or("?").to_string(),
+                    r["outcome"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect()
+    };
+    let unsharded: Vec<&Value> =
+        runs(o).iter().filter(|r| DEFAULT_RUNS.contains(&r["name"].as_str().unwrap_or(""))).collect();
+    let merged_runs: Vec<&Value> = m["runs"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    assert_eq!(verdicts(merged_runs), verdicts(unsharded));
+    assert_eq!((m["total"].as_u64(), m["passed"].as_u64()), (Some(8), Some(8)));
+}
+
+#[test]
+fn a_kernel_without_its_modules_cannot_be_tested_and_is_told_why() {
+    let paths = Paths::new();
+    let dir = paths.testbed().join("boot-test-no-modules");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let json = dir.join("report.json");
+    let kcidb = dir.join("kcidb.json");
+    let (status, output, report) = harness(
+        &["--only", "translated-mmio", "--only", "no-iommu", "--kcidb", kcidb.to_str().unwrap_or_default()],
+        &json,
+        false,
+    );
+    assert_eq!(status, Some(125), "{output}");
+    assert_eq!(output.matches("--modules").count(), 1, "one hint:\n{output}");
+    assert!(output.contains("boot-test: hint: the guest's kernel has no "), "{output}");
+    for r in report["runs"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(r["first_failure"]["name"], "devices", "{r:#}");
+        assert!(
+            r["missing_drivers"].as_array().is_some_and(|d| d.iter().any(|d| d == "virtio_blk")),
+            "{r:#}"
+        );
+    }
+    kcidb_valid(&kcidb);
 }

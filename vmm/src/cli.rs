@@ -80,9 +80,13 @@ pub enum Command {
     /// file) and kernel command-line variants; the runs are their cross
     /// product, --jobs at a time, each killed at its --timeout. Without
     /// hardware KVM here the whole matrix runs in the project's nested test
-    /// bed (sandbox mode, said so in the output). Prints a line per
-    /// finished run and a final table; --junit and --json write reports,
-    /// --logs keeps each run's serial log.
+    /// bed (sandbox mode, said so in the output); --arch aarch64 runs arm64
+    /// machines (in the arm64 sandbox elsewhere than on an arm64 host) and
+    /// adds the coherency check. Prints a line per finished run and a final
+    /// table; --junit, --json and --kcidb write reports, --logs keeps each
+    /// run's serial log and a reproduce script per failed run; --shard and
+    /// `dmavm boot-test merge` split a matrix over CI jobs. Exit status as
+    /// `git bisect run` reads it (0 good, 1 bad, 125 untestable).
     // Without the `boot-test` feature the subcommand does not exist, so
     // clap answers `dmavm boot-test` as any unknown subcommand.
     #[cfg(feature = "boot-test")]
@@ -140,6 +144,14 @@ pub struct RunArgs {
     /// IOTLB misses, faults, refused ATTACHes) on stderr when the VM stops.
     #[arg(long)]
     pub stats: bool,
+
+    /// Test only (arm64): declare the virtio-mmio device ID in the device
+    /// tree with the opposite of its coherency (`dma-coherent` where it is
+    /// not coherent and the reverse) while it keeps behaving as the machine
+    /// says, so that a test can prove the guest's coherency is checked.
+    /// Repeat for more devices.
+    #[arg(long, value_name = "ID", hide = true)]
+    pub test_dt_flip_coherent: Vec<String>,
 }
 
 /// The machine: vCPUs, memory, devices and PCI host bridges. `run` and
@@ -520,6 +532,45 @@ mod tests {
         let plain = new_machine(&[], &[], &[], None, None).unwrap();
         let args = dmavm_boot_test::machine_args(&plain, 1, 64 << 20);
         assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..plain });
+    }
+
+    /// `boot-test` needs --kernel and --matrix to run a matrix, and
+    /// neither to merge reports; `--shard` takes I/N.
+    #[cfg(feature = "boot-test")]
+    #[test]
+    fn parses_boot_test_and_merge() {
+        let cli = Cli::try_parse_from([
+            "dmavm",
+            "boot-test",
+            "--kernel",
+            "k",
+            "--matrix",
+            "m.toml",
+            "--shard",
+            "2/3",
+            "--kcidb",
+            "o.json",
+        ])
+        .unwrap();
+        let Command::BootTest(b) = cli.command else { panic!("not boot-test") };
+        assert_eq!(b.shard.map(|s| (s.index, s.count)), Some((2, 3)));
+        assert_eq!(b.kcidb.as_deref(), Some(std::path::Path::new("o.json")));
+        assert!(b.action.is_none());
+        let cli =
+            Cli::try_parse_from(["dmavm", "boot-test", "merge", "--json", "all.json", "a.json", "b.json"])
+                .unwrap();
+        let Command::BootTest(b) = cli.command else { panic!("not boot-test") };
+        let Some(dmavm_boot_test::Action::Merge(m)) = b.action else { panic!("not merge") };
+        assert_eq!(m.reports.len(), 2);
+        for args in [
+            &["dmavm", "boot-test", "--matrix", "m.toml"][..],
+            &["dmavm", "boot-test", "--kernel", "k"],
+            &["dmavm", "boot-test", "--kernel", "k", "--matrix", "m", "--shard", "4/3"],
+            &["dmavm", "boot-test", "merge"],
+            &["dmavm", "boot-test", "--kernel", "k", "--matrix", "m", "merge", "a.json"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct VmConfig {
     pub machine: Machine,
     /// Print IOMMU counters at exit.
     pub stats: bool,
+    /// Test only: virtio-mmio devices whose device-tree `dma-coherent` is
+    /// the opposite of their coherency (`--test-dt-flip-coherent`).
+    pub dt_flip_coherent: Vec<String>,
 }
 
 impl VmConfig {
@@ -49,6 +52,9 @@ impl VmConfig {
     /// checked without KVM.
     pub fn from_args(args: RunArgs, host_memory: u64) -> Result<Self> {
         let machine = machine(&args.machine, host_memory)?;
+        if !args.test_dt_flip_coherent.is_empty() && !cfg!(target_arch = "aarch64") {
+            bail!("--test-dt-flip-coherent changes an arm64 device tree: this dmavm runs x86_64 guests");
+        }
         let boot = match (args.payload, args.kernel) {
             // Only with --config can these meet here (clap refuses them
             // otherwise): the file's kernel is dropped, a --initrd or
@@ -70,6 +76,7 @@ impl VmConfig {
             dump_acpi: args.dump_acpi,
             machine,
             stats: args.stats,
+            dt_flip_coherent: args.test_dt_flip_coherent,
         })
     }
 
@@ -135,6 +142,7 @@ mod tests {
             dump_acpi: None,
             machine: Machine::empty(Arch::HOST.into(), 64 << 20),
             stats: false,
+            dt_flip_coherent: Vec::new(),
         };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());

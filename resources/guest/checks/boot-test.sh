@@ -3,6 +3,8 @@
 # the guest sees and run a DMA workload on every device, as DMAVM lines the
 # harness compares with what the machine model says the guest should see.
 # It judges nothing itself (the harness does) and exits 0 unless it broke.
+#   bt_drivers=D,D...     the drivers the kernel has, built in or loaded: those
+#       of the virtio bus, and virtio-pci and virtio-mmio (- for none)
 #   bt_virtio=virtioN device=ID parent=P addr=A group=G driver=D features=F
 #       every virtio device: its parent (PCI function or LNRO0005:NN), the
 #       parent's MMIO base from /proc/iomem (virtio-mmio), its iommu group
@@ -13,10 +15,26 @@
 #       write was refused
 #   bt_rng=NAME bytes=N   64 KiB read from every virtio hwrng
 #   bt_hvc=hvcN           every virtio console; writes "DMAVM-HVC hvcN" to it
+#   bt_coherency=SERIAL sync_for_device=N sync_for_cpu=M prot=P
+#       arm64 only, every disk: its driver unbound and bound again (which
+#       re-makes its rings, coherent allocations) and 1 MiB read with
+#       O_DIRECT, while kprobes count arch_sync_dma_for_device() and
+#       arch_sync_dma_for_cpu() (the cache maintenance arm64 does only for a
+#       non-coherent device) and a kretprobe records the memory type
+#       dma_pgprot() gave its coherent allocations: normal (cacheable),
+#       normal-nc (non-cacheable: a non-coherent device), none (no remap:
+#       dma-direct memory of a coherent device); bt_coherency_error=WHY when
+#       the probes cannot be set
 #   DMAVM-KLOG LINE / bt_klog_bad=N   kernel log lines matching
 #       /etc/boot-test/patterns (grep -E, one pattern a line; the harness adds
 #       the file to the initramfs), the first 20 of N
 #   bt_done=1             the check got to its end
+drivers=
+for d in /sys/bus/virtio/drivers/* /sys/bus/pci/drivers/virtio-pci /sys/bus/platform/drivers/virtio-mmio; do
+  [ -e "$d" ] && drivers="$drivers${drivers:+,}$(basename "$d")"
+done
+echo "DMAVM bt_drivers=${drivers:--}"
+
 for dev in /sys/bus/virtio/devices/virtio*; do
   [ -e "$dev" ] || continue
   parent_dir=$(dirname "$(readlink -f "$dev")")
@@ -26,6 +44,11 @@ for dev in /sys/bus/virtio/devices/virtio*; do
   driver=none
   [ -e "$dev/driver" ] && driver=$(basename "$(readlink "$dev/driver")")
   addr=$(grep -m 1 " : $parent\$" /proc/iomem | sed 's/^ *\([0-9a-f]*\)-.*/\1/')
+  # a device-tree device is named after its base and node: a000000.virtio,
+  # a000000.iommu (a PCI function's name has colons)
+  if [ -z "$addr" ] && echo "$parent" | grep -qE '^[0-9a-f]+\.[a-z_-]+$'; then
+    addr=${parent%%.*}
+  fi
   echo "DMAVM bt_virtio=$(basename "$dev") device=$(cat "$dev/device") parent=$parent" \
     "addr=${addr:--} group=$group driver=$driver features=$(cat "$dev/features" 2>/dev/null || echo -)"
 done
@@ -64,6 +87,44 @@ for tty in /sys/class/tty/hvc*; do
   # only the virtio consoles (the driver is virtio_console)
   [ -c "/dev/$name" ] && echo "DMAVM-HVC $name" > "/dev/$name" 2>/dev/null && echo "DMAVM bt_hvc=$name"
 done
+
+if [ "$(uname -m)" = aarch64 ]; then
+  mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+  mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+  T=/sys/kernel/tracing
+  hits() { awk -v e="$1" '$1 == e { print $2 }' $T/kprobe_profile; }
+  if echo 'p:bt_sync_dev arch_sync_dma_for_device' > $T/kprobe_events 2>/dev/null &&
+     echo 'p:bt_sync_cpu arch_sync_dma_for_cpu' >> $T/kprobe_events 2>/dev/null &&
+     echo 'r:bt_prot dma_pgprot prot=$retval:x64' >> $T/kprobe_events 2>/dev/null; then
+    for blk in /sys/block/vd*; do
+      [ -e "$blk" ] || continue
+      serial=$(cat "$blk/serial" 2>/dev/null)
+      vdev=$(basename "$(readlink -f "$blk/device")")
+      d0=$(hits bt_sync_dev); c0=$(hits bt_sync_cpu)
+      echo > $T/trace
+      echo 1 > $T/events/kprobes/enable
+      echo "$vdev" > /sys/bus/virtio/drivers/virtio_blk/unbind
+      echo "$vdev" > /sys/bus/virtio/drivers/virtio_blk/bind
+      dev=
+      for _ in 1 2 3 4 5 6 7 8 9 10; do
+        dev=$(ls /sys/bus/virtio/devices/"$vdev"/block 2>/dev/null | head -n 1)
+        [ -n "$dev" ] && [ -b "/dev/$dev" ] && break
+        sleep 0.5
+      done
+      [ -n "$dev" ] && dd if="/dev/$dev" of=/dev/null bs=65536 count=16 iflag=direct 2>/dev/null
+      echo 0 > $T/events/kprobes/enable
+      d1=$(hits bt_sync_dev); c1=$(hits bt_sync_cpu)
+      # AttrIndx, bits 4:2 of the descriptor: 0 MT_NORMAL, 2 MT_NORMAL_NC (arch/arm64/include/asm/memory.h)
+      prot=$(grep -o 'prot=0x[0-9a-f]*' $T/trace | sort -u | while read -r p; do
+        case $(( (${p#prot=} >> 2) & 7 )) in 0) echo normal ;; 2) echo normal-nc ;; *) echo "attr$(( (${p#prot=} >> 2) & 7 ))" ;; esac
+      done | sort -u | tr '\n' ',' | sed 's/,$//')
+      echo "DMAVM bt_coherency=${serial:--} sync_for_device=$((d1 - d0)) sync_for_cpu=$((c1 - c0)) prot=${prot:-none}"
+    done
+    echo > $T/kprobe_events
+  else
+    echo "DMAVM bt_coherency_error=kprobes_unavailable"
+  fi
+fi
 
 if [ -s /etc/boot-test/patterns ]; then
   bad=$(dmesg | grep -c -E -f /etc/boot-test/patterns)

@@ -79,6 +79,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     if std::env::var_os(UNDECLARED_POOLS_FOR_TESTS).is_some_and(|v| v == "1") {
         undeclare_pools(&mut description);
     }
+    flip_coherent(&mut description, config)?;
     let blob = dmavm_fdt::build(&description).context("building the device tree")?;
     mem.write_slice(&blob, GuestAddress(fdt_addr)).context("writing the device tree into guest memory")?;
     let boot_vcpu = vcpus.first().context("no vCPU")?;
@@ -118,6 +119,31 @@ fn undeclare_pools(description: &mut dmavm_fdt::Machine) {
     for root in &mut description.pci_roots {
         root.functions.clear();
     }
+}
+
+/// Test only (`--test-dt-flip-coherent`): the device tree declares each
+/// named virtio-mmio device with the opposite of its coherency, the device
+/// itself unchanged, so that a test can make the guest's DMA set-up
+/// disagree with the machine and see the disagreement caught.
+fn flip_coherent(description: &mut dmavm_fdt::Machine, config: &VmConfig) -> Result<()> {
+    for id in &config.dt_flip_coherent {
+        let Some(device) = config.machine.devices.iter().find(|d| d.id == *id) else {
+            bail!("--test-dt-flip-coherent {id}: the machine has no device {id}");
+        };
+        let Placement::Mmio { window } = device.placement else {
+            bail!("--test-dt-flip-coherent {id}: not a virtio-mmio device (a PCI device's coherency is its bridge's)");
+        };
+        let base = config.machine.mmio_window(window).map(|w| w.base);
+        let Some(node) = description.virtio_mmio.iter_mut().find(|n| Some(n.region.base) == base) else {
+            bail!("--test-dt-flip-coherent {id}: no virtio-mmio node of it in the device tree");
+        };
+        node.coherent = !node.coherent;
+        log::warn!(
+            "{id}: the device tree declares it {}coherent, which it is not (--test-dt-flip-coherent)",
+            if node.coherent { "" } else { "non-" }
+        );
+    }
+    Ok(())
 }
 
 /// What the arm64 back end needs from KVM beyond what every VM does.
