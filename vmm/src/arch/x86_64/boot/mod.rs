@@ -1,18 +1,27 @@
-//! Loading Linux: the 64-bit boot protocol for a bzImage, the PVH entry for
-//! an uncompressed ELF vmlinux; command line, initrd and memory map.
+//! Loading Linux: the PVH entry for an ELF vmlinux and for a bzImage whose
+//! payload is one, the 64-bit boot protocol for any other bzImage; command
+//! line, initrd and memory map.
 
 pub mod bzimage;
+pub mod bzimage_payload;
+pub mod bzimage_pvh;
+pub mod decompress;
 pub mod e820;
+pub mod elf_cache;
 pub mod initrd;
 pub mod kernel_image;
 pub mod pvh;
+pub mod pvh_note;
 
+use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::layout::{CMDLINE_ADDR, CMDLINE_MAX, MMIO_HOLE_START};
+use bzimage_pvh::BzImageEntry;
+use elf_cache::ElfCache;
 use kernel_image::ImageKind;
 
 /// How a vCPU enters the loaded kernel.
@@ -55,9 +64,22 @@ pub struct LinuxBoot<'a> {
 
 /// Loads the kernel, initrd and command line; returns the boot vCPU's entry.
 pub fn load(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap) -> Result<Entry> {
+    let shown = boot.kernel.display();
     match kernel_image::check_image(boot.kernel)? {
-        ImageKind::BzImage => bzimage::load(boot, mem),
-        ImageKind::Elf => pvh::load(boot, mem),
+        ImageKind::BzImage => match bzimage_pvh::choose(boot.kernel, ElfCache::user().as_ref())? {
+            BzImageEntry::Pvh { elf, source } => {
+                log::info!("kernel {shown}: bzImage entered through PVH ({source})");
+                pvh::load_elf(boot, mem, &mut Cursor::new(elf))
+            }
+            BzImageEntry::Long64 { reason } => {
+                log::info!("kernel {shown}: bzImage entered through the 64-bit boot protocol: {reason}");
+                bzimage::load(boot, mem)
+            }
+        },
+        ImageKind::Elf => {
+            log::info!("kernel {shown}: ELF vmlinux entered through PVH");
+            pvh::load(boot, mem)
+        }
     }
 }
 
