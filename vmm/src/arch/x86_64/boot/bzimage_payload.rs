@@ -30,6 +30,10 @@ pub enum PayloadError {
     /// The header predates `payload_offset`.
     #[error("boot protocol {0:#06x} predates payload_offset (2.08)")]
     OldProtocol(u16),
+    /// `payload_length` is too short to hold even the size trailer: the
+    /// header describes no payload.
+    #[error("its header describes no payload (payload_length {0})")]
+    NoPayload(u32),
     /// The payload reaches past the end of the file or is too short to
     /// hold the size trailer.
     #[error("payload_offset {offset:#x} and payload_length {length:#x} lie outside the {file} bytes of the bzImage")]
@@ -77,7 +81,10 @@ pub fn payload(image: &[u8]) -> Result<Payload<'_>, PayloadError> {
     let length = u32_at(image, PAYLOAD_LENGTH);
     let out_of_file = PayloadError::OutOfFile { offset, length, file: image.len() };
     let end = offset + u64::from(length);
-    if end > image.len() as u64 || (length as usize) < SIZE_TRAILER {
+    if (length as usize) < SIZE_TRAILER {
+        return Err(PayloadError::NoPayload(length));
+    }
+    if end > image.len() as u64 {
         return Err(out_of_file);
     }
     // Both fit in the slice's length, checked above.
@@ -139,7 +146,8 @@ pub(crate) mod tests {
         image[PAYLOAD_LENGTH..PAYLOAD_LENGTH + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(payload(&image), Err(PayloadError::OutOfFile { .. })));
         image[PAYLOAD_LENGTH..PAYLOAD_LENGTH + 4].copy_from_slice(&3u32.to_le_bytes());
-        assert!(matches!(payload(&image), Err(PayloadError::OutOfFile { .. })));
+        assert_eq!(payload(&image), Err(PayloadError::NoPayload(3)));
+        image[PAYLOAD_LENGTH..PAYLOAD_LENGTH + 4].copy_from_slice(&7u32.to_le_bytes());
         image[PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(payload(&image), Err(PayloadError::OutOfFile { .. })));
     }

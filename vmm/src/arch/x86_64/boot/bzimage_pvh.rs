@@ -115,7 +115,11 @@ enum Refusal {
 fn decompressed(image: &[u8]) -> Result<Option<(Compression, Vec<u8>)>, Refusal> {
     let payload = match bzimage_payload::payload(image) {
         Ok(p) => p,
-        Err(e @ PayloadError::OldProtocol(_)) => return Err(Refusal::Fallback(e.to_string())),
+        // The 64-bit protocol needs neither field: such a bzImage may
+        // still boot that way.
+        Err(e @ (PayloadError::OldProtocol(_) | PayloadError::NoPayload(_))) => {
+            return Err(Refusal::Fallback(e.to_string()))
+        }
         Err(e) => return Err(Refusal::Hostile(e.to_string())),
     };
     let Some(format) = decompress::detect(payload.compressed) else { return Ok(None) };
@@ -177,8 +181,14 @@ mod tests {
         let old = d.join("old");
         let mut image = synthetic_bzimage(&compress(Compression::Gzip, &plain), plain.len());
         image[0x206] = 0x07;
-        fs::write(&old, image).unwrap();
+        fs::write(&old, &image).unwrap();
         assert!(matches!(choose(&old, None).unwrap(), BzImageEntry::Long64 { .. }));
+
+        let no_payload = d.join("no-payload");
+        image[0x206] = 0x0f;
+        image[0x24c..0x250].copy_from_slice(&0u32.to_le_bytes());
+        fs::write(&no_payload, &image).unwrap();
+        assert!(matches!(choose(&no_payload, None).unwrap(), BzImageEntry::Long64 { .. }));
         fs::remove_dir_all(&d).unwrap();
     }
 
