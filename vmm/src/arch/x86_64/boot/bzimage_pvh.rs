@@ -6,29 +6,70 @@
 //! bzImage (an LZO payload, protocol before 2.08, no PVH note) keeps the
 //! 64-bit boot protocol.
 
-use std::io::Read;
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use dmavm_machine::input_file::{self, Purpose};
+use vm_memory::bitmap::BitmapSlice;
+use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice};
 
 use super::bzimage_payload::{self, PayloadError};
 use super::decompress::{self, Compression, MAX_DECOMPRESSED};
-use super::elf_cache::{Cached, CachedRef, ElfCache, Key};
+use super::elf_cache::{Cached, CachedElf, CachedRef, ElfCache, Key};
 use super::pvh_note::pvh_entry;
 
 /// Set to `long64` to enter every bzImage through the 64-bit boot
 /// protocol, for comparing the two paths (benchmarks, tests).
 pub const ENTRY_ENV: &str = "DMAVM_BZIMAGE_ENTRY";
 
+/// A decompressed ELF to load: just decompressed, or in the cache.
+#[derive(Debug)]
+pub enum ElfImage {
+    /// Decompressed by this process.
+    Decompressed(Cursor<Vec<u8>>),
+    /// Read from the cache as it is loaded.
+    Cached(CachedElf),
+}
+
+impl Read for ElfImage {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ElfImage::Decompressed(c) => c.read(buf),
+            ElfImage::Cached(f) => f.read(buf),
+        }
+    }
+}
+
+impl Seek for ElfImage {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match self {
+            ElfImage::Decompressed(c) => c.seek(to),
+            ElfImage::Cached(f) => f.seek(to),
+        }
+    }
+}
+
+impl ReadVolatile for ElfImage {
+    fn read_volatile<B: BitmapSlice>(
+        &mut self,
+        buf: &mut VolatileSlice<B>,
+    ) -> Result<usize, VolatileMemoryError> {
+        match self {
+            ElfImage::Decompressed(c) => c.read_volatile(buf),
+            ElfImage::Cached(f) => f.read_volatile(buf),
+        }
+    }
+}
+
 /// How a bzImage is entered.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum BzImageEntry {
     /// Through PVH, loading this decompressed ELF.
     Pvh {
         /// The ELF.
-        elf: Vec<u8>,
+        elf: ElfImage,
         /// Where it came from, for the log.
         source: String,
     },
@@ -51,11 +92,12 @@ pub fn choose(path: &Path, cache: Option<&ElfCache>) -> Result<BzImageEntry> {
     let key = Key::new(path, &meta);
     if let Some(cached) = cache.and_then(|c| c.get(&key, MAX_DECOMPRESSED)) {
         return Ok(match cached {
-            Cached::PvhElf(elf) if pvh_entry(&elf).is_some() => {
+            // The loader checks the PVH note again; a cached ELF that fails
+            // to load is decompressed anew (see `super::load`).
+            Cached::PvhElf(elf) => {
                 let source = format!("decompressed ELF from the cache in {}", cache_dir(cache));
-                BzImageEntry::Pvh { elf, source }
+                BzImageEntry::Pvh { elf: ElfImage::Cached(elf), source }
             }
-            Cached::PvhElf(_) => decide(path, file, &key, cache)?,
             Cached::NoPvh => long64("its payload has no PVH entry (cached)".into()),
         });
     }
@@ -90,7 +132,7 @@ fn decide(path: &Path, file: std::fs::File, key: &Key, cache: Option<&ElfCache>)
     let (entry, stored) = if pvh_entry(&elf).is_some() {
         let source = format!("{format} payload decompressed in {} ms", took.as_millis());
         let stored = cache.map(|c| c.put(key, &CachedRef::PvhElf(&elf)));
-        (BzImageEntry::Pvh { elf, source }, stored)
+        (BzImageEntry::Pvh { elf: ElfImage::Decompressed(Cursor::new(elf)), source }, stored)
     } else {
         let stored = cache.map(|c| c.put(key, &CachedRef::NoPvh));
         (long64(format!("its {format} payload is no ELF with a PVH entry note")), stored)
@@ -151,8 +193,11 @@ mod tests {
         p
     }
 
-    fn is_pvh(entry: &BzImageEntry, elf: &[u8]) -> bool {
-        matches!(entry, BzImageEntry::Pvh { elf: e, .. } if e == elf)
+    fn is_pvh(entry: BzImageEntry, elf: &[u8]) -> bool {
+        let BzImageEntry::Pvh { elf: mut image, .. } = entry else { return false };
+        let mut bytes = Vec::new();
+        image.read_to_end(&mut bytes).unwrap();
+        bytes == elf
     }
 
     #[test]
@@ -161,8 +206,7 @@ mod tests {
         let elf = pvh_elf(0x100_0040, &sample(200_000));
         for format in ALL {
             let p = write_bzimage(&d, format, &elf);
-            let entry = choose(&p, None).unwrap();
-            assert!(is_pvh(&entry, &elf), "{format}: {entry:?}");
+            assert!(is_pvh(choose(&p, None).unwrap(), &elf), "{format}");
         }
         fs::remove_dir_all(&d).unwrap();
     }
@@ -235,15 +279,15 @@ mod tests {
         let first = choose(&p, Some(&cache)).unwrap();
         assert!(matches!(&first, BzImageEntry::Pvh { source, .. } if source.contains("decompressed in")));
         let second = choose(&p, Some(&cache)).unwrap();
-        assert!(is_pvh(&second, &elf));
         assert!(matches!(&second, BzImageEntry::Pvh { source, .. } if source.contains("from the cache")));
+        assert!(is_pvh(second, &elf));
 
         // The file rewritten with another kernel: a miss, then the new ELF.
         let elf2 = pvh_elf(0x100_0080, &sample(100_001));
         fs::write(&p, synthetic_bzimage(&compress(Compression::Gzip, &elf2), elf2.len())).unwrap();
         let third = choose(&p, Some(&cache)).unwrap();
-        assert!(is_pvh(&third, &elf2));
         assert!(matches!(&third, BzImageEntry::Pvh { source, .. } if source.contains("decompressed in")));
+        assert!(is_pvh(third, &elf2));
 
         // A bzImage without a PVH note is remembered as such.
         let plain = write_bzimage(&d, Compression::Lz4, &elf_with_notes(&[], b"kernel"));
@@ -261,8 +305,8 @@ mod tests {
         let cache = ElfCache::at(d.join("cache"));
         let elf = pvh_elf(0x100_0040, &sample(10_000));
         let p = write_bzimage(&d, Compression::Xz, &elf);
-        assert!(is_pvh(&choose(&p, Some(&cache)).unwrap(), &elf));
-        assert!(is_pvh(&choose(&p, Some(&cache)).unwrap(), &elf));
+        assert!(is_pvh(choose(&p, Some(&cache)).unwrap(), &elf));
+        assert!(is_pvh(choose(&p, Some(&cache)).unwrap(), &elf));
         fs::remove_dir_all(&d).unwrap();
     }
 }

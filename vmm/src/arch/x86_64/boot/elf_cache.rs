@@ -9,12 +9,14 @@
 //! failure: the cache only saves time.
 
 use std::fs::{self, File, Metadata};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use vm_memory::bitmap::BitmapSlice;
+use vm_memory::{ReadVolatile, VolatileMemoryError, VolatileSlice};
 
 /// Start of every entry: the format and its version.
 const MAGIC: &[u8; 16] = b"dmavm-kernel-v1\n";
@@ -30,10 +32,10 @@ const ENTRY_SUFFIX: &str = ".kernel";
 const TEMP_PREFIX: &str = ".tmp-";
 
 /// What the cache knows about a kernel file.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Cached {
-    /// The decompressed ELF, which has a PVH entry.
-    PvhElf(Vec<u8>),
+    /// The decompressed ELF, which had a PVH entry when it was stored.
+    PvhElf(CachedElf),
     /// Its payload is no ELF with a PVH entry: use the 64-bit protocol.
     NoPvh,
 }
@@ -90,7 +92,8 @@ impl ElfCache {
     }
 
     /// The entry for `key`, if there is a whole one no larger than
-    /// `max_elf` bytes; marks it recently used.
+    /// `max_elf` bytes; marks it recently used. The ELF is read from the
+    /// entry's file as it is loaded, not copied first.
     pub fn get(&self, key: &Key, max_elf: usize) -> Option<Cached> {
         let path = self.dir.join(key.file_name());
         let mut file = File::open(&path).ok()?;
@@ -107,20 +110,16 @@ impl ElfCache {
         if magic != MAGIC || stored_key != key.0 || meta.len() != HEADER_LEN as u64 + len {
             return None;
         }
-        let mut elf = Vec::with_capacity(len as usize);
-        file.take(len).read_to_end(&mut elf).ok()?;
-        if elf.len() as u64 != len {
-            return None;
-        }
+        let cached = match u64::from_le_bytes(flag.try_into().ok()?) {
+            1 => Cached::PvhElf(CachedElf { file, len }),
+            0 if len == 0 => Cached::NoPvh,
+            _ => return None,
+        };
         // Least recently used goes first: a hit makes this one the newest.
         if let Ok(f) = File::options().write(true).open(&path) {
             let _ = f.set_modified(SystemTime::now());
         }
-        match u64::from_le_bytes(flag.try_into().ok()?) {
-            1 => Some(Cached::PvhElf(elf)),
-            0 if len == 0 => Some(Cached::NoPvh),
-            _ => None,
-        }
+        Some(cached)
     }
 
     /// Stores `entry` under `key`, then trims the cache to its bounds.
@@ -181,6 +180,50 @@ impl ElfCache {
     }
 }
 
+/// A cached ELF: a view of the entry's file past its header, read where
+/// it lies. Entries are replaced by rename, never rewritten, so the open
+/// file keeps the bytes `get` checked the length of.
+#[derive(Debug)]
+pub struct CachedElf {
+    file: File,
+    len: u64,
+}
+
+impl Read for CachedElf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for CachedElf {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let base = HEADER_LEN as u64;
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => {
+                self.file.stream_position()?.checked_sub(base).and_then(|p| p.checked_add_signed(d))
+            }
+        };
+        let Some(target) = target.and_then(|t| t.checked_add(base)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the cached ELF",
+            ));
+        };
+        Ok(self.file.seek(SeekFrom::Start(target))? - base)
+    }
+}
+
+impl ReadVolatile for CachedElf {
+    fn read_volatile<B: BitmapSlice>(
+        &mut self,
+        buf: &mut VolatileSlice<B>,
+    ) -> Result<usize, VolatileMemoryError> {
+        self.file.read_volatile(buf)
+    }
+}
+
 /// An entry to store (borrowing the ELF).
 #[derive(Debug, Clone, Copy)]
 pub enum CachedRef<'a> {
@@ -208,16 +251,49 @@ mod tests {
         (p, key)
     }
 
+    /// The ELF of a `PvhElf` hit, read whole; `None` for a miss or `NoPvh`.
+    fn elf(cache: &ElfCache, key: &Key, max: usize) -> Option<Vec<u8>> {
+        match cache.get(key, max)? {
+            Cached::PvhElf(mut e) => {
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).unwrap();
+                assert_eq!(bytes.len() as u64, e.len);
+                Some(bytes)
+            }
+            Cached::NoPvh => None,
+        }
+    }
+
+    #[test]
+    fn cached_elf_reads_and_seeks_within_its_bytes() {
+        let d = temp_dir("seek");
+        let cache = ElfCache::at(d.join("cache"));
+        let (_, key) = kernel_file(&d, b"bzimage");
+        cache.put(&key, &CachedRef::PvhElf(b"0123456789")).unwrap();
+        let Some(Cached::PvhElf(mut e)) = cache.get(&key, 1 << 20) else { panic!("miss") };
+        let mut b = [0u8; 3];
+        assert_eq!(e.seek(SeekFrom::Start(4)).unwrap(), 4);
+        e.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"456");
+        assert_eq!(e.seek(SeekFrom::Current(-2)).unwrap(), 5);
+        assert_eq!(e.seek(SeekFrom::End(-1)).unwrap(), 9);
+        e.read_exact(&mut b[..1]).unwrap();
+        assert_eq!(b[0], b'9');
+        assert!(e.seek(SeekFrom::Current(-11)).is_err());
+        assert!(e.seek(SeekFrom::End(-11)).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn miss_then_hit_for_both_kinds() {
         let d = temp_dir("hit");
         let cache = ElfCache::at(d.join("cache"));
         let (_, key) = kernel_file(&d, b"bzimage");
-        assert_eq!(cache.get(&key, 1 << 20), None);
+        assert!(cache.get(&key, 1 << 20).is_none());
         cache.put(&key, &CachedRef::PvhElf(b"\x7fELF...")).unwrap();
-        assert_eq!(cache.get(&key, 1 << 20), Some(Cached::PvhElf(b"\x7fELF...".to_vec())));
+        assert_eq!(elf(&cache, &key, 1 << 20), Some(b"\x7fELF...".to_vec()));
         cache.put(&key, &CachedRef::NoPvh).unwrap();
-        assert_eq!(cache.get(&key, 1 << 20), Some(Cached::NoPvh));
+        assert!(matches!(cache.get(&key, 1 << 20), Some(Cached::NoPvh)));
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -232,12 +308,12 @@ mod tests {
         f.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
         let key2 = Key::new(&p, &fs::metadata(&p).unwrap());
         assert_ne!(key, key2);
-        assert_eq!(cache.get(&key2, 1 << 20), None);
+        assert!(cache.get(&key2, 1 << 20).is_none());
         // Another size.
         fs::write(&p, b"bzimage number two").unwrap();
         let key3 = Key::new(&p, &fs::metadata(&p).unwrap());
         assert_ne!(key2, key3);
-        assert_eq!(cache.get(&key3, 1 << 20), None);
+        assert!(cache.get(&key3, 1 << 20).is_none());
         // Another path, same content.
         let q = d.join("copy");
         fs::copy(&p, &q).unwrap();
@@ -256,18 +332,18 @@ mod tests {
         let whole = fs::read(&entry).unwrap();
 
         fs::write(&entry, &whole[..whole.len() - 1]).unwrap();
-        assert_eq!(cache.get(&key, 1 << 20), None, "truncated");
+        assert!(cache.get(&key, 1 << 20).is_none(), "truncated");
         let mut bad = whole.clone();
         bad[20] ^= 1;
         fs::write(&entry, &bad).unwrap();
-        assert_eq!(cache.get(&key, 1 << 20), None, "wrong key in the header");
+        assert!(cache.get(&key, 1 << 20).is_none(), "wrong key in the header");
         let mut bad = whole.clone();
         bad[48] = 9;
         fs::write(&entry, &bad).unwrap();
-        assert_eq!(cache.get(&key, 1 << 20), None, "unknown flag");
+        assert!(cache.get(&key, 1 << 20).is_none(), "unknown flag");
         fs::write(&entry, &whole).unwrap();
-        assert_eq!(cache.get(&key, 4095), None, "over the size bound");
-        assert_eq!(cache.get(&key, 4096), Some(Cached::PvhElf(elf)));
+        assert!(cache.get(&key, 4095).is_none(), "over the size bound");
+        assert_eq!(self::elf(&cache, &key, 4096), Some(elf));
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -280,7 +356,7 @@ mod tests {
         let cache = ElfCache::at(d.join("cache"));
         let (_, key) = kernel_file(&d, b"bzimage");
         assert!(cache.put(&key, &CachedRef::NoPvh).is_err());
-        assert_eq!(cache.get(&key, 1 << 20), None);
+        assert!(cache.get(&key, 1 << 20).is_none());
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -301,7 +377,7 @@ mod tests {
         // Each put trims to MAX_ENTRIES before the next one ages.
         let kept = keys.iter().filter(|k| cache.get(k, 1 << 20).is_some()).count();
         assert_eq!(kept, MAX_ENTRIES);
-        assert_eq!(cache.get(&keys[0], 1 << 20), None);
+        assert!(cache.get(&keys[0], 1 << 20).is_none());
         assert!(cache.get(&keys[MAX_ENTRIES + 1], 1 << 20).is_some());
         fs::remove_dir_all(&d).unwrap();
     }
