@@ -9,13 +9,15 @@ import sys
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def run(scenario, timeout_secs=1800, extra_lines=()):
+def run(scenario, timeout_secs=1800, extra_lines=(), scenario_env=()):
     """Returns ({(vmm, label): [values]}, test-bed description). Lines that
     start with a word of `extra_lines` are collected whole (without that
-    word) under that word as key."""
+    word) under that word as key. `scenario_env` holds (NAME, value) pairs
+    for the scenario's environment in L1."""
     env = dict(os.environ, DMAVM_L1_WITH_QEMU="1", DMAVM_SCENARIO_TIMEOUT=str(timeout_secs))
+    env_args = [a for name, value in scenario_env for a in ("--env", f"{name}={value}")]
     res = subprocess.run(["cargo", "run", "-q", "--release", "-p", "dmavm-tests", "--bin", "testbed", "--",
-                          scenario], cwd=REPO, env=env, capture_output=True, text=True)
+                          *env_args, scenario], cwd=REPO, env=env, capture_output=True, text=True)
     runs = {}
     for line in res.stdout.splitlines():
         parts = line.split()

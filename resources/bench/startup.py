@@ -4,8 +4,10 @@
 Runs dmavm with the `exit-first` payload (exits at its first instruction)
 and the `byte-exit` payload (prints one byte, then exits), and QEMU's
 microvm with an equivalent 16-byte real-mode firmware image that prints one
-byte and exits through isa-debug-exit, side by side in one run, and prints
-a Markdown table of medians. Usage:
+byte and exits through isa-debug-exit, and the KVM floor (kvm-floor.c: only
+creates a VM, 64 MiB of memory and one vCPU, runs it to its first exit and
+closes it), side by side in one run, runs alternating, and prints a
+Markdown table of medians. Usage:
 
     resources/bench/startup.py [--runs 20] [--qemu PATH] [--out FILE]
 
@@ -29,18 +31,26 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 QEMU_RESET_CODE = bytes([0xB0, 0x78, 0xBA, 0xF8, 0x03, 0xEE, 0x30, 0xC0, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD])
 
 
-def measure(measurer, cmd, runs):
-    """Returns (median seconds, median peak RSS KiB, exit codes seen)."""
-    times, rss, codes = [], [], set()
+def measure_once(measurer, cmd):
+    """Returns (seconds, peak RSS KiB, exit code) of one run."""
+    res = subprocess.run([measurer] + cmd, capture_output=True, text=True, check=True)
+    if "error" in res.stderr.lower() or "kvm-floor:" in res.stderr:
+        sys.exit(f"startup.py: {' '.join(cmd)} failed: {res.stderr.strip()}")
+    secs, kib, code = res.stdout.split()
+    return float(secs), int(kib), int(code)
+
+
+def measure_alternating(measurer, cmds, runs):
+    """Runs every command of `cmds` once per round, `runs` rounds; returns
+    per command (median seconds, median peak RSS KiB, exit codes seen)."""
+    seen = [([], [], set()) for _ in cmds]
     for _ in range(runs):
-        res = subprocess.run([measurer] + cmd, capture_output=True, text=True, check=True)
-        if "error" in res.stderr.lower():
-            sys.exit(f"startup.py: {' '.join(cmd)} failed: {res.stderr.strip()}")
-        secs, kib, code = res.stdout.split()
-        times.append(float(secs))
-        rss.append(int(kib))
-        codes.add(int(code))
-    return statistics.median(times), statistics.median(rss), codes
+        for cmd, (times, rss, codes) in zip(cmds, seen):
+            secs, kib, code = measure_once(measurer, cmd)
+            times.append(secs)
+            rss.append(kib)
+            codes.add(code)
+    return [(statistics.median(t), statistics.median(r), c) for t, r, c in seen]
 
 
 def main():
@@ -57,6 +67,8 @@ def main():
     work = tempfile.mkdtemp(prefix="dmavm-bench-")
     measurer = os.path.join(work, "measure")
     subprocess.run(["cc", "-O2", "-o", measurer, os.path.join(os.path.dirname(__file__), "measure.c")], check=True)
+    floor = os.path.join(work, "kvm-floor")
+    subprocess.run(["cc", "-O2", "-o", floor, os.path.join(os.path.dirname(__file__), "kvm-floor.c")], check=True)
     subprocess.run([os.path.join(REPO, "resources", "payloads", "build.sh"), work], check=True)
     fw = os.path.join(work, "qemu-fw.bin")
     with open(fw, "wb") as f:  # QEMU wants a multiple of 64 KiB
@@ -67,22 +79,28 @@ def main():
     rows = []
     for name in ["exit-first", "byte-exit"]:
         cmd = [dmavm, "run", "--payload", os.path.join(work, name + ".bin"), "--memory", "64M"]
-        rows.append((f"dmavm, `{name}` payload", cmd, measure(measurer, cmd, args.runs)))
+        rows.append((f"dmavm, `{name}` payload", cmd))
+    rows.append(("KVM floor (`kvm-floor.c`: VM, 64 MiB, one vCPU, first exit, close)", [floor]))
     if args.qemu:
         cmd = [args.qemu, "-M", "microvm", "-enable-kvm", "-m", "64M", "-nodefaults", "-no-user-config",
                "-display", "none", "-serial", "stdio", "-bios", fw,
                "-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
-        rows.append(("QEMU microvm, 16-byte firmware", cmd, measure(measurer, cmd, args.runs)))
+        rows.append(("QEMU microvm, 16-byte firmware", cmd))
     else:
         print("startup.py: qemu-system-x86_64 not found: QEMU column skipped", file=sys.stderr)
+    results = measure_alternating(measurer, [cmd for _, cmd in rows], args.runs)
 
-    base = rows[-1][2][0] if args.qemu else None
+    base = results[-1][0] if args.qemu else None
+    floor_t = results[2][0]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Start-up, {args.runs} runs each, {stamp}, `resources/bench/startup.py --runs {args.runs}`", "",
-             "| what | median start to exit | median peak RSS | exit status | vs QEMU |", "|---|---|---|---|---|"]
-    for label, _, (t, rss, codes) in rows:
+    lines = [f"Start-up, {args.runs} runs each, alternating, {stamp}, "
+             f"`resources/bench/startup.py --runs {args.runs}`", "",
+             "| what | median start to exit | median peak RSS | exit status | vs QEMU | / KVM floor |",
+             "|---|---|---|---|---|---|"]
+    for (label, _), (t, rss, codes) in zip(rows, results):
         ratio = f"{base / t:.1f}x faster" if base and t != base else "1x"
-        lines.append(f"| {label} | {t * 1e3:.1f} ms | {rss / 1024:.1f} MiB | {sorted(codes)} | {ratio} |")
+        lines.append(f"| {label} | {t * 1e3:.2f} ms | {rss / 1024:.1f} MiB | {sorted(codes)} | {ratio} | "
+                     f"{t / floor_t:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -42,15 +42,32 @@ fn assert_booted(r: &ScenarioResult, cpus: u64, memory_mib: u64) {
     assert_eq!(value(r, "dmesg_bad"), 0, "{r}");
 }
 
+/// dmavm's log (`--log-level info`) says it entered the bzImage `how`.
+fn assert_entered(r: &ScenarioResult, how: &str) {
+    let wanted = format!("bzImage entered through {how}");
+    assert!(
+        r.output.iter().any(|l| l.starts_with("dmavm: info: kernel ") && l.contains(&wanted)),
+        "{wanted}: {r}"
+    );
+}
+
+/// Debian's bzImage carries an ELF with a PVH entry note: dmavm
+/// decompresses it and enters it through PVH.
 #[test]
-fn bzimage_boots_with_one_vcpu() -> Result<(), Error> {
-    assert_booted(&scenario("linux-bzimage-1cpu")?, 1, 256);
+fn bzimage_boots_through_pvh_with_one_vcpu() -> Result<(), Error> {
+    let r = scenario("linux-bzimage-1cpu")?;
+    assert_booted(&r, 1, 256);
+    assert_entered(&r, "PVH");
     Ok(())
 }
 
+/// The 64-bit boot protocol, which bzImages without a PVH note take,
+/// forced with DMAVM_BZIMAGE_ENTRY=long64.
 #[test]
-fn bzimage_boots_with_two_vcpus() -> Result<(), Error> {
-    assert_booted(&scenario("linux-bzimage-2cpu")?, 2, 512);
+fn bzimage_boots_through_the_64_bit_protocol_with_two_vcpus() -> Result<(), Error> {
+    let r = scenario("linux-bzimage-2cpu")?;
+    assert_booted(&r, 2, 512);
+    assert_entered(&r, "the 64-bit boot protocol");
     Ok(())
 }
 

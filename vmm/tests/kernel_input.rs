@@ -101,6 +101,26 @@ fn initrd_that_does_not_fit() {
     assert_one_error_line(&out, "does not fit in guest memory");
 }
 
+/// A payload that cannot be what its header says: one error line, before
+/// anything is loaded.
+#[test]
+fn bzimage_with_a_hostile_payload() {
+    let mut outside = synthetic_bzimage(2047);
+    put(&mut outside, 0x24c, &0x10_0000u32.to_le_bytes()); // payload_length past the file
+    let kernel = tmp("bz-payload-outside", &outside);
+    let out = dmavm(&["run", "--kernel", kernel.to_str().unwrap(), "--memory", "64M"]);
+    assert_one_error_line(&out, "lie outside the 5120 bytes of the bzImage");
+
+    // A gzip header, then garbage, and a size trailer.
+    let mut corrupt = synthetic_bzimage(2047);
+    put(&mut corrupt, 1024, &[0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0x03, 0xff, 0xff, 0xff, 0xff]);
+    put(&mut corrupt, 1024 + 60, &4096u32.to_le_bytes());
+    put(&mut corrupt, 0x24c, &64u32.to_le_bytes());
+    let kernel = tmp("bz-payload-corrupt", &corrupt);
+    let out = dmavm(&["run", "--kernel", kernel.to_str().unwrap(), "--memory", "64M"]);
+    assert_one_error_line(&out, "is not a valid bzImage: its gzip payload is corrupt or truncated");
+}
+
 #[test]
 fn elf_without_pvh_entry() {
     let kernel = tmp("no-pvh.elf", &synthetic_elf_without_pvh());

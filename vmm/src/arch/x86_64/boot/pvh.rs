@@ -4,11 +4,13 @@
 //! note's entry in 32-bit protected mode with paging off and `ebx` pointing
 //! at an `hvm_start_info`.
 
+use std::io::{Read, Seek};
+
 use anyhow::{anyhow, bail, Context, Result};
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::PvhBootCapability;
 use linux_loader::loader::{Elf, KernelLoader};
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile};
 
 use super::e820::memory_map;
 use super::{initrd, low_ram_end, write_cmdline, Entry, LinuxBoot};
@@ -22,7 +24,16 @@ const PVH_CMDLINE_SIZE: u64 = 2048;
 
 pub(super) fn load(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap) -> Result<Entry> {
     let mut file = input_file::open(boot.kernel, Purpose::Kernel)?;
-    let loaded = Elf::load(mem, None, &mut file, Some(GuestAddress(HIGH_MEMORY_START)))
+    load_elf(boot, mem, &mut file)
+}
+
+/// Loads the ELF `image` (the file `boot.kernel` or what its payload
+/// decompressed to) and the boot information.
+pub(super) fn load_elf<F>(boot: &LinuxBoot<'_>, mem: &GuestMemoryMmap, image: &mut F) -> Result<Entry>
+where
+    F: Read + ReadVolatile + Seek,
+{
+    let loaded = Elf::load(mem, None, image, Some(GuestAddress(HIGH_MEMORY_START)))
         .map_err(|e| anyhow!("cannot load ELF kernel {}: {e}", boot.kernel.display()))?;
     let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
         bail!(
