@@ -34,6 +34,8 @@ pub enum Kind {
         /// Whether writes must be refused.
         readonly: bool,
     },
+    /// virtio-net.
+    Net,
     /// virtio-rng.
     Rng,
     /// virtio-console.
@@ -46,6 +48,7 @@ impl Kind {
     /// The virtio device ID (virtio 1.2, 5).
     pub fn virtio_id(self) -> u32 {
         match self {
+            Kind::Net => 1,
             Kind::Disk { .. } => 2,
             Kind::Console => 3,
             Kind::Rng => 4,
@@ -57,6 +60,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Disk { .. } => "virtio-blk",
+            Kind::Net => "virtio-net",
             Kind::Console => "virtio-console",
             Kind::Rng => "virtio-rng",
             Kind::Iommu => "virtio-iommu",
@@ -99,6 +103,7 @@ impl Expectations {
                 id: d.id.clone(),
                 kind: match d.kind {
                     DeviceKind::Disk { readonly, .. } => Kind::Disk { readonly },
+                    DeviceKind::Net { .. } => Kind::Net,
                     DeviceKind::Rng => Kind::Rng,
                     DeviceKind::Console => Kind::Console,
                     DeviceKind::Iommu => Kind::Iommu,

@@ -73,6 +73,7 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool) -> Result<ExitReason> {
     vcpu::stop_all(&shutdown, threads);
     if stats {
         stats::print_iommu_stats(machine, virtio.iommu.as_ref());
+        stats::print_net_stats(&virtio.net);
     }
     reason
 }

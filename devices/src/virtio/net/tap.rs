@@ -28,7 +28,9 @@ pub enum TapError {
     #[error("TAP interface '{0}' does not exist (create it first: ip tuntap add dev {0} mode tap)")]
     Missing(String),
     /// `/dev/net/tun` cannot be opened.
-    #[error("cannot open /dev/net/tun for TAP '{name}' (is the tun module loaded?)")]
+    #[error(
+        "cannot open /dev/net/tun for TAP '{name}': {io} (it needs the tun module and read-write access)"
+    )]
     Device {
         /// The interface.
         name: String,
@@ -40,7 +42,7 @@ pub enum TapError {
     #[error("no permission to attach to TAP '{0}' (give it to this user with ip tuntap add ... user USER, or run with CAP_NET_ADMIN)")]
     Permission(String),
     /// The interface exists but is not a TAP (a TUN, a bridge, a NIC...).
-    #[error("interface '{0}' is not a TAP (it needs to be made with ip tuntap add dev {0} mode tap)")]
+    #[error("interface '{0}' exists but is not a TAP (the kernel refused to attach to it as one)")]
     NotTap(String),
     /// An ioctl the device needs failed.
     #[error("TAP '{name}': {what} failed")]
