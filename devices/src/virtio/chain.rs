@@ -13,7 +13,7 @@
 //! than the limit its device gives, the queue size (virtio 1.2, 2.7.5.3.1)
 //! unless the device promised more (virtio-blk's `seg_max`).
 //!
-//! Shared by every queue-driven device (block, rng, console), and public for
+//! Shared by every queue-driven device (block, net, rng, console), and public for
 //! the device models outside this crate (the virtio-iommu in `dmavm-iommu`).
 
 use std::ops::Deref;
