@@ -199,6 +199,243 @@ mod tests {
         assert!(err.to_string().contains("TAP interface 'dmavmnotthere0' does not exist"), "{err}");
     }
 
+    /// Runs `f` on a thread of its own in a new network namespace (a
+    /// network namespace belongs to the thread that unshares it): the TAP
+    /// and its addresses exist only there and vanish with the thread.
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) with one flag; CLONE_NEWNET moves only
+            // this thread into a new namespace.
+            let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                r,
+                0,
+                "unshare(CLONE_NEWNET): {} (needs CAP_SYS_ADMIN)",
+                std::io::Error::last_os_error()
+            );
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn ifreq(name: &str) -> libc::ifreq {
+        // SAFETY: ifreq is plain old data; all zeros is a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        ifr
+    }
+
+    /// ioctl(2) on `fd` with an ifreq, asserting success.
+    fn ifreq_ioctl(fd: RawFd, request: libc::Ioctl, ifr: &mut libc::ifreq, what: &str) {
+        // SAFETY: every request used here reads or writes one ifreq.
+        let r = unsafe { libc::ioctl(fd, request, ifr as *mut libc::ifreq) };
+        assert!(r >= 0, "{what}: {}", std::io::Error::last_os_error());
+    }
+
+    fn inet_port(ip: [u8; 4], port: u16) -> libc::sockaddr_in {
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip) },
+            sin_zero: [0; 8],
+        }
+    }
+
+    fn inet(ip: [u8; 4]) -> libc::sockaddr {
+        // SAFETY: sockaddr_in and sockaddr have the same size; the kernel
+        // reads it as the family says.
+        unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(inet_port(ip, 0)) }
+    }
+
+    /// A UDP socket in this thread's namespace.
+    fn udp() -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: socket(2) with constant arguments.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: a new descriptor nobody else owns.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    }
+
+    /// Makes the persistent TAP `name` (as `ip tuntap add` does), gives it
+    /// 169.254.77.1/24 and brings it and `lo` up; returns its MAC.
+    fn make_tap(name: &str) -> [u8; 6] {
+        let tun = OpenOptions::new().read(true).write(true).open("/dev/net/tun").unwrap();
+        let mut ifr = ifreq(name);
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        ifreq_ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut ifr, "TUNSETIFF");
+        // SAFETY: TUNSETPERSIST takes an integer argument.
+        let r = unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) };
+        assert!(r >= 0, "TUNSETPERSIST: {}", std::io::Error::last_os_error());
+        drop(tun);
+        let sock = udp();
+        let fd = sock.as_raw_fd();
+        let mut ifr = ifreq(name);
+        ifr.ifr_ifru.ifru_addr = inet([169, 254, 77, 1]);
+        ifreq_ioctl(fd, libc::SIOCSIFADDR, &mut ifr, "SIOCSIFADDR");
+        let mut ifr = ifreq(name);
+        ifr.ifr_ifru.ifru_netmask = inet([255, 255, 255, 0]);
+        ifreq_ioctl(fd, libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK");
+        for dev in ["lo", name] {
+            let mut ifr = ifreq(dev);
+            ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            ifreq_ioctl(fd, libc::SIOCSIFFLAGS, &mut ifr, "SIOCSIFFLAGS");
+        }
+        let mut ifr = ifreq(name);
+        ifreq_ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr, "SIOCGIFHWADDR");
+        // SAFETY: SIOCGIFHWADDR filled the hardware address.
+        let data = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_data };
+        std::array::from_fn(|i| data[i] as u8)
+    }
+
+    fn readable(fd: RawFd, ms: i32) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, ms) == 1 }
+    }
+
+    /// An Ethernet frame with an IPv4 UDP datagram from 169.254.77.2:4000
+    /// to 169.254.77.1:`port`, behind a zero (no offload) vnet header.
+    fn udp_frame(dst_mac: [u8; 6], port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; VNET_HDR_LEN];
+        f.extend(dst_mac);
+        f.extend([0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00]);
+        let total = (20 + 8 + payload.len()) as u16;
+        let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 169, 254, 77, 2, 169, 254, 77, 1];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let sum = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        ip[10..12].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
+        f.extend(ip);
+        f.extend(4000u16.to_be_bytes());
+        f.extend(port.to_be_bytes());
+        f.extend((8 + payload.len() as u16).to_be_bytes());
+        f.extend([0, 0]); // no UDP checksum (IPv4 allows it)
+        f.extend(payload);
+        f
+    }
+
+    /// The backend against the kernel's own TAP driver: the device-facing
+    /// side of `IFF_VNET_HDR` with a 12-byte header both ways, offloads
+    /// accepted. Needs root (a network namespace of its own), hence not in
+    /// the default run: `cargo test -p dmavm-devices -- --ignored`.
+    #[test]
+    #[ignore = "needs CAP_SYS_ADMIN and CAP_NET_ADMIN: run with --ignored as root"]
+    fn frames_cross_a_real_tap_both_ways() {
+        in_new_netns(|| {
+            let mac = make_tap("dmvt0");
+            let mut tap = Tap::open("dmvt0").unwrap();
+            assert_eq!(tap.name(), "dmvt0");
+            tap.set_offloads(Offloads { csum: true, tso4: true, tso6: true }).unwrap();
+            tap.set_offloads(Offloads::default()).unwrap();
+            // Kernel to device: a datagram to a neighbour nobody answers
+            // for makes the kernel ask for it with ARP on the TAP.
+            let sock = udp();
+            let sin = inet_port([169, 254, 77, 2], 9);
+            // SAFETY: a valid sockaddr_in of its size, a 1-byte buffer.
+            let r = unsafe {
+                libc::sendto(
+                    sock.as_raw_fd(),
+                    b"x".as_ptr().cast(),
+                    1,
+                    0,
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 1, "sendto: {}", std::io::Error::last_os_error());
+            let mut buf = vec![0u8; super::super::FRAME_MAX];
+            let mut arp = None;
+            for _ in 0..50 {
+                if !readable(tap.readiness_fd(), 100) {
+                    continue;
+                }
+                let n = tap.read_frame(&mut buf).unwrap();
+                let eth = &buf[VNET_HDR_LEN..n];
+                if eth.len() >= 42 && eth[12..14] == [0x08, 0x06] {
+                    arp = Some(eth.to_vec());
+                    break;
+                }
+            }
+            let arp = arp.expect("no ARP request from the kernel on the TAP");
+            assert_eq!(arp[6..12], mac, "sent by the TAP's own address");
+            assert_eq!(arp[38..42], [169, 254, 77, 2], "asking for the neighbour");
+            // Device to kernel: a datagram to a socket bound on the TAP's
+            // address.
+            let server = udp();
+            let here = inet_port([169, 254, 77, 1], 5555);
+            // SAFETY: a valid sockaddr_in of its size.
+            let r = unsafe {
+                libc::bind(
+                    server.as_raw_fd(),
+                    (&here as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            tap.write_frame(&udp_frame(mac, 5555, b"through the tap")).unwrap();
+            assert!(readable(server.as_raw_fd(), 5000), "the kernel did not deliver the datagram");
+            let mut got = [0u8; 64];
+            // SAFETY: `got` is writable memory of its length.
+            let n = unsafe { libc::recv(server.as_raw_fd(), got.as_mut_ptr().cast(), got.len(), 0) };
+            assert_eq!(&got[..usize::try_from(n).unwrap()], b"through the tap");
+        });
+    }
+
+    /// Drops `CAP_NET_ADMIN` from this thread's effective capabilities
+    /// (capabilities are per thread).
+    fn drop_net_admin() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        const CAP_NET_ADMIN: u32 = 12;
+        let mut header = Header { version: VERSION_3, pid: 0 };
+        let mut data = [Data::default(); 2];
+        // SAFETY: capget(2) with a version-3 header and room for its two
+        // data words.
+        let r = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) };
+        assert_eq!(r, 0, "capget: {}", std::io::Error::last_os_error());
+        data[0].effective &= !(1 << CAP_NET_ADMIN);
+        // SAFETY: capset(2) with the same header and data, one bit fewer.
+        let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+        assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+    }
+
+    /// A TAP that belongs to another user is refused with the permission
+    /// message, as for a user who is not its owner.
+    #[test]
+    #[ignore = "needs CAP_SYS_ADMIN and CAP_NET_ADMIN: run with --ignored as root"]
+    fn a_tap_of_another_user_is_refused_with_a_permission_error() {
+        in_new_netns(|| {
+            make_tap("dmvt1");
+            let tun = OpenOptions::new().read(true).write(true).open("/dev/net/tun").unwrap();
+            let mut ifr = ifreq("dmvt1");
+            ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+            ifreq_ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut ifr, "TUNSETIFF");
+            // SAFETY: TUNSETOWNER takes the uid as its argument.
+            let r = unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETOWNER, 4242 as libc::c_ulong) };
+            assert!(r >= 0, "TUNSETOWNER: {}", std::io::Error::last_os_error());
+            drop(tun);
+            drop_net_admin();
+            let err = Tap::open("dmvt1").unwrap_err();
+            assert!(matches!(err, TapError::Permission(_)), "{err:?}");
+            assert!(err.to_string().starts_with("no permission to attach to TAP 'dmvt1'"), "{err}");
+        });
+    }
+
     #[test]
     fn an_interface_that_is_not_a_tap_is_refused() {
         // The loopback interface exists everywhere; attaching fails either
