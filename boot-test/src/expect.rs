@@ -45,6 +45,8 @@ pub enum Kind {
         /// Whether writes must be refused.
         readonly: bool,
     },
+    /// virtio-net.
+    Net,
     /// virtio-rng.
     Rng,
     /// virtio-console.
@@ -57,6 +59,7 @@ impl Kind {
     /// The virtio device ID (virtio 1.2, 5).
     pub fn virtio_id(self) -> u32 {
         match self {
+            Kind::Net => 1,
             Kind::Disk { .. } => 2,
             Kind::Console => 3,
             Kind::Rng => 4,
@@ -69,6 +72,7 @@ impl Kind {
     pub fn driver(self) -> &'static str {
         match self {
             Kind::Disk { .. } => "virtio_blk",
+            Kind::Net => "virtio_net",
             Kind::Console => "virtio_console",
             Kind::Rng => "virtio_rng",
             Kind::Iommu => "virtio_iommu",
@@ -79,6 +83,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Disk { .. } => "virtio-blk",
+            Kind::Net => "virtio-net",
             Kind::Console => "virtio-console",
             Kind::Rng => "virtio-rng",
             Kind::Iommu => "virtio-iommu",
@@ -127,6 +132,7 @@ impl Expectations {
                 id: d.id.clone(),
                 kind: match d.kind {
                     DeviceKind::Disk { readonly, .. } => Kind::Disk { readonly },
+                    DeviceKind::Net { .. } => Kind::Net,
                     DeviceKind::Rng => Kind::Rng,
                     DeviceKind::Console => Kind::Console,
                     DeviceKind::Iommu => Kind::Iommu,

@@ -86,6 +86,11 @@ pub fn machine_args(machine: &Machine, cpus: u32, memory: u64) -> Vec<String> {
                     device_keys(machine, d)
                 ));
             }
+            DeviceKind::Net { tap, mac } => {
+                args.push("--net".into());
+                let mac = mac.map(|m| format!("mac={m},")).unwrap_or_default();
+                args.push(format!("tap={tap},{mac}{}", device_keys(machine, d)));
+            }
             DeviceKind::Rng => {
                 args.push("--rng".into());
                 args.push(device_keys(machine, d));

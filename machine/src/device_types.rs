@@ -7,8 +7,10 @@
 
 use std::path::PathBuf;
 
+use crate::mac::MacAddress;
 use crate::options::{
-    attach_only_from_pairs, disk_from_pairs, DeviceOptions, OptionError, Pairs, ATTACH_KEYS, DISK_KEYS,
+    attach_only_from_pairs, disk_from_pairs, net_from_pairs, DeviceOptions, OptionError, Pairs, ATTACH_KEYS,
+    DISK_KEYS, NET_KEYS,
 };
 
 /// One registered virtio device type.
@@ -26,9 +28,10 @@ pub struct DeviceType {
 }
 
 /// Every virtio device type but the IOMMU, in the order a machine places
-/// them (after the IOMMU): disks, RNGs, the console.
+/// them (after the IOMMU): disks, network devices, RNGs, the console.
 pub const DEVICE_TYPES: &[DeviceType] = &[
     DeviceType { option: "disk", keys: DISK_KEYS, many: true, parse: disk_from_pairs },
+    DeviceType { option: "net", keys: NET_KEYS, many: true, parse: net_from_pairs },
     DeviceType { option: "rng", keys: ATTACH_KEYS, many: true, parse: rng_from_pairs },
     DeviceType { option: "console", keys: ATTACH_KEYS, many: false, parse: console_from_pairs },
 ];
@@ -56,6 +59,14 @@ pub enum DeviceKind {
         /// Whether the guest may write.
         readonly: bool,
     },
+    /// virtio-net on a host TAP interface.
+    Net {
+        /// The TAP interface's name.
+        tap: String,
+        /// The MAC address given (`mac=`); `None`: generated from the
+        /// device's id ([`MacAddress::or_generated`]).
+        mac: Option<MacAddress>,
+    },
     /// virtio-rng.
     Rng,
     /// virtio-console on dmavm's stdio.
@@ -70,6 +81,7 @@ impl DeviceKind {
     pub fn option(&self) -> &'static str {
         match self {
             DeviceKind::Disk { .. } => "disk",
+            DeviceKind::Net { .. } => "net",
             DeviceKind::Rng => "rng",
             DeviceKind::Console => "console",
             DeviceKind::Iommu => "iommu",
@@ -94,6 +106,7 @@ mod tests {
     fn every_kind_but_the_iommu_is_registered_once() {
         let kinds = [
             DeviceKind::Disk { path: PathBuf::from("d"), readonly: false },
+            DeviceKind::Net { tap: "tap0".into(), mac: None },
             DeviceKind::Rng,
             DeviceKind::Console,
         ];
@@ -108,7 +121,13 @@ mod tests {
         assert_eq!(names.len(), DEVICE_TYPES.len(), "option names are unique");
         // Each entry's parser makes its own kind.
         for t in DEVICE_TYPES {
-            let text = if t.keys.contains(&"path") { "path=x" } else { "" };
+            let text = if t.keys.contains(&"path") {
+                "path=x"
+            } else if t.keys.contains(&"tap") {
+                "tap=tap0"
+            } else {
+                ""
+            };
             let d = parse_device(t.option, text).unwrap();
             assert_eq!(d.kind.option(), t.option);
         }
@@ -117,7 +136,7 @@ mod tests {
 
     #[test]
     fn devices_are_placed_type_by_type_whatever_the_option_order() {
-        let interleaved = ["rng:", "disk:path=a", "console:", "rng:id=r2", "disk:path=b"];
+        let interleaved = ["rng:", "net:tap=t0", "disk:path=a", "console:", "rng:id=r2", "disk:path=b"];
         let devices = interleaved
             .iter()
             .map(|s| {
@@ -128,6 +147,6 @@ mod tests {
         let options = MachineOptions { devices, ..MachineOptions::new(1, TEST_MEMORY) };
         let m = Machine::new(&options, Arch::X86_64).unwrap();
         let ids: Vec<&str> = m.devices.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(ids, ["disk0", "disk1", "rng0", "r2", "console0"]);
+        assert_eq!(ids, ["disk0", "disk1", "net0", "rng0", "r2", "console0"]);
     }
 }

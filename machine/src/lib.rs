@@ -29,6 +29,7 @@ pub mod endpoint_id;
 pub mod error;
 pub mod input_file;
 pub mod layout;
+pub mod mac;
 pub mod options;
 mod placement;
 mod pools;

@@ -1,4 +1,4 @@
-//! `key=value,...` device options of the command line (`--disk`, `--rng`,
+//! `key=value,...` device options of the command line (`--disk`, `--net`, `--rng`,
 //! `--console`, `--iommu`, `--pci-bridge`), in the style of QEMU and Cloud
 //! Hypervisor. Parsing only: a key the user left out stays `None` where its
 //! default depends on the machine (a PCI device's coherency and IOMMU
@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use crate::device_types::{device_type, DeviceKind};
+use crate::mac::MacAddress;
 use crate::user_text::shown;
 
 /// The machine as options: vCPUs, memory, host bridges and devices, as
@@ -123,6 +124,9 @@ pub const DISK_KEYS: &[&str] = &[
     "addr",
     "dma-pool",
 ];
+/// Keys of `--net` (and of a config file's `[[net]]`).
+pub const NET_KEYS: &[&str] =
+    &["tap", "mac", "id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr", "dma-pool"];
 /// Keys of `--iommu` (and `[iommu]`): `type` and the keys of either kind
 /// ([`VIRTIO_IOMMU_KEYS`], [`VTD_KEYS`]).
 pub const IOMMU_KEYS: &[&str] = &[
@@ -365,6 +369,51 @@ pub fn disk_from_pairs(pairs: Pairs<'_>) -> Result<DeviceOptions, OptionError> {
         ));
     }
     Ok(DeviceOptions { kind: DeviceKind::Disk { path, readonly }, attach })
+}
+
+/// The longest TAP interface name (`IFNAMSIZ` less its NUL).
+pub const TAP_NAME_MAX: usize = 15;
+
+/// A network device from its pairs (the command line's or a config
+/// file's).
+pub fn net_from_pairs(pairs: Pairs<'_>) -> Result<DeviceOptions, OptionError> {
+    known_keys(&pairs, NET_KEYS)?;
+    let (attach, rest) = attach(pairs)?;
+    let (mut tap, mut mac) = (None, None);
+    for (key, value) in rest {
+        match key {
+            "tap" => {
+                let ok = !value.is_empty()
+                    && value.len() <= TAP_NAME_MAX
+                    && value != "."
+                    && value != ".."
+                    && value.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != ',' && c != '=');
+                if !ok {
+                    return Err(OptionError::at(
+                        key,
+                        format!(
+                            "tap={}: an interface name is 1-{TAP_NAME_MAX} printable characters without '/'",
+                            shown(value)
+                        ),
+                    ));
+                }
+                tap = Some(value.to_string());
+            }
+            _ => {
+                mac = Some(
+                    MacAddress::parse(value)
+                        .map_err(|e| OptionError::at(key, format!("mac={}: {e}", shown(value))))?,
+                )
+            }
+        }
+    }
+    let tap = tap.ok_or_else(|| OptionError::whole("tap=NAME is required (an existing TAP interface)"))?;
+    Ok(DeviceOptions { kind: DeviceKind::Net { tap, mac }, attach })
+}
+
+/// Parses `--net tap=NAME[,mac=MAC][,KEYS]`.
+pub fn parse_net(text: &str) -> Result<DeviceOptions, String> {
+    parse_device("net", text)
 }
 
 /// The attachment of a device that takes nothing else (an RNG, the
@@ -715,6 +764,30 @@ mod tests {
         assert!(parse_iommu("dma-pool=4M").unwrap_err().contains("unknown key 'dma-pool'"));
         let err = attach_only_from_pairs(vec![("dma-pool", "3K")]).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("dma-pool"));
+    }
+
+    #[test]
+    fn net_keys() {
+        let d = parse_net("tap=tap0,mac=02:aa:bb:cc:dd:ee,transport=pci,id=up,direct-ram-access=on").unwrap();
+        let mac = Some(MacAddress([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]));
+        assert_eq!(d.kind, DeviceKind::Net { tap: "tap0".into(), mac });
+        assert_eq!(d.attach.transport, Transport::Pci);
+        assert_eq!(d.attach.id.as_deref(), Some("up"));
+        assert_eq!(parse_net("tap=t").unwrap().kind, DeviceKind::Net { tap: "t".into(), mac: None });
+        for (text, message) in [
+            ("", "tap=NAME is required"),
+            ("mac=02:00:00:00:00:01", "tap=NAME is required"),
+            ("tap=", "an interface name is 1-15"),
+            ("tap=sixteen-chars-xx", "an interface name is 1-15"),
+            ("tap=a/b", "an interface name is 1-15"),
+            ("tap=..", "an interface name is 1-15"),
+            ("tap=t,mac=02:00:00:00:00", "mac=02:00:00:00:00: expected six hexadecimal bytes"),
+            ("tap=t,mac=03:00:00:00:00:00", "multicast"),
+            ("tap=t,path=x", "unknown key 'path'"),
+        ] {
+            let err = parse_net(text).unwrap_err();
+            assert!(err.contains(message), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Machines for tests, built from the same options the command line gives.
 
 use crate::options::{
-    parse_bridge, parse_console, parse_disk, parse_iommu, parse_rng, BridgeOptions, DeviceOptions,
+    parse_bridge, parse_console, parse_disk, parse_iommu, parse_net, parse_rng, BridgeOptions, DeviceOptions,
     IommuOptions, MachineOptions,
 };
 use crate::{Arch, Machine, Result};
@@ -43,6 +43,7 @@ pub fn options(args: &[&str]) -> MachineOptions {
         };
         match *flag {
             "--disk" => o.devices.push(parse_disk(value).unwrap()),
+            "--net" => o.devices.push(parse_net(value).unwrap()),
             "--rng" => o.devices.push(parse_rng(value).unwrap()),
             "--console" => o.devices.push(parse_console(value).unwrap()),
             "--iommu" => o.iommu = Some(parse_iommu(value).unwrap()),
@@ -133,6 +134,18 @@ pub const CONFIGURATIONS: &[(&str, &[&str])] = &[
             "path=b,transport=pci",
             "--rng",
             "transport=pci,bridge=slow",
+        ],
+    ),
+    (
+        "network",
+        &[
+            "--iommu",
+            "--net",
+            "tap=tap0,transport=pci",
+            "--net",
+            "tap=tap1,mac=02:00:00:00:00:01,direct-ram-access=on",
+            "--net",
+            "tap=tap2,id=wan",
         ],
     ),
 ];

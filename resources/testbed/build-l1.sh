@@ -3,6 +3,7 @@
 # QEMU TCG with the guest kernel (build/guest/vmlinuz) on machines without
 # hardware KVM. It holds busybox-static with applet links, the KVM modules
 # (irqbypass, kvm, kvm-amd, decompressed: busybox insmod cannot read .ko.xz),
+# tun (for the TAPs of the net scenarios, which load it),
 # the static dmavm binary, the payloads, the L2 guest (kernel, PVH vmlinux,
 # initramfs) under /guest, the scenarios (tests/scenarios/*.sh) and /init
 # (resources/testbed/l1-init).
@@ -79,7 +80,8 @@ chmod 755 "$R"
 mkdir -p "$R"/{bin,proc,sys,dev,tmp,run,lib/modules,guest,payloads,scenarios}
 cp $BUSYBOX "$R/bin/busybox"
 for a in $($BUSYBOX --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
-for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd; do
+# tun: loaded by the net scenarios only, for the TAPs of their guests
+for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun; do
   [ -f "$MODDIR/$m.ko.xz" ] || die "$MODDIR/$m.ko.xz missing ($KVER)"
   xz -dc "$MODDIR/$m.ko.xz" > "$R/lib/modules/$(basename $m).ko"
 done

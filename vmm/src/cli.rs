@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use dmavm_machine::options::{
-    parse_bridge, parse_console, parse_cpus, parse_disk, parse_iommu, parse_rng, BridgeOptions,
+    parse_bridge, parse_console, parse_cpus, parse_disk, parse_iommu, parse_net, parse_rng, BridgeOptions,
     DeviceOptions, IommuOptions, MachineOptions,
 };
 use dmavm_machine::size::parse_size;
@@ -163,15 +163,15 @@ pub struct MachineArgs {
     /// go over it.
     ///
     /// Every option has a file form with the same keys: top-level cpus,
-    /// memory, kernel, initrd and cmdline, one [[disk]], [[rng]] or
-    /// [[pci-bridge]] table per device or bridge, one [console] and one
+    /// memory, kernel, initrd and cmdline, one [[disk]], [[net]], [[rng]]
+    /// or [[pci-bridge]] table per device or bridge, one [console] and one
     /// [iommu] table; on/off values may be TOML booleans, slot and addr
     /// integers. Relative paths are relative to the file. Examples are in
     /// resources/machines/.
     ///
     /// Over the file: --cpus, --memory, --kernel, --initrd, --cmdline,
     /// --console and --iommu replace its value (--payload its kernel,
-    /// initrd and cmdline); --disk, --rng and --pci-bridge are added after
+    /// initrd and cmdline); --disk, --net, --rng and --pci-bridge are added after
     /// its devices, but one with the id= of a device of the file replaces
     /// that device whole.
     #[arg(long, value_name = "FILE")]
@@ -208,6 +208,25 @@ pub struct MachineArgs {
     /// console take the same keys but path and readonly.
     #[arg(long, value_name = "KEYS", value_parser = parse_disk)]
     pub disk: Vec<DeviceOptions>,
+
+    /// A virtio-net device on an existing TAP interface; repeat for more.
+    ///
+    /// The host makes the TAP and connects it (addresses, a bridge, a
+    /// namespace), as for any VMM: for example `ip tuntap add dev tap0 mode
+    /// tap user $USER` and `ip link set tap0 up`; dmavm attaches to it and
+    /// moves frames, with checksum and TCP segmentation offloads passed
+    /// through.
+    ///
+    /// Keys: tap=NAME (required: the interface), mac=MAC (aa:bb:cc:dd:ee:ff;
+    /// default a locally administered address derived from the id, the
+    /// same on every run), transport=mmio|pci, bridge=NAME,
+    /// coherent=on|off, direct-ram-access=on|off, id=NAME (default netN),
+    /// slot=N, addr=A, dma-pool=SIZE, as for --disk.
+    ///
+    /// Example: --iommu --net tap=tap0,transport=pci (translated through
+    /// the virtio-iommu: every receive and transmit buffer is an IOVA).
+    #[arg(long, value_name = "KEYS", value_parser = parse_net)]
+    pub net: Vec<DeviceOptions>,
 
     /// A PCI host bridge on a PCI segment of its own: a DMA domain for
     /// the PCI devices put on it with bridge=NAME. Repeat for more (16 in
@@ -309,7 +328,14 @@ impl MachineArgs {
             cpus: self.cpus,
             memory: self.memory,
             bridges: self.pci_bridge.clone(),
-            devices: self.disk.iter().chain(&self.rng).chain(&self.console).cloned().collect(),
+            devices: self
+                .disk
+                .iter()
+                .chain(&self.net)
+                .chain(&self.rng)
+                .chain(&self.console)
+                .cloned()
+                .collect(),
             iommu: self.iommu.clone(),
         }
     }

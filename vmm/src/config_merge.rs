@@ -4,7 +4,7 @@
 //!
 //! `--cpus`, `--memory`, `--kernel`, `--initrd`, `--cmdline`, `--console`
 //! and `--iommu` replace the file's value (`--payload` replaces the file's
-//! kernel, initrd and cmdline); `--disk`, `--rng` and `--pci-bridge` are
+//! kernel, initrd and cmdline); `--disk`, `--net`, `--rng` and `--pci-bridge` are
 //! added after the file's, except that one with the `id=` of a device or
 //! bridge of the file replaces that one whole, in its place.
 
@@ -53,6 +53,7 @@ pub fn merge_machine(args: &mut MachineArgs, file: FileConfig, matches: &ArgMatc
     };
     let id = |d: &DeviceOptions| d.attach.id.clone();
     args.disk = merge_devices(of("disk"), std::mem::take(&mut args.disk), id);
+    args.net = merge_devices(of("net"), std::mem::take(&mut args.net), id);
     args.rng = merge_devices(of("rng"), std::mem::take(&mut args.rng), id);
     if args.console.is_none() {
         args.console = of("console").pop();

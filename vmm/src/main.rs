@@ -14,6 +14,7 @@ mod irqfd;
 mod kvm;
 mod logger;
 mod memory;
+mod net_events;
 mod pci;
 mod run_loop;
 mod shutdown;

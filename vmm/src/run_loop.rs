@@ -74,6 +74,7 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool) -> Result<ExitReason> {
     if stats {
         stats::print_iommu_stats(machine, virtio.iommu.as_ref());
         stats::print_pool_stats(machine, &virtio.pools);
+        stats::print_net_stats(&virtio.net);
     }
     reason
 }

@@ -45,3 +45,17 @@ pub fn print_pool_stats(machine: &dmavm_machine::Machine, pools: &[(String, std:
         );
     }
 }
+
+/// `--stats`: one line per network device on stderr.
+pub fn print_net_stats(net: &[(String, crate::virtio_devices::NetCountersFn)]) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for (id, counters) in net {
+        let c = counters();
+        let _ = writeln!(
+            err,
+            "dmavm: stats: {id}: rx {} frames {} bytes {} dropped {} stalls (no receive buffers); tx {} frames {} bytes {} dropped; {} backend errors",
+            c.rx_frames, c.rx_bytes, c.rx_dropped, c.rx_stalls, c.tx_frames, c.tx_bytes, c.tx_dropped, c.backend_errors
+        );
+    }
+}

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use dmavm_devices::virtio::block::{Block, BlockConfig};
 use dmavm_devices::virtio::console::{Console, ConsoleInput};
 use dmavm_devices::virtio::mmio::{MmioTransport, NOTIFY_OFFSET, WINDOW_SIZE};
+use dmavm_devices::virtio::net::{Net, NetCounters, Tap};
 use dmavm_devices::virtio::pci::VirtioPciTransport;
 use dmavm_devices::virtio::rng::Rng;
 use dmavm_devices::virtio::{
@@ -28,7 +29,9 @@ use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory,
 
 use crate::arch::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::event_loop::InputSink;
+use crate::net_events::NetReceive;
 use crate::pci::PciSegment;
+use dmavm_machine::mac::MacAddress;
 use dmavm_machine::options::MixedCoherency;
 use dmavm_machine::{Device, DeviceKind, DmaPath, Machine, Placement};
 
@@ -47,7 +50,12 @@ pub struct VirtioDevices {
     /// Each device confined to a restricted DMA pool, by id, with what its
     /// accesses did (for `--stats`).
     pub pools: Vec<(String, Arc<PoolCounters>)>,
+    /// Each network device's id and counters (for `--stats`).
+    pub net: Vec<(String, NetCountersFn)>,
 }
+
+/// Reads a network device's counters.
+pub type NetCountersFn = Box<dyn Fn() -> NetCounters + Send + Sync>;
 
 impl std::fmt::Debug for VirtioDevices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,7 +182,7 @@ fn build<M: GuestMemory + Send + Sync + 'static>(
     wiring: &Wiring<'_>,
     built: &mut VirtioDevices,
 ) -> Result<Subscriber> {
-    let model: Box<dyn VirtioDevice<M>> = match device.kind {
+    let model: Box<dyn VirtioDevice<M>> = match &device.kind {
         DeviceKind::Console => {
             let console = Console::<M>::new(Box::new(std::io::stdout()))
                 .with_context(|| format!("{}: virtio-console", device.id))?;
@@ -182,6 +190,16 @@ fn build<M: GuestMemory + Send + Sync + 'static>(
             let ready = input.input_ready_event().try_clone().context("console input event")?;
             built.console_input = Some((Arc::new(Mutex::new(input)), ready));
             Box::new(console)
+        }
+        DeviceKind::Net { tap, mac } => {
+            let tap = Tap::open(tap).map_err(|e| anyhow::anyhow!("{}: {e}", device.id))?;
+            let mac = MacAddress::or_generated(*mac, &device.id);
+            let net =
+                Net::<M>::new(mac.0, Box::new(tap)).with_context(|| format!("{}: virtio-net", device.id))?;
+            let handle = net.handle();
+            built.queues.push(Arc::new(Mutex::new(NetReceive::new(&device.id, handle.clone()))));
+            built.net.push((device.id.clone(), Box::new(move || handle.counters())));
+            Box::new(net)
         }
         _ => model(device)?,
     };
@@ -330,6 +348,9 @@ fn model<M: GuestMemory + Send + Sync + 'static>(device: &Device) -> Result<Box<
             anyhow::bail!("{}: the virtio-iommu is built before the devices it translates", device.id)
         }
         DeviceKind::Console => anyhow::bail!("{}: the console is built with its input", device.id),
+        DeviceKind::Net { .. } => {
+            anyhow::bail!("{}: the network device is built with its receiver", device.id)
+        }
     })
 }
 

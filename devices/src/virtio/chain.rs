@@ -13,7 +13,7 @@
 //! than the limit its device gives, the queue size (virtio 1.2, 2.7.5.3.1)
 //! unless the device promised more (virtio-blk's `seg_max`).
 //!
-//! Shared by every queue-driven device (block, rng, console), and public for
+//! Shared by every queue-driven device (block, net, rng, console), and public for
 //! the device models outside this crate (the virtio-iommu in `dmavm-iommu`).
 
 use std::ops::Deref;
@@ -61,6 +61,23 @@ where
     T::Target: GuestMemory,
 {
     let mut buffers = Vec::new();
+    walk_into(chain, max_descriptors, &mut buffers)?;
+    Ok(buffers)
+}
+
+/// Like [`walk`], into `buffers` (cleared first), so that a device serving
+/// a chain per packet reuses one list instead of allocating per chain.
+/// On error `buffers` holds what was walked so far, which must not be used.
+pub fn walk_into<T>(
+    chain: DescriptorChain<T>,
+    max_descriptors: u16,
+    buffers: &mut Vec<Buffer>,
+) -> Result<(), ChainError>
+where
+    T: Deref,
+    T::Target: GuestMemory,
+{
+    buffers.clear();
     let mut complete = false;
     for desc in chain {
         if buffers.len() >= usize::from(max_descriptors) {
@@ -74,7 +91,7 @@ where
     } else if !complete {
         Err(ChainError::Truncated)
     } else {
-        Ok(buffers)
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The contract between a virtio transport (mmio, pci) and a virtio device
-//! (blk, rng, console): the transport owns the registers, feature
+//! (blk, net, rng, console): the transport owns the registers, feature
 //! negotiation and the queue configuration; the device owns the
 //! device-specific configuration space and what a request means.
 //!

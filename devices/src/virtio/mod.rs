@@ -6,6 +6,7 @@ pub mod console;
 pub mod device;
 pub mod dma_access;
 pub mod mmio;
+pub mod net;
 pub mod pci;
 pub mod pool_memory;
 pub mod queue;

@@ -1,4 +1,4 @@
-//! Queue handling shared by the queue-driven devices (block, rng, console):
+//! Queue handling shared by the queue-driven devices (block, net, rng, console):
 //! taking a queue over at activation, popping chains with the checks
 //! virtio-queue leaves to the device, the request loop, and interrupting the
 //! driver only when its notification suppression asks for it.

@@ -100,6 +100,8 @@ pub enum Kind {
     VirtioIommu,
     /// virtio-blk.
     VirtioBlk,
+    /// virtio-net.
+    VirtioNet,
     /// virtio-rng.
     VirtioRng,
     /// virtio-console.
@@ -276,6 +278,7 @@ impl fmt::Display for Kind {
             Kind::PciHostBridge => "pci-host-bridge",
             Kind::VirtioIommu => "virtio-iommu",
             Kind::VirtioBlk => "virtio-blk",
+            Kind::VirtioNet => "virtio-net",
             Kind::VirtioRng => "virtio-rng",
             Kind::VirtioConsole => "virtio-console",
         })
@@ -327,6 +330,7 @@ impl fmt::Display for IommuMapEntry {
 fn kind(k: &DeviceKind) -> Kind {
     match k {
         DeviceKind::Disk { .. } => Kind::VirtioBlk,
+        DeviceKind::Net { .. } => Kind::VirtioNet,
         DeviceKind::Rng => Kind::VirtioRng,
         DeviceKind::Console => Kind::VirtioConsole,
         DeviceKind::Iommu => Kind::VirtioIommu,

@@ -10,7 +10,7 @@ use super::*;
 use dmavm_machine::checks::{check_with, Code, Firmware};
 use dmavm_machine::config_file::parse;
 use dmavm_machine::options::DeviceOptions;
-use dmavm_machine::options::{ATTACH_KEYS, BRIDGE_KEYS, DISK_KEYS, IOMMU_KEYS};
+use dmavm_machine::options::{ATTACH_KEYS, BRIDGE_KEYS, DISK_KEYS, IOMMU_KEYS, NET_KEYS};
 use dmavm_machine::{Arch, DeviceKind, Machine};
 
 use crate::cli::{Cli, RunArgs};
@@ -101,6 +101,14 @@ const EVERY_KEY: &[(&[&str], &str)] = &[
     (&["--disk", "path=/d/a.img,transport=pci,slot=7"], "[[disk]]\npath = \"/d/a.img\"\ntransport = \"pci\"\nslot = 7"),
     (&["--disk", "path=/d/a.img,addr=0xd0003000"], "[[disk]]\npath = \"/d/a.img\"\naddr = 0xd0003000"),
     (&["--disk", "path=/d/a.img", "--disk", "path=/d/b.img"], "[[disk]]\npath = \"/d/a.img\"\n[[disk]]\npath = \"/d/b.img\""),
+    (&["--net", "tap=tap0"], "[[net]]\ntap = \"tap0\""),
+    (&["--net", "tap=tap0,dma-pool=2M"], "[[net]]\ntap = \"tap0\"\ndma-pool = \"2M\""),
+    (
+        &["--net", "tap=tap1,mac=02:00:00:00:00:01,id=up,transport=pci,coherent=on,direct-ram-access=off,slot=5"],
+        "[[net]]\ntap = \"tap1\"\nmac = \"02:00:00:00:00:01\"\nid = \"up\"\ntransport = \"pci\"\ncoherent = true\ndirect-ram-access = false\nslot = 5",
+    ),
+    (&["--pci-bridge", "id=b", "--net", "tap=t,transport=pci,bridge=b"], "[[pci-bridge]]\nid = \"b\"\n[[net]]\ntap = \"t\"\ntransport = \"pci\"\nbridge = \"b\""),
+    (&["--net", "tap=t,addr=0xd0004000"], "[[net]]\ntap = \"t\"\naddr = 0xd0004000"),
     (&["--rng"], "[[rng]]"),
     (
         &["--rng", "id=r,transport=pci,coherent=on,direct-ram-access=on,slot=4"],
@@ -177,6 +185,7 @@ fn the_key_table_covers_every_option_and_key() {
     // ... and every key of every device option.
     for (option, keys) in [
         ("--disk", DISK_KEYS),
+        ("--net", NET_KEYS),
         ("--rng", ATTACH_KEYS),
         ("--console", ATTACH_KEYS),
         ("--iommu", IOMMU_KEYS),
@@ -325,7 +334,7 @@ fn errors_name_the_file_the_line_and_the_key() {
         ("[[pci-bridge]]\ncoherent = false\n", "bad.toml:1: pci-bridge #1: id=NAME is required"),
         ("[[pci-bridge]]\nid = \"b\"\nhotplug = 2.5\n", "bad.toml:3: pci-bridge 'b': hotplug: expected a string, a boolean or an integer"),
         ("[console]\nid = \"c\"\ntransport = [\"pci\"]\n", "bad.toml:3: console 'c': transport: expected a string, a boolean or an integer"),
-        ("cpus = 2\ncpu = 3\n", "bad.toml:2: unknown key 'cpu' (known: cpus, memory, kernel, initrd, cmdline, disk, rng"),
+        ("cpus = 2\ncpu = 3\n", "bad.toml:2: unknown key 'cpu' (known: cpus, memory, kernel, initrd, cmdline, disk, net, rng"),
         ("cpus = 0\n", "bad.toml:1: cpus: a VM needs at least 1 vCPU"),
         ("\nmemory = \"lots\"\n", "bad.toml:2: memory: "),
         ("kernel = 3\n", "bad.toml:1: kernel: expected a path (string)"),

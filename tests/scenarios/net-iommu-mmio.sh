@@ -1,0 +1,10 @@
+#!/bin/sh
+# net-iommu-mmio.sh - the net scenario (net-lib.sh) with the device on
+# virtio-mmio translated by the virtio-iommu (a VIOT MMIO endpoint), the
+# guest unmapping every buffer at once (iommu.strict=1).
+# env: DMAVM (dmavm binary), GUEST (guest images)
+: "${DMAVM:?}" "${GUEST:?}"
+. "$(dirname "$0")/linux-lib.sh"
+. "$(dirname "$0")/net-lib.sh"
+in_netns "$0"
+EXTRA_CMDLINE="iommu.strict=1" net_scenario ",transport=mmio" --iommu

@@ -1,0 +1,10 @@
+#!/bin/sh
+# net-iommu-strict.sh - the net scenario (net-lib.sh) with the device on
+# virtio-pci translated by the virtio-iommu, the guest unmapping every
+# buffer at once (iommu.strict=1).
+# env: DMAVM (dmavm binary), GUEST (guest images)
+: "${DMAVM:?}" "${GUEST:?}"
+. "$(dirname "$0")/linux-lib.sh"
+. "$(dirname "$0")/net-lib.sh"
+in_netns "$0"
+EXTRA_CMDLINE="iommu.strict=1" net_scenario ",transport=pci" --iommu

@@ -1,0 +1,9 @@
+#!/bin/sh
+# net-pci.sh - the net scenario (net-lib.sh) with the device on virtio-pci,
+# bypassing any IOMMU (direct-ram-access=on).
+# env: DMAVM (dmavm binary), GUEST (guest images)
+: "${DMAVM:?}" "${GUEST:?}"
+. "$(dirname "$0")/linux-lib.sh"
+. "$(dirname "$0")/net-lib.sh"
+in_netns "$0"
+net_scenario ",transport=pci,direct-ram-access=on"
