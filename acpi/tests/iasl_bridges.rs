@@ -1,6 +1,6 @@
-//! Several PCI host bridges laid out as dmavm lays them out (segment 0 with 256 buses, the others
-//! with bus 0 only, each with its own ECAM and windows, coherency differing per root), and a
-//! virtio-iommu whose scope spans segments; checked by iasl for 1, 2 and 4 bridges: the MCFG,
+//! Several PCI host bridges laid out as dmavm lays them out (every segment with bus 0 only, each
+//! with its own ECAM and windows, coherency differing per root), and a virtio-iommu whose scope
+//! spans segments; checked by iasl for 1, 2 and 4 bridges: the MCFG,
 //! DSDT and VIOT disassemble without any warning or error, the MCFG and VIOT recompile to the same
 //! bytes and the DSDT cleanly, and they say one MCFG allocation per segment with its bus range,
 //! one `PNP0A08` root per segment with its `_SEG`, `_BBN`, `_CCA` and `_CRS`, every ECAM region
@@ -25,7 +25,7 @@ fn root(segment: u16) -> PciRoot {
         return PciRoot {
             segment,
             bus_start: 0,
-            bus_end: 0xff,
+            bus_end: 0,
             ecam_base: 0xe000_0000,
             mem32: (0xc000_0000, 0x1000_0000),
             mem64: (4 << 30, 32 << 30),

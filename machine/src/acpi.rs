@@ -81,8 +81,8 @@ impl Machine {
     }
 
     /// The PCI host bridges as the ACPI tables declare them: one root per
-    /// segment with its bus range (segment 0: 256 buses, the others bus 0
-    /// only), ECAM, windows and coherency. There is always at least `pci0`
+    /// segment with its bus range (bus 0 only: every function is on the
+    /// root bus), ECAM, windows and coherency. There is always at least `pci0`
     /// (without a host bridge a guest probes for PCI and complains).
     pub fn acpi_pci_roots(&self) -> Result<Vec<PciRoot>> {
         let below_4g = |what: &str, v: u64| {

@@ -7,8 +7,8 @@
 //!
 //! In the hole: segment 0's 32-bit BAR window (0xc0000000), the
 //! virtio-mmio windows (0xd0000000), the 32-bit windows of PCI segments
-//! 1-15 (0xd1000000, 16 MiB each), segment 0's ECAM (0xe0000000, 256
-//! buses), the ECAMs of segments 1-15 (0xf0000000, one bus each), the
+//! 1-15 (0xd1000000, 16 MiB each), segment 0's ECAM (0xe0000000, one
+//! bus), the ECAMs of segments 1-15 (0xf0000000, one bus each), the
 //! IOAPIC (0xfec00000), the register windows of the VT-d units of a
 //! `type=vtd` machine (0xfed90000, one page per unit), the local APICs
 //! (0xfee00000). Above RAM: segment 0's 64-bit window, then
@@ -29,14 +29,21 @@ pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
 pub const PCI_MEM32_START: u64 = 0xc000_0000;
 /// End of segment 0's 32-bit window (exclusive): virtio-mmio windows follow.
 pub const PCI_MEM32_END: u64 = 0xd000_0000;
-/// Segment 0's ECAM: 1 MiB per bus, 256 buses.
+/// Segment 0's ECAM.
 pub const PCI_ECAM_START: u64 = 0xe000_0000;
-/// Size of segment 0's ECAM window.
-pub const PCI_ECAM_SIZE: u64 = 0x1000_0000;
+/// Size of segment 0's ECAM window: bus 0 only, 1 MiB (PCIe 6.0, 7.2.2:
+/// 32 devices x 8 functions x 4 KiB). Every function of a dmavm machine
+/// sits on its segment's root bus, and the buses the MCFG declares are
+/// the buses x86 Linux probes: its peer-bridge fixup
+/// (`pcibios_fixup_peer_bridges()`, arch/x86/pci/legacy.c) reads the
+/// vendor ID of all 32 slots of every bus up to the last one, through
+/// ports 0xcf8/0xcfc, two exits each. With 256 buses that was some 16,000
+/// exits per boot; with one bus it is none.
+pub const PCI_ECAM_SIZE: u64 = 1 << 20;
 
-/// ECAM of segments 1 and up, right after segment 0's: bus 0 only, so
-/// 1 MiB each (PCIe 6.0, 7.2.2: 32 devices x 8 functions x 4 KiB).
-pub const PCI_SEGMENT_ECAM_START: u64 = PCI_ECAM_START + PCI_ECAM_SIZE;
+/// ECAM of segments 1 and up, above segment 0's 256 MiB slot: bus 0
+/// only, 1 MiB each.
+pub const PCI_SEGMENT_ECAM_START: u64 = 0xf000_0000;
 /// ECAM size of a segment other than 0 (one bus).
 pub const PCI_SEGMENT_ECAM_SIZE: u64 = 1 << 20;
 /// 32-bit BAR windows of segments 1 and up, one after the other between
@@ -70,9 +77,9 @@ pub fn pci_mem64_window(memory: u64) -> Range<u64> {
 }
 
 /// The windows of `segment` for `memory` bytes of RAM; `None` beyond
-/// [`MAX_PCI_SEGMENTS`]. Segment 0 keeps the single-bridge machine's
-/// layout (256 buses); segments 1-15 have bus 0 only, their ECAMs right
-/// after segment 0's and their windows in free space of the hole and after
+/// [`MAX_PCI_SEGMENTS`]. Every segment has bus 0 only; segment 0 keeps the
+/// single-bridge machine's windows, segments 1-15 have their ECAMs from
+/// 0xf0000000 and their windows in free space of the hole and after
 /// segment 0's 64-bit window, so that adding a bridge never moves another.
 pub fn pci_segment_windows(segment: u16, memory: u64) -> Option<PciSegmentWindows> {
     if segment >= MAX_PCI_SEGMENTS {
@@ -171,8 +178,8 @@ mod tests {
     #[test]
     fn segment_windows_clear_one_another() {
         let s0 = pci_segment_windows(0, 1 << 30).unwrap();
-        assert_eq!(s0.ecam, 0xe000_0000..0xf000_0000);
-        assert_eq!(s0.buses(), 256);
+        assert_eq!(s0.ecam, 0xe000_0000..0xe010_0000);
+        assert_eq!(s0.buses(), 1);
         assert_eq!(s0.mem64, 4 << 30..36 << 30);
         let s1 = pci_segment_windows(1, 1 << 30).unwrap();
         assert_eq!(s1.ecam, 0xf000_0000..0xf010_0000);
