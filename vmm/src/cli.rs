@@ -140,6 +140,22 @@ pub struct RunArgs {
     /// IOTLB misses, faults, refused ATTACHes) on stderr when the VM stops.
     #[arg(long)]
     pub stats: bool,
+
+    /// Limit each thread to the system calls its work needs, so that a
+    /// guest that subverts a device model through a bug gains nothing more.
+    ///
+    /// The vCPU threads may enter the guest and make the few KVM ioctls
+    /// their exits need (interrupt routes, ioeventfds of moved BARs); the
+    /// main thread may wait for events, read and write the open disk
+    /// images, eventfds and the console, and stop the vCPUs. Neither may
+    /// open a file or a socket, start a program or map executable memory.
+    /// on: a forbidden call stops dmavm with one line naming the call and
+    /// the thread, exit status 159 (128 + SIGSYS). log: forbidden calls
+    /// run and the kernel logs each (audit type 1326, see dmesg); for
+    /// finding what a filter lacks. off: no filter. docs/security.md lists
+    /// what each thread may do and why.
+    #[arg(long, value_enum, default_value_t = crate::seccomp::Mode::On, value_name = "MODE")]
+    pub seccomp: crate::seccomp::Mode,
 }
 
 /// The machine: vCPUs, memory, devices and PCI host bridges. `run` and

@@ -42,6 +42,8 @@ pub struct VmConfig {
     pub machine: Machine,
     /// Print IOMMU counters at exit.
     pub stats: bool,
+    /// The threads' system call filters.
+    pub seccomp: crate::seccomp::Mode,
 }
 
 impl VmConfig {
@@ -70,6 +72,7 @@ impl VmConfig {
             dump_acpi: args.dump_acpi,
             machine,
             stats: args.stats,
+            seccomp: args.seccomp,
         })
     }
 
@@ -135,6 +138,7 @@ mod tests {
             dump_acpi: None,
             machine: Machine::empty(Arch::HOST.into(), 64 << 20),
             stats: false,
+            seccomp: crate::seccomp::Mode::On,
         };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());

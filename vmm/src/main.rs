@@ -16,6 +16,7 @@ mod logger;
 mod memory;
 mod pci;
 mod run_loop;
+mod seccomp;
 mod shutdown;
 mod signals;
 mod stats;
