@@ -16,7 +16,8 @@ use dmavm_machine::size::parse_size;
 #[command(name = "dmavm", version, propagate_version = true)]
 #[command(after_help = "Exit status of `run`: 0 when the guest powers off, N when the guest \
 writes N to I/O port 0xf4 (the exit device), 3 when the guest resets, 1 when dmavm or the guest \
-fails (one line on stderr says why), 2 for a command-line error, 128+S after signal S.")]
+fails (one line on stderr says why), 2 for a command-line error, 128+S after signal S, 159 \
+(128 + SIGSYS) when a thread makes a system call its seccomp filter forbids.")]
 pub struct Cli {
     /// What to log on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, value_name = "LEVEL")]
@@ -149,11 +150,8 @@ pub struct RunArgs {
     /// main thread may wait for events, read and write the open disk
     /// images, eventfds and the console, and stop the vCPUs. Neither may
     /// open a file or a socket, start a program or map executable memory.
-    /// on: a forbidden call stops dmavm with one line naming the call and
-    /// the thread, exit status 159 (128 + SIGSYS). log: forbidden calls
-    /// run and the kernel logs each (audit type 1326, see dmesg); for
-    /// finding what a filter lacks. off: no filter. docs/security.md lists
-    /// what each thread may do and why.
+    /// `--log-level info` names each filter as its thread installs it;
+    /// docs/security.md lists what each thread may do and why.
     #[arg(long, value_enum, default_value_t = crate::seccomp::Mode::On, value_name = "MODE")]
     pub seccomp: crate::seccomp::Mode,
 }

@@ -32,6 +32,9 @@ mod aarch64 {
 pub use aarch64::KVM_GET_ONE_REG;
 
 /// `tcgetattr(3)` and `tcsetattr(3)` with `TCSANOW`.
+// The requests' type is the C library's `ioctl` argument type, not always
+// 64 bits.
+#[allow(clippy::unnecessary_cast)]
 pub const TERMINAL: [u64; 2] = [libc::TCGETS as u64, libc::TCSETS as u64];
 
 #[cfg(test)]

@@ -30,10 +30,9 @@ impl AllowList {
             .collect::<Result<Vec<_>, _>>()
             .context("invalid seccomp condition")?;
         let rule = SeccompRule::new(conditions).context("invalid seccomp rule")?;
-        match self.calls.entry(nr).or_insert_with(|| Some(Vec::new())) {
-            Some(rules) => rules.push(rule),
-            // Already allowed with any arguments.
-            None => {}
+        // `None`: already allowed with any arguments.
+        if let Some(rules) = self.calls.entry(nr).or_insert_with(|| Some(Vec::new())) {
+            rules.push(rule);
         }
         Ok(self)
     }
