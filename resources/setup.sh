@@ -13,8 +13,6 @@
 # has 1.8), whose checks the device-tree tests also pass. And what the
 # arm64 sandbox needs (resources/testbed-arm64/setup.sh): qemu-system-aarch64,
 # the aarch64 cross gcc and libc, the Rust target aarch64-unknown-linux-gnu.
-# And what the fuzz smoke run of resources/test.sh needs: a nightly
-# toolchain and cargo-fuzz (resources/tools/install-fuzz.sh).
 # usage: resources/setup.sh
 set -euo pipefail
 
@@ -33,7 +31,6 @@ tools() {
   "$here/tools/install-fwts.sh"
   "$here/tools/install-dtc.sh"
   "$here/testbed-arm64/setup.sh"
-  "$here/tools/install-fuzz.sh"
 }
 if [ ${#missing[@]} -eq 0 ]; then
   tools

@@ -12,6 +12,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 resources/setup.sh
+# Nightly and cargo-fuzz for the fuzz smoke run, installed up front so that
+# a failure shows before the long tests (boot.sh does not need them).
+resources/tools/install-fuzz.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace "$@"
