@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # test.sh - the README's second command and what CI runs: install the
-# packages, check formatting and lints, then run every test. The guest tests
+# packages, check formatting and lints, run every test, then every fuzz
+# target for a short bounded time from its checked-in seeds
+# (resources/fuzz-smoke.sh, FUZZ_SMOKE_SECONDS each; any crash, timeout or
+# OOM fails). The guest tests
 # boot real Linux/payloads under real KVM: directly where the host has
 # hardware KVM, else inside the nested QEMU sandbox (dmavm-tests says which).
 # They fail, never skip, when neither can run.
@@ -9,6 +12,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 resources/setup.sh
+# Nightly and cargo-fuzz for the fuzz smoke run, installed up front so that
+# a failure shows before the long tests (boot.sh does not need them).
+resources/tools/install-fuzz.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo test --workspace "$@"
+resources/fuzz-smoke.sh

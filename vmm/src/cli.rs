@@ -16,7 +16,8 @@ use dmavm_machine::size::parse_size;
 #[command(name = "dmavm", version, propagate_version = true)]
 #[command(after_help = "Exit status of `run`: 0 when the guest powers off, N when the guest \
 writes N to I/O port 0xf4 (the exit device), 3 when the guest resets, 1 when dmavm or the guest \
-fails (one line on stderr says why), 2 for a command-line error, 128+S after signal S.")]
+fails (one line on stderr says why), 2 for a command-line error, 128+S after signal S, 159 \
+(128 + SIGSYS) when a thread makes a system call its seccomp filter forbids.")]
 pub struct Cli {
     /// What to log on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, value_name = "LEVEL")]
@@ -152,6 +153,19 @@ pub struct RunArgs {
     /// Repeat for more devices.
     #[arg(long, value_name = "ID", hide = true)]
     pub test_dt_flip_coherent: Vec<String>,
+
+    /// Limit each thread to the system calls its work needs, so that a
+    /// guest that subverts a device model through a bug gains nothing more.
+    ///
+    /// The vCPU threads may enter the guest and make the few KVM ioctls
+    /// their exits need (interrupt routes, ioeventfds of moved BARs); the
+    /// main thread may wait for events, read and write the open disk
+    /// images, eventfds and the console, and stop the vCPUs. Neither may
+    /// open a file or a socket, start a program or map executable memory.
+    /// `--log-level info` names each filter as its thread installs it;
+    /// docs/security.md lists what each thread may do and why.
+    #[arg(long, value_enum, default_value_t = crate::seccomp::Mode::On, value_name = "MODE")]
+    pub seccomp: crate::seccomp::Mode,
 }
 
 /// The machine: vCPUs, memory, devices and PCI host bridges. `run` and

@@ -45,6 +45,8 @@ pub struct VmConfig {
     /// Test only: virtio-mmio devices whose device-tree `dma-coherent` is
     /// the opposite of their coherency (`--test-dt-flip-coherent`).
     pub dt_flip_coherent: Vec<String>,
+    /// The threads' system call filters.
+    pub seccomp: crate::seccomp::Mode,
 }
 
 impl VmConfig {
@@ -77,6 +79,7 @@ impl VmConfig {
             machine,
             stats: args.stats,
             dt_flip_coherent: args.test_dt_flip_coherent,
+            seccomp: args.seccomp,
         })
     }
 
@@ -143,6 +146,7 @@ mod tests {
             machine: Machine::empty(Arch::HOST.into(), 64 << 20),
             stats: false,
             dt_flip_coherent: Vec::new(),
+            seccomp: crate::seccomp::Mode::On,
         };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());

@@ -17,6 +17,7 @@ mod memory;
 mod net_events;
 mod pci;
 mod run_loop;
+mod seccomp;
 mod shutdown;
 mod signals;
 mod stats;

@@ -15,7 +15,7 @@ use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::TerminationSignals;
 use crate::terminal::RawModeGuard;
 use crate::vcpu::{self, VcpuShared};
-use crate::{stats, virtio_devices};
+use crate::{seccomp, stats, virtio_devices};
 
 /// A built VM, ready to run.
 pub struct BuiltVm {
@@ -40,12 +40,14 @@ impl std::fmt::Debug for BuiltVm {
     }
 }
 
-/// Runs `vm` until the guest stops or a signal ends it; prints the IOMMU
-/// counters of `machine`'s endpoints when `stats`; returns why it stopped.
-pub fn run(vm: BuiltVm, machine: &Machine, stats: bool) -> Result<ExitReason> {
+/// Runs `vm` until the guest stops or a signal ends it, every thread under
+/// its `seccomp_mode` filter; prints the IOMMU counters of `machine`'s endpoints
+/// when `stats`; returns why it stopped.
+pub fn run(vm: BuiltVm, machine: &Machine, stats: bool, seccomp_mode: seccomp::Mode) -> Result<ExitReason> {
     let BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared } = vm;
     // Every descriptor of the VM exists by now.
     crate::hygiene::close_on_exec_all()?;
+    let filters = Arc::new(seccomp::Filters::build(seccomp_mode)?);
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
     for subscriber in virtio.queues {
         events.add_subscriber(subscriber);
@@ -61,7 +63,7 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool) -> Result<ExitReason> {
     let mut threads = Vec::with_capacity(vcpus.len());
     for (id, fd) in vcpus.into_iter().enumerate() {
         let id = u32::try_from(id)?;
-        match vcpu::spawn(id, fd, vcpu_shared.clone()) {
+        match vcpu::spawn(id, fd, vcpu_shared.clone(), filters.clone()) {
             Ok(t) => threads.push(t),
             Err(e) => {
                 shutdown.request(ExitReason::Crash(format!("{e:#}")));
@@ -69,7 +71,15 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool) -> Result<ExitReason> {
             }
         }
     }
-    let reason = events.run();
+    // After the vCPU threads exist, which would otherwise inherit this
+    // filter on top of their own; before the first event.
+    let reason = match filters.install(seccomp::Thread::Main) {
+        Ok(()) => events.run(),
+        Err(e) => {
+            shutdown.request(ExitReason::Crash(format!("{e:#}")));
+            Err(e)
+        }
+    };
     vcpu::stop_all(&shutdown, threads);
     if stats {
         stats::print_iommu_stats(machine, virtio.iommu.as_ref());

@@ -19,6 +19,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::Killable;
 
 use crate::arch::vcpu_exits;
+use crate::seccomp::{Filters, Thread};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::vcpu_kick_signal;
 
@@ -59,10 +60,23 @@ fn report_unhandled_mmio(id: u32, kind: &str, addr: u64, len: usize) {
 }
 
 /// Starts vCPU `id`'s thread.
-pub fn spawn(id: u32, vcpu: VcpuFd, shared: Arc<VcpuShared>) -> Result<JoinHandle<()>> {
+/// The thread filters itself with `filters` before it first enters the
+/// guest.
+pub fn spawn(
+    id: u32,
+    vcpu: VcpuFd,
+    shared: Arc<VcpuShared>,
+    filters: Arc<Filters>,
+) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("vcpu{id}"))
-        .spawn(move || run(id, vcpu, &shared))
+        .spawn(move || {
+            if let Err(e) = filters.install(Thread::Vcpu(id)) {
+                shared.shutdown.request(ExitReason::Crash(format!("{e:#}")));
+                return;
+            }
+            run(id, vcpu, &shared)
+        })
         .with_context(|| format!("cannot start the thread of vCPU {id}"))
 }
 

@@ -139,6 +139,23 @@ fn sigterm_stops_the_vm_with_status_143() {
     assert_eq!(status.code(), Some(143));
 }
 
+/// By default every thread runs under its seccomp filter, installed before
+/// the guest runs, and the guest runs as without one.
+#[test]
+fn every_thread_is_filtered_by_default() {
+    let out = run_payload("hello", &["--cpus", "2", "--log-level", "info"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "stderr: {err}");
+    assert!(text(&out.stdout).contains("hello from dmavm"), "stdout: {}", text(&out.stdout));
+    for thread in ["vCPU 0", "vCPU 1", "main (event loop)"] {
+        let line = format!("dmavm: info: seccomp: {thread} thread filtered");
+        assert!(err.contains(&line), "no '{line}' in: {err}");
+    }
+    let off = run_payload("hello", &["--seccomp", "off", "--log-level", "info"]);
+    assert_eq!(off.status.code(), Some(7), "stderr: {}", text(&off.stderr));
+    assert!(!text(&off.stderr).contains("thread filtered"), "{}", text(&off.stderr));
+}
+
 /// One `dmavm: error:` line on stderr, non-zero status, no panic.
 fn assert_one_error_line(out: &Output, needle: &str) {
     let err = text(&out.stderr);

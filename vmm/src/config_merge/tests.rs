@@ -165,6 +165,7 @@ fn the_key_table_covers_every_option_and_key() {
         "dump-acpi",
         "stats",
         "test-dt-flip-coherent",
+        "seccomp",
         "config",
         "log-level",
         "help",

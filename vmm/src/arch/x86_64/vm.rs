@@ -96,7 +96,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
-    run_loop::run(built, &config.machine, config.stats)
+    run_loop::run(built, &config.machine, config.stats, config.seccomp)
 }
 
 /// Creates the VM: split irqchip (local APICs in KVM, IOAPIC in dmavm, no
