@@ -55,6 +55,10 @@ pub fn machine_args(machine: &Machine, cpus: u32, memory: u64) -> Vec<String> {
             on_off(b.hotplug)
         ));
     }
+    if let Some(vtd) = &machine.vtd {
+        args.push("--iommu".into());
+        args.push(format!("type=vtd,coherent={}", on_off(vtd.coherent)));
+    }
     for d in &machine.devices {
         match &d.kind {
             DeviceKind::Iommu => {
@@ -105,6 +109,16 @@ mod tests {
     use super::*;
     use dmavm_machine::options::{parse_disk, parse_iommu};
     use dmavm_machine::test_utils::new_machine;
+
+    #[test]
+    fn a_vtd_machine_says_so() {
+        let disks = [parse_disk("path=/a.img,transport=pci").unwrap()];
+        let iommu = parse_iommu("type=vtd,coherent=off").unwrap();
+        let m = new_machine(&[], &disks, &[], None, Some(&iommu)).unwrap();
+        let args = machine_args(&m, 1, 64 << 20);
+        let iommus: Vec<&[String]> = args.windows(2).filter(|w| w[0] == "--iommu").collect();
+        assert_eq!(iommus, [["--iommu".to_string(), "type=vtd,coherent=off".to_string()]]);
+    }
 
     #[test]
     fn every_device_is_spelled_out() {

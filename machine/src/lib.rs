@@ -7,7 +7,7 @@
 //! device left to its bridge and gives every device one [`DmaPath`]; the
 //! [`checks`] report each broken rule of the DMA contract with a stable
 //! code. From the placed machine come, for either architecture and on any
-//! host, the ACPI description ([`acpi`], [`scope`]) handed to the
+//! host, the ACPI description ([`acpi`], [`scope`], [`vtd`]) handed to the
 //! `dmavm-acpi` encoder, the device-tree description ([`dt`]) handed to
 //! `dmavm-fdt`, and [`describe`]'s rows. The VM runner reads the same
 //! machine to wire its devices, so firmware and devices cannot disagree.
@@ -36,6 +36,7 @@ pub mod size;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 pub mod user_text;
+pub mod vtd;
 
 pub use arch::Arch;
 pub use bridge::PciBridge;
@@ -44,3 +45,4 @@ pub use dma::DmaPath;
 pub use endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 pub use error::{MachineError, Result};
 pub use placement::{Device, Machine, Placement};
+pub use vtd::{Vtd, VtdScope, VtdUnit};

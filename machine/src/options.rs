@@ -108,10 +108,27 @@ pub const ATTACH_KEYS: &[&str] =
 /// Keys of `--disk` (and of a config file's `[[disk]]`).
 pub const DISK_KEYS: &[&str] =
     &["path", "readonly", "id", "transport", "coherent", "direct-ram-access", "bridge", "slot", "addr"];
-/// Keys of `--iommu` (and `[iommu]`). No `coherent`: the IOMMU's coherency
-/// follows its transport's rules.
-pub const IOMMU_KEYS: &[&str] =
+/// Keys of `--iommu` (and `[iommu]`): `type` and the keys of either kind
+/// ([`VIRTIO_IOMMU_KEYS`], [`VTD_KEYS`]).
+pub const IOMMU_KEYS: &[&str] = &[
+    "type",
+    "id",
+    "transport",
+    "bridge",
+    "slot",
+    "addr",
+    "direct-ram-access",
+    "mixed-coherency",
+    "coherent",
+];
+/// Keys only `type=virtio` takes: where the virtio-iommu sits and how it
+/// behaves. No `coherent`: a virtio device's coherency follows its
+/// transport's rules.
+pub const VIRTIO_IOMMU_KEYS: &[&str] =
     &["id", "transport", "bridge", "slot", "addr", "direct-ram-access", "mixed-coherency"];
+/// Keys only `type=vtd` takes. A VT-d unit is a register window at a fixed
+/// address, not a device on a bus: nothing places it.
+pub const VTD_KEYS: &[&str] = &["coherent"];
 /// Keys of `--pci-bridge` (and `[[pci-bridge]]`).
 pub const BRIDGE_KEYS: &[&str] = &["id", "coherent", "direct-ram-access", "hotplug"];
 
@@ -311,9 +328,44 @@ pub fn attach_only_from_pairs(pairs: Pairs<'_>) -> Result<AttachOptions, OptionE
     Ok(attach)
 }
 
-/// `--iommu`: the virtio-iommu device.
+/// Which IOMMU `--iommu type=` asks for: one per machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IommuKind {
+    /// A virtio-iommu (virtio device 23) declared in the ACPI VIOT or the
+    /// device tree: placed like any virtio device.
+    Virtio {
+        /// The device's `bypass` state for endpoints attached to no domain
+        /// (virtio 1.3, 5.13.4, `VIRTIO_IOMMU_F_BYPASS_CONFIG`).
+        boot_bypass: bool,
+    },
+    /// Intel VT-d remapping hardware units declared in the ACPI DMAR
+    /// (x86_64 only): one per PCI segment with translated functions, at
+    /// fixed register windows, taking no PCI slot.
+    Vtd {
+        /// Page-walk coherency (ECAP.C, VT-d 3.4 section 11.4.3): whether
+        /// the units' reads of root, context and page tables snoop the CPU
+        /// caches. Off makes the guest flush its page-table writes.
+        coherent: bool,
+    },
+}
+
+impl IommuKind {
+    /// The `type=` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            IommuKind::Virtio { .. } => "virtio",
+            IommuKind::Vtd { .. } => "vtd",
+        }
+    }
+}
+
+/// `--iommu`: the machine's IOMMU. The placement keys (`id`, `transport`,
+/// `bridge`, `slot`, `addr`), `direct-ram-access` and `mixed-coherency`
+/// are the virtio-iommu's; with `type=vtd` they keep their defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IommuOptions {
+    /// Which IOMMU, with what only that kind takes.
+    pub kind: IommuKind,
     /// Stable name (default `iommu0`).
     pub id: Option<String>,
     /// Transport (default pci).
@@ -334,16 +386,47 @@ pub struct IommuOptions {
     pub addr: Option<u64>,
 }
 
-/// Parses `--iommu [transport=pci|mmio][,id=NAME][,bridge=NAME][,slot=N][,addr=A]
-/// [,mixed-coherency=allow|reject][,direct-ram-access=on|off]`. The IOMMU's
-/// coherency follows its transport's rules, so `coherent` is not a key.
+/// Parses `--iommu [type=virtio][,transport=pci|mmio][,id=NAME][,bridge=NAME][,slot=N][,addr=A]
+/// [,mixed-coherency=allow|reject][,direct-ram-access=on|off]` or
+/// `--iommu type=vtd[,coherent=on|off]`.
 pub fn parse_iommu(text: &str) -> Result<IommuOptions, String> {
     iommu_from_pairs(split(text)?).map_err(|e| e.message)
+}
+
+/// The `type=` of `--iommu` pairs (default virtio), with the first key
+/// that belongs to the other kind refused.
+fn iommu_kind(pairs: &Pairs<'_>) -> Result<IommuKind, OptionError> {
+    let mut kind = IommuKind::Virtio { boot_bypass: false };
+    if let Some((key, value)) = pairs.iter().find(|(key, _)| *key == "type") {
+        kind = match *value {
+            "virtio" => kind,
+            "vtd" => IommuKind::Vtd { coherent: true },
+            _ => return Err(OptionError::at(key, format!("{key}={}: expected virtio or vtd", shown(value)))),
+        };
+    }
+    let (foreign, why): (&[&str], &str) = match kind {
+        IommuKind::Virtio { .. } => (
+            VTD_KEYS,
+            "a key of type=vtd (the VT-d page-walk coherency); the virtio-iommu's coherency follows its \
+             transport: drop it, or add type=vtd",
+        ),
+        IommuKind::Vtd { .. } => (
+            VIRTIO_IOMMU_KEYS,
+            "a key of type=virtio: a VT-d unit is a register window at a fixed address, declared in the DMAR, \
+             not a device placed on a bus, and it is never in any scope; type=vtd takes coherent=on|off only",
+        ),
+    };
+    match pairs.iter().find(|(key, _)| foreign.contains(key)) {
+        Some((key, value)) => Err(OptionError::at(key, format!("{key}={}: {why}", shown(value)))),
+        None => Ok(kind),
+    }
 }
 
 /// The IOMMU from its pairs.
 pub fn iommu_from_pairs(pairs: Pairs<'_>) -> Result<IommuOptions, OptionError> {
     known_keys(&pairs, IOMMU_KEYS)?;
+    let mut kind = iommu_kind(&pairs)?;
+    let pairs: Pairs<'_> = pairs.into_iter().filter(|(key, _)| *key != "type").collect();
     // The IOMMU defaults to PCI, the other devices to virtio-mmio.
     let transport_given = pairs.iter().any(|(key, _)| *key == "transport");
     let (attach, rest) = attach(pairs)?;
@@ -358,7 +441,13 @@ pub fn iommu_from_pairs(pairs: Pairs<'_>) -> Result<IommuOptions, OptionError> {
             }
         };
     }
+    // `attach` read `coherent` as a device's; for VT-d it is the units'
+    // page-walk coherency (iommu_kind refused it for the virtio-iommu).
+    if let (IommuKind::Vtd { coherent }, Some(given)) = (&mut kind, attach.coherent) {
+        *coherent = given;
+    }
     Ok(IommuOptions {
+        kind,
         id: attach.id,
         transport,
         bridge: attach.bridge,
@@ -462,7 +551,9 @@ mod tests {
         assert_eq!(parse_iommu("").unwrap().transport, Transport::Pci);
         assert_eq!(parse_iommu("transport=mmio").unwrap().transport, Transport::Mmio);
         assert_eq!(parse_iommu("bridge=b1").unwrap().bridge.as_deref(), Some("b1"));
-        assert!(parse_iommu("coherent=off").unwrap_err().contains("unknown key 'coherent'"));
+        assert!(parse_iommu("coherent=off").unwrap_err().contains("coherent=off: a key of type=vtd"));
+        assert_eq!(parse_iommu("").unwrap().kind, IommuKind::Virtio { boot_bypass: false });
+        assert_eq!(parse_iommu("type=virtio").unwrap().kind, IommuKind::Virtio { boot_bypass: false });
         assert_eq!(parse_iommu("").unwrap().mixed_coherency, MixedCoherency::Allow);
         assert_eq!(parse_iommu("mixed-coherency=reject").unwrap().mixed_coherency, MixedCoherency::Reject);
         assert_eq!(
@@ -580,5 +671,33 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("mixed-coherency"));
         let err = attach_only_from_pairs(vec![("transport", "usb")]).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("transport"));
+    }
+
+    #[test]
+    fn iommu_types_and_their_keys() {
+        let vtd = parse_iommu("type=vtd").unwrap();
+        assert_eq!(vtd.kind, IommuKind::Vtd { coherent: true });
+        assert_eq!(parse_iommu("type=vtd,coherent=off").unwrap().kind, IommuKind::Vtd { coherent: false });
+        assert_eq!(parse_iommu("coherent=on,type=vtd").unwrap().kind, IommuKind::Vtd { coherent: true });
+        // The config file's booleans.
+        let kind = iommu_from_pairs(vec![("type", "vtd"), ("coherent", "false")]).unwrap().kind;
+        assert_eq!(kind, IommuKind::Vtd { coherent: false });
+        assert_eq!(parse_iommu("type=intel").unwrap_err(), "type=intel: expected virtio or vtd");
+        assert!(parse_iommu("type=vtd,coherent=maybe")
+            .unwrap_err()
+            .contains("coherent=maybe: expected on or off"));
+        for key in
+            ["transport=pci", "slot=3", "addr=0xd0000000", "mixed-coherency=reject", "id=x", "bridge=b"]
+        {
+            let err = parse_iommu(&format!("type=vtd,{key}")).unwrap_err();
+            assert!(err.starts_with(&format!("{key}: a key of type=virtio: a VT-d unit")), "{err}");
+            assert!(err.contains("type=vtd takes coherent=on|off only"), "{err}");
+        }
+        let err = iommu_from_pairs(vec![("type", "vtd"), ("direct-ram-access", "off")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("direct-ram-access"));
+        let err = iommu_from_pairs(vec![("coherent", "false")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("coherent"));
+        assert!(err.message.contains("drop it, or add type=vtd"), "{err:?}");
+        assert!(parse_iommu("type=vtd,type=virtio").unwrap_err().contains("key 'type' given twice"));
     }
 }

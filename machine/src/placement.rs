@@ -11,8 +11,9 @@ use crate::endpoint_id::{mmio_endpoint, pci_bdf, pci_endpoint};
 use crate::error::{fail, Result};
 use crate::layout::{MmioWindow, VIRTIO_MMIO_WINDOWS};
 use crate::options::{
-    AttachOptions, DeviceOptions, MachineOptions, MixedCoherency, Transport, DEFAULT_BRIDGE,
+    AttachOptions, DeviceOptions, IommuKind, MachineOptions, MixedCoherency, Transport, DEFAULT_BRIDGE,
 };
+use crate::vtd::Vtd;
 
 /// First device number on a PCI root bus (0 is the host bridge).
 pub(crate) const FIRST_PCI_SLOT: u8 = 1;
@@ -71,6 +72,9 @@ pub struct Machine {
     /// The IOMMU's policy on domains mixing coherent and non-coherent
     /// endpoints (`--iommu mixed-coherency=`).
     pub mixed_coherency: MixedCoherency,
+    /// `--iommu type=vtd`: the VT-d units in place of a virtio-iommu
+    /// device ([`Machine::vtd_units`]).
+    pub vtd: Option<Vtd>,
 }
 
 impl Machine {
@@ -83,6 +87,7 @@ impl Machine {
             bridges: vec![PciBridge::default_root()],
             devices: Vec::new(),
             mixed_coherency: MixedCoherency::Allow,
+            vtd: None,
         }
     }
 }
@@ -134,7 +139,9 @@ impl Machine {
         }
         let iommu = iommu.as_ref();
         let bridges = bridge::bridges(bridges)?;
-        let iommu_attach = iommu.map(|i| AttachOptions {
+        // A VT-d unit is no device: nothing to place.
+        let virtio_iommu = iommu.filter(|i| matches!(i.kind, IommuKind::Virtio { .. }));
+        let iommu_attach = virtio_iommu.map(|i| AttachOptions {
             id: i.id.clone(),
             transport: i.transport,
             coherent: None,
@@ -260,7 +267,13 @@ impl Machine {
             devices.push(Device { id, kind, placement, coherent: dma.coherent, dma: dma_path });
         }
         let mixed_coherency = iommu.map_or(MixedCoherency::Allow, |i| i.mixed_coherency);
-        Ok(Self { arch, cpus: *cpus, memory: *memory, bridges, devices, mixed_coherency })
+        let mut machine =
+            Self { arch, cpus: *cpus, memory: *memory, bridges, devices, mixed_coherency, vtd: None };
+        if let Some(IommuKind::Vtd { coherent }) = iommu.map(|i| i.kind) {
+            let units = machine.vtd_units_for(coherent);
+            machine.vtd = Some(Vtd { coherent, units });
+        }
+        Ok(machine)
     }
 
     /// The host bridge a device placed on PCI segment `segment` sits on.

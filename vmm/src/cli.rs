@@ -218,10 +218,14 @@ pub struct MachineArgs {
     #[arg(long = "pci-bridge", value_name = "KEYS", value_parser = parse_bridge)]
     pub pci_bridge: Vec<BridgeOptions>,
 
-    /// A virtio-iommu (virtio device 23) that translates the DMA of every
-    /// device with direct-ram-access=off, declared to the guest in the ACPI
-    /// VIOT; it is never in its own scope.
+    /// An IOMMU that translates the DMA of every device with
+    /// direct-ram-access=off; the devices with on bypass it. One per
+    /// machine, of one type.
     ///
+    /// type=virtio (the default): a virtio-iommu (virtio device 23),
+    /// declared in the ACPI VIOT (x86_64) or the device tree (aarch64); it
+    /// is never in its own scope. The guest needs its virtio-iommu driver
+    /// (Linux CONFIG_VIRTIO_IOMMU, which some distribution kernels lack).
     /// Keys: transport=pci|mmio (default pci), bridge=NAME (default pci0),
     /// id=NAME (default iommu0), slot=N or addr=A as for --disk,
     /// mixed-coherency=allow|reject (default allow; reject: an ATTACH that
@@ -230,6 +234,24 @@ pub struct MachineArgs {
     /// with translated devices of both coherencies is warned about,
     /// DMA103). direct-ram-access=off would put the IOMMU in its own scope
     /// and is refused (DMA004).
+    ///
+    /// type=vtd (x86_64 only, DMA006): Intel VT-d, which every x86
+    /// distribution kernel drives (boot it with intel_iommu=on unless its
+    /// kernel turns VT-d on by default). One remapping unit per PCI segment
+    /// with translated functions, declared in the ACPI DMAR with exactly
+    /// those functions in its device scope (a translated hotplug=on bridge:
+    /// its whole segment); register windows from 0xfed90000, one page each,
+    /// no PCI slot taken. Only PCI devices can be translated: a translated
+    /// virtio-mmio device is refused (DMA007; use transport=pci or
+    /// direct-ram-access=on). Keys: coherent=on|off (default on), the
+    /// units' page-walk coherency (ECAP.C): off makes the guest flush CPU
+    /// caches after each page-table update (warned about, DMA106: only for
+    /// testing that path). The virtio-iommu's keys are refused with
+    /// type=vtd, and coherent with type=virtio.
+    ///
+    /// Example: --iommu type=vtd --disk path=a.img,transport=pci --rng
+    /// transport=pci,direct-ram-access=on (the disk behind VT-d unit dmar0,
+    /// the RNG in no scope).
     #[arg(long, value_name = "KEYS", num_args = 0..=1, default_missing_value = "", value_parser = parse_iommu)]
     pub iommu: Option<IommuOptions>,
 
@@ -461,6 +483,12 @@ mod tests {
         let m = new_machine(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
         let args = dmavm_boot_test::machine_args(&m, 2, 256 << 20);
         assert_eq!(rebuilt(&args), Machine { cpus: 2, memory: 256 << 20, ..m });
+        let vtd =
+            new_machine(&bridges, &disks, &rngs, None, Some(&parse_iommu("type=vtd,coherent=off").unwrap()))
+                .unwrap();
+        assert_eq!(vtd.vtd_units().len(), 2);
+        let args = dmavm_boot_test::machine_args(&vtd, 1, 64 << 20);
+        assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..vtd });
         let plain = new_machine(&[], &[], &[], None, None).unwrap();
         let args = dmavm_boot_test::machine_args(&plain, 1, 64 << 20);
         assert_eq!(rebuilt(&args), Machine { memory: 64 << 20, ..plain });

@@ -44,6 +44,10 @@ pub enum Code {
     Dma004,
     /// Two devices at one address.
     Dma005,
+    /// `--iommu type=vtd` on a machine that is not x86_64.
+    Dma006,
+    /// A translated virtio-mmio device under `--iommu type=vtd`.
+    Dma007,
     /// `coherent=off` against cacheable host accesses.
     Dma101,
     /// An IOMMU that every device bypasses.
@@ -52,6 +56,10 @@ pub enum Code {
     Dma103,
     /// Bypassing devices next to an IOMMU, declared by ACPI VIOT only.
     Dma104,
+    /// `--iommu type=vtd` with no translated function: no DMAR.
+    Dma105,
+    /// VT-d page walks declared non-coherent.
+    Dma106,
 }
 
 struct Rule {
@@ -63,16 +71,20 @@ struct Rule {
 
 impl Code {
     /// Every code, in order.
-    pub const ALL: [Code; 9] = [
+    pub const ALL: [Code; 13] = [
         Code::Dma001,
         Code::Dma002,
         Code::Dma003,
         Code::Dma004,
         Code::Dma005,
+        Code::Dma006,
+        Code::Dma007,
         Code::Dma101,
         Code::Dma102,
         Code::Dma103,
         Code::Dma104,
+        Code::Dma105,
+        Code::Dma106,
     ];
 
     fn rule(self) -> &'static Rule {
@@ -82,10 +94,14 @@ impl Code {
             Code::Dma003 => &DMA003,
             Code::Dma004 => &DMA004,
             Code::Dma005 => &DMA005,
+            Code::Dma006 => &DMA006,
+            Code::Dma007 => &DMA007,
             Code::Dma101 => &DMA101,
             Code::Dma102 => &DMA102,
             Code::Dma103 => &DMA103,
             Code::Dma104 => &DMA104,
+            Code::Dma105 => &DMA105,
+            Code::Dma106 => &DMA106,
         }
     }
 
@@ -211,6 +227,40 @@ Fix: give each device its own slot= (1-31, per bridge) or addr=
 (0xd0000000 + N * 0x1000, N from 0 to 18), or leave the key out.",
 };
 
+const DMA006: Rule = Rule {
+    code: "DMA006",
+    severity: Severity::Error,
+    summary: "--iommu type=vtd on a machine that is not x86_64",
+    explanation: "\
+Intel VT-d is the IOMMU of x86 platforms: it is declared in the ACPI DMAR,
+which only the x86_64 machine's firmware has, and an arm64 kernel has no
+driver for it (CONFIG_INTEL_IOMMU depends on x86). An aarch64 machine is
+described by a device tree, whose IOMMU binding dmavm implements for the
+virtio-iommu (iommus, iommu-map).
+
+Fix: on aarch64 use the virtio-iommu (--iommu, type=virtio is the default);
+boot an x86_64 guest for VT-d.",
+};
+
+const DMA007: Rule = Rule {
+    code: "DMA007",
+    severity: Severity::Error,
+    summary: "a translated virtio-mmio device under --iommu type=vtd",
+    explanation: "\
+A VT-d unit translates the functions its DMAR device scopes name. Linux's
+intel-iommu matches PCI functions against PCI-endpoint scopes (and whole
+segments, INCLUDE_PCI_ALL); a platform device such as a virtio-mmio
+transport could only be named by an ACPI namespace-device scope, which
+needs an ANDD structure naming the device's ACPI object and a source ID
+for it. dmavm declares no such scopes, so the guest would find no unit for
+the device: it would hand it guest-physical addresses as if they were
+IOVAs while dmavm translated every access, and the device would fault on
+its first ring access.
+
+Fix: put the device on PCI (transport=pci), where its DRHD scope names it,
+or let it bypass the IOMMU (direct-ram-access=on).",
+};
+
 const DMA101: Rule = Rule {
     code: "DMA101",
     severity: Severity::Warning,
@@ -285,4 +335,37 @@ virtio-iommu support began, so the warning is for ACPI only.
 
 Fix: boot Linux 5.14 or later, or translate every device (leave
 direct-ram-access out), or drop --iommu for an older guest.",
+};
+
+const DMA105: Rule = Rule {
+    code: "DMA105",
+    severity: Severity::Warning,
+    summary: "--iommu type=vtd, but no PCI function is translated",
+    explanation: "\
+A VT-d unit is declared for each PCI segment with translated functions
+(direct-ram-access=off, of their own or their host bridge's) or with a
+translated hotplug=on bridge. With none, the machine has no unit and no
+DMAR table at all: the guest sees no IOMMU, and a guest that relies on one
+to isolate devices (DMA protection, VFIO in the guest) has none, while the
+configuration suggests it has.
+
+Fix: give the PCI devices to isolate direct-ram-access=off (the default on
+a bridge with direct-ram-access=off), or drop --iommu.",
+};
+
+const DMA106: Rule = Rule {
+    code: "DMA106",
+    severity: Severity::Warning,
+    summary: "VT-d page walks declared non-coherent, but dmavm reads page tables cacheably",
+    explanation: "\
+--iommu type=vtd,coherent=off clears the page-walk coherency bit (ECAP.C)
+of every VT-d unit: the guest is told the units read root, context and page
+tables without snooping the CPU caches, so after each update it writes the
+changed entries back to memory (Linux: clflush_cache_range, through
+iommu_flush_cache when !ecap_coherent). dmavm's units read guest memory
+through the host's ordinary, cacheable mappings: the flushes are not needed
+and cost the guest a cache-line flush per page-table update.
+
+The declaration is accepted to test a guest's flush path; do not use it to
+run a workload. Fix: leave coherent= out of --iommu (on, the default).",
 };

@@ -76,9 +76,13 @@ pub fn check_with(machine: &Machine, firmware: Firmware) -> Vec<Finding> {
     rules::bypass_on_hotplug_bridge(machine, &mut out);
     rules::iommu_in_own_scope(machine, &mut out);
     rules::shared_addresses(machine, &mut out);
+    rules::vtd_not_on_x86(machine, &mut out);
+    rules::vtd_mmio_translated(machine, &mut out);
     rules::declared_noncoherent(machine, &mut out);
     let unused = rules::iommu_unused(machine, &mut out);
     rules::mixed_coherency(machine, &mut out);
+    rules::vtd_unused(machine, &mut out);
+    rules::vtd_noncoherent_walks(machine, &mut out);
     if firmware == Firmware::Acpi && !unused {
         rules::bypass_unknown_to_old_guests(machine, &mut out);
     }

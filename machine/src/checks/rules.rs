@@ -3,7 +3,7 @@
 
 use super::{Code, Finding};
 use crate::options::MixedCoherency;
-use crate::{Device, DeviceKind, Machine, Placement};
+use crate::{Arch, Device, DeviceKind, Machine, Placement};
 
 fn on_off(v: bool) -> &'static str {
     if v {
@@ -250,4 +250,69 @@ pub(super) fn bypass_unknown_to_old_guests(machine: &Machine, out: &mut Vec<Find
             iommu.id
         ),
     ));
+}
+
+/// DMA006.
+pub(super) fn vtd_not_on_x86(machine: &Machine, out: &mut Vec<Finding>) {
+    if machine.vtd.is_some() && machine.arch != Arch::X86_64 {
+        out.push(Finding::new(
+            Code::Dma006,
+            format!(
+                "--iommu type=vtd: Intel VT-d is an x86 IOMMU, declared in the ACPI DMAR, and the {} machine \
+                 has a device tree and no VT-d driver in its guest; use --iommu type=virtio there",
+                machine.arch
+            ),
+        ));
+    }
+}
+
+/// DMA007.
+pub(super) fn vtd_mmio_translated(machine: &Machine, out: &mut Vec<Finding>) {
+    if machine.vtd.is_none() {
+        return;
+    }
+    let mmio = machine.devices.iter().filter(|d| matches!(d.placement, Placement::Mmio { .. }));
+    for d in mmio.filter(|d| d.dma.endpoint().is_some()) {
+        out.push(Finding::new(
+            Code::Dma007,
+            format!(
+                "{}: a translated virtio-mmio device cannot be behind VT-d: Linux's intel-iommu finds a \
+                 device's unit by its DMAR device scope, which names PCI functions, and dmavm declares no \
+                 ACPI namespace-device scope for a virtio-mmio device; use transport=pci, or \
+                 direct-ram-access=on",
+                d.id
+            ),
+        ));
+    }
+}
+
+/// DMA105.
+pub(super) fn vtd_unused(machine: &Machine, out: &mut Vec<Finding>) {
+    let Some(vtd) = &machine.vtd else {
+        return;
+    };
+    let translated_mmio = endpoints(machine).any(|d| d.dma.endpoint().is_some());
+    if !vtd.units.is_empty() || translated_mmio {
+        return;
+    }
+    out.push(Finding::new(
+        Code::Dma105,
+        "--iommu type=vtd: no PCI function is translated (every one has direct-ram-access=on, of its own or \
+         its host bridge's, or there is none), so the machine has no VT-d unit and no DMAR: the guest sees \
+         no IOMMU; give the PCI devices to isolate direct-ram-access=off, or drop --iommu"
+            .to_string(),
+    ));
+}
+
+/// DMA106.
+pub(super) fn vtd_noncoherent_walks(machine: &Machine, out: &mut Vec<Finding>) {
+    if machine.vtd.as_ref().is_some_and(|v| !v.coherent) {
+        out.push(Finding::new(
+            Code::Dma106,
+            "--iommu type=vtd,coherent=off: the VT-d units declare non-coherent page walks (ECAP.C clear), \
+             so the guest flushes CPU caches after every page-table update, but dmavm reads the tables \
+             through cacheable mappings and needs no flush; only useful to test a guest's flush path"
+                .to_string(),
+        ));
+    }
 }

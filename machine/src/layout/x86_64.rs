@@ -2,14 +2,16 @@
 //!
 //! RAM starts at 0. Below 4 GiB it stops at [`MMIO_HOLE_START`]: the last
 //! gigabyte below 4 GiB is the 32-bit MMIO hole (PCI windows and ECAMs,
-//! the virtio-mmio windows, the IOAPIC, the local APICs). RAM beyond what
-//! fits below the hole continues at 4 GiB.
+//! the virtio-mmio windows, the IOAPIC, the VT-d units, the local APICs).
+//! RAM beyond what fits below the hole continues at 4 GiB.
 //!
 //! In the hole: segment 0's 32-bit BAR window (0xc0000000), the
 //! virtio-mmio windows (0xd0000000), the 32-bit windows of PCI segments
 //! 1-15 (0xd1000000, 16 MiB each), segment 0's ECAM (0xe0000000, 256
 //! buses), the ECAMs of segments 1-15 (0xf0000000, one bus each), the
-//! IOAPIC, the local APICs. Above RAM: segment 0's 64-bit window, then
+//! IOAPIC (0xfec00000), the register windows of the VT-d units of a
+//! `type=vtd` machine (0xfed90000, one page per unit), the local APICs
+//! (0xfee00000). Above RAM: segment 0's 64-bit window, then
 //! those of segments 1-15.
 
 use std::ops::Range;
@@ -116,6 +118,22 @@ const _: () = assert!(FIRST_VIRTIO_MMIO_GSI + VIRTIO_MMIO_WINDOWS <= 24);
 pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
 /// Size of the IOAPIC's register window.
 pub const IOAPIC_SIZE: u64 = 0x1000;
+/// The register window of the first VT-d remapping hardware unit; unit
+/// `n` is at `VTD_REGISTERS_START + n * VTD_REGISTERS_SIZE`. Where Intel
+/// platforms put theirs, between the IOAPIC and the local APICs.
+pub const VTD_REGISTERS_START: u64 = 0xfed9_0000;
+/// Size of one VT-d unit's register window: one page (the DRHD's Size
+/// field 0, VT-d 4.1 section 8.3), which holds every register including the
+/// fault-recording and IOTLB registers the capability registers place.
+pub const VTD_REGISTERS_SIZE: u64 = 0x1000;
+/// The local APICs' window, which no device window may reach.
+pub const LOCAL_APIC_ADDR: u64 = 0xfee0_0000;
+// One unit per PCI segment fits between the IOAPIC and the local APICs.
+const _: () = assert!(
+    IOAPIC_ADDR + IOAPIC_SIZE <= VTD_REGISTERS_START
+        && VTD_REGISTERS_START + MAX_PCI_SEGMENTS as u64 * VTD_REGISTERS_SIZE <= LOCAL_APIC_ADDR
+);
+
 /// ACPI tables: RSDP first, in the BIOS area where Linux also scans for it.
 pub const ACPI_START: u64 = 0xe_0000;
 /// End of the ACPI area.
@@ -166,6 +184,8 @@ mod tests {
             all.iter().flat_map(|w| [w.ecam.clone(), w.mem32.clone(), w.mem64.clone()]).collect();
         ranges.push(VIRTIO_MMIO_START..VIRTIO_MMIO_END);
         ranges.push(IOAPIC_ADDR..IOAPIC_ADDR + IOAPIC_SIZE);
+        ranges.push(VTD_REGISTERS_START..VTD_REGISTERS_START + MAX_PCI_SEGMENTS as u64 * VTD_REGISTERS_SIZE);
+        ranges.push(LOCAL_APIC_ADDR..LOCAL_APIC_ADDR + 0x10_0000);
         ranges.push(0..MMIO_HOLE_START);
         ranges.push(HIGH_RAM_START..HIGH_RAM_START + (2 << 30)); // RAM above 4 GiB
         ranges.sort_by_key(|r| r.start);
@@ -178,7 +198,7 @@ mod tests {
 
     #[test]
     fn fixed_devices_sit_in_the_hole() {
-        for a in [IOAPIC_ADDR, ACPI_START] {
+        for a in [IOAPIC_ADDR, VTD_REGISTERS_START, ACPI_START] {
             assert!((MMIO_HOLE_START..HIGH_RAM_START).contains(&a) || a < 0x10_0000);
         }
     }
