@@ -1,7 +1,8 @@
 //! From a [`Platform`] to placed tables.
 //!
 //! Memory order: RSDP, XSDT, FADT, DSDT, then the tables listed by the XSDT after the FADT (MADT,
-//! MCFG if there are PCI host bridges, VIOT if there is a virtio-iommu). Every table
+//! MCFG if there are PCI host bridges, VIOT if there is a virtio-iommu, DMAR if there are VT-d
+//! units). Every table
 //! except the FADT, XSDT and RSDP is independent of where anything goes, so those are encoded
 //! first; their lengths fix the layout; then the three pointer tables are encoded with the final
 //! addresses.
@@ -12,7 +13,7 @@ use crate::blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 use crate::description::Platform;
 use crate::error::Error;
 use crate::layout::{Placer, RSDP_ALIGN, TABLE_ALIGN};
-use crate::{dsdt, fadt, madt, mcfg, rsdp, viot, xsdt};
+use crate::{dmar, dsdt, fadt, madt, mcfg, rsdp, viot, xsdt};
 
 /// A finished, position-independent table.
 struct Table {
@@ -29,6 +30,9 @@ fn listed_tables(platform: &Platform) -> Result<Vec<Table>, Error> {
     }
     if let Some(bytes) = viot::encode(platform)? {
         tables.push(Table { signature: *b"VIOT", bytes });
+    }
+    if let Some(bytes) = dmar::encode(platform)? {
+        tables.push(Table { signature: *b"DMAR", bytes });
     }
     Ok(tables)
 }
@@ -181,6 +185,34 @@ mod tests {
         // Errors propagate.
         p.viot.as_mut().unwrap().pci_ranges[0].bdf_end = 0x20;
         assert!(matches!(build(&p, REGION), Err(Error::ViotIommuInOwnScope { .. })));
+    }
+
+    #[test]
+    fn dmar_listed_last_when_there_are_vtd_units() {
+        use crate::description::{Dmar, DmarScope, DmarUnit};
+        let mut p = sample_platform();
+        p.pci_roots.push(sample_pci_root());
+        p.dmar = Some(Dmar {
+            host_address_width: 48,
+            units: vec![DmarUnit {
+                segment: 0,
+                register_base: 0xfed9_0000,
+                scope: DmarScope::Endpoints(vec![0x08]),
+            }],
+        });
+        let t = build(&p, REGION).unwrap();
+        let sigs: Vec<String> = t.blobs.iter().map(Blob::signature_name).collect();
+        assert_eq!(sigs, ["RSDP", "XSDT", "FACP", "DSDT", "APIC", "MCFG", "DMAR"]);
+        let xsdt = blob(&t, b"XSDT");
+        assert_eq!(xsdt.bytes.len(), 36 + 4 * 8);
+        assert_eq!(le_u64(&xsdt.bytes, 60), blob(&t, b"DMAR").addr, "XSDT[3] -> DMAR");
+        let dmar = blob(&t, b"DMAR");
+        assert_eq!(dmar.bytes.len(), 48 + 16 + 8);
+        assert_eq!(byte_sum(&dmar.bytes), 0);
+
+        // Errors propagate.
+        p.dmar.as_mut().unwrap().units[0].segment = 3;
+        assert!(matches!(build(&p, REGION), Err(Error::DmarSegmentNotRoot(3))));
     }
 
     #[test]

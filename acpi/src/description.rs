@@ -27,6 +27,53 @@ pub struct Platform {
     pub pci_roots: Vec<PciRoot>,
     /// The virtio-iommu and the endpoints it translates, as a VIOT; `None`: no IOMMU, no VIOT.
     pub viot: Option<Viot>,
+    /// The Intel VT-d remapping hardware units and the functions they translate, as a DMAR;
+    /// `None`: no VT-d, no DMAR.
+    pub dmar: Option<Dmar>,
+}
+
+/// Intel VT-d remapping hardware units and their scopes (the DMAR, DMA Remapping Reporting
+/// table, VT-d 4.1 chapter 8): the DMA contract puts exactly the translated PCI functions in a
+/// unit's scope and leaves the bypassing ones out of every scope.
+///
+/// What the guest is told (see [`crate::build`]): a DMAR listed in the XSDT with one DRHD
+/// (DMA-remapping hardware unit definition) per unit in the order given, each with its segment,
+/// its register window and either one PCI-endpoint device scope per function or
+/// `INCLUDE_PCI_ALL`; no RMRR (no device needs memory kept identity-mapped), no ATSR, and no
+/// interrupt remapping (the `INTR_REMAP` flag is clear). Linux's intel-iommu reads a unit's
+/// capability registers at its register base while parsing the table, so the VMM must emulate
+/// them there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dmar {
+    /// The DMA physical addressability of the platform in bits (the table holds it minus one);
+    /// from 12 (a page) to 64.
+    pub host_address_width: u8,
+    /// The units; at least one. Every segment must be one of [`Platform::pci_roots`]; a
+    /// segment's `INCLUDE_PCI_ALL` unit, if any, is its only one (a function in two scopes would
+    /// have two units).
+    pub units: Vec<DmarUnit>,
+}
+
+/// One VT-d remapping hardware unit (a DRHD structure, VT-d 4.1 section 8.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmarUnit {
+    /// The PCI segment whose functions it translates.
+    pub segment: u16,
+    /// Guest-physical base of its register window: one page, page aligned, not 0, distinct for
+    /// every unit.
+    pub register_base: u64,
+    /// What it translates.
+    pub scope: DmarScope,
+}
+
+/// The functions a DRHD covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmarScope {
+    /// Every function of the segment that no other unit names (`INCLUDE_PCI_ALL`).
+    IncludePciAll,
+    /// These functions (`bus << 8 | device << 3 | function`), one PCI-endpoint device scope each,
+    /// below one of the segment's host bridges; at least one, none named twice across units.
+    Endpoints(Vec<u16>),
 }
 
 /// A virtio-iommu and its scope (the VIOT, Virtual I/O Translation table): the DMA contract puts

@@ -12,6 +12,53 @@ fn pci(segment: &u16, bdf: &u16) -> PciFunction {
 /// Errors from [`crate::build`] and [`crate::AcpiTables::dump_to_dir`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A DMAR without a remapping unit says nothing (Linux reports it as a broken table).
+    #[error("the DMAR has no remapping hardware unit")]
+    DmarNoUnit,
+    /// The host address width is out of what the DMAR field and a page can express.
+    #[error("DMAR host address width {0} bits is not from 12 to 64")]
+    DmarHostAddressWidth(u8),
+    /// A unit's register window must be a page of its own.
+    #[error("VT-d unit of PCI segment {segment}: register base {base:#x} is not a page-aligned, non-zero address of its own")]
+    DmarRegisterBase {
+        /// The unit's segment.
+        segment: u16,
+        /// Its register base.
+        base: u64,
+    },
+    /// A unit for a segment no host bridge has.
+    #[error("VT-d unit of PCI segment {0}: no PCI host bridge of the platform has that segment")]
+    DmarSegmentNotRoot(u16),
+    /// A unit with an explicit scope naming nothing.
+    #[error("VT-d unit of PCI segment {0} has no device in its scope and is not INCLUDE_PCI_ALL")]
+    DmarEmptyScope(u16),
+    /// A function outside the bus range of its segment's host bridge.
+    #[error("DMAR names PCI function {}, which is not below a PCI host bridge of the platform", pci(.segment, .bdf))]
+    DmarFunctionNotOnRoot {
+        /// The segment.
+        segment: u16,
+        /// The function.
+        bdf: u16,
+    },
+    /// A function in two scopes, or a segment with an INCLUDE_PCI_ALL unit and another unit.
+    #[error("DMAR puts PCI function {} in the scope of two units", pci(.segment, .bdf))]
+    DmarFunctionInTwoUnits {
+        /// The segment.
+        segment: u16,
+        /// The function.
+        bdf: u16,
+    },
+    /// A segment with an INCLUDE_PCI_ALL unit and another unit.
+    #[error("PCI segment {0} has an INCLUDE_PCI_ALL VT-d unit and another unit")]
+    DmarIncludeAllNotAlone(u16),
+    /// More structures than the 16-bit lengths hold.
+    #[error("VT-d unit of PCI segment {segment}: {functions} functions do not fit one DRHD")]
+    DmarUnitTooLarge {
+        /// The unit's segment.
+        segment: u16,
+        /// How many functions it names.
+        functions: usize,
+    },
     /// The MADT would list no processor.
     #[error("the platform has no CPUs")]
     NoCpus,

@@ -2,8 +2,8 @@
 //!
 //! The VMM describes its machine as plain data ([`Platform`]); [`build`] turns that description
 //! into the tables a stock Linux needs to boot (RSDP, XSDT, FADT, MADT, DSDT, MCFG when the
-//! machine has PCI Express host bridges, see [`PciRoot`], and VIOT when it has a virtio-iommu,
-//! see [`Viot`]), each already placed at a guest-physical address inside a region the VMM
+//! machine has PCI Express host bridges, see [`PciRoot`], VIOT when it has a virtio-iommu, see
+//! [`Viot`], and DMAR when it has Intel VT-d units, see [`Dmar`]), each already placed at a guest-physical address inside a region the VMM
 //! reserves for firmware. The VMM only copies the [`Blob`]s into guest memory and tells the guest
 //! where the RSDP is.
 //!
@@ -15,13 +15,14 @@
 //! Table encodings come from the `acpi_tables` crate where it has them (RSDP, XSDT, FADT, AML,
 //! generic SDT header, MCFG, address space descriptors); this crate adds what it lacks (MADT
 //! revision 6 with interrupt source overrides and local APIC NMI structures, the IRQNoFlags
-//! resource descriptor, the VIOT) and decides the content and the placement. It never touches
+//! resource descriptor, the VIOT, the DMAR) and decides the content and the placement. It never touches
 //! KVM or guest memory.
 
 mod assemble;
 mod blob;
 mod description;
 mod device_node;
+mod dmar;
 mod dsdt;
 mod dump;
 mod error;
@@ -44,8 +45,9 @@ mod xsdt;
 pub use assemble::build;
 pub use blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 pub use description::{
-    InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister, SerialPort, SleepRegisters,
-    TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange, VirtioMmioDevice,
+    Dmar, DmarScope, DmarUnit, InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister,
+    SerialPort, SleepRegisters, TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange,
+    VirtioMmioDevice,
 };
 pub use error::Error;
 pub use madt::LOCAL_APIC_ADDRESS;

@@ -70,6 +70,7 @@ fn platform(bridges: u16) -> Platform {
             pci_ranges,
             mmio_endpoints: vec![ViotMmioEndpoint { base: 0xd000_0000, endpoint: u32::from(bridges) << 16 }],
         }),
+        dmar: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the ACPI tables of an x86_64 machine declare: the platform (CPUs,
 //! IOAPIC, the legacy power and reset registers, COM1), the virtio-mmio
 //! devices and PCI host bridges with their `_CCA`, and the VIOT
-//! ([`crate::scope`]), as the plain description the `dmavm-acpi` encoder
+//! ([`crate::scope`]) or the DMAR ([`crate::vtd`]), as the plain description the `dmavm-acpi` encoder
 //! takes. `describe` and the VM runner build the tables through the same
 //! two functions here, so the tables `describe` dumps are the guest's.
 
@@ -46,6 +46,7 @@ impl Machine {
             virtio_mmio: self.acpi_virtio_mmio(),
             pci_roots: self.acpi_pci_roots()?,
             viot: self.acpi_viot(),
+            dmar: self.acpi_dmar(),
         })
     }
 

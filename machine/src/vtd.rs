@@ -15,9 +15,16 @@
 //! ([`crate::endpoint_id`]), which is the source ID a unit sees on its
 //! segment.
 
+use dmavm_acpi::{Dmar, DmarScope, DmarUnit};
+
 use crate::endpoint_id::pci_bdf;
 use crate::layout::x86_64::{VTD_REGISTERS_SIZE, VTD_REGISTERS_START};
 use crate::{Machine, Placement};
+
+/// The guest-physical address width the units translate to and the DMAR declares (its host
+/// address width): 48 bits, what 4-level second-level tables (SAGAW bit 2) reach, and more
+/// than any dmavm machine's RAM and windows span. The device model's CAP.MGAW says the same.
+pub const VTD_ADDRESS_WIDTH: u8 = 48;
 
 /// What a unit translates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +91,24 @@ impl Machine {
     /// The unit whose scope holds the function `bdf` of `segment`.
     pub fn vtd_unit_of(&self, segment: u16, bdf: u16) -> Option<&VtdUnit> {
         self.vtd_units().iter().find(|u| u.covers(segment, bdf))
+    }
+
+    /// The DMAR of this machine: one DRHD per unit; `None` without units (a DMAR without a DRHD
+    /// is a broken table to Linux).
+    pub fn acpi_dmar(&self) -> Option<Dmar> {
+        let units: Vec<DmarUnit> = self
+            .vtd_units()
+            .iter()
+            .map(|u| DmarUnit {
+                segment: u.segment,
+                register_base: u.register_base,
+                scope: match &u.scope {
+                    VtdScope::WholeSegment => DmarScope::IncludePciAll,
+                    VtdScope::Functions(list) => DmarScope::Endpoints(list.clone()),
+                },
+            })
+            .collect();
+        (!units.is_empty()).then_some(Dmar { host_address_width: VTD_ADDRESS_WIDTH, units })
     }
 
     /// The units the placed bridges and devices call for, with page-walk
@@ -218,6 +243,48 @@ mod tests {
             }]
         );
         assert!(u[0].covers(1, 0xf8) && !u[0].covers(0, 0x08));
+    }
+
+    #[test]
+    fn the_dmar_has_a_drhd_per_unit() {
+        let m = machine_for(
+            Arch::X86_64,
+            &[
+                "--iommu",
+                "type=vtd",
+                "--pci-bridge",
+                "id=hp,hotplug=on",
+                "--disk",
+                "path=a,transport=pci",
+                "--rng",
+                "transport=pci,slot=7",
+            ],
+        );
+        let dmar = m.acpi_dmar().unwrap();
+        assert_eq!(dmar.host_address_width, 48);
+        assert_eq!(
+            dmar.units,
+            [
+                DmarUnit {
+                    segment: 0,
+                    register_base: 0xfed9_0000,
+                    scope: DmarScope::Endpoints(vec![0x08, 0x38])
+                },
+                DmarUnit { segment: 1, register_base: 0xfed9_1000, scope: DmarScope::IncludePciAll },
+            ]
+        );
+        let tables = m.acpi_tables().unwrap();
+        assert!(tables.find(*b"DMAR").is_some());
+        assert!(tables.find(*b"VIOT").is_none(), "one IOMMU, one table");
+        // Without units, no DMAR.
+        let m = machine_for(
+            Arch::X86_64,
+            &["--iommu", "type=vtd", "--disk", "path=a,transport=pci,direct-ram-access=on"],
+        );
+        assert_eq!(m.acpi_dmar(), None);
+        assert!(m.acpi_tables().unwrap().find(*b"DMAR").is_none());
+        let m = machine_for(Arch::X86_64, &["--iommu", "--disk", "path=a,transport=pci"]);
+        assert!(m.acpi_tables().unwrap().find(*b"DMAR").is_none());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! excluded in [`HOST_CHECKS`]. It runs in a new user namespace
 //! (`unshare --user --map-root-user`): root to itself, as it wants, but
 //! without the host privileges that would let it open `/dev/mem`, I/O ports
-//! or MSRs.
+//! or MSRs. Its `dmar` test looks up every PCI function a DMAR device scope
+//! names in `/sys/bus/pci/devices`: there, in a mount namespace of its own,
+//! it finds the guest's PCI functions (the machine's, from `describe`), not
+//! the host's.
 
 // Test code: a failed set-up step should stop the test with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -61,7 +64,36 @@ const MACHINES: &[(&str, &[&str])] = &[
             "--rng",
         ],
     ),
+    (
+        // A DMAR: a unit with explicit scopes on segment 0 (a bypassing
+        // function left out), one for the whole of a hot-pluggable bridge,
+        // a bypassing bridge with no unit.
+        "two-cpus-vtd-bridges",
+        &[
+            "--cpus",
+            "2",
+            "--iommu",
+            "type=vtd",
+            "--pci-bridge",
+            "id=hp,hotplug=on",
+            "--pci-bridge",
+            "id=fast,direct-ram-access=on",
+            "--disk",
+            "path=a,transport=pci",
+            "--disk",
+            "path=b,transport=pci,direct-ram-access=on",
+            "--disk",
+            "path=c,transport=pci,bridge=fast",
+            "--rng",
+            "transport=pci",
+            "--console",
+            "transport=pci,bridge=hp",
+        ],
+    ),
 ];
+
+/// The machines whose tables have a DMAR.
+const VTD_MACHINES: &[&str] = &["two-cpus-vtd-bridges"];
 
 /// fwts checks (by their labels) that judge this host instead of the table
 /// files, with why; only these are excluded.
@@ -108,8 +140,56 @@ struct Report {
     failures: Vec<(String, String)>,
 }
 
-/// Dumps the tables of `args` and runs fwts's ACPI tests on them.
+/// The PCI functions of the machine of `args`, `ssss:bb:dd.f`, as
+/// `describe --format json` lists its devices (host bridges but not their
+/// own rows).
+fn pci_functions(args: &[&str]) -> Vec<String> {
+    let out = Command::new(DMAVM)
+        .args(["describe", "--arch", "x86_64", "--format", "json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("starting dmavm");
+    assert!(
+        out.status.success(),
+        "{args:?}: dmavm describe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("describe JSON");
+    let devices = json["devices"].as_array().expect("devices");
+    devices
+        .iter()
+        .filter(|d| d["kind"] != "pci-host-bridge")
+        .filter_map(|d| {
+            let a = d["address"].get("pci")?;
+            let n = |k: &str| a[k].as_u64().expect("PCI address field");
+            Some(format!("{:04x}:{:02x}:{:02x}.{:x}", n("segment"), n("bus"), n("device"), n("function")))
+        })
+        .collect()
+}
+
+/// A shell script that mounts an empty tmpfs over `/sys/bus/pci/devices`
+/// and gives each of `functions` the 64 bytes of configuration space fwts
+/// reads there (header type 0 at 0x0e: an endpoint), then runs its
+/// arguments. Run in a new user and mount namespace, it changes nothing
+/// outside.
+fn with_guest_pci_script(functions: &[String]) -> String {
+    let mut script = String::from("set -e; d=/sys/bus/pci/devices; mount -t tmpfs guest-pci $d; ");
+    for f in functions {
+        script.push_str(&format!("mkdir $d/{f}; head -c 64 /dev/zero > $d/{f}/config; "));
+    }
+    script.push_str("exec \"$@\"");
+    script
+}
+
+/// Dumps the tables of `args` and runs fwts's ACPI tests on them, with the
+/// machine's PCI functions in fwts's view of sysfs.
 fn check(name: &str, args: &[&str]) -> Report {
+    check_with_functions(name, args, &pci_functions(args))
+}
+
+/// [`check`] with `functions` as the PCI functions fwts finds.
+fn check_with_functions(name: &str, args: &[&str], functions: &[String]) -> Report {
     let dir = work_dir(name);
     let tables = dir.join("tables");
     let out = Command::new(DMAVM)
@@ -123,7 +203,9 @@ fn check(name: &str, args: &[&str]) -> Report {
 
     let results = dir.join("results.log");
     let out = Command::new("unshare")
-        .args(["--user", "--map-root-user"])
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(with_guest_pci_script(functions))
+        .arg("sh")
         .arg(fwts())
         .arg("--acpitests")
         .arg(format!("--table-path={}", tables.display()))
@@ -178,7 +260,14 @@ fn fwts_finds_no_medium_or_worse_failure() {
             "{name}: fwts did not load the dumped tables:\n{}",
             report.log
         );
-        for test in ["madt:", "fadt:", "checksum:", "xsdt:", "rsdp:", "acpitables:", "method:"] {
+        if VTD_MACHINES.contains(&name) {
+            assert!(
+                report.log.contains("PASSED: Test 1, DMAR ACPI table has passed test."),
+                "{name}: fwts's dmar test did not pass the DMAR:\n{}",
+                report.log
+            );
+        }
+        for test in ["madt:", "fadt:", "checksum:", "xsdt:", "rsdp:", "acpitables:", "method:", "dmar:"] {
             assert!(
                 report.log.lines().any(|l| l.starts_with(test)),
                 "{name}: fwts ran no {test} test:\n{}",
@@ -193,4 +282,19 @@ fn fwts_finds_no_medium_or_worse_failure() {
         }
     }
     assert!(problems.is_empty(), "fwts failures of severity medium or higher:\n{}", problems.join("\n"));
+}
+
+/// fwts's `dmar` test really looks at the scopes: with a translated
+/// function missing from its view of the guest's PCI tree, it fails the
+/// DMAR that names it.
+#[test]
+fn fwts_dmar_fails_a_scope_naming_a_missing_function() {
+    let (name, args) = MACHINES.iter().find(|(n, _)| VTD_MACHINES.contains(n)).expect("a VT-d machine");
+    let functions: Vec<String> = pci_functions(args).into_iter().filter(|f| f != "0000:00:01.0").collect();
+    let report = check_with_functions(&format!("{name}-missing-function"), args, &functions);
+    assert!(
+        report.failures.iter().any(|(test, line)| test == "dmar" && line.contains("DevScopeDevNotFound")),
+        "fwts dmar should fail a scope naming 0000:00:01.0 when the guest has no such function:\n{}",
+        report.log
+    );
 }

@@ -195,6 +195,53 @@ pub fn viot_nodes(viot: &[u8]) -> Vec<ViotNode> {
     out
 }
 
+/// A DRHD of a DMAR, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drhd {
+    /// Its PCI segment.
+    pub segment: u16,
+    /// Its register base.
+    pub register_base: u64,
+    /// `INCLUDE_PCI_ALL`.
+    pub include_all: bool,
+    /// Its PCI-endpoint device scopes' functions, `bus << 8 | device << 3 |
+    /// function`, in table order.
+    pub functions: Vec<u16>,
+}
+
+/// The DMAR's host address width field and DRHDs in table order (VT-d 4.1
+/// chapter 8; acpi/src/dmar.rs). Panics on any other structure or scope
+/// type, which dmavm never writes.
+pub fn dmar_units(dmar: &[u8]) -> (u8, Vec<Drhd>) {
+    assert_eq!(&dmar[..4], b"DMAR");
+    assert_eq!(le32(dmar, 4) as usize, dmar.len());
+    assert_eq!(dmar[37], 0, "no DMAR flag: no interrupt remapping");
+    let mut at = 48;
+    let mut units = Vec::new();
+    while at < dmar.len() {
+        assert_eq!(le16(dmar, at), 0, "only DRHDs");
+        let end = at + usize::from(le16(dmar, at + 2));
+        let mut unit = Drhd {
+            segment: le16(dmar, at + 6),
+            register_base: le64(dmar, at + 8),
+            include_all: dmar[at + 4] & 1 == 1,
+            functions: Vec::new(),
+        };
+        let mut scope = at + 16;
+        while scope < end {
+            assert_eq!(dmar[scope], 1, "only PCI-endpoint scopes");
+            assert_eq!(dmar[scope + 1], 8, "one path entry");
+            let bus = u16::from(dmar[scope + 5]);
+            unit.functions.push(bus << 8 | u16::from(dmar[scope + 6]) << 3 | u16::from(dmar[scope + 7]));
+            scope += 8;
+        }
+        assert_eq!(scope, end, "scopes fill the DRHD");
+        units.push(unit);
+        at = end;
+    }
+    (dmar[36], units)
+}
+
 /// What the x86_64 tables declare.
 pub fn acpi_facts(tables: &dmavm_acpi::AcpiTables) -> Facts {
     let index = |base: u64| crate::Arch::X86_64.virtio_mmio_index(base).expect("a virtio-mmio window");

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use dmavm_acpi::{Platform, ViotIommu};
+use dmavm_acpi::{DmarScope, Platform, ViotIommu};
 use dmavm_fdt::{PciIommuScope, PciRoot};
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +154,34 @@ pub struct AcpiObject {
     pub cca: u8,
     /// The VIOT node that names it; `None`: outside the VIOT.
     pub viot: Option<ViotNode>,
+    /// The DMAR entry that names it (a machine with VT-d units); `None`:
+    /// outside every DRHD's scope, or no DMAR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmar: Option<DmarEntry>,
+}
+
+/// Where the DMAR names a row; DRHDs are numbered from 0 in table order,
+/// device scopes from 0 within their DRHD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DmarEntry {
+    /// The PCI-endpoint device scope `scope` of DRHD `drhd`.
+    Scope {
+        /// The DRHD.
+        drhd: usize,
+        /// The device scope within it.
+        scope: usize,
+    },
+    /// DRHD `drhd`, which covers the whole segment (`INCLUDE_PCI_ALL`).
+    IncludePciAll {
+        /// The DRHD.
+        drhd: usize,
+    },
+    /// A bridge: the DRHD of its segment, with explicit scopes.
+    Drhd {
+        /// The DRHD.
+        drhd: usize,
+    },
 }
 
 /// A VIOT node; PCI ranges and MMIO endpoints are numbered from 0 in table
@@ -270,6 +298,17 @@ impl fmt::Display for ViotNode {
     }
 }
 
+impl fmt::Display for DmarEntry {
+    /// `DRHD 0 scope 1`, `DRHD 1 INCLUDE_PCI_ALL`, `DRHD 0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DmarEntry::Scope { drhd, scope } => write!(f, "DRHD {drhd} scope {scope}"),
+            DmarEntry::IncludePciAll { drhd } => write!(f, "DRHD {drhd} INCLUDE_PCI_ALL"),
+            DmarEntry::Drhd { drhd } => write!(f, "DRHD {drhd}"),
+        }
+    }
+}
+
 impl fmt::Display for IommuMapEntry {
     /// As DTS writes it: `<0x10 &viommu 0x10 0x8>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -356,12 +395,14 @@ fn bridge_row(b: &PciBridge, firmware: Firmware<'_>) -> Row {
                 .filter(|(_, r)| r.segment == b.segment)
                 .map(|(i, _)| i)
                 .collect();
-            row.in_iommu_scope = !ranges.is_empty();
+            let dmar = bridge_dmar_entry(p, b.segment);
+            row.in_iommu_scope = !ranges.is_empty() || dmar.is_some();
             let root = p.pci_roots.iter().position(|r| r.segment == b.segment);
             row.acpi = root.map(|i| AcpiObject {
                 path: acpi_path("PCI", i),
                 cca: u8::from(p.pci_roots[i].coherent),
                 viot: (!ranges.is_empty()).then_some(ViotNode::PciRanges(ranges)),
+                dmar,
             });
         }
         Firmware::Dt(m) => {
@@ -424,6 +465,27 @@ fn device_row(d: &Device, firmware: Firmware<'_>) -> Row {
     row
 }
 
+/// The DRHD of a host bridge's segment.
+fn bridge_dmar_entry(p: &Platform, segment: u16) -> Option<DmarEntry> {
+    let units = &p.dmar.as_ref()?.units;
+    let drhd = units.iter().position(|u| u.segment == segment)?;
+    Some(match units[drhd].scope {
+        DmarScope::IncludePciAll => DmarEntry::IncludePciAll { drhd },
+        DmarScope::Endpoints(_) => DmarEntry::Drhd { drhd },
+    })
+}
+
+/// The DMAR entry that covers function `bdf` of `segment`.
+fn function_dmar_entry(p: &Platform, segment: u16, bdf: u16) -> Option<DmarEntry> {
+    let units = &p.dmar.as_ref()?.units;
+    units.iter().enumerate().filter(|(_, u)| u.segment == segment).find_map(|(drhd, u)| match &u.scope {
+        DmarScope::IncludePciAll => Some(DmarEntry::IncludePciAll { drhd }),
+        DmarScope::Endpoints(list) => {
+            list.iter().position(|&f| f == bdf).map(|scope| DmarEntry::Scope { drhd, scope })
+        }
+    })
+}
+
 fn acpi_object(p: &Platform, d: &Device, is_iommu: bool) -> Option<AcpiObject> {
     let viot = p.viot.as_ref();
     match d.placement {
@@ -440,6 +502,7 @@ fn acpi_object(p: &Platform, d: &Device, is_iommu: bool) -> Option<AcpiObject> {
                 path: acpi_path("VR", i),
                 cca: u8::from(p.virtio_mmio[i].coherent),
                 viot: node,
+                dmar: None,
             })
         }
         Placement::Pci { segment, slot } => {
@@ -455,7 +518,12 @@ fn acpi_object(p: &Platform, d: &Device, is_iommu: bool) -> Option<AcpiObject> {
                 })
                 .map(ViotNode::PciRange)
             };
-            Some(AcpiObject { path: acpi_path("PCI", i), cca: u8::from(p.pci_roots[i].coherent), viot: node })
+            Some(AcpiObject {
+                path: acpi_path("PCI", i),
+                cca: u8::from(p.pci_roots[i].coherent),
+                viot: node,
+                dmar: function_dmar_entry(p, segment, bdf),
+            })
         }
     }
 }

@@ -43,11 +43,17 @@ pub fn cells(description: &Description) -> (Vec<&'static str>, Vec<Vec<String>>)
         Arch::X86_64 => titles.extend(["ACPI", "_CCA", "VIOT"]),
         Arch::Aarch64 => titles.extend(["DT-NODE", "DMA-COHERENT", "IOMMUS/IOMMU-MAP"]),
     }
-    let rows = description.devices.iter().map(|r| row_cells(description.arch, r)).collect();
+    // Only a machine with VT-d units has a DMAR, and only then its column.
+    let dmar = description.arch == Arch::X86_64
+        && description.devices.iter().any(|r| r.acpi.as_ref().is_some_and(|a| a.dmar.is_some()));
+    if dmar {
+        titles.push("DMAR");
+    }
+    let rows = description.devices.iter().map(|r| row_cells(description.arch, r, dmar)).collect();
     (titles, rows)
 }
 
-fn row_cells(arch: Arch, r: &Row) -> Vec<String> {
+fn row_cells(arch: Arch, r: &Row, dmar: bool) -> Vec<String> {
     let mut cells = vec![
         r.id.clone(),
         r.kind.to_string(),
@@ -66,6 +72,9 @@ fn row_cells(arch: Arch, r: &Row) -> Vec<String> {
             cells.push(or_dash(acpi.map(|a| a.path.clone())));
             cells.push(or_dash(acpi.map(|a| a.cca.to_string())));
             cells.push(or_dash(acpi.and_then(|a| a.viot.as_ref()).map(ToString::to_string)));
+            if dmar {
+                cells.push(or_dash(acpi.and_then(|a| a.dmar.as_ref()).map(ToString::to_string)));
+            }
         }
         Arch::Aarch64 => {
             let dt = r.dt.as_ref();

@@ -133,6 +133,101 @@ fn rows_agree_with_the_acpi_tables() {
     }
 }
 
+/// A VT-d machine's rows name the DMAR's DRHDs and scopes, which name
+/// exactly the translated functions.
+#[test]
+fn rows_agree_with_the_dmar() {
+    use super::decode::{dmar_units, dsdt_devices};
+    use super::rows::DmarEntry;
+    let args = [
+        "--iommu",
+        "type=vtd",
+        "--pci-bridge",
+        "id=hp,hotplug=on",
+        "--pci-bridge",
+        "id=fast,direct-ram-access=on",
+        "--pci-bridge",
+        "id=more",
+        "--disk",
+        "path=a,transport=pci",
+        "--disk",
+        "path=b,transport=pci,direct-ram-access=on",
+        "--disk",
+        "path=c,transport=pci,bridge=fast",
+        "--disk",
+        "path=d,transport=pci,bridge=more",
+        "--rng",
+        "transport=pci",
+        "--console",
+        "transport=pci,bridge=hp",
+    ];
+    let d = described(&args, "x86_64");
+    let tables = d.acpi.as_ref().unwrap();
+    assert!(tables.find(*b"VIOT").is_none());
+    let (width, units) = dmar_units(&tables.find(*b"DMAR").expect("a DMAR").bytes);
+    assert_eq!(width, 47, "48-bit host address width");
+    let dsdt = dsdt_devices(&tables.find(*b"DSDT").unwrap().bytes);
+    // Every DRHD's segment is a host bridge of the DSDT.
+    for u in &units {
+        assert!(dsdt.iter().any(|x| x.seg == Some(u64::from(u.segment))), "{u:?}");
+    }
+    let mut named = 0;
+    for r in &d.description.devices {
+        let what = format!("{}: {:?}", r.id, r.acpi);
+        let acpi = r.acpi.as_ref().unwrap();
+        assert!(acpi.viot.is_none(), "{what}");
+        let Address::Pci { segment, bus, device, function } = r.address else { panic!("{what}") };
+        let bdf = u16::from(bus) << 8 | u16::from(device) << 3 | u16::from(function);
+        match (r.kind, acpi.dmar) {
+            (Kind::PciHostBridge, None) => {
+                assert!(units.iter().all(|u| u.segment != segment) && !r.in_iommu_scope, "{what}")
+            }
+            (Kind::PciHostBridge, Some(DmarEntry::Drhd { drhd })) => {
+                assert!(
+                    units[drhd].segment == segment && !units[drhd].include_all && r.in_iommu_scope,
+                    "{what}"
+                )
+            }
+            (_, Some(DmarEntry::IncludePciAll { drhd })) => {
+                assert!(
+                    units[drhd].segment == segment && units[drhd].include_all && r.in_iommu_scope,
+                    "{what}"
+                )
+            }
+            (_, Some(DmarEntry::Scope { drhd, scope })) => {
+                named += 1;
+                assert_eq!((units[drhd].segment, units[drhd].functions[scope]), (segment, bdf), "{what}");
+                assert_eq!(r.endpoint, Some(u32::from(segment) << 16 | u32::from(bdf)), "{what}");
+                assert_eq!(r.access_platform, Some(true), "{what}");
+            }
+            (_, None) => {
+                assert!(!r.in_iommu_scope && r.endpoint.is_none() && r.direct_ram_access, "{what}");
+                assert!(units.iter().all(|u| u.segment != segment || !u.functions.contains(&bdf)), "{what}");
+            }
+            (kind, entry) => panic!("{kind:?} with {entry:?}"),
+        }
+    }
+    let scopes: usize = units.iter().map(|u| u.functions.len()).sum();
+    assert_eq!(named, scopes, "every scope entry is a row's");
+    assert_eq!(scopes, 3, "disk0, rng0 and disk3");
+    // The table names the DMAR column; JSON carries the entries.
+    let text = render(&d.description, Format::Table).unwrap();
+    assert!(text.lines().next().unwrap().ends_with("VIOT  DMAR"), "{text}");
+    assert!(text.contains("DRHD 1 INCLUDE_PCI_ALL"), "{text}");
+    let json = render(&d.description, Format::Json).unwrap();
+    assert!(json.contains("\"dmar\": {\n") && json.contains("\"include-pci-all\""), "{json}");
+    let back: Description = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, d.description, "the JSON reads back into the same rows");
+}
+
+#[test]
+fn a_machine_without_vt_d_has_no_dmar_column() {
+    let d = described(&["--iommu", "--disk", "path=a,transport=pci"], "x86_64");
+    let text = render(&d.description, Format::Table).unwrap();
+    assert!(text.lines().next().unwrap().ends_with("VIOT"), "{text}");
+    assert!(!render(&d.description, Format::Json).unwrap().contains("dmar"));
+}
+
 #[test]
 fn rows_agree_with_the_device_tree() {
     for (name, args) in CONFIGURATIONS {

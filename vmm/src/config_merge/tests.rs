@@ -334,6 +334,7 @@ const EXAMPLES: &[(&str, &[Code])] = &[
     ("translated.toml", &[]),
     ("mixed.toml", &[Code::Dma104]),
     ("bridges.toml", &[Code::Dma104]),
+    ("vtd.toml", &[]),
 ];
 
 #[test]
