@@ -92,3 +92,13 @@ impl VtdUnits {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The DMAR table's host address width is the width the units' tables
+    /// may point into.
+    #[test]
+    fn the_dmar_and_the_units_agree_on_the_address_width() {
+        assert_eq!(u32::from(dmavm_machine::vtd::VTD_ADDRESS_WIDTH), dmavm_vtd::ADDRESS_WIDTH);
+    }
+}
