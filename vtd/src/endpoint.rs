@@ -28,6 +28,7 @@
 //! invalidation completed. Lock order: registers, translation state,
 //! endpoints, one endpoint's cache.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
@@ -124,11 +125,23 @@ pub(crate) struct EndpointState {
     pub(crate) cache: RwLock<Cache>,
     capacity: usize,
     pub(crate) counters: Counters,
+    /// The domain of the last context entry it used ([`NO_DOMAIN`]: none
+    /// yet): kept when the guest drops its caches or turns translation off
+    /// at shutdown, so that `--stats` names it.
+    last_domain: AtomicU32,
 }
+
+const NO_DOMAIN: u32 = u32::MAX;
 
 impl EndpointState {
     pub(crate) fn new(source_id: u16, capacity: usize) -> Self {
-        Self { source_id, cache: RwLock::new(Cache::default()), capacity, counters: Counters::default() }
+        Self {
+            source_id,
+            cache: RwLock::new(Cache::default()),
+            capacity,
+            counters: Counters::default(),
+            last_domain: AtomicU32::new(NO_DOMAIN),
+        }
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -136,7 +149,7 @@ impl EndpointState {
     }
 
     pub(crate) fn stats(&self) -> VtdStats {
-        let domain = read(&self.cache).context.map(|c| c.domain);
+        let domain = u16::try_from(self.last_domain.load(Ordering::Relaxed)).ok();
         VtdStats::snapshot(self.source_id, domain, &self.counters)
     }
 }
@@ -257,6 +270,9 @@ impl VtdEndpoint {
     fn fill(&self, context: Option<Context>, entries: &[Entry], untranslated: bool) -> Arc<Iotlb> {
         let cost = entries.len().saturating_mul(INSERT_COST);
         let large = entries.iter().any(|e| e.2 > 0x1000);
+        if let Some(c) = context {
+            self.state.last_domain.store(u32::from(c.domain), Ordering::Relaxed);
+        }
         let mut cache = write(&self.state.cache);
         if cache.context != context || cache.untranslated != untranslated {
             cache.clear();

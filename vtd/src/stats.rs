@@ -25,7 +25,7 @@ impl Counters {
 pub struct VtdStats {
     /// The source ID (PCI requester ID: bus << 8 | device << 3 | function).
     pub source_id: u16,
-    /// The domain its cached context entry names, if one is cached.
+    /// The domain of the last context entry it translated with, if any.
     pub domain: Option<u16>,
     /// Translations its memory asked for while the guest had translation
     /// enabled (`vm_memory::Iommu::translate`).

@@ -58,6 +58,10 @@ fn pass_through_context_uses_guest_physical_addresses() {
     g.enable();
     assert_eq!(g.dma_read(SID, DATA + 0x42, 16).unwrap(), g.phys(DATA + 0x42, 16));
     assert_eq!(g.stats(SID).domain, Some(5));
+    // Still named after the guest turned translation off (as Linux does
+    // at shutdown).
+    g.w32(GCMD, 0);
+    assert_eq!(g.stats(SID).domain, Some(5));
 }
 
 #[test]
