@@ -67,7 +67,12 @@ pub fn machine_args(machine: &Machine, cpus: u32, memory: u64) -> Vec<String> {
                     MixedCoherency::Reject => "reject",
                 };
                 args.push("--iommu".into());
-                args.push(format!("id={},{},mixed-coherency={policy}", d.id, place(machine, d.placement)));
+                args.push(format!(
+                    "id={},{},mixed-coherency={policy},boot-bypass={}",
+                    d.id,
+                    place(machine, d.placement),
+                    on_off(machine.boot_bypass)
+                ));
             }
             DeviceKind::Disk { path, readonly } => {
                 args.push("--disk".into());

@@ -95,11 +95,23 @@ pub(crate) struct State {
     /// Mappings in all domains together.
     pub(crate) mapping_count: usize,
     pub(crate) limits: Limits,
+    /// Whether the driver has attached an endpoint since the device was
+    /// created (resets included): an IOMMU whose driver never attaches
+    /// anything is one the guest has no driver for.
+    pub(crate) ever_attached: bool,
 }
 
 impl State {
     pub(crate) fn new(bypass: bool, known: BTreeSet<u32>, limits: Limits) -> Self {
-        Self { bypass, known, attached: BTreeMap::new(), domains: BTreeMap::new(), mapping_count: 0, limits }
+        Self {
+            bypass,
+            known,
+            attached: BTreeMap::new(),
+            domains: BTreeMap::new(),
+            mapping_count: 0,
+            limits,
+            ever_attached: false,
+        }
     }
 
     fn check_domain_range(&self, domain: u32) -> Result<(), Status> {
@@ -178,6 +190,7 @@ impl State {
         let d = self.domains.entry(domain).or_insert_with(|| Domain { bypass, ..Domain::default() });
         d.endpoints.insert(endpoint);
         self.attached.insert(endpoint, domain);
+        self.ever_attached = true;
         Ok(())
     }
 

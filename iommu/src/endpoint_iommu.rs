@@ -19,7 +19,10 @@
 //! without bypass: `FAULT_R_DOMAIN`; a gap or a missing permission:
 //! `FAULT_R_MAPPING`, at the first failing address) returns
 //! `vm_memory::iommu::Error::CannotResolve` and is reported as a fault on
-//! the event queue.
+//! the event queue. An unattached endpoint's access before the driver has
+//! attached any endpoint also gets one warning per IOMMU in the host's log
+//! ([`IommuState::notice_no_driver`]): a guest without a driver for the
+//! IOMMU would otherwise just see its devices hang.
 //!
 //! # Consistency
 //!
@@ -45,7 +48,7 @@ use crate::endpoint::{insert, Endpoint, Entry};
 use crate::iommu_state::IommuState;
 use crate::request::{
     Fault, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ, VIRTIO_IOMMU_FAULT_F_WRITE,
-    VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_R_UNKNOWN,
+    VIRTIO_IOMMU_FAULT_R_DOMAIN, VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_R_UNKNOWN,
 };
 use crate::stats::Counters;
 use crate::sync::read;
@@ -150,7 +153,11 @@ impl Iommu for EndpointIommu {
         let resolution = match state.resolve(ep.id, iova.0, end, access) {
             Ok(r) => r,
             Err(unresolved) => {
+                let no_driver = unresolved.0 == VIRTIO_IOMMU_FAULT_R_DOMAIN && !state.ever_attached;
                 drop(state);
+                if no_driver {
+                    self.shared.notice_no_driver(ep.id);
+                }
                 return Err(self.fail(unresolved, iova, length, access));
             }
         };

@@ -2,6 +2,7 @@
 //! IOMMU state, the endpoints' IOTLBs and the fault queue.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{IommuConfig, MixedCoherency, PROPERTY_HEADER_SIZE, RESV_MEM_PROPERTY_SIZE};
@@ -22,6 +23,8 @@ pub(crate) struct IommuState {
     pub(crate) state: RwLock<State>,
     pub(crate) endpoints: BTreeMap<u32, Arc<Endpoint>>,
     pub(crate) faults: Mutex<FaultQueue>,
+    /// Whether [`IommuState::notice_no_driver`] has spoken.
+    no_driver_noticed: AtomicBool,
 }
 
 impl IommuState {
@@ -88,7 +91,25 @@ impl IommuState {
             state: RwLock::new(state),
             endpoints: map,
             faults: Mutex::new(FaultQueue::default()),
+            no_driver_noticed: AtomicBool::new(false),
         })
+    }
+
+    /// Says, once per IOMMU, that `endpoint` accessed memory attached to
+    /// no domain before the driver attached anything: the likely cause
+    /// (the guest has no driver for this IOMMU, so the device will never be
+    /// attached and its rings stay unreachable) and the ways out.
+    pub(crate) fn notice_no_driver(&self, endpoint: u32) {
+        if self.no_driver_noticed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        dmavm_devices::guest_log!(
+            static log::Level::Warn,
+            "virtio-iommu: endpoint {endpoint:#x} accessed guest memory attached to no domain, and the guest \
+             has attached no endpoint: it likely has no driver for this IOMMU (Linux CONFIG_VIRTIO_IOMMU), so \
+             every translated device faults; use --iommu type=vtd (x86_64), --iommu boot-bypass=on, or \
+             direct-ram-access=on on the devices"
+        );
     }
 
     pub(crate) fn report_fault(&self, fault: Fault) {

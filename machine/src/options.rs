@@ -119,13 +119,14 @@ pub const IOMMU_KEYS: &[&str] = &[
     "addr",
     "direct-ram-access",
     "mixed-coherency",
+    "boot-bypass",
     "coherent",
 ];
 /// Keys only `type=virtio` takes: where the virtio-iommu sits and how it
 /// behaves. No `coherent`: a virtio device's coherency follows its
 /// transport's rules.
 pub const VIRTIO_IOMMU_KEYS: &[&str] =
-    &["id", "transport", "bridge", "slot", "addr", "direct-ram-access", "mixed-coherency"];
+    &["id", "transport", "bridge", "slot", "addr", "direct-ram-access", "mixed-coherency", "boot-bypass"];
 /// Keys only `type=vtd` takes. A VT-d unit is a register window at a fixed
 /// address, not a device on a bus: nothing places it.
 pub const VTD_KEYS: &[&str] = &["coherent"];
@@ -334,8 +335,12 @@ pub enum IommuKind {
     /// A virtio-iommu (virtio device 23) declared in the ACPI VIOT or the
     /// device tree: placed like any virtio device.
     Virtio {
-        /// The device's `bypass` state for endpoints attached to no domain
-        /// (virtio 1.3, 5.13.4, `VIRTIO_IOMMU_F_BYPASS_CONFIG`).
+        /// `boot-bypass=`: the device's `bypass` state at reset, for
+        /// endpoints attached to no domain (virtio 1.3, 5.13.4,
+        /// `VIRTIO_IOMMU_F_BYPASS_CONFIG`). Off by default: a translated
+        /// device reaches memory only through translation, so a guest
+        /// without a virtio-iommu driver gets faults (and one line in the
+        /// host's log saying why) rather than silently untranslated DMA.
         boot_bypass: bool,
     },
     /// Intel VT-d remapping hardware units declared in the ACPI DMAR
@@ -387,7 +392,7 @@ pub struct IommuOptions {
 }
 
 /// Parses `--iommu [type=virtio][,transport=pci|mmio][,id=NAME][,bridge=NAME][,slot=N][,addr=A]
-/// [,mixed-coherency=allow|reject][,direct-ram-access=on|off]` or
+/// [,mixed-coherency=allow|reject][,boot-bypass=on|off][,direct-ram-access=on|off]` or
 /// `--iommu type=vtd[,coherent=on|off]`.
 pub fn parse_iommu(text: &str) -> Result<IommuOptions, String> {
     iommu_from_pairs(split(text)?).map_err(|e| e.message)
@@ -433,6 +438,14 @@ pub fn iommu_from_pairs(pairs: Pairs<'_>) -> Result<IommuOptions, OptionError> {
     let transport = if transport_given { attach.transport } else { Transport::Pci };
     let mut mixed_coherency = MixedCoherency::Allow;
     for (key, value) in rest {
+        if key == "boot-bypass" {
+            // iommu_kind refused the key for VT-d.
+            let given = on_off(key, value)?;
+            if let IommuKind::Virtio { boot_bypass } = &mut kind {
+                *boot_bypass = given;
+            }
+            continue;
+        }
         mixed_coherency = match value {
             "allow" => MixedCoherency::Allow,
             "reject" => MixedCoherency::Reject,
@@ -699,5 +712,16 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("coherent"));
         assert!(err.message.contains("drop it, or add type=vtd"), "{err:?}");
         assert!(parse_iommu("type=vtd,type=virtio").unwrap_err().contains("key 'type' given twice"));
+    }
+
+    #[test]
+    fn boot_bypass_is_the_virtio_iommus() {
+        assert_eq!(parse_iommu("boot-bypass=on").unwrap().kind, IommuKind::Virtio { boot_bypass: true });
+        assert_eq!(parse_iommu("boot-bypass=off").unwrap().kind, IommuKind::Virtio { boot_bypass: false });
+        let kind = iommu_from_pairs(vec![("boot-bypass", "true")]).unwrap().kind;
+        assert_eq!(kind, IommuKind::Virtio { boot_bypass: true });
+        assert_eq!(parse_iommu("boot-bypass=maybe").unwrap_err(), "boot-bypass=maybe: expected on or off");
+        let err = parse_iommu("type=vtd,boot-bypass=on").unwrap_err();
+        assert!(err.starts_with("boot-bypass=on: a key of type=virtio"), "{err}");
     }
 }

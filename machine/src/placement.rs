@@ -72,6 +72,10 @@ pub struct Machine {
     /// The IOMMU's policy on domains mixing coherent and non-coherent
     /// endpoints (`--iommu mixed-coherency=`).
     pub mixed_coherency: MixedCoherency,
+    /// The virtio-iommu's `bypass` state at reset (`--iommu
+    /// boot-bypass=`): whether endpoints attached to no domain reach guest
+    /// memory untranslated.
+    pub boot_bypass: bool,
     /// `--iommu type=vtd`: the VT-d units in place of a virtio-iommu
     /// device ([`Machine::vtd_units`]).
     pub vtd: Option<Vtd>,
@@ -87,6 +91,7 @@ impl Machine {
             bridges: vec![PciBridge::default_root()],
             devices: Vec::new(),
             mixed_coherency: MixedCoherency::Allow,
+            boot_bypass: false,
             vtd: None,
         }
     }
@@ -267,8 +272,17 @@ impl Machine {
             devices.push(Device { id, kind, placement, coherent: dma.coherent, dma: dma_path });
         }
         let mixed_coherency = iommu.map_or(MixedCoherency::Allow, |i| i.mixed_coherency);
-        let mut machine =
-            Self { arch, cpus: *cpus, memory: *memory, bridges, devices, mixed_coherency, vtd: None };
+        let boot_bypass = matches!(iommu.map(|i| i.kind), Some(IommuKind::Virtio { boot_bypass: true }));
+        let mut machine = Self {
+            arch,
+            cpus: *cpus,
+            memory: *memory,
+            bridges,
+            devices,
+            mixed_coherency,
+            boot_bypass,
+            vtd: None,
+        };
         if let Some(IommuKind::Vtd { coherent }) = iommu.map(|i| i.kind) {
             let units = machine.vtd_units_for(coherent);
             machine.vtd = Some(Vtd { coherent, units });

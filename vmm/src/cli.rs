@@ -205,9 +205,9 @@ pub struct MachineArgs {
     /// the root, which is the coherency of every device on it (a device
     /// asking for another value is an error). direct-ram-access=on|off
     /// (default off): on puts the whole bridge outside the IOMMU's scope
-    /// (no VIOT range for its segment) and its devices inherit it (asking
-    /// for off there is an error); a bridge with off may still hold single
-    /// devices with direct-ram-access=on. hotplug=on|off (default off;
+    /// (no VIOT range, no DMAR unit for its segment) and its devices
+    /// inherit it (asking for off there is an error); a bridge with off may
+    /// still hold single devices with direct-ram-access=on. hotplug=on|off (default off;
     /// reserved for hot-plug): a translated hot-pluggable bridge is in the
     /// IOMMU's scope whole, every slot, so a device bypassing it there is
     /// an error.
@@ -232,8 +232,16 @@ pub struct MachineArgs {
     /// would put a coherent and a non-coherent device in one translated
     /// domain is refused with S_UNSUPP, so the guest keeps them apart; allow
     /// with translated devices of both coherencies is warned about,
-    /// DMA103). direct-ram-access=off would put the IOMMU in its own scope
-    /// and is refused (DMA004).
+    /// DMA103), boot-bypass=on|off (default off): whether a device the
+    /// guest's driver has not attached to a domain reaches memory
+    /// untranslated. Off keeps the contract that a translated device
+    /// reaches memory only through translation: a guest without a
+    /// virtio-iommu driver never attaches its devices, which then fault
+    /// and hang, and dmavm says so once in its log. on lets such a guest
+    /// boot (as QEMU's default does), its devices using guest-physical
+    /// addresses until a driver attaches them; type=vtd gives it an IOMMU
+    /// it has a driver for instead. direct-ram-access=off would put the
+    /// IOMMU in its own scope and is refused (DMA004).
     ///
     /// type=vtd (x86_64 only, DMA006): Intel VT-d, which every x86
     /// distribution kernel drives (boot it with intel_iommu=on unless its
@@ -479,8 +487,9 @@ mod tests {
         ];
         let rngs = [parse_rng("transport=pci").unwrap()];
         let console = parse_console("").unwrap();
-        let iommu = parse_iommu("mixed-coherency=reject").unwrap();
+        let iommu = parse_iommu("mixed-coherency=reject,boot-bypass=on").unwrap();
         let m = new_machine(&bridges, &disks, &rngs, Some(&console), Some(&iommu)).unwrap();
+        assert!(m.boot_bypass);
         let args = dmavm_boot_test::machine_args(&m, 2, 256 << 20);
         assert_eq!(rebuilt(&args), Machine { cpus: 2, memory: 256 << 20, ..m });
         let vtd =

@@ -121,6 +121,7 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                         MixedCoherency::Reject => dmavm_iommu::MixedCoherency::Reject,
                     },
                     noncoherent_endpoints: machine.noncoherent_endpoints(),
+                    boot_bypass: machine.boot_bypass,
                     msi_region: crate::arch::interrupts::IOMMU_MSI_REGION,
                     ..IommuConfig::default()
                 };

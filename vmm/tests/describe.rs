@@ -62,9 +62,12 @@ fn needs_no_kvm_and_prints_a_row_per_bridge_and_device() {
     // The disks are never opened and no KVM device is touched: describe
     // works on a machine without /dev/kvm.
     let out = ok(&describe(MIXED));
-    let (table, findings) = out.split_once("\n\n").expect("rows, a blank line, findings");
+    let (table, after) = out.split_once("\n\n").expect("rows, a blank line, findings");
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 1 + 7, "title and 7 rows:\n{out}");
+    // The virtio-iommu's boot bypass, then the findings.
+    let (bypass, findings) = after.split_once('\n').unwrap();
+    assert!(bypass.starts_with("iommu0: boot-bypass=off: "), "{after}");
     // The warnings `run` would print on stderr, here on stdout.
     let codes: Vec<&str> = findings.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
     assert_eq!(codes, ["[DMA101]", "[DMA103]", "[DMA104]"], "{findings}");

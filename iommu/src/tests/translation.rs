@@ -321,3 +321,69 @@ fn translation_larger_than_the_iotlb_is_served_uncached() {
     assert!(h.dev.endpoint(8).unwrap().endpoint.cached_entries() <= 4);
     assert!(h.events().is_empty());
 }
+
+/// A guest without a driver for the IOMMU never attaches anything: the
+/// first access of a translated device says so once, naming the ways out,
+/// however many accesses and endpoints fail after it.
+#[test]
+fn accesses_before_any_attach_are_explained_once() {
+    use dmavm_devices::test_utils::log_capture;
+    log_capture::install();
+    // Endpoint IDs no other test uses, so the records are this test's.
+    let (first, second) = (0x7e_5701, 0x7e_5702);
+    let mut h = Harness::new(&[first, second]);
+    h.post_event_buffers(8);
+    let (tm1, tm2) = (memory_of(&h, first), memory_of(&h, second));
+    for _ in 0..5 {
+        assert!(read(&tm1, IOVA, 8).is_err());
+        assert!(read(&tm2, IOVA, 8).is_err());
+    }
+    let notice = |id: u32| log_capture::records_with(&format!("virtio-iommu: endpoint {id:#x} accessed"));
+    let lines = notice(first);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, log::Level::Warn);
+    for way_out in ["no driver for this IOMMU", "type=vtd", "boot-bypass=on", "direct-ram-access=on"] {
+        assert!(lines[0].1.contains(way_out), "{way_out}: {}", lines[0].1);
+    }
+    assert!(notice(second).is_empty(), "one line per IOMMU");
+    // Every access still faults, as the contract wants.
+    assert_eq!(h.events().len(), 8, "the event buffers filled with faults");
+    assert_eq!(h.dev.stats().iter().map(|s| s.faults).sum::<u64>(), 10);
+}
+
+/// Once the driver has attached anything, an unattached endpoint's fault
+/// is the driver's business: no notice.
+#[test]
+fn a_fault_after_the_driver_attached_is_not_explained() {
+    use dmavm_devices::test_utils::log_capture;
+    log_capture::install();
+    let (attached, other) = (0x7e_5703, 0x7e_5704);
+    let mut h = Harness::new(&[attached, other]);
+    h.post_event_buffers(8);
+    assert_eq!(h.status(&attach_req(1, attached, 0)), S_OK);
+    assert_eq!(h.status(&detach_req(1, attached)), S_OK);
+    assert!(read(&memory_of(&h, other), IOVA, 8).is_err());
+    assert!(read(&memory_of(&h, attached), IOVA, 8).is_err());
+    for id in [attached, other] {
+        assert!(log_capture::records_with(&format!("endpoint {id:#x} accessed")).is_empty());
+    }
+}
+
+/// `boot_bypass`: an endpoint attached to no domain reaches guest memory
+/// untranslated, and nothing is explained or faulted.
+#[test]
+fn boot_bypass_lets_unattached_endpoints_through() {
+    use dmavm_devices::test_utils::log_capture;
+    log_capture::install();
+    let id = 0x7e_5705;
+    let mut h = Harness::with(
+        IommuConfig { boot_bypass: true, ..IommuConfig::default() },
+        &[id],
+        &[],
+        IOMMU_FEATURES,
+    );
+    h.post_event_buffers(2);
+    assert_eq!(read(&memory_of(&h, id), DATA, 8).unwrap(), bytes(&h.mem, DATA, 8));
+    assert!(h.events().is_empty());
+    assert!(log_capture::records_with(&format!("endpoint {id:#x} accessed")).is_empty());
+}

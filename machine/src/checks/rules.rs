@@ -44,12 +44,17 @@ fn on_bridges(machine: &Machine) -> impl Iterator<Item = (&Device, &crate::PciBr
 pub(super) fn bypassing_bridge_translated(machine: &Machine, out: &mut Vec<Finding>) {
     for (d, b) in on_bridges(machine) {
         if !is_iommu(d) && b.direct_ram_access && d.dma.offers_access_platform() {
+            let table = if machine.vtd.is_some() {
+                "the DMAR gives no VT-d unit to"
+            } else {
+                "the VIOT declares no range for"
+            };
             out.push(Finding::new(
                 Code::Dma001,
                 format!(
                     "{}: direct-ram-access=off is impossible on host bridge {} (direct-ram-access=on): that \
-                     bridge bypasses the IOMMU as a whole and the VIOT declares no range for its segment {}, so \
-                     nothing below it can be translated; put the device on a bridge with direct-ram-access=off",
+                     bridge bypasses the IOMMU as a whole and {table} its segment {}, so nothing below it can \
+                     be translated; put the device on a bridge with direct-ram-access=off",
                     d.id, b.id, b.segment
                 ),
             ));

@@ -42,6 +42,22 @@ const CASES: &[Case] = &[
         "disk0: direct-ram-access=off is impossible on host bridge fast (direct-ram-access=on)",
     ),
     (
+        Code::Dma001,
+        &[
+            ("--iommu", "type=vtd"),
+            ("--pci-bridge", "id=fast,direct-ram-access=on"),
+            ("--disk", "path=a,transport=pci,bridge=fast,direct-ram-access=off"),
+            ("--rng", "transport=pci"),
+        ],
+        &[
+            ("--iommu", "type=vtd"),
+            ("--pci-bridge", "id=fast,direct-ram-access=on"),
+            ("--disk", "path=a,transport=pci,bridge=fast"),
+            ("--rng", "transport=pci"),
+        ],
+        "bridge bypasses the IOMMU as a whole and the DMAR gives no VT-d unit to its segment 1",
+    ),
+    (
         Code::Dma002,
         &[("--disk", "path=a,transport=pci,coherent=off")],
         &[("--disk", "path=a,transport=pci,coherent=on")],

@@ -76,6 +76,10 @@ pub struct Row {
     /// Whether it offers `VIRTIO_F_ACCESS_PLATFORM`; `None` for a host
     /// bridge, which is not a virtio device.
     pub access_platform: Option<bool>,
+    /// The virtio-iommu's `bypass` state at reset (`--iommu
+    /// boot-bypass=`); `None` for every other row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_bypass: Option<bool>,
     /// What the ACPI tables declare (x86_64).
     pub acpi: Option<AcpiObject>,
     /// What the device tree declares (aarch64).
@@ -366,7 +370,7 @@ fn iommu_map(root: &PciRoot) -> Vec<IommuMapEntry> {
 /// The rows of `machine` whose firmware is `firmware`.
 pub fn rows(machine: &Machine, firmware: Firmware<'_>) -> Vec<Row> {
     let mut rows: Vec<Row> = machine.bridges.iter().map(|b| bridge_row(b, firmware)).collect();
-    rows.extend(machine.devices.iter().map(|d| device_row(d, firmware)));
+    rows.extend(machine.devices.iter().map(|d| device_row(machine, d, firmware)));
     rows
 }
 
@@ -382,6 +386,7 @@ fn bridge_row(b: &PciBridge, firmware: Firmware<'_>) -> Row {
         in_iommu_scope: false,
         endpoint: None,
         access_platform: None,
+        boot_bypass: None,
         acpi: None,
         dt: None,
     };
@@ -421,7 +426,7 @@ fn bridge_row(b: &PciBridge, firmware: Firmware<'_>) -> Row {
     row
 }
 
-fn device_row(d: &Device, firmware: Firmware<'_>) -> Row {
+fn device_row(machine: &Machine, d: &Device, firmware: Firmware<'_>) -> Row {
     let is_iommu = d.kind == DeviceKind::Iommu;
     let (transport, address, interrupt) = match (d.placement, firmware) {
         (Placement::Pci { segment, slot }, _) => {
@@ -455,6 +460,7 @@ fn device_row(d: &Device, firmware: Firmware<'_>) -> Row {
         in_iommu_scope: d.dma.endpoint().is_some(),
         endpoint: d.dma.endpoint(),
         access_platform: Some(d.dma.offers_access_platform()),
+        boot_bypass: is_iommu.then_some(machine.boot_bypass),
         acpi: None,
         dt: None,
     };

@@ -92,8 +92,9 @@ fn row_cells(arch: Arch, r: &Row, dmar: bool) -> Vec<String> {
 }
 
 /// The description as text: a title line and one line per row, columns
-/// two spaces apart, no trailing spaces; then, after a blank line, each
-/// finding as `run` would print it (`warning: [DMA101] ...`).
+/// two spaces apart, no trailing spaces; then, after a blank line, the
+/// virtio-iommu's boot bypass and each finding as `run` would print it
+/// (`warning: [DMA101] ...`).
 pub fn render(description: &Description) -> String {
     let (titles, rows) = cells(description);
     let mut widths: Vec<usize> = titles.iter().map(|t| t.len()).collect();
@@ -113,7 +114,31 @@ pub fn render(description: &Description) -> String {
         out.push_str(text.trim_end());
         out.push('\n');
     }
-    if !description.findings.is_empty() && !out.is_empty() {
+    let notes: Vec<String> = description
+        .devices
+        .iter()
+        .filter_map(|r| {
+            Some(if r.boot_bypass? {
+                format!(
+                    "{}: boot-bypass=on: a device the guest's driver has not attached to a domain reaches memory \
+                     untranslated",
+                    r.id
+                )
+            } else {
+                format!(
+                    "{}: boot-bypass=off: a device the guest's driver has not attached to a domain faults on \
+                     every access",
+                    r.id
+                )
+            })
+        })
+        .collect();
+    let more = !notes.is_empty() || !description.findings.is_empty();
+    if more && !out.is_empty() {
+        out.push('\n');
+    }
+    for note in notes {
+        out.push_str(&note);
         out.push('\n');
     }
     for f in &description.findings {

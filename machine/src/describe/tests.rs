@@ -360,3 +360,23 @@ fn findings_are_the_checks_run_applies() {
     let table = render(&d.description, Format::Table).unwrap();
     assert!(table.contains("\nwarning: [DMA101] rng0: declared coherent=off"), "{table}");
 }
+
+#[test]
+fn the_virtio_iommu_row_says_its_boot_bypass() {
+    for (keys, on) in [("", false), ("boot-bypass=off", false), ("boot-bypass=on", true)] {
+        let d = described(&["--iommu", keys, "--disk", "path=a,transport=pci"], "x86_64");
+        let bypass: Vec<Option<bool>> = d.description.devices.iter().map(|r| r.boot_bypass).collect();
+        assert_eq!(bypass, [None, Some(on), None], "{keys}");
+        let text = render(&d.description, Format::Table).unwrap();
+        let state = if on { "on" } else { "off" };
+        assert!(
+            text.contains(&format!("\niommu0: boot-bypass={state}: a device the guest's driver")),
+            "{text}"
+        );
+        let json = render(&d.description, Format::Json).unwrap();
+        assert_eq!(json.matches(&format!("\"boot_bypass\": {on}")).count(), 1, "{json}");
+    }
+    // No virtio-iommu, no note.
+    let d = described(&["--iommu", "type=vtd", "--disk", "path=a,transport=pci"], "x86_64");
+    assert!(!render(&d.description, Format::Table).unwrap().contains("boot-bypass"));
+}

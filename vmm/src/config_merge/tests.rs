@@ -117,6 +117,7 @@ const EVERY_KEY: &[(&[&str], &str)] = &[
         "[[pci-bridge]]\nid = \"b\"\n[iommu]\ntransport = \"pci\"\nbridge = \"b\"\nslot = 5\nmixed-coherency = \"reject\"\ndirect-ram-access = true",
     ),
     (&["--iommu", "type=virtio"], "[iommu]\ntype = \"virtio\""),
+    (&["--iommu", "boot-bypass=on"], "[iommu]\nboot-bypass = true"),
     (&["--iommu", "type=vtd"], "[iommu]\ntype = \"vtd\""),
     (&["--iommu", "type=vtd,coherent=off"], "[iommu]\ntype = \"vtd\"\ncoherent = false"),
     // Kept expressible for DMA004, which refuses it after the model is built.
