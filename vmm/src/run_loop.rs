@@ -82,7 +82,7 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool, seccomp_mode: seccomp::M
     };
     vcpu::stop_all(&shutdown, threads);
     if stats {
-        stats::print_iommu_stats(machine, virtio.iommu.as_ref());
+        stats::print_iommu_stats(machine, virtio.iommu.as_ref(), &virtio.vtd);
         stats::print_pool_stats(machine, &virtio.pools);
         stats::print_net_stats(&virtio.net);
     }
