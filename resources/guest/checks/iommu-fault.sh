@@ -12,6 +12,9 @@
 # VT-d: "DMAR: [DMA Read|Write ...] Request device [bb:dd.f] fault addr
 # <address>", reason "dmar", device the requester's bus:dev.fn).
 fail=0
+# The faults are logged while this check prints: keep the kernel's messages
+# off the console (they stay in dmesg), so that none splits a DMAVM line.
+dmesg -n 1
 sha_of_serial() {
   blk=$(grep -lx "$1" /sys/block/vd*/serial 2>/dev/null | head -1)
   [ -n "$blk" ] || { echo "DMAVM fault_error=no_disk_$1" >&2; return 1; }
