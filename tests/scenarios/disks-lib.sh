@@ -30,3 +30,9 @@ check_disks() {
 report_iommu_stats() {
   sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): endpoint [^:]*: domain [^,]*, \([0-9]*\) map, \([0-9]*\) unmap, \([0-9]*\) translations, \([0-9]*\) IOTLB misses, \([0-9]*\) faults, \([0-9]*\) refused attach$/DMAVM stats_\1=\2,\3,\4,\5,\6,\7/p' "$log"
 }
+
+# report_vtd_stats: turns dmavm's --stats lines of VT-d devices in $log into
+# "DMAVM vtd_<device>=<translations>,<IOTLB misses>,<context-cache misses>,<invalidations>,<faults>,<untranslated>" lines.
+report_vtd_stats() {
+  sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): dmar[0-9]* source-id [^:]*:[^:]*: domain [^,]*, \([0-9]*\) translations, \([0-9]*\) IOTLB misses, \([0-9]*\) context-cache misses, \([0-9]*\) invalidations, \([0-9]*\) faults, \([0-9]*\) untranslated.*$/DMAVM vtd_\1=\2,\3,\4,\5,\6,\7/p' "$log"
+}

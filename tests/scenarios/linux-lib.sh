@@ -56,6 +56,28 @@ iommu_scenario() {
   rm -rf $d
 }
 
+# vtd_scenario [IOMMU OPTIONS]: a guest with an emulated VT-d unit
+# (--iommu type=vtd[,IOMMU OPTIONS]) translating a disk read whole (rand,
+# 00:01.0), a disk written (scratch, 00:02.0) and the RNG (00:04.0), all on
+# PCI (Linux finds a VT-d unit only for PCI functions), plus one PCI disk
+# bypassing it (ro, 00:03.0, direct-ram-access=on, in no DMAR scope),
+# running the vtd check; reports its lines, the VT-d counters per device
+# and the host-side disk checks. Guest kernel options (intel_iommu=on and
+# the invalidation mode) come in $EXTRA_CMDLINE.
+vtd_scenario() {
+  d=/tmp/vtd
+  prepare_disks $d
+  iommu=type=vtd${1:+,$1}
+  devices="--iommu $iommu --stats --disk path=$d/rand.img,id=rand,transport=pci"
+  devices="$devices --disk path=$d/scratch.img,id=scratch,transport=pci"
+  devices="$devices --disk path=$d/ro.img,id=ro,readonly=on,transport=pci,direct-ram-access=on"
+  # shellcheck disable=SC2086 # a list of options
+  boot_guest_with vmlinux 2 256M vtd $devices --rng transport=pci
+  report_vtd_stats
+  check_disks $d
+  rm -rf $d
+}
+
 # mixed_coherency_scenario POLICY: a guest with a virtio-iommu
 # (mixed-coherency=POLICY) translating two PCI disks of different declared
 # coherency: rand (4 MiB) on the coherent default bridge, rand1 (3 MiB) on

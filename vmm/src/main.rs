@@ -22,6 +22,7 @@ mod stats;
 mod terminal;
 mod vcpu;
 mod virtio_devices;
+mod vtd_units;
 
 use std::io::Write;
 use std::process::ExitCode;

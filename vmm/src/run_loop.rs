@@ -72,7 +72,7 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool) -> Result<ExitReason> {
     let reason = events.run();
     vcpu::stop_all(&shutdown, threads);
     if stats {
-        stats::print_iommu_stats(machine, virtio.iommu.as_ref());
+        stats::print_iommu_stats(machine, virtio.iommu.as_ref(), &virtio.vtd);
     }
     reason
 }

@@ -23,10 +23,12 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory, VirtioIommu};
+use dmavm_vtd::VtdMemory;
 
 use crate::arch::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::event_loop::InputSink;
 use crate::pci::PciSegment;
+use crate::vtd_units::VtdUnits;
 use dmavm_machine::options::MixedCoherency;
 use dmavm_machine::{Device, DeviceKind, DmaPath, Machine, Placement};
 
@@ -42,6 +44,8 @@ pub struct VirtioDevices {
     pub console_input: Option<(Arc<Mutex<dyn InputSink>>, EventFd)>,
     /// The virtio-iommu's view of its endpoints (counters for `--stats`).
     pub iommu: Option<IommuHandle>,
+    /// The VT-d units of a `type=vtd` machine (none otherwise).
+    pub vtd: VtdUnits,
 }
 
 impl std::fmt::Debug for VirtioDevices {
@@ -59,8 +63,8 @@ impl<M: GuestMemory + Send + Sync + 'static> InputSink for ConsoleInput<M> {
 
 /// What devices are wired to.
 pub struct Wiring<'a> {
-    /// The VM, for ioeventfds.
-    pub vm: &'a VmFd,
+    /// The VM, for ioeventfds and MSIs.
+    pub vm: &'a Arc<VmFd>,
     /// Guest memory, which devices reach directly or through their
     /// endpoint's translation.
     pub mem: &'a Arc<GuestMemoryMmap>,
@@ -96,12 +100,17 @@ pub fn create_with_pci(
     create(machine, &Wiring { vm, mem, mmio, pci: &pci, router, machine })
 }
 
-/// Creates every device of `machine` on its transport: the virtio-iommu
-/// first (direct memory: it is never in its own scope), then each device
-/// over direct memory or, when the IOMMU translates it, over memory that
-/// translates every access through its endpoint.
+/// Creates the VT-d units of `machine` (if any), then every device of
+/// `machine` on its transport: the virtio-iommu first (direct memory: it
+/// is never in its own scope), then each device over direct memory or,
+/// when an IOMMU translates it, over memory that translates every access
+/// through its endpoint (of its segment's VT-d unit on a `type=vtd`
+/// machine, of the virtio-iommu otherwise).
 pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
-    let mut built = VirtioDevices::default();
+    let mut built = VirtioDevices {
+        vtd: VtdUnits::create(machine, wiring.vm, wiring.mem, wiring.mmio)?,
+        ..VirtioDevices::default()
+    };
     let endpoints: Vec<u32> = machine.devices.iter().filter_map(|d| d.dma.endpoint()).collect();
     for device in &machine.devices {
         let queues = match (&device.kind, device.dma.endpoint()) {
@@ -122,6 +131,14 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                 // Never behind itself: its rings are at guest-physical
                 // addresses, so its transport offers no ACCESS_PLATFORM.
                 place(device, Box::new(iommu), wiring.mem.clone(), DmaAccess::GuestPhysical, wiring)?
+            }
+            (_, Some(endpoint)) if !built.vtd.is_empty() => {
+                let unit = built
+                    .vtd
+                    .endpoint(endpoint)
+                    .with_context(|| format!("{}: no VT-d unit for endpoint {endpoint:#x}", device.id))?;
+                let mem = Arc::new(dmavm_vtd::translated_memory(GuestMemoryMmap::clone(wiring.mem), unit));
+                build::<VtdMemory>(device, mem, dma_access(device), wiring, &mut built)?
             }
             (_, Some(endpoint)) => {
                 let handle = built.iommu.as_ref().context("translated device without an IOMMU")?;

@@ -1,0 +1,8 @@
+#!/bin/sh
+# vtd-passthrough.sh - the VT-d scenario (see vtd_scenario in linux-lib.sh)
+# with the guest kernel options "intel_iommu=on iommu=pt": pass-through
+# context entries, no page tables.
+# env: DMAVM (dmavm binary), GUEST (guest images)
+: "${DMAVM:?}" "${GUEST:?}"
+. "$(dirname "$0")/linux-lib.sh"
+EXTRA_CMDLINE="intel_iommu=on iommu=pt" vtd_scenario
