@@ -105,7 +105,9 @@ mixed_coherency_scenario() {
 # check: the victim, driven through VFIO, is made to DMA to IOVAs its
 # domain does not map. Reports the check's lines, the host checksums of
 # rand and of the victim's first sector, the IOMMU counters per disk and
-# the victim's endpoint ID (DMAVM stats_victim_endpoint=0x..).
+# the victim's endpoint ID (DMAVM stats_victim_endpoint=0x..); on a VT-d
+# machine the VT-d counters per disk and the victim's source ID instead
+# (DMAVM vtd_victim_source_id=bb:dd.f).
 fault_scenario() {
   d=/tmp/fault
   rm -rf $d; mkdir -p $d
@@ -118,5 +120,7 @@ fault_scenario() {
     --disk path=$d/rand.img,id=rand,transport=pci --disk path=$d/victim.img,id=victim,transport=pci
   report_iommu_stats
   sed -n 's/^dmavm: stats: victim: endpoint \(0x[0-9a-f]*\):.*/DMAVM stats_victim_endpoint=\1/p' "$log"
+  report_vtd_stats
+  sed -n 's/^dmavm: stats: victim: dmar[0-9]* source-id \([0-9a-f]*:[0-9a-f]*\.[0-7]\):.*/DMAVM vtd_victim_source_id=\1/p' "$log"
   rm -rf $d
 }
