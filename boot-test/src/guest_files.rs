@@ -23,5 +23,8 @@ pub const DMAVM_EXIT_C: &str = resource!("guest/dmavm-exit.c");
 /// The VFIO helper the recipe builds (two groups in one container, for
 /// the checks that try to share an IOMMU domain).
 pub const VFIO_DOMAINS_C: &str = resource!("guest/vfio-domains.c");
+/// The VFIO helper the recipe builds (a translated disk made to DMA to an
+/// unmapped IOVA, for the IOMMU fault check).
+pub const VFIO_BLK_FAULT_C: &str = resource!("guest/vfio-blk-fault.c");
 /// The harness's check (`dmavm.check=boot-test`).
 pub const BOOT_TEST_CHECK: &str = resource!("guest/checks/boot-test.sh");

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 
 use crate::error::{io, last_line, Error};
 
-use super::guest_files::{BOOT_TEST_CHECK, BUILD_INITRAMFS, DMAVM_EXIT_C, INIT, VFIO_DOMAINS_C};
+use super::guest_files::{
+    BOOT_TEST_CHECK, BUILD_INITRAMFS, DMAVM_EXIT_C, INIT, VFIO_BLK_FAULT_C, VFIO_DOMAINS_C,
+};
 
 /// The recipe and what it packs, under the names the recipe expects.
 const RECIPE: &[(&str, &str)] = &[
@@ -17,6 +19,7 @@ const RECIPE: &[(&str, &str)] = &[
     ("init", INIT),
     ("dmavm-exit.c", DMAVM_EXIT_C),
     ("vfio-domains.c", VFIO_DOMAINS_C),
+    ("vfio-blk-fault.c", VFIO_BLK_FAULT_C),
     ("checks/boot-test.sh", BOOT_TEST_CHECK),
 ];
 

@@ -4,7 +4,8 @@
 # (resources/guest/checks/*.sh -> /checks), the dmavm-exit helper, and the
 # virtio drivers the Debian cloud kernel builds as modules (decompressed:
 # busybox insmod cannot read .ko.xz), loaded by /init in /lib/modules/load-order,
-# and the VFIO modules and vfio-domains for the checks that use them.
+# and the VFIO modules, vfio-domains and vfio-blk-fault for the checks that
+# use them.
 # Output: build/guest/initramfs.cpio.gz; rebuilt only when an input changed.
 # Needs build/guest/modules from fetch-kernel.sh.
 # usage: resources/guest/build-initramfs.sh
@@ -67,6 +68,7 @@ unpack_module() {
 }
 
 [ -n "$PARAM" ] || stamp=$( { sha256sum "$HERE/build-initramfs.sh" "$HERE/init" "$HERE/dmavm-exit.c" "$HERE/vfio-domains.c" \
+             "$HERE/vfio-blk-fault.c" \
              $BUSYBOX "$OUT/kver" "$HERE"/checks/*.sh; printf '%s\n' "${MODULES[@]}" "${OPTIONAL_MODULES[@]}"; } \
            | sha256sum | cut -d' ' -f1)
 if [ -z "$PARAM" ] && [ -s "$OUT/initramfs.cpio.gz" ] && [ "$(cat "$OUT/initramfs.stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -85,6 +87,7 @@ gcc -Os -static -nostdlib -ffreestanding -fno-tree-loop-distribute-patterns -fno
     -fcf-protection=none -fno-pie -no-pie -s -o "$R/bin/dmavm-exit" "$HERE/dmavm-exit.c" \
   || die "compiling dmavm-exit.c failed"
 gcc -Os -static -s -Wall -o "$R/bin/vfio-domains" "$HERE/vfio-domains.c" || die "compiling vfio-domains.c failed"
+gcc -Os -static -s -Wall -o "$R/bin/vfio-blk-fault" "$HERE/vfio-blk-fault.c" || die "compiling vfio-blk-fault.c failed"
 install -m 755 "$HERE/init" "$R/init"
 install -m 755 "$HERE"/checks/*.sh "$R/checks/"
 touch "$R/lib/modules/load-order"

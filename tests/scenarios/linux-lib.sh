@@ -98,3 +98,29 @@ mixed_coherency_scenario() {
   report_iommu_stats
   rm -rf $d
 }
+
+# fault_scenario [IOMMU OPTION...]: a guest with an IOMMU (--iommu with the
+# given options, default a virtio-iommu on PCI) translating two PCI disks,
+# rand (4 MiB) and victim (1 MiB, sacrificial), running the iommu-fault
+# check: the victim, driven through VFIO, is made to DMA to IOVAs its
+# domain does not map. Reports the check's lines, the host checksums of
+# rand and of the victim's first sector, the IOMMU counters per disk and
+# the victim's endpoint ID (DMAVM stats_victim_endpoint=0x..); on a VT-d
+# machine the VT-d counters per disk and the victim's source ID instead
+# (DMAVM vtd_victim_source_id=bb:dd.f).
+fault_scenario() {
+  d=/tmp/fault
+  rm -rf $d; mkdir -p $d
+  dd if=/dev/urandom of=$d/rand.img bs=1048576 count=4 2>/dev/null
+  dd if=/dev/urandom of=$d/victim.img bs=1048576 count=1 2>/dev/null
+  echo "DMAVM host_rand_sha=$(sha256sum $d/rand.img | cut -d' ' -f1)"
+  echo "DMAVM host_victim_sector0_sha=$(head -c 512 $d/victim.img | sha256sum | cut -d' ' -f1)"
+  iommu=$(IFS=,; echo "${*:-transport=pci}")
+  boot_guest_with vmlinux 2 256M iommu-fault --iommu "$iommu" --stats \
+    --disk path=$d/rand.img,id=rand,transport=pci --disk path=$d/victim.img,id=victim,transport=pci
+  report_iommu_stats
+  sed -n 's/^dmavm: stats: victim: endpoint \(0x[0-9a-f]*\):.*/DMAVM stats_victim_endpoint=\1/p' "$log"
+  report_vtd_stats
+  sed -n 's/^dmavm: stats: victim: dmar[0-9]* source-id \([0-9a-f]*:[0-9a-f]*\.[0-7]\):.*/DMAVM vtd_victim_source_id=\1/p' "$log"
+  rm -rf $d
+}
