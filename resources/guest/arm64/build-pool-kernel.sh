@@ -21,8 +21,9 @@
 # with other builds, plus half a minute to unpack the source.
 # Installs the build's Debian packages when missing, like resources/setup.sh.
 # DMAVM_POOL_KERNEL_SOURCE=VERSION pins the linux-source-6.12 version
-# (default: apt's candidate). The .deb is kept in build/cache; the unpacked
-# tree is deleted after the build.
+# (default: apt's candidate). The .deb (150 MiB, in build/cache) and the
+# unpacked tree are deleted after a build: the cached Image makes them
+# redundant.
 # usage: resources/guest/arm64/build-pool-kernel.sh
 set -euo pipefail
 
@@ -129,4 +130,5 @@ else
   note "warning: could not keep the build in $XCACHE"
 fi
 publish "$work/out"
+rm -f "$deb"
 note "$(cat "$OUT/kver") ready in $OUT"
