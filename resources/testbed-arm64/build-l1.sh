@@ -11,13 +11,16 @@
 #                     (bin/, lib/), when resources/testbed-arm64/fetch-qemu.sh
 #                     has put them in build/qemu-arm64/l1 (the benchmark)
 #   /guest            the L2 guest: Image and initramfs.cpio.gz
+#   /guest/pool       with --pool-kernel: Image and kver of the guest kernel
+#                     that bounces through restricted DMA pools
+#                     (build/guest-arm64-pool, resources/guest/arm64/build-pool-kernel.sh)
 #   /payloads         empty: there are no aarch64 payloads
 #   /scenarios        resources/testbed-arm64/scenarios/*.sh and
 #                     tests/scenarios/arm64-*.sh and disks-lib.sh
 #   /init             resources/testbed-arm64/l1-init
 # Output: build/testbed-arm64/l1.cpio (uncompressed: TCG unpacks that fastest);
 # rebuilt only when an input changed.
-# usage: resources/testbed-arm64/build-l1.sh [DMAVM_AARCH64_BINARY]
+# usage: resources/testbed-arm64/build-l1.sh [--pool-kernel] [DMAVM_AARCH64_BINARY]
 #   Without the argument, or when the file does not exist (build it with
 #   resources/testbed-arm64/build-dmavm.sh), the L1
 #   carries no dmavm and says so; scenarios that need it then fail.
@@ -30,13 +33,17 @@ OUT=$ROOT/build/testbed-arm64
 CC=aarch64-linux-gnu-gcc
 die() { echo "build-l1.sh (arm64): error: $*" >&2; exit 1; }
 
-[ $# -le 1 ] || die "usage: build-l1.sh [DMAVM_AARCH64_BINARY]"
+POOL=
+if [ "${1:-}" = --pool-kernel ]; then POOL=$ROOT/build/guest-arm64-pool; shift; fi
+[ $# -le 1 ] || die "usage: build-l1.sh [--pool-kernel] [DMAVM_AARCH64_BINARY]"
 DMAVM=${1:-}
 for t in cpio sha256sum file $CC; do command -v $t >/dev/null || die "$t not found (run resources/setup.sh)"; done
 [ -x /bin/busybox ] || die "/bin/busybox not found (run resources/setup.sh: busybox-static), needed for the applet list"
 [ -s "$GUEST/kver" ] && [ -s "$GUEST/Image" ] && [ -x "$GUEST/busybox" ] \
   || die "no arm64 guest kernel in $GUEST (run resources/guest/arm64/fetch.sh)"
 [ -s "$GUEST/initramfs.cpio.gz" ] || die "no $GUEST/initramfs.cpio.gz (run resources/guest/arm64/build-initramfs.sh)"
+[ -z "$POOL" ] || { [ -s "$POOL/key" ] && [ -s "$POOL/Image" ] && [ -s "$POOL/kver" ]; } \
+  || die "no pool kernel in $POOL (run resources/guest/arm64/build-pool-kernel.sh)"
 # arm64 KVM cannot be a module (Kconfig bool): it is built in or absent
 grep -qx 'CONFIG_KVM=y' "$GUEST/config" || die "$(cat "$GUEST/kver") has no built-in KVM ($GUEST/config)"
 
@@ -63,10 +70,11 @@ scenarios=("$HERE"/scenarios/*.sh "$ROOT"/tests/scenarios/arm64-*.sh "$ROOT"/tes
 inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$GUEST/busybox" "$probe" "$GUEST/kver" "$GUEST/Image"
         "$GUEST/initramfs.cpio.gz" /bin/busybox)
 [ -z "$DMAVM" ] || inputs+=("$DMAVM")
+[ -z "$POOL" ] || inputs+=("$POOL/Image" "$POOL/kver")
 QEMU=$ROOT/build/qemu-arm64/l1
 [ -f "$ROOT/build/qemu-arm64/complete" ] || QEMU=
 [ -z "$QEMU" ] || inputs+=("$QEMU"/bin/* "$QEMU"/lib/*)
-stamp=$( { echo "dmavm=${DMAVM:+yes} qemu=${QEMU:+yes}"; sha256sum "${inputs[@]}" "${scenarios[@]}"; } \
+stamp=$( { echo "dmavm=${DMAVM:+yes} qemu=${QEMU:+yes} pool=${POOL:+yes}"; sha256sum "${inputs[@]}" "${scenarios[@]}"; } \
          | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
 if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
   exit 0
@@ -84,6 +92,7 @@ install -m 755 "$probe" "$R/bin/kvm-probe"
 [ -z "$DMAVM" ] || install -m 755 "$DMAVM" "$R/bin/dmavm"
 [ -z "$QEMU" ] || cp -r "$QEMU" "$R/qemu"
 cp "$GUEST/Image" "$GUEST/initramfs.cpio.gz" "$GUEST/kver" "$R/guest/"
+[ -z "$POOL" ] || { mkdir "$R/guest/pool" && cp "$POOL/Image" "$POOL/kver" "$R/guest/pool/"; }
 [ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
 install -m 755 "$HERE/l1-init" "$R/init"
 (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"

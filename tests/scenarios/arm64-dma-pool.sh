@@ -4,8 +4,9 @@
 # confined to a 4 MiB pool, which the guest reads whole and then overwrites
 # with a pattern; on PCI, host bridge "bounce" (segment 1) with one 4 MiB
 # pool for its two disks. dmavm reports each pool device's accesses, the
-# host checks the written pattern after power-off. Needs a guest kernel
-# with CONFIG_DMA_RESTRICTED_POOL=y.
+# host checks the written pattern after power-off. Boots $GUEST/pool/Image,
+# the guest kernel with CONFIG_DMA_RESTRICTED_POOL=y
+# (resources/guest/arm64/build-pool-kernel.sh).
 # env: DMAVM (dmavm binary), GUEST (guest images)
 : "${DMAVM:?}" "${GUEST:?}"
 . "$(dirname "$0")/arm64-lib.sh"
@@ -14,7 +15,7 @@ prepare_disks $d
 cp $d/rand.img $d/pooled.img
 cp $d/rand.img $d/bridged0.img
 cp $d/rand.img $d/bridged1.img
-EXTRA_CMDLINE="module.async_probe=1 dmavm.pool_write=a001000.virtio" arm64_boot 1 512M dma-pool --stats \
+KERNEL=$GUEST/pool/Image EXTRA_CMDLINE="module.async_probe=1 dmavm.pool_write=a001000.virtio" arm64_boot 1 512M dma-pool --stats \
   --disk path=$d/rand.img,id=rand --disk path=$d/pooled.img,id=pooled,dma-pool=4M \
   --pci-bridge id=bounce,dma-pool=4M \
   --disk path=$d/bridged0.img,id=bridged0,transport=pci,bridge=bounce \

@@ -24,13 +24,16 @@
 //! initramfs), `resources/testbed-arm64/build-l1.sh` (the L1 initramfs in
 //! `build/testbed-arm64/`). The aarch64 dmavm is cross-built from this tree
 //! (`resources/testbed-arm64/build-dmavm.sh`) unless `DMAVM_AARCH64` names one.
+//! A run listing one of [`POOL_KERNEL_SCENARIOS`] also builds the guest
+//! kernel that bounces through restricted DMA pools
+//! (`resources/guest/arm64/build-pool-kernel.sh`, into
+//! `build/guest-arm64-pool/`), which L1 then carries as `/guest/pool/Image`.
 //!
 //! Environment knobs: `DMAVM_AARCH64=PATH` (the aarch64 dmavm binary to
 //! carry instead), `DMAVM_ARM64_SMP=N` (L1 vCPUs,
 //! default 2), `DMAVM_SCENARIO_TIMEOUT=SECS` (per-scenario limit inside L1,
 //! default 300 here).
 
-use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -69,6 +72,11 @@ const BOOT_ALLOWANCE_SECS: u64 = 240;
 const PER_SCENARIO_SLACK_SECS: u64 = 15;
 /// Log lines kept in messages about a run that went wrong.
 const TAIL_LINES: usize = 40;
+/// The scenarios that boot `$GUEST/pool/Image`: Debian's arm64 kernels never
+/// bounce through a restricted DMA pool (`CONFIG_DMA_RESTRICTED_POOL` unset),
+/// so these need the kernel `build-pool-kernel.sh` makes, which is built
+/// (or taken from its cache) only for a run that lists one of them.
+pub const POOL_KERNEL_SCENARIOS: &[&str] = &["arm64-dma-pool", "arm64-bench-pool"];
 
 /// A run's outcome as kept in the cache (errors shared between callers).
 type Cached<T> = std::result::Result<T, Arc<Error>>;
@@ -127,7 +135,12 @@ impl Arm64Sandbox {
         }
         static RUN_LOCK: Mutex<()> = Mutex::new(());
         let _serial = RUN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-        prepared(&paths)?;
+        let dmavm = prepared(&paths)?;
+        let pool = names.iter().any(|n| POOL_KERNEL_SCENARIOS.contains(&n.as_str()));
+        if pool {
+            pool_kernel_built(&paths)?;
+        }
+        build_l1(&paths, &dmavm, pool)?;
         boot(&paths, &self.qemu, &names, scenario_timeout())
     }
 }
@@ -237,14 +250,39 @@ fn validate(paths: &Paths, names: &[&str]) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Packages, arm64 guest images and the L1 image, once per process.
-fn prepared(paths: &Paths) -> Result<()> {
-    static PREPARED: OnceLock<Cached<()>> = OnceLock::new();
+/// Packages, arm64 guest images and the aarch64 dmavm, once per process:
+/// the dmavm's path.
+fn prepared(paths: &Paths) -> Result<PathBuf> {
+    static PREPARED: OnceLock<Cached<PathBuf>> = OnceLock::new();
     PREPARED.get_or_init(|| prepare(paths).map_err(Arc::new)).clone().map_err(Error::Shared)
 }
 
-/// Installs missing packages and builds everything L1 boots with.
-fn prepare(paths: &Paths) -> Result<()> {
+/// The pool kernel in `build/guest-arm64-pool/`, once per process.
+fn pool_kernel_built(paths: &Paths) -> Result<()> {
+    static BUILT: OnceLock<Cached<()>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let build = paths.resources().join("guest").join("arm64").join("build-pool-kernel.sh");
+            script(paths, build, &[]).map_err(Arc::new)
+        })
+        .clone()
+        .map_err(Error::Shared)
+}
+
+/// The L1 image with `dmavm`, and the pool kernel when `pool` (a no-op when
+/// nothing changed since the last build of the same contents).
+fn build_l1(paths: &Paths, dmavm: &Path, pool: bool) -> Result<()> {
+    let mut args: Vec<&std::ffi::OsStr> = Vec::new();
+    if pool {
+        args.push("--pool-kernel".as_ref());
+    }
+    args.push(dmavm.as_os_str());
+    script(paths, resources_dir(paths).join("build-l1.sh"), &args)
+}
+
+/// Installs missing packages, fetches and builds what L2 boots with and the
+/// aarch64 dmavm L1 carries; returns the dmavm's path.
+fn prepare(paths: &Paths) -> Result<PathBuf> {
     install_packages(paths)?;
     let guest = paths.resources().join("guest").join("arm64");
     script(paths, guest.join("fetch.sh"), &[])?;
@@ -260,8 +298,7 @@ fn prepare(paths: &Paths) -> Result<()> {
         let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         return Err(Error::io(format!("the aarch64 dmavm {}", dmavm.display()), e));
     }
-    let dmavm: OsString = dmavm.into_os_string();
-    script(paths, resources_dir(paths).join("build-l1.sh"), &[dmavm.as_os_str()])
+    Ok(dmavm)
 }
 
 /// Boots L1 with `names` (validated) and reads their results.
@@ -388,6 +425,17 @@ mod tests {
         assert!(scenario_script(&paths, "testbed-selftest").is_none());
         assert!(matches!(validate(&paths, &["no/such"]), Err(Error::BadScenarioName(_))));
         assert!(matches!(validate(&paths, &["testbed-selftest"]), Err(Error::NoSuchScenario { .. })));
+    }
+
+    #[test]
+    fn pool_kernel_scenarios_boot_the_pool_kernel() {
+        let paths = Paths::new();
+        for name in POOL_KERNEL_SCENARIOS {
+            let text = scenario_script(&paths, name)
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            assert!(text.contains("$GUEST/pool/Image"), "{name}: no script, or it boots another kernel");
+        }
     }
 
     #[test]

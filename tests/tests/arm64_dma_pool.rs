@@ -6,11 +6,13 @@
 //! buffers anywhere in RAM. dmavm refuses them and counts the refusals, the
 //! disk's image is untouched, and a disk without a pool next to it works.
 //!
-//! And, ignored until the sandbox's guest kernel can use a pool, the guest
-//! bouncing through its pools: Debian's 6.12 arm64 kernels (cloud and
-//! generic flavours) are built with `CONFIG_DMA_RESTRICTED_POOL` unset, so
-//! they reserve a `restricted-dma-pool` region but never bounce through it
-//! (`of_dma_set_restricted_buffer()` is compiled out).
+//! And the guest bouncing through its pools. Debian's 6.12 arm64 kernels
+//! (cloud and generic flavours) are built with `CONFIG_DMA_RESTRICTED_POOL`
+//! unset, so they reserve a `restricted-dma-pool` region but never bounce
+//! through it (`of_dma_set_restricted_buffer()` is compiled out): that
+//! scenario boots the pool kernel, Debian's 6.12 source configured with it
+//! (`resources/guest/arm64/build-pool-kernel.sh`, built by the test bed
+//! when it is not cached).
 //!
 //! One L1 boot per test (each has its own scenario list). Fails (never
 //! skips) when the sandbox or the aarch64 dmavm is missing.
@@ -78,7 +80,6 @@ fn a_pool_the_guest_does_not_use_is_enforced() -> Result<(), Error> {
 }
 
 #[test]
-#[ignore = "needs a guest kernel with CONFIG_DMA_RESTRICTED_POOL=y; Debian's 6.12 arm64 kernels have it unset"]
 fn disks_bounce_through_their_pools() -> Result<(), Error> {
     let r = scenario(&["arm64-dma-pool"], "arm64-dma-pool")?;
     assert_eq!(value(&r, "ending"), "poweroff", "{r}");

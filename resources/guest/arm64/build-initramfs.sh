@@ -6,7 +6,9 @@
 # (resources/guest/checks/*.sh -> /checks), and the virtio drivers the Debian
 # arm64 cloud kernel builds as modules (decompressed: busybox insmod cannot
 # read .ko.xz), loaded by /init in /lib/modules/load-order. Drivers built in
-# (=y in the kernel's config) are skipped.
+# (=y in the kernel's config) are skipped. /lib/modules/kver names the kernel
+# they belong to: /init loads none into another one (the pool kernel of
+# build-pool-kernel.sh, which has them built in).
 # There is no dmavm-exit helper: the x86 one writes I/O port 0xf4, which arm64
 # lacks, so /init ends the VM with `poweroff -f` (PSCI SYSTEM_OFF) and the
 # check's status is in its `DMAVM check=NAME status=N` line.
@@ -51,6 +53,7 @@ for a in $applets; do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
 install -m 755 "$GUESTSRC/init" "$R/init"
 install -m 755 "$GUESTSRC"/checks/*.sh "$R/checks/"
 : > "$R/lib/modules/load-order"
+cp "$OUT/kver" "$R/lib/modules/kver"
 for m in "${MODULES[@]}"; do
   f=$(find "$MODDIR" -name "$m.ko.xz" | head -1)
   if [ -z "$f" ]; then

@@ -16,8 +16,11 @@
 #   <parent>_written=1|0  for the disk named by dmavm.pool_write=<parent>: a
 #                         pattern written over its first MiB and flushed
 #   swiotlb_<pool>_hiwater=N  most slots ever in use in each restricted pool
-#                         (debugfs swiotlb/<pool>/), and of the default one
-#                         as swiotlb_default_hiwater
+#                         (debugfs swiotlb/<pool>/, or <pool>/ at the top of
+#                         debugfs when the pool's first device probed before
+#                         the late initcall that makes swiotlb/: a built-in
+#                         driver), and of the default one as
+#                         swiotlb_default_hiwater
 #   swiotlb_maps=N        calls of swiotlb_tbl_map_single() (every bounce)
 #   dmesg_bad=N
 #   ending=poweroff|reset
@@ -82,8 +85,8 @@ done
 echo 0 > $T/events/kprobes/enable 2>/dev/null
 echo "DMAVM swiotlb_maps=$(awk '$1 == "bounce" {print $2}' $T/kprobe_profile 2>/dev/null)"
 echo "DMAVM swiotlb_default_hiwater=$(cat /sys/kernel/debug/swiotlb/io_tlb_used_hiwater 2>/dev/null)"
-for p in /sys/kernel/debug/swiotlb/*/; do
-  [ -e "$p/io_tlb_used_hiwater" ] || continue
+for p in /sys/kernel/debug/swiotlb/*/ /sys/kernel/debug/*/; do
+  [ -e "$p/io_tlb_used_hiwater" ] && [ "$(basename "$p")" != swiotlb ] || continue
   echo "DMAVM swiotlb_$(basename "$p" | tr '@-' '__')_hiwater=$(cat "$p/io_tlb_used_hiwater")"
 done
 bad=$(dmesg | grep -cE 'WARNING:|BUG:|Oops')
