@@ -34,6 +34,7 @@
 //! default 2), `DMAVM_SCENARIO_TIMEOUT=SECS` (per-scenario limit inside L1,
 //! default 300 here).
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -174,7 +175,8 @@ fn resources_dir(paths: &Paths) -> PathBuf {
 /// prepare it (once per process): the L1 initramfs, which carries the
 /// aarch64 dmavm of this tree as `/bin/dmavm`. Its path.
 pub fn prepare_l1(paths: &Paths) -> Result<PathBuf> {
-    prepared(paths)?;
+    let dmavm = prepared(paths)?;
+    build_l1(paths, &dmavm, false)?;
     Ok(testbed_dir(paths).join("l1.cpio"))
 }
 
