@@ -44,6 +44,8 @@ pub struct VmConfig {
     pub stats: bool,
     /// The threads' system call filters.
     pub seccomp: crate::seccomp::Mode,
+    /// Where to serve the control socket, if anywhere.
+    pub api_socket: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -73,6 +75,7 @@ impl VmConfig {
             machine,
             stats: args.stats,
             seccomp: args.seccomp,
+            api_socket: args.api_socket,
         })
     }
 
@@ -139,6 +142,7 @@ mod tests {
             machine: Machine::empty(Arch::HOST.into(), 64 << 20),
             stats: false,
             seccomp: crate::seccomp::Mode::On,
+            api_socket: None,
         };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());

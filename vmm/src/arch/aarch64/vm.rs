@@ -32,8 +32,9 @@ use dmavm_machine::Placement;
 /// layout fits (Documentation/virt/kvm/api.rst, KVM_CREATE_VM on arm64).
 const VM_TYPE_IPA_40: u64 = 0;
 
-/// Runs the VM described by `config` until the guest stops; returns why.
-pub fn run(config: &VmConfig) -> Result<ExitReason> {
+/// Runs the VM described by `config` until the guest stops, serving
+/// `api` (the `--api-socket` listener) if given; returns why.
+pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
     let Boot::Kernel { kernel, initrd, cmdline } = &config.boot else {
         bail!("--payload is x86_64 only (payloads are x86 machine code); boot an arm64 Image with --kernel");
     };
@@ -90,7 +91,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
-    run_loop::run(built, &config.machine, config.stats, config.seccomp)
+    run_loop::run(built, config, api)
 }
 
 /// What the arm64 back end needs from KVM beyond what every VM does.
