@@ -143,8 +143,18 @@ fn every_option_key_parses_from_the_file_into_the_same_machine() {
 #[test]
 fn the_key_table_covers_every_option_and_key() {
     // Every long option of `run` that describes the machine...
-    let run_only =
-        ["payload", "kvm-device", "dump-acpi", "stats", "seccomp", "config", "log-level", "help", "version"];
+    let run_only = [
+        "payload",
+        "kvm-device",
+        "dump-acpi",
+        "stats",
+        "seccomp",
+        "api-socket",
+        "config",
+        "log-level",
+        "help",
+        "version",
+    ];
     let cmd = Cli::command();
     let run = cmd.find_subcommand("run").unwrap();
     let options: Vec<String> = run
