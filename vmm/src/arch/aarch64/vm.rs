@@ -10,6 +10,7 @@
 //! PSCI SYSTEM_OFF and SYSTEM_RESET as `KVM_EXIT_SYSTEM_EVENT` (handled by
 //! the shared vCPU loop), so dmavm ends with status 0 or 3 as on x86_64.
 
+use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
