@@ -14,10 +14,12 @@ use dmavm_machine::size::parse_size;
 /// true DMA coherency and IOMMU scope.
 #[derive(Debug, Parser)]
 #[command(name = "dmavm", version, propagate_version = true)]
-#[command(after_help = "Exit status of `run`: 0 when the guest powers off, N when the guest \
+#[command(
+    after_help = "Exit status of `run`: 0 when the guest powers off or a --api-socket client sends quit, N when the guest \
 writes N to I/O port 0xf4 (the exit device), 3 when the guest resets, 1 when dmavm or the guest \
 fails (one line on stderr says why), 2 for a command-line error, 128+S after signal S, 159 \
-(128 + SIGSYS) when a thread makes a system call its seccomp filter forbids.")]
+(128 + SIGSYS) when a thread makes a system call its seccomp filter forbids."
+)]
 pub struct Cli {
     /// What to log on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, value_name = "LEVEL")]
