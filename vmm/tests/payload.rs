@@ -266,6 +266,25 @@ fn the_control_socket_serves_a_running_vm() {
     };
     let info = ask("{\"command\":\"info\"}");
     assert_eq!(info["ok"]["state"], "running", "{info}");
+    // The machine as `describe --format json` shows it.
+    let described = dmavm(&[
+        "describe",
+        "--format",
+        "json",
+        "--cpus",
+        "2",
+        "--memory",
+        "64M",
+        "--iommu",
+        "--pci-bridge",
+        "id=hpt,hotplug=on",
+        "--disk",
+        &disk_keys,
+    ]);
+    assert!(described.status.success(), "describe: {}", text(&described.stderr));
+    let described: serde_json::Value =
+        serde_json::from_slice(&described.stdout).expect("describe prints JSON");
+    assert_eq!(info["ok"]["machine"], described);
     let meta = std::fs::symlink_metadata(&socket).expect("the socket file");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.mode() & 0o777, 0o600);
