@@ -26,6 +26,7 @@ mod dsdt;
 mod dump;
 mod error;
 mod fadt;
+pub mod hotplug;
 mod identity;
 mod layout;
 mod madt;
@@ -44,8 +45,8 @@ mod xsdt;
 pub use assemble::build;
 pub use blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 pub use description::{
-    InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister, SerialPort, SleepRegisters,
-    TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange, VirtioMmioDevice,
+    HotplugController, InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister, SerialPort,
+    SleepRegisters, TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange, VirtioMmioDevice,
 };
 pub use error::Error;
 pub use madt::LOCAL_APIC_ADDRESS;

@@ -32,6 +32,7 @@ pub(crate) fn sample_platform() -> Platform {
         virtio_mmio: Vec::new(),
         pci_roots: Vec::new(),
         viot: None,
+        hotplug: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn sample_platform() -> Platform {
             },
         ],
         viot: None,
+        hotplug: None,
     }
 }
 

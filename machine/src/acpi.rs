@@ -46,6 +46,9 @@ impl Machine {
             virtio_mmio: self.acpi_virtio_mmio(),
             pci_roots: self.acpi_pci_roots()?,
             viot: self.acpi_viot(),
+            // No device answers at a hot-plug controller's registers yet: declaring one would
+            // show the guest slots and a power button nothing drives.
+            hotplug: None,
         })
     }
 
