@@ -23,11 +23,16 @@ ctl() { "$DMAVM" ctl --socket $sock "$@"; }
 passes() { grep -c '^DMAVM io_pass=' $log; }
 translations() { ctl stats | sed -n 's/.*"translations": \([0-9]*\).*/\1/p'; }
 
-# The guest reads its disk before the requests start (at most 120 s).
+# The guest reads its disk before the requests start (at most 60 s).
+# Serial lines end in CR LF: no `$` anchor.
 i=0
-until grep -q '^DMAVM io_pass=1$' $log || [ $i -ge 1200 ] || ! kill -0 $vm 2>/dev/null; do
+until grep -q '^DMAVM io_pass=' $log || [ $i -ge 600 ] || ! kill -0 $vm 2>/dev/null; do
   i=$((i + 1)); sleep 0.1
 done
+if ! grep -q '^DMAVM io_pass=' $log; then
+  echo "DMAVM error=no_guest_io"
+  tail -n 20 $log
+fi
 echo "DMAVM socket_mode=$(stat -c %a $sock)"
 
 passes_before=$(passes)
