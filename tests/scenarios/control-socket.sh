@@ -42,6 +42,7 @@ t0=$(cut -d' ' -f1 /proc/uptime)
 while [ $n -lt 1000 ]; do
   n=$((n + 1))
   ctl stats >> $d/stats.json 2>> $d/ctl.err && ok=$((ok + 1))
+  [ $((n % 100)) -eq 0 ] && echo "DMAVM stats_progress=$n uptime=$(cut -d' ' -f1 /proc/uptime)"
 done
 t1=$(cut -d' ' -f1 /proc/uptime)
 echo "DMAVM stats_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
