@@ -30,6 +30,25 @@ pub struct Platform {
     /// The Intel VT-d remapping hardware units and the functions they translate, as a DMAR;
     /// `None`: no VT-d, no DMAR.
     pub dmar: Option<Dmar>,
+    /// The Generic Event Device with the power button and the hot-pluggable PCI slots (see
+    /// [`crate::hotplug`]); `None`: neither.
+    pub hotplug: Option<HotplugController>,
+}
+
+/// A Generic Event Device (`ACPI0013`) and what it signals: the power button, and device
+/// arrivals and eject requests on the slots of hot-pluggable PCI roots. Its registers are the
+/// contract of [`crate::hotplug`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotplugController {
+    /// Guest-physical base of its register block ([`crate::hotplug::REGISTERS_SIZE`] bytes).
+    pub base: u64,
+    /// Its interrupt (edge-triggered, active high).
+    pub gsi: u32,
+    /// Whether a control-method power button (`PNP0C0C`) is declared.
+    pub power_button: bool,
+    /// The segments whose root declares slot objects for device numbers 1-31, each one of
+    /// [`Platform::pci_roots`].
+    pub segments: Vec<u16>,
 }
 
 /// Intel VT-d remapping hardware units and their scopes (the DMAR, DMA Remapping Reporting

@@ -120,6 +120,14 @@ pub(crate) fn encode(platform: &Platform) -> Result<Vec<u8>, Error> {
     let mut aml = s5_object(platform.sleep.s5_slp_typ)?;
     let devices: Vec<u8> = device_nodes(platform)?.iter().flat_map(DeviceNode::to_aml).collect();
     Scope::new(Path::new("\\_SB_"), vec![&RawAml(devices)]).to_aml_bytes(&mut aml);
+    if let Some(controller) = &platform.hotplug {
+        // After the host bridges: the slot objects go into their scopes.
+        let root_name = |segment: u16| {
+            let index = platform.pci_roots.iter().position(|r| r.segment == segment)?;
+            NameSeg::indexed("PCI", index)
+        };
+        aml.extend(crate::hotplug::encode(controller, root_name)?);
+    }
 
     let mut dsdt = new_table(*b"DSDT", REVISION);
     dsdt.append_slice(&aml);

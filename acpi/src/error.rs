@@ -91,6 +91,9 @@ pub enum Error {
     /// virtio-mmio devices are named VR00..VRFF.
     #[error("{0} virtio-mmio devices; at most 256 can be described")]
     TooManyVirtioMmio(usize),
+    /// The hot-plug controller names a segment no host bridge of the platform has.
+    #[error("hot-pluggable PCI segment {0} has no host bridge in the description")]
+    HotplugSegmentWithoutRoot(u16),
     /// PCI host bridges are named PCI0..PCIF.
     #[error("{0} PCI host bridges; at most 16 can be described")]
     TooManyPciRoots(usize),

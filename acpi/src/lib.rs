@@ -27,6 +27,7 @@ mod dsdt;
 mod dump;
 mod error;
 mod fadt;
+pub mod hotplug;
 mod identity;
 mod layout;
 mod madt;
@@ -45,8 +46,8 @@ mod xsdt;
 pub use assemble::build;
 pub use blob::{AcpiTables, Blob, RSDP_SIGNATURE};
 pub use description::{
-    Dmar, DmarScope, DmarUnit, InterruptOverride, IoApic, PciRoot, Platform, Polarity, ResetRegister,
-    SerialPort, SleepRegisters, TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange,
+    Dmar, DmarScope, DmarUnit, HotplugController, InterruptOverride, IoApic, PciRoot, Platform, Polarity,
+    ResetRegister, SerialPort, SleepRegisters, TriggerMode, Viot, ViotIommu, ViotMmioEndpoint, ViotPciRange,
     VirtioMmioDevice,
 };
 pub use error::Error;

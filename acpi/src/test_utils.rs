@@ -33,6 +33,7 @@ pub(crate) fn sample_platform() -> Platform {
         pci_roots: Vec::new(),
         viot: None,
         dmar: None,
+        hotplug: None,
     }
 }
 

@@ -63,6 +63,7 @@ fn sample_platform() -> Platform {
         ],
         viot: None,
         dmar: None,
+        hotplug: None,
     }
 }
 

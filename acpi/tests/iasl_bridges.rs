@@ -13,8 +13,8 @@ mod common;
 
 use common::*;
 use dmavm_acpi::{
-    build, IoApic, PciRoot, Platform, ResetRegister, SerialPort, SleepRegisters, Viot, ViotIommu,
-    ViotMmioEndpoint, ViotPciRange, VirtioMmioDevice,
+    build, HotplugController, IoApic, PciRoot, Platform, ResetRegister, SerialPort, SleepRegisters, Viot,
+    ViotIommu, ViotMmioEndpoint, ViotPciRange, VirtioMmioDevice,
 };
 
 /// Segment 0: ECAM 0xe0000000 (buses 0-0xff), 256 MiB at 0xc0000000, 32 GiB at 4 GiB, coherent.
@@ -71,6 +71,7 @@ fn platform(bridges: u16) -> Platform {
             mmio_endpoints: vec![ViotMmioEndpoint { base: 0xd000_0000, endpoint: u32::from(bridges) << 16 }],
         }),
         dmar: None,
+        hotplug: None,
     }
 }
 
@@ -151,4 +152,50 @@ fn two_bridges() {
 #[test]
 fn four_bridges() {
     check_bridges(4);
+}
+
+/// The hot-plug controller on two bridges, one of two hot-pluggable: the Generic Event Device,
+/// the power button and the 31 slots of segment 1, clean through `iasl -d` and a recompile, with
+/// the objects `acpiphp` needs on each slot.
+#[test]
+fn hotplug_slots_and_the_generic_event_device() {
+    let dir = work_dir("hotplug");
+    require_viot_support(&dir);
+    let mut platform = platform(2);
+    platform.hotplug =
+        Some(HotplugController { base: 0xfeb0_0000, gsi: 23, power_button: true, segments: vec![1] });
+    let tables = build(&platform, 0xe_0000..0x10_0000).expect("build tables");
+    tables.dump_to_dir(&dir).expect("dump tables");
+    let dsdt = disassemble(&dir, blob(&tables, b"DSDT"));
+    compile(&dir, "DSDT.dsl");
+
+    let ged = device(&dsdt, "\\_SB.GED0");
+    for needle in [
+        "Name (_HID, \"ACPI0013\" /* Generic Event Device */)",
+        "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )\n{\n0x00000017,\n}",
+        "OperationRegion (GREG, SystemMemory, 0xFEB00000, 0x18)",
+        "Method (_EVT, 1, Serialized)",
+        "Notify (\\_SB.PWRB, 0x80)",
+        "\\_SB.PCI1.PSCN ()",
+    ] {
+        assert_has(ged, "GED0", needle);
+    }
+    assert!(!ged.contains("PCI0.PSCN"), "segment 0 is not hot-pluggable:\n{ged}");
+    assert_has(
+        device(&dsdt, "\\_SB.PWRB"),
+        "PWRB",
+        "Name (_HID, EisaId (\"PNP0C0C\") /* Power Button Device */)",
+    );
+    assert_has(&dsdt, "DSDT", "Scope (\\_SB.PCI1)");
+    assert_eq!(dsdt.matches("Method (_EJ0, 1, Serialized)").count(), 31, "{dsdt}");
+    for slot in [1u32, 0x1f] {
+        let name = format!("S{slot:03X}");
+        let node = device(&dsdt, &name);
+        assert_has(node, &name, &format!("Name (_ADR, 0x{:08X})", slot << 16));
+        assert_has(node, &name, &format!("Name (_SUN, 0x{:02X})", 32 + slot));
+        assert_has(node, &name, "Method (_STA, 0, Serialized)");
+        assert_has(node, &name, "Return (0x0F)");
+        assert_has(&dsdt, "PSCN", &format!("Notify ({name}, One)"));
+        assert_has(&dsdt, "PSCN", &format!("Notify ({name}, 0x03)"));
+    }
 }

@@ -48,6 +48,7 @@ fn platform() -> Platform {
                 DmarUnit { segment: 2, register_base: 0xfed9_2000, scope: DmarScope::Endpoints(vec![0x28]) },
             ],
         }),
+        hotplug: None,
     }
 }
 

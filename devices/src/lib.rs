@@ -6,6 +6,7 @@
 //! firmware says about them.
 
 pub mod bus;
+pub mod hotplug_events;
 pub mod interrupt;
 pub mod ioapic;
 pub mod legacy;

@@ -137,7 +137,7 @@ impl State {
 
     /// Detaches `endpoint` from its domain, if any, and frees the domain if
     /// it was the last endpoint (its mappings go with it).
-    fn detach_any(&mut self, endpoint: u32) {
+    pub(crate) fn detach_any(&mut self, endpoint: u32) {
         let Some(domain) = self.attached.remove(&endpoint) else { return };
         let Some(d) = self.domains.get_mut(&domain) else { return };
         d.endpoints.remove(&endpoint);

@@ -37,6 +37,15 @@ impl IommuHandle {
         self.shared.endpoints.keys().copied().collect()
     }
 
+    /// The device at endpoint `id` was removed (hot-unplug): nothing of
+    /// it stays in the endpoint: it is detached from its domain (the
+    /// domain freed with its mappings if no other endpoint is in it), its
+    /// IOTLB is empty and its counters are zero, as for a device never
+    /// there. False if `id` was not registered at construction.
+    pub fn endpoint_removed(&self, id: u32) -> bool {
+        self.shared.endpoint_removed(id)
+    }
+
     /// Every endpoint's counters, by ascending endpoint ID.
     pub fn stats(&self) -> Vec<EndpointStats> {
         self.shared.stats()

@@ -12,7 +12,7 @@ use crate::error::IommuError;
 use crate::fault::FaultQueue;
 use crate::request::{Fault, ReservedKind, ReservedRegion};
 use crate::stats::EndpointStats;
-use crate::sync::{lock, read};
+use crate::sync::{lock, read, write};
 
 /// The IOMMU behind the virtio device: its configuration, reserved regions,
 /// domains, endpoints and pending faults.
@@ -121,6 +121,25 @@ impl IommuState {
         if let Some(ep) = self.endpoints.get(&endpoint) {
             ep.invalidate_all();
         }
+    }
+
+    /// The device behind `endpoint` left: detaches it from its domain (a
+    /// domain left without endpoints is freed with its mappings; one that
+    /// others share keeps them), drops its IOTLB and zeroes its counters.
+    /// The endpoint stays in scope for the next device. False for an
+    /// endpoint the IOMMU does not know.
+    pub(crate) fn endpoint_removed(&self, endpoint: u32) -> bool {
+        let Some(ep) = self.endpoints.get(&endpoint) else {
+            return false;
+        };
+        // The IOTLB is emptied under the state's lock, so that no miss can
+        // refill it from the old attachment afterwards.
+        let mut state = write(&self.state);
+        state.detach_any(endpoint);
+        ep.invalidate_all();
+        ep.counters.reset();
+        drop(state);
+        true
     }
 
     pub(crate) fn stats(&self) -> Vec<EndpointStats> {

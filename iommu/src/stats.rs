@@ -18,6 +18,21 @@ impl Counters {
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Every counter back to zero: a device arriving at the endpoint starts
+    /// with counters of its own.
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.map_requests,
+            &self.unmap_requests,
+            &self.translations,
+            &self.iotlb_misses,
+            &self.faults,
+            &self.attach_refused,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A snapshot of one endpoint's counters.

@@ -47,6 +47,9 @@ impl Machine {
             pci_roots: self.acpi_pci_roots()?,
             viot: self.acpi_viot(),
             dmar: self.acpi_dmar(),
+            // No device answers at a hot-plug controller's registers yet: declaring one would
+            // show the guest slots and a power button nothing drives.
+            hotplug: None,
         })
     }
 
@@ -111,6 +114,19 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AML's register block and the device model's are one contract.
+    #[test]
+    fn the_hotplug_registers_of_firmware_and_device_agree() {
+        use dmavm_acpi::hotplug as aml;
+        use dmavm_devices::hotplug_events as dev;
+        assert_eq!(
+            [aml::REG_EVENTS, aml::REG_SEGMENT, aml::REG_PRESENT, aml::REG_INSERTED, aml::REG_REMOVING],
+            [dev::EVENTS, dev::SEGMENT, dev::PRESENT, dev::INSERTED, dev::REMOVING]
+        );
+        assert_eq!((aml::REG_EJECT, aml::REGISTERS_SIZE), (dev::EJECT, dev::SIZE));
+        assert_eq!((aml::EVENT_POWER_BUTTON, aml::EVENT_PCI_SLOTS), (dev::POWER_BUTTON, dev::PCI_SLOTS));
+    }
     use crate::options::{parse_bridge, parse_disk, parse_rng};
     use crate::test_utils::new_machine;
 

@@ -27,6 +27,7 @@ pub mod dma;
 pub mod dt;
 pub mod endpoint_id;
 pub mod error;
+pub mod hotplug;
 pub mod input_file;
 pub mod layout;
 pub mod mac;

@@ -14,10 +14,12 @@ use dmavm_machine::size::parse_size;
 /// true DMA coherency and IOMMU scope.
 #[derive(Debug, Parser)]
 #[command(name = "dmavm", version, propagate_version = true)]
-#[command(after_help = "Exit status of `run`: 0 when the guest powers off, N when the guest \
+#[command(
+    after_help = "Exit status of `run`: 0 when the guest powers off or a --api-socket client sends quit, N when the guest \
 writes N to I/O port 0xf4 (the exit device), 3 when the guest resets, 1 when dmavm or the guest \
 fails (one line on stderr says why), 2 for a command-line error, 128+S after signal S, 159 \
-(128 + SIGSYS) when a thread makes a system call its seccomp filter forbids.")]
+(128 + SIGSYS) when a thread makes a system call its seccomp filter forbids."
+)]
 pub struct Cli {
     /// What to log on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, value_name = "LEVEL")]
@@ -92,6 +94,64 @@ pub enum Command {
     // clap answers `dmavm boot-test` as any unknown subcommand.
     #[cfg(feature = "boot-test")]
     BootTest(dmavm_boot_test::BootTestArgs),
+
+    /// Send one request to a running VM's control socket (`run
+    /// --api-socket PATH`) and print the reply's value as JSON.
+    ///
+    /// A request the VM refuses prints `dmavm: error: [CODE] MESSAGE` and
+    /// exits with status 1, as does a socket nobody answers on.
+    /// docs/control-socket.md describes every command and reply.
+    Ctl(CtlArgs),
+}
+
+/// Options of `dmavm ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The VM's control socket (the PATH of its `run --api-socket`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// The request.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// The requests of `dmavm ctl`.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// The machine as `describe --format json` shows it, and whether the
+    /// VM runs or is paused.
+    Info,
+    /// The IOMMU counters of every endpoint (those of `run --stats`), as
+    /// they are now.
+    Stats,
+    /// Add a device to a hotplug=on host bridge: TYPE is disk, rng or
+    /// console, KEYS what its --disk, --rng or --console option takes
+    /// (transport=pci,bridge=NAME included). The machine's checks apply
+    /// as at boot.
+    AddDevice {
+        /// disk, rng or console.
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// The device's keys.
+        #[arg(value_name = "KEYS")]
+        options: Option<String>,
+    },
+    /// Remove a device from a hotplug=on host bridge.
+    RemoveDevice {
+        /// The device's id.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Stop every vCPU; the reply comes once none runs guest code.
+    Pause,
+    /// Let the vCPUs of a paused VM run again.
+    Resume,
+    /// Ask the guest to power off (the ACPI power button).
+    Shutdown,
+    /// End the VM at once (exit status 0), as SIGTERM would but with
+    /// status 0.
+    Quit,
 }
 
 /// Options of `dmavm explain`.
@@ -166,6 +226,19 @@ pub struct RunArgs {
     /// docs/security.md lists what each thread may do and why.
     #[arg(long, value_enum, default_value_t = crate::seccomp::Mode::On, value_name = "MODE")]
     pub seccomp: crate::seccomp::Mode,
+
+    /// Answer requests on a UNIX socket at PATH (JSON, one request per
+    /// line; `dmavm ctl --socket PATH` is its client): info, stats,
+    /// pause, resume, quit, shutdown, add-device, remove-device.
+    ///
+    /// The socket is created with mode 0600 (its owner only). An existing
+    /// socket nothing listens on is replaced; any other file at PATH, or
+    /// a socket in use, is an error. The socket file stays when the VM
+    /// ends (the main thread's seccomp filter does not allow removing
+    /// files) and is replaced by the next run. docs/control-socket.md
+    /// describes the requests and replies.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 }
 
 /// The machine: vCPUs, memory, devices and PCI host bridges. `run` and

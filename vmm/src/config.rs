@@ -47,6 +47,8 @@ pub struct VmConfig {
     pub dt_flip_coherent: Vec<String>,
     /// The threads' system call filters.
     pub seccomp: crate::seccomp::Mode,
+    /// Where to serve the control socket, if anywhere.
+    pub api_socket: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -80,6 +82,7 @@ impl VmConfig {
             stats: args.stats,
             dt_flip_coherent: args.test_dt_flip_coherent,
             seccomp: args.seccomp,
+            api_socket: args.api_socket,
         })
     }
 
@@ -147,6 +150,7 @@ mod tests {
             stats: false,
             dt_flip_coherent: Vec::new(),
             seccomp: crate::seccomp::Mode::On,
+            api_socket: None,
         };
         assert!(c.check_cpus(8).is_err());
         assert!(c.check_cpus(9).is_ok());

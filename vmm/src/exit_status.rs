@@ -5,7 +5,7 @@
 //!
 //! | status | meaning |
 //! |---|---|
-//! | 0 | success; for `run`, the guest powered off |
+//! | 0 | success; for `run`, the guest powered off or a control-socket client sent `quit` |
 //! | N | `run` on x86_64: the guest wrote N to the exit port (0xf4) |
 //! | 1 ([`ERROR`]) | dmavm failed (bad input, KVM set-up, a vCPU or the guest crashed) |
 //! | 2 ([`USAGE`]) | the command line could not be used (as clap reports it) |

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod config_merge;
 mod console;
+mod control;
 mod describe_command;
 mod event_loop;
 mod exit_status;
@@ -15,6 +16,7 @@ mod kvm;
 mod logger;
 mod memory;
 mod net_events;
+mod pause;
 mod pci;
 mod run_loop;
 mod seccomp;
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe_command::run(args),
         Command::Explain(args) => explain(args.code.as_deref()),
+        Command::Ctl(args) => ctl(&args),
         #[cfg(feature = "boot-test")]
         Command::BootTest(args) => boot_test(args),
     };
@@ -145,7 +148,16 @@ fn run(args: cli::RunArgs) -> u8 {
         logger::report_error(&format!("{e:#}"));
         return exit_status::ERROR;
     }
-    match arch::vm::run(&config) {
+    // Before KVM is touched, so that a path in use is one error line; and
+    // while only this thread runs (the socket file's umask).
+    let api = match config.api_socket.as_deref().map(control::socket_file::listen).transpose() {
+        Ok(api) => api,
+        Err(e) => {
+            logger::report_error(&format!("{e:#}"));
+            return exit_status::ERROR;
+        }
+    };
+    match arch::vm::run(&config, api) {
         Ok(ExitReason::Crash(message)) => {
             logger::report_error(&message);
             exit_status::ERROR
@@ -153,6 +165,28 @@ fn run(args: cli::RunArgs) -> u8 {
         Ok(reason) => {
             log::info!("VM stopped: {reason:?}");
             reason.exit_status()
+        }
+        Err(e) => {
+            logger::report_error(&format!("{e:#}"));
+            exit_status::ERROR
+        }
+    }
+}
+
+/// `dmavm ctl`: the reply's value on stdout, or one error line.
+fn ctl(args: &cli::CtlArgs) -> u8 {
+    match control::client::run(args) {
+        Ok(control::client::Outcome::Ok(value)) => {
+            let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{text}") {
+                Ok(()) => 0,
+                Err(_) => exit_status::ERROR,
+            }
+        }
+        Ok(control::client::Outcome::Refused(code, message)) => {
+            logger::report_error(&format!("[{code}] {message}"));
+            exit_status::ERROR
         }
         Err(e) => {
             logger::report_error(&format!("{e:#}"));

@@ -3,14 +3,18 @@
 //! queues and the terminal's input, the vCPU threads, the stop, and the
 //! `--stats` report.
 
+use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use dmavm_machine::Machine;
 use kvm_ioctls::VcpuFd;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::config::{Boot, VmConfig};
+use crate::control::commands::VmControl;
+use crate::control::server::ControlServer;
 use crate::event_loop::{EventLoop, InputSink};
+use crate::pause::PauseGate;
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::TerminationSignals;
 use crate::terminal::RawModeGuard;
@@ -41,13 +45,14 @@ impl std::fmt::Debug for BuiltVm {
 }
 
 /// Runs `vm` until the guest stops or a signal ends it, every thread under
-/// its `seccomp_mode` filter; prints the IOMMU counters of `machine`'s endpoints
-/// when `stats`; returns why it stopped.
-pub fn run(vm: BuiltVm, machine: &Machine, stats: bool, seccomp_mode: seccomp::Mode) -> Result<ExitReason> {
+/// `config`'s seccomp filter, serving the control socket on `api` if
+/// given; prints the IOMMU counters of the machine's endpoints when
+/// `config` asks for `--stats`; returns why it stopped.
+pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
     let BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared } = vm;
     // Every descriptor of the VM exists by now.
     crate::hygiene::close_on_exec_all()?;
-    let filters = Arc::new(seccomp::Filters::build(seccomp_mode)?);
+    let filters = Arc::new(seccomp::Filters::build(config.seccomp)?);
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
     for subscriber in virtio.queues {
         events.add_subscriber(subscriber);
@@ -57,13 +62,31 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool, seccomp_mode: seccomp::M
     // is a pipe (scripts driving a guest shell); /dev/null and regular
     // files are refused by epoll and simply give no input.
     let _raw_terminal = RawModeGuard::enter();
+    let pause = Arc::new(PauseGate::default());
+    if let Some(listener) = api {
+        let control = VmControl {
+            machine: config.machine.clone(),
+            cmdline: match &config.boot {
+                Boot::Kernel { cmdline, .. } => cmdline.clone(),
+                Boot::Payload(_) => String::new(),
+            },
+            initrd_size: match &config.boot {
+                Boot::Kernel { initrd: Some(path), .. } => std::fs::metadata(path).ok().map(|m| m.len()),
+                _ => None,
+            },
+            iommu: virtio.iommu.clone(),
+            shutdown: shutdown.clone(),
+            pause: pause.clone(),
+        };
+        events.add_subscriber(Arc::new(Mutex::new(ControlServer::new(listener, control))));
+    }
     let (input, ready) = virtio.console_input.unwrap_or(uart_input);
     events.add_console_input(input, ready);
 
     let mut threads = Vec::with_capacity(vcpus.len());
     for (id, fd) in vcpus.into_iter().enumerate() {
         let id = u32::try_from(id)?;
-        match vcpu::spawn(id, fd, vcpu_shared.clone(), filters.clone()) {
+        match vcpu::spawn(id, fd, vcpu_shared.clone(), filters.clone(), pause.clone()) {
             Ok(t) => threads.push(t),
             Err(e) => {
                 shutdown.request(ExitReason::Crash(format!("{e:#}")));
@@ -81,9 +104,9 @@ pub fn run(vm: BuiltVm, machine: &Machine, stats: bool, seccomp_mode: seccomp::M
         }
     };
     vcpu::stop_all(&shutdown, threads);
-    if stats {
-        stats::print_iommu_stats(machine, virtio.iommu.as_ref(), &virtio.vtd);
-        stats::print_pool_stats(machine, &virtio.pools);
+    if config.stats {
+        stats::print_iommu_stats(&config.machine, virtio.iommu.as_ref(), &virtio.vtd);
+        stats::print_pool_stats(&config.machine, &virtio.pools);
         stats::print_net_stats(&virtio.net);
     }
     reason

@@ -27,6 +27,8 @@ pub enum ExitReason {
     Crash(String),
     /// dmavm received a termination signal.
     Signal(i32),
+    /// A client of the control socket asked to end the VM (`quit`).
+    Quit,
 }
 
 impl ExitReason {
@@ -35,7 +37,7 @@ impl ExitReason {
         match self {
             #[cfg(target_arch = "x86_64")]
             ExitReason::GuestStatus(s) => *s,
-            ExitReason::PowerOff => 0,
+            ExitReason::PowerOff | ExitReason::Quit => 0,
             ExitReason::Reset => exit_status::RESET,
             ExitReason::Crash(_) => exit_status::ERROR,
             ExitReason::Signal(s) => exit_status::signalled(*s),

@@ -1,17 +1,33 @@
 //! `--stats`: what the virtual IOMMU did for each endpoint, and what each
 //! device confined to a restricted DMA pool did, printed when the VM stops
-//! (the same on every architecture).
+//! (the same on every architecture); the virtio-iommu's counters are also
+//! read live by the control socket's `stats`.
 
 use dmavm_devices::virtio::PoolCounters;
+use dmavm_iommu::{EndpointStats, IommuHandle};
+use dmavm_machine::Machine;
 
 use crate::vtd_units::VtdUnits;
 
+/// Each endpoint's counters with the name of the device behind it (`?`
+/// for an endpoint no device of `machine` has).
+pub fn by_device<'m>(machine: &'m Machine, iommu: &IommuHandle) -> Vec<(&'m str, EndpointStats)> {
+    iommu
+        .stats()
+        .into_iter()
+        .map(|stats| {
+            let id = machine
+                .devices
+                .iter()
+                .find(|d| d.dma.endpoint() == Some(stats.endpoint))
+                .map_or("?", |d| d.id.as_str());
+            (id, stats)
+        })
+        .collect()
+}
+
 /// `--stats`: one line per IOMMU endpoint on stderr, named by device.
-pub fn print_iommu_stats(
-    machine: &dmavm_machine::Machine,
-    iommu: Option<&dmavm_iommu::IommuHandle>,
-    vtd: &VtdUnits,
-) {
+pub fn print_iommu_stats(machine: &Machine, iommu: Option<&IommuHandle>, vtd: &VtdUnits) {
     use std::io::Write;
     let mut err = std::io::stderr().lock();
     let device_of = |endpoint: u32| {
@@ -27,8 +43,8 @@ pub fn print_iommu_stats(
         let _ = writeln!(err, "dmavm: stats: no IOMMU (no device is translated)");
         return;
     };
-    for stats in iommu.stats() {
-        let _ = writeln!(err, "dmavm: stats: {}: {stats}", device_of(stats.endpoint));
+    for (id, stats) in by_device(machine, iommu) {
+        let _ = writeln!(err, "dmavm: stats: {id}: {stats}");
     }
     let dropped = iommu.faults_dropped();
     if dropped > 0 {

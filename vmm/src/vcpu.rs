@@ -19,6 +19,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::signal::Killable;
 
 use crate::arch::vcpu_exits;
+use crate::pause::PauseGate;
 use crate::seccomp::{Filters, Thread};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::vcpu_kick_signal;
@@ -61,27 +62,33 @@ fn report_unhandled_mmio(id: u32, kind: &str, addr: u64, len: usize) {
 
 /// Starts vCPU `id`'s thread.
 /// The thread filters itself with `filters` before it first enters the
-/// guest.
+/// guest, and waits at `pause` before every entry while the VM is paused.
 pub fn spawn(
     id: u32,
     vcpu: VcpuFd,
     shared: Arc<VcpuShared>,
     filters: Arc<Filters>,
+    pause: Arc<PauseGate>,
 ) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("vcpu{id}"))
         .spawn(move || {
+            pause.register_this_vcpu();
             if let Err(e) = filters.install(Thread::Vcpu(id)) {
                 shared.shutdown.request(ExitReason::Crash(format!("{e:#}")));
                 return;
             }
-            run(id, vcpu, &shared)
+            run(id, vcpu, &shared, &pause)
         })
         .with_context(|| format!("cannot start the thread of vCPU {id}"))
 }
 
-fn run(id: u32, mut vcpu: VcpuFd, shared: &VcpuShared) {
+fn run(id: u32, mut vcpu: VcpuFd, shared: &VcpuShared, pause: &PauseGate) {
     while !shared.shutdown.is_requested() {
+        pause.pass(&shared.shutdown);
+        if shared.shutdown.is_requested() {
+            break;
+        }
         let outcome = match vcpu.run() {
             Ok(exit) => handle_exit(id, exit, shared),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {

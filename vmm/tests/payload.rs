@@ -214,3 +214,123 @@ fn bad_input_gets_one_clear_line() {
         assert_one_error_line(&dmavm(args), needle);
     }
 }
+
+/// The control socket on a running VM, every thread under its seccomp
+/// filter: 1000 `stats` requests from clients one after another, error
+/// replies that leave the VM running, pause and resume, a client that
+/// leaves mid-request, and `quit`, which ends the VM with status 0.
+#[test]
+fn the_control_socket_serves_a_running_vm() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::net::UnixStream;
+
+    require_kvm();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("control-socket");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating the test directory");
+    let socket = dir.join("api.sock");
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 64 << 10]).expect("writing the disk image");
+    let p = payload("spin");
+    let disk_keys = format!("path={},transport=pci,bridge=hpt", disk.display());
+    let mut child = Command::new(DMAVM)
+        .args(["run", "--payload", p.to_str().expect("utf-8 path"), "--memory", "64M", "--cpus", "2"])
+        .args(["--iommu", "--pci-bridge", "id=hpt,hotplug=on", "--disk", &disk_keys])
+        .arg("--api-socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting dmavm");
+    let start = Instant::now();
+    let connect = || loop {
+        match UnixStream::connect(&socket) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+                return s;
+            }
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(10), "the control socket never answered: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    let ask = |line: &str| -> serde_json::Value {
+        let mut s = connect();
+        s.write_all(format!("{line}\n").as_bytes()).expect("sending a request");
+        let mut reply = String::new();
+        BufReader::new(&s).read_line(&mut reply).expect("reading a reply");
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply {reply:?}: {e}"))
+    };
+    let info = ask("{\"command\":\"info\"}");
+    assert_eq!(info["ok"]["state"], "running", "{info}");
+    // The machine as `describe --format json` shows it.
+    let described = dmavm(&[
+        "describe",
+        "--format",
+        "json",
+        "--cpus",
+        "2",
+        "--memory",
+        "64M",
+        "--iommu",
+        "--pci-bridge",
+        "id=hpt,hotplug=on",
+        "--disk",
+        &disk_keys,
+    ]);
+    assert!(described.status.success(), "describe: {}", text(&described.stderr));
+    let described: serde_json::Value =
+        serde_json::from_slice(&described.stdout).expect("describe prints JSON");
+    assert_eq!(info["ok"]["machine"], described);
+    let meta = std::fs::symlink_metadata(&socket).expect("the socket file");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.mode() & 0o777, 0o600);
+
+    for i in 0..1000 {
+        let stats = ask("{\"command\":\"stats\"}");
+        let endpoints = stats["ok"]["endpoints"].as_array().unwrap_or_else(|| panic!("request {i}: {stats}"));
+        assert_eq!(endpoints.len(), 1, "{stats}");
+        assert_eq!(endpoints[0]["device"], "disk0", "{stats}");
+    }
+    assert_eq!(ask("{\"command\":")["error"]["code"], "malformed-request");
+    assert_eq!(ask("{\"command\":\"launch\"}")["error"]["code"], "unknown-command");
+    assert_eq!(ask("{\"command\":\"remove-device\",\"id\":\"nope\"}")["error"]["code"], "placement");
+    let bypass = serde_json::json!({
+        "command": "add-device", "type": "disk",
+        "options": format!("{disk_keys},id=extra,direct-ram-access=on"),
+    });
+    let refused = ask(&bypass.to_string());
+    assert_eq!(refused["error"]["code"], "check-failed", "{refused}");
+    {
+        let mut half = connect();
+        half.write_all(b"{\"command\":\"qu").expect("sending half a request");
+    }
+    assert_eq!(ask("{\"command\":\"pause\"}")["ok"]["state"], "paused");
+    assert_eq!(ask("{\"command\":\"info\"}")["ok"]["state"], "paused");
+    assert_eq!(ask("{\"command\":\"resume\"}")["ok"]["state"], "running");
+    assert!(child.try_wait().expect("waiting").is_none(), "the VM stopped before quit");
+
+    // The client binary.
+    let ctl = Command::new(DMAVM)
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .arg("stats")
+        .output()
+        .expect("running dmavm ctl");
+    assert!(ctl.status.success(), "dmavm ctl stats: {}", text(&ctl.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&ctl.stdout).expect("ctl prints JSON");
+    assert_eq!(stats["iommu"], true);
+    let ctl = Command::new(DMAVM).args(["ctl", "--socket"]).arg(&socket).arg("resume").output().expect("ctl");
+    assert_eq!(ctl.status.code(), Some(1));
+    assert_eq!(text(&ctl.stderr), "dmavm: error: [invalid-state] the VM is running, not paused\n");
+
+    let quit = Command::new(DMAVM).args(["ctl", "--socket"]).arg(&socket).arg("quit").output().expect("ctl");
+    assert!(quit.status.success(), "dmavm ctl quit: {}", text(&quit.stderr));
+    let out = child.wait_with_output().expect("waiting for dmavm");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("seccomp"), "stderr: {}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

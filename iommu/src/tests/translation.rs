@@ -387,3 +387,39 @@ fn boot_bypass_lets_unattached_endpoints_through() {
     assert!(h.events().is_empty());
     assert!(log_capture::records_with(&format!("endpoint {id:#x} accessed")).is_empty());
 }
+
+/// A device leaves endpoint 8 (hot-unplug): the endpoint is detached, its
+/// domain (it was alone in it) freed with its mappings, its IOTLB empty,
+/// its counters zero; the memory handle still around faults instead of
+/// reaching the old mappings, and a device arriving later must attach
+/// and map from scratch. An endpoint sharing the domain keeps it.
+#[test]
+fn a_removed_endpoint_keeps_nothing_of_its_device() {
+    let (mut h, tm) = setup();
+    assert_eq!(read(&tm, IOVA, 16).unwrap(), bytes(&h.mem, DATA, 16));
+    assert!(h.dev.stats()[0].translations > 0);
+    let handle = h.dev.handle();
+    assert!(handle.endpoint_removed(8));
+    assert!(!handle.endpoint_removed(0x77), "an endpoint never registered");
+    let stats = handle.stats()[0];
+    assert_eq!(stats, crate::EndpointStats { endpoint: 8, ..Default::default() });
+    // Cached or not, the old translation is gone: the access faults (not
+    // attached to a domain, bypass off).
+    assert!(read(&tm, IOVA, 16).is_err());
+    assert_eq!(h.events(), vec![fault_bytes(R_DOMAIN, F_READ, 8, IOVA)]);
+    // Domain 1 no longer exists: its mappings went with it.
+    assert_eq!(h.status(&unmap_req(1, IOVA, IOVA + 0xfff)), Status::NoEnt as u8);
+    // The next device in the slot starts clean and works.
+    assert_eq!(h.status(&attach_req(2, 8, 0)), S_OK);
+    assert_eq!(h.status(&map_req(2, 0x9000_0000, 0x9000_0fff, DATA, RD)), S_OK);
+    let fresh = memory_of(&h, 8);
+    assert_eq!(read(&fresh, 0x9000_0000, 16).unwrap(), bytes(&h.mem, DATA, 16));
+    assert!(read(&fresh, IOVA, 16).is_err());
+
+    // Two endpoints in one domain: removing one leaves the other's
+    // mappings alone.
+    assert_eq!(h.status(&attach_req(2, 9, 0)), S_OK);
+    assert!(handle.endpoint_removed(8));
+    let other = memory_of(&h, 9);
+    assert_eq!(read(&other, 0x9000_0000, 16).unwrap(), bytes(&h.mem, DATA, 16));
+}

@@ -79,15 +79,22 @@ pub fn describe(request: &Request<'_>) -> Result<Described> {
     // rejects fails here with the same message.
     check_memory(request.options.memory, request.host_memory)?;
     let machine = Machine::new(request.options, request.arch)?;
+    describe_machine(&machine, request.cmdline, request.initrd_size)
+}
+
+/// [`describe`] of a machine already built (a running VM's, which
+/// hot-plug may have changed since it started), with the kernel command
+/// line and initrd size that place `/chosen` on aarch64.
+pub fn describe_machine(machine: &Machine, cmdline: &str, initrd_size: Option<u64>) -> Result<Described> {
     // What a guest can know depends on its firmware (DMA104): the checks
     // of the machine's architecture.
-    let findings = checks::check(&machine);
+    let findings = checks::check(machine);
     let refusal = checks::refusal(&findings);
     let findings = findings.iter().map(rows::FindingRow::from).collect();
-    let arch = request.arch;
+    let arch = machine.arch;
     let built = match arch {
-        Arch::X86_64 => acpi(&machine),
-        Arch::Aarch64 => device_tree(&machine, request),
+        Arch::X86_64 => acpi(machine),
+        Arch::Aarch64 => device_tree(machine, cmdline, initrd_size),
     };
     match built {
         Ok(Built { devices, acpi, dtb }) => {
@@ -107,13 +114,13 @@ pub fn describe(request: &Request<'_>) -> Result<Described> {
 
 /// The aarch64 machine: its device tree, built as the arm64 back end
 /// builds it.
-fn device_tree(machine: &Machine, request: &Request<'_>) -> Result<Built> {
-    let initrd = request.initrd_size.map(|size| initrd_region(machine.boot_top(), size)).transpose()?;
+fn device_tree(machine: &Machine, cmdline: &str, initrd_size: Option<u64>) -> Result<Built> {
+    let initrd = initrd_size.map(|size| initrd_region(machine.boot_top(), size)).transpose()?;
     // KVM's default MPIDRs: what the arm64 back end's vCPUs report
     // (checked first: no list of a billion vCPUs).
     check_cpus(usize::try_from(machine.cpus).unwrap_or(usize::MAX))?;
     let mpidrs: Vec<u64> = (0..machine.cpus).map(kvm_mpidr).collect();
-    let dt = machine.dt(&mpidrs, request.cmdline, initrd)?;
+    let dt = machine.dt(&mpidrs, cmdline, initrd)?;
     let blob = dmavm_fdt::build(&dt)?;
     let devices = rows::rows(machine, Firmware::Dt(&dt));
     Ok(Built { devices, acpi: None, dtb: Some(blob) })

@@ -166,6 +166,7 @@ fn the_key_table_covers_every_option_and_key() {
         "stats",
         "test-dt-flip-coherent",
         "seccomp",
+        "api-socket",
         "config",
         "log-level",
         "help",

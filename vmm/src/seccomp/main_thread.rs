@@ -2,7 +2,7 @@
 //! vCPU threads started, before the event loop handles its first event.
 //! The event loop processes the virtio queues (disk reads, writes and
 //! flushes, random bytes, console output), feeds stdin to the console,
-//! reads termination signals; then the main thread stops the vCPUs,
+//! reads termination signals, answers the control socket; then the main thread stops the vCPUs,
 //! prints `--stats`, restores the terminal and exits. Every file it reads
 //! or writes is open already.
 
@@ -38,7 +38,13 @@ fn allow_list() -> Result<AllowList> {
         // signal, within this process only; a short sleep between rounds.
         .call(libc::SYS_getpid)
         .when(libc::SYS_tgkill, &[(0, SeccompCmpOp::Eq, u64::from(std::process::id()))])?
-        .call(libc::SYS_clock_nanosleep);
+        .call(libc::SYS_clock_nanosleep)
+        // The control socket (--api-socket), listening since before the
+        // filter: its clients accepted non-blocking and close-on-exec,
+        // read with `read`, answered without SIGPIPE. Pausing the vCPUs
+        // kicks them with tgkill, above.
+        .when(libc::SYS_accept4, &[(3, SeccompCmpOp::Eq, (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64)])?
+        .when(libc::SYS_sendto, &[(3, SeccompCmpOp::Eq, libc::MSG_NOSIGNAL as u64)])?;
     // A virtio-net device sets its TAP's offloads as the driver
     // negotiates them.
     list.ioctls(&[super::ioctls::TAP_OFFLOADS])?;

@@ -10,6 +10,7 @@
 //! PSCI SYSTEM_OFF and SYSTEM_RESET as `KVM_EXIT_SYSTEM_EVENT` (handled by
 //! the shared vCPU loop), so dmavm ends with status 0 or 3 as on x86_64.
 
+use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -32,8 +33,9 @@ use dmavm_machine::Placement;
 /// layout fits (Documentation/virt/kvm/api.rst, KVM_CREATE_VM on arm64).
 const VM_TYPE_IPA_40: u64 = 0;
 
-/// Runs the VM described by `config` until the guest stops; returns why.
-pub fn run(config: &VmConfig) -> Result<ExitReason> {
+/// Runs the VM described by `config` until the guest stops, serving
+/// `api` (the `--api-socket` listener) if given; returns why.
+pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
     let Boot::Kernel { kernel, initrd, cmdline } = &config.boot else {
         bail!("--payload is x86_64 only (payloads are x86 machine code); boot an arm64 Image with --kernel");
     };
@@ -95,7 +97,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
-    run_loop::run(built, &config.machine, config.stats, config.seccomp)
+    run_loop::run(built, config, api)
 }
 
 /// Test only: with this environment variable set to `1`, the device tree

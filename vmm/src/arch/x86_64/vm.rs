@@ -1,5 +1,6 @@
 //! Building the VM from its config and running it until it stops.
 
+use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -25,8 +26,9 @@ use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
 use crate::vcpu::VcpuShared;
 use crate::{acpi_dump, kvm, memory, virtio_devices};
 
-/// Runs the VM described by `config` until the guest stops; returns why.
-pub fn run(config: &VmConfig) -> Result<ExitReason> {
+/// Runs the VM described by `config` until the guest stops, serving
+/// `api` (the `--api-socket` listener) if given; returns why.
+pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
     let kvm = kvm::open(&config.kvm_device)?;
     config.check_cpus(kvm::max_vcpus(&kvm))?;
     let vm = Arc::new(create_vm(&kvm)?);
@@ -96,7 +98,7 @@ pub fn run(config: &VmConfig) -> Result<ExitReason> {
     let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
     let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
-    run_loop::run(built, &config.machine, config.stats, config.seccomp)
+    run_loop::run(built, config, api)
 }
 
 /// Creates the VM: split irqchip (local APICs in KVM, IOAPIC in dmavm, no

@@ -1,0 +1,105 @@
+use super::*;
+use crate::options::{parse_disk, parse_rng};
+use crate::test_utils::machine_for;
+use crate::Arch;
+
+const BRIDGES: &[&str] = &[
+    "--iommu",
+    "--pci-bridge",
+    "id=hpt,hotplug=on",
+    "--pci-bridge",
+    "id=hpb,hotplug=on,direct-ram-access=on",
+    "--pci-bridge",
+    "id=fixed",
+];
+
+fn machine(extra: &[&str]) -> Machine {
+    let args: Vec<&str> = BRIDGES.iter().chain(extra).copied().collect();
+    machine_for(Arch::X86_64, &args)
+}
+
+/// A device added at run time is the device a boot with it would have:
+/// same name, slot, coherency and DMA path, in either scope.
+#[test]
+fn a_hot_added_device_is_placed_as_at_boot() {
+    for keys in [
+        "path=a,transport=pci,bridge=hpt",
+        "path=a,transport=pci,bridge=hpb",
+        "path=a,transport=pci,bridge=hpt,slot=7,id=data",
+    ] {
+        let booted = machine(&["--disk", keys]);
+        let added = machine(&[]).hot_add(&parse_disk(keys).unwrap()).unwrap();
+        assert_eq!(added.machine, booted, "{keys}");
+        assert_eq!(Some(&added.device), booted.devices.last(), "{keys}");
+    }
+}
+
+#[test]
+fn scope_follows_the_bridge() {
+    let m = machine(&[]);
+    let t = m.hot_add(&parse_disk("path=a,transport=pci,bridge=hpt").unwrap()).unwrap();
+    // Segment 1, slot 1: endpoint 0x1_0008.
+    assert_eq!(t.device.dma, DmaPath::Translated { endpoint: 0x1_0008 });
+    let b = m.hot_add(&parse_disk("path=a,transport=pci,bridge=hpb").unwrap()).unwrap();
+    assert_eq!(b.device.dma, DmaPath::Direct);
+}
+
+/// Bypass inside a translated hot-plug bridge is DMA003 at boot, and the
+/// same line at run time.
+#[test]
+fn a_device_against_its_bridge_scope_gets_the_coded_refusal_of_run() {
+    let keys = "path=a,transport=pci,bridge=hpt,direct-ram-access=on";
+    let at_boot = crate::checks::refusal(&crate::checks::check(&machine(&["--disk", keys]))).unwrap();
+    let err = machine(&[]).hot_add(&parse_disk(keys).unwrap()).unwrap_err();
+    assert_eq!(err, HotplugError::Refused(at_boot.clone()));
+    assert!(at_boot.starts_with("[DMA003]"), "{at_boot}");
+    // And a translated device on the bypassed bridge: DMA001.
+    let err = machine(&[])
+        .hot_add(&parse_disk("path=a,transport=pci,bridge=hpb,direct-ram-access=off").unwrap())
+        .unwrap_err();
+    assert!(matches!(&err, HotplugError::Refused(l) if l.starts_with("[DMA001]")), "{err}");
+}
+
+#[test]
+fn only_hotplug_bridges_take_devices() {
+    let m = machine(&[]);
+    for keys in ["path=a", "path=a,transport=pci", "path=a,transport=pci,bridge=fixed"] {
+        let err = m.hot_add(&parse_disk(keys).unwrap()).unwrap_err();
+        assert!(matches!(err, HotplugError::NotHotpluggable(_)), "{keys}: {err}");
+    }
+    let err = m.hot_add(&parse_disk("path=a,transport=pci,bridge=nope").unwrap()).unwrap_err();
+    assert!(matches!(&err, HotplugError::Placement(l) if l.contains("no such PCI host bridge")), "{err}");
+}
+
+#[test]
+fn names_and_slots_are_not_reused_while_taken() {
+    let m = machine(&["--disk", "path=a,transport=pci,bridge=hpt,slot=1"]);
+    let added = m.hot_add(&parse_disk("path=b,transport=pci,bridge=hpt").unwrap()).unwrap();
+    assert_eq!(added.device.id, "disk1");
+    assert_eq!(added.device.placement, Placement::Pci { segment: 1, slot: 2 });
+    let err = m.hot_add(&parse_disk("path=b,transport=pci,bridge=hpt,slot=1").unwrap()).unwrap_err();
+    assert!(matches!(&err, HotplugError::Placement(l) if l.contains("slot 1")), "{err}");
+    let err = m.hot_add(&parse_disk("path=b,transport=pci,bridge=hpt,id=disk0").unwrap()).unwrap_err();
+    assert!(matches!(&err, HotplugError::Placement(_)), "{err}");
+    let rng = m.hot_add(&parse_rng("transport=pci,bridge=hpb").unwrap()).unwrap();
+    assert_eq!(rng.device.id, "rng0");
+}
+
+#[test]
+fn removal_frees_the_slot_and_only_hotplug_devices_leave() {
+    let m = machine(&[
+        "--disk",
+        "path=a,transport=pci,bridge=hpt",
+        "--disk",
+        "path=b,transport=pci,bridge=fixed",
+    ]);
+    let (without, gone) = m.hot_remove("disk0").unwrap();
+    assert_eq!(gone.placement, Placement::Pci { segment: 1, slot: 1 });
+    let again = without.hot_add(&parse_disk("path=c,transport=pci,bridge=hpt").unwrap()).unwrap();
+    assert_eq!(again.device.placement, gone.placement);
+    assert_eq!(again.device.dma, gone.dma);
+    for (id, kind) in [("disk1", "not hot-pluggable"), ("iommu0", "IOMMU"), ("nope", "no such device")] {
+        let err = m.hot_remove(id).unwrap_err();
+        assert!(err.to_string().contains(kind), "{id}: {err}");
+    }
+}
