@@ -17,5 +17,6 @@ resources/setup.sh
 resources/tools/install-fuzz.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
-cargo test --workspace "$@"
+# Every test binary runs even after one fails, so one run reports them all.
+cargo test --workspace --no-fail-fast "$@"
 resources/fuzz-smoke.sh
