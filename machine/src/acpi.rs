@@ -114,6 +114,8 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::{parse_bridge, parse_disk, parse_rng};
+    use crate::test_utils::new_machine;
 
     /// The AML's register block and the device model's are one contract.
     #[test]
@@ -127,8 +129,6 @@ mod tests {
         assert_eq!((aml::REG_EJECT, aml::REGISTERS_SIZE), (dev::EJECT, dev::SIZE));
         assert_eq!((aml::EVENT_POWER_BUTTON, aml::EVENT_PCI_SLOTS), (dev::POWER_BUTTON, dev::PCI_SLOTS));
     }
-    use crate::options::{parse_bridge, parse_disk, parse_rng};
-    use crate::test_utils::new_machine;
 
     #[test]
     fn mmio_devices_declare_their_window_and_coherency() {
@@ -139,14 +139,14 @@ mod tests {
     }
 
     #[test]
-    fn one_bridge_is_the_machine_of_before() {
+    fn one_bridge_is_segment_0_with_its_root_bus_only() {
         let roots = new_machine(&[], &[], &[], None, None).unwrap().acpi_pci_roots().unwrap();
         assert_eq!(
             roots,
             [PciRoot {
                 segment: 0,
                 bus_start: 0,
-                bus_end: 0xff,
+                bus_end: 0,
                 ecam_base: 0xe000_0000,
                 mem32: (0xc000_0000, 0x1000_0000),
                 mem64: (4 << 30, 32 << 30),
