@@ -2,6 +2,7 @@
 
 pub mod block;
 pub mod chain;
+mod config_bytes;
 pub mod console;
 pub mod device;
 pub mod dma_access;

@@ -28,14 +28,7 @@ impl ConfigSpace {
     /// Copies the bytes at `offset..offset + data.len()`; bytes past the end
     /// of the structure read as zero.
     pub(crate) fn read(&self, offset: u64, data: &mut [u8]) {
-        for (i, out) in data.iter_mut().enumerate() {
-            *out = usize::try_from(offset)
-                .ok()
-                .and_then(|o| o.checked_add(i))
-                .and_then(|o| self.bytes.get(o))
-                .copied()
-                .unwrap_or(0);
-        }
+        crate::virtio::config_bytes::read_config_bytes(&self.bytes, offset, data);
     }
 }
 
