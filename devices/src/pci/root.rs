@@ -141,8 +141,6 @@ pub struct PciRoot {
     slots: Vec<Option<Slot>>,
     mmio: Arc<Bus>,
     windows: PciWindows,
-    next32: u64,
-    next64: u64,
     listener: Option<Arc<dyn BarListener>>,
 }
 
@@ -161,6 +159,20 @@ impl std::fmt::Debug for PciRoot {
 /// Rounds `x` up to `align` (a power of two).
 fn align_up(x: u64, align: u64) -> Option<u64> {
     Some(x.checked_add(align - 1)? & !(align - 1))
+}
+
+/// The lowest `size`-aligned range of `size` bytes in `window` that
+/// overlaps none of `taken`: where the guest moved other BARs, and what
+/// unplugged devices left, are both respected.
+pub(super) fn first_fit(window: &Range<u64>, size: u64, taken: &[Range<u64>]) -> Option<u64> {
+    let mut addr = align_up(window.start, size)?;
+    loop {
+        let end = addr.checked_add(size).filter(|&e| e <= window.end)?;
+        match taken.iter().filter(|t| t.start < end && addr < t.end).map(|t| t.end).max() {
+            Some(after) => addr = align_up(after, size)?,
+            None => return Some(addr),
+        }
+    }
 }
 
 /// Whether a configuration access is one the root forwards: 1, 2 or 4
@@ -189,9 +201,7 @@ impl PciRoot {
         let mut slots: Vec<Option<Slot>> = (0..PCI_SLOTS).map(|_| None).collect();
         let bridge: SharedPciDevice = Arc::new(Mutex::new(HostBridge::new()));
         slots[0] = Some(Slot { device: bridge, bars: Vec::new(), mapped: [None; NUM_BARS] });
-        let next32 = windows.mem32.start;
-        let next64 = windows.mem64.as_ref().map_or(0, |w| w.start);
-        Ok(Self { segment: 0, slots, mmio, windows, next32, next64, listener: None })
+        Ok(Self { segment: 0, slots, mmio, windows, listener: None })
     }
 
     /// The same root as bus 0 of PCI segment `segment`. The segment only
@@ -235,20 +245,22 @@ impl PciRoot {
             return Err(PciError::SlotUnavailable(slot_number));
         }
         let bars = device.lock().map_err(|_| PciError::Poisoned)?.bars();
-        let (mut next32, mut next64) = (self.next32, self.next64);
+        let mut taken = self.mapped_ranges();
         let mut placed = Vec::with_capacity(bars.len());
         for bar in &bars {
             if !bar.size.is_power_of_two() || usize::from(bar.index) >= NUM_BARS {
                 return Err(PciError::InvalidBar { index: bar.index, size: bar.size });
             }
-            let (next, end) = match (&self.windows.mem64, bar.kind) {
-                (Some(w), BarKind::Memory64) => (&mut next64, w.end),
-                _ => (&mut next32, self.windows.mem32.end),
+            let window = match (&self.windows.mem64, bar.kind) {
+                (Some(w), BarKind::Memory64) => w,
+                _ => &self.windows.mem32,
             };
-            let addr = align_up(*next, bar.size)
-                .filter(|a| a.checked_add(bar.size).is_some_and(|e| e <= end))
-                .ok_or(PciError::NoBarSpace { slot: slot_number, index: bar.index, size: bar.size })?;
-            *next = addr + bar.size;
+            let addr = first_fit(window, bar.size, &taken).ok_or(PciError::NoBarSpace {
+                slot: slot_number,
+                index: bar.index,
+                size: bar.size,
+            })?;
+            taken.push(addr..addr + bar.size);
             placed.push((*bar, addr));
         }
         {
@@ -271,9 +283,35 @@ impl PciRoot {
             self.slots[n] = None;
             return Err(PciError::BarPlacement { slot: slot_number, index, addr });
         }
-        self.next32 = next32;
-        self.next64 = next64;
         Ok(())
+    }
+
+    /// Unplugs the device at `slot_number` (1-31): its BARs leave the bus
+    /// (the listener hears each go) and the slot is free again. The device
+    /// is returned for its owner to tear down. A later device may take the
+    /// freed BAR space.
+    pub fn remove_device(&mut self, slot_number: u8) -> Result<SharedPciDevice, PciError> {
+        let n = usize::from(slot_number);
+        if n == 0 || self.slots.get(n).is_none_or(Option::is_none) {
+            return Err(PciError::SlotUnavailable(slot_number));
+        }
+        self.unmap_all(n);
+        let slot = self.slots[n].take().ok_or(PciError::SlotUnavailable(slot_number))?;
+        Ok(slot.device)
+    }
+
+    /// The bus ranges every BAR of every device decodes now.
+    fn mapped_ranges(&self) -> Vec<Range<u64>> {
+        self.slots
+            .iter()
+            .flatten()
+            .flat_map(|s| {
+                s.bars.iter().filter_map(|b| {
+                    let base = s.mapped.get(usize::from(b.index)).copied().flatten()?;
+                    Some(base..base.saturating_add(b.size))
+                })
+            })
+            .collect()
     }
 
     /// The BARs of device `slot` and where each is mapped now.

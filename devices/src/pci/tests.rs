@@ -494,3 +494,51 @@ fn segments_share_the_mmio_bus_and_nothing_else() {
     mmio.read(0x1_0000_0000 + 1, &mut b).unwrap();
     assert_eq!(b, [1], "segment 0's BAR still decodes");
 }
+
+/// An unplugged device leaves the bus and its slot; the next device may
+/// take its place and its BAR space, and a BAR the guest moved is never
+/// given to another device.
+#[test]
+fn unplugged_devices_free_their_slot_and_bar_space() {
+    let Fixture { root, mmio, mut ecam, listener, .. } = fixture();
+    listener.take();
+    let mut r = root.lock().unwrap();
+    r.add_device_at(2, TestDevice::shared()).unwrap();
+    listener.take();
+    r.remove_device(1).unwrap();
+    assert_eq!(listener.take(), vec![(1, 0, Some(MEM64.start), None), (1, 2, Some(MEM32.start), None)]);
+    let mut b = [0; 4];
+    assert!(mmio.read(MEM64.start, &mut b).is_err(), "the BAR left the bus");
+    drop(r);
+    assert_eq!(ecam_read(&mut ecam, 1, 0, 4), 0xffff_ffff, "the slot is empty");
+    let mut r = root.lock().unwrap();
+    assert!(matches!(r.remove_device(1), Err(PciError::SlotUnavailable(1))));
+    assert!(matches!(r.remove_device(0), Err(PciError::SlotUnavailable(0))), "the host bridge stays");
+    assert!(matches!(r.remove_device(40), Err(PciError::SlotUnavailable(40))));
+    // The freed space is reused, below device 2's.
+    r.add_device_at(1, TestDevice::shared()).unwrap();
+    assert_eq!(listener.take(), vec![(1, 0, None, Some(MEM64.start)), (1, 2, None, Some(MEM32.start))]);
+    drop(r);
+    // The guest moves device 1's 32-bit BAR up; a new device avoids it.
+    let moved = MEM32.start + 0x2000;
+    ecam_write(&mut ecam, 1, 0x18, 4, moved as u32);
+    listener.take();
+    root.lock().unwrap().add_device_at(3, TestDevice::shared()).unwrap();
+    assert_eq!(
+        listener.take(),
+        vec![(3, 0, None, Some(MEM64.start + 0x8000)), (3, 2, None, Some(MEM32.start))],
+        "first fit: the 32-bit BAR takes the hole device 1 left"
+    );
+}
+
+#[test]
+// One taken range is the case, not a range meant as a list.
+#[allow(clippy::single_range_in_vec_init)]
+fn first_fit_skips_taken_ranges_and_stops_at_the_window_end() {
+    let w = 0x1000..0x5000;
+    assert_eq!(root::first_fit(&w, 0x1000, &[]), Some(0x1000));
+    assert_eq!(root::first_fit(&w, 0x1000, &[0x1000..0x1800, 0x2000..0x3000]), Some(0x3000));
+    assert_eq!(root::first_fit(&w, 0x2000, &[0x1000..0x1001]), Some(0x2000));
+    assert_eq!(root::first_fit(&w, 0x2000, &[0x2000..0x2001]), None, "0x4000 + 0x2000 is beyond the window");
+    assert_eq!(root::first_fit(&(u64::MAX - 0xfff..u64::MAX), 0x1000, &[]), None);
+}
