@@ -47,9 +47,7 @@ impl Machine {
             pci_roots: self.acpi_pci_roots()?,
             viot: self.acpi_viot(),
             dmar: self.acpi_dmar(),
-            // No device answers at a hot-plug controller's registers yet: declaring one would
-            // show the guest slots and a power button nothing drives.
-            hotplug: None,
+            hotplug: Some(self.hotplug_controller()),
         })
     }
 

@@ -203,6 +203,15 @@ fn known_keys(pairs: &Pairs<'_>, known: &[&str]) -> Result<(), OptionError> {
     }
 }
 
+/// How an option value `on`/`off` is written back (messages, tables).
+pub(crate) fn on_off_word(v: bool) -> &'static str {
+    if v {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 fn on_off(key: &str, value: &str) -> Result<bool, OptionError> {
     match value {
         "on" | "true" | "yes" => Ok(true),

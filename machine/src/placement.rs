@@ -525,11 +525,11 @@ mod tests {
         assert!(new_machine(&b, &[], &[], None, Some(&parse_iommu("bridge=fast").unwrap())).is_ok());
         // The last window and the last slot exist.
         let last = [
-            parse_disk("path=a,addr=0xd0012000").unwrap(),
+            parse_disk("path=a,addr=0xd0011000").unwrap(),
             parse_disk("path=b,transport=pci,slot=31").unwrap(),
         ];
         let m = new_machine(&[], &last, &[], None, None).unwrap();
-        assert_eq!(m.devices[0].placement, Placement::Mmio { window: 18 });
+        assert_eq!(m.devices[0].placement, Placement::Mmio { window: 17 });
         assert_eq!(m.devices[1].placement, Placement::Pci { segment: 0, slot: 31 });
     }
 
@@ -616,12 +616,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("two devices are named 'x'"));
-        let many: Vec<_> = (0..20).map(|i| parse_disk(&format!("path=d{i}")).unwrap()).collect();
+        let many: Vec<_> = (0..19).map(|i| parse_disk(&format!("path=d{i}")).unwrap()).collect();
         assert!(new_machine(&[], &many, &[], None, None)
             .unwrap_err()
             .to_string()
             .contains("too many virtio-mmio"));
-        assert!(new_machine(&[], &many[..19], &[], None, None).is_ok());
+        assert!(new_machine(&[], &many[..18], &[], None, None).is_ok());
         let many: Vec<_> =
             (0..32).map(|i| parse_disk(&format!("path=d{i},transport=pci")).unwrap()).collect();
         let err = new_machine(&[], &many, &[], None, None).unwrap_err().to_string();

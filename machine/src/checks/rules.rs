@@ -5,13 +5,7 @@ use super::{Code, Finding};
 use crate::options::MixedCoherency;
 use crate::{Arch, Device, DeviceKind, Machine, Placement};
 
-fn on_off(v: bool) -> &'static str {
-    if v {
-        "on"
-    } else {
-        "off"
-    }
-}
+use crate::options::on_off_word as on_off;
 
 /// "a", "a and b", "a, b and c".
 fn names<'a>(devices: impl IntoIterator<Item = &'a Device>) -> String {

@@ -132,6 +132,28 @@ fn named_integer(body: &[u8], seg: &[u8; 4]) -> Option<u64> {
     Some(integer(body, at + 5))
 }
 
+/// Where the last NameSeg of the NameString at `at` is, and where the
+/// string ends: a plain NameSeg, or a rooted (`\`) NameSeg, dual
+/// (`0x2e`) or multi (`0x2f`) name path, such as `\_SB_.GED0`.
+fn last_name_seg(b: &[u8], mut at: usize) -> (usize, usize) {
+    while b[at] == b'\\' || b[at] == b'^' {
+        at += 1;
+    }
+    let segs = match b[at] {
+        0x2e => {
+            at += 1;
+            2
+        }
+        0x2f => {
+            at += 2;
+            usize::from(b[at - 1])
+        }
+        _ => 1,
+    };
+    let end = at + 4 * segs;
+    (end - 4, end)
+}
+
 /// The devices of the DSDT's `\_SB_` scope, in order.
 pub fn dsdt_devices(dsdt: &[u8]) -> Vec<AcpiDevice> {
     assert_eq!(&dsdt[..4], b"DSDT");
@@ -139,11 +161,18 @@ pub fn dsdt_devices(dsdt: &[u8]) -> Vec<AcpiDevice> {
     let mut at = sb;
     let mut out = Vec::new();
     while at < dsdt.len() {
+        // The hot-plug controller's slot scopes hold no device of the
+        // machine's: skipped whole.
+        if dsdt[at] == 0x10 {
+            let (len, _) = pkg_length(dsdt, at + 1);
+            at += 1 + len;
+            continue;
+        }
         assert_eq!(&dsdt[at..at + 2], &[0x5b, 0x82], "DeviceOp expected at {at:#x}");
         let (len, took) = pkg_length(dsdt, at + 2);
         let end = at + 2 + len;
-        let name_at = at + 2 + took;
-        let body = &dsdt[name_at + 4..end];
+        let (name_at, body_at) = last_name_seg(dsdt, at + 2 + took);
+        let body = &dsdt[body_at..end];
         // Memory32Fixed: tag 0x86, length 9, read/write flag, base, length.
         let memory32 = body.windows(3).position(|w| w == [0x86, 0x09, 0x00]).map(|p| le32(body, p + 4));
         out.push(AcpiDevice {

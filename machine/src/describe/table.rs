@@ -3,13 +3,7 @@
 use super::rows::{Description, Row};
 use crate::Arch;
 
-fn on_off(v: bool) -> &'static str {
-    if v {
-        "on"
-    } else {
-        "off"
-    }
-}
+use crate::options::on_off_word as on_off;
 
 fn yes_no(v: bool) -> &'static str {
     if v {

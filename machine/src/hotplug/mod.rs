@@ -9,11 +9,15 @@
 //! contract there is refused with the coded finding `run` gives
 //! ([`crate::checks`]).
 
+use dmavm_acpi::HotplugController;
+
+use crate::arch::Arch;
 use crate::bridge::{self, PciBridge};
 use crate::checks;
 use crate::device_types::DeviceKind;
 use crate::dma::DmaPath;
 use crate::endpoint_id::{pci_bdf, pci_endpoint};
+use crate::layout::x86_64::{HOTPLUG_GSI, HOTPLUG_REGISTERS_START};
 use crate::options::{DeviceOptions, Transport};
 use crate::placement::{Device, Machine, Placement, FIRST_PCI_SLOT, LAST_PCI_SLOT};
 
@@ -45,11 +49,42 @@ pub struct HotAdd {
 }
 
 impl Machine {
+    /// The x86_64 machine's hot-plug controller: a power button on every
+    /// machine (so the guest can be asked to shut down) and the slots of
+    /// every `hotplug=on` bridge.
+    pub fn hotplug_controller(&self) -> HotplugController {
+        HotplugController {
+            base: HOTPLUG_REGISTERS_START,
+            gsi: HOTPLUG_GSI,
+            power_button: true,
+            segments: self.bridges.iter().filter(|b| b.hotplug).map(|b| b.segment).collect(),
+        }
+    }
+
+    /// The endpoints of the empty slots of translated `hotplug=on` bridges
+    /// (slots 1-31 but the occupied ones), each with its bridge's
+    /// coherency: a device plugged in later lands in one of them, so the
+    /// IOMMU knows them from boot, as the firmware tables declared them.
+    pub fn hotplug_endpoints(&self) -> Vec<(u32, bool)> {
+        self.bridges
+            .iter()
+            .filter(|b| b.hotplug && !b.direct_ram_access)
+            .flat_map(|b| (FIRST_PCI_SLOT..=LAST_PCI_SLOT).map(move |slot| (b, slot)))
+            .filter(|(b, slot)| !self.slot_taken(b, *slot))
+            .map(|(b, slot)| (pci_endpoint(b.segment, pci_bdf(slot)), b.coherent))
+            .collect()
+    }
+
     /// Places `options` on its `hotplug=on` bridge as a boot-time device
     /// would be placed (named `<kind><n>` unless it has an id, the first
     /// free slot unless it asks for one, the bridge's coherency and scope
     /// unless it says otherwise) and checks the machine with it.
     pub fn hot_add(&self, options: &DeviceOptions) -> Result<HotAdd, HotplugError> {
+        if self.arch != Arch::X86_64 {
+            return Err(HotplugError::NotHotpluggable(
+                "hot-plug is announced through ACPI, which only the x86_64 machine has".to_string(),
+            ));
+        }
         let attach = &options.attach;
         let kind = options.kind.clone();
         let id = match &attach.id {

@@ -103,3 +103,56 @@ fn removal_frees_the_slot_and_only_hotplug_devices_leave() {
         assert!(err.to_string().contains(kind), "{id}: {err}");
     }
 }
+
+/// Every x86_64 machine declares the controller with its power button;
+/// its slots are exactly the hotplug=on bridges'.
+#[test]
+fn the_controller_serves_the_hotplug_bridges_and_the_power_button() {
+    let c = machine(&[]).hotplug_controller();
+    assert_eq!((c.segments, c.power_button), (vec![1, 2], true));
+    let plain = machine_for(Arch::X86_64, &["--disk", "path=a"]).hotplug_controller();
+    assert!(plain.segments.is_empty() && plain.power_button);
+    // Its pin is no virtio-mmio window's.
+    let m = machine_for(Arch::X86_64, &[]);
+    let last = m.arch.virtio_mmio_window(crate::layout::VIRTIO_MMIO_WINDOWS - 1).unwrap();
+    assert!(last.interrupt < plain.gsi);
+}
+
+/// The IOMMU learns the empty slots of translated hot-plug bridges only,
+/// each with its bridge's coherency.
+#[test]
+fn empty_translated_slots_are_endpoints_from_boot() {
+    let m = machine_for(
+        Arch::X86_64,
+        &[
+            "--iommu",
+            "--pci-bridge",
+            "id=hpt,hotplug=on,coherent=off",
+            "--pci-bridge",
+            "id=hpb,hotplug=on,direct-ram-access=on",
+            "--disk",
+            "path=a,transport=pci,bridge=hpt,slot=3",
+        ],
+    );
+    let slots = m.hotplug_endpoints();
+    assert_eq!(slots.len(), 30, "slots 1-31 of segment 1 but the taken one");
+    assert!(slots.iter().all(|&(e, coherent)| e >> 16 == 1 && !coherent));
+    assert!(!slots.iter().any(|&(e, _)| e == 0x1_0018), "slot 3 holds a device");
+}
+
+#[test]
+fn a_device_cannot_bring_another_coherency_than_its_slot() {
+    let err = machine(&[])
+        .hot_add(&parse_disk("path=a,transport=pci,bridge=hpt,coherent=off").unwrap())
+        .unwrap_err();
+    // The slot's coherency (the root's `_CCA`, the IOMMU's view of the
+    // endpoint) was declared at boot: DMA002, as at boot.
+    assert!(matches!(&err, HotplugError::Refused(l) if l.starts_with("[DMA002]")), "{err}");
+}
+
+#[test]
+fn arm64_machines_take_no_device_at_run_time() {
+    let m = machine_for(Arch::Aarch64, &["--pci-bridge", "id=hp,hotplug=on"]);
+    let err = m.hot_add(&parse_disk("path=a,transport=pci,bridge=hp").unwrap()).unwrap_err();
+    assert!(matches!(&err, HotplugError::NotHotpluggable(l) if l.contains("ACPI")), "{err}");
+}

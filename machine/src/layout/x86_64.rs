@@ -9,7 +9,7 @@
 //! virtio-mmio windows (0xd0000000), the 32-bit windows of PCI segments
 //! 1-15 (0xd1000000, 16 MiB each), segment 0's ECAM (0xe0000000, one
 //! bus), the ECAMs of segments 1-15 (0xf0000000, one bus each), the
-//! IOAPIC (0xfec00000), the register windows of the VT-d units of a
+//! hot-plug controller's registers (0xfeb00000), the IOAPIC (0xfec00000), the register windows of the VT-d units of a
 //! `type=vtd` machine (0xfed90000, one page per unit), the local APICs
 //! (0xfee00000). Above RAM: segment 0's 64-bit window, then
 //! those of segments 1-15.
@@ -118,8 +118,11 @@ pub const VIRTIO_MMIO_END: u64 = 0xd100_0000;
 /// The IOAPIC pin of virtio-mmio window 0; window `n` has pin `n` above
 /// (0-4 are the legacy ISA lines, 4 is COM1).
 pub const FIRST_VIRTIO_MMIO_GSI: u32 = 5;
-// Every window has a pin of the IOAPIC's 24.
-const _: () = assert!(FIRST_VIRTIO_MMIO_GSI + VIRTIO_MMIO_WINDOWS <= 24);
+/// The IOAPIC pin of the hot-plug controller (the Generic Event Device
+/// that signals the power button and PCI slot events).
+pub const HOTPLUG_GSI: u32 = 23;
+// Every window has a pin of the IOAPIC's 24, and none is the controller's.
+const _: () = assert!(FIRST_VIRTIO_MMIO_GSI + VIRTIO_MMIO_WINDOWS <= HOTPLUG_GSI && HOTPLUG_GSI < 24);
 
 /// The IOAPIC's register window (82093AA default).
 pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
@@ -133,6 +136,12 @@ pub const VTD_REGISTERS_START: u64 = 0xfed9_0000;
 /// field 0, VT-d 4.1 section 8.3), which holds every register including the
 /// fault-recording and IOTLB registers the capability registers place.
 pub const VTD_REGISTERS_SIZE: u64 = 0x1000;
+/// The hot-plug controller's register block: a page of its own, below the
+/// IOAPIC, outside every PCI window.
+pub const HOTPLUG_REGISTERS_START: u64 = 0xfeb0_0000;
+/// The page the hot-plug controller's registers occupy.
+pub const HOTPLUG_REGISTERS_SIZE: u64 = 0x1000;
+const _: () = assert!(HOTPLUG_REGISTERS_START + HOTPLUG_REGISTERS_SIZE <= IOAPIC_ADDR);
 /// The local APICs' window, which no device window may reach.
 pub const LOCAL_APIC_ADDR: u64 = 0xfee0_0000;
 // One unit per PCI segment fits between the IOAPIC and the local APICs.
