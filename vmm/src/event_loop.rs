@@ -3,11 +3,12 @@
 //! devices' queue notifications (their ioeventfds) while the vCPU threads
 //! run the guest.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberId, SubscriberOps};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -28,6 +29,54 @@ type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 pub struct EventLoop {
     manager: EventManager<Subscriber>,
     shutdown: Arc<Shutdown>,
+    changes: SubscriberChanges,
+    /// The manager's id of each subscriber added through `changes`.
+    removable: HashMap<SubscriberToken, SubscriberId>,
+}
+
+/// Names a subscriber added through [`SubscriberChanges`], to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriberToken(u64);
+
+enum Change {
+    Add(SubscriberToken, Subscriber),
+    Remove(SubscriberToken),
+}
+
+/// Subscribers added and removed while the loop runs (devices plugged in
+/// and out from a control-socket request, itself a subscriber): queued,
+/// and applied by the loop between two rounds of events.
+#[derive(Clone, Default)]
+pub struct SubscriberChanges {
+    queued: Arc<Mutex<(u64, Vec<Change>)>>,
+}
+
+impl std::fmt::Debug for SubscriberChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberChanges").finish_non_exhaustive()
+    }
+}
+
+impl SubscriberChanges {
+    /// Queues `subscriber` to be added; its token removes it.
+    pub fn add(&self, subscriber: Subscriber) -> SubscriberToken {
+        let mut queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queued.0 += 1;
+        let token = SubscriberToken(queued.0);
+        queued.1.push(Change::Add(token, subscriber));
+        token
+    }
+
+    /// Queues the removal of the subscriber `token` names.
+    pub fn remove(&self, token: SubscriberToken) {
+        let mut queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queued.1.push(Change::Remove(token));
+    }
+
+    fn take(&self) -> Vec<Change> {
+        let mut queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut queued.1)
+    }
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -41,7 +90,31 @@ impl EventLoop {
     pub fn new(shutdown: Arc<Shutdown>, signals: TerminationSignals) -> Result<Self> {
         let mut manager = EventManager::<Subscriber>::new().context("cannot create the event loop")?;
         manager.add_subscriber(Arc::new(Mutex::new(StopWatcher { shutdown: shutdown.clone(), signals })));
-        Ok(Self { manager, shutdown })
+        Ok(Self { manager, shutdown, changes: SubscriberChanges::default(), removable: HashMap::new() })
+    }
+
+    /// Where subscribers that may leave while the loop runs are added.
+    pub fn changes(&self) -> SubscriberChanges {
+        self.changes.clone()
+    }
+
+    fn apply_changes(&mut self) {
+        for change in self.changes.take() {
+            match change {
+                Change::Add(token, subscriber) => {
+                    let id = self.manager.add_subscriber(subscriber);
+                    self.removable.insert(token, id);
+                }
+                Change::Remove(token) => {
+                    let Some(id) = self.removable.remove(&token) else { continue };
+                    // Dropped here, on this thread, with its descriptors
+                    // out of the loop.
+                    if let Err(e) = self.manager.remove_subscriber(id) {
+                        log::warn!("cannot remove an event-loop subscriber: {e:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// Feeds stdin to `sink`; while it cannot take more, stdin is not
@@ -58,6 +131,7 @@ impl EventLoop {
     /// Runs until a stop is requested; returns why.
     pub fn run(&mut self) -> Result<ExitReason> {
         loop {
+            self.apply_changes();
             if let Some(reason) = self.shutdown.reason() {
                 return Ok(reason);
             }

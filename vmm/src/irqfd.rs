@@ -8,6 +8,7 @@
 //! route and pushes the full table on each change.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -49,6 +50,8 @@ pub fn msi_route(gsi: u32, msg: MsiMessage, devid: Option<u32>) -> kvm_irq_routi
 struct Routes {
     entries: BTreeMap<u32, kvm_irq_routing_entry>,
     next_gsi: u32,
+    /// GSIs given back by unplugged devices, handed out again first.
+    released: Vec<u32>,
 }
 
 /// Where the routing table goes: KVM (`KVM_SET_GSI_ROUTING`), or a recorder
@@ -80,17 +83,44 @@ impl GsiRouter {
     /// A router with no routes yet, handing out GSIs from `first_free`
     /// (the ones below belong to the architecture's wired lines).
     pub fn new(table: Arc<dyn RoutingTable>, first_free: u32) -> Self {
-        Self { table, routes: Mutex::new(Routes { entries: BTreeMap::new(), next_gsi: first_free }) }
+        Self {
+            table,
+            routes: Mutex::new(Routes {
+                entries: BTreeMap::new(),
+                next_gsi: first_free,
+                released: Vec::new(),
+            }),
+        }
     }
 
     /// A fresh GSI for an MSI-X vector.
     pub fn allocate(&self) -> Result<u32> {
         let mut routes = self.routes.lock().map_err(|_| anyhow!("GSI routes poisoned"))?;
+        if let Some(gsi) = routes.released.pop() {
+            return Ok(gsi);
+        }
         if routes.next_gsi >= MAX_ROUTES {
             bail!("out of KVM interrupt routes ({MAX_ROUTES})");
         }
         routes.next_gsi += 1;
         Ok(routes.next_gsi - 1)
+    }
+
+    /// Gives `gsis` back (an unplugged device's vectors): their routes go,
+    /// and [`Self::allocate`] hands them out again, so plugging and
+    /// unplugging devices never runs out of routes.
+    pub fn release(&self, gsis: &[u32]) -> Result<()> {
+        let changes: Vec<_> = gsis.iter().map(|&gsi| (gsi, None)).collect();
+        self.try_set(&changes)?;
+        let mut guard = self.routes.lock().map_err(|_| anyhow!("GSI routes poisoned"))?;
+        let routes = &mut *guard;
+        for &gsi in gsis {
+            // Only what was handed out, once.
+            if gsi < routes.next_gsi && !routes.released.contains(&gsi) {
+                routes.released.push(gsi);
+            }
+        }
+        Ok(())
     }
 
     /// Sets (or, with `None`, removes) the routes of `changes` and pushes
@@ -171,6 +201,8 @@ pub struct IrqfdMsix {
     routed: Mutex<Vec<Option<MsiMessage>>>,
     /// The function's ITS DeviceID (arm64; see [`IrqfdMsix::with_device_id`]).
     devid: Option<u32>,
+    /// The vectors were withdrawn ([`IrqfdMsix::release`]).
+    released: AtomicBool,
 }
 
 impl std::fmt::Debug for IrqfdMsix {
@@ -191,13 +223,43 @@ impl IrqfdMsix {
                 Ok((gsi, evt))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { router, routed: Mutex::new(vec![None; vectors.len()]), vectors, devid: None })
+        Ok(Self {
+            router,
+            routed: Mutex::new(vec![None; vectors.len()]),
+            vectors,
+            devid: None,
+            released: AtomicBool::new(false),
+        })
     }
 
     /// Vectors whose GSIs and irqfds exist already (tests: no KVM).
     #[cfg(test)]
     fn with_vectors(router: Arc<GsiRouter>, vectors: Vec<(u32, EventFd)>) -> Self {
-        Self { router, routed: Mutex::new(vec![None; vectors.len()]), vectors, devid: None }
+        Self {
+            router,
+            routed: Mutex::new(vec![None; vectors.len()]),
+            vectors,
+            devid: None,
+            released: AtomicBool::new(false),
+        }
+    }
+
+    /// Withdraws every vector (the function was unplugged): its irqfd
+    /// leaves KVM, its route goes and its GSI is given back. Deliveries
+    /// after this reach no vCPU; a vector the guest reprograms later gets
+    /// no route.
+    pub fn release(&self, vm: &VmFd) -> Result<()> {
+        let mut routed = self.routed.lock().map_err(|_| anyhow!("MSI-X routes poisoned"))?;
+        if self.released.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        routed.iter_mut().for_each(|r| *r = None);
+        for (gsi, evt) in &self.vectors {
+            vm.unregister_irqfd(evt, *gsi)
+                .with_context(|| format!("unregistering the irqfd of GSI {gsi}"))?;
+        }
+        let gsis: Vec<u32> = self.vectors.iter().map(|(gsi, _)| *gsi).collect();
+        self.router.release(&gsis)
     }
 
     /// The DeviceID the function's MSIs carry, if the interrupt
@@ -217,6 +279,10 @@ impl IrqfdMsix {
         }
         let Some(&(gsi, _)) = self.vectors.get(usize::from(vector)) else { return };
         let Ok(mut routed) = self.routed.lock() else { return };
+        // Checked under the lock `release` takes: no route outlives it.
+        if self.released.load(Ordering::SeqCst) {
+            return;
+        }
         let Some(slot) = routed.get_mut(usize::from(vector)) else { return };
         if *slot != Some(msg) {
             *slot = Some(msg);
@@ -313,5 +379,28 @@ mod tests {
         assert!(router.try_set(&[(MAX_ROUTES, Some(msi_route(MAX_ROUTES, msg(0, 0x30), None)))]).is_err());
         assert_eq!(recorder.0.lock().unwrap().len(), before);
         assert_eq!(router.routes.lock().unwrap().entries.len(), most);
+    }
+
+    /// Plugging and unplugging a device forever never runs out of GSIs:
+    /// an unplugged device's vectors lose their routes and their GSIs are
+    /// handed out again, once each however often they are given back.
+    #[test]
+    fn released_gsis_are_reused_and_their_routes_gone() {
+        let recorder = Arc::new(Recorder::default());
+        let router = Arc::new(GsiRouter::new(recorder.clone(), 24));
+        for round in 0..(2 * MAX_ROUTES) {
+            let gsis = [router.allocate().unwrap(), router.allocate().unwrap()];
+            router.try_set(&gsis.map(|g| (g, Some(msi_route(g, msg(0, 0x30), None))))).unwrap();
+            assert!(gsis.iter().all(|g| (24..27).contains(g)), "round {round}: {gsis:?}");
+            router.release(&gsis).unwrap();
+            router.release(&gsis).unwrap();
+            assert!(router.routes.lock().unwrap().entries.is_empty());
+        }
+        let routes = router.routes.lock().unwrap();
+        assert!(routes.released.len() <= 2, "{:?}", routes.released);
+        // A GSI never handed out is not taken back.
+        drop(routes);
+        router.release(&[4000]).unwrap();
+        assert!(!router.routes.lock().unwrap().released.contains(&4000));
     }
 }

@@ -10,6 +10,7 @@ mod control;
 mod describe_command;
 mod event_loop;
 mod exit_status;
+mod hotplug;
 mod hygiene;
 mod irqfd;
 mod kvm;

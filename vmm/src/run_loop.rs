@@ -14,6 +14,7 @@ use crate::config::{Boot, VmConfig};
 use crate::control::commands::VmControl;
 use crate::control::server::ControlServer;
 use crate::event_loop::{EventLoop, InputSink};
+use crate::hotplug::{Hotplug, HotplugParts};
 use crate::pause::PauseGate;
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::TerminationSignals;
@@ -36,6 +37,9 @@ pub struct BuiltVm {
     pub vcpus: Vec<VcpuFd>,
     /// What the vCPU threads dispatch exits to.
     pub vcpu_shared: Arc<VcpuShared>,
+    /// The hot-plug controller and what plugging devices in needs (the
+    /// x86_64 machine's).
+    pub hotplug: Option<HotplugParts>,
 }
 
 impl std::fmt::Debug for BuiltVm {
@@ -49,14 +53,23 @@ impl std::fmt::Debug for BuiltVm {
 /// given; prints the IOMMU counters of the machine's endpoints when
 /// `config` asks for `--stats`; returns why it stopped.
 pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
-    let BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared } = vm;
+    let BuiltVm { shutdown, signals, mut virtio, uart_input, vcpus, vcpu_shared, hotplug } = vm;
     // Every descriptor of the VM exists by now.
     crate::hygiene::close_on_exec_all()?;
-    let filters = Arc::new(seccomp::Filters::build(config.seccomp)?);
     let mut events = EventLoop::new(shutdown.clone(), signals)?;
-    for subscriber in virtio.queues {
+    for subscriber in std::mem::take(&mut virtio.queues) {
         events.add_subscriber(subscriber);
     }
+    // Devices come and go only through the control socket.
+    let hotplug = match (hotplug, &api) {
+        (Some(parts), Some(_)) => Some(Hotplug::new(parts, &mut virtio, events.changes(), &config.machine)),
+        _ => None,
+    };
+    for removable in std::mem::take(&mut virtio.removable) {
+        events.add_subscriber(removable.placed.queues);
+    }
+    let takes_devices = hotplug.is_some() && config.machine.bridges.iter().any(|b| b.hotplug);
+    let filters = Arc::new(seccomp::Filters::build(config.seccomp, takes_devices)?);
     // The terminal's input goes to the virtio console when there is one
     // (the user boots with console=hvc0), else to the UART. Also when stdin
     // is a pipe (scripts driving a guest shell); /dev/null and regular
@@ -77,6 +90,7 @@ pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<
             iommu: virtio.iommu.clone(),
             shutdown: shutdown.clone(),
             pause: pause.clone(),
+            hotplug,
         };
         events.add_subscriber(Arc::new(Mutex::new(ControlServer::new(listener, control))));
     }

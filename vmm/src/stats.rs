@@ -9,19 +9,16 @@ use dmavm_machine::Machine;
 
 use crate::vtd_units::VtdUnits;
 
-/// Each endpoint's counters with the name of the device behind it (`?`
-/// for an endpoint no device of `machine` has).
+/// The counters of each endpoint a device of `machine` has, with the
+/// device's name.
 pub fn by_device<'m>(machine: &'m Machine, iommu: &IommuHandle) -> Vec<(&'m str, EndpointStats)> {
+    // The endpoints of empty hot-plug slots hold no device: not listed.
     iommu
         .stats()
         .into_iter()
-        .map(|stats| {
-            let id = machine
-                .devices
-                .iter()
-                .find(|d| d.dma.endpoint() == Some(stats.endpoint))
-                .map_or("?", |d| d.id.as_str());
-            (id, stats)
+        .filter_map(|stats| {
+            let device = machine.devices.iter().find(|d| d.dma.endpoint() == Some(stats.endpoint))?;
+            Some((device.id.as_str(), stats))
         })
         .collect()
 }

@@ -56,6 +56,27 @@ pub struct VirtioDevices {
     pub net: Vec<(String, NetCountersFn)>,
     /// The VT-d units of a `type=vtd` machine (none otherwise).
     pub vtd: VtdUnits,
+    /// The PCI segments, whose roots take and give up devices at run time.
+    pub pci: Vec<PciSegment>,
+    /// The devices on `hotplug=on` bridges that may leave at run time,
+    /// whose queue handlers the event loop adds so they can be removed.
+    pub removable: Vec<RemovableDevice>,
+}
+
+/// A device built and placed on its transport.
+pub struct Placed {
+    /// Processes its queues on the event loop.
+    pub queues: Subscriber,
+    /// A PCI function's MSI-X vectors, withdrawn when it is unplugged.
+    pub msix: Option<Arc<IrqfdMsix>>,
+}
+
+/// A device that may be unplugged while the VM runs.
+pub struct RemovableDevice {
+    /// Its name in the machine model.
+    pub id: String,
+    /// See [`Placed`].
+    pub placed: Placed,
 }
 
 /// Reads a network device's counters.
@@ -110,7 +131,9 @@ pub fn create_with_pci(
     machine: &Machine,
 ) -> Result<VirtioDevices> {
     let pci = crate::pci::create(vm, mmio, pio, machine)?;
-    create(machine, &Wiring { vm, mem, mmio, pci: &pci, router, machine })
+    let mut built = create(machine, &Wiring { vm, mem, mmio, pci: &pci, router, machine })?;
+    built.pci = pci;
+    Ok(built)
 }
 
 /// Creates the VT-d units of `machine` (if any), then every device of
@@ -125,16 +148,29 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
         vtd: VtdUnits::create(machine, wiring.vm, wiring.mem, wiring.mmio)?,
         ..VirtioDevices::default()
     };
-    let endpoints: Vec<u32> = machine.devices.iter().filter_map(|d| d.dma.endpoint()).collect();
+    let hotplug_slots = machine.hotplug_endpoints();
+    // A device plugged in later finds its endpoint known, with the
+    // coherency its bridge declared.
+    let endpoints: Vec<u32> = machine
+        .devices
+        .iter()
+        .filter_map(|d| d.dma.endpoint())
+        .chain(hotplug_slots.iter().map(|&(endpoint, _)| endpoint))
+        .collect();
     for device in &machine.devices {
-        let queues = match (&device.kind, device.dma.endpoint()) {
-            (DeviceKind::Iommu, _) => {
+        let placed = match device.kind {
+            DeviceKind::Iommu => {
+                let noncoherent = machine
+                    .noncoherent_endpoints()
+                    .into_iter()
+                    .chain(hotplug_slots.iter().filter(|(_, coherent)| !coherent).map(|&(e, _)| e))
+                    .collect();
                 let config = IommuConfig {
                     mixed_coherency: match machine.mixed_coherency {
                         MixedCoherency::Allow => dmavm_iommu::MixedCoherency::Allow,
                         MixedCoherency::Reject => dmavm_iommu::MixedCoherency::Reject,
                     },
-                    noncoherent_endpoints: machine.noncoherent_endpoints(),
+                    noncoherent_endpoints: noncoherent,
                     boot_bypass: machine.boot_bypass,
                     msi_region: crate::arch::interrupts::IOMMU_MSI_REGION,
                     ..IommuConfig::default()
@@ -146,37 +182,80 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
                 // addresses, so its transport offers no ACCESS_PLATFORM.
                 place(device, Box::new(iommu), wiring.mem.clone(), DmaAccess::GuestPhysical, wiring)?
             }
-            (_, Some(endpoint)) if !built.vtd.is_empty() => {
-                let unit = built
-                    .vtd
-                    .endpoint(endpoint)
-                    .with_context(|| format!("{}: no VT-d unit for endpoint {endpoint:#x}", device.id))?;
-                let mem = Arc::new(dmavm_vtd::translated_memory(GuestMemoryMmap::clone(wiring.mem), unit));
-                build::<VtdMemory>(device, mem, dma_access(device), wiring, &mut built)?
-            }
-            (_, Some(endpoint)) => {
-                let handle = built.iommu.as_ref().context("translated device without an IOMMU")?;
-                let iommu = handle
-                    .endpoint(endpoint)
-                    .with_context(|| format!("{}: endpoint {endpoint:#x} unknown to the IOMMU", device.id))?;
-                let mem = Arc::new(translated_memory(GuestMemoryMmap::clone(wiring.mem), iommu));
-                build::<TranslatedMemory>(device, mem, dma_access(device), wiring, &mut built)?
-            }
-            (_, None) => match device.dma.pool() {
-                Some((base, size)) => {
-                    let counters = Arc::new(PoolCounters::default());
-                    let bounds = PoolBounds::new(base, size, counters.clone(), &device.id)
-                        .with_context(|| format!("{}: restricted DMA pool", device.id))?;
-                    let mem = Arc::new(pool_memory(GuestMemoryMmap::clone(wiring.mem), bounds));
-                    built.pools.push((device.id.clone(), counters));
-                    build::<PoolMemory>(device, mem, dma_access(device), wiring, &mut built)?
-                }
-                None => build(device, wiring.mem.clone(), dma_access(device), wiring, &mut built)?,
-            },
+            _ => build_device(device, wiring, &mut built)?,
         };
-        built.queues.push(queues);
+        if removable(machine, device) {
+            built.removable.push(RemovableDevice { id: device.id.clone(), placed });
+        } else {
+            built.queues.push(placed.queues);
+        }
     }
     Ok(built)
+}
+
+/// Whether `device` can be unplugged while the VM runs: a disk or an rng
+/// on a `hotplug=on` bridge (a console or network device keeps parts on
+/// the event loop that are wired once, at boot).
+fn removable(machine: &Machine, device: &Device) -> bool {
+    let on_hotplug_bridge = match device.placement {
+        Placement::Pci { segment, .. } => machine.bridge(segment).is_some_and(|b| b.hotplug),
+        Placement::Mmio { .. } => false,
+    };
+    on_hotplug_bridge && matches!(device.kind, DeviceKind::Disk { .. } | DeviceKind::Rng)
+}
+
+/// Builds `device`, plugged into the running VM, over the memory its DMA
+/// path gives it, through the machine's IOMMU (`iommu`, `vtd`) when it is
+/// translated. Only what [`removable`] allows arrives at run time.
+pub fn hot_add(
+    machine: &Machine,
+    device: &Device,
+    wiring: &Wiring<'_>,
+    iommu: Option<&IommuHandle>,
+    vtd: &VtdUnits,
+) -> Result<Placed> {
+    if !removable(machine, device) {
+        anyhow::bail!("{}: only a disk or an rng is plugged in while the VM runs", device.id);
+    }
+    let mut built = VirtioDevices { iommu: iommu.cloned(), vtd: vtd.clone(), ..VirtioDevices::default() };
+    build_device(device, wiring, &mut built)
+}
+
+/// Builds a device other than the IOMMU over direct memory, over memory
+/// that translates every access through its endpoint when an IOMMU
+/// translates it (of its segment's VT-d unit on a `type=vtd` machine, of
+/// the virtio-iommu otherwise), or over memory that reaches only its
+/// restricted DMA pool when it has one.
+fn build_device(device: &Device, wiring: &Wiring<'_>, built: &mut VirtioDevices) -> Result<Placed> {
+    match device.dma.endpoint() {
+        Some(endpoint) if !built.vtd.is_empty() => {
+            let unit = built
+                .vtd
+                .endpoint(endpoint)
+                .with_context(|| format!("{}: no VT-d unit for endpoint {endpoint:#x}", device.id))?;
+            let mem = Arc::new(dmavm_vtd::translated_memory(GuestMemoryMmap::clone(wiring.mem), unit));
+            build::<VtdMemory>(device, mem, dma_access(device), wiring, built)
+        }
+        Some(endpoint) => {
+            let handle = built.iommu.as_ref().context("translated device without an IOMMU")?;
+            let iommu = handle
+                .endpoint(endpoint)
+                .with_context(|| format!("{}: endpoint {endpoint:#x} unknown to the IOMMU", device.id))?;
+            let mem = Arc::new(translated_memory(GuestMemoryMmap::clone(wiring.mem), iommu));
+            build::<TranslatedMemory>(device, mem, dma_access(device), wiring, built)
+        }
+        None => match device.dma.pool() {
+            Some((base, size)) => {
+                let counters = Arc::new(PoolCounters::default());
+                let bounds = PoolBounds::new(base, size, counters.clone(), &device.id)
+                    .with_context(|| format!("{}: restricted DMA pool", device.id))?;
+                let mem = Arc::new(pool_memory(GuestMemoryMmap::clone(wiring.mem), bounds));
+                built.pools.push((device.id.clone(), counters));
+                build::<PoolMemory>(device, mem, dma_access(device), wiring, built)
+            }
+            None => build(device, wiring.mem.clone(), dma_access(device), wiring, built),
+        },
+    }
 }
 
 /// What the transport of `device` declares to the driver: the machine
@@ -198,7 +277,7 @@ fn build<M: GuestMemory + Send + Sync + 'static>(
     dma_access: DmaAccess,
     wiring: &Wiring<'_>,
     built: &mut VirtioDevices,
-) -> Result<Subscriber> {
+) -> Result<Placed> {
     let model: Box<dyn VirtioDevice<M>> = match &device.kind {
         DeviceKind::Console => {
             let console = Console::<M>::new(Box::new(std::io::stdout()))
@@ -230,16 +309,18 @@ fn place<M: GuestMemory + Send + Sync + 'static>(
     mem: Arc<M>,
     dma_access: DmaAccess,
     wiring: &Wiring<'_>,
-) -> Result<Subscriber> {
+) -> Result<Placed> {
     Ok(match device.placement {
         Placement::Mmio { window } => {
             let w = wiring.machine.mmio_window(window).with_context(|| {
                 format!("{}: virtio-mmio window {window} is not in the address map", device.id)
             })?;
-            Arc::new(Mutex::new(place_mmio(device, model, mem, dma_access, w.base, w.interrupt, wiring)?))
+            let queues = place_mmio(device, model, mem, dma_access, w.base, w.interrupt, wiring)?;
+            Placed { queues: Arc::new(Mutex::new(queues)), msix: None }
         }
         Placement::Pci { segment, slot } => {
-            Arc::new(Mutex::new(place_pci(device, model, mem, dma_access, (segment, slot), wiring)?))
+            let (queues, msix) = place_pci(device, model, mem, dma_access, (segment, slot), wiring)?;
+            Placed { queues: Arc::new(Mutex::new(queues)), msix: Some(msix) }
         }
     })
 }
@@ -294,7 +375,7 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     dma_access: DmaAccess,
     (segment, slot): (u16, u8),
     wiring: &Wiring<'_>,
-) -> Result<QueueNotifications<M>> {
+) -> Result<(QueueNotifications<M>, Arc<IrqfdMsix>)> {
     let location = format!("PCI {segment:04x}:00:{slot:02x}.0");
     let pci = wiring
         .pci
@@ -309,7 +390,7 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
     // Where MSIs go through an ITS (arm64), each carries the function's
     // DeviceID.
     let backend = Arc::new(backend.with_device_id(crate::arch::interrupts::msi_device_id(segment, slot)?));
-    let transport = VirtioPciTransport::new(model, mem, backend, dma_access)
+    let transport = VirtioPciTransport::new(model, mem, backend.clone(), dma_access)
         .with_context(|| format!("{}: virtio-pci transport", device.id))?
         .with_label(&device.id);
     if transport.msix_vectors() != vectors {
@@ -339,7 +420,7 @@ fn place_pci<M: GuestMemory + Send + Sync + 'static>(
         .map_err(|_| anyhow::anyhow!("the PCI root of segment {segment} is unusable after a panic"))?
         .add_device_at(slot, transport.clone())
         .with_context(|| format!("placing {} at {location}", device.id))?;
-    Ok(QueueNotifications { id: device.id.clone(), transport, events })
+    Ok((QueueNotifications { id: device.id.clone(), transport, events }, backend))
 }
 
 fn model<M: GuestMemory + Send + Sync + 'static>(device: &Device) -> Result<Box<dyn VirtioDevice<M>>> {

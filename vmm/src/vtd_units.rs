@@ -15,7 +15,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::GuestMemoryMmap;
 
 /// The machine's VT-d units, built.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct VtdUnits {
     /// Each unit with the PCI segment it serves and its name (`dmar0`...).
     units: Vec<(u16, String, VtdUnit)>,

@@ -9,6 +9,7 @@ use dmavm_machine::{DeviceKind, Machine};
 use serde_json::{json, Value};
 
 use super::protocol::{ErrorCode, Failure, Request};
+use crate::hotplug::Hotplug;
 use crate::pause::PauseGate;
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::stats;
@@ -29,17 +30,45 @@ pub struct VmControl {
     pub shutdown: Arc<Shutdown>,
     /// The vCPUs' pause gate.
     pub pause: Arc<PauseGate>,
+    /// The hot-plug controller's side (x86_64 machines): devices plugged
+    /// in and out, the power button.
+    pub hotplug: Option<Hotplug>,
 }
 
+/// How a request is answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// Now, with this reply.
+    Now(Result<Value, Failure>),
+    /// Once the guest ejected device `id` (see [`VmControl::ejected`]), or
+    /// the wait for it timed out.
+    AfterEject(String),
+}
+
+/// A device the guest ejected, withdrawn: its reply.
+pub type Ejected = (String, Result<Value, Failure>);
+
 impl VmControl {
-    /// Carries out `request`; the reply's value or why it failed. A failed
-    /// request changes nothing.
-    pub fn handle(&mut self, request: Request) -> Result<Value, Failure> {
+    /// Carries out `request`; the reply's value or why it failed, or that
+    /// the reply waits for the guest. A failed request changes nothing.
+    pub fn handle(&mut self, request: Request) -> Answer {
+        match request {
+            Request::RemoveDevice { id } => match self.remove_device(&id) {
+                Ok(()) => Answer::AfterEject(id),
+                Err(f) => Answer::Now(Err(f)),
+            },
+            request => Answer::Now(self.handle_now(request)),
+        }
+    }
+
+    fn handle_now(&mut self, request: Request) -> Result<Value, Failure> {
         match request {
             Request::Info => self.info(),
             Request::Stats => Ok(self.stats()),
             Request::AddDevice { kind, options } => self.add_device(&kind, &options),
-            Request::RemoveDevice { id } => self.remove_device(&id),
+            Request::RemoveDevice { .. } => {
+                Err(Failure::new(ErrorCode::Internal, "a removal is answered once the guest ejects"))
+            }
             Request::Pause => {
                 if self.pause.is_paused() {
                     return Err(Failure::new(ErrorCode::InvalidState, "the VM is paused already"));
@@ -54,13 +83,18 @@ impl VmControl {
                 self.pause.resume();
                 Ok(json!({"state": "running"}))
             }
-            // The hardware-reduced ACPI machine declares no power button
-            // (FADT PWR_BUTTON set, no Generic Event Device): the guest
-            // cannot be asked, only stopped.
-            Request::Shutdown => Err(Failure::new(
-                ErrorCode::Unsupported,
-                "this machine has no ACPI power button to press; `quit` ends the VM without asking the guest",
-            )),
+            Request::Shutdown => {
+                let Some(hotplug) = &self.hotplug else {
+                    return Err(Failure::new(
+                        ErrorCode::Unsupported,
+                        "this machine has no ACPI power button to press; `quit` ends the VM without asking the guest",
+                    ));
+                };
+                hotplug
+                    .press_power_button()
+                    .map_err(|e| Failure::new(ErrorCode::Internal, format!("{e:#}")))?;
+                Ok(json!({"state": "power-button-pressed"}))
+            }
             Request::Quit => {
                 self.shutdown.request(ExitReason::Quit);
                 Ok(json!({"state": "stopping"}))
@@ -112,30 +146,91 @@ impl VmControl {
         let options = dmavm_machine::options::parse_device(kind, options)
             .map_err(|e| Failure::new(ErrorCode::InvalidDevice, e))?;
         let added = self.machine.hot_add(&options).map_err(hotplug_failure)?;
-        if let DeviceKind::Disk { path, readonly } = &added.device.kind {
+        let device = &added.device;
+        if let DeviceKind::Disk { path, readonly } = &device.kind {
             input_file::check(path, Purpose::Disk { writable: !readonly })
-                .map_err(|e| Failure::new(ErrorCode::InvalidDevice, format!("{}: {e}", added.device.id)))?;
+                .map_err(|e| Failure::new(ErrorCode::InvalidDevice, format!("{}: {e}", device.id)))?;
         }
-        Err(Failure::new(
-            ErrorCode::Unsupported,
-            format!(
-                "{}: the machine model accepts it, but this dmavm cannot announce a device to a running guest \
-                 (no ACPI hot-plug controller); nothing was added",
-                added.device.id
-            ),
-        ))
+        let Some(hotplug) = &mut self.hotplug else {
+            return Err(Failure::new(
+                ErrorCode::Unsupported,
+                format!("{}: this machine has no hot-plug controller; nothing was added", device.id),
+            ));
+        };
+        if !matches!(device.kind, DeviceKind::Disk { .. } | DeviceKind::Rng) {
+            return Err(Failure::new(
+                ErrorCode::NotHotpluggable,
+                format!("{}: only a disk or an rng is plugged in while the VM runs", device.id),
+            ));
+        }
+        hotplug
+            .plug(&added.machine, device)
+            .map_err(|e| Failure::new(ErrorCode::InvalidDevice, format!("{e:#}")))?;
+        let reply = json!({
+            "id": device.id,
+            "pci": pci_address(device),
+            // In the IOMMU's scope (its DMA translated), as the firmware
+            // tables declared the slot at boot.
+            "translated": device.dma.endpoint().is_some(),
+        });
+        log::info!("control socket: {} plugged in at {}", device.id, pci_address(device));
+        self.machine = added.machine;
+        Ok(reply)
     }
 
-    fn remove_device(&mut self, id: &str) -> Result<Value, Failure> {
+    /// Checks that `id` may leave and asks the guest to eject it.
+    fn remove_device(&mut self, id: &str) -> Result<(), Failure> {
         let (_, device) = self.machine.hot_remove(id).map_err(hotplug_failure)?;
-        Err(Failure::new(
-            ErrorCode::Unsupported,
-            format!(
-                "{}: this dmavm cannot ask a running guest to eject a device (no ACPI hot-plug controller); \
-                 nothing was removed",
-                device.id
-            ),
-        ))
+        let Some(hotplug) = &mut self.hotplug else {
+            return Err(Failure::new(
+                ErrorCode::Unsupported,
+                format!("{}: this machine has no hot-plug controller; nothing was removed", device.id),
+            ));
+        };
+        if !hotplug.is_plugged(id) {
+            return Err(Failure::new(
+                ErrorCode::NotHotpluggable,
+                format!("{id}: only a disk or an rng leaves while the VM runs"),
+            ));
+        }
+        hotplug.request_removal(id).map_err(|e| Failure::new(ErrorCode::Internal, format!("{e:#}")))
+    }
+
+    /// Withdraws every device the guest ejected since the last call, and
+    /// drops it from the model; each one's id and reply.
+    pub fn ejected(&mut self) -> Vec<Ejected> {
+        let Some(hotplug) = &mut self.hotplug else { return Vec::new() };
+        let mut done = Vec::new();
+        for (segment, slot) in hotplug.ejects().take() {
+            let Some(id) = hotplug.device_at(segment, slot) else { continue };
+            let result = match hotplug.withdraw(&id) {
+                Ok(()) => {
+                    if let Ok((machine, _)) = self.machine.hot_remove(&id) {
+                        self.machine = machine;
+                    }
+                    log::info!("control socket: the guest ejected {id}; it is unplugged");
+                    Ok(json!({"removed": id}))
+                }
+                Err(e) => Err(Failure::new(ErrorCode::Internal, format!("{e:#}"))),
+            };
+            done.push((id, result));
+        }
+        done
+    }
+
+    /// The descriptor that becomes readable when the guest ejected a
+    /// device.
+    pub fn eject_event(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.hotplug.as_ref().map(|h| h.ejects().event().as_raw_fd())
+    }
+}
+
+/// `SSSS:00:DD.0` of a PCI device.
+fn pci_address(device: &dmavm_machine::Device) -> String {
+    match device.placement {
+        dmavm_machine::Placement::Pci { segment, slot } => format!("{segment:04x}:00:{slot:02x}.0"),
+        dmavm_machine::Placement::Mmio { window } => format!("virtio-mmio window {window}"),
     }
 }
 

@@ -63,6 +63,8 @@ pub enum ErrorCode {
     CheckFailed,
     /// The request does not fit the VM's state (resume while running).
     InvalidState,
+    /// The guest did not eject the device in time; it stays.
+    EjectTimeout,
     /// This dmavm cannot do what was asked on this machine.
     Unsupported,
     /// More clients are connected than the socket serves at once.
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::NotHotpluggable => "not-hotpluggable",
             ErrorCode::CheckFailed => "check-failed",
             ErrorCode::InvalidState => "invalid-state",
+            ErrorCode::EjectTimeout => "eject-timeout",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::TooManyClients => "too-many-clients",
             ErrorCode::Internal => "internal",

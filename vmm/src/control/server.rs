@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::timerfd::TimerFd;
 
-use super::commands::VmControl;
+use super::commands::{Answer, VmControl};
 use super::protocol::{self, ErrorCode, Failure, MAX_REQUEST};
 
 /// Clients served at once; one more is told so and disconnected. The
@@ -25,6 +27,11 @@ pub const MAX_CLIENTS: usize = 16;
 
 /// Bytes read from a client at a time.
 const READ_CHUNK: usize = 4096;
+
+/// How long `remove-device` waits for the guest to eject the device.
+/// Linux's `acpiphp` ejects within milliseconds; a guest without it never
+/// does, and the client hears so.
+pub const EJECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One connected client.
 struct Client {
@@ -38,6 +45,16 @@ struct Client {
     closing: bool,
     /// The events it is watched for.
     watched: EventSet,
+    /// Its removal waits for the guest: nothing more is read from it
+    /// until that is answered.
+    awaiting: bool,
+}
+
+/// A `remove-device` waiting for the guest's eject.
+struct PendingRemoval {
+    client: RawFd,
+    id: String,
+    deadline: Instant,
 }
 
 /// The control socket's event-loop subscriber.
@@ -45,6 +62,9 @@ pub struct ControlServer {
     listener: UnixListener,
     clients: HashMap<RawFd, Client>,
     vm: VmControl,
+    pending: Vec<PendingRemoval>,
+    /// Fires at the earliest deadline of `pending`.
+    timer: Option<TimerFd>,
 }
 
 impl std::fmt::Debug for ControlServer {
@@ -56,7 +76,77 @@ impl std::fmt::Debug for ControlServer {
 impl ControlServer {
     /// Serves `vm` on `listener` (non-blocking, listening).
     pub fn new(listener: UnixListener, vm: VmControl) -> Self {
-        Self { listener, clients: HashMap::new(), vm }
+        // Created here, before the seccomp filter, which allows arming it
+        // but not creating one. Without it a removal waits for the eject
+        // alone.
+        let timer = match TimerFd::new() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!("control socket: no eject timer ({e}); removals wait for the guest");
+                None
+            }
+        };
+        Self { listener, clients: HashMap::new(), vm, pending: Vec::new(), timer }
+    }
+
+    /// Answers the removals the guest's ejects completed.
+    fn ejects_arrived(&mut self, ops: &mut EventOps) {
+        for (id, reply) in self.vm.ejected() {
+            if let Some(i) = self.pending.iter().position(|p| p.id == id) {
+                let pending = self.pending.remove(i);
+                self.reply_later(pending.client, &reply, ops);
+            }
+        }
+        self.arm_timer();
+    }
+
+    /// Answers the removals whose guest did not eject in time; the device
+    /// stays (and leaves if the guest ejects it later).
+    fn timer_fired(&mut self, ops: &mut EventOps) {
+        if let Some(timer) = &mut self.timer {
+            // Readable: the read does not block.
+            let _ = timer.wait();
+        }
+        let now = Instant::now();
+        let (expired, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|p| p.deadline <= now);
+        self.pending = waiting;
+        for p in expired {
+            let reply = Err(Failure::new(
+                ErrorCode::EjectTimeout,
+                format!(
+                    "{}: the guest did not eject it within {} s (is its ACPI PCI hot-plug driver, acpiphp, \
+                     loaded?); it stays plugged in, and leaves if the guest ejects it later",
+                    p.id,
+                    EJECT_TIMEOUT.as_secs()
+                ),
+            ));
+            self.reply_later(p.client, &reply, ops);
+        }
+        self.arm_timer();
+    }
+
+    fn arm_timer(&mut self) {
+        let Some(timer) = &mut self.timer else { return };
+        let result = match self.pending.iter().map(|p| p.deadline).min() {
+            // A zero duration would disarm the timer.
+            Some(at) => {
+                timer.reset(at.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)), None)
+            }
+            None => timer.clear(),
+        };
+        if let Err(e) = result {
+            log::warn!("control socket: cannot arm the eject timer: {e}");
+        }
+    }
+
+    /// Sends a reply that waited to its client (if it is still there) and
+    /// reads from it again.
+    fn reply_later(&mut self, fd: RawFd, reply: &Result<serde_json::Value, Failure>, ops: &mut EventOps) {
+        let Some(client) = self.clients.get_mut(&fd) else { return };
+        client.awaiting = false;
+        client.output = protocol::encode_reply(reply);
+        self.serve(fd, EventSet::OUT, ops);
     }
 
     fn accept(&mut self, ops: &mut EventOps) {
@@ -93,12 +183,15 @@ impl ControlServer {
                 output: Vec::new(),
                 closing: false,
                 watched: EventSet::IN,
+                awaiting: false,
             };
             self.clients.insert(fd, client);
         }
     }
 
     fn drop_client(&mut self, fd: RawFd, ops: &mut EventOps) {
+        // A removal it waited for goes on; nobody hears its end.
+        self.pending.retain(|p| p.client != fd);
         if let Some(client) = self.clients.remove(&fd) {
             let _ = ops.remove(Events::new_raw(fd, client.watched));
         }
@@ -110,7 +203,7 @@ impl ControlServer {
         let Some(client) = self.clients.get_mut(&fd) else {
             return;
         };
-        if events.contains(EventSet::IN) && client.output.is_empty() && !client.closing {
+        if events.contains(EventSet::IN) && client.output.is_empty() && !client.closing && !client.awaiting {
             let mut buf = [0u8; READ_CHUNK];
             match recv(&client.stream, &mut buf) {
                 // It left: an incomplete request is dropped unanswered.
@@ -163,6 +256,9 @@ impl ControlServer {
             if client.closing {
                 return false;
             }
+            if client.awaiting {
+                return true;
+            }
             let request = match client.input.iter().position(|&b| b == b'\n') {
                 Some(end) if end <= MAX_REQUEST => {
                     let line: Vec<u8> = client.input.drain(..=end).take(end).collect();
@@ -180,7 +276,25 @@ impl ControlServer {
                 }
                 None => return true,
             };
-            let result = protocol::parse(&request).and_then(|r| self.vm.handle(r));
+            let answer = match protocol::parse(&request) {
+                Ok(r) => self.vm.handle(r),
+                Err(f) => Answer::Now(Err(f)),
+            };
+            let result = match answer {
+                Answer::Now(result) => result,
+                Answer::AfterEject(id) => {
+                    self.pending.push(PendingRemoval {
+                        client: fd,
+                        id,
+                        deadline: Instant::now() + EJECT_TIMEOUT,
+                    });
+                    self.arm_timer();
+                    if let Some(client) = self.clients.get_mut(&fd) {
+                        client.awaiting = true;
+                    }
+                    return true;
+                }
+            };
             if let Err(f) = &result {
                 log::debug!("control socket: {}: {}", f.code.as_str(), f.message);
             }
@@ -239,6 +353,10 @@ impl MutEventSubscriber for ControlServer {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         if events.fd() == self.listener.as_raw_fd() {
             self.accept(ops);
+        } else if Some(events.fd()) == self.vm.eject_event() {
+            self.ejects_arrived(ops);
+        } else if Some(events.fd()) == self.timer.as_ref().map(AsRawFd::as_raw_fd) {
+            self.timer_fired(ops);
         } else {
             self.serve(events.fd(), events.event_set(), ops);
         }
@@ -247,6 +365,12 @@ impl MutEventSubscriber for ControlServer {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(&self.listener, EventSet::IN)) {
             log::error!("control socket: cannot watch the listener: {e:?}");
+        }
+        let others = [self.vm.eject_event(), self.timer.as_ref().map(AsRawFd::as_raw_fd)];
+        for fd in others.into_iter().flatten() {
+            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+                log::error!("control socket: cannot watch the hot-plug events: {e:?}");
+            }
         }
     }
 }

@@ -62,6 +62,7 @@ impl Served {
             iommu: None,
             shutdown: shutdown.clone(),
             pause: Arc::new(PauseGate::default()),
+            hotplug: None,
         };
         let server: Subscriber = Arc::new(Mutex::new(ControlServer::new(listener, vm)));
         let stop = Arc::new(AtomicBool::new(false));

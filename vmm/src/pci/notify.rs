@@ -42,6 +42,16 @@ impl NotifyEvents {
     }
 }
 
+impl NotifyEvents {
+    /// Drops the notifications of the device unplugged from `slot` (after
+    /// its BARs left the bus, which unregistered them).
+    pub fn forget(&self, slot: u8) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.remove(&slot);
+        }
+    }
+}
+
 impl BarListener for NotifyEvents {
     fn bar_moved(&self, slot: u8, bar: u8, old: Option<u64>, new: Option<u64>) {
         if bar != VIRTIO_PCI_BAR {

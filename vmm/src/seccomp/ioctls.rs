@@ -4,13 +4,14 @@
 
 #![allow(non_snake_case)]
 
-use kvm_bindings::{kvm_ioeventfd, kvm_irq_routing, kvm_msi, KVMIO};
+use kvm_bindings::{kvm_ioeventfd, kvm_irq_routing, kvm_irqfd, kvm_msi, KVMIO};
 use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
 
 ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_iow_nr!(KVM_SET_GSI_ROUTING, KVMIO, 0x6a, kvm_irq_routing);
 ioctl_iow_nr!(KVM_IOEVENTFD, KVMIO, 0x79, kvm_ioeventfd);
 ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_msi);
+ioctl_iow_nr!(KVM_IRQFD, KVMIO, 0x76, kvm_irqfd);
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64 {
@@ -56,6 +57,7 @@ mod tests {
         assert_eq!(KVM_SET_GSI_ROUTING(), 0x4008_ae6a);
         assert_eq!(KVM_IOEVENTFD(), 0x4040_ae79);
         assert_eq!(KVM_SIGNAL_MSI(), 0x4020_aea5);
+        assert_eq!(KVM_IRQFD(), 0x4020_ae76);
         #[cfg(target_arch = "x86_64")]
         {
             assert_eq!(KVM_GET_REGS(), 0x8090_ae81);

@@ -13,11 +13,44 @@ use seccompiler::{SeccompCmpOp, SeccompRule};
 
 use super::rules::AllowList;
 
-/// The calls the main thread may make.
-pub fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
+/// The calls the main thread may make; with `hotplug`, also those that
+/// build and tear down a PCI device while the VM runs.
+pub fn rules(hotplug: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
     let mut list = allow_list()?;
     super::common::add(&mut list)?;
+    if hotplug {
+        add_hotplug(&mut list)?;
+    }
     Ok(list.into_rules())
+}
+
+/// What `add-device` and `remove-device` on the control socket need, only
+/// for a machine with a `hotplug=on` bridge and a control socket: opening
+/// and locking the disk image a client names, the device's eventfds, its
+/// MSI-X irqfds and routes, its queue notifications placed and withdrawn
+/// with its BAR. Opening files is the widest of these: a machine that
+/// cannot take devices does not get it.
+fn add_hotplug(list: &mut AllowList) -> Result<()> {
+    list.call(libc::SYS_openat)
+        .call(libc::SYS_statx)
+        .call(libc::SYS_newfstatat)
+        .call(libc::SYS_fstat)
+        .call(libc::SYS_flock)
+        .call(libc::SYS_lseek)
+        .call(libc::SYS_eventfd2)
+        // The eject timeout's timer, created at start-up.
+        .call(libc::SYS_timerfd_settime)
+        .when(libc::SYS_fcntl, &[(1, SeccompCmpOp::Eq, libc::F_GETFL as u64)])?
+        .when(libc::SYS_fcntl, &[(1, SeccompCmpOp::Eq, libc::F_SETFL as u64)])?
+        // The queue eventfds handed to the event loop and to KVM are
+        // duplicates (close-on-exec).
+        .when(libc::SYS_fcntl, &[(1, SeccompCmpOp::Eq, libc::F_DUPFD_CLOEXEC as u64)])?;
+    list.ioctls(&[
+        super::ioctls::KVM_IRQFD(),
+        super::ioctls::KVM_IOEVENTFD(),
+        super::ioctls::KVM_SET_GSI_ROUTING(),
+    ])?;
+    Ok(())
 }
 
 fn allow_list() -> Result<AllowList> {
@@ -59,8 +92,11 @@ fn allow_list() -> Result<AllowList> {
 }
 
 #[cfg(test)]
-pub(super) fn list_for_tests() -> Result<AllowList> {
+pub(super) fn list_for_tests(hotplug: bool) -> Result<AllowList> {
     let mut list = allow_list()?;
     super::common::add(&mut list)?;
+    if hotplug {
+        add_hotplug(&mut list)?;
+    }
     Ok(list)
 }

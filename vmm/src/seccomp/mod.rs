@@ -73,12 +73,12 @@ pub struct Filters {
 impl Filters {
     /// Compiles both filters for `mode` and, for `on`, installs the SIGSYS
     /// handler that reports a violation.
-    pub fn build(mode: Mode) -> Result<Self> {
+    pub fn build(mode: Mode, hotplug: bool) -> Result<Self> {
         let (vcpu, main) = match mode {
             Mode::Off => (BpfProgram::new(), BpfProgram::new()),
             Mode::On | Mode::Log => (
                 compile(vcpu::rules()?, mode).context("vCPU")?,
-                compile(main_thread::rules()?, mode).context("main thread")?,
+                compile(main_thread::rules(hotplug)?, mode).context("main thread")?,
             ),
         };
         if mode == Mode::On {

@@ -41,7 +41,7 @@ fn filtered_child() {
         _ => panic!("bad mode {mode}"),
     };
     let thread = if thread == "vcpu" { Thread::Vcpu(3) } else { Thread::Main };
-    let filters = Filters::build(mode).unwrap();
+    let filters = Filters::build(mode, false).unwrap();
     filters.install(thread).unwrap();
     // A call the thread's filter allows, with arguments it accepts: it
     // returns (EBADF) rather than trap.
@@ -118,7 +118,7 @@ fn log_mode_lets_forbidden_calls_run() {
 
 #[test]
 fn off_mode_installs_nothing() {
-    let filters = Filters::build(Mode::Off).unwrap();
+    let filters = Filters::build(Mode::Off, true).unwrap();
     assert!(filters.vcpu.is_empty() && filters.main.is_empty());
 }
 
@@ -140,7 +140,7 @@ fn no_thread_may_open_files_sockets_or_programs() {
         libc::SYS_kill,
     ];
     for (name, list) in
-        [("vCPU", vcpu::list_for_tests().unwrap()), ("main", main_thread::list_for_tests().unwrap())]
+        [("vCPU", vcpu::list_for_tests().unwrap()), ("main", main_thread::list_for_tests(false).unwrap())]
     {
         for nr in forbidden {
             assert!(!list.contains(nr), "{name} allows {}", names::name(nr).unwrap_or("?"));
@@ -151,4 +151,17 @@ fn no_thread_may_open_files_sockets_or_programs() {
     for nr in [libc::SYS_read, libc::SYS_preadv, libc::SYS_pwritev, libc::SYS_epoll_pwait, libc::SYS_tgkill] {
         assert!(!vcpu.contains(nr), "vCPU allows {}", names::name(nr).unwrap_or("?"));
     }
+}
+
+/// A machine that takes devices at run time opens their disk images on
+/// the main thread; it still starts no program, makes no socket and
+/// reaches no other process, and only such a machine may open files.
+#[test]
+fn only_a_hotplug_machine_opens_files_and_still_nothing_else() {
+    let hotplug = main_thread::list_for_tests(true).unwrap();
+    assert!(hotplug.contains(libc::SYS_openat) && hotplug.contains(libc::SYS_eventfd2));
+    for nr in [libc::SYS_socket, libc::SYS_connect, libc::SYS_execve, libc::SYS_clone3, libc::SYS_kill] {
+        assert!(!hotplug.contains(nr), "hot-plug allows {}", names::name(nr).unwrap_or("?"));
+    }
+    assert!(!main_thread::list_for_tests(false).unwrap().contains(libc::SYS_openat));
 }

@@ -96,7 +96,16 @@ pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
     let arch = super::vcpu_exits::ArchExitState;
     let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
-    let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
+    let built = BuiltVm {
+        shutdown,
+        signals,
+        virtio,
+        uart_input,
+        vcpus,
+        vcpu_shared,
+        // Hot-plug is announced through ACPI, which this machine has not.
+        hotplug: None,
+    };
     run_loop::run(built, config, api)
 }
 

@@ -20,6 +20,7 @@ use super::interrupts::{GsiRouter, KvmMsi, IOAPIC_PINS};
 use super::layout::{IOAPIC_ADDR, IOAPIC_SIZE, KVM_TSS_ADDR};
 use super::{cpuid, firmware, lapic, msrs, payload, uart, xsave_probe};
 use crate::config::{Boot, VmConfig};
+use crate::hotplug::{self, HotplugParts};
 use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
@@ -65,6 +66,17 @@ pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
         .context("placing the power registers")?;
 
     let virtio = virtio_devices::create_with_pci(&vm, &mem, &mmio, &pio, &router, &config.machine)?;
+    // The power button and the slots of hotplug=on bridges, which the
+    // firmware tables declare on every machine.
+    let (controller, ejects) = hotplug::create_controller(&vm, &mmio, &config.machine)?;
+    let hotplug = HotplugParts {
+        vm: vm.clone(),
+        mem: mem.clone(),
+        mmio: mmio.clone(),
+        router: router.clone(),
+        controller,
+        ejects,
+    };
     let tables = firmware::install(&mem, &config.machine)?;
     if let Some(dir) = &config.dump_acpi {
         acpi_dump::write(&tables, dir)?;
@@ -97,7 +109,7 @@ pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
     let arch = super::vcpu_exits::ArchExitState { ioapic };
     let vcpu_shared = Arc::new(VcpuShared { pio, mmio, arch, shutdown: shutdown.clone(), _memory: mem });
     let uart_input = (console.input(), console.drained_event()?);
-    let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared };
+    let built = BuiltVm { shutdown, signals, virtio, uart_input, vcpus, vcpu_shared, hotplug: Some(hotplug) };
     run_loop::run(built, config, api)
 }
 
