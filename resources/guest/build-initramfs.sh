@@ -35,8 +35,9 @@ BUSYBOX=/bin/busybox
 # drivers built as modules, in load order (dependencies first; the IOMMU before
 # the devices it translates for)
 MODULES=(failover net_failover virtio-iommu virtio_mmio virtio_blk virtio_net virtio-rng)
-# modules shipped but loaded only by the checks that need them (vfio.sh)
-OPTIONAL_MODULES=(irqbypass vfio vfio_iommu_type1 vfio-pci-core vfio-pci)
+# modules shipped but loaded only by the checks that need them (vfio.sh; the
+# ACPI power button and its input events for hotplug.sh)
+OPTIONAL_MODULES=(irqbypass vfio vfio_iommu_type1 vfio-pci-core vfio-pci button evdev)
 die() { echo "build-initramfs.sh: error: $*" >&2; exit 1; }
 
 [ -x $BUSYBOX ] || die "$BUSYBOX not found (run resources/setup.sh: busybox-static)"

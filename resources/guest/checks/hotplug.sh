@@ -1,0 +1,69 @@
+#!/bin/sh
+# hotplug.sh - follows the disks the host plugs into and out of the running
+# guest through dmavm's control socket (Linux's acpiphp drives the slots the
+# firmware declared) and waits for the ACPI power button.
+#   DMAVM hp_ready=1                  watching (the host may start)
+#   DMAVM hp_add=ID pci=S:B:D.F group=G|none platform=0|1 sha=SHA256
+#                                     a disk appeared (ID: its serial, the
+#                                     host's id=; platform: the negotiated
+#                                     VIRTIO_F_ACCESS_PLATFORM, bit 33); it
+#                                     was read whole for the checksum
+#   DMAVM hp_gone=ID                  a disk left
+#   DMAVM hp_dmesg_bad=N              kernel warnings, DMAR or IOMMU faults
+#                                     so far, after each change
+#   DMAVM power_button=pressed        the button's key event arrived; then
+#                                     the guest powers off
+# It never ends by itself otherwise.
+insmod /lib/modules/evdev.ko 2>/dev/null || echo "DMAVM hp_error=insmod_evdev"
+insmod /lib/modules/button.ko 2>/dev/null || echo "DMAVM hp_error=insmod_button"
+
+power_button() {
+  ev=
+  for e in /sys/class/input/event*; do
+    [ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] && ev=/dev/input/$(basename "$e")
+  done
+  [ -n "$ev" ] || { echo "DMAVM hp_error=no_power_button"; return; }
+  # One struct input_event (24 bytes on a 64-bit kernel) is the press.
+  dd if="$ev" of=/dev/null bs=24 count=1 2>/dev/null
+  echo "DMAVM power_button=pressed"
+  sync
+  poweroff -f
+}
+power_button &
+
+# kernel warnings, DMAR or IOMMU faults, virtio errors ("Default domain
+# type" is not a fault)
+BAD='WARNING:|BUG:|Oops|DMAR:.*[Ff]ault|iommu.*: fault|[Pp]age fault|virtio.*(error|failed)'
+reported=0
+# prints the count of bad kernel lines so far, and each new one (quiet: not
+# on the console); runs in this shell, so `reported` persists
+report_bad() {
+  n=$(dmesg | grep -cE "$BAD")
+  [ "$n" -gt "$reported" ] && dmesg | grep -E "$BAD" | tail -n $((n - reported)) | head -n 3 | sed 's/^/hp_dmesg: /'
+  reported=$n
+  echo "DMAVM hp_dmesg_bad=$n"
+}
+seen=" "
+echo "DMAVM hp_ready=1"
+while :; do
+  now=" "
+  for blk in /sys/block/vd*; do
+    [ -e "$blk" ] || continue
+    id=$(cat "$blk/serial" 2>/dev/null)
+    now="$now$id "
+    case $seen in *" $id "*) continue ;; esac
+    virtio=$(readlink -f "$blk/device")
+    pci_dir=$(dirname "$virtio")
+    group=none
+    [ -e "$pci_dir/iommu_group" ] && group=$(basename "$(readlink "$pci_dir/iommu_group")")
+    platform=$(cut -c34 "$virtio/features")
+    sha=$(sha256sum "/dev/$(basename "$blk")" | cut -d' ' -f1)
+    echo "DMAVM hp_add=$id pci=$(basename "$pci_dir") group=$group platform=$platform sha=$sha"
+    report_bad
+  done
+  for id in $seen; do
+    case $now in *" $id "*) ;; *) echo "DMAVM hp_gone=$id"; report_bad ;; esac
+  done
+  seen=$now
+  sleep 0.2
+done
