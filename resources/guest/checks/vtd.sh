@@ -10,8 +10,9 @@
 #   dmar_structures=S;S...  the remapping structures of the DMAR table as
 #       the guest's firmware interface gives it (/sys/firmware/acpi/tables/
 #       DMAR; VT-d 4.1 chapter 8), in table order: a DRHD as its segment
-#       and device scope, SSSS[bb:dd.f,...] (PCI endpoints) or SSSS[all]
-#       (INCLUDE_PCI_ALL); any other structure as typeN; none without a DMAR
+#       and device scope, SSSS[bb:dd.f,...] (PCI endpoints, the first entry
+#       of each path) or SSSS[all] (INCLUDE_PCI_ALL); any other structure
+#       as typeN; none without a DMAR
 # then powers off. Uses a tracefs kprobe (CONFIG_KPROBE_EVENTS).
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 T=/sys/kernel/tracing
