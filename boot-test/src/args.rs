@@ -10,7 +10,8 @@ use crate::shard::Shard;
 /// What the kernel log must not hold, as `grep -E` patterns (the guest
 /// matches them against its whole kernel log): warnings and bugs with
 /// their backtraces, panics, hung tasks, IOMMU faults (virtio-iommu,
-/// VT-d, AMD-Vi) and virtio or block-layer errors.
+/// VT-d, AMD-Vi), VT-d invalidation errors and virtio or block-layer
+/// errors.
 pub const DEFAULT_FAIL_PATTERNS: &[&str] = &[
     "WARNING:",
     "BUG:",
@@ -19,6 +20,7 @@ pub const DEFAULT_FAIL_PATTERNS: &[&str] = &[
     "blocked for more than",
     "fault from EP",
     "(DMAR|AMD-Vi|iommu|IOMMU).*[^A-Za-z][Ff]ault",
+    "DMAR.*Invalidation .*Error",
     "virtio.*(error|failed)",
     "I/O error",
 ];
@@ -218,7 +220,8 @@ boot (the kernel reached init), finished (the guest's check ran to its end and \
 the VM powered off within the timeout), devices (every virtio device of the \
 machine appeared where the machine model puts it, with its driver; every disk, \
 RNG and console), iommu-groups (each translated device is in an IOMMU group, \
-each bypassing one is not), access-platform (VIRTIO_F_ACCESS_PLATFORM \
+each bypassing one is not; on a VT-d machine the kernel registered every unit \
+and read the DMAR the model declares), access-platform (VIRTIO_F_ACCESS_PLATFORM \
 negotiated exactly where the model offers it), dma (each disk read whole and \
 checksummed, written and read back with O_DIRECT, read-only disks refuse \
 writes, the host's image matches; 64 KiB from every RNG; a line through every \
@@ -228,11 +231,12 @@ the memory type of its coherent allocations; a non-coherent device must get \
 both and non-cacheable memory, a coherent one neither; a mismatch names the \
 device), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
 --stats: no IOMMU faults, no refused ATTACH unless mixed-coherency=reject, \
-no dropped fault reports).
+no dropped fault reports, no DMA a VT-d unit let through untranslated).
 
 Default fail patterns (grep -E, extended with --fail-pattern): 'WARNING:', \
 'BUG:', 'Oops', 'Kernel panic', 'blocked for more than', 'fault from EP', \
-'(DMAR|AMD-Vi|iommu|IOMMU).*[^A-Za-z][Ff]ault', 'virtio.*(error|failed)', 'I/O error'.
+'(DMAR|AMD-Vi|iommu|IOMMU).*[^A-Za-z][Ff]ault', 'DMAR.*Invalidation .*Error', \
+'virtio.*(error|failed)', 'I/O error'.
 
 Sandbox mode (no hardware KVM here, or --sandbox): the harness builds the \
 initramfs here, then boots one emulated host (the project's test bed: QEMU TCG, \

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use dmavm_machine::options::MixedCoherency;
-use dmavm_machine::{DeviceKind, Machine, Placement};
+use dmavm_machine::{DeviceKind, Machine, Placement, VtdScope};
 
 /// Where the guest finds a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,45 @@ pub struct Expectations {
     /// Whether the IOMMU may refuse an ATTACH (mixed-coherency=reject on a
     /// machine whose translated devices differ in coherency).
     pub refused_attach_allowed: bool,
+    /// The Intel VT-d units of a `--iommu type=vtd` machine, which the
+    /// guest's intel-iommu driver must register.
+    pub vtd: Option<ExpectedVtd>,
+}
+
+/// What the guest of a VT-d machine should find in its firmware and
+/// register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedVtd {
+    /// Units (DRHDs).
+    pub units: u64,
+    /// The DMAR's remapping structures as the guest's check prints them:
+    /// per DRHD its segment and device scope, `SSSS[bb:dd.f,...]` or
+    /// `SSSS[all]` (INCLUDE_PCI_ALL), `;`-separated; `none` when no
+    /// device is translated (no DMAR).
+    pub dmar: String,
+}
+
+impl ExpectedVtd {
+    fn of(machine: &Machine) -> Option<Self> {
+        machine.vtd.as_ref()?;
+        let units = machine.vtd_units();
+        let drhds: Vec<String> = units
+            .iter()
+            .map(|u| {
+                let scope = match &u.scope {
+                    VtdScope::WholeSegment => "all".to_string(),
+                    VtdScope::Functions(list) => list
+                        .iter()
+                        .map(|bdf| format!("{:02x}:{:02x}.{}", bdf >> 8, (bdf >> 3) & 0x1f, bdf & 7))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                format!("{:04x}[{scope}]", u.segment)
+            })
+            .collect();
+        let dmar = if drhds.is_empty() { "none".to_string() } else { drhds.join(";") };
+        Some(Self { units: units.len() as u64, dmar })
+    }
 }
 
 impl Expectations {
@@ -157,6 +196,7 @@ impl Expectations {
             devices,
             coherency: machine.arch == dmavm_machine::Arch::Aarch64,
             refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed,
+            vtd: ExpectedVtd::of(machine),
         }
     }
 
@@ -229,6 +269,39 @@ mod tests {
         let m = new_machine(&[], &disks[..1], &[], None, None).unwrap();
         let e = Expectations::of(&m);
         assert!(!e.devices[0].translated && e.devices[0].access_platform);
+        assert_eq!(e.vtd, None);
+    }
+
+    #[test]
+    fn a_vtd_machine_expects_its_drhds() {
+        // pci0: rand 00:01.0 translated, ro 00:02.0 bypassing, rng0 00:03.0
+        // translated; bridge hp (segment 1) hot-pluggable: the whole segment;
+        // bridge fast (segment 2) bypassing: no DRHD.
+        let bridges = [
+            parse_bridge("id=hp,hotplug=on").unwrap(),
+            parse_bridge("id=fast,direct-ram-access=on").unwrap(),
+        ];
+        let disks = [
+            parse_disk("path=a,transport=pci,id=rand").unwrap(),
+            parse_disk("path=b,transport=pci,id=ro,readonly=on,direct-ram-access=on").unwrap(),
+            parse_disk("path=c,transport=pci,bridge=fast").unwrap(),
+        ];
+        let rng = [parse_rng("transport=pci").unwrap()];
+        let vtd = parse_iommu("type=vtd").unwrap();
+        let m = new_machine(&bridges, &disks, &rng, None, Some(&vtd)).unwrap();
+        let e = Expectations::of(&m);
+        assert_eq!(
+            e.vtd,
+            Some(ExpectedVtd { units: 2, dmar: "0000[00:01.0,00:03.0];0001[all]".into() }),
+            "{:?}",
+            e.devices
+        );
+        let translated: Vec<&str> =
+            e.devices.iter().filter(|d| d.translated).map(|d| d.id.as_str()).collect();
+        assert_eq!(translated, ["rand", "rng0"]);
+        // No translated device: no DRHD, so no DMAR.
+        let m = new_machine(&[], &disks[1..2], &[], None, Some(&vtd)).unwrap();
+        assert_eq!(Expectations::of(&m).vtd, Some(ExpectedVtd { units: 0, dmar: "none".into() }));
     }
 
     #[test]

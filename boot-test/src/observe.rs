@@ -68,17 +68,21 @@ impl SeenCoherency {
     }
 }
 
-/// dmavm's `--stats` counters of one endpoint.
+/// dmavm's `--stats` counters of one endpoint (a virtio-iommu endpoint or
+/// a VT-d unit's source ID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
-    /// MAP requests.
+    /// MAP requests (virtio-iommu).
     pub map: u64,
     /// Translations.
     pub translations: u64,
     /// Faults.
     pub faults: u64,
-    /// Refused ATTACH requests.
+    /// Refused ATTACH requests (virtio-iommu).
     pub refused_attach: u64,
+    /// Accesses a VT-d unit let through untranslated because the guest had
+    /// not turned translation on.
+    pub untranslated: u64,
 }
 
 /// Everything a run's output says.
@@ -116,6 +120,13 @@ pub struct Observed {
     pub done: bool,
     /// The check's exit status, from init.
     pub check_status: Option<i32>,
+    /// The VT-d units the guest's kernel registered
+    /// (/sys/class/iommu/dmar*), if the check said.
+    pub dmar_units: Option<u64>,
+    /// The DMAR's remapping structures as the guest read them
+    /// (`SSSS[bb:dd.f,...]` per DRHD, `;`-separated; `none`), if the check
+    /// said.
+    pub dmar: Option<String>,
     /// `--stats` per device id.
     pub stats: Vec<(String, Counters)>,
     /// Fault reports the IOMMU dropped.
@@ -137,10 +148,21 @@ fn value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     pairs(text).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
+/// One `--stats` line of an endpoint: `ID: endpoint 0x8: domain 1, N map,
+/// ...` (virtio-iommu) or `ID: dmar0 source-id 00:02.0: domain 2, N
+/// translations, ..., N untranslated (translation off)` (VT-d).
 fn parse_counters(text: &str) -> Option<(String, Counters)> {
-    let (id, rest) = text.split_once(": endpoint ")?;
+    let (id, rest) = match text.split_once(": endpoint ") {
+        Some(found) => found,
+        None => {
+            let (id, rest) = text.split_once(": dmar")?;
+            rest.split_once(" source-id ").filter(|(unit, _)| unit.parse::<u32>().is_ok())?;
+            (id, rest)
+        }
+    };
     let mut c = Counters::default();
     for part in rest.split(", ") {
+        let part = part.trim_end_matches(" (translation off)");
         let mut words = part.split_whitespace().rev();
         // "N map" and "... 0x8: domain none, 3 map": the number precedes the name
         let name = words.next()?;
@@ -150,6 +172,7 @@ fn parse_counters(text: &str) -> Option<(String, Counters)> {
             "translations" => c.translations = n,
             "faults" => c.faults = n,
             "attach" => c.refused_attach = n,
+            "untranslated" => c.untranslated = n,
             _ => {}
         }
     }
@@ -242,6 +265,9 @@ impl Observed {
                 o.coherency_error = Some(why.to_string());
             } else if let Some(name) = value(rest, "bt_hvc") {
                 o.consoles.push(name.to_string());
+            } else if let Some(n) = value(rest, "bt_dmar_units") {
+                o.dmar_units = n.parse().ok();
+                o.dmar = value(rest, "structures").map(str::to_string);
             } else if let Some(n) = value(rest, "bt_klog_bad") {
                 o.klog_bad = n.parse().ok();
             } else if value(rest, "bt_done").is_some() {
@@ -272,10 +298,12 @@ DMAVM-HVC hvc0\r
 DMAVM bt_hvc=hvc0
 DMAVM-KLOG [    2.1] WARNING: CPU: 0 PID: 1 at x
 DMAVM bt_coherency=disk0 sync_for_device=12 sync_for_cpu=7 prot=normal,normal-nc
+DMAVM bt_dmar_units=1 structures=0000[00:01.0,00:03.0];0001[all]
 DMAVM bt_klog_bad=1
 DMAVM bt_done=1
 DMAVM check=boot-test status=0
 dmavm: stats: disk0: endpoint 0x10000: domain 1, 12 map, 11 unmap, 40 translations, 2 IOTLB misses, 1 faults, 0 refused attach
+dmavm: stats: rng0: dmar1 source-id 00:03.0: domain none, 7 translations, 2 IOTLB misses, 1 context-cache misses, 4 invalidations, 0 faults, 5 untranslated (translation off)
 dmavm: stats: 3 fault reports dropped (the guest posted no event buffers)
 dmavm: error: guest triple fault
 ";
@@ -307,8 +335,19 @@ dmavm: error: guest triple fault
         assert_eq!((o.klog_bad, o.check_status), (Some(1), Some(0)));
         assert_eq!(
             o.stats,
-            [("disk0".to_string(), Counters { map: 12, translations: 40, faults: 1, refused_attach: 0 })]
+            [
+                (
+                    "disk0".to_string(),
+                    Counters { map: 12, translations: 40, faults: 1, refused_attach: 0, untranslated: 0 }
+                ),
+                (
+                    "rng0".to_string(),
+                    Counters { map: 0, translations: 7, faults: 0, refused_attach: 0, untranslated: 5 }
+                )
+            ]
         );
+        assert_eq!(o.dmar_units, Some(1));
+        assert_eq!(o.dmar.as_deref(), Some("0000[00:01.0,00:03.0];0001[all]"));
         assert_eq!(o.dropped_faults, 3);
         assert_eq!(
             o.coherency,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::expect::{Expectations, Kind, Location};
+use super::expect::{Expectations, ExpectedVtd, Kind, Location};
 use super::observe::{Observed, SeenVirtio};
 
 /// `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.2, 6).
@@ -253,11 +253,14 @@ pub fn judge(
         }
     }
     let translated = exp.devices.iter().filter(|d| d.translated).count();
-    checks.push(Check::new(
-        "iommu-groups",
-        groups,
-        format!("{translated} translated in groups, {} outside", exp.devices.len() - translated),
-    ));
+    let mut groups_ok =
+        format!("{translated} translated in groups, {} outside", exp.devices.len() - translated);
+    if let Some(vtd) = &exp.vtd {
+        // The units explain the groups: without them nothing is in one.
+        groups.splice(0..0, vtd_units(vtd, o));
+        groups_ok.push_str(&format!("; {} VT-d unit(s), DMAR {}", vtd.units, vtd.dmar));
+    }
+    checks.push(Check::new("iommu-groups", groups, groups_ok));
     checks.push(Check::new("access-platform", platform, "negotiated exactly where offered"));
 
     // dma
@@ -318,6 +321,12 @@ pub fn judge(
         if c.refused_attach > 0 && !exp.refused_attach_allowed {
             stats.push(format!("{id}: {} refused ATTACH", c.refused_attach));
         }
+        if c.untranslated > 0 {
+            stats.push(format!(
+                "{id}: {} DMA access(es) passed untranslated (VT-d translation was off)",
+                c.untranslated
+            ));
+        }
     }
     if o.dropped_faults > 0 {
         stats.push(format!("{} fault reports dropped", o.dropped_faults));
@@ -329,6 +338,34 @@ pub fn judge(
     }
     checks.push(Check::new("vmm-stats", stats, format!("{} endpoints, no faults", o.stats.len())));
     checks
+}
+
+/// VT-d: the guest's kernel registered every unit of the machine and read
+/// the DMAR the model declares (a DRHD per unit, scopes exactly the
+/// translated functions).
+fn vtd_units(vtd: &ExpectedVtd, o: &Observed) -> Vec<String> {
+    let mut wrong = Vec::new();
+    match o.dmar_units {
+        None => wrong.push("the guest did not report its VT-d units".to_string()),
+        Some(0) if vtd.units > 0 => wrong.push(format!(
+            "the kernel registered none of the {} VT-d unit(s) (it needs CONFIG_INTEL_IOMMU and, unless \
+             CONFIG_INTEL_IOMMU_DEFAULT_ON, intel_iommu=on on its command line)",
+            vtd.units
+        )),
+        Some(n) if n != vtd.units => {
+            wrong.push(format!("the kernel registered {n} VT-d unit(s), the machine has {}", vtd.units))
+        }
+        Some(_) => {}
+    }
+    match o.dmar.as_deref() {
+        Some(seen) if seen == vtd.dmar => {}
+        seen => wrong.push(format!(
+            "the guest read DMAR {}, the machine declares {}",
+            seen.unwrap_or("(not reported)"),
+            vtd.dmar
+        )),
+    }
+    wrong
 }
 
 /// arm64: each disk's cache maintenance as its coherency demands. A
@@ -487,6 +524,7 @@ mod tests {
             devices: vec![disk("nc", 0xa000000, false), disk("co", 0xa001000, true)],
             coherency: true,
             refused_attach_allowed: false,
+            vtd: None,
         };
         let check = |lines: &str| coherency(&exp, &Observed::parse(lines));
         let good = "DMAVM bt_coherency=nc sync_for_device=40 sync_for_cpu=20 prot=normal-nc\n\
@@ -533,6 +571,92 @@ mod tests {
             missing_drivers(&exp, &seen("DMAVM bt_drivers=virtio_console,virtio-pci\n")),
             ["virtio_iommu", "virtio_blk", "virtio-mmio", "virtio_rng"]
         );
+    }
+
+    /// A VT-d machine: rand 00:01.0 translated, ro 00:02.0 bypassing,
+    /// rng0 00:03.0 translated; one unit for segment 0.
+    fn vtd_machine() -> Expectations {
+        let disks = [
+            parse_disk("path=a,transport=pci,id=rand").unwrap(),
+            parse_disk("path=b,transport=pci,readonly=on,direct-ram-access=on,id=ro").unwrap(),
+        ];
+        let rng = [parse_rng("transport=pci").unwrap()];
+        let m = new_machine(&[], &disks, &rng, None, Some(&parse_iommu("type=vtd").unwrap())).unwrap();
+        Expectations::of(&m)
+    }
+
+    fn vtd_output() -> String {
+        format!(
+            "DMAVM init uptime=1 kernel=6.12\n\
+             DMAVM bt_drivers=virtio_blk,virtio_rng,virtio-pci\n\
+             DMAVM bt_virtio=virtio0 device=0x0002 parent=0000:00:01.0 addr=- group=0 driver=virtio_blk features={}\n\
+             DMAVM bt_virtio=virtio1 device=0x0002 parent=0000:00:02.0 addr=- group=none driver=virtio_blk features={}\n\
+             DMAVM bt_virtio=virtio2 device=0x0004 parent=0000:00:03.0 addr=- group=1 driver=virtio_rng features={}\n\
+             DMAVM bt_disk=rand dev=vda ro=0 sha=r1 readback={PAT} write_refused=-\n\
+             DMAVM bt_disk=ro dev=vdb ro=1 sha=o1 readback=- write_refused=1\n\
+             DMAVM bt_rng=virtio_rng.0 bytes=65536\n\
+             DMAVM bt_dmar_units=1 structures=0000[00:01.0,00:03.0]\n\
+             DMAVM bt_klog_bad=0\nDMAVM bt_done=1\nDMAVM check=boot-test status=0\n\
+             dmavm: stats: rand: dmar0 source-id 00:01.0: domain 1, 90 translations, 9 IOTLB misses, 1 context-cache misses, 4 invalidations, 0 faults, 0 untranslated (translation off)\n\
+             dmavm: stats: rng0: dmar0 source-id 00:03.0: domain 2, 90 translations, 9 IOTLB misses, 1 context-cache misses, 4 invalidations, 0 faults, 0 untranslated (translation off)\n",
+            features(true),
+            features(false),
+            features(true)
+        )
+    }
+
+    #[test]
+    fn a_vtd_machine_is_judged_by_its_units_dmar_and_counters() {
+        let exp = vtd_machine();
+        let judge_vtd = |output: &str| judge(&exp, &Observed::parse(output), Exit::Status(0), &host(), PAT);
+        let checks = judge_vtd(&vtd_output());
+        assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+        assert_eq!(
+            checks[3].detail,
+            "2 translated in groups, 1 outside; 1 VT-d unit(s), DMAR 0000[00:01.0,00:03.0]"
+        );
+        let first_failure = |output: String| {
+            judge_vtd(&output).into_iter().find(|c| !c.passed).map(|c| (c.name, c.detail)).unwrap_or_default()
+        };
+        // A kernel that left VT-d off: no unit, no group, DMA untranslated.
+        let (name, detail) = first_failure(
+            vtd_output()
+                .replace("bt_dmar_units=1", "bt_dmar_units=0")
+                .replace("group=0", "group=none")
+                .replace("0 untranslated", "7 untranslated"),
+        );
+        assert_eq!(name, "iommu-groups");
+        assert!(
+            detail.starts_with("the kernel registered none of the 1 VT-d unit(s)")
+                && detail.contains("intel_iommu=on"),
+            "{detail}"
+        );
+        assert!(detail.contains("rand (0000:00:01.0) is translated but in no IOMMU group"), "{detail}");
+        let (name, detail) =
+            first_failure(vtd_output().replace("[00:01.0,00:03.0]", "[00:01.0,00:02.0,00:03.0]"));
+        assert_eq!(name, "iommu-groups");
+        assert_eq!(
+            detail,
+            "the guest read DMAR 0000[00:01.0,00:02.0,00:03.0], the machine declares 0000[00:01.0,00:03.0]"
+        );
+        let (name, detail) = first_failure(
+            vtd_output().replace("DMAVM bt_dmar_units=1 structures=0000[00:01.0,00:03.0]\n", ""),
+        );
+        assert_eq!(name, "iommu-groups");
+        assert!(detail.starts_with("the guest did not report its VT-d units"), "{detail}");
+        let (name, detail) =
+            first_failure(vtd_output().replacen("0 faults, 0 untranslated", "2 faults, 3 untranslated", 1));
+        assert_eq!(name, "vmm-stats");
+        assert_eq!(
+            detail,
+            "rand: 2 IOMMU fault(s); rand: 3 DMA access(es) passed untranslated (VT-d translation was off)"
+        );
+        let (name, detail) =
+            first_failure(vtd_output().replace("dmavm: stats: rng0: dmar0", "dmavm: stats: rng0: dmarx"));
+        assert_eq!(name, "vmm-stats");
+        assert_eq!(detail, "rng0: translated, but dmavm has no counters for it");
+        // A machine without VT-d does not look at VT-d units.
+        assert_eq!(machine().vtd, None);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 # build-initramfs.sh - build the initramfs of dmavm's test guests (L2):
 # busybox-static with applet links, /init (resources/guest/init), the checks
 # (resources/guest/checks/*.sh -> /checks), the dmavm-exit helper, and the
-# virtio drivers the Debian cloud kernel builds as modules (decompressed:
-# busybox insmod cannot read .ko.xz), loaded by /init in /lib/modules/load-order,
+# virtio drivers the Debian cloud kernel builds as modules, and the virtio core
+# and virtio-pci where the kernel builds those as modules too (Debian 12's
+# generic 6.1) (decompressed: busybox insmod cannot read .ko.xz), loaded by
+# /init in /lib/modules/load-order,
 # and the VFIO modules, vfio-domains and vfio-blk-fault for the checks that
 # use them.
 # Output: build/guest/initramfs.cpio.gz; rebuilt only when an input changed.
@@ -32,6 +34,10 @@ while [ $# -gt 0 ]; do
 done
 [ -z "$MODSRC" ] || [ -n "$TARGET" ] || { echo "build-initramfs.sh: --modules needs --out" >&2; exit 1; }
 BUSYBOX=/bin/busybox
+# the virtio core and the virtio-pci transport, in load order: built into the
+# 6.12 cloud kernel, modules of Debian 12's generic 6.1 kernel; packed and
+# loaded before MODULES when found, else taken as built in
+CORE_MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console)
 # drivers built as modules, in load order (dependencies first; the IOMMU before
 # the devices it translates for)
 MODULES=(failover net_failover virtio-iommu virtio_mmio virtio_blk virtio_net virtio-rng)
@@ -70,7 +76,7 @@ unpack_module() {
 
 [ -n "$PARAM" ] || stamp=$( { sha256sum "$HERE/build-initramfs.sh" "$HERE/init" "$HERE/dmavm-exit.c" "$HERE/vfio-domains.c" \
              "$HERE/vfio-blk-fault.c" \
-             $BUSYBOX "$OUT/kver" "$HERE"/checks/*.sh; printf '%s\n' "${MODULES[@]}" "${OPTIONAL_MODULES[@]}"; } \
+             $BUSYBOX "$OUT/kver" "$HERE"/checks/*.sh; printf '%s\n' "${CORE_MODULES[@]}" "${MODULES[@]}" "${OPTIONAL_MODULES[@]}"; } \
            | sha256sum | cut -d' ' -f1)
 if [ -z "$PARAM" ] && [ -s "$OUT/initramfs.cpio.gz" ] && [ "$(cat "$OUT/initramfs.stamp" 2>/dev/null)" = "$stamp" ]; then
   exit 0
@@ -92,6 +98,12 @@ gcc -Os -static -s -Wall -o "$R/bin/vfio-blk-fault" "$HERE/vfio-blk-fault.c" || 
 install -m 755 "$HERE/init" "$R/init"
 install -m 755 "$HERE"/checks/*.sh "$R/checks/"
 touch "$R/lib/modules/load-order"
+for m in "${CORE_MODULES[@]}"; do
+  f=$(find_module "$m")
+  [ -n "$f" ] || continue
+  unpack_module "$f" "$R/lib/modules/$m.ko"
+  echo "$m" >> "$R/lib/modules/load-order"
+done
 for m in "${MODULES[@]}"; do
   f=$(find_module "$m")
   if [ -z "$f" ]; then

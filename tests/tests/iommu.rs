@@ -4,7 +4,8 @@
 //! group, without ACCESS_PLATFORM and never translated; in the guest's
 //! lazy and strict invalidation modes and in passthrough; with the
 //! virtio-iommu and with an emulated Intel VT-d unit (whose page-walk
-//! coherency decides whether the guest flushes its page-table updates).
+//! coherency decides whether the guest flushes its page-table updates),
+//! also with a translated and a bypassing PCI host bridge side by side.
 //! One sandbox boot.
 
 // A missing DMAVM value is a test failure with the whole scenario report.
@@ -25,6 +26,7 @@ const ALL: &[&str] = &[
     "vtd-lazy",
     "vtd-passthrough",
     "vtd-noncoherent",
+    "vtd-bridges",
 ];
 
 fn scenario(name: &str) -> Result<ScenarioResult, Error> {
@@ -191,6 +193,11 @@ fn assert_vtd_guest(r: &ScenarioResult) {
     assert_io_and_scope(r, &VTD_ON_PCI);
     assert_eq!(value(r, "dmar_units"), "1", "{r}");
     assert_eq!(value(r, "dmar_bad"), "0", "{r}");
+    assert_eq!(
+        value(r, "dmar_structures"),
+        "0000[00:01.0,00:02.0,00:04.0]",
+        "one DRHD, segment 0's, naming exactly the translated functions: {r}"
+    );
     assert!(r.dmavm_value("vtd_ro").is_none(), "the bypassing disk is no source ID of the unit: {r}");
     for device in ["rand", "scratch", "rng0"] {
         let c = vtd_counters(r, device);
@@ -229,5 +236,40 @@ fn vtd_noncoherent_page_walks_make_the_guest_flush_its_updates() -> Result<(), E
     assert_vtd_guest(&r);
     let flushes = common::number(&r, "clflush");
     assert!(flushes > 0, "ECAP.C = 0: the guest flushes each page-table update: {r}");
+    Ok(())
+}
+
+/// Bridge "safe" (segment 2) translated, with rand at 0002:00:01.0; bridge
+/// "fast" (segment 1, direct-ram-access=on) bypassing, with rand1 at
+/// 0001:00:01.0; nothing on segment 0.
+#[test]
+fn vtd_with_a_bypassing_bridge_declares_and_translates_only_the_other() -> Result<(), Error> {
+    let r = scenario("vtd-bridges")?;
+    assert_eq!(r.status, 0, "{r}");
+    assert_eq!(value(&r, "vmm_status"), "0", "the guest powers off at the end: {r}");
+    assert_eq!(value(&r, "rand_sha"), value(&r, "host_rand_sha"), "translated disk: {r}");
+    assert_eq!(value(&r, "rand1_sha"), value(&r, "host_rand1_sha"), "bypassing disk: {r}");
+    assert_eq!(value(&r, "dmesg_bad"), "0", "{r}");
+    assert_eq!(value(&r, "dmar_bad"), "0", "{r}");
+    assert_eq!(value(&r, "dmar_units"), "1", "{r}");
+    assert_eq!(
+        value(&r, "dmar_structures"),
+        "0002[00:01.0]",
+        "a DRHD for the translated segment only, naming its disk: {r}"
+    );
+    let seen = devices_behind_iommu(&r);
+    let find = |parent: &str| {
+        seen.iter().find(|(p, _, _)| p == parent).cloned().unwrap_or_else(|| panic!("no {parent}: {r}"))
+    };
+    let (_, group, access_platform) = find("0002:00:01.0");
+    assert_ne!(group, "none", "the translated bridge's disk is in an iommu group: {r}");
+    assert!(access_platform, "the translated bridge's disk negotiates ACCESS_PLATFORM: {r}");
+    let (_, group, access_platform) = find("0001:00:01.0");
+    assert_eq!(group, "none", "the bypassing bridge's disk is in no iommu group: {r}");
+    assert!(!access_platform, "the bypassing bridge's disk has no ACCESS_PLATFORM: {r}");
+    let c = vtd_counters(&r, "rand");
+    assert!(c.translations > 0 && c.invalidations > 0, "rand is translated: {r}");
+    assert_eq!((c.faults, c.untranslated), (0, 0), "rand: {r}");
+    assert!(r.dmavm_value("vtd_rand1").is_none(), "the bypassing disk is no source ID of the unit: {r}");
     Ok(())
 }
