@@ -233,9 +233,9 @@ impl Iommu for EndpointIommu {
             insert(&mut own, &entries);
             Arc::new(own)
         });
-        if let Some(page) = page {
-            hot_pages::insert(ep, seen, page, &snapshot, access);
-        }
+        // Not made hot here: a page touched once (the first access after
+        // the IOTLB was emptied) is not worth it yet; its next access hits
+        // the IOTLB and makes it hot.
         let hit = shared(iova, length, access, snapshot);
         drop(state);
         hit.ok_or_else(|| self.inconsistent(iova, length, access))
