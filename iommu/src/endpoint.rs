@@ -23,10 +23,12 @@
 //!
 //! [`IommuConfig::iotlb_entries`]: crate::IommuConfig::iotlb_entries
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use vm_memory::{GuestAddress, Iotlb, Permissions};
 
+use crate::invalidation_log::InvalidationLog;
 use crate::stats::Counters;
 use crate::sync::{read, write};
 
@@ -70,11 +72,19 @@ impl Cache {
     }
 }
 
+/// Source of [`Endpoint::uid`].
+static NEXT_UID: AtomicU64 = AtomicU64::new(0);
+
 /// One endpoint's translation cache and counters.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) id: u32,
+    /// Unique in the process, never reused: names the endpoint in the
+    /// threads' [`crate::hot_pages`].
+    pub(crate) uid: u64,
     pub(crate) iotlb: RwLock<Cache>,
+    /// Every removal from its translations, for caches beyond `iotlb`.
+    pub(crate) invalidations: InvalidationLog,
     /// Most entries its IOTLB may hold.
     capacity: usize,
     pub(crate) counters: Counters,
@@ -82,7 +92,14 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn new(id: u32, capacity: usize) -> Self {
-        Self { id, iotlb: RwLock::new(Cache::default()), capacity, counters: Counters::default() }
+        Self {
+            id,
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            iotlb: RwLock::new(Cache::default()),
+            invalidations: InvalidationLog::default(),
+            capacity,
+            counters: Counters::default(),
+        }
     }
 
     /// The current IOTLB snapshot (the translation hit path).
@@ -99,17 +116,23 @@ impl Endpoint {
 
     /// Drops every cached translation.
     pub(crate) fn invalidate_all(&self) {
-        *write(&self.iotlb) = Cache::default();
+        let mut cache = write(&self.iotlb);
+        *cache = Cache::default();
+        self.invalidations.record(0, u64::MAX);
     }
 
     /// Drops the cached translations of `[start, end]`.
     pub(crate) fn invalidate(&self, start: u64, end: u64) {
         match end.checked_sub(start).and_then(|l| l.checked_add(1)).and_then(|l| usize::try_from(l).ok()) {
             Some(len) if end < u64::MAX => {
-                let done = write(&self.iotlb).apply(self.capacity, REMOVE_COST, |tlb| {
+                let mut cache = write(&self.iotlb);
+                let done = cache.apply(self.capacity, REMOVE_COST, |tlb| {
                     tlb.invalidate_mapping(GuestAddress(start), len)
                 });
-                if !done {
+                if done {
+                    self.invalidations.record(start, end);
+                } else {
+                    drop(cache);
                     self.invalidate_all();
                 }
             }

@@ -4,10 +4,14 @@
 //!
 //! # Translation
 //!
-//! [`EndpointIommu::translate`] first looks the access up in the endpoint's
-//! IOTLB: a `vm_memory::Iotlb` shared as an `Arc` snapshot, so a hit costs a
-//! read lock, a reference count and the lookup, and the iterator handed to
-//! the device model owns its snapshot (no lock held, no copy made). On a miss or a permission
+//! [`EndpointIommu::translate`] first looks a small access up in the
+//! calling thread's hot pages of the endpoint ([`crate::hot_pages`]: ring
+//! entries, descriptors, headers, statuses; no atomic read-modify-write),
+//! then in the endpoint's IOTLB: a `vm_memory::Iotlb` shared as an `Arc`
+//! snapshot, so a hit costs a read lock, a reference count and the lookup,
+//! and the iterator handed to the device model owns its snapshot (no lock
+//! held, no copy made); a small access served there makes its page hot.
+//! On a miss or a permission
 //! failure it resolves the access against the IOMMU state: an endpoint in
 //! bypass mode (unattached with `bypass` = 1, or attached to a bypass
 //! domain) gets the identity; an attached endpoint gets the mappings of its
@@ -30,11 +34,15 @@
 //! while it is write-locked (UNMAP: the removed ranges; ATTACH, DETACH,
 //! reset and `bypass` changes: everything), so an entry the driver removed
 //! is never served to a translation that starts after the request
-//! completed. (An access already translated goes on, as DMA in flight
+//! completed. Every invalidation is also recorded in the endpoint's
+//! invalidation log, from which the threads' hot pages drop what it
+//! overlaps before their next use. (An access already translated goes on, as DMA in flight
 //! does on hardware.) Lock order: state, then IOTLB; the fault queue is
 //! locked with neither held. The iterator a translation returns holds no
 //! lock, so device models may nest accesses freely.
 
+use std::ops::Deref;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
@@ -45,6 +53,7 @@ use vm_memory::{
 
 use crate::domain::{Resolution, Unresolved};
 use crate::endpoint::{insert, Endpoint, Entry};
+use crate::hot_pages;
 use crate::iommu_state::IommuState;
 use crate::request::{
     Fault, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ, VIRTIO_IOMMU_FAULT_F_WRITE,
@@ -108,16 +117,6 @@ impl EndpointIommu {
         }
     }
 
-    /// The translation of the access if the IOTLB holds it.
-    fn hit(
-        &self,
-        iova: GuestAddress,
-        length: usize,
-        access: Permissions,
-    ) -> Option<IotlbIterator<Arc<Iotlb>>> {
-        Iotlb::lookup(self.endpoint.snapshot(), iova, length, access).ok()
-    }
-
     /// A translation the IOTLB should have served and did not (a bug):
     /// reported as a fault of unknown reason.
     fn inconsistent(&self, iova: GuestAddress, length: usize, access: Permissions) -> IommuTranslateError {
@@ -126,11 +125,42 @@ impl EndpointIommu {
     }
 }
 
+/// The translation state a translation's iterator keeps: a snapshot of
+/// the endpoint's IOTLB, or of one of the thread's hot pages. A device
+/// model may keep the iterator while it makes other accesses, and
+/// invalidations never wait for it.
+#[derive(Debug, Clone)]
+pub struct IotlbSnapshot(Snapshot);
+
+#[derive(Debug, Clone)]
+enum Snapshot {
+    Shared(Arc<Iotlb>),
+    Thread(Rc<Iotlb>),
+}
+
+impl Deref for IotlbSnapshot {
+    type Target = Iotlb;
+
+    fn deref(&self) -> &Iotlb {
+        match &self.0 {
+            Snapshot::Shared(tlb) => tlb,
+            Snapshot::Thread(tlb) => tlb,
+        }
+    }
+}
+
+/// The same translation, over an [`IotlbSnapshot`].
+fn shared(
+    iova: GuestAddress,
+    length: usize,
+    access: Permissions,
+    tlb: Arc<Iotlb>,
+) -> Option<IotlbIterator<IotlbSnapshot>> {
+    Iotlb::lookup(IotlbSnapshot(Snapshot::Shared(tlb)), iova, length, access).ok()
+}
+
 impl Iommu for EndpointIommu {
-    /// A snapshot of the endpoint's IOTLB: a device model may keep the
-    /// iterator while it makes other accesses, and invalidations never wait
-    /// for it.
-    type IotlbGuard<'a> = Arc<Iotlb>;
+    type IotlbGuard<'a> = IotlbSnapshot;
 
     fn translate(
         &self,
@@ -138,16 +168,36 @@ impl Iommu for EndpointIommu {
         length: usize,
         access: Permissions,
     ) -> Result<IotlbIterator<Self::IotlbGuard<'_>>, IommuTranslateError> {
-        let ep = &*self.endpoint;
-        Counters::bump(&ep.counters.translations);
+        let ep = &self.endpoint;
         // The IOTLB works on half-open u64 ranges: an access running past
         // 2^64 - 1 cannot be mapped anyway.
         let Some(end) = u64::try_from(length).ok().and_then(|l| iova.0.checked_add(l)) else {
+            Counters::bump(&ep.counters.translations);
             return Err(self.fail((VIRTIO_IOMMU_FAULT_R_MAPPING, iova.0), iova, length, access));
         };
-        if let Some(hit) = self.hit(iova, length, access) {
+        // Read first: whatever serves this translation is at least as
+        // recent (see `hot_pages`).
+        let seen = ep.invalidations.generation();
+        let page = hot_pages::small_access_page(iova.0, end);
+        let hot = page.and_then(|page| hot_pages::lookup(ep, page, access));
+        match hot {
+            Some(tlb) => {
+                // Counted by the thread's hot pages. The page allows the
+                // whole access, so this cannot fail.
+                if let Ok(hit) = Iotlb::lookup(IotlbSnapshot(Snapshot::Thread(tlb)), iova, length, access) {
+                    return Ok(hit);
+                }
+            }
+            None => Counters::bump(&ep.counters.translations),
+        }
+        let snapshot = ep.snapshot();
+        if let Some(hit) = shared(iova, length, access, snapshot.clone()) {
+            if let Some(page) = page {
+                hot_pages::insert(ep, seen, page, &snapshot, access);
+            }
             return Ok(hit);
         }
+        drop(snapshot);
         Counters::bump(&ep.counters.iotlb_misses);
         let state = read(&self.shared.state);
         let resolution = match state.resolve(ep.id, iova.0, end, access) {
@@ -183,7 +233,10 @@ impl Iommu for EndpointIommu {
             insert(&mut own, &entries);
             Arc::new(own)
         });
-        let hit = Iotlb::lookup(snapshot, iova, length, access).ok();
+        // Not made hot here: a page touched once (the first access after
+        // the IOTLB was emptied) is not worth it yet; its next access hits
+        // the IOTLB and makes it hot.
+        let hit = shared(iova, length, access, snapshot);
         drop(state);
         hit.ok_or_else(|| self.inconsistent(iova, length, access))
     }

@@ -50,6 +50,8 @@ pub mod endpoint_iommu;
 pub mod error;
 pub mod fault;
 mod handle;
+mod hot_pages;
+mod invalidation_log;
 mod iommu_state;
 pub mod request;
 pub mod stats;
@@ -62,7 +64,7 @@ mod tests;
 
 pub use config::{IommuConfig, MixedCoherency, X86_MSI_REGION};
 pub use device::{VirtioIommu, IOMMU_QUEUE_SIZE, VIRTIO_ID_IOMMU};
-pub use endpoint_iommu::{translated_memory, EndpointIommu, TranslatedMemory};
+pub use endpoint_iommu::{translated_memory, EndpointIommu, IotlbSnapshot, TranslatedMemory};
 pub use error::IommuError;
 pub use handle::IommuHandle;
 pub use stats::EndpointStats;

@@ -9,8 +9,9 @@ cache after a first cold boot), dmavm with the bzImage through the 64-bit
 boot protocol (`DMAVM_BZIMAGE_ENTRY=long64`: the guest decompresses
 itself), dmavm with the PVH vmlinux, and QEMU microvm with the bzImage and
 with the vmlinux; same kernel, initramfs and command line. Prints Markdown
-tables: boot times (median, min, max, the runs) and L1's KVM statistics
-at the guest's first line (medians). Usage:
+tables: boot times (median, min, max, the runs), the guest's own uptime at
+that line against the boot time, and L1's KVM statistics at the guest's
+first line (medians). Usage:
 
     resources/bench/linux-boot.py [--runs N] [--out FILE]
 
@@ -38,7 +39,7 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="runs of each variant (default 10)")
     ap.add_argument("--out", help="append the Markdown result to this file")
     args = ap.parse_args()
-    runs, bed = sandbox_bench.run("bench-linux-boot", extra_lines=("KVMSTAT", "THP"),
+    runs, bed = sandbox_bench.run("bench-linux-boot", extra_lines=("KVMSTAT", "THP", "GUESTUP"),
                                   scenario_env=[("BENCH_RUNS", str(args.runs))])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Linux boot to init's first line, {stamp}, `resources/bench/linux-boot.py --runs {args.runs}`; "
@@ -54,6 +55,24 @@ def main():
         ratio = f"{statistics.median(q) / med:.2f}" if q else "-"
         lines.append(f"| {'dmavm' if vmm == 'dmavm' else 'QEMU'}: {label} | {med:.2f} s | {min(xs):.2f} s | "
                      f"{max(xs):.2f} s | {max(xs) / min(xs):.2f} | {ratio} | {', '.join(f'{x:.2f}' for x in xs)} |")
+    guest_up = {}
+    for line in runs.get("GUESTUP", []):
+        words = line.split()
+        if len(words) == 3:
+            try:
+                guest_up.setdefault((words[0], words[1]), []).append(float(words[2]))
+            except ValueError:
+                pass
+    if guest_up:
+        lines += ["", "The guest's own uptime at that line (its clock starts in the kernel's early set-up; "
+                  "the rest of each boot is the VMM, loading and what runs before), medians:",
+                  "", "| VMM, kernel | boot (median) | guest uptime (median) | before the guest's clock |",
+                  "|---|---|---|---|"]
+        for vmm, key, label, _ in VARIANTS:
+            xs, ups = runs.get((vmm, key), []), guest_up.get((vmm, key), [])
+            if xs and ups:
+                boot, up = statistics.median(xs), statistics.median(ups)
+                lines.append(f"| {vmm}: {key} | {boot:.2f} s | {up:.2f} s | {boot - up:.2f} s |")
     stats = {}
     for line in runs.get("KVMSTAT", []):
         words = line.split()

@@ -8,7 +8,10 @@
 # alike. Prints "BENCH vmm variant seconds" per run (L1 uptime clock, 10 ms
 # resolution) and, at the guest's first line while the VM still runs,
 # "KVMSTAT vmm variant name=value..." from L1's KVM statistics (exits,
-# faults, and how guest memory is mapped: pages_4k/pages_2m).
+# faults, and how guest memory is mapped: pages_4k/pages_2m) and
+# "GUESTUP vmm variant seconds", the guest's own uptime at that line (its
+# clock starts early in the kernel: the rest of the boot time is the VMM,
+# loading and what runs before the kernel's clock, such as a decompressor).
 # resources/bench/linux-boot.py takes medians.
 # Needs an L1 image built with DMAVM_L1_WITH_QEMU=1.
 # env: DMAVM (dmavm binary), GUEST (guest images), BENCH_RUNS (default 10)
@@ -40,7 +43,9 @@ measure() {
       *"DMAVM init"*)
         t1=$(now)
         echo "BENCH $vmm $variant $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
-        echo "KVMSTAT $vmm $variant$(kvm_stats)" ;;
+        echo "KVMSTAT $vmm $variant$(kvm_stats)"
+        up=${line#*uptime=}
+        echo "GUESTUP $vmm $variant ${up%% *}" ;;
     esac
   done
 }

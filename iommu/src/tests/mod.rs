@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod blk;
+mod hot_pages;
 mod limits;
 mod requests;
 mod translation;

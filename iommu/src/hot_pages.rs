@@ -1,0 +1,217 @@
+//! Hot pages: each thread's cache of whole 4 KiB page translations, in
+//! front of the endpoints' shared IOTLBs, for the small accesses a device
+//! model repeats on every request (ring indexes and entries, descriptors,
+//! request headers and statuses).
+//!
+//! A hit in the shared IOTLB costs a lock, a reference count on its
+//! snapshot and a count of the translation, each an atomic operation on
+//! memory the IOMMU's and other devices' threads share; that, not the
+//! lookup, is most of its cost. A hot page is the thread's own: one atomic
+//! load (the endpoint's [`InvalidationLog`] number) checks it is current,
+//! and the snapshot the translation keeps is an `Rc` of a one-page
+//! `Iotlb`.
+//!
+//! # Consistency
+//!
+//! A hot page is copied from a translation the shared IOTLB (or the IOMMU
+//! state) served after the log's number was read, and tagged with that
+//! number. Before a thread uses its hot pages of an endpoint, it catches up
+//! with the endpoint's log: the pages overlapping a removal recorded since
+//! are dropped, all of them if the log no longer reaches back that far; a
+//! page copied while a removal was recorded is not kept. So a hot page is
+//! never used after a request that removed its translation completed, as
+//! for the shared IOTLB (see [`crate::endpoint_iommu`]), and a removal
+//! elsewhere (Linux unmaps every buffer after its request) costs the
+//! pages nothing.
+//!
+//! # Bounded size
+//!
+//! [`SLOTS`] pages per endpoint, for at most [`ENDPOINTS`] endpoints per
+//! thread (the least recently added goes); a full set of slots replaces
+//! pages in "clock" order, sparing those used since the hand last passed,
+//! so a queue's ring pages, used by every request, stay while the pages of
+//! single requests come and go.
+//!
+//! [`InvalidationLog`]: crate::invalidation_log::InvalidationLog
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Weak};
+
+use vm_memory::{GuestAddress, Iotlb, Permissions};
+
+use crate::endpoint::Endpoint;
+use crate::stats::ThreadCount;
+
+/// The size of a hot page: the IOMMU's granule (mappings never split one).
+pub(crate) const PAGE: u64 = 0x1000;
+/// Hot pages per endpoint and thread.
+pub(crate) const SLOTS: usize = 16;
+/// Endpoints per thread with hot pages.
+pub(crate) const ENDPOINTS: usize = 8;
+/// The largest access that makes its page hot, in bytes: virtio's ring
+/// entries, descriptors, request headers and statuses are all far below.
+pub(crate) const SMALL: u64 = 256;
+
+/// One page's translation.
+struct Slot {
+    /// IOVA of the page.
+    page: u64,
+    /// A one-page `Iotlb` holding the translation, with what it allows.
+    tlb: Rc<Iotlb>,
+    permissions: Permissions,
+    /// When it was last used, on its endpoint's `clock`.
+    used: u64,
+}
+
+/// One thread's hot pages of one endpoint.
+struct EndpointPages {
+    /// [`Endpoint::uid`]: never reused, so a page of a dropped endpoint
+    /// cannot serve another.
+    endpoint: u64,
+    /// Where to return `translations` when these pages go.
+    owner: Weak<Endpoint>,
+    /// The translations these pages served (part of the endpoint's
+    /// counters).
+    translations: Arc<ThreadCount>,
+    /// The number of the last removal these pages have caught up with.
+    seen: u64,
+    slots: Vec<Slot>,
+    /// Counts the uses of its pages.
+    clock: u64,
+}
+
+impl EndpointPages {
+    /// Drops the pages that removals since `seen` made stale.
+    fn catch_up(&mut self, ep: &Endpoint) {
+        let slots = &mut self.slots;
+        match ep.invalidations.since(self.seen, |start, end| {
+            slots.retain(|s| s.page > end || s.page + (PAGE - 1) < start);
+        }) {
+            Some(last) => self.seen = last,
+            None => {
+                slots.clear();
+                self.seen = ep.invalidations.generation();
+            }
+        }
+    }
+}
+
+impl Drop for EndpointPages {
+    fn drop(&mut self) {
+        if let Some(ep) = self.owner.upgrade() {
+            ep.counters.retire(&self.translations);
+        }
+    }
+}
+
+thread_local! {
+    static HOT: RefCell<Vec<EndpointPages>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The IOVA page of a small access `[iova, end)` (at most [`SMALL`] bytes)
+/// that lies in one page. Larger accesses (data buffers) are rarely
+/// repeated: making their pages hot would cost more than it saves and
+/// push out the ring pages.
+pub(crate) fn small_access_page(iova: u64, end: u64) -> Option<u64> {
+    let page = iova & !(PAGE - 1);
+    (end - iova <= SMALL && end - page <= PAGE).then_some(page)
+}
+
+/// Runs `f` on this thread's hot pages of `ep`, caught up with its log;
+/// `None` if the thread has none (and `add` is false) or is exiting.
+fn with_pages<T>(
+    ep: &Arc<Endpoint>,
+    add: bool,
+    f: impl FnOnce(&mut EndpointPages) -> Option<T>,
+) -> Option<T> {
+    HOT.try_with(|hot| {
+        // Nothing below calls out while borrowed; a failed borrow would be
+        // a bug, and costs only the cache.
+        let mut hot = hot.try_borrow_mut().ok()?;
+        let index = match hot.iter().position(|p| p.endpoint == ep.uid) {
+            Some(i) => i,
+            None if add => {
+                if hot.len() == ENDPOINTS {
+                    hot.remove(0);
+                }
+                let seen = ep.invalidations.generation();
+                hot.push(EndpointPages {
+                    endpoint: ep.uid,
+                    owner: Arc::downgrade(ep),
+                    translations: ep.counters.thread_count(),
+                    seen,
+                    slots: Vec::new(),
+                    clock: 0,
+                });
+                hot.len() - 1
+            }
+            None => return None,
+        };
+        let pages = hot.get_mut(index)?;
+        if pages.seen != ep.invalidations.generation() {
+            pages.catch_up(ep);
+        }
+        f(pages)
+    })
+    .ok()
+    .flatten()
+}
+
+/// The one-page `Iotlb` that translates `page`, if this thread holds that
+/// page hot with `access` allowed; the translation is counted.
+pub(crate) fn lookup(ep: &Arc<Endpoint>, page: u64, access: Permissions) -> Option<Rc<Iotlb>> {
+    with_pages(ep, false, |pages| {
+        pages.clock = pages.clock.wrapping_add(1);
+        let slot = pages.slots.iter_mut().find(|s| s.page == page && s.permissions.allow(access))?;
+        slot.used = pages.clock;
+        pages.translations.add_one();
+        Some(slot.tlb.clone())
+    })
+}
+
+/// Makes `page` hot from `snapshot`, a translation state served after the
+/// endpoint's log number was `seen`, if the whole page translates to one
+/// range there with `access` allowed (read-write if it allows both).
+pub(crate) fn insert(ep: &Arc<Endpoint>, seen: u64, page: u64, snapshot: &Iotlb, access: Permissions) {
+    let translate = |perm| {
+        let mut ranges = Iotlb::lookup(snapshot, GuestAddress(page), PAGE as usize, perm).ok()?;
+        let range = ranges.next()?;
+        (range.length as u64 == PAGE).then_some((range.base, perm))
+    };
+    let Some((phys, permissions)) = translate(Permissions::ReadWrite).or_else(|| translate(access)) else {
+        return;
+    };
+    with_pages(ep, true, |pages| {
+        // A removal since `seen` may have come before `snapshot` was taken
+        // or after: the page is not trusted.
+        if pages.seen != seen {
+            return None;
+        }
+        let mut tlb = Iotlb::new();
+        // `set_mapping` cannot fail.
+        let _ = tlb.set_mapping(GuestAddress(page), phys, PAGE as usize, permissions);
+        pages.clock = pages.clock.wrapping_add(1);
+        let slot = Slot { page, tlb: Rc::new(tlb), permissions, used: pages.clock };
+        if let Some(existing) = pages.slots.iter_mut().find(|s| s.page == page) {
+            *existing = slot;
+        } else if pages.slots.len() < SLOTS {
+            pages.slots.push(slot);
+        } else if let Some(oldest) = pages.slots.iter_mut().min_by_key(|s| s.used) {
+            *oldest = slot;
+        }
+        Some(())
+    });
+}
+
+/// Whether this thread holds `page` of `ep` hot (after catching up).
+#[cfg(test)]
+pub(crate) fn holds(ep: &Arc<Endpoint>, page: u64) -> bool {
+    with_pages(ep, false, |pages| Some(pages.slots.iter().any(|s| s.page == page))).unwrap_or(false)
+}
+
+/// How many pages of `ep` this thread holds hot (after catching up).
+#[cfg(test)]
+pub(crate) fn held(ep: &Arc<Endpoint>) -> usize {
+    with_pages(ep, false, |pages| Some(pages.slots.len())).unwrap_or(0)
+}
