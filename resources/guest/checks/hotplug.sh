@@ -3,6 +3,7 @@
 # guest through dmavm's control socket (Linux's acpiphp drives the slots the
 # firmware declared) and waits for the ACPI power button.
 #   DMAVM hp_ready=1                  watching (the host may start)
+#   DMAVM hp_seen=ID                  a disk's block device appeared
 #   DMAVM hp_add=ID pci=S:B:D.F group=G|none platform=0|1 sha=SHA256
 #                                     a disk appeared (ID: its serial, the
 #                                     host's id=; platform: the negotiated
@@ -52,6 +53,7 @@ while :; do
     id=$(cat "$blk/serial" 2>/dev/null)
     now="$now$id "
     case $seen in *" $id "*) continue ;; esac
+    echo "DMAVM hp_seen=$id"
     virtio=$(readlink -f "$blk/device")
     pci_dir=$(dirname "$virtio")
     group=none
