@@ -21,7 +21,7 @@ log=$d/boot.log
 "$DMAVM" run --kernel "$GUEST/vmlinux" --initrd "$GUEST/initramfs.cpio.gz" --cpus 2 --memory 256M \
   --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=hotplug" \
   --iommu --pci-bridge id=hpt,hotplug=on --pci-bridge id=hpb,hotplug=on,direct-ram-access=on \
-  --api-socket $sock > $log 2>&1 &
+  --api-socket $sock > $log 2> $d/stderr.log &
 vm=$!
 
 ctl() { "$DMAVM" ctl --socket $sock "$@"; }
@@ -79,6 +79,8 @@ while kill -0 $vm 2>/dev/null && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; don
 kill -0 $vm 2>/dev/null && { echo "DMAVM error=no_power_off"; ctl quit > /dev/null; }
 wait $vm
 status=$?
+# dmavm's own lines after the guest's, not inside them
+cat $d/stderr.log >> $log
 echo "DMAVM power_button_seen=$(grep -c '^DMAVM power_button=pressed' $log)"
 grep -E 'dmavm: |WARNING:|BUG:|Oops|Kernel panic|hp_error|hp_dmesg' $log | head -n 20
 echo "DMAVM vmm_status=$status"

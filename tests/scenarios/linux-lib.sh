@@ -10,8 +10,9 @@ boot_guest() {
   shift 4
   log=/tmp/boot-$$.log
   "$DMAVM" run --kernel "$GUEST/$kernel" --initrd "$GUEST/initramfs.cpio.gz" --cpus "$cpus" \
-    --memory "$memory" --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=$check $*" > "$log" 2>&1
+    --memory "$memory" --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=$check $*" > "$log" 2> "$log.err"
   status=$?
+  stderr_after_console
   report
 }
 
@@ -23,9 +24,17 @@ boot_guest_with() {
   log=/tmp/boot-$$.log
   "$DMAVM" run --kernel "$GUEST/$kernel" --initrd "$GUEST/initramfs.cpio.gz" --cpus "$cpus" \
     --memory "$memory" --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=$check ${EXTRA_CMDLINE:-}" "$@" \
-    > "$log" 2>&1
+    > "$log" 2> "$log.err"
   status=$?
+  stderr_after_console
   report
+}
+
+# dmavm's own lines (stderr) after the guest's console (stdout): written
+# to one file as they come, a host warning could cut a guest line in two
+stderr_after_console() {
+  cat "$log.err" >> "$log"
+  rm -f "$log.err"
 }
 
 # the disks' host side and the IOMMU counters
