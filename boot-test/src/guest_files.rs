@@ -28,3 +28,5 @@ pub const VFIO_DOMAINS_C: &str = resource!("guest/vfio-domains.c");
 pub const VFIO_BLK_FAULT_C: &str = resource!("guest/vfio-blk-fault.c");
 /// The harness's check (`dmavm.check=boot-test`).
 pub const BOOT_TEST_CHECK: &str = resource!("guest/checks/boot-test.sh");
+/// The DMAR reader the check runs (shared with the test bed's VT-d check).
+pub const DMAR_STRUCTURES: &str = resource!("guest/checks/dmar-structures.sh");

@@ -133,34 +133,7 @@ if [ "$(uname -m)" = aarch64 ]; then
   fi
 fi
 
-# VT-d 4.1 8.1: the remapping structures start at byte 48, each a u16 type
-# and u16 length; 8.3: a DRHD (type 0) has its flags at +4, its segment at
-# +6 and device scopes from +16; 8.3.1: a scope is u8 type, u8 length,
-# start bus at +5, then (device, function) pairs.
-dmar=/sys/firmware/acpi/tables/DMAR
-structures=none
-[ -r $dmar ] && structures=$(od -A n -t u1 -v $dmar | awk '
-  { for (i = 1; i <= NF; i++) b[n++] = $i }
-  function u16(at) { return b[at] + 256 * b[at + 1] }
-  END {
-    out = ""
-    for (at = 48; at + 4 <= n; at += len) {
-      len = u16(at + 2)
-      if (len < 4) { out = out ";badlength"; break }
-      if (u16(at) != 0) { out = out ";type" u16(at); continue }
-      scope = ""
-      if (b[at + 4] % 2 == 1) scope = "all"
-      for (s = at + 16; s + 8 <= at + len; s += slen) {
-        slen = b[s + 1]
-        if (slen < 8) { scope = scope ",badscope"; break }
-        scope = scope sprintf(",%02x:%02x.%d", b[s + 5], b[s + 6], b[s + 7])
-      }
-      sub(/^,/, "", scope)
-      out = out sprintf(";%04x[%s]", u16(at + 6), scope)
-    }
-    sub(/^;/, "", out)
-    print out
-  }')
+structures=$(sh /checks/dmar-structures.sh)
 echo "DMAVM bt_dmar_units=$(ls -d /sys/class/iommu/dmar* 2>/dev/null | wc -l) structures=${structures:-none}"
 
 if [ -s /etc/boot-test/patterns ]; then
