@@ -111,6 +111,17 @@ pub struct CtlArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
 
+    /// Send the request N times on one connection, printing every reply
+    /// (0: until the VM goes away or an error reply); the first error
+    /// reply ends it. `--count 0 --interval 1 stats` watches the counters.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: u64,
+
+    /// Seconds between repeated requests (decimals allowed; default 0: each
+    /// as soon as the previous reply arrived).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
+
     /// The request.
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -554,6 +565,15 @@ impl From<LogLevel> for log::LevelFilter {
     }
 }
 
+/// `--interval`: seconds, 0 to one day.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{text}: an interval is 0 to 86400 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,6 +582,15 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ctl_intervals_are_seconds_up_to_a_day() {
+        assert_eq!(parse_interval("0.25"), Ok(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_interval("0"), Ok(std::time::Duration::ZERO));
+        for bad in ["-1", "86401", "NaN", "inf", "1s", ""] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

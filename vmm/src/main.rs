@@ -174,21 +174,27 @@ fn run(args: cli::RunArgs) -> u8 {
     }
 }
 
-/// `dmavm ctl`: the reply's value on stdout, or one error line.
+/// `dmavm ctl`: each reply's value on stdout, or one error line.
 fn ctl(args: &cli::CtlArgs) -> u8 {
-    match control::client::run(args) {
-        Ok(control::client::Outcome::Ok(value)) => {
-            let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
-            let mut out = std::io::stdout().lock();
-            match writeln!(out, "{text}") {
-                Ok(()) => 0,
-                Err(_) => exit_status::ERROR,
+    let mut status = 0;
+    let result = control::client::run(args, |outcome| match outcome {
+        control::client::Outcome::Ok(value) => {
+            let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+            // A closed stdout (a pipe into `head`) ends the run.
+            let printed = writeln!(std::io::stdout().lock(), "{text}").is_ok();
+            if !printed {
+                status = exit_status::ERROR;
             }
+            printed
         }
-        Ok(control::client::Outcome::Refused(code, message)) => {
+        control::client::Outcome::Refused(code, message) => {
             logger::report_error(&format!("[{code}] {message}"));
-            exit_status::ERROR
+            status = exit_status::ERROR;
+            false
         }
+    });
+    match result {
+        Ok(()) => status,
         Err(e) => {
             logger::report_error(&format!("{e:#}"));
             exit_status::ERROR

@@ -331,6 +331,24 @@ fn the_control_socket_serves_a_running_vm() {
     let ctl = Command::new(DMAVM).args(["ctl", "--socket"]).arg(&socket).arg("resume").output().expect("ctl");
     assert_eq!(ctl.status.code(), Some(1));
     assert_eq!(text(&ctl.stderr), "dmavm: error: [invalid-state] the VM is running, not paused\n");
+    // Repeated on one connection: every reply printed; the first error
+    // reply ends the run, with status 1.
+    let ctl = Command::new(DMAVM)
+        .args(["ctl", "--count", "50", "--socket"])
+        .arg(&socket)
+        .arg("stats")
+        .output()
+        .expect("ctl");
+    assert!(ctl.status.success(), "dmavm ctl --count 50 stats: {}", text(&ctl.stderr));
+    assert_eq!(text(&ctl.stdout).matches("\"iommu\": true").count(), 50);
+    let ctl = Command::new(DMAVM)
+        .args(["ctl", "--count", "3", "--interval", "0.01", "--socket"])
+        .arg(&socket)
+        .arg("resume")
+        .output()
+        .expect("ctl");
+    assert_eq!(ctl.status.code(), Some(1));
+    assert_eq!(text(&ctl.stderr).lines().count(), 1, "one error, then it stopped: {}", text(&ctl.stderr));
 
     let quit = Command::new(DMAVM).args(["ctl", "--socket"]).arg(&socket).arg("quit").output().expect("ctl");
     assert!(quit.status.success(), "dmavm ctl quit: {}", text(&quit.stderr));

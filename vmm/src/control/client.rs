@@ -1,5 +1,5 @@
-//! `dmavm ctl`: one request to a running VM's control socket, its reply
-//! printed.
+//! `dmavm ctl`: a request to a running VM's control socket, its reply
+//! printed; repeated on one connection with `--count`/`--interval`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -10,9 +10,10 @@ use anyhow::{bail, Context, Result};
 use super::protocol::{self, Request};
 use crate::cli::{CtlArgs, CtlCommand};
 
-/// How long the client waits for a reply. The slowest request, `pause`,
-/// gives up after 2 s.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the client waits for a reply: the slowest request,
+/// `remove-device`, is answered within the server's eject timeout (10 s);
+/// `pause` gives up after 2 s.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Outcome of `dmavm ctl`: the `ok` value (printed as JSON), or the VM's
 /// error reply.
@@ -23,8 +24,11 @@ pub enum Outcome {
     Refused(String, String),
 }
 
-/// Sends `args`' request and reads the reply.
-pub fn run(args: &CtlArgs) -> Result<Outcome> {
+/// Sends `args`' request `args.count` times (0: until the VM goes away) on
+/// one connection, `args.interval` apart, handing each reply to
+/// `on_reply`, which says whether to go on. An error reply ends the run
+/// after it is handed over.
+pub fn run(args: &CtlArgs, mut on_reply: impl FnMut(&Outcome) -> bool) -> Result<()> {
     let request = match &args.command {
         CtlCommand::Info => Request::Info,
         CtlCommand::Stats => Request::Stats,
@@ -41,20 +45,29 @@ pub fn run(args: &CtlArgs) -> Result<Outcome> {
     let mut stream =
         UnixStream::connect(&args.socket).with_context(|| format!("cannot connect to {shown}"))?;
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).context("setting the reply timeout")?;
-    stream
-        .write_all(protocol::encode_request(&request).as_bytes())
-        .with_context(|| format!("sending the request to {shown}"))?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .take_line(&mut line)
-        .with_context(|| format!("reading the reply from {shown}"))?;
-    if line.is_empty() {
-        bail!("{shown}: the VM closed the connection without a reply");
-    }
-    match protocol::decode_reply(&line) {
-        Ok(Ok(value)) => Ok(Outcome::Ok(value)),
-        Ok(Err((code, message))) => Ok(Outcome::Refused(code, message)),
-        Err(e) => bail!("{shown}: {e}"),
+    let mut replies = BufReader::new(stream.try_clone().context("cloning the connection")?);
+    let encoded = protocol::encode_request(&request);
+    let mut sent: u64 = 0;
+    loop {
+        if sent > 0 && !args.interval.is_zero() {
+            std::thread::sleep(args.interval);
+        }
+        stream.write_all(encoded.as_bytes()).with_context(|| format!("sending the request to {shown}"))?;
+        sent += 1;
+        let mut line = String::new();
+        (&mut replies).take_line(&mut line).with_context(|| format!("reading the reply from {shown}"))?;
+        if line.is_empty() {
+            bail!("{shown}: the VM closed the connection without a reply");
+        }
+        let outcome = match protocol::decode_reply(&line) {
+            Ok(Ok(value)) => Outcome::Ok(value),
+            Ok(Err((code, message))) => Outcome::Refused(code, message),
+            Err(e) => bail!("{shown}: {e}"),
+        };
+        let go_on = on_reply(&outcome);
+        if matches!(outcome, Outcome::Refused(..)) || !go_on || (args.count != 0 && sent >= args.count) {
+            return Ok(());
+        }
     }
 }
 
