@@ -7,10 +7,13 @@ guest cache dropped before each read, 3 reads per boot, 2 boots per VMM and
 mode, alternating) next to a virtio-iommu-pci, in three modes: `direct`
 (dmavm `direct-ram-access=on`; QEMU `iommu_platform=off`), `lazy` (the disk
 translated, the guest's default lazy invalidation) and `strict`
-(`iommu.strict=1`); see tests/scenarios/bench-iommu-blk.sh. Prints a
-Markdown table of medians, and each mode's cost relative to direct.
+(`iommu.strict=1`); see tests/scenarios/bench-iommu-blk.sh. With
+`--iommu vtd` the IOMMU is Intel VT-d (dmavm `--iommu type=vtd`, QEMU
+`-device intel-iommu`, the guest with `intel_iommu=on`) and a fourth mode,
+`pt` (`iommu=pt`: the guest's identity domain), runs. Prints a Markdown
+table of medians, and each mode's cost relative to direct.
 
-    resources/bench/iommu-disk-read.py [--out FILE]
+    resources/bench/iommu-disk-read.py [--iommu virtio|vtd] [--out FILE]
 
 In the nested sandbox absolute figures are emulation speeds; compare ratios.
 """
@@ -20,24 +23,28 @@ import statistics
 
 import sandbox_bench
 
-MODES = ["direct", "lazy", "strict"]
+MODES = {"virtio": ["direct", "lazy", "strict"], "vtd": ["direct", "lazy", "strict", "pt"]}
+IOMMU_NAME = {"virtio": "a virtio-iommu-pci", "vtd": "an Intel VT-d unit (QEMU: intel-iommu)"}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iommu", choices=sorted(MODES), default="virtio", help="the IOMMU (default virtio)")
     ap.add_argument("--out", help="append the Markdown result to this file")
     args = ap.parse_args()
-    runs, bed = sandbox_bench.run("bench-iommu-blk", extra_lines=("STATS",))
+    modes = MODES[args.iommu]
+    runs, bed = sandbox_bench.run("bench-iommu-blk", extra_lines=("STATS",),
+                                  scenario_env=[("BENCH_IOMMU", args.iommu)])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Guest sequential read of a 256 MiB virtio-pci disk next to a virtio-iommu-pci, {stamp}, "
-             f"`resources/bench/iommu-disk-read.py`; {bed}", "",
+    lines = [f"Guest sequential read of a 256 MiB virtio-pci disk next to {IOMMU_NAME[args.iommu]}, {stamp}, "
+             f"`resources/bench/iommu-disk-read.py --iommu {args.iommu}`; {bed}", "",
              "| mode | dmavm median (runs) | QEMU median (runs) | dmavm / QEMU |", "|---|---|---|---|"]
-    for mode in MODES:
+    for mode in modes:
         d, q = runs.get(("dmavm", mode), []), runs.get(("qemu", mode), [])
         if d and q:
             lines.append(sandbox_bench.median_row(mode, d, q, "MiB/s", higher_is_better=True))
     lines += ["", "| mode | dmavm: share of its direct median | QEMU: share of its direct median |", "|---|---|---|"]
-    for mode in MODES[1:]:
+    for mode in modes[1:]:
         share = []
         for vmm in ("dmavm", "qemu"):
             base, this = runs.get((vmm, "direct")), runs.get((vmm, mode))
@@ -49,7 +56,7 @@ def main():
         last = {}
         for s in runs["STATS"]:
             last[s.split()[0]] = s
-        lines += [last[m] for m in MODES if m in last] + ["```"]
+        lines += [last[m] for m in modes if m in last] + ["```"]
     text = "\n".join(lines) + "\n"
     print(text)
     sandbox_bench.append(args.out, text)

@@ -7,10 +7,15 @@
 #           virtio-blk-pci without iommu_platform)
 #   lazy    the disk is translated, the guest's default lazy invalidation
 #   strict  the disk is translated, iommu.strict=1
+# With BENCH_IOMMU=vtd the IOMMU is Intel VT-d instead (dmavm --iommu
+# type=vtd; QEMU -device intel-iommu, none in direct mode), the guest boots
+# with intel_iommu=on, and a fourth mode runs:
+#   pt      the disk in the unit's scope, the guest's identity domain
+#           (iommu=pt: context entries of the pass-through type)
 # Prints "BENCH <vmm> <mode> <MiB/s>" per read, and dmavm's counters as
 # "STATS <mode> <line>" so a reader can see translation happened.
 # Needs an L1 image built with DMAVM_L1_WITH_QEMU=1.
-# env: DMAVM (dmavm binary), GUEST (guest images)
+# env: DMAVM (dmavm binary), GUEST (guest images), BENCH_IOMMU (virtio|vtd)
 : "${DMAVM:?}" "${GUEST:?}"
 QEMU=/usr/bin/qemu-system-x86_64
 [ -x $QEMU ] || { echo "bench-iommu-blk: no QEMU in this L1 (DMAVM_L1_WITH_QEMU=1)"; exit 1; }
@@ -18,18 +23,37 @@ disk=/tmp/bench-disk.img
 dd if=/dev/urandom of=$disk bs=1048576 count=256 2>/dev/null
 APPEND="console=ttyS0 quiet panic=-1 dmavm.check=ddread"
 # prefix VMM: turns the guest's "BENCH guest LABEL V" into "BENCH VMM LABEL V"
+IOMMU=${BENCH_IOMMU:-virtio}
 prefix() { sed -n -e "s/^BENCH guest /BENCH $1 /p" -e "s/^dmavm: stats: /STATS $2 /p"; }
-cmdline() { case $1 in strict) echo "$APPEND dmavm.bench=$1 iommu.strict=1" ;; *) echo "$APPEND dmavm.bench=$1" ;; esac; }
+cmdline() {
+  extra=
+  [ "$IOMMU" = vtd ] && extra=" intel_iommu=on"
+  case $1 in
+    strict) extra="$extra iommu.strict=1" ;;
+    pt) extra="$extra iommu=pt" ;;
+  esac
+  echo "$APPEND dmavm.bench=$1$extra"
+}
+case $IOMMU in
+  virtio) modes="direct lazy strict" dmavm_iommu="transport=pci" qemu_iommu="-device virtio-iommu-pci" ;;
+  vtd) modes="direct lazy strict pt" dmavm_iommu="type=vtd" qemu_iommu="-device intel-iommu,intremap=off" ;;
+  *) echo "bench-iommu-blk: BENCH_IOMMU=$IOMMU: virtio or vtd"; exit 1 ;;
+esac
 for round in 1 2; do
-  for mode in direct lazy strict; do
+  for mode in $modes; do
     dra=off; [ $mode = direct ] && dra=on
     "$DMAVM" run --kernel "$GUEST/vmlinux" --initrd "$GUEST/initramfs.cpio.gz" --memory 512M \
-      --cmdline "$(cmdline $mode)" --iommu transport=pci --stats \
+      --cmdline "$(cmdline $mode)" --iommu "$dmavm_iommu" --stats \
       --disk "path=$disk,transport=pci,direct-ram-access=$dra" 2>&1 < /dev/null | prefix dmavm $mode
-    platform=on; [ $mode = direct ] && platform=off
+    platform=on iommu_dev=$qemu_iommu
+    # QEMU's IOMMUs cover every function: a bypassing disk means no IOMMU.
+    if [ $mode = direct ]; then
+      platform=off
+      [ "$IOMMU" = vtd ] && iommu_dev=
+    fi
     $QEMU -enable-kvm -M q35 -cpu host -m 512M -smp 1 -nodefaults -no-user-config \
       -display none -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=1 \
-      -device virtio-iommu-pci \
+      $iommu_dev \
       -drive id=d0,file=$disk,format=raw,if=none \
       -device virtio-blk-pci,drive=d0,disable-legacy=on,iommu_platform=$platform \
       -kernel "$GUEST/vmlinux" -initrd "$GUEST/initramfs.cpio.gz" \
