@@ -35,9 +35,15 @@ case ${1:-} in
   *) echo "fetch-kernel.sh: unknown argument $1 (usage: [--debian12-generic])" >&2; exit 1 ;;
 esac
 die() { echo "fetch-kernel.sh: error: $*" >&2; exit 1; }
-for t in apt-cache apt-get dpkg-deb zstd od; do
+for t in apt-cache apt-get dpkg-deb zstd od flock; do
   command -v $t >/dev/null || die "$t not found (run resources/setup.sh)"
 done
+# One fetch at a time per checkout: test binaries prepare their guests in
+# parallel, and a second fetch would read the package the first is still
+# downloading into the cache. The later one waits, then finds it done.
+mkdir -p "$CACHE"
+exec 9> "$CACHE/.fetch-kernel.lock"
+flock 9
 
 have=$(cat "$OUT/kver" 2>/dev/null || true)
 outputs_ok() { # $1 = kver
