@@ -95,8 +95,9 @@ pub enum Command {
     #[cfg(feature = "boot-test")]
     BootTest(dmavm_boot_test::BootTestArgs),
 
-    /// Send one request to a running VM's control socket (`run
-    /// --api-socket PATH`) and print the reply's value as JSON.
+    /// Send a request to a running VM's control socket (`run
+    /// --api-socket PATH`) and print the reply's value as JSON (with
+    /// --count, every reply).
     ///
     /// A request the VM refuses prints `dmavm: error: [CODE] MESSAGE` and
     /// exits with status 1, as does a socket nobody answers on.
