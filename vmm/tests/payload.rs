@@ -121,6 +121,7 @@ fn sigterm_stops_the_vm_with_status_143() {
         .stdin(Stdio::null())
         .spawn()
         .expect("starting dmavm");
+    let _kill = KillOnPanic(child.id());
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().expect("waiting").is_none(), "the spinning guest stopped on its own");
     let pid = i32::try_from(child.id()).expect("pid fits in pid_t");
@@ -249,6 +250,7 @@ fn the_control_socket_serves_a_running_vm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting dmavm");
+    let _kill = KillOnPanic(child.id());
     let start = Instant::now();
     let connect = || loop {
         match UnixStream::connect(&socket) {
@@ -356,4 +358,21 @@ fn the_control_socket_serves_a_running_vm() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("seccomp"), "stderr: {}", text(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Kills a spinning VM when its test fails before ending it: a failed
+/// assertion must not leave a guest burning a CPU after the test run.
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(pid) = i32::try_from(self.0) {
+                // SAFETY: kill(2) has no memory-safety preconditions; the
+                // pid is this test's child, not yet reaped while the child
+                // handle is alive.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
 }
