@@ -50,19 +50,9 @@ measure() {
   done
 }
 
-dmavm() {
-  variant=$1 kernel=$2
-  measure dmavm "$variant" "$DMAVM" run --kernel "$GUEST/$kernel" --initrd "$GUEST/initramfs.cpio.gz" \
-    --cpus 1 --memory 256M --cmdline "$APPEND"
-}
-
-qemu() {
-  format=$1
-  measure qemu "$format" $QEMU -enable-kvm -M microvm,rtc=on -cpu host -m 256M -smp 1 \
-    -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-    -device isa-debug-exit,iobase=0xf4,iosize=1 \
-    -kernel "$GUEST/$format" -initrd "$GUEST/initramfs.cpio.gz" -append "$APPEND"
-}
+. "$(dirname "$0")/boot-vmms-lib.sh"
+dmavm() { boot_dmavm measure "$@"; }
+qemu() { boot_qemu measure "$@"; }
 
 # The first boot of the bzImage decompresses it (into the cache).
 export XDG_CACHE_HOME=/tmp/bench-cache

@@ -45,19 +45,9 @@ phases() {
   echo 0 > $T/events/kvm/kvm_entry/enable
 }
 
-dmavm() {
-  variant=$1 kernel=$2
-  phases dmavm "$variant" "$DMAVM" run --kernel "$GUEST/$kernel" --initrd "$GUEST/initramfs.cpio.gz" \
-    --cpus 1 --memory 256M --cmdline "$APPEND"
-}
-
-qemu() {
-  format=$1
-  phases qemu "$format" $QEMU -enable-kvm -M microvm,rtc=on -cpu host -m 256M -smp 1 \
-    -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-    -device isa-debug-exit,iobase=0xf4,iosize=1 \
-    -kernel "$GUEST/$format" -initrd "$GUEST/initramfs.cpio.gz" -append "$APPEND"
-}
+. "$(dirname "$0")/boot-vmms-lib.sh"
+dmavm() { boot_dmavm phases "$@"; }
+qemu() { boot_qemu phases "$@"; }
 
 export XDG_CACHE_HOME=/tmp/bench-cache
 rm -rf "$XDG_CACHE_HOME"
