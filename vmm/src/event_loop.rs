@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -48,7 +49,16 @@ enum Change {
 /// and applied by the loop between two rounds of events.
 #[derive(Clone, Default)]
 pub struct SubscriberChanges {
-    queued: Arc<Mutex<(u64, Vec<Change>)>>,
+    queued: Arc<Queued>,
+}
+
+#[derive(Default)]
+struct Queued {
+    /// The last token handed out, and the changes not applied yet.
+    changes: Mutex<(u64, Vec<Change>)>,
+    /// Whether `changes` holds any: the loop checks this every round, and
+    /// takes the lock only when there is something to apply.
+    pending: AtomicBool,
 }
 
 impl std::fmt::Debug for SubscriberChanges {
@@ -60,21 +70,26 @@ impl std::fmt::Debug for SubscriberChanges {
 impl SubscriberChanges {
     /// Queues `subscriber` to be added; its token removes it.
     pub fn add(&self, subscriber: Subscriber) -> SubscriberToken {
-        let mut queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut queued = self.queued.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         queued.0 += 1;
         let token = SubscriberToken(queued.0);
         queued.1.push(Change::Add(token, subscriber));
+        self.queued.pending.store(true, Ordering::Release);
         token
     }
 
     /// Queues the removal of the subscriber `token` names.
     pub fn remove(&self, token: SubscriberToken) {
-        let mut queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut queued = self.queued.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         queued.1.push(Change::Remove(token));
+        self.queued.pending.store(true, Ordering::Release);
     }
 
     fn take(&self) -> Vec<Change> {
-        let mut queued = self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.queued.pending.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut queued = self.queued.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         std::mem::take(&mut queued.1)
     }
 }
