@@ -11,6 +11,11 @@
 # rR_D_sha_ok, rR_D_gone), milliseconds from add-device to the guest's
 # checksum and from remove-device to its reply, the disk's translation
 # counter after each round's read (stats), dmavm's exit status and its log.
+# Then a console plugged into the translated bridge takes dmavm's stdin
+# (a FIFO here) from the UART and gives it back once removed: hvc_* (the
+# add's status, the guest's view of the function, the line each way),
+# hvc_remove_status, hvc_gone, uart_read (a line typed after the removal,
+# read by the guest on ttyS0).
 # env: DMAVM (dmavm binary), GUEST (guest images)
 : "${DMAVM:?}" "${GUEST:?}"
 d=/tmp/hotplug
@@ -18,11 +23,14 @@ rm -rf $d; mkdir -p $d
 for disk in t b; do dd if=/dev/urandom of=$d/$disk.img bs=1048576 count=8 2>/dev/null; done
 sock=$d/api.sock
 log=$d/boot.log
+# dmavm's stdin: the terminal it gives the guest's consoles
+mkfifo $d/stdin
 "$DMAVM" run --kernel "$GUEST/vmlinux" --initrd "$GUEST/initramfs.cpio.gz" --cpus 2 --memory 256M \
   --cmdline "console=ttyS0 quiet panic=-1 dmavm.check=hotplug" \
   --iommu --pci-bridge id=hpt,hotplug=on --pci-bridge id=hpb,hotplug=on,direct-ram-access=on \
-  --api-socket $sock > $log 2> $d/stderr.log &
+  --api-socket $sock < $d/stdin > $log 2> $d/stderr.log &
 vm=$!
+exec 4> $d/stdin
 
 ctl() { "$DMAVM" ctl --socket $sock "$@"; }
 ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
@@ -71,6 +79,28 @@ for round in 1 2; do
   done
   echo "DMAVM r${round}_stats_devices=$(ctl stats | grep -c '"device"')"
 done
+ctl add-device console "transport=pci,bridge=hpt" > $d/add.json 2>&1
+echo "DMAVM hvc_add_status=$? hvc_add_translated=$(sed -n 's/.*"translated": \([a-z]*\).*/\1/p' $d/add.json)"
+if wait_line '^DMAVM hp_console=' 1; then
+  line=$(grep '^DMAVM hp_console=' $log | tail -n 1)
+  echo "DMAVM hvc_group=$(field "$line" group) hvc_platform=$(field "$line" platform) hvc_pci=$(field "$line" pci)"
+  # The guest's line on dmavm's stdout, then a line typed for it.
+  wait_line 'hvc-hello-hotplug' 1 && printf 'typed-into-hvc\n' >&4
+  wait_line '^DMAVM hp_console_read=' 1
+  echo "DMAVM hvc_host_saw_guest=$(grep -c 'hvc-hello-hotplug' $log)"
+  echo "DMAVM hvc_read=$(field "$(grep '^DMAVM hp_console_read=' $log | tail -n 1)" hp_console_read)"
+else
+  echo "DMAVM error=hvc_not_seen"; head -n 3 $d/add.json
+fi
+ctl remove-device console0 > $d/remove.json 2>&1
+echo "DMAVM hvc_remove_status=$?"
+head -n 3 $d/remove.json | grep -i error
+gone=0
+wait_line '^DMAVM hp_gone=console' 1 && gone=1
+echo "DMAVM hvc_gone=$gone"
+wait_line '^DMAVM hp_uart_listening=1' 1 && printf 'typed-into-uart\n' >&4
+wait_line '^DMAVM hp_uart_read=' 1
+echo "DMAVM uart_read=$(field "$(grep '^DMAVM hp_uart_read=' $log | tail -n 1)" hp_uart_read)"
 echo "DMAVM dmesg_bad=$(grep '^DMAVM hp_dmesg_bad=' $log | tail -n 1 | tr -d '\r' | sed 's/.*=//')"
 unknown=$(ctl remove-device nope 2>&1); echo "DMAVM remove_unknown_status=$? remove_unknown=$(echo "$unknown" | cut -c1-30 | tr ' ' _)"
 ctl shutdown > /dev/null; echo "DMAVM shutdown_status=$?"
@@ -79,6 +109,7 @@ while kill -0 $vm 2>/dev/null && [ $i -lt 300 ]; do i=$((i + 1)); sleep 0.1; don
 kill -0 $vm 2>/dev/null && { echo "DMAVM error=no_power_off"; ctl quit > /dev/null; }
 wait $vm
 status=$?
+exec 4>&-
 # dmavm's own lines after the guest's, not inside them
 cat $d/stderr.log >> $log
 echo "DMAVM power_button_seen=$(grep -c '^DMAVM power_button=pressed' $log)"

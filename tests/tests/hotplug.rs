@@ -4,8 +4,11 @@
 //! VIRTIO_F_ACCESS_PLATFORM, one plugged into an empty bypassed bridge in
 //! none; the guest reads both whole with the host's checksums; both
 //! removed, the guest's devices disappear; a second round the same, with
-//! the translated disk's endpoint starting clean; then `shutdown` presses
-//! the ACPI power button and the guest powers off.
+//! the translated disk's endpoint starting clean; a console plugged into
+//! the translated bridge takes dmavm's terminal from the UART (a line each
+//! way through hvc0) and gives it back when it leaves (a line through
+//! ttyS0); then `shutdown` presses the ACPI power button and the guest
+//! powers off.
 
 // A missing DMAVM value is a test failure with the whole scenario report.
 #![allow(clippy::panic)]
@@ -17,7 +20,7 @@ use common::{number, value};
 const ALL: &[&str] = &["hotplug"];
 
 #[test]
-fn disks_plugged_in_and_out_keep_the_iommu_scope_the_firmware_declared() {
+fn devices_plugged_in_and_out_keep_the_iommu_scope_the_firmware_declared() {
     let r = common::scenario(ALL, "hotplug").unwrap_or_else(|e| panic!("{e}"));
     assert!(r.dmavm_value("error").is_none(), "{r}");
     for round in 1..=2 {
@@ -52,6 +55,18 @@ fn disks_plugged_in_and_out_keep_the_iommu_scope_the_firmware_declared() {
         at_add < first,
         "the counter restarted: {at_add} at the second add, {first} after the first read: {r}"
     );
+    // The console: translated like the bridge's disks, the terminal's
+    // line reaches it, and after it left, the UART.
+    assert_eq!(value(&r, "hvc_add_status"), "0", "{r}");
+    assert_eq!(value(&r, "hvc_add_translated"), "true", "{r}");
+    assert_ne!(value(&r, "hvc_group"), "none", "{r}");
+    assert_eq!(value(&r, "hvc_platform"), "1", "{r}");
+    assert!(value(&r, "hvc_pci").starts_with("0001:00:"), "{r}");
+    assert_eq!(number(&r, "hvc_host_saw_guest"), 1, "the guest's hvc0 line on dmavm's stdout: {r}");
+    assert_eq!(value(&r, "hvc_read"), "typed-into-hvc", "{r}");
+    assert_eq!(value(&r, "hvc_remove_status"), "0", "{r}");
+    assert_eq!(value(&r, "hvc_gone"), "1", "{r}");
+    assert_eq!(value(&r, "uart_read"), "typed-into-uart", "the UART has the terminal again: {r}");
     assert_eq!(number(&r, "dmesg_bad"), 0, "{r}");
     assert_eq!(value(&r, "remove_unknown_status"), "1", "{r}");
     assert!(value(&r, "remove_unknown").starts_with("dmavm:_error:_[placement]"), "{r}");

@@ -138,20 +138,22 @@ pub enum CtlCommand {
     /// they are now.
     Stats,
     /// Plug a device into a hotplug=on host bridge of a running x86_64
-    /// VM: TYPE is disk or rng, KEYS what its --disk or --rng option takes
-    /// (transport=pci,bridge=NAME included). The machine's checks apply
-    /// as at boot; the guest is told through the ACPI hot-plug controller
-    /// and probes the device itself. Prints its id, PCI address and
-    /// whether the IOMMU translates it.
+    /// VM: TYPE is disk, rng or console, KEYS what its --disk, --rng or
+    /// --console option takes (transport=pci,bridge=NAME included). The
+    /// machine's checks apply as at boot; the guest is told through the
+    /// ACPI hot-plug controller and probes the device itself. A console
+    /// (one per machine) takes dmavm's terminal from the UART until it
+    /// leaves. Prints its id, PCI address and whether the IOMMU translates
+    /// it.
     AddDevice {
-        /// disk or rng.
+        /// disk, rng or console.
         #[arg(value_name = "TYPE")]
         kind: String,
         /// The device's keys.
         #[arg(value_name = "KEYS")]
         options: Option<String>,
     },
-    /// Remove a disk or rng from a hotplug=on host bridge: the guest is
+    /// Remove a disk, rng or console from a hotplug=on host bridge: the guest is
     /// asked to eject it, and the reply comes once it did (at most 10 s;
     /// then the error eject-timeout, and the device stays).
     RemoveDevice {
@@ -348,7 +350,7 @@ pub struct MachineArgs {
     /// (no VIOT range, no DMAR unit for its segment) and its devices
     /// inherit it (asking for off there is an error); a bridge with off may
     /// still hold single devices with direct-ram-access=on. hotplug=on|off (default off;
-    /// x86_64): its slots take and give up disks and rngs while the VM
+    /// x86_64): its slots take and give up disks, rngs and the console while the VM
     /// runs (`dmavm ctl add-device`/`remove-device`, with --api-socket); a
     /// translated hot-pluggable bridge is in the IOMMU's scope whole,
     /// every slot, so a device bypassing it there is an error. dma-pool=SIZE (arm64; default none): one restricted DMA

@@ -11,7 +11,7 @@ use vm_superio::serial::SerialEvents;
 use vm_superio::Trigger;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::event_loop::InputSink;
+use crate::console_input::InputSink;
 
 /// Signals the event loop when the guest has drained the receive FIFO, so
 /// paused console input resumes.

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod config_merge;
 mod console;
+mod console_input;
 mod control;
 mod describe_command;
 mod event_loop;

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use kvm_ioctls::VcpuFd;
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::{Boot, VmConfig};
+use crate::console_input::{InputTarget, TerminalInput};
 use crate::control::commands::VmControl;
 use crate::control::server::ControlServer;
-use crate::event_loop::{EventLoop, InputSink};
+use crate::event_loop::EventLoop;
 use crate::hotplug::{Hotplug, HotplugParts};
 use crate::pause::PauseGate;
 use crate::shutdown::{ExitReason, Shutdown};
@@ -32,7 +32,7 @@ pub struct BuiltVm {
     pub virtio: virtio_devices::VirtioDevices,
     /// The console UART's input side and its "drained" event, which take
     /// the terminal's input when there is no virtio console.
-    pub uart_input: (Arc<Mutex<dyn InputSink>>, EventFd),
+    pub uart_input: InputTarget,
     /// The vCPUs, the boot vCPU first, their state set.
     pub vcpus: Vec<VcpuFd>,
     /// What the vCPU threads dispatch exits to.
@@ -60,20 +60,23 @@ pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<
     for subscriber in std::mem::take(&mut virtio.queues) {
         events.add_subscriber(subscriber);
     }
+    // The terminal's input goes to the virtio console when there is one
+    // (the user boots with console=hvc0), else to the UART. Also when stdin
+    // is a pipe (scripts driving a guest shell); /dev/null and regular
+    // files are refused by epoll and simply give no input.
+    let terminal = TerminalInput::new(events.changes(), uart_input, virtio.console_input.take())?;
     // Devices come and go only through the control socket.
-    let hotplug = match (hotplug, &api) {
-        (Some(parts), Some(_)) => Some(Hotplug::new(parts, &mut virtio, events.changes(), &config.machine)),
-        _ => None,
+    let (hotplug, _terminal) = match (hotplug, &api) {
+        (Some(parts), Some(_)) => {
+            (Some(Hotplug::new(parts, &mut virtio, events.changes(), &config.machine, terminal)), None)
+        }
+        _ => (None, Some(terminal)),
     };
     for removable in std::mem::take(&mut virtio.removable) {
         events.add_subscriber(removable.placed.queues);
     }
     let takes_devices = hotplug.is_some() && config.machine.bridges.iter().any(|b| b.hotplug);
     let filters = Arc::new(seccomp::Filters::build(config.seccomp, takes_devices)?);
-    // The terminal's input goes to the virtio console when there is one
-    // (the user boots with console=hvc0), else to the UART. Also when stdin
-    // is a pipe (scripts driving a guest shell); /dev/null and regular
-    // files are refused by epoll and simply give no input.
     let _raw_terminal = RawModeGuard::enter();
     let pause = Arc::new(PauseGate::default());
     if let Some(listener) = api {
@@ -94,8 +97,6 @@ pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<
         };
         events.add_subscriber(Arc::new(Mutex::new(ControlServer::new(listener, control))));
     }
-    let (input, ready) = virtio.console_input.unwrap_or(uart_input);
-    events.add_console_input(input, ready);
 
     let mut threads = Vec::with_capacity(vcpus.len());
     for (id, fd) in vcpus.into_iter().enumerate() {

@@ -29,7 +29,7 @@ use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory,
 use dmavm_vtd::VtdMemory;
 
 use crate::arch::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
-use crate::event_loop::InputSink;
+use crate::console_input::{InputSink, InputTarget};
 use crate::net_events::NetReceive;
 use crate::pci::PciSegment;
 use crate::vtd_units::VtdUnits;
@@ -37,8 +37,7 @@ use dmavm_machine::mac::MacAddress;
 use dmavm_machine::options::MixedCoherency;
 use dmavm_machine::{Device, DeviceKind, DmaPath, Machine, Placement};
 
-/// An event-loop subscriber.
-pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+pub use crate::event_loop::Subscriber;
 
 /// The machine's virtio devices, built.
 #[derive(Default)]
@@ -46,7 +45,7 @@ pub struct VirtioDevices {
     /// Event-loop subscribers processing each device's queues.
     pub queues: Vec<Subscriber>,
     /// The virtio console's input side and its "ready for more" event.
-    pub console_input: Option<(Arc<Mutex<dyn InputSink>>, EventFd)>,
+    pub console_input: Option<InputTarget>,
     /// The virtio-iommu's view of its endpoints (counters for `--stats`).
     pub iommu: Option<IommuHandle>,
     /// Each device confined to a restricted DMA pool, by id, with what its
@@ -193,15 +192,24 @@ pub fn create(machine: &Machine, wiring: &Wiring<'_>) -> Result<VirtioDevices> {
     Ok(built)
 }
 
-/// Whether `device` can be unplugged while the VM runs: a disk or an rng
-/// on a `hotplug=on` bridge (a console or network device keeps parts on
-/// the event loop that are wired once, at boot).
+/// Whether `device` can be unplugged while the VM runs: a disk, an rng or
+/// the console on a `hotplug=on` bridge (a network device keeps its TAP's
+/// receive handler on the event loop, wired once, at boot).
 fn removable(machine: &Machine, device: &Device) -> bool {
     let on_hotplug_bridge = match device.placement {
         Placement::Pci { segment, .. } => machine.bridge(segment).is_some_and(|b| b.hotplug),
         Placement::Mmio { .. } => false,
     };
-    on_hotplug_bridge && matches!(device.kind, DeviceKind::Disk { .. } | DeviceKind::Rng)
+    on_hotplug_bridge
+        && matches!(device.kind, DeviceKind::Disk { .. } | DeviceKind::Rng | DeviceKind::Console)
+}
+
+/// A device built while the VM runs.
+pub struct HotAdded {
+    /// Its queue handler and interrupts.
+    pub placed: Placed,
+    /// The input side of a console, which takes the terminal from the UART.
+    pub console_input: Option<InputTarget>,
 }
 
 /// Builds `device`, plugged into the running VM, over the memory its DMA
@@ -213,12 +221,13 @@ pub fn hot_add(
     wiring: &Wiring<'_>,
     iommu: Option<&IommuHandle>,
     vtd: &VtdUnits,
-) -> Result<Placed> {
+) -> Result<HotAdded> {
     if !removable(machine, device) {
-        anyhow::bail!("{}: only a disk or an rng is plugged in while the VM runs", device.id);
+        anyhow::bail!("{}: only a disk, an rng or a console is plugged in while the VM runs", device.id);
     }
     let mut built = VirtioDevices { iommu: iommu.cloned(), vtd: vtd.clone(), ..VirtioDevices::default() };
-    build_device(device, wiring, &mut built)
+    let placed = build_device(device, wiring, &mut built)?;
+    Ok(HotAdded { placed, console_input: built.console_input.take() })
 }
 
 /// Builds a device other than the IOMMU over direct memory, over memory

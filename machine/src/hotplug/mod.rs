@@ -91,6 +91,15 @@ impl Machine {
             Some(id) => id.clone(),
             None => self.free_name(&kind),
         };
+        // The console is on dmavm's terminal, which has one input.
+        if kind == DeviceKind::Console {
+            if let Some(console) = self.devices.iter().find(|d| d.kind == DeviceKind::Console) {
+                return Err(HotplugError::Placement(format!(
+                    "{id}: the machine has a console ({}) on dmavm's terminal: it takes one",
+                    console.id
+                )));
+            }
+        }
         if self.devices.iter().any(|d| d.id == id) {
             return Err(HotplugError::Placement(format!(
                 "{id}: a device of that name exists: give id=NAME of another"

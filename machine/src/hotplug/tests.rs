@@ -1,5 +1,5 @@
 use super::*;
-use crate::options::{parse_disk, parse_rng};
+use crate::options::{parse_console, parse_disk, parse_rng};
 use crate::test_utils::machine_for;
 use crate::Arch;
 
@@ -83,6 +83,24 @@ fn names_and_slots_are_not_reused_while_taken() {
     assert!(matches!(&err, HotplugError::Placement(_)), "{err}");
     let rng = m.hot_add(&parse_rng("transport=pci,bridge=hpb").unwrap()).unwrap();
     assert_eq!(rng.device.id, "rng0");
+}
+
+/// The terminal feeds one console: a second is refused, and one can come
+/// back once the first left.
+#[test]
+fn a_console_is_plugged_in_only_where_none_is() {
+    let m = machine(&[]);
+    let first = m.hot_add(&parse_console("transport=pci,bridge=hpt").unwrap()).unwrap();
+    assert_eq!(first.device.id, "console0");
+    assert_eq!(first.device.dma, DmaPath::Translated { endpoint: 0x1_0008 });
+    let err = first.machine.hot_add(&parse_console("transport=pci,bridge=hpb,id=c2").unwrap()).unwrap_err();
+    assert!(matches!(&err, HotplugError::Placement(l) if l.contains("has a console (console0)")), "{err}");
+    let (without, _) = first.machine.hot_remove("console0").unwrap();
+    let again = without.hot_add(&parse_console("transport=pci,bridge=hpb").unwrap()).unwrap();
+    assert_eq!(again.device.dma, DmaPath::Direct);
+    let booted = machine(&["--console", "transport=pci"]);
+    let err = booted.hot_add(&parse_console("transport=pci,bridge=hpt").unwrap()).unwrap_err();
+    assert!(matches!(err, HotplugError::Placement(_)), "{err}");
 }
 
 #[test]

@@ -10,6 +10,15 @@
 #                                     VIRTIO_F_ACCESS_PLATFORM, bit 33); it
 #                                     was read whole for the checksum
 #   DMAVM hp_gone=ID                  a disk left
+#   DMAVM hp_console=hvc0 pci=S:B:D.F group=G|none platform=0|1
+#                                     a virtio console appeared; the
+#                                     guest then writes hvc-hello-hotplug
+#                                     to it and reads one line:
+#   DMAVM hp_console_read=LINE        what the host typed (dmavm's stdin)
+#   DMAVM hp_gone=console             the console left; the guest then
+#                                     listens on the UART:
+#   DMAVM hp_uart_listening=1         ttyS0 is open (the host may type)
+#   DMAVM hp_uart_read=LINE           what the host typed, through the UART
 #   DMAVM hp_dmesg_bad=N              kernel warnings, DMAR or IOMMU faults
 #                                     so far, after each change
 #   DMAVM power_button=pressed        the button's key event arrived; then
@@ -44,7 +53,47 @@ report_bad() {
   reported=$n
   echo "DMAVM hp_dmesg_bad=$n"
 }
+# The virtio console's function: its virtio device has id 3 (virtio 1.3
+# 5.3); prints "pci=... group=... platform=..." of it.
+console_function() {
+  for v in /sys/bus/virtio/devices/virtio*; do
+    [ "$(cat "$v/device" 2>/dev/null)" = 0x0003 ] || continue
+    pci_dir=$(dirname "$(readlink -f "$v")")
+    group=none
+    [ -e "$pci_dir/iommu_group" ] && group=$(basename "$(readlink "$pci_dir/iommu_group")")
+    echo "pci=$(basename "$pci_dir") group=$group platform=$(cut -c34 "$v/features")"
+  done
+}
+
+# A console plugged in: a line out to the host, one line in from it. hvc0
+# stays open meanwhile (closing a tty drops the input it holds); no echo,
+# which would land on dmavm's stdout.
+console_check() {
+  i=0
+  # The function shows in sysfs before the driver has its tty.
+  until (: <>/dev/hvc0) 2>/dev/null || [ $i -ge 50 ]; do i=$((i + 1)); sleep 0.2; done
+  exec 3<>/dev/hvc0
+  stty -echo <&3
+  echo "hvc-hello-hotplug" >&3
+  line=
+  read -r -t 30 line <&3
+  echo "DMAVM hp_console_read=$line"
+  exec 3>&-
+}
+
+# The console gone, the terminal's input is the UART's again.
+uart_check() {
+  exec 4<>/dev/ttyS0
+  stty -echo <&4
+  echo "DMAVM hp_uart_listening=1"
+  line=
+  read -r -t 30 line <&4
+  echo "DMAVM hp_uart_read=$line"
+  exec 4>&-
+}
+
 seen=" "
+console=0
 echo "DMAVM hp_ready=1"
 while :; do
   now=" "
@@ -67,5 +116,19 @@ while :; do
     case $now in *" $id "*) ;; *) echo "DMAVM hp_gone=$id"; report_bad ;; esac
   done
   seen=$now
+  # Not /dev/hvc0: the hvc driver registers all its nodes with its first
+  # console and keeps them.
+  function=$(console_function)
+  if [ -n "$function" ] && [ $console = 0 ]; then
+    console=1
+    echo "DMAVM hp_console=hvc0 $function"
+    report_bad
+    console_check &
+  elif [ -z "$function" ] && [ $console = 1 ]; then
+    console=0
+    echo "DMAVM hp_gone=console"
+    report_bad
+    uart_check &
+  fi
   sleep 0.2
 done

@@ -157,10 +157,14 @@ impl VmControl {
                 format!("{}: this machine has no hot-plug controller; nothing was added", device.id),
             ));
         };
-        if !matches!(device.kind, DeviceKind::Disk { .. } | DeviceKind::Rng) {
+        if !matches!(device.kind, DeviceKind::Disk { .. } | DeviceKind::Rng | DeviceKind::Console) {
             return Err(Failure::new(
                 ErrorCode::NotHotpluggable,
-                format!("{}: only a disk or an rng is plugged in while the VM runs", device.id),
+                format!(
+                    "{}: only a disk, an rng or a console is plugged in while the VM runs \
+                     (a network device's TAP is wired at boot)",
+                    device.id
+                ),
             ));
         }
         hotplug
@@ -190,7 +194,7 @@ impl VmControl {
         if !hotplug.is_plugged(id) {
             return Err(Failure::new(
                 ErrorCode::NotHotpluggable,
-                format!("{id}: only a disk or an rng leaves while the VM runs"),
+                format!("{id}: only a disk, an rng or a console leaves while the VM runs"),
             ));
         }
         hotplug.request_removal(id).map_err(|e| Failure::new(ErrorCode::Internal, format!("{e:#}")))

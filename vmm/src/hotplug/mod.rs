@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use dmavm_devices::hotplug_events::HotplugEvents;
 use dmavm_devices::Bus;
 use dmavm_iommu::IommuHandle;
-use dmavm_machine::{Device, DmaPath, Machine, Placement};
+use dmavm_machine::{Device, DeviceKind, DmaPath, Machine, Placement};
 use kvm_ioctls::VmFd;
 use vm_memory::GuestMemoryMmap;
 
@@ -23,9 +23,10 @@ pub use controller::create as create_controller;
 pub use controller::Ejects;
 
 use crate::arch::interrupts::{GsiRouter, IrqfdMsix};
+use crate::console_input::TerminalInput;
 use crate::event_loop::{SubscriberChanges, SubscriberToken};
 use crate::pci::PciSegment;
-use crate::virtio_devices::{self, Placed, RemovableDevice, VirtioDevices, Wiring};
+use crate::virtio_devices::{self, HotAdded, Placed, RemovableDevice, VirtioDevices, Wiring};
 use crate::vtd_units::VtdUnits;
 
 /// What the architecture's VM builder keeps for hot-plug: what building a
@@ -70,6 +71,8 @@ struct Plugged {
     queues: SubscriberToken,
     msix: Option<Arc<IrqfdMsix>>,
     endpoint: Option<u32>,
+    /// The virtio console, which reads the terminal while it is plugged in.
+    console: bool,
 }
 
 /// The running VM's hot-plug side.
@@ -79,6 +82,7 @@ pub struct Hotplug {
     ejects: Arc<Ejects>,
     subscribers: SubscriberChanges,
     plugged: HashMap<String, Plugged>,
+    terminal: TerminalInput,
 }
 
 impl std::fmt::Debug for Hotplug {
@@ -92,12 +96,15 @@ impl std::fmt::Debug for Hotplug {
 impl Hotplug {
     /// The hot-plug side of a VM: `parts` from its builder, the PCI
     /// segments, IOMMUs and removable devices of `virtio` (whose queue
-    /// handlers go to the event loop through `subscribers`).
+    /// handlers go to the event loop through `subscribers`), and the
+    /// terminal's input, which a console plugged in or out takes or gives
+    /// back.
     pub fn new(
         parts: HotplugParts,
         virtio: &mut VirtioDevices,
         subscribers: SubscriberChanges,
         machine: &Machine,
+        terminal: TerminalInput,
     ) -> Self {
         let HotplugParts { vm, mem, mmio, router, controller, ejects } = parts;
         let wiring = HotplugWiring {
@@ -109,7 +116,7 @@ impl Hotplug {
             iommu: virtio.iommu.clone(),
             vtd: virtio.vtd.clone(),
         };
-        let mut hotplug = Self { wiring, controller, ejects, subscribers, plugged: HashMap::new() };
+        let mut hotplug = Self { wiring, controller, ejects, subscribers, plugged: HashMap::new(), terminal };
         for RemovableDevice { id, placed } in std::mem::take(&mut virtio.removable) {
             if let Some(device) = machine.devices.iter().find(|d| d.id == id) {
                 hotplug.adopt(device, placed);
@@ -125,8 +132,11 @@ impl Hotplug {
             DmaPath::Translated { endpoint } => Some(endpoint),
             _ => None,
         };
-        self.plugged
-            .insert(device.id.clone(), Plugged { segment, slot, queues, msix: placed.msix, endpoint });
+        let console = device.kind == DeviceKind::Console;
+        self.plugged.insert(
+            device.id.clone(),
+            Plugged { segment, slot, queues, msix: placed.msix, endpoint, console },
+        );
     }
 
     /// The guest's ejects, to watch.
@@ -149,8 +159,12 @@ impl Hotplug {
         let w = &self.wiring;
         let wiring =
             Wiring { vm: &w.vm, mem: &w.mem, mmio: &w.mmio, pci: &w.pci, router: &w.router, machine };
-        let placed = virtio_devices::hot_add(machine, device, &wiring, w.iommu.as_ref(), &w.vtd)?;
+        let HotAdded { placed, console_input } =
+            virtio_devices::hot_add(machine, device, &wiring, w.iommu.as_ref(), &w.vtd)?;
         self.adopt(device, placed);
+        if let Some(input) = console_input {
+            self.terminal.give_to_console(input);
+        }
         let announced = lock(&self.controller)?.device_added(segment, slot);
         if let Err(e) = announced {
             // Not announced: nothing of it may stay.
@@ -160,8 +174,8 @@ impl Hotplug {
         Ok(())
     }
 
-    /// Whether `id` can be asked to leave: a disk or rng on a `hotplug=on`
-    /// bridge that has not left yet.
+    /// Whether `id` can be asked to leave: a disk, rng or console on a
+    /// `hotplug=on` bridge that has not left yet.
     pub fn is_plugged(&self, id: &str) -> bool {
         self.plugged.contains_key(id)
     }
@@ -200,6 +214,11 @@ impl Hotplug {
         }
         if let (Some(endpoint), Some(iommu)) = (plugged.endpoint, &self.wiring.iommu) {
             iommu.endpoint_removed(endpoint);
+        }
+        if plugged.console {
+            self.terminal
+                .give_back_to_uart()
+                .with_context(|| format!("{id}: giving the terminal back to the UART"))?;
         }
         Ok(())
     }
