@@ -3,7 +3,6 @@
 //! queues and the terminal's input, the vCPU threads, the stop, and the
 //! `--stats` report.
 
-use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -13,6 +12,7 @@ use crate::config::{Boot, VmConfig};
 use crate::console_input::{InputTarget, TerminalInput};
 use crate::control::commands::VmControl;
 use crate::control::server::ControlServer;
+use crate::control::socket_file::ControlSocket;
 use crate::event_loop::EventLoop;
 use crate::hotplug::{Hotplug, HotplugParts};
 use crate::pause::PauseGate;
@@ -52,7 +52,7 @@ impl std::fmt::Debug for BuiltVm {
 /// `config`'s seccomp filter, serving the control socket on `api` if
 /// given; prints the IOMMU counters of the machine's endpoints when
 /// `config` asks for `--stats`; returns why it stopped.
-pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
+pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<ControlSocket>) -> Result<ExitReason> {
     let BuiltVm { shutdown, signals, mut virtio, uart_input, vcpus, vcpu_shared, hotplug } = vm;
     // Every descriptor of the VM exists by now.
     crate::hygiene::close_on_exec_all()?;
@@ -76,10 +76,18 @@ pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<
         events.add_subscriber(removable.placed.queues);
     }
     let takes_devices = hotplug.is_some() && config.machine.bridges.iter().any(|b| b.hotplug);
-    let filters = Arc::new(seccomp::Filters::build(config.seccomp, takes_devices)?);
+    let (listener, socket_file) = match api {
+        Some(ControlSocket { listener, file }) => (Some(listener), Some(file)),
+        None => (None, None),
+    };
+    let filters = Arc::new(seccomp::Filters::build(
+        config.seccomp,
+        takes_devices,
+        socket_file.as_ref().map(|f| f.dir_fd()),
+    )?);
     let _raw_terminal = RawModeGuard::enter();
     let pause = Arc::new(PauseGate::default());
-    if let Some(listener) = api {
+    if let Some(listener) = listener {
         let control = VmControl {
             machine: config.machine.clone(),
             cmdline: match &config.boot {
@@ -119,6 +127,11 @@ pub fn run(vm: BuiltVm, config: &VmConfig, api: Option<UnixListener>) -> Result<
         }
     };
     vcpu::stop_all(&shutdown, threads);
+    if let Some(file) = &socket_file {
+        if let Err(e) = file.remove() {
+            log::warn!("cannot remove the control socket's file: {e}");
+        }
+    }
     if config.stats {
         stats::print_iommu_stats(&config.machine, virtio.iommu.as_ref(), &virtio.vtd);
         stats::print_pool_stats(&config.machine, &virtio.pools);

@@ -357,6 +357,7 @@ fn the_control_socket_serves_a_running_vm() {
     let out = child.wait_with_output().expect("waiting for dmavm");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("seccomp"), "stderr: {}", text(&out.stderr));
+    assert!(!socket.exists(), "the VM's end removes its socket file");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

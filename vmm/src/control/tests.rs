@@ -41,7 +41,7 @@ impl Served {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("disk.img"), vec![0u8; 4096]).unwrap();
         let path = dir.join("api.sock");
-        let listener = super::socket_file::listen(&path).unwrap();
+        let listener = super::socket_file::listen(&path).unwrap().listener;
         let machine = machine_for(
             Arch::X86_64,
             &[

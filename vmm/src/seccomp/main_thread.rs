@@ -8,18 +8,27 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use std::os::fd::RawFd;
+
+use anyhow::{Context, Result};
 use seccompiler::{SeccompCmpOp, SeccompRule};
 
 use super::rules::AllowList;
 
 /// The calls the main thread may make; with `hotplug`, also those that
-/// build and tear down a PCI device while the VM runs.
-pub fn rules(hotplug: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
+/// build and tear down a PCI device while the VM runs; with `socket_dir`
+/// (the control socket's directory, held open), looking up and removing
+/// names in that directory only, for the socket file at the end.
+pub fn rules(hotplug: bool, socket_dir: Option<RawFd>) -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
     let mut list = allow_list()?;
     super::common::add(&mut list)?;
     if hotplug {
         add_hotplug(&mut list)?;
+    }
+    if let Some(fd) = socket_dir {
+        let fd = u64::try_from(fd).context("the control socket's directory descriptor")?;
+        list.when(libc::SYS_newfstatat, &[(0, SeccompCmpOp::Eq, fd)])?
+            .when(libc::SYS_unlinkat, &[(0, SeccompCmpOp::Eq, fd)])?;
     }
     Ok(list.into_rules())
 }

@@ -26,6 +26,7 @@ pub mod vcpu;
 mod violation;
 
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
 
 use anyhow::{Context, Result};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
@@ -72,13 +73,14 @@ pub struct Filters {
 
 impl Filters {
     /// Compiles both filters for `mode` and, for `on`, installs the SIGSYS
-    /// handler that reports a violation.
-    pub fn build(mode: Mode, hotplug: bool) -> Result<Self> {
+    /// handler that reports a violation. `hotplug` and `socket_dir` widen
+    /// the main thread's list (see [`main_thread::rules`]).
+    pub fn build(mode: Mode, hotplug: bool, socket_dir: Option<RawFd>) -> Result<Self> {
         let (vcpu, main) = match mode {
             Mode::Off => (BpfProgram::new(), BpfProgram::new()),
             Mode::On | Mode::Log => (
                 compile(vcpu::rules()?, mode).context("vCPU")?,
-                compile(main_thread::rules(hotplug)?, mode).context("main thread")?,
+                compile(main_thread::rules(hotplug, socket_dir)?, mode).context("main thread")?,
             ),
         };
         if mode == Mode::On {

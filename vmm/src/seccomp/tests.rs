@@ -41,7 +41,15 @@ fn filtered_child() {
         _ => panic!("bad mode {mode}"),
     };
     let thread = if thread == "vcpu" { Thread::Vcpu(3) } else { Thread::Main };
-    let filters = Filters::build(mode, false).unwrap();
+    // "unlinkat": a control socket's directory, the one place the main
+    // thread may remove names.
+    let socket_dir = (call == "unlinkat").then(|| {
+        // SAFETY: a NUL-terminated path; open(2) returns a descriptor or -1.
+        let fd = unsafe { libc::open(c"/tmp".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "open /tmp: {}", std::io::Error::last_os_error());
+        fd
+    });
+    let filters = Filters::build(mode, false, socket_dir).unwrap();
     filters.install(thread).unwrap();
     // A call the thread's filter allows, with arguments it accepts: it
     // returns (EBADF) rather than trap.
@@ -67,6 +75,15 @@ fn filtered_child() {
             // Injecting terminal input: ioctl is allowed, this request is
             // not.
             "tiocsti" => libc::ioctl(-1, libc::TIOCSTI as _, 0) as libc::c_long,
+            // Removing a name: allowed in the socket's directory (no such
+            // file there: ENOENT), forbidden anywhere else.
+            "unlinkat" => {
+                let name = c"dmavm-seccomp-test-no-such-file";
+                let dir = socket_dir.expect("the socket's directory");
+                let rc = libc::unlinkat(dir, name.as_ptr(), 0);
+                eprintln!("unlinkat in the socket's directory returned {rc}");
+                libc::unlinkat(libc::AT_FDCWD, name.as_ptr(), 0) as libc::c_long
+            }
             _ => panic!("bad call {call}"),
         }
     };
@@ -88,6 +105,16 @@ fn assert_stopped(out: &Output, thread: &str, call: &str) {
 fn vcpu_thread_opening_a_socket_is_stopped_with_one_line() {
     let out = child("on,vcpu,socket");
     assert_stopped(&out, "vCPU 3", &format!("socket ({})", libc::SYS_socket));
+}
+
+/// With a control socket, the main thread may remove its file at the end:
+/// names in that socket's directory, nowhere else.
+#[test]
+fn main_thread_removes_names_only_in_the_control_socket_directory() {
+    let out = child("on,main,unlinkat");
+    let err = stderr(&out);
+    assert!(err.contains("unlinkat in the socket's directory returned -1"), "{err}");
+    assert_stopped(&out, "main (event loop)", &format!("unlinkat ({})", libc::SYS_unlinkat));
 }
 
 #[test]
@@ -118,7 +145,7 @@ fn log_mode_lets_forbidden_calls_run() {
 
 #[test]
 fn off_mode_installs_nothing() {
-    let filters = Filters::build(Mode::Off, true).unwrap();
+    let filters = Filters::build(Mode::Off, true, None).unwrap();
     assert!(filters.vcpu.is_empty() && filters.main.is_empty());
 }
 

@@ -10,7 +10,6 @@
 //! PSCI SYSTEM_OFF and SYSTEM_RESET as `KVM_EXIT_SYSTEM_EVENT` (handled by
 //! the shared vCPU loop), so dmavm ends with status 0 or 3 as on x86_64.
 
-use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +21,7 @@ use super::interrupts::GsiRouter;
 use super::layout::{fdt_address, gic as gic_layout, MAX_MEMORY, MAX_VCPUS, UART, UART_SPI};
 use super::{boot, gic, regs, uart};
 use crate::config::{Boot, VmConfig};
+use crate::control::socket_file::ControlSocket;
 use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
 use crate::signals::{install_vcpu_kick_handler, TerminationSignals};
@@ -35,7 +35,7 @@ const VM_TYPE_IPA_40: u64 = 0;
 
 /// Runs the VM described by `config` until the guest stops, serving
 /// `api` (the `--api-socket` listener) if given; returns why.
-pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
+pub fn run(config: &VmConfig, api: Option<ControlSocket>) -> Result<ExitReason> {
     let Boot::Kernel { kernel, initrd, cmdline } = &config.boot else {
         bail!("--payload is x86_64 only (payloads are x86 machine code); boot an arm64 Image with --kernel");
     };

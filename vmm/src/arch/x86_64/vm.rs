@@ -1,6 +1,5 @@
 //! Building the VM from its config and running it until it stops.
 
-use std::os::unix::net::UnixListener;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -20,6 +19,7 @@ use super::interrupts::{GsiRouter, KvmMsi, IOAPIC_PINS};
 use super::layout::{IOAPIC_ADDR, IOAPIC_SIZE, KVM_TSS_ADDR};
 use super::{cpuid, firmware, lapic, msrs, payload, uart, xsave_probe};
 use crate::config::{Boot, VmConfig};
+use crate::control::socket_file::ControlSocket;
 use crate::hotplug::{self, HotplugParts};
 use crate::run_loop::{self, BuiltVm};
 use crate::shutdown::{ExitReason, Shutdown};
@@ -29,7 +29,7 @@ use crate::{acpi_dump, kvm, memory, virtio_devices};
 
 /// Runs the VM described by `config` until the guest stops, serving
 /// `api` (the `--api-socket` listener) if given; returns why.
-pub fn run(config: &VmConfig, api: Option<UnixListener>) -> Result<ExitReason> {
+pub fn run(config: &VmConfig, api: Option<ControlSocket>) -> Result<ExitReason> {
     let kvm = kvm::open(&config.kvm_device)?;
     config.check_cpus(kvm::max_vcpus(&kvm))?;
     let vm = Arc::new(create_vm(&kvm)?);
