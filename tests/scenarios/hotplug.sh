@@ -98,7 +98,7 @@ head -n 3 $d/remove.json | grep -i error
 gone=0
 wait_line '^DMAVM hp_gone=console' 1 && gone=1
 echo "DMAVM hvc_gone=$gone"
-wait_line '^DMAVM hp_uart_listening=1' 1 && printf 'typed-into-uart\n' >&4
+wait_line 'uart-hello-hotplug' 1 && printf 'typed-into-uart\n' >&4
 wait_line '^DMAVM hp_uart_read=' 1
 echo "DMAVM uart_read=$(field "$(grep '^DMAVM hp_uart_read=' $log | tail -n 1)" hp_uart_read)"
 echo "DMAVM dmesg_bad=$(grep '^DMAVM hp_dmesg_bad=' $log | tail -n 1 | tr -d '\r' | sed 's/.*=//')"

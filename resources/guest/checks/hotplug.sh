@@ -13,11 +13,11 @@
 #   DMAVM hp_console=hvc0 pci=S:B:D.F group=G|none platform=0|1
 #                                     a virtio console appeared; the
 #                                     guest then writes hvc-hello-hotplug
-#                                     to it and reads one line:
+#                                     to it and reads one line (hvc.sh):
 #   DMAVM hp_console_read=LINE        what the host typed (dmavm's stdin)
 #   DMAVM hp_gone=console             the console left; the guest then
-#                                     listens on the UART:
-#   DMAVM hp_uart_listening=1         ttyS0 is open (the host may type)
+#                                     writes uart-hello-hotplug to ttyS0
+#                                     and reads one line:
 #   DMAVM hp_uart_read=LINE           what the host typed, through the UART
 #   DMAVM hp_dmesg_bad=N              kernel warnings, DMAR or IOMMU faults
 #                                     so far, after each change
@@ -65,31 +65,13 @@ console_function() {
   done
 }
 
-# A console plugged in: a line out to the host, one line in from it. hvc0
-# stays open meanwhile (closing a tty drops the input it holds); no echo,
-# which would land on dmavm's stdout.
+# A console plugged in: a line out to the host (hvc-hello-hotplug), one
+# line in from it.
 console_check() {
   i=0
   # The function shows in sysfs before the driver has its tty.
   until (: <>/dev/hvc0) 2>/dev/null || [ $i -ge 50 ]; do i=$((i + 1)); sleep 0.2; done
-  exec 3<>/dev/hvc0
-  stty -echo <&3
-  echo "hvc-hello-hotplug" >&3
-  line=
-  read -r -t 30 line <&3
-  echo "DMAVM hp_console_read=$line"
-  exec 3>&-
-}
-
-# The console gone, the terminal's input is the UART's again.
-uart_check() {
-  exec 4<>/dev/ttyS0
-  stty -echo <&4
-  echo "DMAVM hp_uart_listening=1"
-  line=
-  read -r -t 30 line <&4
-  echo "DMAVM hp_uart_read=$line"
-  exec 4>&-
+  sh /checks/hvc.sh /dev/hvc0 hvc-hello-hotplug hp_console_read
 }
 
 seen=" "
@@ -128,7 +110,8 @@ while :; do
     console=0
     echo "DMAVM hp_gone=console"
     report_bad
-    uart_check &
+    # The console gone, the terminal's input is the UART's again.
+    sh /checks/hvc.sh /dev/ttyS0 uart-hello-hotplug hp_uart_read &
   fi
   sleep 0.2
 done
