@@ -11,6 +11,7 @@
 #                     (bin/, lib/), when resources/testbed-arm64/fetch-qemu.sh
 #                     has put them in build/qemu-arm64/l1 (the benchmark)
 #   /guest            the L2 guest: Image and initramfs.cpio.gz
+#   /lib/modules      tun.ko (not loaded at boot: the net scenarios load it)
 #   /guest/pool       with --pool-kernel: Image and kver of the guest kernel
 #                     that bounces through restricted DMA pools
 #                     (build/guest-arm64-pool, resources/guest/arm64/build-pool-kernel.sh)
@@ -66,7 +67,12 @@ if [ ! -x "$probe" ] || [ "$HERE/kvm-probe.c" -nt "$probe" ]; then
 fi
 
 shopt -s nullglob
-scenarios=("$HERE"/scenarios/*.sh "$ROOT"/tests/scenarios/arm64-*.sh "$ROOT"/tests/scenarios/disks-lib.sh)
+scenarios=("$HERE"/scenarios/*.sh "$ROOT"/tests/scenarios/arm64-*.sh "$ROOT"/tests/scenarios/disks-lib.sh
+           "$ROOT"/tests/scenarios/net-lib.sh)
+# tun: loaded by the net scenarios only (net-lib.sh), for their guests' TAPs
+TUN=$GUEST/modules/kernel/drivers/net/tun.ko.xz
+[ -s "$TUN" ] || grep -q '/tun\.ko$' "$GUEST/modules/modules.builtin" 2>/dev/null \
+  || die "no tun module in $GUEST/modules (run resources/guest/arm64/fetch.sh)"
 inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$GUEST/busybox" "$probe" "$GUEST/kver" "$GUEST/Image"
         "$GUEST/initramfs.cpio.gz" /bin/busybox)
 [ -z "$DMAVM" ] || inputs+=("$DMAVM")
@@ -94,6 +100,8 @@ install -m 755 "$probe" "$R/bin/kvm-probe"
 cp "$GUEST/Image" "$GUEST/initramfs.cpio.gz" "$GUEST/kver" "$R/guest/"
 [ -z "$POOL" ] || { mkdir "$R/guest/pool" && cp "$POOL/Image" "$POOL/kver" "$R/guest/pool/"; }
 [ ${#scenarios[@]} -eq 0 ] || install -m 755 "${scenarios[@]}" "$R/scenarios/"
+# busybox insmod cannot read .ko.xz
+if [ -s "$TUN" ]; then mkdir -p "$R/lib/modules" && xz -dc "$TUN" > "$R/lib/modules/tun.ko"; fi
 install -m 755 "$HERE/l1-init" "$R/init"
 (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"
 mv "$OUT/l1.cpio.$$" "$OUT/l1.cpio"

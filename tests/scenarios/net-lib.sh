@@ -12,7 +12,8 @@
 # port 8080, takes what the guest sends back with nc on port 9000, and
 # boots the guest with
 # `--net tap=tap0KEYS` (KEYS: ",key=value..." or empty) and the other
-# options (--stats always). Prints the
+# options (--stats always), with linux-lib.sh's boot_guest_with (x86_64)
+# or, when the scenario sourced arm64-lib.sh, its arm64_boot. Prints the
 # guest's lines and DMAVM host_data_sha=, host_data_bytes=, host_up=SHA,BYTES
 # (what nc received), host_secs= (the guest's whole run, host clock)
 # and the counters of --stats (report_iommu_stats, report_net_stats).
@@ -62,7 +63,12 @@ net_scenario() {
   receiver=$!
   exec 3> $d/hold
   t0=$(cut -d' ' -f1 /proc/uptime)
-  boot_guest_with vmlinux 1 512M net --stats --net "tap=tap0$keys" "$@"
+  # arm64-lib.sh's boot where a scenario sourced it, linux-lib.sh's else
+  if command -v arm64_boot > /dev/null; then
+    arm64_boot 1 512M net --stats --net "tap=tap0$keys" "$@"
+  else
+    boot_guest_with vmlinux 1 512M net --stats --net "tap=tap0$keys" "$@"
+  fi
   t1=$(cut -d' ' -f1 /proc/uptime)
   kill $server 2>/dev/null
   exec 3>&-

@@ -8,6 +8,8 @@
 
 use dmavm_tests::{run_scenario, Error, ScenarioResult, Testbed};
 
+pub mod net;
+
 /// The result of `name`, from one shared run of `all`, after printing which
 /// test bed ran it (visible with `--nocapture` or on failure). The run
 /// comes first: it installs missing packages, which detection may need.
