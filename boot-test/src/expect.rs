@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+use std::net::Ipv4Addr;
+
+use dmavm_machine::mac::MacAddress;
 use dmavm_machine::options::MixedCoherency;
 use dmavm_machine::{DeviceKind, Machine, Placement, VtdScope};
 
@@ -123,6 +126,50 @@ pub struct Expectations {
     /// The Intel VT-d units of a `--iommu type=vtd` machine, which the
     /// guest's intel-iommu driver must register.
     pub vtd: Option<ExpectedVtd>,
+    /// The links of the network devices, which the `net` check exchanges
+    /// a block over (none: no `net` check).
+    pub nets: Vec<NetLink>,
+}
+
+/// One network device of a run and its end of the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetLink {
+    /// The device id.
+    pub id: String,
+    /// Its MAC, as the guest's sysfs spells it.
+    pub mac: String,
+    /// The TAP made for it.
+    pub tap: String,
+    /// The peer's address on the TAP.
+    pub host: Ipv4Addr,
+    /// The address the guest takes.
+    pub guest: Ipv4Addr,
+}
+
+/// The links of `machine`'s network devices, in device order (the order
+/// the guest is told the MACs in, which gives each its subnet).
+pub fn links(machine: &Machine) -> Vec<NetLink> {
+    machine
+        .devices
+        .iter()
+        .filter_map(|d| match &d.kind {
+            DeviceKind::Net { mac, .. } => Some((d.id.clone(), MacAddress::or_generated(*mac, &d.id))),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, (id, mac))| {
+            // 169.254.10.0/24 upwards: link-local only; a machine has far
+            // fewer than 246 devices.
+            let subnet = 10 + i.min(245) as u8;
+            NetLink {
+                id,
+                mac: mac.to_string(),
+                tap: format!("btnet{i}"),
+                host: Ipv4Addr::new(169, 254, subnet, 1),
+                guest: Ipv4Addr::new(169, 254, subnet, 2),
+            }
+        })
+        .collect()
 }
 
 /// What the guest of a VT-d machine should find in its firmware and
@@ -197,6 +244,7 @@ impl Expectations {
             coherency: machine.arch == dmavm_machine::Arch::Aarch64,
             refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed,
             vtd: ExpectedVtd::of(machine),
+            nets: links(machine),
         }
     }
 

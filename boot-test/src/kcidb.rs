@@ -126,7 +126,7 @@ pub fn submission(report: &Report) -> Value {
             (_, c) => ("FAIL", c.as_ref().map_or(String::new(), |c| format!("{}: {}", c.name, c.detail))),
         };
         node(path.clone(), run_status, &run_comment, Some(r.secs));
-        let all = checks_of(&report.arch);
+        let all = checks_of(&report.arch, r.net);
         for name in &all {
             match r.checks.iter().find(|c| c.name == *name) {
                 Some(c) => node(format!("{path}.{name}"), status(c.passed), &c.detail, None),
