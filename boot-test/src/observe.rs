@@ -182,7 +182,7 @@ fn value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// Whether a `DMAVM` line is one of net-exchange.sh's (or ends a link's
 /// exchange).
 fn net_line(text: &str) -> bool {
-    ["net_iface", "net_carrier", "ping", "down_sha", "up_ok", "bt_net_end"]
+    ["net_iface", "net_carrier", "ping", "down_sha", "up_secs", "bt_net_end"]
         .iter()
         .any(|k| text.starts_with(&format!("{k}=")))
 }
@@ -326,7 +326,7 @@ impl Observed {
                     net.down_sha = Some(sha.to_string()).filter(|s| s != "-");
                     net.down_bytes = value(rest, "down_bytes").and_then(|b| b.parse().ok());
                     net.down_secs = number("down_secs");
-                } else if value(rest, "up_ok").is_some() {
+                } else if value(rest, "up_secs").is_some() {
                     net.up_ok = flag("up_ok");
                     net.up_secs = number("up_secs");
                 } else if value(rest, "bt_net_end").is_some() {
@@ -367,7 +367,7 @@ DMAVM net_iface=eth0 net_mac=02:aa:bb:cc:dd:01 net_driver=virtio_net
 DMAVM net_carrier=1
 DMAVM ping=1
 DMAVM down_sha=feed down_bytes=2097152 down_secs=1.5
-DMAVM up_ok=1 up_secs=2.25
+DMAVM up_secs=2.25 up_ok=1
 DMAVM bt_net_end=02:aa:bb:cc:dd:01 status=0
 DMAVM bt_net=02:aa:bb:cc:dd:02 host=169.254.11.1 iface=none
 DMAVM bt_net_end=02:aa:bb:cc:dd:02 status=1
@@ -457,7 +457,7 @@ dmavm: error: guest triple fault
     #[test]
     fn a_failed_download_and_lines_outside_an_exchange() {
         // The exchange's keys mean nothing before the first bt_net line.
-        let o = Observed::parse("DMAVM ping=1\nDMAVM bt_net=m host=h iface=eth1\nDMAVM ping=0\nDMAVM down_sha=- down_bytes=0 down_secs=10\nDMAVM up_ok=0 up_secs=0\n");
+        let o = Observed::parse("DMAVM ping=1\nDMAVM bt_net=m host=h iface=eth1\nDMAVM ping=0\nDMAVM down_sha=- down_bytes=0 down_secs=10\nDMAVM up_secs=0 up_ok=0\n");
         assert_eq!(o.nets.len(), 1);
         let n = &o.nets[0];
         assert_eq!(

@@ -698,7 +698,7 @@ mod tests {
              DMAVM net_iface=eth0 net_mac={mac} net_driver=virtio_net\n\
              DMAVM net_carrier=1\nDMAVM ping=1\n\
              DMAVM down_sha={down} down_bytes=2097152 down_secs=1.5\n\
-             DMAVM up_ok=1 up_secs=2.5\nDMAVM bt_net_end={mac} status=0\n"
+             DMAVM up_secs=2.5 up_ok=1\nDMAVM bt_net_end={mac} status=0\n"
         )
     }
 

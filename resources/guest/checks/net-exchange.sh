@@ -10,7 +10,8 @@
 #   net_carrier=0|1                          the link as the guest sees it
 #   ping=0|1                                 HOST answered
 #   down_sha=S down_bytes=N down_secs=T      what arrived (- when wget failed)
-#   up_ok=0|1 up_secs=T                      whether nc sent it all
+#   up_secs=T up_ok=0|1                      whether nc sent it all (the
+#       first word's place is what tests/scenarios/bench-net.sh reads)
 # Exits 1 when any step failed.
 iface=$1 host=$2 addr=$3
 fail=0
@@ -35,6 +36,6 @@ t0=$(now)
 # busybox wget cannot post binary data (it measures the body with strlen)
 if nc "$host" 9000 < /tmp/net-data; then up=1; else up=0 fail=1; fi
 t1=$(now)
-echo "DMAVM up_ok=$up up_secs=$(awk "BEGIN { print $t1 - $t0 }")"
+echo "DMAVM up_secs=$(awk "BEGIN { print $t1 - $t0 }") up_ok=$up"
 rm -f /tmp/net-data
 exit $fail
