@@ -353,6 +353,39 @@ mod tests {
     }
 
     #[test]
+    fn every_network_device_gets_a_link_of_its_own() {
+        let m = dmavm_machine::test_utils::machine_for(
+            dmavm_machine::Arch::X86_64,
+            &[
+                "--disk",
+                "path=a",
+                "--net",
+                "tap=p,id=a",
+                "--net",
+                "tap=p,id=b,mac=02:00:5e:10:00:01,transport=pci",
+            ],
+        );
+        let e = Expectations::of(&m);
+        let links: Vec<(&str, &str, &str, String, String)> = e
+            .nets
+            .iter()
+            .map(|l| (l.id.as_str(), l.mac.as_str(), l.tap.as_str(), l.host.to_string(), l.guest.to_string()))
+            .collect();
+        let generated = MacAddress::generated("a").to_string();
+        assert_eq!(
+            links,
+            [
+                ("a", generated.as_str(), "btnet0", "169.254.10.1".into(), "169.254.10.2".into()),
+                ("b", "02:00:5e:10:00:01", "btnet1", "169.254.11.1".into(), "169.254.11.2".into()),
+            ]
+        );
+        // Link-local only, whatever the count.
+        assert!(e.nets.iter().all(|l| l.host.is_link_local() && l.guest.is_link_local()));
+        assert_eq!(e.count(|k| k == Kind::Net), 2);
+        assert!(Expectations::of(&new_machine(&[], &[], &[], None, None).unwrap()).nets.is_empty());
+    }
+
+    #[test]
     fn refused_attach_only_under_reject_with_mixed_coherency() {
         let bridges = [parse_bridge("id=nc,coherent=off").unwrap()];
         let disks = [

@@ -189,6 +189,31 @@ mod tests {
         assert_eq!(ids.len(), tests.len());
     }
 
+    #[test]
+    fn the_net_check_is_a_test_of_runs_with_network_devices_only() {
+        let mut r = report();
+        // pci/lazy failed at devices; give it network devices: its net
+        // check was not judged, so it is missing, not an error.
+        r.runs[1].net = true;
+        let mut passed = r.runs[0].clone();
+        passed.name = "net/ok".into();
+        passed.machine = "net".into();
+        passed.variant = Some("ok".into());
+        passed.net = true;
+        passed.checks.push(crate::verdict::Check {
+            name: "net".into(),
+            passed: true,
+            detail: "2 link(s) up".into(),
+        });
+        r.runs.push(passed);
+        let s = submission(&r);
+        let tests = s["tests"].as_array().unwrap();
+        let status = |p: &str| tests.iter().find(|t| t["path"] == p).map(|t| t["status"].clone());
+        assert_eq!(status("dmavm.pci.lazy.net"), Some(json!("MISS")));
+        assert_eq!(status("dmavm.net.ok.net"), Some(json!("PASS")));
+        assert_eq!(status("dmavm.pci.strict.net"), None, "a run without network devices has no net test");
+    }
+
     /// The validator of resources/tools/install-kcidb.sh's venv; a missing
     /// venv fails the test, which must not pass without having checked.
     pub(crate) fn validate(submission: &Value, name: &str) {

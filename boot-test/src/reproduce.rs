@@ -200,4 +200,19 @@ mod tests {
         assert_eq!(words[10 + want.len()].trim(), IMAGE_BYTES.to_string());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_net_run_names_the_taps_to_make() {
+        let specs = crate::matrix::parse("[machine.n]\n[[machine.n.net]]\nid = \"up\"\n", "t.toml").unwrap();
+        let r = run("n", "t.toml", Outcome::Failed, Some(("net", "ping to the peer 169.254.10.1 failed")));
+        let ctx = Context { dmavm: "/d".into(), kernel: "/k".into(), kvm_device: "/dev/kvm".into() };
+        let text = script(&ctx, &specs[0], &r);
+        assert!(
+            text.contains(
+                "#   ip tuntap add btnet0 mode tap && ip addr add 169.254.10.1/24 dev btnet0 && ip link set btnet0 up\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("'tap=btnet0,id=up,"), "{text}");
+    }
 }

@@ -294,6 +294,39 @@ mod tests {
     }
 
     #[test]
+    fn the_guest_is_told_each_link_by_its_mac_in_order() {
+        let text = "[machine.n]\ncmdline = \"x=1\"\n[[machine.n.net]]\nmac = \"02:00:00:00:00:01\"\n\
+                    [[machine.n.net]]\nmac = \"02:00:00:00:00:02\"\n[machine.plain]\n[[machine.plain.rng]]\n";
+        let specs = crate::matrix::parse(text, "t.toml").unwrap();
+        let plan = Plan {
+            dmavm: "/d".into(),
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            kvm_device: "/dev/kvm".into(),
+            cmdline: BASE_CMDLINE.into(),
+            timeout: Duration::from_secs(1),
+            jobs: 1,
+            logs: None,
+            work: "/w".into(),
+        };
+        assert_eq!(
+            cmdline(&plan, &specs[0]),
+            format!("{BASE_CMDLINE} x=1 dmavm.bt_net=02:00:00:00:00:01,02:00:00:00:00:02")
+        );
+        assert_eq!(cmdline(&plan, &specs[1]), BASE_CMDLINE);
+        // The VM is started on the TAPs the peer makes.
+        let exp = Expectations::of(&specs[0].machine);
+        let args = vm_args::machine_args(&vm_args::with_taps(&specs[0].machine, &exp.nets), 1, 64 << 20);
+        let nets: Vec<&String> = args.windows(2).filter(|w| w[0] == "--net").map(|w| &w[1]).collect();
+        assert!(
+            nets[0].starts_with("tap=btnet0,mac=02:00:00:00:00:01,") && nets[1].starts_with("tap=btnet1,"),
+            "{nets:?}"
+        );
+        assert!(result(&plan, &specs[0], Outcome::Passed, 1.0, vec![]).net);
+        assert!(!result(&plan, &specs[1], Outcome::Passed, 1.0, vec![]).net);
+    }
+
+    #[test]
     fn digests_are_spelled_as_sha256sum_spells_them() {
         assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
