@@ -54,10 +54,17 @@ pub struct PeerSeen {
     pub error: Option<String>,
 }
 
-/// The running peer of a run.
+/// The running peer of a run; dropped without [`Peer::finish`] (the
+/// harness interrupted), it stops serving all the same.
 pub struct Peer {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<PeerSeen>>,
+    thread: Option<JoinHandle<Vec<PeerSeen>>>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One link's listeners and record.
@@ -275,7 +282,7 @@ impl Peer {
             })
             .map_err(|e| format!("starting the net peer's thread: {e}"))?;
         match rx.recv() {
-            Ok(Ok(child)) => Ok((Peer { stop, thread }, child)),
+            Ok(Ok(child)) => Ok((Peer { stop, thread: Some(thread) }, child)),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(format!("net: {e}"))
@@ -289,9 +296,9 @@ impl Peer {
 
     /// Stops serving (the VM has ended) and says what each link's peer
     /// did.
-    pub fn finish(self) -> Vec<PeerSeen> {
+    pub fn finish(mut self) -> Vec<PeerSeen> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
+        self.thread.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default()
     }
 }
 
