@@ -211,7 +211,8 @@ machine config file (cpus, memory, [[machine.NAME.disk]], [machine.NAME.iommu], 
 ...) plus `variants = [...]` (which variants to run; default all, [] none), `cmdline` and \
 `timeout`; kernel command-line variants under [variants] as NAME = \"words\". A \
 disk's image is made by the harness for each run (2 MiB of random bytes), so a \
-disk has no `path`. The runs are the cross product, named MACHINE/VARIANT. \
+disk has no `path`; the harness makes a network device's TAP too (see net \
+below), so a net device has no `tap`. The runs are the cross product, named MACHINE/VARIANT. \
 Example: resources/matrix/default.toml.
 
 Each run boots the kernel with the initramfs and `dmavm.check=boot-test` and \
@@ -229,7 +230,13 @@ console), coherency (arm64 only: every disk re-probed and read while kprobes \
 count the guest's cache maintenance, arch_sync_dma_for_device/for_cpu, and \
 the memory type of its coherent allocations; a non-coherent device must get \
 both and non-cacheable memory, a coherent one neither; a mismatch names the \
-device), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
+device), net (machines with network devices only: the harness, as root, makes a \
+network namespace of the run's own with a TAP per device, 169.254.(10+i).1/24 for \
+the i-th, starts the VM in it and serves a 2 MiB block of random bytes on each; \
+the guest brings each link up as 169.254.(10+i).2, pings the peer, fetches the \
+block over HTTP and sends it back over TCP; a link passes when it was up, the ping \
+answered and both ends' SHA-256 match; without root or the tun driver the run \
+cannot start and says why), kernel-log (no line matches a fail pattern), vmm-stats (dmavm's \
 --stats: no IOMMU faults, no refused ATTACH unless mixed-coherency=reject, \
 no dropped fault reports, no DMA a VT-d unit let through untranslated).
 

@@ -77,6 +77,10 @@ pub enum Error {
         /// The last line it wrote on stderr.
         last: String,
     },
+    /// A run's network for the `net` check cannot be made (no root, no
+    /// TAP support, ...).
+    #[error("{0}")]
+    Net(String),
     /// Reports of the verdict (`--json`, `--junit`) cannot be written,
     /// each with why. The table was printed, but it is a failure: whoever
     /// asked for a file will not find it.
@@ -107,6 +111,7 @@ impl Error {
             | Self::CatchSignal { .. }
             | Self::Testbed(_)
             | Self::Io { .. }
+            | Self::Net(_)
             | Self::Step { .. } => UNTESTED,
             Self::Reports(_) => FAILED,
         }

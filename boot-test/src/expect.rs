@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+use std::net::Ipv4Addr;
+
+use dmavm_machine::mac::MacAddress;
 use dmavm_machine::options::MixedCoherency;
 use dmavm_machine::{DeviceKind, Machine, Placement, VtdScope};
 
@@ -123,6 +126,50 @@ pub struct Expectations {
     /// The Intel VT-d units of a `--iommu type=vtd` machine, which the
     /// guest's intel-iommu driver must register.
     pub vtd: Option<ExpectedVtd>,
+    /// The links of the network devices, which the `net` check exchanges
+    /// a block over (none: no `net` check).
+    pub nets: Vec<NetLink>,
+}
+
+/// One network device of a run and its end of the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetLink {
+    /// The device id.
+    pub id: String,
+    /// Its MAC, as the guest's sysfs spells it.
+    pub mac: String,
+    /// The TAP made for it.
+    pub tap: String,
+    /// The peer's address on the TAP.
+    pub host: Ipv4Addr,
+    /// The address the guest takes.
+    pub guest: Ipv4Addr,
+}
+
+/// The links of `machine`'s network devices, in device order (the order
+/// the guest is told the MACs in, which gives each its subnet).
+pub fn links(machine: &Machine) -> Vec<NetLink> {
+    machine
+        .devices
+        .iter()
+        .filter_map(|d| match &d.kind {
+            DeviceKind::Net { mac, .. } => Some((d.id.clone(), MacAddress::or_generated(*mac, &d.id))),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, (id, mac))| {
+            // 169.254.10.0/24 upwards: link-local only; a machine has far
+            // fewer than 246 devices.
+            let subnet = 10 + i.min(245) as u8;
+            NetLink {
+                id,
+                mac: mac.to_string(),
+                tap: format!("btnet{i}"),
+                host: Ipv4Addr::new(169, 254, subnet, 1),
+                guest: Ipv4Addr::new(169, 254, subnet, 2),
+            }
+        })
+        .collect()
 }
 
 /// What the guest of a VT-d machine should find in its firmware and
@@ -197,6 +244,7 @@ impl Expectations {
             coherency: machine.arch == dmavm_machine::Arch::Aarch64,
             refused_attach_allowed: machine.mixed_coherency == MixedCoherency::Reject && mixed,
             vtd: ExpectedVtd::of(machine),
+            nets: links(machine),
         }
     }
 
@@ -302,6 +350,39 @@ mod tests {
         // No translated device: no DRHD, so no DMAR.
         let m = new_machine(&[], &disks[1..2], &[], None, Some(&vtd)).unwrap();
         assert_eq!(Expectations::of(&m).vtd, Some(ExpectedVtd { units: 0, dmar: "none".into() }));
+    }
+
+    #[test]
+    fn every_network_device_gets_a_link_of_its_own() {
+        let m = dmavm_machine::test_utils::machine_for(
+            dmavm_machine::Arch::X86_64,
+            &[
+                "--disk",
+                "path=a",
+                "--net",
+                "tap=p,id=a",
+                "--net",
+                "tap=p,id=b,mac=02:00:5e:10:00:01,transport=pci",
+            ],
+        );
+        let e = Expectations::of(&m);
+        let links: Vec<(&str, &str, &str, String, String)> = e
+            .nets
+            .iter()
+            .map(|l| (l.id.as_str(), l.mac.as_str(), l.tap.as_str(), l.host.to_string(), l.guest.to_string()))
+            .collect();
+        let generated = MacAddress::generated("a").to_string();
+        assert_eq!(
+            links,
+            [
+                ("a", generated.as_str(), "btnet0", "169.254.10.1".into(), "169.254.10.2".into()),
+                ("b", "02:00:5e:10:00:01", "btnet1", "169.254.11.1".into(), "169.254.11.2".into()),
+            ]
+        );
+        // Link-local only, whatever the count.
+        assert!(e.nets.iter().all(|l| l.host.is_link_local() && l.guest.is_link_local()));
+        assert_eq!(e.count(|k| k == Kind::Net), 2);
+        assert!(Expectations::of(&new_machine(&[], &[], &[], None, None).unwrap()).nets.is_empty());
     }
 
     #[test]

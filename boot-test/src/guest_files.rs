@@ -30,3 +30,6 @@ pub const VFIO_BLK_FAULT_C: &str = resource!("guest/vfio-blk-fault.c");
 pub const BOOT_TEST_CHECK: &str = resource!("guest/checks/boot-test.sh");
 /// The DMAR reader the check runs (shared with the test bed's VT-d check).
 pub const DMAR_STRUCTURES: &str = resource!("guest/checks/dmar-structures.sh");
+/// The guest's half of the `net` check the check runs for every network
+/// device (shared with the test bed's net check).
+pub const NET_EXCHANGE: &str = resource!("guest/checks/net-exchange.sh");

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use crate::error::{io, last_line, Error};
 
 use super::guest_files::{
-    BOOT_TEST_CHECK, BUILD_INITRAMFS, DMAR_STRUCTURES, DMAVM_EXIT_C, INIT, VFIO_BLK_FAULT_C, VFIO_DOMAINS_C,
+    BOOT_TEST_CHECK, BUILD_INITRAMFS, DMAR_STRUCTURES, DMAVM_EXIT_C, INIT, NET_EXCHANGE, VFIO_BLK_FAULT_C,
+    VFIO_DOMAINS_C,
 };
 
 /// The recipe and what it packs, under the names the recipe expects.
@@ -22,6 +23,7 @@ const RECIPE: &[(&str, &str)] = &[
     ("vfio-blk-fault.c", VFIO_BLK_FAULT_C),
     ("checks/boot-test.sh", BOOT_TEST_CHECK),
     ("checks/dmar-structures.sh", DMAR_STRUCTURES),
+    ("checks/net-exchange.sh", NET_EXCHANGE),
 ];
 
 /// Builds a busybox initramfs into `work/initramfs.cpio.gz` with the
@@ -77,16 +79,17 @@ fn push_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
 }
 
 /// An uncompressed newc cpio archive with the check (and the DMAR reader
-/// it runs) and the patterns.
+/// and network exchange it runs) and the patterns.
 pub fn overlay(patterns: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     let text: String = patterns.iter().map(|p| format!("{p}\n")).collect();
     push_entry(&mut out, 1, "checks", 0o040_755, &[]);
     push_entry(&mut out, 2, "checks/boot-test.sh", 0o100_755, BOOT_TEST_CHECK.as_bytes());
     push_entry(&mut out, 3, "checks/dmar-structures.sh", 0o100_755, DMAR_STRUCTURES.as_bytes());
-    push_entry(&mut out, 4, "etc", 0o040_755, &[]);
-    push_entry(&mut out, 5, "etc/boot-test", 0o040_755, &[]);
-    push_entry(&mut out, 6, "etc/boot-test/patterns", 0o100_644, text.as_bytes());
+    push_entry(&mut out, 4, "checks/net-exchange.sh", 0o100_755, NET_EXCHANGE.as_bytes());
+    push_entry(&mut out, 5, "etc", 0o040_755, &[]);
+    push_entry(&mut out, 6, "etc/boot-test", 0o040_755, &[]);
+    push_entry(&mut out, 7, "etc/boot-test/patterns", 0o100_644, text.as_bytes());
     push_entry(&mut out, 0, "TRAILER!!!", 0, &[]);
     out
 }
@@ -228,7 +231,7 @@ mod tests {
         assert!(out.status.success());
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "checks\nchecks/boot-test.sh\nchecks/dmar-structures.sh\netc\netc/boot-test\netc/boot-test/patterns\n"
+            "checks\nchecks/boot-test.sh\nchecks/dmar-structures.sh\nchecks/net-exchange.sh\netc\netc/boot-test\netc/boot-test/patterns\n"
         );
     }
 }

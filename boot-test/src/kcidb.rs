@@ -126,7 +126,7 @@ pub fn submission(report: &Report) -> Value {
             (_, c) => ("FAIL", c.as_ref().map_or(String::new(), |c| format!("{}: {}", c.name, c.detail))),
         };
         node(path.clone(), run_status, &run_comment, Some(r.secs));
-        let all = checks_of(&report.arch);
+        let all = checks_of(&report.arch, r.net);
         for name in &all {
             match r.checks.iter().find(|c| c.name == *name) {
                 Some(c) => node(format!("{path}.{name}"), status(c.passed), &c.detail, None),
@@ -187,6 +187,31 @@ mod tests {
         assert!(find("dmavm.pci.strict").get("log_url").is_none());
         let ids: std::collections::HashSet<&str> = tests.iter().filter_map(|t| t["id"].as_str()).collect();
         assert_eq!(ids.len(), tests.len());
+    }
+
+    #[test]
+    fn the_net_check_is_a_test_of_runs_with_network_devices_only() {
+        let mut r = report();
+        // pci/lazy failed at devices; give it network devices: its net
+        // check was not judged, so it is missing, not an error.
+        r.runs[1].net = true;
+        let mut passed = r.runs[0].clone();
+        passed.name = "net/ok".into();
+        passed.machine = "net".into();
+        passed.variant = Some("ok".into());
+        passed.net = true;
+        passed.checks.push(crate::verdict::Check {
+            name: "net".into(),
+            passed: true,
+            detail: "2 link(s) up".into(),
+        });
+        r.runs.push(passed);
+        let s = submission(&r);
+        let tests = s["tests"].as_array().unwrap();
+        let status = |p: &str| tests.iter().find(|t| t["path"] == p).map(|t| t["status"].clone());
+        assert_eq!(status("dmavm.pci.lazy.net"), Some(json!("MISS")));
+        assert_eq!(status("dmavm.net.ok.net"), Some(json!("PASS")));
+        assert_eq!(status("dmavm.pci.strict.net"), None, "a run without network devices has no net test");
     }
 
     /// The validator of resources/tools/install-kcidb.sh's venv; a missing

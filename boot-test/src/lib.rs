@@ -18,6 +18,8 @@ mod initramfs;
 mod kcidb;
 mod matrix;
 mod merge;
+mod net_peer;
+mod netns;
 mod observe;
 mod report;
 mod reproduce;

@@ -24,8 +24,9 @@
 //! file of their own (headers `[machine.NAME.disk]` become `[disk]`), so
 //! a key means exactly what it means there and its errors name the
 //! matrix's file and line. The harness makes every disk's image (so a
-//! disk has no `path`) and boots the kernel of `--kernel` (so a machine
-//! has no `kernel` or `initrd`).
+//! disk has no `path`) and every network device's TAP, in a network
+//! namespace of the run's own (so a net device has no `tap`), and boots
+//! the kernel of `--kernel` (so a machine has no `kernel` or `initrd`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,11 +43,25 @@ use dmavm_machine::{Arch, Machine};
 /// A machine's memory unless it says: enough for the boot-test check.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 /// The keys a `[machine.NAME]` table has besides the config file's.
-const MATRIX_MACHINE_KEYS: &[&str] = &["variants", "timeout", "test-dt-flip-coherent"];
+const MATRIX_MACHINE_KEYS: &[&str] = &["variants", "timeout", "test-dt-flip-coherent", "test-net-corrupt"];
 /// The matrix's top-level keys.
 const TOP_KEYS: &[&str] = &["cmdline", "timeout", "variants", "machine"];
 /// Where the placeholder image of a disk points until a run makes one.
 const IMAGE_PLACEHOLDER: &str = "/boot-test-image";
+/// The placeholder TAP of a network device until a run makes one.
+const TAP_PLACEHOLDER: &str = "boot-test-tap";
+
+/// The tables whose one key the harness fills in for each run: the table,
+/// the key, its placeholder and why the matrix leaves it out.
+const HARNESS_KEYS: &[(&str, &str, &str, &str)] = &[
+    ("disk", "path", IMAGE_PLACEHOLDER, "the harness makes each run's disk image itself"),
+    (
+        "net",
+        "tap",
+        TAP_PLACEHOLDER,
+        "the harness makes each run's TAP itself, in a network namespace of the run's own",
+    ),
+];
 
 /// A matrix that cannot be used, as one line (`file:line: what`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +95,10 @@ pub struct RunSpec {
     /// coherency (`dmavm run --test-dt-flip-coherent`), to prove the
     /// `coherency` check catches it.
     pub dt_flip_coherent: Vec<String>,
+    /// Test only: the `net` check's peer flips a byte of the block it
+    /// serves, as a path that corrupts data would, to prove the check
+    /// catches it.
+    pub net_corrupt: bool,
 }
 
 /// One line of the matrix as the scanner sees it.
@@ -157,15 +176,17 @@ struct Scan {
     documents: Vec<Vec<(String, usize)>>,
     /// (section, key) -> line of its `key =`.
     keys: Vec<(Section, String, usize)>,
-    /// `path` keys of disk tables, per machine (not allowed).
-    disk_paths: Vec<(String, usize)>,
+    /// Keys of [`HARNESS_KEYS`] the matrix gave (not allowed): machine,
+    /// index in [`HARNESS_KEYS`], line.
+    harness_keys: Vec<(String, usize, usize)>,
 }
 
 fn scan(text: &str) -> Scan {
     let mut s =
-        Scan { machines: Vec::new(), documents: Vec::new(), keys: Vec::new(), disk_paths: Vec::new() };
+        Scan { machines: Vec::new(), documents: Vec::new(), keys: Vec::new(), harness_keys: Vec::new() };
     let mut section = Section::Other;
-    let mut in_disk = false;
+    // The table being read, when it is one of HARNESS_KEYS.
+    let mut harness_table: Option<usize> = None;
     let mut skipping = 0; // depth of a matrix-only value being left out
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -174,7 +195,7 @@ fn scan(text: &str) -> Scan {
             continue;
         }
         if let Some((array, path)) = header_path(line) {
-            in_disk = false;
+            harness_table = None;
             section = match path.as_slice() {
                 [m, name, rest @ ..] if m == "machine" => {
                     let index = match s.machines.iter().position(|(m, _)| m == name) {
@@ -195,10 +216,13 @@ fn scan(text: &str) -> Scan {
                             format!("[{}]", quoted.join("."))
                         };
                         s.documents[index].push((header, n));
-                        in_disk = rest.len() == 1 && rest[0] == "disk";
-                        if in_disk {
-                            // The image is made per run; the parser wants a path.
-                            s.documents[index].push((format!("path = \"{IMAGE_PLACEHOLDER}\""), n));
+                        harness_table = match rest {
+                            [table] => HARNESS_KEYS.iter().position(|(t, ..)| t == table),
+                            _ => None,
+                        };
+                        if let Some((_, key, placeholder, _)) = harness_table.map(|i| HARNESS_KEYS[i]) {
+                            // Made per run; the parser wants one.
+                            s.documents[index].push((format!("{key} = \"{placeholder}\""), n));
                         }
                         Section::MachineTable(name.clone())
                     }
@@ -222,8 +246,8 @@ fn scan(text: &str) -> Scan {
             skipping = depth_change(line);
             continue;
         }
-        if in_disk && key.as_deref() == Some("path") {
-            s.disk_paths.push((machine, n));
+        if let Some(i) = harness_table.filter(|&i| key.as_deref() == Some(HARNESS_KEYS[i].1)) {
+            s.harness_keys.push((machine, i, n));
             continue;
         }
         if let Some(doc) = s.documents.get_mut(index) {
@@ -331,11 +355,9 @@ pub fn parse_for(text: &str, file: &str, arch: Arch) -> Result<Vec<RunSpec>, Mat
         }
         None => return Err(err(1, "no machines: add at least one [machine.NAME] table".into())),
     };
-    if let Some((machine, line)) = s.disk_paths.first() {
-        return Err(err(
-            *line,
-            format!("machine '{machine}': disk: path: the harness makes each run's disk image itself; leave path out"),
-        ));
+    if let Some((machine, i, line)) = s.harness_keys.first() {
+        let (table, key, _, why) = HARNESS_KEYS[*i];
+        return Err(err(*line, format!("machine '{machine}': {table}: {key}: {why}; leave {key} out")));
     }
     let mut runs = Vec::new();
     for ((name, header_line), doc) in s.machines.iter().zip(&s.documents) {
@@ -431,6 +453,24 @@ pub fn parse_for(text: &str, file: &str, arch: Arch) -> Result<Vec<RunSpec>, Mat
                 ))
             }
         };
+        let net_corrupt = match mt.get("test-net-corrupt") {
+            None | Some(Value::Boolean(false)) => false,
+            Some(Value::Boolean(true)) => {
+                if !machine.devices.iter().any(|d| matches!(d.kind, dmavm_machine::DeviceKind::Net { .. })) {
+                    return Err(err(
+                        key_line(&sec, "test-net-corrupt"),
+                        format!("{what}test-net-corrupt: the machine has no net device"),
+                    ));
+                }
+                true
+            }
+            Some(_) => {
+                return Err(err(
+                    key_line(&sec, "test-net-corrupt"),
+                    format!("{what}test-net-corrupt: expected true or false"),
+                ))
+            }
+        };
         let findings = check(&machine);
         if let Some(line) = refusal(&findings) {
             return Err(err(*header_line, format!("{what}{line}")));
@@ -460,6 +500,7 @@ pub fn parse_for(text: &str, file: &str, arch: Arch) -> Result<Vec<RunSpec>, Mat
             cmdline: words(""),
             timeout: machine_timeout,
             dt_flip_coherent,
+            net_corrupt,
         };
         if chosen.is_empty() {
             // No variants, or `variants = []`: one run named as the machine.
@@ -670,6 +711,53 @@ direct-ram-access = true
         let text = "[machine.m]\ntest-dt-flip-coherent = [\"d\"]\n[[machine.m.disk]]\nid = \"d\"\ntransport = \"pci\"\n";
         let pci = parse_for(text, "m.toml", Arch::Aarch64).unwrap_err().to_string();
         assert!(pci.contains("'d' is not a virtio-mmio device"), "{pci}");
+    }
+
+    #[test]
+    fn net_devices_get_their_tap_from_the_harness() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let runs = load(&root.join("tests/matrix/net.toml")).unwrap();
+        let names: Vec<(&str, bool)> = runs.iter().map(|r| (r.name.as_str(), r.net_corrupt)).collect();
+        assert_eq!(names, [("net-pci", false), ("net-corrupt", true)]);
+        let taps: Vec<(&str, &str)> = runs[0]
+            .machine
+            .devices
+            .iter()
+            .filter_map(|d| match &d.kind {
+                DeviceKind::Net { tap, .. } => Some((d.id.as_str(), tap.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(taps, [("up", TAP_PLACEHOLDER), ("direct", TAP_PLACEHOLDER)]);
+        assert!(
+            runs[0].machine.devices[1].dma.endpoint().is_some()
+                && runs[0].machine.devices[2].dma.endpoint().is_none()
+        );
+        for (text, needle) in [
+            (
+                "[machine.a]\n[[machine.a.net]]\ntap = \"tap0\"\n",
+                "m.toml:3: machine 'a': net: tap: the harness makes each run's TAP itself, in a network namespace \
+                 of the run's own; leave tap out",
+            ),
+            (
+                "[machine.a]\ntest-net-corrupt = true\n[[machine.a.disk]]\n",
+                "m.toml:2: machine 'a': test-net-corrupt: the machine has no net device",
+            ),
+            (
+                "[machine.a]\ntest-net-corrupt = \"yes\"\n[[machine.a.net]]\n",
+                "m.toml:2: machine 'a': test-net-corrupt: expected true or false",
+            ),
+            (
+                "[machine.a]\n[[machine.a.net]]\nmac = \"01:00:00:00:00:00\"\n",
+                "m.toml:3: machine 'a': net",
+            ),
+        ] {
+            let e = parse(text, "m.toml").unwrap_err().0;
+            assert!(e.starts_with(needle), "{text:?}:\n  {e}\n  wanted {needle}");
+        }
+        // A disk's path is still the harness's, in the same words as ever.
+        let e = parse("[machine.a]\n[[machine.a.disk]]\npath = \"x\"\n", "m.toml").unwrap_err().0;
+        assert_eq!(e, "m.toml:3: machine 'a': disk: path: the harness makes each run's disk image itself; leave path out");
     }
 
     #[test]

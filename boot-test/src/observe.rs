@@ -68,6 +68,35 @@ impl SeenCoherency {
     }
 }
 
+/// The guest's half of the `net` exchange on one link
+/// (`checks/net-exchange.sh`'s lines after `bt_net=MAC`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SeenNet {
+    /// The MAC the guest was asked about.
+    pub mac: String,
+    /// The interface with that MAC, if the guest found one.
+    pub iface: Option<String>,
+    /// The interface's driver.
+    pub driver: Option<String>,
+    /// The link as the guest saw it once up (`carrier`).
+    pub carrier: Option<bool>,
+    /// Whether the peer answered the ping.
+    pub ping: Option<bool>,
+    /// SHA-256 of the block the guest received (none when the download
+    /// failed).
+    pub down_sha: Option<String>,
+    /// Its size.
+    pub down_bytes: Option<u64>,
+    /// Seconds the download took.
+    pub down_secs: Option<f64>,
+    /// Whether the guest's `nc` sent the block back without an error.
+    pub up_ok: Option<bool>,
+    /// Seconds the upload took.
+    pub up_secs: Option<f64>,
+    /// net-exchange.sh's exit status.
+    pub status: Option<i32>,
+}
+
 /// dmavm's `--stats` counters of one endpoint (a virtio-iommu endpoint or
 /// a VT-d unit's source ID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,7 +115,7 @@ pub struct Counters {
 }
 
 /// Everything a run's output says.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observed {
     /// The guest's init ran (`DMAVM init`).
     pub init: bool,
@@ -112,6 +141,8 @@ pub struct Observed {
     pub coherency_error: Option<String>,
     /// Lines that arrived through a virtio console (`DMAVM-HVC hvcN`).
     pub console_lines: Vec<String>,
+    /// The `net` exchange on each link the guest was asked about.
+    pub nets: Vec<SeenNet>,
     /// Kernel-log lines matching a fail pattern (the first 20).
     pub klog: Vec<String>,
     /// How many kernel-log lines matched.
@@ -146,6 +177,14 @@ fn pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
 
 fn value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     pairs(text).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+/// Whether a `DMAVM` line is one of net-exchange.sh's (or ends a link's
+/// exchange).
+fn net_line(text: &str) -> bool {
+    ["net_iface", "net_carrier", "ping", "down_sha", "up_secs", "bt_net_end"]
+        .iter()
+        .any(|k| text.starts_with(&format!("{k}=")))
 }
 
 /// One `--stats` line of an endpoint: `ID: endpoint 0x8: domain 1, N map,
@@ -268,6 +307,31 @@ impl Observed {
             } else if let Some(n) = value(rest, "bt_dmar_units") {
                 o.dmar_units = n.parse().ok();
                 o.dmar = value(rest, "structures").map(str::to_string);
+            } else if let Some(mac) = value(rest, "bt_net") {
+                o.nets.push(SeenNet {
+                    mac: mac.to_string(),
+                    iface: value(rest, "iface").filter(|i| *i != "none").map(str::to_string),
+                    ..SeenNet::default()
+                });
+            } else if let Some(net) = o.nets.last_mut().filter(|_| net_line(rest)) {
+                let flag = |k: &str| value(rest, k).map(|v| v == "1");
+                let number = |k: &str| value(rest, k).and_then(|v| v.parse::<f64>().ok());
+                if value(rest, "net_iface").is_some() {
+                    net.driver = value(rest, "net_driver").map(str::to_string);
+                } else if value(rest, "net_carrier").is_some() {
+                    net.carrier = flag("net_carrier");
+                } else if value(rest, "ping").is_some() {
+                    net.ping = flag("ping");
+                } else if let Some(sha) = value(rest, "down_sha") {
+                    net.down_sha = Some(sha.to_string()).filter(|s| s != "-");
+                    net.down_bytes = value(rest, "down_bytes").and_then(|b| b.parse().ok());
+                    net.down_secs = number("down_secs");
+                } else if value(rest, "up_secs").is_some() {
+                    net.up_ok = flag("up_ok");
+                    net.up_secs = number("up_secs");
+                } else if value(rest, "bt_net_end").is_some() {
+                    net.status = value(rest, "status").and_then(|s| s.parse().ok());
+                }
             } else if let Some(n) = value(rest, "bt_klog_bad") {
                 o.klog_bad = n.parse().ok();
             } else if value(rest, "bt_done").is_some() {
@@ -298,6 +362,15 @@ DMAVM-HVC hvc0\r
 DMAVM bt_hvc=hvc0
 DMAVM-KLOG [    2.1] WARNING: CPU: 0 PID: 1 at x
 DMAVM bt_coherency=disk0 sync_for_device=12 sync_for_cpu=7 prot=normal,normal-nc
+DMAVM bt_net=02:aa:bb:cc:dd:01 host=169.254.10.1 iface=eth0
+DMAVM net_iface=eth0 net_mac=02:aa:bb:cc:dd:01 net_driver=virtio_net
+DMAVM net_carrier=1
+DMAVM ping=1
+DMAVM down_sha=feed down_bytes=2097152 down_secs=1.5
+DMAVM up_secs=2.25 up_ok=1
+DMAVM bt_net_end=02:aa:bb:cc:dd:01 status=0
+DMAVM bt_net=02:aa:bb:cc:dd:02 host=169.254.11.1 iface=none
+DMAVM bt_net_end=02:aa:bb:cc:dd:02 status=1
 DMAVM bt_dmar_units=1 structures=0000[00:01.0,00:03.0];0001[all]
 DMAVM bt_klog_bad=1
 DMAVM bt_done=1
@@ -360,6 +433,38 @@ dmavm: error: guest triple fault
         );
         assert!(o.coherency[0].non_cacheable());
         assert_eq!(o.vmm_errors, ["guest triple fault"]);
+        assert_eq!(
+            o.nets,
+            [
+                SeenNet {
+                    mac: "02:aa:bb:cc:dd:01".into(),
+                    iface: Some("eth0".into()),
+                    driver: Some("virtio_net".into()),
+                    carrier: Some(true),
+                    ping: Some(true),
+                    down_sha: Some("feed".into()),
+                    down_bytes: Some(2 << 20),
+                    down_secs: Some(1.5),
+                    up_ok: Some(true),
+                    up_secs: Some(2.25),
+                    status: Some(0),
+                },
+                SeenNet { mac: "02:aa:bb:cc:dd:02".into(), status: Some(1), ..SeenNet::default() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_download_and_lines_outside_an_exchange() {
+        // The exchange's keys mean nothing before the first bt_net line.
+        let o = Observed::parse("DMAVM ping=1\nDMAVM bt_net=m host=h iface=eth1\nDMAVM ping=0\nDMAVM down_sha=- down_bytes=0 down_secs=10\nDMAVM up_secs=0 up_ok=0\n");
+        assert_eq!(o.nets.len(), 1);
+        let n = &o.nets[0];
+        assert_eq!(
+            (n.ping, n.down_sha.as_deref(), n.down_bytes, n.up_ok),
+            (Some(false), None, Some(0), Some(false))
+        );
+        assert_eq!(n.status, None, "the exchange did not end");
     }
 
     #[test]

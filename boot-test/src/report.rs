@@ -42,6 +42,9 @@ pub struct RunResult {
     /// `virtio-mmio`, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_drivers: Vec<String>,
+    /// Whether its machine has network devices, and so the `net` check.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub net: bool,
 }
 
 impl RunResult {
@@ -312,6 +315,7 @@ pub(crate) mod tests {
             log: Some("logs/x.log".into()),
             position: None,
             missing_drivers: Vec::new(),
+            net: false,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct Context {
 /// The script of one failed run.
 pub fn script(ctx: &Context, spec: &RunSpec, result: &RunResult) -> String {
     let machine = vm_args::with_images(&spec.machine, Path::new(WORK_MARK));
+    let links = super::expect::Expectations::of(&machine).nets;
+    let machine = vm_args::with_taps(&machine, &links);
     let images: Vec<String> = machine
         .devices
         .iter()
@@ -69,6 +71,20 @@ pub fn script(ctx: &Context, spec: &RunSpec, result: &RunResult) -> String {
          work=$(mktemp -d)\n\
          trap 'rm -rf \"$work\"' EXIT\n",
     );
+    if !links.is_empty() {
+        s.push_str(
+            "# The net check's links: the harness made these TAPs in a network namespace of the\n\
+             # run's own and served a block on each (port 8080, GET /data; port 9000 takes it back).\n\
+             # Make them (as root, in a namespace: unshare -n) before running this:\n",
+        );
+        for l in &links {
+            s.push_str(&format!(
+                "#   ip tuntap add {tap} mode tap && ip addr add {host}/24 dev {tap} && ip link set {tap} up\n",
+                tap = l.tap,
+                host = l.host
+            ));
+        }
+    }
     for id in &images {
         s.push_str(&format!(
             "head -c {IMAGE_BYTES} /dev/urandom > \"$work\"/{}\n",
@@ -183,5 +199,20 @@ mod tests {
         // The stand-in saw the image, 2 MiB, before the script removed it.
         assert_eq!(words[10 + want.len()].trim(), IMAGE_BYTES.to_string());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_net_run_names_the_taps_to_make() {
+        let specs = crate::matrix::parse("[machine.n]\n[[machine.n.net]]\nid = \"up\"\n", "t.toml").unwrap();
+        let r = run("n", "t.toml", Outcome::Failed, Some(("net", "ping to the peer 169.254.10.1 failed")));
+        let ctx = Context { dmavm: "/d".into(), kernel: "/k".into(), kvm_device: "/dev/kvm".into() };
+        let text = script(&ctx, &specs[0], &r);
+        assert!(
+            text.contains(
+                "#   ip tuntap add btnet0 mode tap && ip addr add 169.254.10.1/24 dev btnet0 && ip link set btnet0 up\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("'tap=btnet0,id=up,"), "{text}");
     }
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::expect::{Expectations, Kind};
+use super::expect::{Expectations, Kind, NetLink};
 use super::matrix::RunSpec;
+use super::net_peer::{Peer, PeerSeen};
 use super::report::RunResult;
 use super::termination::{interrupted, Interrupted};
 use super::verdict::{judge, missing_drivers, outcome, Check, Exit, HostDisk, Outcome};
@@ -56,9 +57,20 @@ pub fn log_name(run: &str) -> String {
     format!("{}.log", run.replace('/', "_"))
 }
 
+/// The kernel command-line word that asks the guest's check for the
+/// `net` exchange on each link (their MACs in link order, which gives each
+/// its subnet), or none without links.
+pub fn net_word(links: &[NetLink]) -> Option<String> {
+    if links.is_empty() {
+        return None;
+    }
+    Some(format!("dmavm.bt_net={}", links.iter().map(|l| l.mac.as_str()).collect::<Vec<_>>().join(",")))
+}
+
 /// The full kernel command line of a run.
 pub fn cmdline(plan: &Plan, spec: &RunSpec) -> String {
-    [plan.cmdline.as_str(), spec.cmdline.as_str()]
+    let net = net_word(&Expectations::of(&spec.machine).nets).unwrap_or_default();
+    [plan.cmdline.as_str(), spec.cmdline.as_str(), net.as_str()]
         .iter()
         .filter(|s| !s.is_empty())
         .copied()
@@ -74,6 +86,8 @@ struct Active {
     dir: PathBuf,
     log: PathBuf,
     images: Vec<(String, String)>,
+    /// The `net` check's peer, for a machine with network devices.
+    peer: Option<Peer>,
 }
 
 /// The SHA-256 of `data` in lower-case hex, as the guest's `sha256sum`
@@ -95,8 +109,10 @@ fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active, Error> {
     let dir = plan.work.join(format!("run{index}"));
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let machine = vm_args::with_images(&spec.machine, &dir);
+    let expected = Expectations::of(&machine);
+    let machine = vm_args::with_taps(&machine, &expected.nets);
     let mut images = Vec::new();
-    for d in Expectations::of(&machine).devices.iter().filter(|d| matches!(d.kind, Kind::Disk { .. })) {
+    for d in expected.devices.iter().filter(|d| matches!(d.kind, Kind::Disk { .. })) {
         images.push((d.id.clone(), random_image(&dir.join(format!("{}.img", d.id)))?));
     }
     let log = match &plan.logs {
@@ -121,7 +137,12 @@ fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active, Error> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    let child = cmd.spawn().map_err(io(format!("starting {}", plan.dmavm.display())))?;
+    let (child, peer) = if expected.nets.is_empty() {
+        (cmd.spawn().map_err(io(format!("starting {}", plan.dmavm.display())))?, None)
+    } else {
+        let (peer, child) = Peer::start(expected.nets.clone(), spec.net_corrupt, cmd).map_err(Error::Net)?;
+        (child, Some(peer))
+    };
     Ok(Active {
         index,
         child,
@@ -130,6 +151,7 @@ fn start(plan: &Plan, index: usize, spec: &RunSpec) -> Result<Active, Error> {
         dir,
         log,
         images,
+        peer,
     })
 }
 
@@ -149,12 +171,14 @@ fn host_disks(a: &Active) -> Vec<HostDisk> {
         .collect()
 }
 
-fn finish(plan: &Plan, spec: &RunSpec, a: &Active, exit: Exit) -> RunResult {
+fn finish(plan: &Plan, spec: &RunSpec, a: &mut Active, exit: Exit) -> RunResult {
+    // The VM has ended: its peer has seen all it will.
+    let peers: Vec<PeerSeen> = a.peer.take().map(Peer::finish).unwrap_or_default();
     let text = std::fs::read(&a.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let observed = super::observe::Observed::parse(&text);
     let machine = vm_args::with_images(&spec.machine, &a.dir);
     let expected = Expectations::of(&machine);
-    let checks = judge(&expected, &observed, exit, &host_disks(a), &sha256_hex(&pattern()));
+    let checks = judge(&expected, &observed, exit, &host_disks(a), &sha256_hex(&pattern()), &peers);
     let mut r = result(plan, spec, outcome(&checks, exit), a.started.elapsed().as_secs_f64(), checks);
     r.missing_drivers = missing_drivers(&expected, &observed);
     r
@@ -175,6 +199,7 @@ pub fn result(plan: &Plan, spec: &RunSpec, outcome: Outcome, secs: f64, checks: 
         log: plan.logs.as_ref().map(|l| l.join(log_name(&spec.name)).display().to_string()),
         position: None,
         missing_drivers: Vec::new(),
+        net: !Expectations::of(&spec.machine).nets.is_empty(),
     }
 }
 
@@ -238,8 +263,8 @@ pub fn run_all(
             };
             match exit {
                 Some(exit) => {
-                    let a = active.swap_remove(i);
-                    let r = finish(plan, &specs[a.index], &a, exit);
+                    let mut a = active.swap_remove(i);
+                    let r = finish(plan, &specs[a.index], &mut a, exit);
                     done(&r, &a.log);
                     let _ = std::fs::remove_dir_all(&a.dir);
                     results[a.index] = Some(r);
@@ -266,6 +291,39 @@ mod tests {
         assert!(p.starts_with(b"dmavm-boot-test\ndmavm-boot-test\n"));
         assert!(super::super::guest_files::BOOT_TEST_CHECK.contains("yes dmavm-boot-test | head -c 1048576"));
         assert_eq!(log_name("a/b"), "a_b.log");
+    }
+
+    #[test]
+    fn the_guest_is_told_each_link_by_its_mac_in_order() {
+        let text = "[machine.n]\ncmdline = \"x=1\"\n[[machine.n.net]]\nmac = \"02:00:00:00:00:01\"\n\
+                    [[machine.n.net]]\nmac = \"02:00:00:00:00:02\"\n[machine.plain]\n[[machine.plain.rng]]\n";
+        let specs = crate::matrix::parse(text, "t.toml").unwrap();
+        let plan = Plan {
+            dmavm: "/d".into(),
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            kvm_device: "/dev/kvm".into(),
+            cmdline: BASE_CMDLINE.into(),
+            timeout: Duration::from_secs(1),
+            jobs: 1,
+            logs: None,
+            work: "/w".into(),
+        };
+        assert_eq!(
+            cmdline(&plan, &specs[0]),
+            format!("{BASE_CMDLINE} x=1 dmavm.bt_net=02:00:00:00:00:01,02:00:00:00:00:02")
+        );
+        assert_eq!(cmdline(&plan, &specs[1]), BASE_CMDLINE);
+        // The VM is started on the TAPs the peer makes.
+        let exp = Expectations::of(&specs[0].machine);
+        let args = vm_args::machine_args(&vm_args::with_taps(&specs[0].machine, &exp.nets), 1, 64 << 20);
+        let nets: Vec<&String> = args.windows(2).filter(|w| w[0] == "--net").map(|w| &w[1]).collect();
+        assert!(
+            nets[0].starts_with("tap=btnet0,mac=02:00:00:00:00:01,") && nets[1].starts_with("tap=btnet1,"),
+            "{nets:?}"
+        );
+        assert!(result(&plan, &specs[0], Outcome::Passed, 1.0, vec![]).net);
+        assert!(!result(&plan, &specs[1], Outcome::Passed, 1.0, vec![]).net);
     }
 
     #[test]

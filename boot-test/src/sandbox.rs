@@ -168,8 +168,15 @@ pub fn run(
         copy(m, &extra.join(inner.trim_start_matches('/')))?;
         matrices.push(inner);
     }
+    // The net check's TAPs need the emulated host's tun driver, a module
+    // of its image (resources/testbed/build-l1.sh) that nothing else loads.
+    let tun = if specs.iter().any(|s| !crate::expect::Expectations::of(&s.machine).nets.is_empty()) {
+        "[ -c /dev/net/tun ] || insmod /lib/modules/tun.ko\n"
+    } else {
+        ""
+    };
     let script = format!(
-        "#!/bin/sh\n# made by dmavm boot-test: the matrix inside the emulated host\n{} 2>&1\necho \"boot-test-status=$?\"\n",
+        "#!/bin/sh\n# made by dmavm boot-test: the matrix inside the emulated host\n{tun}{} 2>&1\necho \"boot-test-status=$?\"\n",
         inner_command(args, plan, &matrices)
     );
     let script_path = scenarios.join("boot-test.sh");

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::expect::{Expectations, ExpectedVtd, Kind, Location};
-use super::observe::{Observed, SeenVirtio};
+use super::expect::{Expectations, ExpectedVtd, Kind, Location, NetLink};
+use super::net_peer::PeerSeen;
+use super::observe::{Observed, SeenNet, SeenVirtio};
 
 /// `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.2, 6).
 const F_ACCESS_PLATFORM: usize = 33;
@@ -20,12 +21,21 @@ pub const CHECKS: &[&str] =
     &["boot", "finished", "devices", "iommu-groups", "access-platform", "dma", "kernel-log", "vmm-stats"];
 /// The check arm64 runs after `dma` (x86 DMA is always coherent).
 pub const COHERENCY: &str = "coherency";
+/// The check a machine with network devices runs after `dma` (and
+/// `coherency`).
+pub const NET: &str = "net";
 
-/// The checks of a run on `arch` (`x86_64`, `aarch64`), in order.
-pub fn checks_of(arch: &str) -> Vec<&'static str> {
+/// The checks of a run on `arch` (`x86_64`, `aarch64`), with the `net`
+/// check or not, in order.
+pub fn checks_of(arch: &str, net: bool) -> Vec<&'static str> {
     let mut all = CHECKS.to_vec();
+    let mut at = 6;
     if arch == "aarch64" {
-        all.insert(6, COHERENCY);
+        all.insert(at, COHERENCY);
+        at += 1;
+    }
+    if net {
+        all.insert(at, NET);
     }
     all
 }
@@ -115,6 +125,7 @@ pub fn judge(
     exit: Exit,
     host: &[HostDisk],
     pattern_sha: &str,
+    peers: &[PeerSeen],
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let why_stopped = || -> String {
@@ -303,6 +314,9 @@ pub fn judge(
     if exp.coherency {
         checks.push(coherency(exp, o));
     }
+    if !exp.nets.is_empty() {
+        checks.push(net(&exp.nets, &o.nets, peers));
+    }
 
     // kernel-log
     let klog = match o.klog_bad {
@@ -338,6 +352,97 @@ pub fn judge(
     }
     checks.push(Check::new("vmm-stats", stats, format!("{} endpoints, no faults", o.stats.len())));
     checks
+}
+
+/// The first 16 hex digits of a SHA-256, for messages.
+fn short(sha: &str) -> &str {
+    sha.get(..16).unwrap_or(sha)
+}
+
+/// `net`: on every link the guest found its interface, saw the link up,
+/// got an answer to its ping, received the peer's block intact and sent it
+/// back intact, each judged on both ends' checksums.
+fn net(links: &[NetLink], seen: &[SeenNet], peers: &[PeerSeen]) -> Check {
+    let mut wrong = Vec::new();
+    let mut timings = Vec::new();
+    for link in links {
+        let who = format!("{} ({})", link.id, link.mac);
+        let Some(g) = seen.iter().find(|n| n.mac == link.mac) else {
+            wrong.push(format!("{who}: the guest's check never got to it"));
+            continue;
+        };
+        let Some(iface) = &g.iface else {
+            wrong.push(format!("{who}: the guest has no interface with that MAC"));
+            continue;
+        };
+        let who = format!("{} ({iface})", link.id);
+        let mut failed = Vec::new();
+        if g.carrier != Some(true) {
+            failed.push("link down (carrier 0 once brought up)".to_string());
+        }
+        if g.ping != Some(true) {
+            failed.push(format!("ping to the peer {} failed", link.host));
+        }
+        let peer = peers.iter().find(|p| p.id == link.id);
+        match peer {
+            None => failed.push("the harness's peer reported nothing".into()),
+            Some(p) => {
+                if let Some(e) = &p.error {
+                    failed.push(format!("peer: {e}"));
+                }
+                match (&g.down_sha, g.down_bytes) {
+                    (None, _) => failed.push(format!(
+                        "the download failed (http://{}:{}/data{})",
+                        link.host,
+                        super::net_peer::HTTP_PORT,
+                        if p.served { "; the peer sent it all" } else { "; the peer never sent it all" }
+                    )),
+                    (Some(sha), bytes) if *sha != p.block_sha => failed.push(format!(
+                        "checksum mismatch on the download: the guest received {} bytes with SHA-256 {}, the peer \
+                         sent {} bytes with {}",
+                        bytes.map_or("?".into(), |b| b.to_string()),
+                        short(sha),
+                        p.block_bytes,
+                        short(&p.block_sha)
+                    )),
+                    _ => {}
+                }
+                match &p.received {
+                    None => failed.push(format!(
+                        "nothing came back to the peer on port {} (the guest's nc {})",
+                        super::net_peer::UPLOAD_PORT,
+                        match g.up_ok {
+                            Some(true) => "ended without an error",
+                            Some(false) => "failed",
+                            None => "never ran",
+                        }
+                    )),
+                    Some((sha, bytes)) if *sha != p.block_sha => failed.push(format!(
+                        "checksum mismatch on the upload: the peer received {bytes} bytes with SHA-256 {}, the \
+                         block is {} bytes with {}",
+                        short(sha),
+                        p.block_bytes,
+                        short(&p.block_sha)
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        if failed.is_empty() {
+            let secs = |t: Option<f64>| t.map_or("?".into(), |t| format!("{t:.1}s"));
+            timings.push(format!("{who} down {}, up {}", secs(g.down_secs), secs(g.up_secs)));
+        } else {
+            wrong.push(format!("{who}: {}", failed.join(", ")));
+        }
+    }
+    let block = peers.first().map_or(0, |p| p.block_bytes);
+    let ok = format!(
+        "{} link(s) up, ping answered, {} KiB down and back up with matching SHA-256 ({})",
+        links.len(),
+        block >> 10,
+        timings.join("; ")
+    );
+    Check::new(NET, wrong, ok)
 }
 
 /// VT-d: the guest's kernel registered every unit of the machine and read
@@ -496,13 +601,13 @@ mod tests {
     }
 
     fn first_failure(output: &str, exit: Exit) -> Option<(String, String)> {
-        let checks = judge(&machine(), &Observed::parse(output), exit, &host(), PAT);
+        let checks = judge(&machine(), &Observed::parse(output), exit, &host(), PAT, &[]);
         checks.into_iter().find(|c| !c.passed).map(|c| (c.name, c.detail))
     }
 
     #[test]
     fn a_good_run_passes_every_check() {
-        let checks = judge(&machine(), &Observed::parse(&good_output()), Exit::Status(0), &host(), PAT);
+        let checks = judge(&machine(), &Observed::parse(&good_output()), Exit::Status(0), &host(), PAT, &[]);
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, CHECKS);
         assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
@@ -525,6 +630,7 @@ mod tests {
             coherency: true,
             refused_attach_allowed: false,
             vtd: None,
+            nets: vec![],
         };
         let check = |lines: &str| coherency(&exp, &Observed::parse(lines));
         let good = "DMAVM bt_coherency=nc sync_for_device=40 sync_for_cpu=20 prot=normal-nc\n\
@@ -555,8 +661,141 @@ mod tests {
             .contains("co (virtio-mmio 0xa001000): not measured"));
         assert!(check("DMAVM bt_coherency_error=kprobes_unavailable\n").detail.contains("could not measure"));
         // x86 runs have no coherency check.
-        assert_eq!(checks_of("x86_64"), CHECKS);
-        assert_eq!(checks_of("aarch64")[6], COHERENCY);
+        assert_eq!(checks_of("x86_64", false), CHECKS);
+        assert_eq!(checks_of("aarch64", false)[6], COHERENCY);
+    }
+
+    /// A machine with one translated virtio-net-pci device (`up`) and
+    /// one bypassing (`direct`), as the model and `links` give them.
+    fn net_machine() -> Expectations {
+        let m = dmavm_machine::test_utils::machine_for(
+            dmavm_machine::Arch::X86_64,
+            &[
+                "--iommu",
+                "--net",
+                "tap=x,transport=pci,id=up",
+                "--net",
+                "tap=y,transport=pci,id=direct,direct-ram-access=on,mac=02:00:00:00:00:07",
+            ],
+        );
+        Expectations::of(&m)
+    }
+
+    fn peer(id: &str, received: Option<(&str, u64)>) -> PeerSeen {
+        PeerSeen {
+            id: id.into(),
+            block_sha: "b10c".repeat(16),
+            block_bytes: 2 << 20,
+            served: true,
+            received: received.map(|(s, n)| (s.to_string(), n)),
+            error: None,
+        }
+    }
+
+    fn exchange(mac: &str, host: &str, down: &str) -> String {
+        format!(
+            "DMAVM bt_net={mac} host={host} iface=eth0\n\
+             DMAVM net_iface=eth0 net_mac={mac} net_driver=virtio_net\n\
+             DMAVM net_carrier=1\nDMAVM ping=1\n\
+             DMAVM down_sha={down} down_bytes=2097152 down_secs=1.5\n\
+             DMAVM up_secs=2.5 up_ok=1\nDMAVM bt_net_end={mac} status=0\n"
+        )
+    }
+
+    #[test]
+    fn the_net_check_compares_both_ends_of_every_link() {
+        let exp = net_machine();
+        let macs: Vec<&str> = exp.nets.iter().map(|l| l.mac.as_str()).collect();
+        assert_eq!(macs[1], "02:00:00:00:00:07");
+        let block = "b10c".repeat(16);
+        let good = format!(
+            "{}{}",
+            exchange(macs[0], "169.254.10.1", &block),
+            exchange(macs[1], "169.254.11.1", &block)
+        );
+        let both = [peer("up", Some((&block, 2 << 20))), peer("direct", Some((&block, 2 << 20)))];
+        let c = net(&exp.nets, &Observed::parse(&good).nets, &both);
+        assert!(c.passed, "{c:?}");
+        assert_eq!(
+            c.detail,
+            "2 link(s) up, ping answered, 2048 KiB down and back up with matching SHA-256 \
+             (up (eth0) down 1.5s, up 2.5s; direct (eth0) down 1.5s, up 2.5s)"
+        );
+        let fails = |output: &str, peers: &[PeerSeen]| -> String {
+            let c = net(&exp.nets, &Observed::parse(output).nets, peers);
+            assert!(!c.passed && c.name == NET, "{c:?}");
+            c.detail
+        };
+        // The block arrived altered: both directions are off.
+        let bad = good.replacen(&format!("down_sha={block}"), "down_sha=0123456789abcdef0123", 1);
+        let upload = [peer("up", Some(("fedcba9876543210ff", 2 << 20))), both[1].clone()];
+        assert_eq!(
+            fails(&bad, &upload),
+            "up (eth0): checksum mismatch on the download: the guest received 2097152 bytes with SHA-256 \
+             0123456789abcdef, the peer sent 2097152 bytes with b10cb10cb10cb10c, checksum mismatch on the \
+             upload: the peer received 2097152 bytes with SHA-256 fedcba9876543210, the block is 2097152 bytes \
+             with b10cb10cb10cb10c"
+        );
+        // No answer to the ping, no download, nothing back.
+        let dead = good
+            .replacen("ping=1", "ping=0", 1)
+            .replacen(&format!("down_sha={block}"), "down_sha=-", 1)
+            .replacen("up_ok=1", "up_ok=0", 1);
+        let mut silent = both.clone();
+        silent[0].served = false;
+        silent[0].received = None;
+        assert_eq!(
+            fails(&dead, &silent),
+            "up (eth0): ping to the peer 169.254.10.1 failed, the download failed \
+             (http://169.254.10.1:8080/data; the peer never sent it all), nothing came back to the peer on \
+             port 9000 (the guest's nc failed)"
+        );
+        // A link down, a MAC without an interface, a link never reached.
+        assert!(fails(&good.replacen("net_carrier=1", "net_carrier=0", 1), &both)
+            .contains("up (eth0): link down"));
+        let no_iface = good.replacen("iface=eth0", "iface=none", 1);
+        assert!(fails(&no_iface, &both)
+            .starts_with(&format!("up ({}): the guest has no interface with that MAC", macs[0])));
+        let only_first = exchange(macs[0], "169.254.10.1", &block);
+        assert_eq!(
+            fails(&only_first, &both),
+            "direct (02:00:00:00:00:07): the guest's check never got to it"
+        );
+        // The peer's own trouble is named, and a peer that reported
+        // nothing (its thread died) fails the link.
+        let mut broke = both.clone();
+        broke[1].error = Some("receiving the block back: connection reset".into());
+        assert!(
+            fails(&good, &broke).contains("direct (eth0): peer: receiving the block back: connection reset")
+        );
+        assert!(fails(&good, &both[..1]).contains("direct (eth0): the harness's peer reported nothing"));
+    }
+
+    #[test]
+    fn the_net_check_runs_only_with_links_after_dma() {
+        assert_eq!(
+            checks_of("x86_64", true),
+            [
+                "boot",
+                "finished",
+                "devices",
+                "iommu-groups",
+                "access-platform",
+                "dma",
+                NET,
+                "kernel-log",
+                "vmm-stats"
+            ]
+        );
+        assert_eq!(checks_of("aarch64", true)[6..8], [COHERENCY, NET]);
+        // judge: the net check's place, and none on a machine without links.
+        let names = |c: Vec<Check>| c.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        let exp = net_machine();
+        let o = Observed::parse(
+            "DMAVM init kernel=6.12\nDMAVM bt_done=1\nDMAVM check=boot-test status=0\nDMAVM bt_klog_bad=0\n",
+        );
+        assert_eq!(names(judge(&exp, &o, Exit::Status(0), &[], PAT, &[])), checks_of("x86_64", true));
+        assert_eq!(names(judge(&machine(), &o, Exit::Status(0), &host(), PAT, &[])), CHECKS);
     }
 
     #[test]
@@ -608,7 +847,8 @@ mod tests {
     #[test]
     fn a_vtd_machine_is_judged_by_its_units_dmar_and_counters() {
         let exp = vtd_machine();
-        let judge_vtd = |output: &str| judge(&exp, &Observed::parse(output), Exit::Status(0), &host(), PAT);
+        let judge_vtd =
+            |output: &str| judge(&exp, &Observed::parse(output), Exit::Status(0), &host(), PAT, &[]);
         let checks = judge_vtd(&vtd_output());
         assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
         assert_eq!(
@@ -763,7 +1003,7 @@ mod tests {
         }
         let mut h = host();
         h[1].after = "changed".into();
-        let checks = judge(&machine(), &Observed::parse(&good), Exit::Status(0), &h, PAT);
+        let checks = judge(&machine(), &Observed::parse(&good), Exit::Status(0), &h, PAT, &[]);
         assert!(checks.iter().any(|c| c.detail.contains("ro: read-only, but its image changed")));
         assert_eq!(outcome(&checks, Exit::Status(0)), Outcome::Failed);
         assert_eq!(outcome(&checks, Exit::TimedOut(Duration::from_secs(1))), Outcome::Timeout);

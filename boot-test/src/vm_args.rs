@@ -120,6 +120,18 @@ pub fn with_images(machine: &Machine, dir: &Path) -> Machine {
     m
 }
 
+/// The model with each network device on the TAP made for its link.
+pub fn with_taps(machine: &Machine, links: &[crate::expect::NetLink]) -> Machine {
+    let mut m = machine.clone();
+    for d in &mut m.devices {
+        if let (DeviceKind::Net { tap, .. }, Some(link)) = (&mut d.kind, links.iter().find(|l| l.id == d.id))
+        {
+            *tap = link.tap.clone();
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     // That these options rebuild the same machine through `dmavm run`'s

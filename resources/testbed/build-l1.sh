@@ -80,7 +80,8 @@ chmod 755 "$R"
 mkdir -p "$R"/{bin,proc,sys,dev,tmp,run,lib/modules,guest,payloads,scenarios}
 cp $BUSYBOX "$R/bin/busybox"
 for a in $($BUSYBOX --list); do [ "$a" = busybox ] || ln -s busybox "$R/bin/$a"; done
-# tun: loaded by the net scenarios only, for the TAPs of their guests
+# tun: loaded by the net scenarios and by `dmavm boot-test` in sandbox mode
+# (a matrix with network devices) only, for the TAPs of their guests
 for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun; do
   [ -f "$MODDIR/$m.ko.xz" ] || die "$MODDIR/$m.ko.xz missing ($KVER)"
   xz -dc "$MODDIR/$m.ko.xz" > "$R/lib/modules/$(basename $m).ko"

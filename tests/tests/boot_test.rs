@@ -2,7 +2,9 @@
 //! runs it (a bzImage and its modules, nothing else): the default matrix
 //! passes, and the runs of tests/matrix/broken.toml fail at their known
 //! first check (a panic before init, a hang killed at its timeout, the
-//! virtio-iommu driver withheld). One harness run, so one emulated host
+//! virtio-iommu driver withheld); of tests/matrix/net.toml, a translated
+//! and a bypassing virtio-net-pci device pass the `net` check and a peer
+//! that corrupts the block fails it. One harness run, so one emulated host
 //! where there is no hardware KVM; its JSON and JUnit reports are read
 //! back and must agree, its KCIDB submission must pass KCIDB's published
 //! schema, and every failed run leaves a reproduce script.
@@ -54,6 +56,8 @@ fn outcome() -> &'static Outcome {
             .arg(paths.resources().join("matrix/default.toml"))
             .arg("--matrix")
             .arg(paths.root.join("tests/matrix/broken.toml"))
+            .arg("--matrix")
+            .arg(paths.root.join("tests/matrix/net.toml"))
             .args(["--jobs", "2", "--timeout", "120s"])
             .arg("--json")
             .arg(out.join("report.json"))
@@ -162,7 +166,70 @@ fn broken_runs_fail_at_their_first_check() {
     assert!((40.0..70.0).contains(&hang), "the hung guest is killed at its timeout: {hang}s");
     // The final table names each run's first failing check.
     assert!(o.output.contains("hang "), "{}", o.output);
-    assert!(o.output.contains("10 of 13 runs passed, 3 failed"), "{}", o.output);
+    assert!(o.output.contains("11 of 15 runs passed, 4 failed"), "{}", o.output);
+}
+
+fn check<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check {name}: {r:#}"))
+}
+
+#[test]
+fn both_links_pass_the_net_check() {
+    let o = outcome();
+    let r = run(o, "net-pci");
+    assert_eq!(r["outcome"], "passed", "{r:#}\n{}", o.output);
+    let checks: Vec<&str> =
+        r["checks"].as_array().map_or(vec![], |c| c.iter().filter_map(|c| c["name"].as_str()).collect());
+    assert_eq!(
+        checks,
+        [
+            "boot",
+            "finished",
+            "devices",
+            "iommu-groups",
+            "access-platform",
+            "dma",
+            "net",
+            "kernel-log",
+            "vmm-stats"
+        ]
+    );
+    // The translated device really was translated, the other not.
+    assert_eq!(check(r, "iommu-groups")["detail"], "1 translated in groups, 2 outside");
+    let net = check(r, "net")["detail"].as_str().unwrap_or_default();
+    assert!(
+        net.starts_with(
+            "2 link(s) up, ping answered, 2048 KiB down and back up with matching SHA-256 (up (eth"
+        ),
+        "{net}"
+    );
+    assert!(net.contains("; direct (eth"), "{net}");
+    let log = std::fs::read_to_string(o.logs.join("net-pci.log")).unwrap_or_default();
+    // Every link was exchanged on, each on its own subnet.
+    assert!(
+        log.contains("host=169.254.10.1 iface=eth") && log.contains("host=169.254.11.1 iface=eth"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_corrupted_block_fails_the_net_check() {
+    let o = outcome();
+    let r = run(o, "net-corrupt");
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert_eq!(r["first_failure"]["name"], "net", "{r:#}");
+    let detail = r["first_failure"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("checksum mismatch on the download: the guest received 2097152 bytes"),
+        "{detail}"
+    );
+    assert!(detail.contains("checksum mismatch on the upload"), "{detail}");
+    // Everything else about the link held: it is the block that failed.
+    assert!(!detail.contains("ping") && !detail.contains("link down"), "{detail}");
+    assert_eq!(o.status, Some(1), "a failed run makes the status 1:\n{}", o.output);
 }
 
 #[test]
@@ -174,11 +241,11 @@ fn junit_parses_and_agrees_with_the_json() {
     let attr = |n: roxmltree::Node<'_, '_>, a: &str| n.attribute(a).and_then(|v| v.parse::<usize>().ok());
     let json = |k: &str| o.json[k].as_u64().map(|v| v as usize);
     assert_eq!(attr(root, "tests"), json("total"));
-    assert_eq!(attr(root, "tests"), Some(13));
+    assert_eq!(attr(root, "tests"), Some(15));
     assert_eq!(attr(root, "failures").zip(attr(root, "errors")).map(|(f, e)| f + e), json("failed"));
     let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
     let names: Vec<&str> = suites.iter().filter_map(|s| s.attribute("name")).collect();
-    assert_eq!(names, ["default", "broken"]);
+    assert_eq!(names, ["default", "broken", "net"]);
     for s in &suites {
         let cases: Vec<_> = s.children().filter(|n| n.has_tag_name("testcase")).collect();
         assert_eq!(attr(*s, "tests"), Some(cases.len()));
@@ -208,7 +275,7 @@ fn every_run_keeps_its_log() {
             assert!(text.contains("DMAVM bt_done=1"), "{}", log.display());
         }
     }
-    assert!(o.output.contains("boot-test: [13/13, 3 failed]"), "{}", o.output);
+    assert!(o.output.contains("boot-test: [15/15, 4 failed]"), "{}", o.output);
 }
 
 /// Checks a KCIDB submission with kcidb-io's validator
@@ -239,6 +306,11 @@ fn kcidb_output_passes_the_schema_with_failures_and_a_timeout() {
     assert_eq!(status("dmavm.hang"), Some(Value::from("FAIL")));
     assert_eq!(status("dmavm.no-iommu-driver.devices"), Some(Value::from("FAIL")));
     assert_eq!(status("dmavm.panic-before-init.finished"), Some(Value::from("MISS")));
+    // The net check is a test of the runs with network devices only.
+    assert_eq!(status("dmavm.net-pci.net"), Some(Value::from("PASS")));
+    assert_eq!(status("dmavm.net-corrupt.net"), Some(Value::from("FAIL")));
+    assert_eq!(status("dmavm.net-corrupt.kernel-log"), Some(Value::from("PASS")));
+    assert_eq!(status("dmavm.mixed.strict.net"), None);
     assert!(tests.iter().all(|t| t["log_url"].as_str().is_some_and(|u| u.starts_with("file:///"))));
 }
 

@@ -32,6 +32,12 @@
 #       SSSS[bb:dd.f,...] (PCI endpoints, the first entry of each path) or
 #       SSSS[all] (INCLUDE_PCI_ALL); any other structure as typeN; none
 #       without a DMAR (the format of checks/vtd.sh's dmar_structures)
+#   bt_net=MAC host=H iface=IF|none, net-exchange.sh's lines, then
+#   bt_net_end=MAC status=N   for every MAC of `dmavm.bt_net=MAC,...` on the
+#       kernel command line, in order: the interface with that address takes
+#       169.254.(10+i).2/24 (i from 0) and exchanges a block with the
+#       harness's peer at 169.254.(10+i).1 (a ping, the block down over HTTP
+#       and back up over TCP); status is net-exchange.sh's
 #   DMAVM-KLOG LINE / bt_klog_bad=N   kernel log lines matching
 #       /etc/boot-test/patterns (grep -E, one pattern a line; the harness adds
 #       the file to the initramfs), the first 20 of N
@@ -132,6 +138,26 @@ if [ "$(uname -m)" = aarch64 ]; then
     echo "DMAVM bt_coherency_error=kprobes_unavailable"
   fi
 fi
+
+macs=
+for w in $(cat /proc/cmdline); do
+  case $w in dmavm.bt_net=*) macs=${w#dmavm.bt_net=} ;; esac
+done
+i=0
+for mac in $(echo "$macs" | tr ',' ' '); do
+  host=169.254.$((10 + i)).1
+  iface=none
+  for n in /sys/class/net/*; do
+    [ "$(cat "$n/address" 2>/dev/null)" = "$mac" ] && iface=$(basename "$n")
+  done
+  echo "DMAVM bt_net=$mac host=$host iface=$iface"
+  st=1
+  if [ "$iface" != none ]; then
+    sh /checks/net-exchange.sh "$iface" "$host" "169.254.$((10 + i)).2/24"; st=$?
+  fi
+  echo "DMAVM bt_net_end=$mac status=$st"
+  i=$((i + 1))
+done
 
 structures=$(sh /checks/dmar-structures.sh)
 echo "DMAVM bt_dmar_units=$(ls -d /sys/class/iommu/dmar* 2>/dev/null | wc -l) structures=${structures:-none}"
