@@ -19,9 +19,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 # Every test binary runs even after one fails, so one run reports them all.
 cargo test --workspace --no-fail-fast "$@"
-# The tests against the kernel's TAP driver make a network namespace and
-# interfaces of their own, which needs root, as the guest tests do; they
-# are marked ignored only so that a plain `cargo test` by a user passes.
+# The tests against the kernel's TAP driver (the device's backend, and
+# boot-test's net peer) make a network namespace and interfaces of their
+# own, which needs root, as the guest tests do; they are marked ignored
+# only so that a plain `cargo test` by a user passes.
 [ "$(id -u)" = 0 ] || { echo "test.sh: the TAP and guest tests need root" >&2; exit 1; }
 cargo test -p dmavm-devices --lib -- --ignored virtio::net::tap
+cargo test -p dmavm-boot-test --lib -- --ignored net_peer
 resources/fuzz-smoke.sh

@@ -15,6 +15,7 @@
 # empty, the L2 boots with -kernel).
 # env: DMAVM (dmavm binary), GUEST (guest images), BENCH_MIB (default 64),
 # BENCH_ROUNDS (default 2)
+# l1-cpus: 2 (L1 answers the guest's traffic beside running it: see tests/src/sandbox.rs)
 : "${DMAVM:?}" "${GUEST:?}"
 . "$(dirname "$0")/net-lib.sh"
 in_netns "$0"

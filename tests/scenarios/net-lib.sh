@@ -8,7 +8,7 @@
 # net_scenario KEYS [DMAVM OPTIONS...]: call it from a scenario that runs in its
 # own network namespace (see in_netns). It loads tun if needed, makes tap0
 # with 169.254.10.1/24 (link-local only; the guest takes 169.254.10.2),
-# serves NET_MIB MiB of random bytes (default 4, see below) with busybox httpd on
+# serves NET_MIB MiB of random bytes (default 64, see below) with busybox httpd on
 # port 8080, takes what the guest sends back with nc on port 9000, and
 # boots the guest with
 # `--net tap=tap0KEYS` (KEYS: ",key=value..." or empty) and the other
@@ -41,13 +41,14 @@ net_scenario() {
   fi
   d=/tmp/net
   rm -rf $d; mkdir -p $d/www
-  # 4 MiB, not 64: everything here runs on the one emulated CPU of the
-  # nested TCG test bed (L2, dmavm, L1's TCP stack, httpd and nc). Measured
-  # with 8 MiB (2026-12-06): direct mmio down 1.9 s, up 8.7 s; translated
-  # strict down 7.3 s, up 42.6 s, so 64 MiB would take about 6 minutes
-  # up alone, past the 120 s a scenario gets. 4 MiB is still thousands of
-  # frames each way and tens of thousands of IOMMU maps when translated.
-  mib=${NET_MIB:-4}
+  # 64 MiB each way: tens of thousands of frames and, when translated,
+  # about 200,000 IOMMU maps. Measured in the nested test bed with two L1
+  # vCPUs (2026-12-06): direct 31-52 s a scenario, translated lazy 101 and
+  # 122 s, strict 79 s on virtio-pci and 134 s on virtio-mmio alone; in a
+  # run of all five the strict virtio-pci one stalled (no progress for
+  # 300 s, L1 still answering), so the strict scenarios move 4 MiB until
+  # that is understood.
+  mib=${NET_MIB:-64}
   dd if=/dev/urandom of=$d/www/data bs=1048576 count="$mib" 2>/dev/null
   echo "DMAVM host_data_sha=$(sha256sum $d/www/data | cut -d' ' -f1) host_data_bytes=$(wc -c < $d/www/data)"
   ip link set lo up

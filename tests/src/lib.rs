@@ -41,6 +41,7 @@ mod prepare;
 mod run;
 mod sandbox;
 mod scenario;
+mod scenario_header;
 mod static_build;
 mod testbed;
 

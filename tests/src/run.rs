@@ -12,8 +12,12 @@ use crate::scenario::ScenarioResult;
 use crate::testbed::Testbed;
 use crate::{direct, sandbox};
 
-/// Per-scenario time limit when `DMAVM_SCENARIO_TIMEOUT` is not set.
+/// Per-scenario time limit when `DMAVM_SCENARIO_TIMEOUT` is not set and no
+/// scenario of the run declares more.
 pub const DEFAULT_SCENARIO_TIMEOUT_SECS: u64 = 120;
+
+/// The most a scenario may declare it needs (`# timeout: SECS`).
+const MAX_DECLARED_TIMEOUT_SECS: u64 = 1800;
 
 /// A run's outcome as kept in the cache (errors shared between callers).
 type Cached<T> = std::result::Result<T, Arc<Error>>;
@@ -55,7 +59,13 @@ impl Testbed {
         let _serial = RUN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
         packages(&paths)?;
         let art = prepared(&paths)?;
-        let timeout = scenario_timeout();
+        // The limit for every scenario of the run: the default or the
+        // environment's, raised to what a scenario of the run declares
+        // it needs (`# timeout: SECS`).
+        let timeout = scenario_timeout().max(
+            crate::scenario_header::most_declared(&paths, &names, "timeout", 1..=MAX_DECLARED_TIMEOUT_SECS)
+                .unwrap_or(0),
+        );
         match self {
             Testbed::Direct => direct::run(&paths, &art, &names, &vars, timeout),
             Testbed::Sandbox { qemu, .. } => sandbox::run(&paths, qemu, &art, &names, &vars, timeout),

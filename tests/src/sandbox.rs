@@ -16,6 +16,7 @@ use crate::log::RunLog;
 use crate::paths::Paths;
 use crate::prepare::{script, Artefacts};
 use crate::scenario::{ScenarioResult, STATUS_UNFINISHED};
+use crate::scenario_header;
 
 /// Host seconds allowed for L1 to boot and power off, on top of the
 /// scenarios' own limits.
@@ -93,7 +94,13 @@ fn run_in_one_l1(
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "10", &overall.to_string()])
         .arg(qemu)
-        .args(l1_qemu_args(&art.guest.join("vmlinuz"), &paths.l1_cpio(), &append, 1, L1_MEMORY_MIB))
+        .args(l1_qemu_args(
+            &art.guest.join("vmlinuz"),
+            &paths.l1_cpio(),
+            &append,
+            l1_cpus(paths, names),
+            L1_MEMORY_MIB,
+        ))
         .current_dir(&paths.root);
     let silence = Duration::from_secs(BOOT_ALLOWANCE_SECS.max(timeout + PER_SCENARIO_SLACK_SECS));
     let L1Session { lines, summary, qemu_err, froze } =
@@ -238,6 +245,25 @@ pub(crate) fn boot_l1(
     eprintln!("dmavm-tests: {summary}; log {}", log.path().display());
     let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     Ok(L1Session { lines, summary, qemu_err, froze })
+}
+
+/// Most vCPUs L1 gets.
+const MAX_L1_CPUS: u64 = 8;
+
+/// L1's vCPUs for a run of `names`: `DMAVM_L1_CPUS` (1 to 8) if set, else
+/// the most any of them declares (`# l1-cpus: N`, see
+/// [`crate::scenario_header`]), else 1. A guest whose traffic L1 itself
+/// answers (the net scenarios: L1's TCP stack and servers run beside the
+/// L2 and dmavm) needs a second one: on a single emulated CPU, minutes of
+/// translated network traffic froze L1 altogether (no output, its own
+/// timers silent, QEMU mostly idle), where two ran it through.
+fn l1_cpus(paths: &Paths, names: &[String]) -> usize {
+    let forced = std::env::var("DMAVM_L1_CPUS").ok().and_then(|v| v.trim().parse().ok());
+    let cpus = forced
+        .filter(|n| (1..=MAX_L1_CPUS).contains(n))
+        .or_else(|| scenario_header::most_declared(paths, names, "l1-cpus", 1..=MAX_L1_CPUS))
+        .unwrap_or(1);
+    usize::try_from(cpus).unwrap_or(1)
 }
 
 /// The arguments of `qemu-system-x86_64` that boot L1: `kernel` (the
