@@ -365,17 +365,7 @@ mod tests {
             assert_eq!(arp[38..42], [169, 254, 77, 2], "asking for the neighbour");
             // Device to kernel: a datagram to a socket bound on the TAP's
             // address.
-            let server = udp();
-            let here = inet_port([169, 254, 77, 1], 5555);
-            // SAFETY: a valid sockaddr_in of its size.
-            let r = unsafe {
-                libc::bind(
-                    server.as_raw_fd(),
-                    (&here as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let server = bound_udp(5555);
             tap.write_frame(&udp_frame(mac, 5555, b"through the tap")).unwrap();
             assert!(readable(server.as_raw_fd(), 5000), "the kernel did not deliver the datagram");
             let mut got = [0u8; 64];
@@ -383,6 +373,22 @@ mod tests {
             let n = unsafe { libc::recv(server.as_raw_fd(), got.as_mut_ptr().cast(), got.len(), 0) };
             assert_eq!(&got[..usize::try_from(n).unwrap()], b"through the tap");
         });
+    }
+
+    /// A UDP socket bound on the test TAP's address, port `port`.
+    fn bound_udp(port: u16) -> std::os::fd::OwnedFd {
+        let server = udp();
+        let here = inet_port([169, 254, 77, 1], port);
+        // SAFETY: a valid sockaddr_in of its size.
+        let r = unsafe {
+            libc::bind(
+                server.as_raw_fd(),
+                (&here as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+        server
     }
 
     /// Sets `name`'s flags to `flags` (IFF_UP and IFF_RUNNING, or none).
@@ -412,17 +418,7 @@ mod tests {
                 Ok(n) => panic!("a {n}-byte frame from a TAP that is down"),
             }
             set_link("dmvt2", libc::IFF_UP | libc::IFF_RUNNING);
-            let server = udp();
-            let here = inet_port([169, 254, 77, 1], 5556);
-            // SAFETY: a valid sockaddr_in of its size.
-            let r = unsafe {
-                libc::bind(
-                    server.as_raw_fd(),
-                    (&here as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let server = bound_udp(5556);
             tap.write_frame(&udp_frame(mac, 5556, b"up again")).unwrap();
             assert!(readable(server.as_raw_fd(), 5000), "nothing delivered once the TAP is up again");
         });
