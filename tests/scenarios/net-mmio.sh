@@ -3,7 +3,6 @@
 # virtio-mmio, bypassing any IOMMU (direct-ram-access=on): guest-physical
 # buffers, no ACCESS_PLATFORM.
 # env: DMAVM (dmavm binary), GUEST (guest images)
-# l1-cpus: 2 (L1 answers the guest's traffic beside running it: see tests/src/sandbox.rs)
 # timeout: 300 (64 MiB each way: up to 52 s measured, more on a loaded host)
 : "${DMAVM:?}" "${GUEST:?}"
 . "$(dirname "$0")/linux-lib.sh"

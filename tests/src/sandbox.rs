@@ -252,11 +252,10 @@ const MAX_L1_CPUS: u64 = 8;
 
 /// L1's vCPUs for a run of `names`: `DMAVM_L1_CPUS` (1 to 8) if set, else
 /// the most any of them declares (`# l1-cpus: N`, see
-/// [`crate::scenario_header`]), else 1. A guest whose traffic L1 itself
-/// answers (the net scenarios: L1's TCP stack and servers run beside the
-/// L2 and dmavm) needs a second one: on a single emulated CPU, minutes of
-/// translated network traffic froze L1 altogether (no output, its own
-/// timers silent, QEMU mostly idle), where two ran it through.
+/// [`crate::scenario_header`]), else 1. The network benchmark asks for
+/// two: L1's TCP stack and servers answer the guest beside running it,
+/// and on one emulated CPU minutes of translated traffic froze L1
+/// altogether (no output, its own timers silent, QEMU mostly idle).
 fn l1_cpus(paths: &Paths, names: &[String]) -> usize {
     let forced = std::env::var("DMAVM_L1_CPUS").ok().and_then(|v| v.trim().parse().ok());
     let cpus = forced
