@@ -187,9 +187,10 @@ fn a_non_coherent_direct_disk_is_set_up_non_cacheable() -> Result<(), Error> {
     Ok(())
 }
 
-/// virtio-net on virtio-mmio (the first window, no IOMMU): the guest's
-/// interface up with the generated MAC, a ping, the file down and up with
-/// matching checksums, no ACCESS_PLATFORM, no iommu group.
+/// virtio-net on virtio-mmio (the first window, no IOMMU,
+/// `direct-ram-access=on`): the guest's interface up with the generated
+/// MAC, a ping, the file down and up with matching checksums, no
+/// ACCESS_PLATFORM, no iommu group.
 #[test]
 fn virtio_net_mmio_moves_data_both_ways() -> Result<(), Error> {
     assert_direct(&scenario("arm64-net-mmio")?, "a000000.virtio");
