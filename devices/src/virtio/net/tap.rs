@@ -280,9 +280,7 @@ mod tests {
         ifr.ifr_ifru.ifru_netmask = inet([255, 255, 255, 0]);
         ifreq_ioctl(fd, libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK");
         for dev in ["lo", name] {
-            let mut ifr = ifreq(dev);
-            ifr.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            ifreq_ioctl(fd, libc::SIOCSIFFLAGS, &mut ifr, "SIOCSIFFLAGS");
+            set_link(dev, libc::IFF_UP | libc::IFF_RUNNING);
         }
         let mut ifr = ifreq(name);
         ifreq_ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr, "SIOCGIFHWADDR");
