@@ -35,6 +35,7 @@ mod command;
 mod direct;
 mod error;
 mod frames;
+mod l1_monitor;
 mod log;
 mod paths;
 mod prepare;

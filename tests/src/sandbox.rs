@@ -7,11 +7,12 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::command::{describe, status_text, tail};
 use crate::error::{Error, Result};
 use crate::frames::{self, Frame};
+use crate::l1_monitor::L1Monitor;
 use crate::log::RunLog;
 use crate::paths::Paths;
 use crate::prepare::{script, Artefacts};
@@ -34,13 +35,14 @@ const TAIL_LINES: usize = 40;
 /// boot, each with `timeout` seconds inside L1 and `vars` (already
 /// validated: single words without '=' in their values) in its environment.
 ///
-/// An emulated host that stops answering (no serial output for longer than
-/// a scenario may take) is stopped, and the scenarios it left unfinished
-/// run once more in a fresh one: under TCG, L1's own kernel occasionally
-/// freezes (seen once in a few dozen boots on a loaded host), which says
-/// nothing about dmavm. A scenario whose dmavm or guest hangs is not
-/// retried: L1 stops it at its limit and reports it, and a host that
-/// freezes twice is reported as it is.
+/// An emulated host that stops answering (see [`boot_l1`]: a lost wakeup,
+/// or no serial output for longer than a scenario may take) is stopped,
+/// and the scenarios it left unfinished run again in a fresh one, up to
+/// [`FRESH_L1_RETRIES`] times: QEMU's TCG occasionally loses a wakeup of
+/// L1's vCPU for good (see [`crate::l1_monitor`]), which says nothing
+/// about dmavm. A scenario whose dmavm or guest hangs is not retried: L1
+/// stops it at its limit and reports it, and a host that freezes on every
+/// try is reported as it is.
 pub(crate) fn run(
     paths: &Paths,
     qemu: &Path,
@@ -54,24 +56,30 @@ pub(crate) fn run(
         paths.resources().join("testbed").join("build-l1.sh"),
         &[art.dmavm.as_os_str(), art.payloads.as_os_str()],
     )?;
-    let (mut results, froze) = run_in_one_l1(paths, qemu, art, names, vars, timeout)?;
-    let unfinished: Vec<String> =
-        results.iter().filter(|r| r.status == STATUS_UNFINISHED).map(|r| r.name.clone()).collect();
-    if !froze || unfinished.is_empty() {
-        return Ok(results);
-    }
-    eprintln!(
-        "dmavm-tests: the emulated host stopped answering; running {} again in a fresh one",
-        unfinished.join(", ")
-    );
-    let (again, _) = run_in_one_l1(paths, qemu, art, &unfinished, vars, timeout)?;
-    for r in again {
-        if let Some(slot) = results.iter_mut().find(|old| old.name == r.name) {
-            *slot = r;
+    let (mut results, mut froze) = run_in_one_l1(paths, qemu, art, names, vars, timeout)?;
+    for _ in 0..FRESH_L1_RETRIES {
+        let unfinished: Vec<String> =
+            results.iter().filter(|r| r.status == STATUS_UNFINISHED).map(|r| r.name.clone()).collect();
+        if !froze || unfinished.is_empty() {
+            break;
+        }
+        eprintln!(
+            "dmavm-tests: the emulated host stopped answering; running {} again in a fresh one",
+            unfinished.join(", ")
+        );
+        let again;
+        (again, froze) = run_in_one_l1(paths, qemu, art, &unfinished, vars, timeout)?;
+        for r in again {
+            if let Some(slot) = results.iter_mut().find(|old| old.name == r.name) {
+                *slot = r;
+            }
         }
     }
     Ok(results)
 }
+
+/// Fresh L1 boots for the scenarios a frozen one left unfinished.
+const FRESH_L1_RETRIES: usize = 2;
 
 /// One L1 boot running `names`: their results, and whether L1 stopped
 /// answering.
@@ -149,9 +157,12 @@ pub(crate) struct L1Session {
 /// Runs `cmd`, a QEMU (under `timeout`, `overall` seconds) booting an L1
 /// whose serial console is its stdout, logging every line to `log` and
 /// timing the `frames::READY` and `frames::DONE` markers; `label` names
-/// the sandbox in messages. An L1 silent for `silence` is taken for frozen
-/// and stopped, rather than left to the overall limit. Shared by the
-/// x86_64 and arm64 sandboxes.
+/// the sandbox in messages. L1 is taken for frozen and stopped, rather than
+/// left to the overall limit, when QEMU's monitor (asked every
+/// [`WATCH_PERIOD`] of silence) shows a vCPU waiting on a wakeup QEMU
+/// lost (see [`crate::l1_monitor`]), or when it has been silent for
+/// `silence`; the monitor's account of its vCPUs goes into the log first.
+/// Shared by the x86_64 and arm64 sandboxes.
 pub(crate) fn boot_l1(
     cmd: &mut Command,
     log: &mut RunLog,
@@ -162,13 +173,17 @@ pub(crate) fn boot_l1(
     let stderr_path = log.path().with_extension("qemu-stderr");
     let stderr = std::fs::File::create(&stderr_path)
         .map_err(|e| Error::io(format!("creating {}", stderr_path.display()), e))?;
+    let stem = log.path().file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let monitor = L1Monitor::new(&stem);
+    cmd.args(monitor.qemu_args());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
     log.line(&format!("# {}", describe(cmd)))?;
     let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting `{}`", describe(cmd)), e))?;
 
     let mut lines = Vec::new();
     let (mut t_ready, mut t_done) = (None, None);
-    let mut froze = false;
+    // why L1 was stopped, if it was
+    let mut stopped: Option<String> = None;
     if let Some(out) = child.stdout.take() {
         // The serial output is read on a thread of its own so that silence
         // can be timed here.
@@ -191,15 +206,28 @@ pub(crate) fn boot_l1(
                 }
             }
         });
+        let mut last_output = Instant::now();
         loop {
-            let buf = match rx.recv_timeout(silence) {
+            let wait = if stopped.is_some() { silence } else { WATCH_PERIOD.min(silence) };
+            let buf = match rx.recv_timeout(wait) {
                 Ok(read) => read.map_err(|e| Error::io(format!("reading the {label}'s serial output"), e))?,
-                Err(RecvTimeoutError::Timeout) if !froze => {
-                    froze = true;
-                    log.line(&format!(
-                        "# no output for {}s: L1 looks frozen, stopping it",
-                        silence.as_secs()
-                    ))?;
+                Err(RecvTimeoutError::Timeout) if stopped.is_none() => {
+                    let lost = monitor.lost_wakeups(Duration::from_secs(1));
+                    let why = if let Some(w) = lost.first() {
+                        format!(
+                            "vCPU {} of L1 stays halted with vector {} pending in its local APIC: \
+                             a wakeup QEMU lost, which it never recovers from",
+                            w.cpu, w.vector
+                        )
+                    } else if last_output.elapsed() >= silence {
+                        format!("no output for {}s: L1 looks frozen", silence.as_secs())
+                    } else {
+                        continue;
+                    };
+                    log.line(&format!("# {why}; stopping it"))?;
+                    for line in monitor.snapshot(FROZEN_L1_QUESTIONS, Duration::from_secs(2)) {
+                        log.line(&line)?;
+                    }
                     // coreutils `timeout` passes SIGTERM on to the QEMU it
                     // runs (SIGKILL would stop `timeout` alone and leave
                     // QEMU holding the serial pipe open).
@@ -208,11 +236,13 @@ pub(crate) fn boot_l1(
                         // own child, not yet reaped (wait() comes below).
                         unsafe { libc::kill(pid, libc::SIGTERM) };
                     }
+                    stopped = Some(why);
                     continue;
                 }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            last_output = Instant::now();
             let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
             log.line(&line)?;
             if t_ready.is_none() && line.contains(frames::READY) {
@@ -232,20 +262,31 @@ pub(crate) fn boot_l1(
         fmt_t(t_ready),
         fmt_t(t_done),
         status_text(status),
-        if froze {
-            format!(" (stopped after {}s without output)", silence.as_secs())
+        if let Some(why) = &stopped {
+            format!(" (stopped: {why})")
         } else if status.code() == Some(124) {
             format!(" (time limit {overall}s)")
         } else {
             String::new()
-        }
+        },
     );
     log.line(&format!("# {summary}"))?;
     log.flush()?;
     eprintln!("dmavm-tests: {summary}; log {}", log.path().display());
     let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    Ok(L1Session { lines, summary, qemu_err, froze })
+    Ok(L1Session { lines, summary, qemu_err, froze: stopped.is_some() })
 }
+
+/// How often a silent L1 is checked for lost wakeups: a vCPU stuck that
+/// long costs a scenario at most this much.
+const WATCH_PERIOD: Duration = Duration::from_secs(10);
+
+/// What the monitor is asked of a silent L1: whether its vCPUs are halted
+/// and where they stand (interrupt flag, instruction pointer, in a nested
+/// guest or not), and, on x86, the local APIC (is a timer armed, is an
+/// interrupt pending). arm64's QEMU answers `info lapic` with an error
+/// line, which is harmless.
+const FROZEN_L1_QUESTIONS: &[&str] = &["info status", "info cpus", "info registers -a", "info lapic"];
 
 /// Most vCPUs L1 gets.
 const MAX_L1_CPUS: u64 = 8;
@@ -253,9 +294,7 @@ const MAX_L1_CPUS: u64 = 8;
 /// L1's vCPUs for a run of `names`: `DMAVM_L1_CPUS` (1 to 8) if set, else
 /// the most any of them declares (`# l1-cpus: N`, see
 /// [`crate::scenario_header`]), else 1. The network benchmark asks for
-/// two: L1's TCP stack and servers answer the guest beside running it,
-/// and on one emulated CPU minutes of translated traffic froze L1
-/// altogether (no output, its own timers silent, QEMU mostly idle).
+/// two: L1's TCP stack and servers answer the guest beside running it.
 fn l1_cpus(paths: &Paths, names: &[String]) -> usize {
     let forced = std::env::var("DMAVM_L1_CPUS").ok().and_then(|v| v.trim().parse().ok());
     let cpus = forced
@@ -359,8 +398,60 @@ mod tests {
         .unwrap();
         assert!(s.froze, "{}", s.summary);
         assert!(start.elapsed() < Duration::from_secs(30), "stopped after {:?}", start.elapsed());
-        assert!(s.summary.contains("stopped after 2s without output"), "{}", s.summary);
+        assert!(s.summary.contains("(stopped: no output for 2s: L1 looks frozen)"), "{}", s.summary);
         assert_eq!(s.lines, ["@@DMAVM-SANDBOX-READY"]);
+    }
+
+    /// A stand-in for QEMU whose monitor (on the socket its `-monitor`
+    /// argument names) shows a one-vCPU L1 halted with the timer's
+    /// interrupt pending, as a QEMU that lost the wakeup does.
+    const LOST_WAKEUP_QEMU: &str = r#"
+import socket, sys
+path = sys.argv[sys.argv.index("-monitor") + 1].split(",")[0][len("unix:"):]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(path)
+srv.listen()
+print("@@DMAVM-SANDBOX-READY", flush=True)
+answers = {
+    "info cpus": "* CPU #0: thread_id=1\r\n",
+    "info registers -a": "CPU#0\r\nRIP=ffffffffa7c95fef RFL=00000206 [-----P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\r\n",
+    "info lapic 0": "IRR\t 236 \r\nAPR 0x00 TPR 0x10 DFR 0x0f LDR 0x00 PPR 0x10\r\n",
+}
+while True:
+    conn, _ = srv.accept()
+    conn.sendall(b"QEMU monitor\r\n(qemu) ")
+    pending = b""
+    while True:
+        data = conn.recv(4096)
+        if not data:
+            break
+        pending += data
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            cmd = line.decode().strip()
+            conn.sendall((answers.get(cmd, "") + "(qemu) ").encode())
+"#;
+
+    #[test]
+    fn an_l1_that_lost_a_wakeup_is_stopped_at_once() {
+        let dir = log_dir("lost-wakeup");
+        let script = dir.join("qemu.py");
+        std::fs::write(&script, LOST_WAKEUP_QEMU).unwrap();
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", "120", "python3"]).arg(&script);
+        let mut log = RunLog::create(&dir, "sandbox").unwrap();
+        let start = Instant::now();
+        // silence allowed far longer than the test may take
+        let s = boot_l1(&mut cmd, &mut log, "test", 120, Duration::from_secs(100)).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(60), "stopped after {:?}", start.elapsed());
+        assert!(s.froze, "{}", s.summary);
+        assert!(
+            s.summary.contains("vCPU 0 of L1 stays halted with vector 236 pending in its local APIC"),
+            "{}",
+            s.summary
+        );
+        let logged = std::fs::read_to_string(log.path()).unwrap();
+        assert!(logged.contains("#   > info lapic"), "{logged}");
     }
 
     #[test]
