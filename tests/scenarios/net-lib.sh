@@ -41,15 +41,8 @@ net_scenario() {
   fi
   d=/tmp/net
   rm -rf $d; mkdir -p $d/www
-  # 64 MiB each way: tens of thousands of frames. The translated
-  # scenarios ask for 4 MiB (still thousands of IOMMU maps): with 64 MiB
-  # the nested test bed did not hold up (2026-12-06). On a one-vCPU L1,
-  # minutes of translated traffic froze L1 itself (twice: no output, its
-  # own timers silent, QEMU mostly idle); on a two-vCPU L1 the same runs
-  # mostly passed (lazy 101-122 s, strict 79 s on virtio-pci and 134 s on
-  # virtio-mmio) but one strict run made no progress for 300 s and, at
-  # 4 MiB, one strict guest triple-faulted mid-transfer; neither is
-  # explained. Direct, 64 MiB took 40-52 s a scenario on one vCPU.
+  # 64 MiB each way: tens of thousands of frames, and on a translated
+  # device over a hundred thousand IOMMU maps and unmaps.
   mib=${NET_MIB:-64}
   dd if=/dev/urandom of=$d/www/data bs=1048576 count="$mib" 2>/dev/null
   echo "DMAVM host_data_sha=$(sha256sum $d/www/data | cut -d' ' -f1) host_data_bytes=$(wc -c < $d/www/data)"
