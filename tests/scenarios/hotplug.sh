@@ -89,6 +89,8 @@ if wait_line '^DMAVM hp_console=' 1; then
   wait_line '^DMAVM hp_console_read=' 1
   echo "DMAVM hvc_host_saw_guest=$(grep -c 'hvc-hello-hotplug' $log)"
   echo "DMAVM hvc_read=$(field "$(grep '^DMAVM hp_console_read=' $log | tail -n 1)" hp_console_read)"
+  # the guest's account when its console never answered
+  grep -E '^DMAVM hp_console_(driver|nodes)=|^hp_console_dmesg:' $log | tr -d '\r' | head -n 8
 else
   echo "DMAVM error=hvc_not_seen"; head -n 3 $d/add.json
 fi

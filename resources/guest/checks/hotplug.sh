@@ -69,8 +69,18 @@ console_function() {
 # line in from it.
 console_check() {
   i=0
-  # The function shows in sysfs before the driver has its tty.
-  until (: <>/dev/hvc0) 2>/dev/null || [ $i -ge 50 ]; do i=$((i + 1)); sleep 0.2; done
+  # The function shows in sysfs before the driver has its tty (up to 30 s:
+  # a nested guest's probe can take seconds).
+  until (: <>/dev/hvc0) 2>/dev/null || [ $i -ge 150 ]; do i=$((i + 1)); sleep 0.2; done
+  if ! (: <>/dev/hvc0) 2>/dev/null; then
+    # what the guest had instead, for the report
+    for v in /sys/bus/virtio/devices/virtio*; do
+      [ "$(cat "$v/device" 2>/dev/null)" = 0x0003 ] || continue
+      echo "DMAVM hp_console_driver=$(basename "$(readlink "$v/driver" 2>/dev/null)") status=$(cat "$v/status" 2>/dev/null)"
+    done
+    echo "DMAVM hp_console_nodes=$(ls /dev | grep -c '^hvc')"
+    dmesg | grep -iE 'virtio|hvc|console' | tail -n 5 | sed 's/^/hp_console_dmesg: /'
+  fi
   sh /checks/hvc.sh /dev/hvc0 hvc-hello-hotplug hp_console_read
 }
 
