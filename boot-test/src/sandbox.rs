@@ -91,8 +91,9 @@ fn copy(from: &Path, to: &Path) -> Result<(), Error> {
     std::fs::copy(from, to).map(drop).map_err(io(format!("copying {} to {}", from.display(), to.display())))
 }
 
-/// The inner harness's command line.
-fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> String {
+/// The inner harness's command line; `whole` false leaves out `--only`
+/// and `--shard` (a retry names its runs itself, see [`script`]).
+fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String], whole: bool) -> String {
     let mut words = vec![
         "/bin/dmavm".to_string(),
         "boot-test".into(),
@@ -112,11 +113,13 @@ fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> Strin
     for m in matrices {
         words.extend(["--matrix".into(), m.clone()]);
     }
-    for o in &args.only {
-        words.extend(["--only".into(), o.clone()]);
-    }
-    if let Some(s) = args.shard {
-        words.extend(["--shard".into(), s.to_string()]);
+    if whole {
+        for o in &args.only {
+            words.extend(["--only".into(), o.clone()]);
+        }
+        if let Some(s) = args.shard {
+            words.extend(["--shard".into(), s.to_string()]);
+        }
     }
     if let Some(c) = &args.cmdline {
         words.extend(["--cmdline".into(), c.clone()]);
@@ -128,6 +131,26 @@ fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String]) -> Strin
         words.extend(["--logs".into(), "/tmp/boot-test-logs".into()]);
     }
     words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// `/scenarios/boot-test.sh`: `tun` (what loads the tun driver, or
+/// nothing), then `whole` (the inner harness on the whole matrix) or, when
+/// a retry in a fresh emulated host (see [`run`]) names the runs left
+/// unfinished in BOOT_TEST_RETRY (l1-init exports the kernel command
+/// line's `dmavm.env.*` words), `retry` with `--only` each of them; then
+/// the inner harness's exit status.
+fn matrix_script(tun: &str, whole: &str, retry: &str) -> String {
+    format!(
+        "#!/bin/sh\n# made by dmavm boot-test: the matrix inside the emulated host\n{tun}\
+         if [ -n \"${{BOOT_TEST_RETRY:-}}\" ]; then\n\
+         \x20 set --\n\
+         \x20 for name in $(echo \"$BOOT_TEST_RETRY\" | tr ',' ' '); do set -- \"$@\" --only \"$name\"; done\n\
+         \x20 {retry} \"$@\" 2>&1\n\
+         else\n\
+         \x20 {whole} 2>&1\n\
+         fi\n\
+         echo \"boot-test-status=$?\"\n"
+    )
 }
 
 /// Runs the matrix in the sandbox.
@@ -175,9 +198,10 @@ pub fn run(
     } else {
         ""
     };
-    let script = format!(
-        "#!/bin/sh\n# made by dmavm boot-test: the matrix inside the emulated host\n{tun}{} 2>&1\necho \"boot-test-status=$?\"\n",
-        inner_command(args, plan, &matrices)
+    let script = matrix_script(
+        tun,
+        &inner_command(args, plan, &matrices, true),
+        &inner_command(args, plan, &matrices, false),
     );
     let script_path = scenarios.join("boot-test.sh");
     std::fs::write(&script_path, script).map_err(io(format!("writing {}", script_path.display())))?;
@@ -207,6 +231,73 @@ pub fn run(
     }
     let _ = std::fs::remove_dir_all(&extra);
 
+    let emulated = Emulated { host, qemu, kernel: &kernel, image: &image };
+    let first = boot(plan, &emulated, specs, None, t0)?;
+    let (mut runs, ready, mut lost) = (first.runs, first.ready, first.unfinished);
+    for attempt in 2..=1 + LOST_WAKEUP_RETRIES {
+        let Some(unfinished) = lost.take() else { break };
+        // The names travel on L1's kernel command line as one word.
+        if unfinished.is_empty() || unfinished.iter().any(|n| !retry_name(n)) {
+            break;
+        }
+        eprintln!(
+            "boot-test: running {} again in a fresh emulated host (try {attempt})",
+            unfinished.join(", ")
+        );
+        let again: Vec<RunSpec> = specs.iter().filter(|s| unfinished.contains(&s.name)).cloned().collect();
+        let redone = boot(plan, &emulated, &again, Some(attempt), t0)?;
+        for r in redone.runs {
+            if let Some(slot) = runs.iter_mut().find(|old| old.name == r.name) {
+                *slot = r;
+            }
+        }
+        lost = redone.unfinished;
+    }
+    Ok((runs, ready))
+}
+
+/// Fresh emulated hosts for the runs one that lost a wakeup left
+/// unfinished.
+const LOST_WAKEUP_RETRIES: usize = 2;
+/// How often a silent emulated host is checked for a lost wakeup.
+const WATCH_PERIOD: Duration = Duration::from_secs(10);
+
+/// Whether a run's name can be passed to a retry (a single word of
+/// L1's kernel command line, split at commas there).
+fn retry_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-./+".contains(c))
+}
+
+/// The emulated host a matrix runs in: its kind, the QEMU that runs it,
+/// its kernel and image.
+struct Emulated<'a> {
+    host: Host,
+    qemu: &'a Path,
+    kernel: &'a Path,
+    image: &'a Path,
+}
+
+/// What one emulated host did with its runs.
+struct HostRun {
+    /// Every run's result (a harness error for those that gave none).
+    runs: Vec<RunResult>,
+    /// When L1 got ready, in seconds from the harness's start.
+    ready: Option<f64>,
+    /// When QEMU lost a wakeup of L1's vCPU (see `dmavm_tests::L1Monitor`):
+    /// the runs it left unfinished, which the caller tries again.
+    unfinished: Option<Vec<String>>,
+}
+
+/// One emulated host running `specs`: all the matrix's or, with `retry`
+/// (the try number), those named in BOOT_TEST_RETRY.
+fn boot(
+    plan: &Plan,
+    emulated: &Emulated,
+    specs: &[RunSpec],
+    retry: Option<usize>,
+    t0: Instant,
+) -> Result<HostRun, Error> {
+    let Emulated { host, qemu, kernel, image } = *emulated;
     // Time limits: inside L1 for the scenario, here for QEMU.
     let rounds = specs.len() as u64;
     let longest = specs.iter().map(|s| s.timeout.unwrap_or(plan.timeout)).max().unwrap_or(plan.timeout);
@@ -222,12 +313,17 @@ pub fn run(
         Host::X86 => "ttyS0",
         Host::Arm64 => "ttyAMA0",
     };
-    let append =
+    let mut append =
         format!("console={console} panic=-1 quiet dmavm.scenarios=boot-test dmavm.timeout={inner_limit}");
+    if retry.is_some() {
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        append.push_str(&format!(" dmavm.env.BOOT_TEST_RETRY={}", names.join(",")));
+    }
 
+    let log_file = retry.map_or("sandbox.log".to_string(), |n| format!("sandbox-{n}.log"));
     let sandbox_log_path = match &plan.logs {
-        Some(l) => l.join("sandbox.log"),
-        None => plan.work.join("sandbox.log"),
+        Some(l) => l.join(&log_file),
+        None => plan.work.join(&log_file),
     };
     let mut sandbox_log =
         File::create(&sandbox_log_path).map_err(io(format!("creating {}", sandbox_log_path.display())))?;
@@ -235,15 +331,17 @@ pub fn run(
     let stderr = File::create(&stderr_path).map_err(io(format!("creating {}", stderr_path.display())))?;
     let mut cmd = Command::new(qemu);
     match host {
-        Host::X86 => cmd.args(dmavm_tests::l1_qemu_args(&kernel, &image, &append, L1_CPUS, memory_mib)),
+        Host::X86 => cmd.args(dmavm_tests::l1_qemu_args(kernel, image, &append, L1_CPUS, memory_mib)),
         Host::Arm64 => cmd.args(dmavm_tests::arm64::l1_qemu_args(
-            &kernel,
-            &image,
+            kernel,
+            image,
             &append,
             dmavm_tests::arm64::smp(),
             ARM64_L1_MEMORY_MIB.max(memory_mib),
         )),
     };
+    let monitor = dmavm_tests::L1Monitor::new("boot-test");
+    cmd.args(monitor.qemu_args());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
     let mut child = cmd.spawn().map_err(io(format!("starting {}", qemu.display())))?;
     let (tx, rx) = mpsc::channel::<String>();
@@ -267,6 +365,8 @@ pub fn run(
     let started = Instant::now();
     let mut stopped: Option<Interrupted> = None;
     let mut timed_out = false;
+    let mut lost: Option<String> = None;
+    let (mut last_line, mut last_check) = (Instant::now(), Instant::now());
     loop {
         if let Some(i) = interrupted() {
             stopped = Some(i);
@@ -277,8 +377,29 @@ pub fn run(
             break;
         }
         let line = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => line,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Ok(line) => {
+                last_line = Instant::now();
+                line
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if last_line.elapsed() < WATCH_PERIOD || last_check.elapsed() < WATCH_PERIOD {
+                    continue;
+                }
+                last_check = Instant::now();
+                let Some(w) = monitor.lost_wakeups(Duration::from_secs(1)).first().copied() else { continue };
+                let why = format!(
+                    "vCPU {} of the emulated host stays halted with vector {} pending in its local APIC, \
+                     a wakeup QEMU lost and never recovers from",
+                    w.cpu, w.vector
+                );
+                eprintln!("boot-test: {why}; stopping it");
+                let _ = writeln!(sandbox_log, "# {why}; stopping it");
+                for l in monitor.account() {
+                    let _ = writeln!(sandbox_log, "{l}");
+                }
+                lost = Some(why);
+                break;
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         if let Some(i) = line.find(LOG_MARK) {
@@ -324,7 +445,9 @@ pub fn run(
         return Err(Error::Interrupted(signal));
     }
     let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let why = if let Some(e) = sandbox_error {
+    let why = if let Some(l) = &lost {
+        format!("the emulated host stopped: {l}")
+    } else if let Some(e) = sandbox_error {
         format!("the emulated host reported: {e}")
     } else if timed_out {
         format!("the emulated host did not finish within {}s", overall.as_secs())
@@ -335,6 +458,8 @@ pub fn run(
     };
     let kept =
         plan.logs.as_ref().map(|_| format!("; see {}", sandbox_log_path.display())).unwrap_or_default();
+    let unfinished: Vec<String> =
+        specs.iter().filter(|s| !results.contains_key(&s.name)).map(|s| s.name.clone()).collect();
     let runs = specs
         .iter()
         .map(|s| match results.remove(&s.name) {
@@ -347,12 +472,39 @@ pub fn run(
             None => harness_error(plan, s, format!("{why}{kept}")),
         })
         .collect();
-    Ok((runs, ready))
+    Ok(HostRun { runs, ready, unfinished: lost.map(|_| unfinished) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_runs_only_the_runs_it_names() {
+        let script = matrix_script("", "printf '<%s>' whole", "printf '<%s>' retry");
+        let run = |retry: Option<&str>| {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(&script).env_remove("BOOT_TEST_RETRY");
+            if let Some(r) = retry {
+                cmd.env("BOOT_TEST_RETRY", r);
+            }
+            String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+        };
+        assert_eq!(run(None), "<whole>boot-test-status=0\n");
+        assert_eq!(
+            run(Some("vtd/lazy,no-iommu/strict")),
+            "<retry><--only><vtd/lazy><--only><no-iommu/strict>boot-test-status=0\n"
+        );
+    }
+
+    #[test]
+    fn only_single_word_names_are_retried() {
+        assert!(retry_name("vtd-bridges/lazy"));
+        assert!(retry_name("pci_1.2+x"));
+        for bad in ["", "a b", "a,b", "a;b", "x'y"] {
+            assert!(!retry_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn quoting_survives_sh() {

@@ -26,7 +26,8 @@ const ANSWER_WAIT: Duration = Duration::from_secs(3);
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// A monitor socket for one QEMU run: the path QEMU listens on.
-pub(crate) struct L1Monitor {
+#[derive(Debug)]
+pub struct L1Monitor {
     path: PathBuf,
 }
 
@@ -34,7 +35,7 @@ impl L1Monitor {
     /// A socket path in the temporary directory (Unix socket paths are
     /// short; a checkout's build directory may be deep), unique to this
     /// process and call, with `tag` in it.
-    pub(crate) fn new(tag: &str) -> Self {
+    pub fn new(tag: &str) -> Self {
         static SERIAL: AtomicUsize = AtomicUsize::new(0);
         let n = SERIAL.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("dmavm-l1-{}-{n}-{tag}.monitor", std::process::id()));
@@ -44,7 +45,7 @@ impl L1Monitor {
 
     /// QEMU's arguments that serve the monitor on the socket (QEMU does
     /// not wait for a client).
-    pub(crate) fn qemu_args(&self) -> [String; 2] {
+    pub fn qemu_args(&self) -> [String; 2] {
         ["-monitor".to_string(), format!("unix:{},server=on,wait=off", self.path.display())]
     }
 
@@ -52,7 +53,7 @@ impl L1Monitor {
     /// instruction pointer moves between the two is running, not stuck),
     /// and returns the answers as log lines. Errors are returned as lines
     /// too: this is evidence-gathering on the way to stopping QEMU.
-    pub(crate) fn snapshot(&self, commands: &[&str], pause: Duration) -> Vec<String> {
+    pub fn snapshot(&self, commands: &[&str], pause: Duration) -> Vec<String> {
         let mut lines = Vec::new();
         for round in 1..=2 {
             match self.ask(commands) {
@@ -72,11 +73,23 @@ impl L1Monitor {
         lines
     }
 
+    /// What L1's vCPUs are doing, as log lines: [`Self::snapshot`] of
+    /// whether they are halted and where they stand (interrupt flag,
+    /// instruction pointer), and, on x86, the local APIC (a timer armed,
+    /// an interrupt pending). arm64's QEMU answers `info lapic` with an
+    /// error line, which is harmless.
+    pub fn account(&self) -> Vec<String> {
+        self.snapshot(
+            &["info status", "info cpus", "info registers -a", "info lapic"],
+            Duration::from_secs(2),
+        )
+    }
+
     /// The x86 vCPUs of L1 that stay halted, `pause` apart, with the same
     /// deliverable interrupt pending in their local APIC: wakeups QEMU
     /// lost. Empty when none is, on arm64 (no `info lapic`), and when the
     /// monitor does not answer.
-    pub(crate) fn lost_wakeups(&self, pause: Duration) -> Vec<LostWakeup> {
+    pub fn lost_wakeups(&self, pause: Duration) -> Vec<LostWakeup> {
         let first = self.stuck_now();
         if first.is_empty() {
             return first;
@@ -139,11 +152,11 @@ impl Drop for L1Monitor {
 
 /// A vCPU of L1 halted with an interrupt its local APIC should deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LostWakeup {
+pub struct LostWakeup {
     /// The vCPU's index.
-    pub(crate) cpu: usize,
+    pub cpu: usize,
     /// The highest deliverable vector waiting in its IRR.
-    pub(crate) vector: u8,
+    pub vector: u8,
 }
 
 /// The vCPUs that `info registers -a` shows halted (`HLT=1`) with

@@ -225,7 +225,7 @@ pub(crate) fn boot_l1(
                         continue;
                     };
                     log.line(&format!("# {why}; stopping it"))?;
-                    for line in monitor.snapshot(FROZEN_L1_QUESTIONS, Duration::from_secs(2)) {
+                    for line in monitor.account() {
                         log.line(&line)?;
                     }
                     // coreutils `timeout` passes SIGTERM on to the QEMU it
@@ -280,13 +280,6 @@ pub(crate) fn boot_l1(
 /// How often a silent L1 is checked for lost wakeups: a vCPU stuck that
 /// long costs a scenario at most this much.
 const WATCH_PERIOD: Duration = Duration::from_secs(10);
-
-/// What the monitor is asked of a silent L1: whether its vCPUs are halted
-/// and where they stand (interrupt flag, instruction pointer, in a nested
-/// guest or not), and, on x86, the local APIC (is a timer armed, is an
-/// interrupt pending). arm64's QEMU answers `info lapic` with an error
-/// line, which is harmless.
-const FROZEN_L1_QUESTIONS: &[&str] = &["info status", "info cpus", "info registers -a", "info lapic"];
 
 /// Most vCPUs L1 gets.
 const MAX_L1_CPUS: u64 = 8;
