@@ -8,9 +8,8 @@
 //! the interrupt still pending), and as all of L1's work waits on that
 //! timer, L1 stops. [`L1Monitor::lost_wakeups`] recognises that state
 //! (twice, a second apart: no correct CPU stays there), so that the runner
-//! stops such an L1 within seconds instead of after minutes of silence;
-//! [`L1Monitor::snapshot`] writes what L1's vCPUs were doing into the log
-//! first.
+//! stops such an L1 within seconds instead of after minutes of silence,
+//! logging first what [`L1Monitor::account`] says L1's vCPUs were doing.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
