@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dmavm_tests::l1_markers;
 use dmavm_tests::Paths;
+use dmavm_tests::{l1_markers, SILENCE_CHECK_PERIOD};
 
 use super::args::BootTestArgs;
 use super::initramfs;
@@ -92,7 +92,7 @@ fn copy(from: &Path, to: &Path) -> Result<(), Error> {
 }
 
 /// The inner harness's command line; `whole` false leaves out `--only`
-/// and `--shard` (a retry names its runs itself, see [`script`]).
+/// and `--shard` (a retry names its runs itself, see [`matrix_script`]).
 fn inner_command(args: &BootTestArgs, plan: &Plan, matrices: &[String], whole: bool) -> String {
     let mut words = vec![
         "/bin/dmavm".to_string(),
@@ -259,8 +259,6 @@ pub fn run(
 /// Fresh emulated hosts for the runs one that lost a wakeup left
 /// unfinished.
 const LOST_WAKEUP_RETRIES: usize = 2;
-/// How often a silent emulated host is checked for a lost wakeup.
-const WATCH_PERIOD: Duration = Duration::from_secs(10);
 
 /// Whether a run's name can be passed to a retry (a single word of
 /// L1's kernel command line, split at commas there).
@@ -382,16 +380,12 @@ fn boot(
                 line
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if last_line.elapsed() < WATCH_PERIOD || last_check.elapsed() < WATCH_PERIOD {
+                if last_line.elapsed() < SILENCE_CHECK_PERIOD || last_check.elapsed() < SILENCE_CHECK_PERIOD {
                     continue;
                 }
                 last_check = Instant::now();
                 let Some(w) = monitor.lost_wakeups(Duration::from_secs(1)).first().copied() else { continue };
-                let why = format!(
-                    "vCPU {} of the emulated host stays halted with vector {} pending in its local APIC, \
-                     a wakeup QEMU lost and never recovers from",
-                    w.cpu, w.vector
-                );
+                let why = w.to_string();
                 eprintln!("boot-test: {why}; stopping it");
                 let _ = writeln!(sandbox_log, "# {why}; stopping it");
                 for l in monitor.account() {

@@ -17,6 +17,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// How often a runner asks the monitor about an L1 that has been silent
+/// that long: a vCPU stuck on a lost wakeup costs a run at most about
+/// this much before it is stopped.
+pub const SILENCE_CHECK_PERIOD: Duration = Duration::from_secs(10);
+
 /// How long one command's answer is awaited: the monitor answers at once
 /// unless QEMU's main loop itself is stuck.
 const ANSWER_WAIT: Duration = Duration::from_secs(3);
@@ -156,6 +161,17 @@ pub struct LostWakeup {
     pub cpu: usize,
     /// The highest deliverable vector waiting in its IRR.
     pub vector: u8,
+}
+
+impl std::fmt::Display for LostWakeup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "vCPU {} of L1 stays halted with vector {} pending in its local APIC: \
+             a wakeup QEMU lost, which it never recovers from",
+            self.cpu, self.vector
+        )
+    }
 }
 
 /// The vCPUs that `info registers -a` shows halted (`HLT=1`) with

@@ -47,7 +47,7 @@ mod static_build;
 mod testbed;
 
 pub use error::{Error, Result};
-pub use l1_monitor::{L1Monitor, LostWakeup};
+pub use l1_monitor::{L1Monitor, LostWakeup, SILENCE_CHECK_PERIOD};
 pub use paths::Paths;
 pub use prepare::{install_packages, prepare, Artefacts};
 pub use run::{run_scenario, run_scenarios, run_scenarios_uncached, scenario_timeout};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::command::{describe, status_text, tail};
 use crate::error::{Error, Result};
 use crate::frames::{self, Frame};
-use crate::l1_monitor::L1Monitor;
+use crate::l1_monitor::{L1Monitor, SILENCE_CHECK_PERIOD};
 use crate::log::RunLog;
 use crate::paths::Paths;
 use crate::prepare::{script, Artefacts};
@@ -159,7 +159,7 @@ pub(crate) struct L1Session {
 /// timing the `frames::READY` and `frames::DONE` markers; `label` names
 /// the sandbox in messages. L1 is taken for frozen and stopped, rather than
 /// left to the overall limit, when QEMU's monitor (asked every
-/// [`WATCH_PERIOD`] of silence) shows a vCPU waiting on a wakeup QEMU
+/// [`SILENCE_CHECK_PERIOD`] of silence) shows a vCPU waiting on a wakeup QEMU
 /// lost (see [`crate::l1_monitor`]), or when it has been silent for
 /// `silence`; the monitor's account of its vCPUs goes into the log first.
 /// Shared by the x86_64 and arm64 sandboxes.
@@ -208,17 +208,13 @@ pub(crate) fn boot_l1(
         });
         let mut last_output = Instant::now();
         loop {
-            let wait = if stopped.is_some() { silence } else { WATCH_PERIOD.min(silence) };
+            let wait = if stopped.is_some() { silence } else { SILENCE_CHECK_PERIOD.min(silence) };
             let buf = match rx.recv_timeout(wait) {
                 Ok(read) => read.map_err(|e| Error::io(format!("reading the {label}'s serial output"), e))?,
                 Err(RecvTimeoutError::Timeout) if stopped.is_none() => {
                     let lost = monitor.lost_wakeups(Duration::from_secs(1));
                     let why = if let Some(w) = lost.first() {
-                        format!(
-                            "vCPU {} of L1 stays halted with vector {} pending in its local APIC: \
-                             a wakeup QEMU lost, which it never recovers from",
-                            w.cpu, w.vector
-                        )
+                        w.to_string()
                     } else if last_output.elapsed() >= silence {
                         format!("no output for {}s: L1 looks frozen", silence.as_secs())
                     } else {
@@ -276,10 +272,6 @@ pub(crate) fn boot_l1(
     let qemu_err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     Ok(L1Session { lines, summary, qemu_err, froze: stopped.is_some() })
 }
-
-/// How often a silent L1 is checked for lost wakeups: a vCPU stuck that
-/// long costs a scenario at most this much.
-const WATCH_PERIOD: Duration = Duration::from_secs(10);
 
 /// Most vCPUs L1 gets.
 const MAX_L1_CPUS: u64 = 8;
