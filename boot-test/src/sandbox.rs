@@ -232,7 +232,8 @@ pub fn run(
     let _ = std::fs::remove_dir_all(&extra);
 
     let emulated = Emulated { host, qemu, kernel: &kernel, image: &image };
-    let first = boot(plan, &emulated, specs, None, t0)?;
+    let whole = Attempt { retry: None, t0, total: specs.len(), done: 0, failed: 0 };
+    let first = boot(plan, &emulated, specs, &whole)?;
     let (mut runs, ready, mut lost) = (first.runs, first.ready, first.unfinished);
     for attempt in 2..=1 + LOST_WAKEUP_RETRIES {
         let Some(unfinished) = lost.take() else { break };
@@ -245,7 +246,15 @@ pub fn run(
             unfinished.join(", ")
         );
         let again: Vec<RunSpec> = specs.iter().filter(|s| unfinished.contains(&s.name)).cloned().collect();
-        let redone = boot(plan, &emulated, &again, Some(attempt), t0)?;
+        let failed = runs.iter().filter(|r| !unfinished.contains(&r.name) && !r.passed()).count();
+        let retry = Attempt {
+            retry: Some(attempt),
+            t0,
+            total: specs.len(),
+            done: specs.len() - unfinished.len(),
+            failed,
+        };
+        let redone = boot(plan, &emulated, &again, &retry)?;
         for r in redone.runs {
             if let Some(slot) = runs.iter_mut().find(|old| old.name == r.name) {
                 *slot = r;
@@ -286,15 +295,24 @@ struct HostRun {
     unfinished: Option<Vec<String>>,
 }
 
-/// One emulated host running `specs`: all the matrix's or, with `retry`
-/// (the try number), those named in BOOT_TEST_RETRY.
-fn boot(
-    plan: &Plan,
-    emulated: &Emulated,
-    specs: &[RunSpec],
+/// Which emulated host of the matrix's this is, for its messages.
+struct Attempt {
+    /// The try number of a retry (named in BOOT_TEST_RETRY); none for the
+    /// first host, which runs the whole matrix.
     retry: Option<usize>,
+    /// When the harness started (the first host's readiness counts the
+    /// image from there).
     t0: Instant,
-) -> Result<HostRun, Error> {
+    /// Runs of the whole matrix, those finished before this host, and how
+    /// many of those failed: progress lines count on across retries.
+    total: usize,
+    done: usize,
+    failed: usize,
+}
+
+/// One emulated host running `specs`.
+fn boot(plan: &Plan, emulated: &Emulated, specs: &[RunSpec], attempt: &Attempt) -> Result<HostRun, Error> {
+    let Attempt { retry, t0, total, .. } = *attempt;
     let Emulated { host, qemu, kernel, image } = *emulated;
     // Time limits: inside L1 for the scenario, here for QEMU.
     let rounds = specs.len() as u64;
@@ -354,12 +372,11 @@ fn boot(
         });
     }
 
-    let total = specs.len();
     let mut results: HashMap<String, RunResult> = HashMap::new();
     let mut logs: HashMap<String, File> = HashMap::new();
     let mut ready: Option<f64> = None;
     let mut sandbox_error: Option<String> = None;
-    let mut failed = 0;
+    let mut failed = attempt.failed;
     let started = Instant::now();
     let mut stopped: Option<Interrupted> = None;
     let mut timed_out = false;
@@ -415,7 +432,7 @@ fn boot(
             match serde_json::from_str::<RunResult>(&line[i + RUN_MARK.len()..]) {
                 Ok(r) => {
                     failed += usize::from(!r.passed());
-                    let done = results.len() + 1;
+                    let done = attempt.done + results.len() + 1;
                     eprintln!("boot-test: {}", progress(done, total, failed, &r));
                     results.insert(r.name.clone(), r);
                 }
@@ -424,7 +441,13 @@ fn boot(
         } else if ready.is_none() && line.contains(l1_markers::READY) {
             let t = t0.elapsed().as_secs_f64();
             ready = Some(t);
-            eprintln!("boot-test: emulated host ready after {t:.1}s (image, boot, kvm-amd)");
+            match retry {
+                None => eprintln!("boot-test: emulated host ready after {t:.1}s (image, boot, kvm-amd)"),
+                Some(n) => eprintln!(
+                    "boot-test: fresh emulated host (try {n}) ready after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ),
+            }
         } else if let Some(i) = line.find(l1_markers::ERROR) {
             sandbox_error = Some(line[i + l1_markers::ERROR.len()..].trim().to_string());
         } else if line.contains("boot-test-status=") || line.contains(l1_markers::END) {
