@@ -79,7 +79,7 @@ pub(crate) fn run(
 }
 
 /// Fresh L1 boots for the scenarios a frozen one left unfinished.
-const FRESH_L1_RETRIES: usize = 2;
+const FRESH_L1_RETRIES: usize = 4;
 
 /// One L1 boot running `names`: their results, and whether L1 stopped
 /// answering.
