@@ -12,7 +12,10 @@
 # beside Debian 12's 1.6 (resources/tools/install-dtc.sh: only Debian unstable
 # has 1.8), whose checks the device-tree tests also pass; and KernelCI's
 # kcidb-io (resources/tools/install-kcidb.sh), whose schema the boot-test
-# harness's --kcidb output is checked against. And what the
+# harness's --kcidb output is checked against. And Debian 13's QEMU for the
+# x86 sandbox's emulated host (resources/testbed/fetch-qemu.sh: Debian 12's
+# loses vCPU wakeups under nested SVM); Debian 12's qemu-system-x86 stays
+# for the QEMU the benchmarks run inside that host. And what the
 # arm64 sandbox needs (resources/testbed-arm64/setup.sh): qemu-system-aarch64,
 # the aarch64 cross gcc and libc, the Rust target aarch64-unknown-linux-gnu.
 # usage: resources/setup.sh
@@ -33,6 +36,7 @@ tools() {
   "$here/tools/install-fwts.sh"
   "$here/tools/install-dtc.sh"
   "$here/tools/install-kcidb.sh"
+  "$here/testbed/fetch-qemu.sh"
   "$here/testbed-arm64/setup.sh"
 }
 if [ ${#missing[@]} -eq 0 ]; then

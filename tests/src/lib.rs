@@ -28,7 +28,9 @@
 //! [`arm64`]).
 //!
 //! Environment knobs: `DMAVM_TESTBED=direct|sandbox` forces a path,
-//! `DMAVM_SCENARIO_TIMEOUT=SECS` sets the per-scenario limit (default 120).
+//! `DMAVM_SCENARIO_TIMEOUT=SECS` sets the per-scenario limit (default 120),
+//! `DMAVM_L1_QEMU=PATH` boots L1 with another `qemu-system-x86_64` than the
+//! test bed's own (Debian 13's, unpacked under `build/qemu-x86`).
 
 pub mod arm64;
 mod command;
@@ -60,4 +62,4 @@ pub mod l1_markers {
     pub use crate::frames::{BEGIN, DONE, END, ERROR, READY};
 }
 pub use static_build::build_static_dmavm;
-pub use testbed::{Testbed, TestbedChoice, TESTBED_VAR};
+pub use testbed::{Testbed, TestbedChoice, L1_QEMU_VAR, TESTBED_VAR};

@@ -49,6 +49,13 @@ impl Paths {
         self.testbed().join("l1.cpio")
     }
 
+    /// `build/qemu-x86/bin/qemu-system-x86_64`: the QEMU that boots the
+    /// sandbox's L1 (Debian 13's, unpacked by
+    /// `resources/testbed/fetch-qemu.sh`).
+    pub fn l1_qemu(&self) -> PathBuf {
+        self.build().join("qemu-x86").join("bin").join("qemu-system-x86_64")
+    }
+
     /// `build/target-static/`: cargo target dir of the static dmavm build,
     /// separate so it never contends with the normal target dir.
     pub fn target_static(&self) -> PathBuf {

@@ -8,9 +8,14 @@ use std::process::{Command, Stdio};
 
 use crate::command::status_text;
 use crate::error::{Error, Result};
+use crate::paths::Paths;
 
-/// The QEMU binary the sandbox needs.
-pub const QEMU: &str = "qemu-system-x86_64";
+/// The environment variable naming a `qemu-system-x86_64` to boot L1 with
+/// instead of the test bed's own ([`Paths::l1_qemu`]). Debian 12's QEMU 7.2
+/// loses wakeups of L1's vCPUs under load (see
+/// `resources/testbed/fetch-qemu.sh`); whichever QEMU runs, the sandbox
+/// stops an L1 stuck that way and re-runs what it left unfinished.
+pub const L1_QEMU_VAR: &str = "DMAVM_L1_QEMU";
 
 /// Where scenarios run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +79,9 @@ impl Testbed {
     /// The test bed `choice` asks for. Detecting picks [`Testbed::Direct`]
     /// when `/sys/module/kvm_intel` or `/sys/module/kvm_amd` exists and
     /// `/dev/kvm` opens read-write, else [`Testbed::Sandbox`]. The sandbox
-    /// needs a working `qemu-system-x86_64`: without one this is an error,
-    /// never a silent skip.
+    /// needs a working `qemu-system-x86_64` ([`L1_QEMU_VAR`], else
+    /// [`Paths::l1_qemu`]): without one this is an error, never a silent
+    /// skip.
     pub fn choose(choice: TestbedChoice) -> Result<Self> {
         match choice {
             TestbedChoice::Detect => match hardware_kvm() {
@@ -127,24 +133,26 @@ fn hardware_kvm() -> std::result::Result<(), String> {
         .map_err(|e| format!("hardware KVM is loaded but /dev/kvm is not usable: {e}"))
 }
 
-/// The sandbox test bed, if QEMU is installed and runs.
+/// The sandbox test bed, if its QEMU is there and runs.
 fn sandbox(reason: String) -> Result<Testbed> {
-    let Some(qemu) = find_in_path(QEMU) else {
-        return Err(Error::NoTestbed(format!(
-            "{reason}, so guests must run in the QEMU sandbox, but {QEMU} is not \
-             installed (run resources/setup.sh)"
-        )));
+    let (qemu, from) = match std::env::var_os(L1_QEMU_VAR).filter(|v| !v.is_empty()) {
+        Some(path) => (PathBuf::from(path), format!("named by {L1_QEMU_VAR}")),
+        None => (Paths::new().l1_qemu(), "run resources/setup.sh, which fetches it".to_string()),
     };
-    let out = Command::new(&qemu).arg("--version").stdin(Stdio::null()).output().map_err(|e| {
-        Error::NoTestbed(format!(
-            "{reason}, so guests must run in the QEMU sandbox, but {} cannot run: {e}",
-            qemu.display()
-        ))
-    })?;
+    let unusable = |what: String| {
+        Error::NoTestbed(format!("{reason}, so guests must run in the QEMU sandbox, but {what}"))
+    };
+    if !is_executable(&qemu) {
+        return Err(unusable(format!("{} is not an executable file ({from})", qemu.display())));
+    }
+    let out = Command::new(&qemu)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| unusable(format!("{} cannot run: {e}", qemu.display())))?;
     if !out.status.success() {
-        return Err(Error::NoTestbed(format!(
-            "{reason}, so guests must run in the QEMU sandbox, but `{} --version` \
-             failed ({}): {}",
+        return Err(unusable(format!(
+            "`{} --version` failed ({}): {}",
             qemu.display(),
             status_text(out.status),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -153,11 +161,7 @@ fn sandbox(reason: String) -> Result<Testbed> {
     Ok(Testbed::Sandbox { qemu, reason })
 }
 
-/// The first executable file called `name` in `PATH`.
-fn find_in_path(name: &str) -> Option<PathBuf> {
+fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

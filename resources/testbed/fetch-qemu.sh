@@ -1,0 +1,91 @@
+#!/bin/bash
+# fetch-qemu.sh - the QEMU that runs the x86 sandbox's emulated host (L1):
+# Debian 13's qemu-system-x86 with the shared libraries it needs, downloaded
+# (never installed) through a private apt state and unpacked into
+# build/qemu-x86 (bin/qemu-system-x86_64, a wrapper; l0/ with the binary, its
+# dynamic loader, exactly the libraries it needs and the firmware a -kernel
+# boot of a q35 machine loads).
+#
+# Why not Debian 12's QEMU 7.2: under TCG with nested SVM it loses the
+# wakeup of a halted vCPU for good (the vCPU stays halted with interrupts
+# enabled and the timer's vector pending in its local APIC), which freezes
+# L1 within minutes of sustained L2 load; QEMU 10.0 does not. The test bed
+# still watches for that state (tests/src/l1_monitor.rs), whichever QEMU runs.
+#
+# Only lib* packages of the dependency closure are unpacked (no maintainer
+# scripts run). Does nothing when build/qemu-x86 is complete.
+# usage: resources/testbed/fetch-qemu.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT=$ROOT/build/qemu-x86
+APTDIR=$ROOT/build/apt-trixie
+DEBS=$ROOT/build/cache/qemu-x86
+SUITE=trixie
+# What a -kernel boot of q35 with -nodefaults reads from the firmware path.
+FIRMWARE=(bios-256k.bin linuxboot_dma.bin kvmvapic.bin)
+die() { echo "fetch-qemu.sh: error: $*" >&2; exit 1; }
+[ -x "$OUT/bin/qemu-system-x86_64" ] && [ -f "$OUT/complete" ] && exit 0
+command -v readelf >/dev/null || die "readelf is missing (binutils; run resources/setup.sh)"
+
+mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$DEBS"
+echo "deb http://deb.debian.org/debian $SUITE main" > "$APTDIR/sources.list"
+APT=(-q -o "Dir::Etc::SourceList=$APTDIR/sources.list" -o Dir::Etc::SourceParts=/dev/null
+     -o "Dir::State::Lists=$APTDIR/lists" -o "Dir::Cache=$APTDIR/cache" -o Dir::State::status=/dev/null
+     -o APT::Get::List-Cleanup=0)
+[ "$(id -u)" -ne 0 ] || APT+=(-o APT::Sandbox::User=root)
+apt-get "${APT[@]}" update >/dev/null || die "apt-get update ($SUITE lists) failed"
+pkgs=$(apt-cache "${APT[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+         --no-replaces --no-enhances qemu-system-x86 2>/dev/null | grep -v '^ \|<' | sort -u \
+       | grep -E '^(qemu-system-x86|qemu-system-data|seabios|lib|zlib)' || true)
+[ -n "$pkgs" ] || die "apt knows no qemu-system-x86 in $SUITE"
+missing=()
+for p in $pkgs; do
+  ls "$DEBS/${p}_"*_amd64.deb >/dev/null 2>&1 || ls "$DEBS/${p}_"*_all.deb >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  (cd "$DEBS" && apt-get "${APT[@]}" download "${missing[@]}" >"$DEBS/download.log" 2>&1) \
+    || die "apt-get download failed: $(tail -5 "$DEBS/download.log")"
+fi
+rm -rf "$OUT.tmp"; mkdir -p "$OUT.tmp/root"
+for d in "$DEBS"/*.deb; do dpkg-deb -x "$d" "$OUT.tmp/root" || die "dpkg-deb -x $d failed"; done
+R=$OUT.tmp/root
+[ -x "$R/usr/bin/qemu-system-x86_64" ] || die "no qemu-system-x86_64 in the unpacked packages"
+[ -e "$R/usr/lib64/ld-linux-x86-64.so.2" ] || die "no dynamic loader in the unpacked libc6"
+L0=$OUT.tmp/l0
+mkdir -p "$L0/lib" "$L0/bin" "$L0/share" "$OUT.tmp/bin"
+cp "$R/usr/bin/qemu-system-x86_64" "$L0/bin/"
+cp -L "$R/usr/lib64/ld-linux-x86-64.so.2" "$L0/lib/"
+# The closure of the binary's NEEDED libraries, flat in lib/: the loader
+# resolves them there before anything of the host's.
+todo=("$R/usr/bin/qemu-system-x86_64"); seen=" "
+while [ ${#todo[@]} -gt 0 ]; do
+  f=${todo[0]}; todo=("${todo[@]:1}")
+  for n in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    case $seen in *" $n "*) continue ;; esac
+    seen="$seen$n "
+    lib=$( { ls "$R/lib/x86_64-linux-gnu/$n" "$R/usr/lib/x86_64-linux-gnu/$n" 2>/dev/null || true; } | head -1)
+    [ -n "$lib" ] || die "$n (needed by $(basename "$f")) is in no unpacked package"
+    cp -L "$lib" "$L0/lib/$n"
+    todo+=("$lib")
+  done
+done
+for f in "${FIRMWARE[@]}"; do
+  src=$( { ls "$R/usr/share/qemu/$f" "$R/usr/share/seabios/$f" 2>/dev/null || true; } | head -1)
+  [ -n "$src" ] || die "firmware $f is in no unpacked package"
+  cp -L "$src" "$L0/share/$f"
+done
+version=$(dpkg-deb -f "$DEBS"/qemu-system-x86_*.deb Version)
+# -L points QEMU at this firmware only, never the host's /usr/share/qemu
+# (another QEMU version's option ROMs).
+cat > "$OUT.tmp/bin/qemu-system-x86_64" <<WRAP
+#!/bin/sh
+# Debian 13's qemu-system-x86 $version with its own loader, libraries and firmware
+# (resources/testbed/fetch-qemu.sh)
+exec "$OUT/l0/lib/ld-linux-x86-64.so.2" --library-path "$OUT/l0/lib" "$OUT/l0/bin/qemu-system-x86_64" -L "$OUT/l0/share" "\$@"
+WRAP
+chmod +x "$OUT.tmp/bin/qemu-system-x86_64"
+rm -rf "$R" "$OUT"; mv "$OUT.tmp" "$OUT"
+"$OUT/bin/qemu-system-x86_64" --version | grep -q 'QEMU emulator version' \
+  || { rm -rf "$OUT"; die "the unpacked qemu-system-x86_64 does not run"; }
+touch "$OUT/complete"
+echo "fetch-qemu.sh: $(du -sh "$OUT/l0" | cut -f1) in $OUT/l0 (qemu-system-x86_64 $version and $(ls "$OUT/l0/lib" | wc -l) libraries)" >&2
