@@ -41,11 +41,8 @@ net_scenario() {
   fi
   d=/tmp/net
   rm -rf $d; mkdir -p $d/www
-  # 64 MiB each way: tens of thousands of frames. The translated
-  # scenarios ask for 4 MiB (thousands of IOMMU maps): 64 MiB take
-  # 88-120 s each on a one-vCPU L1, long enough that QEMU lost a wakeup
-  # of L1's vCPU in three L1s in a row of one suite run, more than the
-  # test bed's retries cover.
+  # 64 MiB each way: tens of thousands of frames, and on a translated
+  # device over a hundred thousand IOMMU maps and unmaps.
   mib=${NET_MIB:-64}
   dd if=/dev/urandom of=$d/www/data bs=1048576 count="$mib" 2>/dev/null
   echo "DMAVM host_data_sha=$(sha256sum $d/www/data | cut -d' ' -f1) host_data_bytes=$(wc -c < $d/www/data)"
