@@ -1,7 +1,7 @@
 #!/bin/bash
 # setup.sh - install the Debian packages dmavm's build, guest image recipe and
-# test bed need (QEMU for the nested sandbox, busybox for guest initramfs
-# images, compressors, ACPI/DT tools, binutils, hyperfine).
+# test bed need (busybox for guest initramfs images, compressors, ACPI/DT
+# tools, binutils, hyperfine).
 # Idempotent: does nothing (no apt-get at all) when every package is present.
 # Also installs a recent iasl in build/tools (resources/tools/install-iasl.sh):
 # Debian 12's cannot decode the VIOT; and dtschema's dt-validate with Linux
@@ -12,16 +12,16 @@
 # beside Debian 12's 1.6 (resources/tools/install-dtc.sh: only Debian unstable
 # has 1.8), whose checks the device-tree tests also pass; and KernelCI's
 # kcidb-io (resources/tools/install-kcidb.sh), whose schema the boot-test
-# harness's --kcidb output is checked against. And Debian 13's QEMU for the
-# x86 sandbox's emulated host (resources/testbed/fetch-qemu.sh: Debian 12's
-# loses vCPU wakeups under nested SVM); Debian 12's qemu-system-x86 stays
-# for the QEMU the benchmarks run inside that host. And what the
+# harness's --kcidb output is checked against. And Debian 13's QEMU
+# (resources/testbed/fetch-qemu.sh: Debian 12's loses vCPU wakeups under
+# nested SVM), which runs the x86 sandbox's emulated host and is the QEMU
+# the benchmarks compare with inside it. And what the
 # arm64 sandbox needs (resources/testbed-arm64/setup.sh): qemu-system-aarch64,
 # the aarch64 cross gcc and libc, the Rust target aarch64-unknown-linux-gnu.
 # usage: resources/setup.sh
 set -euo pipefail
 
-PACKAGES=(qemu-system-x86 busybox-static cpio xz-utils zstd acpica-tools
+PACKAGES=(busybox-static cpio xz-utils zstd acpica-tools
           device-tree-compiler binutils hyperfine libglib2.0-0 zlib1g libyaml-0-2)
 
 missing=()

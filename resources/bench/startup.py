@@ -12,7 +12,9 @@ Markdown table of medians. Usage:
     resources/bench/startup.py [--runs 20] [--qemu PATH] [--out FILE]
 
 Needs a usable /dev/kvm, a release build of dmavm (built here if missing)
-and qemu-system-x86_64 (resources/setup.sh installs it).
+and the project's QEMU (build/qemu-x86, Debian 13's, which
+resources/setup.sh fetches; run through its own loader, without the shell
+wrapper, so that QEMU's figure holds no extra exec) or --qemu PATH.
 """
 import argparse
 import datetime
@@ -24,11 +26,23 @@ import sys
 import tempfile
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+QEMU_DIST = os.path.join(REPO, "build", "qemu-x86", "dist")
 
 # Real mode at the reset vector 0xfffffff0 (last 16 bytes of the firmware):
 #   mov al,'x' ; mov dx,0x3f8 ; out dx,al ; xor al,al ; out 0xf4,al ; hlt ; jmp $-1
 # (isa-debug-exit turns the 0 into QEMU exit status 1.)
 QEMU_RESET_CODE = bytes([0xB0, 0x78, 0xBA, 0xF8, 0x03, 0xEE, 0x30, 0xC0, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD])
+
+
+def project_qemu():
+    """The command prefix that runs the project's QEMU through its own
+    loader, libraries and firmware, or None when it is not fetched."""
+    binary = os.path.join(QEMU_DIST, "bin", "qemu-system-x86_64")
+    if not os.access(binary, os.X_OK):
+        return None
+    lib = os.path.join(QEMU_DIST, "lib")
+    return [os.path.join(lib, "ld-linux-x86-64.so.2"), "--library-path", lib, binary,
+            "-L", os.path.join(QEMU_DIST, "share")]
 
 
 def measure_once(measurer, cmd):
@@ -56,7 +70,7 @@ def measure_alternating(measurer, cmds, runs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--qemu", default=shutil.which("qemu-system-x86_64"))
+    ap.add_argument("--qemu", help="a qemu-system-x86_64 to measure instead of the project's")
     ap.add_argument("--out", help="append the Markdown result to this file")
     args = ap.parse_args()
 
@@ -81,16 +95,18 @@ def main():
         cmd = [dmavm, "run", "--payload", os.path.join(work, name + ".bin"), "--memory", "64M"]
         rows.append((f"dmavm, `{name}` payload", cmd))
     rows.append(("KVM floor (`kvm-floor.c`: VM, 64 MiB, one vCPU, first exit, close)", [floor]))
-    if args.qemu:
-        cmd = [args.qemu, "-M", "microvm", "-enable-kvm", "-m", "64M", "-nodefaults", "-no-user-config",
+    qemu = project_qemu() if args.qemu is None else [args.qemu]
+    if qemu:
+        cmd = qemu + ["-M", "microvm", "-enable-kvm", "-m", "64M", "-nodefaults", "-no-user-config",
                "-display", "none", "-serial", "stdio", "-bios", fw,
                "-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
         rows.append(("QEMU microvm, 16-byte firmware", cmd))
     else:
-        print("startup.py: qemu-system-x86_64 not found: QEMU column skipped", file=sys.stderr)
+        sys.exit(f"startup.py: no QEMU to compare with: {QEMU_DIST} is missing (run resources/setup.sh) "
+                 "and --qemu was not given")
     results = measure_alternating(measurer, [cmd for _, cmd in rows], args.runs)
 
-    base = results[-1][0] if args.qemu else None
+    base = results[-1][0]
     floor_t = results[2][0]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Start-up, {args.runs} runs each, alternating, {stamp}, "

@@ -7,9 +7,11 @@
 # the static dmavm binary, the payloads, the L2 guest (kernel, PVH vmlinux,
 # initramfs) under /guest, the scenarios (tests/scenarios/*.sh) and /init
 # (resources/testbed/l1-init).
-# With DMAVM_L1_WITH_QEMU=1 it also carries qemu-system-x86_64, its shared
-# libraries and the firmware microvm needs, for benchmarks that compare
-# dmavm with QEMU inside the same L1 (resources/bench/linux-boot.sh).
+# With DMAVM_L1_WITH_QEMU=1 it also carries the project's QEMU (Debian 13's,
+# build/qemu-x86/dist of resources/testbed/fetch-qemu.sh: the binary, its
+# loader, libraries and firmware) under /qemu, run by the wrapper
+# /usr/bin/qemu-system-x86_64, for benchmarks that compare dmavm with QEMU
+# inside the same L1 (tests/scenarios/bench-*.sh).
 # Output: build/testbed/l1.cpio (uncompressed: TCG unpacks that fastest);
 # rebuilt only when an input changed.
 # usage: resources/testbed/build-l1.sh DMAVM_STATIC_BINARY PAYLOAD_DIR
@@ -52,9 +54,11 @@ inputs=("$HERE/build-l1.sh" "$HERE/l1-init" "$BUSYBOX" "$DMAVM" "$GUEST/kver" "$
 shopt -s nullglob
 scenarios=("$ROOT"/tests/scenarios/*.sh)
 WITH_QEMU=${DMAVM_L1_WITH_QEMU:-0}
-QEMU=/usr/bin/qemu-system-x86_64
-QEMU_FIRMWARE=(bios-microvm.bin qboot.rom linuxboot_dma.bin pvh.bin kvmvapic.bin)
-[ "$WITH_QEMU" = 1 ] && inputs+=("$QEMU")
+QEMU_DIST=$ROOT/build/qemu-x86/dist
+if [ "$WITH_QEMU" = 1 ]; then
+  [ -x "$QEMU_DIST/bin/qemu-system-x86_64" ] || die "$QEMU_DIST not found (run resources/setup.sh)"
+  inputs+=("$QEMU_DIST/bin/qemu-system-x86_64" "$QEMU_DIST/share"/*)
+fi
 if [ -z "$CUSTOM_OUT" ]; then
   stamp=$( { echo "with_qemu=$WITH_QEMU"; sha256sum "${inputs[@]}" "${scenarios[@]}";
              (cd "$PAYLOADS" && find . -type f | LC_ALL=C sort | xargs -r sha256sum); } \
@@ -96,18 +100,13 @@ fi
 [ -z "$EXTRA" ] || cp -a "$EXTRA"/. "$R/"
 install -m 755 "$HERE/l1-init" "$R/init"
 if [ "$WITH_QEMU" = 1 ]; then
-  [ -x $QEMU ] || die "$QEMU not found (run resources/setup.sh)"
-  mkdir -p "$R/usr/bin" "$R/usr/share/qemu"
-  cp $QEMU "$R/usr/bin/"
-  carry_libraries $QEMU
-  for f in "${QEMU_FIRMWARE[@]}"; do
-    [ -e "/usr/share/qemu/$f" ] || die "QEMU firmware /usr/share/qemu/$f missing"
-    cp -L "/usr/share/qemu/$f" "$R/usr/share/qemu/"
-  done
-  # q35 boots through SeaBIOS (the virtio-blk-pci comparison)
-  mkdir -p "$R/usr/share/seabios"
-  cp -L /usr/share/seabios/bios-256k.bin "$R/usr/share/seabios/" || die "SeaBIOS (bios-256k.bin) missing"
-  cp -L /usr/share/seabios/bios-256k.bin "$R/usr/share/qemu/"
+  mkdir -p "$R/usr/bin"
+  cp -a "$QEMU_DIST" "$R/qemu"
+  cat > "$R/usr/bin/qemu-system-x86_64" <<'WRAP'
+#!/bin/sh
+exec /qemu/lib/ld-linux-x86-64.so.2 --library-path /qemu/lib /qemu/bin/qemu-system-x86_64 -L /qemu/share "$@"
+WRAP
+  chmod 755 "$R/usr/bin/qemu-system-x86_64"
 fi
 (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$TARGET.$$"
 mv "$TARGET.$$" "$TARGET"

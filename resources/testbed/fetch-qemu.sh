@@ -1,10 +1,11 @@
 #!/bin/bash
-# fetch-qemu.sh - the QEMU that runs the x86 sandbox's emulated host (L1):
-# Debian 13's qemu-system-x86 with the shared libraries it needs, downloaded
-# (never installed) through a private apt state and unpacked into
-# build/qemu-x86 (bin/qemu-system-x86_64, a wrapper; l0/ with the binary, its
-# dynamic loader, exactly the libraries it needs and the firmware a -kernel
-# boot of a q35 machine loads).
+# fetch-qemu.sh - the project's x86 QEMU: Debian 13's qemu-system-x86 with
+# the shared libraries it needs, downloaded (never installed) through a
+# private apt state and unpacked into build/qemu-x86 (bin/qemu-system-x86_64,
+# a wrapper; dist/ with the binary, its dynamic loader, exactly the libraries
+# it needs and the firmware of -kernel boots of q35 and microvm). It runs the
+# x86 sandbox's emulated host (L1), and resources/testbed/build-l1.sh carries
+# dist/ into L1 as the QEMU the benchmarks compare dmavm with.
 #
 # Why not Debian 12's QEMU 7.2: under TCG with nested SVM it loses the
 # wakeup of a halted vCPU for good (the vCPU stays halted with interrupts
@@ -13,7 +14,8 @@
 # still watches for that state (tests/src/l1_monitor.rs), whichever QEMU runs.
 #
 # Only lib* packages of the dependency closure are unpacked (no maintainer
-# scripts run). Does nothing when build/qemu-x86 is complete.
+# scripts run). Does nothing when build/qemu-x86 is complete and was made by
+# this version of the script.
 # usage: resources/testbed/fetch-qemu.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -21,10 +23,12 @@ OUT=$ROOT/build/qemu-x86
 APTDIR=$ROOT/build/apt-trixie
 DEBS=$ROOT/build/cache/qemu-x86
 SUITE=trixie
-# What a -kernel boot of q35 with -nodefaults reads from the firmware path.
-FIRMWARE=(bios-256k.bin linuxboot_dma.bin kvmvapic.bin)
+# What -kernel boots of q35 (SeaBIOS) and microvm (qboot or SeaBIOS, PVH)
+# read from the firmware path.
+FIRMWARE=(bios-256k.bin bios-microvm.bin qboot.rom linuxboot_dma.bin pvh.bin kvmvapic.bin)
 die() { echo "fetch-qemu.sh: error: $*" >&2; exit 1; }
-[ -x "$OUT/bin/qemu-system-x86_64" ] && [ -f "$OUT/complete" ] && exit 0
+recipe=$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)
+[ -x "$OUT/bin/qemu-system-x86_64" ] && [ "$(cat "$OUT/complete" 2>/dev/null)" = "$recipe" ] && exit 0
 command -v readelf >/dev/null || die "readelf is missing (binutils; run resources/setup.sh)"
 
 mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$DEBS"
@@ -51,10 +55,10 @@ for d in "$DEBS"/*.deb; do dpkg-deb -x "$d" "$OUT.tmp/root" || die "dpkg-deb -x 
 R=$OUT.tmp/root
 [ -x "$R/usr/bin/qemu-system-x86_64" ] || die "no qemu-system-x86_64 in the unpacked packages"
 [ -e "$R/usr/lib64/ld-linux-x86-64.so.2" ] || die "no dynamic loader in the unpacked libc6"
-L0=$OUT.tmp/l0
-mkdir -p "$L0/lib" "$L0/bin" "$L0/share" "$OUT.tmp/bin"
-cp "$R/usr/bin/qemu-system-x86_64" "$L0/bin/"
-cp -L "$R/usr/lib64/ld-linux-x86-64.so.2" "$L0/lib/"
+D=$OUT.tmp/dist
+mkdir -p "$D/lib" "$D/bin" "$D/share" "$OUT.tmp/bin"
+cp "$R/usr/bin/qemu-system-x86_64" "$D/bin/"
+cp -L "$R/usr/lib64/ld-linux-x86-64.so.2" "$D/lib/"
 # The closure of the binary's NEEDED libraries, flat in lib/: the loader
 # resolves them there before anything of the host's.
 todo=("$R/usr/bin/qemu-system-x86_64"); seen=" "
@@ -65,14 +69,14 @@ while [ ${#todo[@]} -gt 0 ]; do
     seen="$seen$n "
     lib=$( { ls "$R/lib/x86_64-linux-gnu/$n" "$R/usr/lib/x86_64-linux-gnu/$n" 2>/dev/null || true; } | head -1)
     [ -n "$lib" ] || die "$n (needed by $(basename "$f")) is in no unpacked package"
-    cp -L "$lib" "$L0/lib/$n"
+    cp -L "$lib" "$D/lib/$n"
     todo+=("$lib")
   done
 done
 for f in "${FIRMWARE[@]}"; do
   src=$( { ls "$R/usr/share/qemu/$f" "$R/usr/share/seabios/$f" 2>/dev/null || true; } | head -1)
   [ -n "$src" ] || die "firmware $f is in no unpacked package"
-  cp -L "$src" "$L0/share/$f"
+  cp -L "$src" "$D/share/$f"
 done
 version=$(dpkg-deb -f "$DEBS"/qemu-system-x86_*.deb Version)
 # -L points QEMU at this firmware only, never the host's /usr/share/qemu
@@ -81,11 +85,11 @@ cat > "$OUT.tmp/bin/qemu-system-x86_64" <<WRAP
 #!/bin/sh
 # Debian 13's qemu-system-x86 $version with its own loader, libraries and firmware
 # (resources/testbed/fetch-qemu.sh)
-exec "$OUT/l0/lib/ld-linux-x86-64.so.2" --library-path "$OUT/l0/lib" "$OUT/l0/bin/qemu-system-x86_64" -L "$OUT/l0/share" "\$@"
+exec "$OUT/dist/lib/ld-linux-x86-64.so.2" --library-path "$OUT/dist/lib" "$OUT/dist/bin/qemu-system-x86_64" -L "$OUT/dist/share" "\$@"
 WRAP
 chmod +x "$OUT.tmp/bin/qemu-system-x86_64"
 rm -rf "$R" "$OUT"; mv "$OUT.tmp" "$OUT"
 "$OUT/bin/qemu-system-x86_64" --version | grep -q 'QEMU emulator version' \
   || { rm -rf "$OUT"; die "the unpacked qemu-system-x86_64 does not run"; }
-touch "$OUT/complete"
-echo "fetch-qemu.sh: $(du -sh "$OUT/l0" | cut -f1) in $OUT/l0 (qemu-system-x86_64 $version and $(ls "$OUT/l0/lib" | wc -l) libraries)" >&2
+echo "$recipe" > "$OUT/complete"
+echo "fetch-qemu.sh: $(du -sh "$OUT/dist" | cut -f1) in $OUT/dist (qemu-system-x86_64 $version and $(ls "$OUT/dist/lib" | wc -l) libraries)" >&2

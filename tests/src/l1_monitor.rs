@@ -10,6 +10,8 @@
 //! (twice, a second apart: no correct CPU stays there), so that the runner
 //! stops such an L1 within seconds instead of after minutes of silence,
 //! logging first what [`L1Monitor::account`] says L1's vCPUs were doing.
+//! The test bed's own QEMU (10.0) has not shown it; the watch stays for
+//! whichever QEMU runs L1 (`DMAVM_L1_QEMU` may name another).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
