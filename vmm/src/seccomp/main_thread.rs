@@ -88,8 +88,10 @@ fn allow_list() -> Result<AllowList> {
         .when(libc::SYS_accept4, &[(3, SeccompCmpOp::Eq, (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64)])?
         .when(libc::SYS_sendto, &[(3, SeccompCmpOp::Eq, libc::MSG_NOSIGNAL as u64)])?;
     // A virtio-net device sets its TAP's offloads as the driver
-    // negotiates them.
+    // negotiates them, and sends each frame with one writev straight from
+    // guest memory.
     list.ioctls(&[super::ioctls::TAP_OFFLOADS])?;
+    list.call(libc::SYS_writev);
     // Architectures that have them besides the generic calls.
     #[cfg(target_arch = "x86_64")]
     list.call(libc::SYS_epoll_wait).call(libc::SYS_nanosleep);

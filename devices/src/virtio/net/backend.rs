@@ -38,11 +38,73 @@ pub trait NetBackend: Send {
     fn read_frame(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
 
     /// Sends one frame, whole or not at all.
-    fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()>;
+    fn write_frame(&mut self, frame: &GuestFrame<'_>) -> std::io::Result<()>;
 
     /// Tells the backend what the guest accepts unfinished.
     fn set_offloads(&mut self, offloads: Offloads) -> std::io::Result<()>;
 
     /// The descriptor that becomes readable when a frame is waiting.
     fn readiness_fd(&self) -> RawFd;
+}
+
+/// A transmit frame where the driver put it: the pieces of guest memory its
+/// chain's buffers translate to, in order, header first. The device hands
+/// it to the backend as it is, so that a TAP takes it with one `writev(2)`
+/// and the frame is copied once (by the kernel), not twice.
+pub struct GuestFrame<'a> {
+    iov: &'a [libc::iovec],
+    len: usize,
+}
+
+impl<'a> GuestFrame<'a> {
+    /// The frame made of `iov`.
+    ///
+    /// # Safety
+    ///
+    /// Every entry of `iov` points to `iov_len` bytes of mapped memory that
+    /// stays mapped for `'a` (guest memory the device holds).
+    pub(crate) unsafe fn new(iov: &'a [libc::iovec]) -> Self {
+        let len = iov.iter().map(|v| v.iov_len).sum();
+        Self { iov, len }
+    }
+
+    /// Its length in bytes, header included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no bytes (never, for a frame the device sends).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces, for `writev(2)` and the like.
+    pub fn iovecs(&self) -> &[libc::iovec] {
+        self.iov
+    }
+
+    /// The frame's bytes, copied out: for backends that cannot take the
+    /// pieces. The guest may be changing them meanwhile (its own race: the
+    /// copy is whatever the bytes were when read).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.len];
+        let mut at = 0;
+        for v in self.iov {
+            // SAFETY: `new`'s contract: `iov_len` mapped bytes at
+            // `iov_base`, alive for `'a`; `out` holds `len`, the sum of
+            // the lengths, so `at + iov_len` stays inside it. Raw copies
+            // make no reference to memory the guest may write.
+            unsafe {
+                std::ptr::copy_nonoverlapping(v.iov_base.cast::<u8>(), out.as_mut_ptr().add(at), v.iov_len);
+            }
+            at += v.iov_len;
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for GuestFrame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestFrame").field("pieces", &self.iov.len()).field("len", &self.len).finish()
+    }
 }

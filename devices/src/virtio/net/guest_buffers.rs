@@ -71,32 +71,3 @@ pub(crate) fn write_at<M: GuestMemory>(
         Err(GuestMemoryError::PartialBuffer { expected: data.len(), completed: 0 })
     }
 }
-
-/// Reads the whole of `buffers` into the start of `out`, which the caller
-/// made long enough; returns the number of bytes read. An address that is
-/// not readable fails.
-pub(crate) fn read_all<M: GuestMemory>(
-    mem: &M,
-    buffers: &[Buffer],
-    out: &mut [u8],
-) -> Result<usize, GuestMemoryError> {
-    let mut at = 0;
-    for b in buffers {
-        let n = b.len as usize;
-        if n == 0 {
-            continue;
-        }
-        let Some(dst) = out.get_mut(at..at + n) else {
-            return Err(GuestMemoryError::PartialBuffer { expected: n, completed: 0 });
-        };
-        let mut done = 0;
-        for slice in mem.get_slices(b.addr, n, Permissions::Read)? {
-            let slice = slice?;
-            let chunk = slice.len().min(n - done);
-            slice.copy_to(&mut dst[done..done + chunk]);
-            done += chunk;
-        }
-        at += n;
-    }
-    Ok(at)
-}

@@ -73,7 +73,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::virtio::device::{Activation, DeviceError, VirtioDevice};
 use crate::virtio::queue::{prepare_queue, ActiveQueue};
 
-pub use backend::{NetBackend, Offloads, FRAME_MAX, VNET_HDR_LEN};
+pub use backend::{GuestFrame, NetBackend, Offloads, FRAME_MAX, VNET_HDR_LEN};
 pub use counters::NetCounters;
 pub use rx::RxOutcome;
 pub use tap::{Tap, TapError, TAP_NAME_MAX};

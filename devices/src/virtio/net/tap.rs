@@ -6,11 +6,11 @@
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::backend::{NetBackend, Offloads, VNET_HDR_LEN};
+use super::backend::{GuestFrame, NetBackend, Offloads, VNET_HDR_LEN};
 
 /// The longest interface name (`IFNAMSIZ` less its NUL).
 pub const TAP_NAME_MAX: usize = libc::IFNAMSIZ - 1;
@@ -163,9 +163,15 @@ impl NetBackend for Tap {
         self.file.read(buf)
     }
 
-    fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        // One write(2) is one frame; the TAP takes it whole or fails.
-        let n = self.file.write(frame)?;
+    fn write_frame(&mut self, frame: &GuestFrame<'_>) -> std::io::Result<()> {
+        // One writev(2) is one frame; the TAP takes it whole or fails.
+        let iov = frame.iovecs();
+        let count = libc::c_int::try_from(iov.len())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EMSGSIZE))?;
+        // SAFETY: `iov` is `count` iovecs, each naming mapped memory
+        // (`GuestFrame`'s contract) that the kernel only reads.
+        let n = unsafe { libc::writev(self.file.as_raw_fd(), iov.as_ptr(), count) };
+        let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
         if n != frame.len() {
             return Err(std::io::Error::other(format!("TAP took {n} of {} bytes", frame.len())));
         }
@@ -184,6 +190,16 @@ impl NetBackend for Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends `bytes` as a frame in two pieces (the header, the rest), as a
+    /// driver's header-then-data chain arrives.
+    fn send(tap: &mut Tap, bytes: &[u8]) -> std::io::Result<()> {
+        let (head, rest) = bytes.split_at(VNET_HDR_LEN.min(bytes.len()));
+        let iov =
+            [head, rest].map(|p| libc::iovec { iov_base: p.as_ptr().cast_mut().cast(), iov_len: p.len() });
+        // SAFETY: both pieces point into `bytes`, which outlives the frame.
+        tap.write_frame(&unsafe { GuestFrame::new(&iov) })
+    }
 
     #[test]
     fn names_are_checked_before_the_kernel_sees_them() {
@@ -364,7 +380,7 @@ mod tests {
             // Device to kernel: a datagram to a socket bound on the TAP's
             // address.
             let server = bound_udp(5555);
-            tap.write_frame(&udp_frame(mac, 5555, b"through the tap")).unwrap();
+            send(&mut tap, &udp_frame(mac, 5555, b"through the tap")).unwrap();
             assert!(readable(server.as_raw_fd(), 5000), "the kernel did not deliver the datagram");
             let mut got = [0u8; 64];
             // SAFETY: `got` is writable memory of its length.
@@ -409,7 +425,7 @@ mod tests {
             let mut tap = Tap::open("dmvt2").unwrap();
             set_link("dmvt2", 0);
             let frame = udp_frame(mac, 5556, b"while down");
-            assert!(tap.write_frame(&frame).is_err(), "a frame sent through a TAP that is down");
+            assert!(send(&mut tap, &frame).is_err(), "a frame sent through a TAP that is down");
             let mut buf = vec![0u8; super::super::FRAME_MAX];
             match tap.read_frame(&mut buf) {
                 Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
@@ -417,7 +433,7 @@ mod tests {
             }
             set_link("dmvt2", libc::IFF_UP | libc::IFF_RUNNING);
             let server = bound_udp(5556);
-            tap.write_frame(&udp_frame(mac, 5556, b"up again")).unwrap();
+            send(&mut tap, &udp_frame(mac, 5556, b"up again")).unwrap();
             assert!(readable(server.as_raw_fd(), 5000), "nothing delivered once the TAP is up again");
         });
     }

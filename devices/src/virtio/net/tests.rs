@@ -61,7 +61,7 @@ impl NetBackend for MemBackend {
         Ok(n)
     }
 
-    fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
+    fn write_frame(&mut self, frame: &GuestFrame<'_>) -> std::io::Result<()> {
         let mut w = self.wire.lock().unwrap();
         if w.fail_writes {
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
@@ -623,7 +623,8 @@ impl NetBackend for SocketBackend {
         usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
     }
 
-    fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
+    fn write_frame(&mut self, frame: &GuestFrame<'_>) -> std::io::Result<()> {
+        let frame = frame.to_vec();
         // SAFETY: `frame` is readable memory of `frame.len()` bytes.
         let n = unsafe {
             libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT)

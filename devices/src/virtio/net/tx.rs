@@ -1,26 +1,42 @@
 //! The transmit side (virtio 1.2, 5.1.6.2): each chain on `transmitq1` is
-//! one frame, header first, copied out of guest memory into a bounce
-//! buffer and written to the backend in one piece. Every chain is returned
-//! with used length 0 (the device writes nothing into it), whether the
-//! frame was sent, dropped as unusable or refused by the backend.
+//! one frame, header first, handed to the backend where it lies in guest
+//! memory (after IOMMU translation, if any), so that it is copied once,
+//! by the backend's kernel, and never into a bounce buffer. Every chain is
+//! returned with used length 0 (the device writes nothing into it), whether
+//! the frame was sent, dropped as unusable or refused by the backend.
 
 use virtio_queue::QueueT;
-use vm_memory::GuestMemory;
+use vm_memory::{GuestMemory, Permissions};
 
 use crate::virtio::chain::{walk_into, Buffer};
 use crate::virtio::device::DeviceError;
 use crate::virtio::queue::{drain, ActiveQueue};
 
-use super::backend::{NetBackend, FRAME_MAX, VNET_HDR_LEN};
+use super::backend::{GuestFrame, NetBackend, FRAME_MAX, VNET_HDR_LEN};
 use super::counters::NetCounters;
-use super::guest_buffers::{read_all, readable_len};
+use super::guest_buffers::readable_len;
 use super::TRANSMITQ;
+
+/// The most pieces one frame may have: Linux's `IOV_MAX`, the most one
+/// `writev(2)` takes. A frame is at most [`FRAME_MAX`] bytes in at most a
+/// queue's worth of buffers, each split only where guest memory regions or
+/// IOMMU mappings (4 KiB at least) end, so a driver's frame stays far
+/// below; a chain beyond it is dropped.
+const MAX_PIECES: usize = 1024;
+
+/// The pieces of the frame being sent; empty between frames.
+struct Pieces(Vec<libc::iovec>);
+
+// SAFETY: the pointers in `Pieces` are only used while the frame they
+// describe is sent, on the thread that filled them, and cleared before the
+// next frame; between frames the vector holds none.
+unsafe impl Send for Pieces {}
 
 /// The transmit queue's state, reused buffers included.
 pub(crate) struct Transmitter<M> {
     pub(crate) active: Option<ActiveQueue<M>>,
     chain: Vec<Buffer>,
-    frame: Box<[u8]>,
+    pieces: Pieces,
 }
 
 impl<M> Transmitter<M> {
@@ -28,7 +44,7 @@ impl<M> Transmitter<M> {
         Self {
             active: None,
             chain: Vec::with_capacity(usize::from(queue_size)),
-            frame: vec![0u8; FRAME_MAX].into_boxed_slice(),
+            pieces: Pieces(Vec::with_capacity(usize::from(queue_size))),
         }
     }
 }
@@ -47,53 +63,80 @@ impl<M: GuestMemory> Transmitter<M> {
         let mem = &*active.mem;
         let max_descriptors = active.queue.size();
         let chain = &mut self.chain;
-        let frame = &mut self.frame;
+        let pieces = &mut self.pieces.0;
         drain(&mut active.queue, mem, &*active.interrupt, TRANSMITQ, |c| {
-            let len = match walk_into(c, max_descriptors, chain) {
-                Ok(()) => gather(mem, chain, frame),
+            pieces.clear();
+            let usable = match walk_into(c, max_descriptors, chain) {
+                Ok(()) => locate(mem, chain, pieces),
                 Err(e) => {
                     log::debug!("virtio-net: transmit chain: {e}; dropped");
-                    None
+                    false
                 }
             };
-            match len {
-                Some(len) => match backend.write_frame(&frame[..len]) {
+            if usable {
+                // SAFETY: `locate` filled `pieces` from slices of `mem`,
+                // which the queue holds mapped for the whole drain.
+                let frame = unsafe { GuestFrame::new(pieces) };
+                match backend.write_frame(&frame) {
                     Ok(()) => {
                         counters.tx_frames += 1;
-                        counters.tx_bytes += (len - VNET_HDR_LEN) as u64;
+                        counters.tx_bytes += (frame.len() - VNET_HDR_LEN) as u64;
                     }
                     Err(e) => {
                         counters.tx_dropped += 1;
                         counters.backend_errors += 1;
                         crate::guest_log!(static log::Level::Warn, "virtio-net: the backend refused a frame: {e}; dropped (is the TAP up?)");
                     }
-                },
-                None => counters.tx_dropped += 1,
+                }
+            } else {
+                counters.tx_dropped += 1;
             }
+            pieces.clear();
             Ok(0)
         })
     }
 }
 
-/// Copies a transmit chain's frame into `frame`; its length, or `None` if
-/// the chain is unusable (a device-writable buffer, shorter than the
-/// header, longer than [`FRAME_MAX`], not readable).
-fn gather<M: GuestMemory>(mem: &M, buffers: &[Buffer], frame: &mut [u8]) -> Option<usize> {
+/// Fills `pieces` with where a transmit chain's frame lies in host memory;
+/// `false` if the chain is unusable (a device-writable buffer, shorter than
+/// the header, longer than [`FRAME_MAX`], in more than [`MAX_PIECES`]
+/// pieces, not readable).
+fn locate<M: GuestMemory>(mem: &M, buffers: &[Buffer], pieces: &mut Vec<libc::iovec>) -> bool {
     let Some(len) = readable_len(buffers) else {
         log::debug!("virtio-net: transmit chain has device-writable buffers; dropped");
-        return None;
+        return false;
     };
-    if !(VNET_HDR_LEN..=frame.len()).contains(&len) {
+    if !(VNET_HDR_LEN..=FRAME_MAX).contains(&len) {
         log::debug!(
             "virtio-net: {len}-byte transmit chain (header {VNET_HDR_LEN}, at most {FRAME_MAX}); dropped"
         );
-        return None;
+        return false;
     }
-    match read_all(mem, buffers, frame) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            log::debug!("virtio-net: transmit buffer not readable: {e}; dropped");
-            None
+    for b in buffers.iter().filter(|b| b.len > 0) {
+        let slices = match mem.get_slices(b.addr, b.len as usize, Permissions::Read) {
+            Ok(slices) => slices,
+            Err(e) => {
+                log::debug!("virtio-net: transmit buffer not readable: {e}; dropped");
+                return false;
+            }
+        };
+        for slice in slices {
+            let slice = match slice {
+                Ok(slice) => slice,
+                Err(e) => {
+                    log::debug!("virtio-net: transmit buffer not readable: {e}; dropped");
+                    return false;
+                }
+            };
+            if pieces.len() == MAX_PIECES {
+                log::debug!("virtio-net: transmit chain in more than {MAX_PIECES} pieces; dropped");
+                return false;
+            }
+            pieces.push(libc::iovec {
+                iov_base: slice.ptr_guard().as_ptr().cast_mut().cast(),
+                iov_len: slice.len(),
+            });
         }
     }
+    true
 }
