@@ -14,7 +14,7 @@
 # Needs an L1 image built with DMAVM_L1_WITH_QEMU=1 (no option ROM: romfile=
 # empty, the L2 boots with -kernel).
 # env: DMAVM (dmavm binary), GUEST (guest images), BENCH_MIB (default 64),
-# BENCH_ROUNDS (default 2)
+# BENCH_ROUNDS (default 2), BENCH_MODES (default "direct lazy strict")
 # l1-cpus: 2 (L1 answers the guest's traffic beside running it: see tests/src/sandbox.rs)
 : "${DMAVM:?}" "${GUEST:?}"
 . "$(dirname "$0")/net-lib.sh"
@@ -57,7 +57,7 @@ run_bench() {
     /^dmavm: stats: / { sub(/^dmavm: stats: /, ""); print "STATS " mode " " $0 }' $d/log
 }
 for round in $(seq "${BENCH_ROUNDS:-2}"); do
-  for mode in direct lazy strict; do
+  for mode in ${BENCH_MODES:-direct lazy strict}; do
     dra=off; [ $mode = direct ] && dra=on
     run_bench dmavm $mode "$DMAVM" run --kernel "$GUEST/vmlinux" --initrd "$GUEST/initramfs.cpio.gz" \
       --memory 512M --cmdline "$(cmdline $mode)" --iommu transport=pci --stats \
