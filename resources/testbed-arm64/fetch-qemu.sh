@@ -42,17 +42,7 @@ R=$OUT.tmp/root
 mkdir -p "$OUT.tmp/l1/lib" "$OUT.tmp/l1/bin"
 cp "$R/usr/bin/qemu-system-aarch64" "$OUT.tmp/l1/bin/"
 cp -L "$R/lib/ld-linux-aarch64.so.1" "$OUT.tmp/l1/lib/"
-todo=("$R/usr/bin/qemu-system-aarch64"); seen=" "
-while [ ${#todo[@]} -gt 0 ]; do
-  f=${todo[0]}; todo=("${todo[@]:1}")
-  for n in $(aarch64-linux-gnu-readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-    case $seen in *" $n "*) continue ;; esac
-    seen="$seen$n "
-    lib=$( { ls "$R/lib/aarch64-linux-gnu/$n" "$R/usr/lib/aarch64-linux-gnu/$n" 2>/dev/null || true; } | head -1)
-    [ -n "$lib" ] || die "$n (needed by $(basename "$f")) is in no unpacked package"
-    cp -L "$lib" "$OUT.tmp/l1/lib/$n"
-    todo+=("$lib")
-  done
-done
+"$ROOT/resources/tools/copy-needed-libs.sh" aarch64-linux-gnu-readelf "$R" aarch64-linux-gnu \
+  "$R/usr/bin/qemu-system-aarch64" "$OUT.tmp/l1/lib" || die "the libraries of qemu-system-aarch64 are incomplete"
 rm -rf "$R" "$OUT"; mv "$OUT.tmp" "$OUT"; touch "$OUT/complete"
 echo "fetch-qemu.sh: $(du -sh "$OUT/l1" | cut -f1) in $OUT/l1 (qemu-system-aarch64 and $(ls "$OUT/l1/lib" | wc -l) libraries)" >&2

@@ -61,18 +61,8 @@ cp "$R/usr/bin/qemu-system-x86_64" "$D/bin/"
 cp -L "$R/usr/lib64/ld-linux-x86-64.so.2" "$D/lib/"
 # The closure of the binary's NEEDED libraries, flat in lib/: the loader
 # resolves them there before anything of the host's.
-todo=("$R/usr/bin/qemu-system-x86_64"); seen=" "
-while [ ${#todo[@]} -gt 0 ]; do
-  f=${todo[0]}; todo=("${todo[@]:1}")
-  for n in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-    case $seen in *" $n "*) continue ;; esac
-    seen="$seen$n "
-    lib=$( { ls "$R/lib/x86_64-linux-gnu/$n" "$R/usr/lib/x86_64-linux-gnu/$n" 2>/dev/null || true; } | head -1)
-    [ -n "$lib" ] || die "$n (needed by $(basename "$f")) is in no unpacked package"
-    cp -L "$lib" "$D/lib/$n"
-    todo+=("$lib")
-  done
-done
+"$ROOT/resources/tools/copy-needed-libs.sh" readelf "$R" x86_64-linux-gnu "$R/usr/bin/qemu-system-x86_64" "$D/lib" \
+  || die "the libraries of qemu-system-x86_64 are incomplete"
 for f in "${FIRMWARE[@]}"; do
   src=$( { ls "$R/usr/share/qemu/$f" "$R/usr/share/seabios/$f" 2>/dev/null || true; } | head -1)
   [ -n "$src" ] || die "firmware $f is in no unpacked package"
