@@ -49,13 +49,22 @@ run_bench() {
   exec 3>&-
   kill $receiver 2>/dev/null
   up_ok=bad; [ "$(sha256sum < $d/up | cut -d' ' -f1)" = "$sha" ] && up_ok=ok
-  awk -v vmm="$vmm" -v mode="$mode" -v sha="$sha" -v mib="$mib" -v up_ok="$up_ok" '
+  out=$(awk -v vmm="$vmm" -v mode="$mode" -v sha="$sha" -v mib="$mib" -v up_ok="$up_ok" '
     /^DMAVM down_sha=/ { split($0, f, /[ =]/); ok = (f[3] == sha) ? "ok" : "bad"; s = f[7] + 0;
                          printf "BENCH %s %s down %.2f %s\n", vmm, mode, (s > 0 ? mib / s : 0), ok }
     /^DMAVM up_secs=/ { split($0, f, /[ =]/); s = f[3] + 0;
                         printf "BENCH %s %s up %.2f %s\n", vmm, mode, (s > 0 ? mib / s : 0), up_ok }
-    /^dmavm: stats: / { sub(/^dmavm: stats: /, ""); print "STATS " mode " " $0 }' $d/log
+    /^dmavm: stats: / { sub(/^dmavm: stats: /, ""); print "STATS " mode " " $0 }' $d/log)
+  echo "$out"
+  # A boot that did not time both transfers (the guest crashed, the VMM
+  # failed) fails the benchmark, with the VMM's last lines.
+  if [ "$(echo "$out" | grep -c '^BENCH ')" -ne 2 ]; then
+    echo "bench-net: $vmm $mode did not time both transfers; its last lines:"
+    tail -5 $d/log
+    failed=1
+  fi
 }
+failed=
 for round in $(seq "${BENCH_ROUNDS:-2}"); do
   for mode in ${BENCH_MODES:-direct lazy strict}; do
     dra=off; [ $mode = direct ] && dra=on
@@ -74,3 +83,4 @@ for round in $(seq "${BENCH_ROUNDS:-2}"); do
 done
 kill $server 2>/dev/null
 rm -rf $d
+[ -z "$failed" ]
