@@ -65,7 +65,6 @@ impl<M: GuestMemory> Transmitter<M> {
         let chain = &mut self.chain;
         let pieces = &mut self.pieces.0;
         drain(&mut active.queue, mem, &*active.interrupt, TRANSMITQ, |c| {
-            pieces.clear();
             let usable = match walk_into(c, max_descriptors, chain) {
                 Ok(()) => locate(mem, chain, pieces),
                 Err(e) => {
@@ -80,7 +79,9 @@ impl<M: GuestMemory> Transmitter<M> {
                 match backend.write_frame(&frame) {
                     Ok(()) => {
                         counters.tx_frames += 1;
-                        counters.tx_bytes += (frame.len() - VNET_HDR_LEN) as u64;
+                        // `locate` checked the chain holds a header; the pieces
+                        // are what guest memory made of it.
+                        counters.tx_bytes += frame.len().saturating_sub(VNET_HDR_LEN) as u64;
                     }
                     Err(e) => {
                         counters.tx_dropped += 1;
@@ -91,6 +92,7 @@ impl<M: GuestMemory> Transmitter<M> {
             } else {
                 counters.tx_dropped += 1;
             }
+            // Empty between frames: `Pieces` holds no pointer outside one.
             pieces.clear();
             Ok(0)
         })
