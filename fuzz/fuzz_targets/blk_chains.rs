@@ -13,16 +13,14 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use dmavm_devices::test_utils::guest_memory::{memory, MEM_SIZE, REGION_SPLIT};
 use dmavm_devices::test_utils::interrupts::Interrupts;
 use dmavm_devices::test_utils::split_queue::Driver;
 use dmavm_devices::virtio::{Activation, Block, BlockConfig, VirtioDevice, VIRTIO_F_VERSION_1};
-use dmavm_fuzz::{Addr, Desc, Ring, Snapshot};
+use dmavm_fuzz::{canary_memory, Addr, Desc, Ring, Snapshot, MEM_SIZE, REGION_SPLIT};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::tempfile::TempFile;
 
-const SIZE: u64 = MEM_SIZE as u64;
 const SECTORS: u64 = 16;
 
 /// A request header's type: every one virtio-blk defines, or any.
@@ -119,7 +117,7 @@ fn sector(s: Sector) -> u64 {
     }
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
     let file = TempFile::new().unwrap();
     let content: Vec<u8> = (0..SECTORS as usize * 512).map(|i| (i * 13 % 256) as u8).collect();
     file.as_file().write_all(&content).unwrap();
@@ -129,7 +127,7 @@ fuzz_target!(|input: Input| {
         id: "fuzz".into(),
     };
     let mut block = Block::<GuestMemoryMmap>::new(config).unwrap();
-    let mem = memory();
+    let mem = canary_memory(MEM_SIZE, REGION_SPLIT);
     let size = 1u16 << (input.size_log2 % 9);
     let queue = Driver::new(&mem, size).queue();
     let mut ring = Ring::new(&mem, 0, size);
@@ -142,7 +140,7 @@ fuzz_target!(|input: Input| {
             interrupt: Arc::new(Interrupts::default()),
         })
         .unwrap();
-    let resolve = |a: &Addr| a.resolve(SIZE, REGION_SPLIT);
+    let resolve = |a: &Addr| a.resolve(MEM_SIZE, REGION_SPLIT);
     for op in input.ops.iter().take(64) {
         match op {
             Op::Header { at, kind, ioprio, sector: s } => {
@@ -161,12 +159,14 @@ fuzz_target!(|input: Input| {
                 }
                 let _ = mem.write_slice(&b, GuestAddress(resolve(at)));
             }
-            Op::Desc { index, desc } => ring.write_desc(&mem, *index, desc.raw(SIZE, REGION_SPLIT)),
+            Op::Desc { index, desc } => ring.write_desc(&mem, *index, desc.raw(MEM_SIZE, REGION_SPLIT)),
             Op::Indirect { at, entries } => {
                 let at = resolve(at);
                 for (i, d) in entries.iter().take(32).enumerate() {
-                    let _ = mem
-                        .write_obj(d.raw(SIZE, REGION_SPLIT), GuestAddress(at.wrapping_add(16 * i as u64)));
+                    let _ = mem.write_obj(
+                        d.raw(MEM_SIZE, REGION_SPLIT),
+                        GuestAddress(at.wrapping_add(16 * i as u64)),
+                    );
                 }
             }
             Op::Blob { at, bytes } => {
@@ -175,8 +175,8 @@ fuzz_target!(|input: Input| {
             Op::Publish { head, bump } => ring.publish(&mem, *head, u16::from(*bump)),
             Op::UsedEvent(v) => ring.set_used_event(&mem, *v),
             Op::Process => {
-                let granted = ring.granted(&mem, SIZE);
-                let before = Snapshot::new(&mem, SIZE);
+                let granted = ring.granted(&mem, MEM_SIZE);
+                let before = Snapshot::new(&mem, MEM_SIZE);
                 // An error is the device's answer to a broken ring.
                 let _ = block.process_queue(0);
                 before.assert_only_changed(&mem, &granted);
@@ -188,4 +188,4 @@ fuzz_target!(|input: Input| {
     if input.read_only {
         assert!(now == content, "a read-only disk was written");
     }
-});
+}));

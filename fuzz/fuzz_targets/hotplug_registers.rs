@@ -30,7 +30,7 @@ enum Op {
     PowerButton,
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|ops: Vec<Op>| dmavm_fuzz::within_cpu_budget(|| {
     let ejected: Arc<Mutex<Vec<(u16, u8)>>> = Arc::default();
     let seen = ejected.clone();
     let mut block =
@@ -77,4 +77,4 @@ fuzz_target!(|ops: Vec<Op>| {
             assert_eq!(bits, model, "segment {segment}: present slots");
         }
     }
-});
+}));

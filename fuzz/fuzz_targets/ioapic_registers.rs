@@ -69,7 +69,7 @@ enum Op {
     Reset,
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|ops: Vec<Op>| dmavm_fuzz::within_cpu_budget(|| {
     let sink = Arc::new(Sink::default());
     let mut io = Ioapic::new(sink.clone());
     let version = |io: &mut Ioapic| {
@@ -107,7 +107,7 @@ fuzz_target!(|ops: Vec<Op>| {
         assert!(sink.route_lens.lock().unwrap().iter().all(|&l| l == n), "a route table of the wrong size");
     }
     assert_eq!(version(&mut io), v0, "the version register changed");
-});
+}));
 
 fn offset(at: Offset) -> u64 {
     match at {

@@ -11,7 +11,7 @@
 use arbitrary::Arbitrary;
 use dmavm_devices::virtio::VirtioDevice;
 use dmavm_fuzz::{
-    Addr, Desc, IommuRig, Len, F_WRITE, IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT, IOMMU_REQ_READ, IOMMU_REQ_WRITE,
+    Addr, Desc, IommuRig, Len, F_WRITE, IOMMU_REQ_READ, IOMMU_REQ_WRITE, MEM_SIZE, REGION_SPLIT,
 };
 use dmavm_iommu::device::IOMMU_FEATURES;
 use dmavm_iommu::test_utils::{attach_req, detach_req, map_req, probe_req, unmap_req};
@@ -19,7 +19,6 @@ use dmavm_iommu::IommuConfig;
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress};
 
-const SIZE: u64 = IOMMU_MEM_SIZE;
 const ENDPOINTS: [u32; 3] = [1, 8, 0x100];
 
 /// A domain or endpoint ID: mostly small (and so often one that exists).
@@ -168,12 +167,12 @@ struct Input {
     ops: Vec<Op>,
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
     let config = IommuConfig { boot_bypass: input.boot_bypass, ..IommuConfig::default() };
     let acked = input.features & IOMMU_FEATURES;
     let mut rig = IommuRig::new(config, &ENDPOINTS, &[(0x8000_0000, 0x8000_ffff)], acked);
     let mem = rig.mem.clone();
-    let resolve = |a: &Addr| a.resolve(SIZE, IOMMU_REGION_SPLIT);
+    let resolve = |a: &Addr| a.resolve(MEM_SIZE, REGION_SPLIT);
     for op in input.ops.iter().take(64) {
         match op {
             Op::Request { req, at, split, tail, indirect } => {
@@ -194,11 +193,11 @@ fuzz_target!(|input: Input| {
                 rig.req.publish(&mem, head, 1);
                 rig.process();
             }
-            Op::Desc { index, desc } => rig.req.write_desc(&mem, *index, desc.raw(SIZE, IOMMU_REGION_SPLIT)),
+            Op::Desc { index, desc } => rig.req.write_desc(&mem, *index, desc.raw(MEM_SIZE, REGION_SPLIT)),
             Op::Indirect { at, entries } => {
                 let at = resolve(at);
                 for (i, d) in entries.iter().take(32).enumerate() {
-                    let d = d.raw(SIZE, IOMMU_REGION_SPLIT);
+                    let d = d.raw(MEM_SIZE, REGION_SPLIT);
                     let _ = mem.write_obj(d, GuestAddress(at.wrapping_add(16 * i as u64)));
                 }
             }
@@ -215,4 +214,4 @@ fuzz_target!(|input: Input| {
             }
         }
     }
-});
+}));

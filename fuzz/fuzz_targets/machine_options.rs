@@ -46,7 +46,7 @@ fn run(options: &MachineOptions, cmdline: &str) {
     }
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
     match input {
         Input::Options(opts) => {
             let mut o = MachineOptions::new(1, 256 << 20);
@@ -76,4 +76,4 @@ fuzz_target!(|input: Input| {
             run(&o, file.cmdline.as_deref().unwrap_or(""));
         }
     }
-});
+}));

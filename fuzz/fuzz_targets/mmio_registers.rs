@@ -14,10 +14,9 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use dmavm_devices::bus::BusDevice;
 use dmavm_devices::interrupt::{InterruptError, InterruptLine};
-use dmavm_devices::test_utils::guest_memory::{memory, MEM_SIZE, REGION_SPLIT};
 use dmavm_devices::virtio::mmio::{MAGIC_VALUE, VENDOR_ID, VERSION};
 use dmavm_devices::virtio::{DmaAccess, MmioTransport, VirtioTransport};
-use dmavm_fuzz::{make_device, Addr, DeviceChoice, Width};
+use dmavm_fuzz::{canary_memory, make_device, Addr, DeviceChoice, Width, MEM_SIZE, REGION_SPLIT};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -94,8 +93,8 @@ fn read32(t: &mut MmioTransport<GuestMemoryMmap>, offset: u64) -> u32 {
     u32::from_le_bytes(b)
 }
 
-fuzz_target!(|input: Input| {
-    let mem = memory();
+fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
+    let mem = canary_memory(MEM_SIZE, REGION_SPLIT);
     let (device, _file) = make_device(input.device);
     let dma = match input.dma % 4 {
         0 => DmaAccess::GuestPhysical,
@@ -105,7 +104,6 @@ fuzz_target!(|input: Input| {
     };
     let device_id = device.device_type();
     let mut t = MmioTransport::new(device, mem.clone(), Arc::new(Line), dma).unwrap();
-    let size = MEM_SIZE as u64;
     for op in input.ops.iter().take(128) {
         match *op {
             Op::Read { offset, width } => {
@@ -123,14 +121,14 @@ fuzz_target!(|input: Input| {
                 t.write(0x30, &u32::from(sel % 4).to_le_bytes());
                 t.write(0x38, &u32::from(qsize).to_le_bytes());
                 for (reg, a) in [(0x80, desc), (0x90, driver), (0xa0, device)] {
-                    let a = a.resolve(size, REGION_SPLIT);
+                    let a = a.resolve(MEM_SIZE, REGION_SPLIT);
                     t.write(reg, &(a as u32).to_le_bytes());
                     t.write(reg + 4, &((a >> 32) as u32).to_le_bytes());
                 }
                 t.write(0x44, &1u32.to_le_bytes());
             }
             Op::Blob { at, ref bytes } => {
-                let _ = mem.write_slice(bytes, GuestAddress(at.resolve(size, REGION_SPLIT)));
+                let _ = mem.write_slice(bytes, GuestAddress(at.resolve(MEM_SIZE, REGION_SPLIT)));
             }
             Op::Process => {
                 for q in 0..t.queue_events().len() {
@@ -143,4 +141,4 @@ fuzz_target!(|input: Input| {
     assert_eq!(read32(&mut t, 0x004), VERSION);
     assert_eq!(read32(&mut t, 0x008), device_id);
     assert_eq!(read32(&mut t, 0x00c), VENDOR_ID);
-});
+}));

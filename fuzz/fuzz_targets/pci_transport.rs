@@ -17,9 +17,8 @@ use arbitrary::Arbitrary;
 use dmavm_devices::bus::{Bus, BusDevice};
 use dmavm_devices::interrupt::{InterruptError, MsiMessage};
 use dmavm_devices::pci::{MsixBackend, PciEcam, PciRoot, PciWindows};
-use dmavm_devices::test_utils::guest_memory::{memory, MEM_SIZE, REGION_SPLIT};
 use dmavm_devices::virtio::{DmaAccess, VirtioPciTransport, VirtioTransport};
-use dmavm_fuzz::{make_device, Addr, DeviceChoice, Width};
+use dmavm_fuzz::{canary_memory, make_device, Addr, DeviceChoice, Width, MEM_SIZE, REGION_SPLIT};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -90,8 +89,8 @@ fn cfg32(ecam: &mut PciEcam, offset: u64) -> u32 {
     u32::from_le_bytes(b)
 }
 
-fuzz_target!(|input: Input| {
-    let mem = memory();
+fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
+    let mem = canary_memory(MEM_SIZE, REGION_SPLIT);
     let (device, _file) = make_device(input.device);
     let dma = match input.dma % 4 {
         0 => DmaAccess::GuestPhysical,
@@ -108,7 +107,6 @@ fuzz_target!(|input: Input| {
     root.add_device(t.clone()).unwrap();
     let mut ecam = PciEcam::new(Arc::new(Mutex::new(root)), 1);
     let ids = (cfg32(&mut ecam, 0), cfg32(&mut ecam, 1 << 15));
-    let size = MEM_SIZE as u64;
     for op in input.ops.iter().take(128) {
         match *op {
             Op::CfgRead { at, width } => {
@@ -131,7 +129,7 @@ fuzz_target!(|input: Input| {
                 let _ = mmio.write(at.get(), &b[..width.len()]);
             }
             Op::Blob { at, ref bytes } => {
-                let _ = mem.write_slice(bytes, GuestAddress(at.resolve(size, REGION_SPLIT)));
+                let _ = mem.write_slice(bytes, GuestAddress(at.resolve(MEM_SIZE, REGION_SPLIT)));
             }
             Op::Process => {
                 let mut t = t.lock().unwrap();
@@ -142,4 +140,4 @@ fuzz_target!(|input: Input| {
         }
     }
     assert_eq!((cfg32(&mut ecam, 0), cfg32(&mut ecam, 1 << 15)), ids, "IDs changed");
-});
+}));

@@ -16,14 +16,13 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
-use dmavm_fuzz::{push_clipped, IommuRig, Snapshot, IOMMU_EVENT_BUFS, IOMMU_EVT_RINGS, IOMMU_MEM_SIZE};
+use dmavm_fuzz::{push_clipped, IommuRig, Snapshot, IOMMU_EVENT_BUFS, IOMMU_EVT_RINGS, MEM_SIZE};
 use dmavm_iommu::request::{Status, VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE};
 use dmavm_iommu::test_utils::{attach_req, detach_req, map_req, unmap_req};
 use dmavm_iommu::{translated_memory, IommuConfig};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress};
 
-const SIZE: u64 = IOMMU_MEM_SIZE;
 const EP: u32 = 8;
 const OK: u8 = Status::Ok as u8;
 
@@ -78,7 +77,7 @@ impl Model {
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|ops: Vec<Op>| dmavm_fuzz::within_cpu_budget(|| {
     // Small IOTLB: eviction and refill happen within a few accesses.
     let config = IommuConfig { iotlb_entries: 4, ..IommuConfig::default() };
     let mut h = IommuRig::new(config, &[EP], &[], dmavm_iommu::device::IOMMU_FEATURES);
@@ -145,7 +144,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Write { iova, len, byte } => {
                 let (iova, len) = (u64::from(iova), usize::from(len % 0x2000));
-                let before = Snapshot::new(&h.mem, SIZE);
+                let before = Snapshot::new(&h.mem, MEM_SIZE);
                 // Bytes guaranteed to differ from the canary somewhere.
                 let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
                 let mut granted = Vec::new();
@@ -154,15 +153,15 @@ fuzz_target!(|ops: Vec<Op>| {
                         let p = model.translate(iova + i, VIRTIO_IOMMU_MAP_F_WRITE);
                         let p =
                             p.unwrap_or_else(|| panic!("write to unwritable IOVA {:#x} succeeded", iova + i));
-                        push_clipped(&mut granted, p, 1, SIZE);
+                        push_clipped(&mut granted, p, 1, MEM_SIZE);
                     }
                 }
                 // The used ring and event buffers are the IOMMU's own writes
                 // (fault reports), not the endpoint's: allowed too.
-                push_clipped(&mut granted, IOMMU_EVT_RINGS, 0x3000, SIZE);
-                push_clipped(&mut granted, IOMMU_EVENT_BUFS, 0x40 * 64, SIZE);
+                push_clipped(&mut granted, IOMMU_EVT_RINGS, 0x3000, MEM_SIZE);
+                push_clipped(&mut granted, IOMMU_EVENT_BUFS, 0x40 * 64, MEM_SIZE);
                 before.assert_only_changed(&h.mem, &granted);
             }
         }
     }
-});
+}));

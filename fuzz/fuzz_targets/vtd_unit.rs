@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use dmavm_fuzz::{canary_memory, Addr, Width, IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT};
+use dmavm_fuzz::{canary_memory, Addr, Width, MEM_SIZE, REGION_SPLIT};
 use dmavm_vtd::{translated_memory, FaultInterrupt, VtdConfig, VtdUnit, FAULT_RECORD_COUNT, REGISTER_SPACE};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress};
@@ -75,8 +75,8 @@ struct Input {
     ops: Vec<Op>,
 }
 
-fuzz_target!(|input: Input| {
-    let mem = canary_memory(IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT);
+fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
+    let mem = canary_memory(MEM_SIZE, REGION_SPLIT);
     let config = VtdConfig { coherent: input.coherent, iotlb_entries: 64 };
     let unit = VtdUnit::new(config, (*mem).clone(), Arc::new(NoInterrupts));
     let read64 = |offset: u64| {
@@ -99,11 +99,11 @@ fuzz_target!(|input: Input| {
                 unit.write(at.resolve(), &bytes[..len]);
             }
             Op::Store { at, value } => {
-                let _ = mem.write_obj(value, GuestAddress(at.resolve(IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT)));
+                let _ = mem.write_obj(value, GuestAddress(at.resolve(MEM_SIZE, REGION_SPLIT)));
             }
             Op::Dma { sid, iova, len, write } => {
                 let device = translated_memory((*mem).clone(), unit.endpoint(sids[usize::from(sid) % 4]));
-                let addr = GuestAddress(iova.resolve(IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT));
+                let addr = GuestAddress(iova.resolve(MEM_SIZE, REGION_SPLIT));
                 let mut buf = vec![0u8; usize::from(len)];
                 let _ =
                     if write { device.write_slice(&buf, addr) } else { device.read_slice(&mut buf, addr) };
@@ -114,4 +114,4 @@ fuzz_target!(|input: Input| {
     assert_eq!(read64(0x10), ecap);
     let fri = (read64(0x30) >> 40) & 0xff;
     assert!(fri < FAULT_RECORD_COUNT as u64);
-});
+}));

@@ -158,18 +158,12 @@ impl Ring {
         let mut out = Vec::new();
         let (u, ul) = self.used_ring();
         push_clipped(&mut out, u, ul, mem_size);
-        for i in 0..self.size {
-            let d = read_desc(mem, self.base + 16 * u64::from(i));
+        for d in read_descs(mem, self.base, u64::from(self.size), mem_size) {
             grant(&mut out, &d, mem_size);
             if d.flags() & F_INDIRECT != 0 {
                 // The device reads at most len / 16 entries of it.
-                let n = u64::from(d.len() / 16).min(1 << 16);
-                for j in 0..n {
-                    let Some(a) = d.addr().0.checked_add(16 * j) else { break };
-                    if a.checked_add(16).is_none_or(|e| e > mem_size) {
-                        break;
-                    }
-                    grant(&mut out, &read_desc(mem, a), mem_size);
+                for e in read_descs(mem, d.addr().0, u64::from(d.len() / 16), mem_size) {
+                    grant(&mut out, &e, mem_size);
                 }
             }
         }
@@ -177,9 +171,25 @@ impl Ring {
     }
 }
 
-fn read_desc(mem: &GuestMemoryMmap, at: u64) -> SplitDescriptor {
-    let raw: RawDescriptor = mem.read_obj(GuestAddress(at)).unwrap();
-    SplitDescriptor::from(raw)
+/// The `count` descriptors of a table at `at`, as many as lie wholly in
+/// `[0, mem_size)`, read with one copy (a read per descriptor made the
+/// oracle cost more than the device).
+fn read_descs(mem: &GuestMemoryMmap, at: u64, count: u64, mem_size: u64) -> Vec<SplitDescriptor> {
+    let room = mem_size.saturating_sub(at) / 16;
+    let n = count.min(room) as usize;
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut bytes = vec![0u8; 16 * n];
+    mem.read_slice(&mut bytes, GuestAddress(at)).unwrap();
+    bytes
+        .chunks_exact(16)
+        .map(|c| {
+            let word =
+                |r: std::ops::Range<usize>| c[r].iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b));
+            SplitDescriptor::new(word(0..8), word(8..12) as u32, word(12..14) as u16, word(14..16) as u16)
+        })
+        .collect()
 }
 
 fn grant(out: &mut Vec<(u64, usize)>, d: &SplitDescriptor, mem_size: u64) {
@@ -197,34 +207,84 @@ pub fn push_clipped(out: &mut Vec<(u64, usize)>, start: u64, len: u64, mem_size:
 }
 
 /// A snapshot of all of guest memory, compared after the device ran.
+///
+/// The comparison works on whole ranges (one `memcmp` per stretch between
+/// granted ranges) and never byte by byte: the fuzz build instruments
+/// every comparison in this crate too, and a per-byte loop over guest
+/// memory cost more than everything the device did.
 #[derive(Debug)]
 pub struct Snapshot(Vec<u8>);
 
 impl Snapshot {
     pub fn new(mem: &GuestMemoryMmap, mem_size: u64) -> Self {
-        let mut v = vec![0u8; mem_size as usize];
+        let mut v = spare_buffer(mem_size as usize);
         mem.read_slice(&mut v, GuestAddress(0)).unwrap();
         Self(v)
     }
 
     /// Panics (the fuzz finding) if a byte outside `granted` changed.
     pub fn assert_only_changed(&self, mem: &GuestMemoryMmap, granted: &[(u64, usize)]) {
-        let mut now = vec![0u8; self.0.len()];
+        let mut now = spare_buffer(self.0.len());
         mem.read_slice(&mut now, GuestAddress(0)).unwrap();
         if now == self.0 {
+            return_buffer(now);
             return;
         }
-        let mut ok = vec![false; now.len()];
-        for &(s, l) in granted {
-            ok[s as usize..s as usize + l].fill(true);
+        let mut ranges: Vec<(usize, usize)> =
+            granted.iter().map(|&(s, l)| (s as usize, (s as usize).saturating_add(l))).collect();
+        ranges.sort_unstable();
+        let mut from = 0;
+        for (start, end) in ranges {
+            if start > from {
+                self.assert_same(&now, from, start);
+            }
+            from = from.max(end);
         }
-        for (a, (b, n)) in self.0.iter().zip(&now).enumerate() {
-            assert!(
-                b == n || ok[a],
-                "guest byte {a:#x} changed from {b:#04x} to {n:#04x} outside the granted ranges"
+        if from < now.len() {
+            self.assert_same(&now, from, now.len());
+        }
+        return_buffer(now);
+    }
+
+    fn assert_same(&self, now: &[u8], from: usize, to: usize) {
+        let (was, is) = (&self.0[from..to], &now[from..to]);
+        if was != is {
+            let i = was.iter().zip(is).position(|(b, n)| b != n).unwrap_or(0);
+            panic!(
+                "guest byte {:#x} changed from {:#04x} to {:#04x} outside the granted ranges",
+                from + i,
+                was[i],
+                is[i]
             );
         }
     }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        return_buffer(std::mem::take(&mut self.0));
+    }
+}
+
+// Snapshot buffers are reused: a fresh 256 KiB allocation is an mmap, and
+// faulting its pages in again on every queue run was a third of a run.
+thread_local! {
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn spare_buffer(len: usize) -> Vec<u8> {
+    let mut v = SPARE_BUFFERS.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    v.resize(len, 0);
+    v
+}
+
+fn return_buffer(v: Vec<u8>) {
+    SPARE_BUFFERS.with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.len() < 4 && v.capacity() > 0 {
+            spare.push(v);
+        }
+    });
 }
 
 /// The virtio device behind a fuzzed transport.
@@ -276,11 +336,11 @@ impl Width {
     }
 }
 
-/// Small guest memory for the virtio-iommu targets: two regions of 128 KiB
-/// (the test-utils harness's 4 MiB cost a fill and two full snapshots per
-/// queue run, which kept the targets under a hundred runs a second).
-pub const IOMMU_MEM_SIZE: u64 = 0x4_0000;
-pub const IOMMU_REGION_SPLIT: u64 = 0x2_0000;
+/// The fuzzed guest's memory: two regions of 128 KiB. Small on purpose:
+/// every queue run snapshots and compares all of it, and each input gets
+/// a fresh copy, so its size sets the targets' speed.
+pub const MEM_SIZE: u64 = 0x4_0000;
+pub const REGION_SPLIT: u64 = 0x2_0000;
 /// Request queue and event queue rings, request buffers, event buffers.
 pub const IOMMU_REQ_RINGS: u64 = 0x0;
 pub const IOMMU_EVT_RINGS: u64 = 0x3000;
@@ -289,17 +349,34 @@ pub const IOMMU_REQ_WRITE: u64 = 0x1_8000;
 pub const IOMMU_EVENT_BUFS: u64 = 0x1_c000;
 
 /// Guest memory of `size` bytes in two regions split at `split`, filled
-/// with a canary pattern (computed once per process).
+/// with a canary pattern. The mapping is reused from the last input once
+/// nothing else holds it (refilled, never faulted in again: a fresh
+/// mapping per input cost an eighth of a run).
 pub fn canary_memory(size: u64, split: u64) -> std::sync::Arc<GuestMemoryMmap> {
+    use std::sync::Arc;
     static PATTERN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, u64, Arc<GuestMemoryMmap>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let pattern = PATTERN.get_or_init(|| (0..1usize << 20).map(|a| (a % 251) as u8 ^ 0x5a).collect());
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[
-        (GuestAddress(0), split as usize),
-        (GuestAddress(split), (size - split) as usize),
-    ])
-    .unwrap();
+    let mem = LAST.with(|last| match &*last.borrow() {
+        Some((s, p, m)) if (*s, *p) == (size, split) && Arc::strong_count(m) == 1 => Some(m.clone()),
+        _ => None,
+    });
+    let mem = mem.unwrap_or_else(|| {
+        let m = Arc::new(
+            GuestMemoryMmap::<()>::from_ranges(&[
+                (GuestAddress(0), split as usize),
+                (GuestAddress(split), (size - split) as usize),
+            ])
+            .unwrap(),
+        );
+        LAST.with(|last| *last.borrow_mut() = Some((size, split, m.clone())));
+        m
+    });
     mem.write_slice(&pattern[..size as usize], GuestAddress(0)).unwrap();
-    std::sync::Arc::new(mem)
+    mem
 }
 
 impl Ring {
@@ -337,7 +414,7 @@ impl IommuRig {
         reserved: &[(u64, u64)],
         acked: u64,
     ) -> Self {
-        let mem = canary_memory(IOMMU_MEM_SIZE, IOMMU_REGION_SPLIT);
+        let mem = canary_memory(MEM_SIZE, REGION_SPLIT);
         let dev = dmavm_iommu::VirtioIommu::new(config, endpoints, reserved).unwrap();
         let req = Ring::new(&mem, IOMMU_REQ_RINGS, 256);
         let evt = Ring::new(&mem, IOMMU_EVT_RINGS, 256);
@@ -394,9 +471,9 @@ impl IommuRig {
     /// the device-writable descriptors changed.
     pub fn process(&mut self) {
         use dmavm_devices::virtio::VirtioDevice;
-        let mut granted = self.req.granted(&self.mem, IOMMU_MEM_SIZE);
-        granted.extend(self.evt.granted(&self.mem, IOMMU_MEM_SIZE));
-        let before = Snapshot::new(&self.mem, IOMMU_MEM_SIZE);
+        let mut granted = self.req.granted(&self.mem, MEM_SIZE);
+        granted.extend(self.evt.granted(&self.mem, MEM_SIZE));
+        let before = Snapshot::new(&self.mem, MEM_SIZE);
         // Errors are the device's answer to a broken ring; only panics and
         // stray writes are findings.
         let _ = self.dev.process_queue(0);
@@ -429,4 +506,28 @@ impl IommuRig {
         }
         self.process();
     }
+}
+
+/// Runs one input and fails it (the finding "an input a guest or user can
+/// make the VMM spend too long on") if it took more than the budget of
+/// CPU time on this thread: 100 ms, or `DMAVM_FUZZ_CPU_MS`. CPU time, not
+/// wall-clock, so a busy machine does not make an input slow; libFuzzer's
+/// `-timeout` still catches waits.
+pub fn within_cpu_budget(run: impl FnOnce()) {
+    static BUDGET_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let budget_ms = *BUDGET_MS.get_or_init(|| {
+        std::env::var("DMAVM_FUZZ_CPU_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
+    });
+    let start = thread_cpu_ns();
+    run();
+    let spent_ms = thread_cpu_ns().saturating_sub(start) / 1_000_000;
+    assert!(spent_ms <= budget_ms, "one input took {spent_ms} ms of CPU (budget {budget_ms} ms)");
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
