@@ -131,14 +131,20 @@ fuzz_target!(|ops: Vec<Op>| dmavm_fuzz::within_cpu_budget(|| {
                 let (iova, len) = (u64::from(iova), usize::from(len % 0x2000));
                 let mut buf = vec![0u8; len];
                 if tm.read_slice(&mut buf, GuestAddress(iova)).is_ok() {
-                    for (i, b) in buf.iter().enumerate() {
-                        let p = model.translate(iova + i as u64, VIRTIO_IOMMU_MAP_F_READ);
-                        let p = p.unwrap_or_else(|| {
-                            panic!("read of unmapped IOVA {:#x} succeeded", iova + i as u64)
-                        });
-                        let mut want = [0u8];
+                    // Page by page: mappings are whole pages.
+                    let mut done = 0;
+                    while done < len {
+                        let at = iova + done as u64;
+                        let chunk = (0x1000 - (at & 0xfff) as usize).min(len - done);
+                        let p = model.translate(at, VIRTIO_IOMMU_MAP_F_READ);
+                        let p = p.unwrap_or_else(|| panic!("read of unmapped IOVA {at:#x} succeeded"));
+                        let mut want = vec![0u8; chunk];
                         h.mem.read_slice(&mut want, GuestAddress(p)).unwrap();
-                        assert_eq!(*b, want[0], "IOVA {:#x} read the wrong byte", iova + i as u64);
+                        assert!(
+                            buf[done..done + chunk] == want[..],
+                            "IOVA {at:#x}+{chunk:#x} read the wrong bytes"
+                        );
+                        done += chunk;
                     }
                 }
             }
@@ -147,14 +153,22 @@ fuzz_target!(|ops: Vec<Op>| dmavm_fuzz::within_cpu_budget(|| {
                 let before = Snapshot::new(&h.mem, MEM_SIZE);
                 // Bytes guaranteed to differ from the canary somewhere.
                 let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
+                let written = tm.write_slice(&data, GuestAddress(iova)).is_ok();
+                // A write that fails part-way (here: a writable mapping onto
+                // a page past the end of RAM) may have written its start, as
+                // DMA that faults midway does; so the writable mappings'
+                // images are granted whether it failed or not. Mappings are
+                // whole pages, so one translation serves a page.
                 let mut granted = Vec::new();
-                if tm.write_slice(&data, GuestAddress(iova)).is_ok() {
-                    for i in 0..len as u64 {
-                        let p = model.translate(iova + i, VIRTIO_IOMMU_MAP_F_WRITE);
-                        let p =
-                            p.unwrap_or_else(|| panic!("write to unwritable IOVA {:#x} succeeded", iova + i));
-                        push_clipped(&mut granted, p, 1, MEM_SIZE);
+                let (mut at, end) = (iova, iova + len as u64);
+                while at < end {
+                    let page_end = ((at >> 12) + 1) << 12;
+                    let chunk = page_end.min(end) - at;
+                    match model.translate(at, VIRTIO_IOMMU_MAP_F_WRITE) {
+                        Some(p) => push_clipped(&mut granted, p, chunk, MEM_SIZE),
+                        None => assert!(!written, "write to unwritable IOVA {at:#x} succeeded"),
                     }
+                    at += chunk;
                 }
                 // The used ring and event buffers are the IOMMU's own writes
                 // (fault reports), not the endpoint's: allowed too.
