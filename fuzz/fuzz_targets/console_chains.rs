@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use dmavm_devices::virtio::{Console, VirtioDevice};
-use dmavm_fuzz::{RingOp, TwoQueueRig};
+use dmavm_fuzz::{QueueRig, RingOp};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
 
@@ -63,7 +63,7 @@ fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
     let mut console = Console::<GuestMemoryMmap>::new(Box::new(Sink(out.clone()))).unwrap();
     let host = console.input();
     let offered = VirtioDevice::<GuestMemoryMmap>::device_features(&console);
-    let mut rig = TwoQueueRig::new(input.size_log2);
+    let mut rig = QueueRig::new(input.size_log2, 2);
     let _ = console.activate(rig.activation(input.features & offered));
     for op in input.ops.iter().take(64) {
         match op {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use arbitrary::Arbitrary;
 use dmavm_devices::virtio::net::{GuestFrame, Net, NetBackend, Offloads, FRAME_MAX, VNET_HDR_LEN};
 use dmavm_devices::virtio::VirtioDevice;
-use dmavm_fuzz::{RingOp, TwoQueueRig};
+use dmavm_fuzz::{QueueRig, RingOp};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -115,7 +115,7 @@ fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
     let mut net = Net::<GuestMemoryMmap>::new([0x02, 0, 0, 0, 0, 1], Box::new(backend)).unwrap();
     let handle = net.handle();
     let offered = VirtioDevice::<GuestMemoryMmap>::device_features(&net);
-    let mut rig = TwoQueueRig::new(input.size_log2);
+    let mut rig = QueueRig::new(input.size_log2, 2);
     // A refused activation is the device's answer to bad rings.
     let _ = net.activate(rig.activation(input.features & offered));
     for op in input.ops.iter().take(64) {

@@ -571,9 +571,9 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// What a hostile driver does to a device's split rings, for the targets
-/// of devices with a receive and a transmit queue (virtio-net,
-/// virtio-console). `queue` picks the ring (even: 0, odd: 1).
+/// What a hostile driver does to a device's split rings, for the chain
+/// targets of devices other than virtio-blk. `queue` picks the ring
+/// (modulo the device's number of queues).
 #[derive(Arbitrary, Debug)]
 pub enum RingOp {
     Desc {
@@ -601,19 +601,20 @@ pub enum RingOp {
     },
 }
 
-/// The rings of a two-queue device over [`canary_memory`]: queue 0's at
-/// 0x0, queue 1's at 0x3000, each with its descriptor table zeroed.
-pub struct TwoQueueRig {
+/// The rings of a device with one to three queues over
+/// [`canary_memory`]: queue `i`'s at `0x3000 * i`, each with its
+/// descriptor table zeroed.
+pub struct QueueRig {
     pub mem: std::sync::Arc<GuestMemoryMmap>,
-    pub rings: [Ring; 2],
+    pub rings: Vec<Ring>,
 }
 
-impl TwoQueueRig {
-    /// Queue sizes `1 << (size_log2 % 9)`: 1 to 256.
-    pub fn new(size_log2: u8) -> Self {
+impl QueueRig {
+    /// `queues` queues of `1 << (size_log2 % 9)` entries: 1 to 256.
+    pub fn new(size_log2: u8, queues: u8) -> Self {
         let mem = canary_memory(MEM_SIZE, REGION_SPLIT);
         let size = 1u16 << (size_log2 % 9);
-        let rings = [Ring::new(&mem, 0, size), Ring::new(&mem, 0x3000, size)];
+        let rings = (0..u64::from(queues.clamp(1, 3))).map(|i| Ring::new(&mem, 0x3000 * i, size)).collect();
         Self { mem, rings }
     }
 
@@ -630,7 +631,8 @@ impl TwoQueueRig {
 
     pub fn apply(&mut self, op: &RingOp) {
         let mem = self.mem.clone();
-        let ring = |q: u8| usize::from(q % 2);
+        let n = self.rings.len();
+        let ring = |q: u8| usize::from(q) % n;
         match op {
             RingOp::Desc { queue, index, desc } => {
                 self.rings[ring(*queue)].write_desc(&mem, *index, desc.raw(MEM_SIZE, REGION_SPLIT))
@@ -655,10 +657,12 @@ impl TwoQueueRig {
     }
 
     /// Runs `device_work` and panics if it changed a guest byte outside
-    /// both queues' used rings and device-writable descriptors.
+    /// every queue's used ring and device-writable descriptors.
     pub fn checked<T>(&self, device_work: impl FnOnce() -> T) -> T {
-        let mut grants = self.rings[0].granted(&self.mem, MEM_SIZE);
-        grants.extend(self.rings[1].granted(&self.mem, MEM_SIZE));
+        let mut grants = Grants::default();
+        for ring in &self.rings {
+            grants.extend(ring.granted(&self.mem, MEM_SIZE));
+        }
         let before = Snapshot::new(&self.mem, MEM_SIZE);
         let out = device_work();
         before.assert_within(&self.mem, &grants);
