@@ -21,6 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${FUZZ_CAMPAIGN_RUNS:-10000000}
 jobs=${FUZZ_CAMPAIGN_JOBS:-$(nproc)}
 die() { echo "fuzz-campaign.sh: error: $*" >&2; exit 1; }
+. "$root/resources/tools/fuzz-log-stats.sh"
 case $runs in '' | *[!0-9]*) die "FUZZ_CAMPAIGN_RUNS must be a number of executions, not '$runs'" ;; esac
 case $jobs in '' | 0 | *[!0-9]*) die "FUZZ_CAMPAIGN_JOBS must be a positive number, not '$jobs'" ;; esac
 "$root/resources/tools/install-fuzz.sh" || exit 1
@@ -46,22 +47,17 @@ run_one() {
     "$bins/$t" "$dir/corpus" -runs="$runs" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$dir/artifacts/" >"$dir/log" 2>&1
   rc=$?
-  local execs rate rss wall last cov ft corp verdict=ok
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
-  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log" | tail -1)
+  local execs rate rss wall cov ft corp verdict=ok
+  fuzz_log_stats "$dir/log"
   rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$dir/log" | tail -1)
   wall=$(sed -n 's/^wall_seconds: *//p' "$dir/log" | tail -1)
-  last=$(grep -E '^#[0-9]+[[:space:]]' "$dir/log" | tail -1)
-  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
-  ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
-  corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")
   [ $rc -eq 0 ] || verdict="FAILED (exit $rc, log $dir/log)"
   printf '%s start %s: %s executions, %s/s, %s s, cov %s, ft %s, corpus %s, peak RSS %s MB: %s\n' \
-    "$t" "$start" "${execs:-?}" "${rate:-?}" "${wall:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" \
+    "$t" "$start" "$execs" "$rate" "${wall:-?}" "$cov" "$ft" "$corp" "${rss:-?}" \
     "$verdict" | tee -a "$work/summary"
   return $rc
 }
-export -f run_one
+export -f run_one fuzz_log_stats
 export root work runs bins
 
 echo "fuzz-campaign.sh: ${#targets[@]} targets, $runs executions each, $jobs at a time" | tee -a "$work/summary"

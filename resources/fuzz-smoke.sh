@@ -16,6 +16,7 @@ seconds=${FUZZ_SMOKE_SECONDS:-20}
 # loose so that a loaded machine does not fail it.
 export DMAVM_FUZZ_CPU_MS=${DMAVM_FUZZ_CPU_MS:-1000}
 die() { echo "fuzz-smoke.sh: error: $*" >&2; exit 1; }
+. "$root/resources/tools/fuzz-log-stats.sh"
 "$root/resources/tools/install-fuzz.sh" || exit 1
 cd "$root/fuzz" || die "no fuzz/ folder"
 targets=("$@")
@@ -36,12 +37,7 @@ for t in "${targets[@]}"; do
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
     -artifact_prefix="$work/$t/artifacts/" >"$log" 2>&1
   rc=$?
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  last=$(grep -E '^#[0-9]+[[:space:]]' "$log" | tail -1)
-  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
-  ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
-  corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")
+  fuzz_log_stats "$log"
   if [ $rc -eq 0 ]; then
     verdict=ok
   else
@@ -49,7 +45,7 @@ for t in "${targets[@]}"; do
     failed=1
   fi
   printf '%-18s %s: %s execs (%s/s), cov %s ft %s, corpus %s\n' \
-    "$t" "$verdict" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
+    "$t" "$verdict" "$execs" "$rate" "$cov" "$ft" "$corp"
   if [ $rc -ne 0 ]; then
     grep -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" | head -3 | sed 's/^/    /'
     for a in "$work/$t/artifacts/"*; do

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use dmavm_devices::virtio::{Console, VirtioDevice};
-use dmavm_fuzz::{QueueRig, RingOp};
+use dmavm_fuzz::{ChainProgram, QueueRig, RingOp};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
 
@@ -51,21 +51,13 @@ enum Op {
     },
 }
 
-#[derive(Arbitrary, Debug)]
-struct Input {
-    size_log2: u8,
-    features: u64,
-    ops: Vec<Op>,
-}
-
-fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
+fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
     let out = Arc::new(AtomicU64::new(0));
     let mut console = Console::<GuestMemoryMmap>::new(Box::new(Sink(out.clone()))).unwrap();
     let host = console.input();
-    let offered = VirtioDevice::<GuestMemoryMmap>::device_features(&console);
     let mut rig = QueueRig::new(input.size_log2, 2);
-    let _ = console.activate(rig.activation(input.features & offered));
-    for op in input.ops.iter().take(64) {
+    rig.activate(&mut console, input.features);
+    for op in input.steps() {
         match op {
             Op::Ring(op) => rig.apply(op),
             Op::Input { len, byte } => {
@@ -82,10 +74,7 @@ fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
             Op::Transmit => {
                 let _ = rig.checked(|| console.process_queue(1));
             }
-            Op::Reset { features } => {
-                console.reset();
-                let _ = console.activate(rig.activation(features & offered));
-            }
+            Op::Reset { features } => rig.reset_and_activate(&mut console, *features),
         }
     }
 }));

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use arbitrary::Arbitrary;
 use dmavm_devices::virtio::net::{GuestFrame, Net, NetBackend, Offloads, FRAME_MAX, VNET_HDR_LEN};
 use dmavm_devices::virtio::VirtioDevice;
-use dmavm_fuzz::{QueueRig, RingOp};
+use dmavm_fuzz::{ChainProgram, QueueRig, RingOp};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -102,23 +102,14 @@ enum Op {
     },
 }
 
-#[derive(Arbitrary, Debug)]
-struct Input {
-    size_log2: u8,
-    features: u64,
-    ops: Vec<Op>,
-}
-
-fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
+fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
     let wire = Arc::new(Mutex::new(Wire::default()));
     let backend = Backend { wire: wire.clone(), ready: EventFd::new(libc::EFD_NONBLOCK).unwrap() };
     let mut net = Net::<GuestMemoryMmap>::new([0x02, 0, 0, 0, 0, 1], Box::new(backend)).unwrap();
     let handle = net.handle();
-    let offered = VirtioDevice::<GuestMemoryMmap>::device_features(&net);
     let mut rig = QueueRig::new(input.size_log2, 2);
-    // A refused activation is the device's answer to bad rings.
-    let _ = net.activate(rig.activation(input.features & offered));
-    for op in input.ops.iter().take(64) {
+    rig.activate(&mut net, input.features);
+    for op in input.steps() {
         match op {
             Op::Ring(op) => rig.apply(op),
             Op::Frame { len, header, byte } => {
@@ -144,10 +135,7 @@ fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
             Op::Transmit => {
                 let _ = rig.checked(|| net.process_queue(1));
             }
-            Op::Reset { features } => {
-                net.reset();
-                let _ = net.activate(rig.activation(features & offered));
-            }
+            Op::Reset { features } => rig.reset_and_activate(&mut net, *features),
         }
     }
     let (sent, given) = {

@@ -9,7 +9,7 @@
 
 use arbitrary::Arbitrary;
 use dmavm_devices::virtio::{Rng, VirtioDevice};
-use dmavm_fuzz::{QueueRig, RingOp};
+use dmavm_fuzz::{ChainProgram, QueueRig, RingOp};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
 
@@ -20,28 +20,17 @@ enum Op {
     Reset { features: u64 },
 }
 
-#[derive(Arbitrary, Debug)]
-struct Input {
-    size_log2: u8,
-    features: u64,
-    ops: Vec<Op>,
-}
-
-fuzz_target!(|input: Input| dmavm_fuzz::within_cpu_budget(|| {
+fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
     let mut rng = Rng::<GuestMemoryMmap>::new();
-    let offered = VirtioDevice::<GuestMemoryMmap>::device_features(&rng);
     let mut rig = QueueRig::new(input.size_log2, 1);
-    let _ = rng.activate(rig.activation(input.features & offered));
-    for op in input.ops.iter().take(64) {
+    rig.activate(&mut rng, input.features);
+    for op in input.steps() {
         match op {
             Op::Ring(op) => rig.apply(op),
             Op::Notify => {
                 let _ = rig.checked(|| rng.process_queue(0));
             }
-            Op::Reset { features } => {
-                rng.reset();
-                let _ = rng.activate(rig.activation(features & offered));
-            }
+            Op::Reset { features } => rig.reset_and_activate(&mut rng, *features),
         }
     }
 }));

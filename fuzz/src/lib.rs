@@ -7,6 +7,7 @@
 //! harness, not a finding).
 
 use arbitrary::Arbitrary;
+use dmavm_devices::virtio::VirtioDevice;
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::desc::RawDescriptor;
@@ -601,6 +602,24 @@ pub enum RingOp {
     },
 }
 
+/// The input of the chain targets built on [`QueueRig`]: the queues'
+/// size, the features the driver accepts (of those offered), and what it
+/// does, in order (the first [`ChainProgram::MAX_OPS`] steps).
+#[derive(Arbitrary, Debug)]
+pub struct ChainProgram<Op> {
+    pub size_log2: u8,
+    pub features: u64,
+    pub ops: Vec<Op>,
+}
+
+impl<Op> ChainProgram<Op> {
+    pub const MAX_OPS: usize = 64;
+
+    pub fn steps(&self) -> impl Iterator<Item = &Op> {
+        self.ops.iter().take(Self::MAX_OPS)
+    }
+}
+
 /// The rings of a device with one to three queues over
 /// [`canary_memory`]: queue `i`'s at `0x3000 * i`, each with its
 /// descriptor table zeroed.
@@ -618,15 +637,22 @@ impl QueueRig {
         Self { mem, rings }
     }
 
-    /// The activation a transport would hand the device, with `features`
-    /// (already limited to what the device offers) and VERSION_1.
-    pub fn activation(&self, features: u64) -> dmavm_devices::virtio::Activation<GuestMemoryMmap> {
-        dmavm_devices::virtio::Activation {
+    /// Activates `device` over these rings, as a transport would after
+    /// the driver accepted `features` (of those offered) and VERSION_1. A
+    /// refused activation is the device's answer to bad rings.
+    pub fn activate(&self, device: &mut dyn VirtioDevice<GuestMemoryMmap>, features: u64) {
+        let _ = device.activate(dmavm_devices::virtio::Activation {
             mem: self.mem.clone(),
             queues: self.rings.iter().map(Ring::queue).collect(),
-            acked_features: features | dmavm_devices::virtio::VIRTIO_F_VERSION_1,
+            acked_features: (features & device.device_features()) | dmavm_devices::virtio::VIRTIO_F_VERSION_1,
             interrupt: std::sync::Arc::new(dmavm_devices::test_utils::interrupts::Interrupts::default()),
-        }
+        });
+    }
+
+    /// A device reset by the driver, then activated again with `features`.
+    pub fn reset_and_activate(&self, device: &mut dyn VirtioDevice<GuestMemoryMmap>, features: u64) {
+        device.reset();
+        self.activate(device, features);
     }
 
     pub fn apply(&mut self, op: &RingOp) {
