@@ -218,9 +218,13 @@ fn read_descs(mem: &GuestMemoryMmap, at: u64, count: u64, mem_size: u64) -> Vec<
     bytes
         .chunks_exact(16)
         .map(|c| {
-            let word =
-                |r: std::ops::Range<usize>| c[r].iter().rev().fold(0u64, |v, &b| v << 8 | u64::from(b));
-            SplitDescriptor::new(word(0..8), word(8..12) as u32, word(12..14) as u16, word(14..16) as u16)
+            // The split descriptor's little-endian layout (virtio 1.2, 2.7.5).
+            let le = |r: std::ops::Range<usize>| {
+                let mut b = [0u8; 8];
+                b[..r.len()].copy_from_slice(&c[r]);
+                u64::from_le_bytes(b)
+            };
+            SplitDescriptor::new(le(0..8), le(8..12) as u32, le(12..14) as u16, le(14..16) as u16)
         })
         .collect()
 }
