@@ -45,6 +45,8 @@ pub struct Record {
     pub fail_process: bool,
     /// What the device answers to `notify_inline`.
     pub notify_inline: bool,
+    /// Passes `process_queue` leaves work for (answered by `work_left`).
+    pub passes_left: usize,
 }
 
 impl std::fmt::Debug for Record {
@@ -113,10 +115,14 @@ impl VirtioDevice<GuestMemoryMmap> for MockDevice {
     fn process_queue(&mut self, index: usize) -> Result<(), DeviceError> {
         let mut r = self.record.lock().unwrap();
         r.processed.push(index);
+        r.passes_left = r.passes_left.saturating_sub(1);
         if r.fail_process {
             return Err(DeviceError::Queue("bad ring".into()));
         }
         Ok(())
+    }
+    fn work_left(&self, _index: usize) -> bool {
+        self.record.lock().unwrap().passes_left > 0
     }
     fn notify_inline(&self) -> bool {
         self.record.lock().unwrap().notify_inline

@@ -109,6 +109,18 @@ pub trait VirtioDevice<M: GuestMemory>: Send {
     /// suppression asks.
     fn process_queue(&mut self, index: usize) -> Result<(), DeviceError>;
 
+    /// Whether the last [`Self::process_queue`]`(index)` stopped on the
+    /// device's work budget with chains left to process. The transport then
+    /// signals the queue's eventfd itself, so the event loop comes back to
+    /// the queue after serving what else is ready, instead of one
+    /// notification holding the loop for as long as the driver's buffers
+    /// last. Only for devices processed on the event loop (not
+    /// [`Self::notify_inline`]).
+    fn work_left(&self, index: usize) -> bool {
+        let _ = index;
+        false
+    }
+
     /// Back to the state before activation (the driver wrote status 0, or
     /// the transport refused `FEATURES_OK`); queues and memory are dropped.
     fn reset(&mut self);

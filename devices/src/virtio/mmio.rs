@@ -719,6 +719,30 @@ mod tests {
     }
 
     #[test]
+    fn device_with_work_left_is_scheduled_again() {
+        let Fixture { mut t, record, .. } = fixture();
+        bring_up(&mut t);
+        let pending = |t: &MmioTransport<Mem>, q: usize| t.queue_events()[q].read().is_ok();
+        // Three passes of work: the first two leave some, the third none.
+        record.lock().unwrap().passes_left = 3;
+        t.process_notification(1);
+        assert!(pending(&t, 1));
+        t.process_notification(1);
+        assert!(pending(&t, 1));
+        t.process_notification(1);
+        assert!(!pending(&t, 1));
+        assert!(!pending(&t, 0));
+        assert_eq!(record.lock().unwrap().processed, vec![1, 1, 1]);
+        // A failed pass is not scheduled again: the device needs a reset.
+        let mut r = record.lock().unwrap();
+        r.passes_left = 2;
+        r.fail_process = true;
+        drop(r);
+        t.process_notification(1);
+        assert!(!pending(&t, 1));
+    }
+
+    #[test]
     fn inline_device_processes_notify_writes_at_once() {
         let Fixture { mut t, record, .. } = fixture();
         record.lock().unwrap().notify_inline = true;

@@ -145,16 +145,66 @@ where
     M: GuestMemory,
     F: FnMut(DescriptorChain<&M>) -> Result<u32, DeviceError>,
 {
+    drain_until(queue, mem, interrupt, queue_index, |chain| handle(chain).map(Handled::Used))?;
+    Ok(())
+}
+
+/// What a [`drain_until`] handler did with a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Finished: the chain goes to the used ring with this used length.
+    Used(u32),
+    /// Not finished (the handler's work budget ran out): the chain stays at
+    /// the head of the available ring, to be popped again next time.
+    Later,
+}
+
+/// How a [`drain_until`] call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// No chain is left available.
+    Empty,
+    /// The handler stopped at a chain it did not finish; the device must
+    /// arrange to be called again.
+    Stopped,
+}
+
+/// [`drain`] for a device that bounds the work of one notification: the
+/// handler may answer [`Handled::Later`] for a chain, which is put back and
+/// ends the call with [`Drained::Stopped`]. The chains finished before it
+/// are used and the driver interrupted as usual. With
+/// `VIRTIO_RING_F_EVENT_IDX`, notifications stay disabled after a stop:
+/// the driver need not notify for a queue the device is still working on.
+pub fn drain_until<M, F>(
+    queue: &mut Queue,
+    mem: &M,
+    interrupt: &dyn VirtioInterrupt,
+    queue_index: u16,
+    mut handle: F,
+) -> Result<Drained, DeviceError>
+where
+    M: GuestMemory,
+    F: FnMut(DescriptorChain<&M>) -> Result<Handled, DeviceError>,
+{
     let mut used_any = false;
-    loop {
+    let mut end = Drained::Empty;
+    'rounds: loop {
         if queue.event_idx_enabled() {
             queue.disable_notification(mem).map_err(|e| protocol("disabling notifications", e))?;
         }
         while let Some(chain) = pop(queue, mem)? {
             let head = chain.head_index();
-            let len = handle(chain)?;
-            queue.add_used(mem, head, len).map_err(|e| protocol("writing the used ring", e))?;
-            used_any = true;
+            match handle(chain)? {
+                Handled::Used(len) => {
+                    queue.add_used(mem, head, len).map_err(|e| protocol("writing the used ring", e))?;
+                    used_any = true;
+                }
+                Handled::Later => {
+                    queue.go_to_previous_position();
+                    end = Drained::Stopped;
+                    break 'rounds;
+                }
+            }
         }
         if !queue.event_idx_enabled()
             || !queue.enable_notification(mem).map_err(|e| protocol("enabling notifications", e))?
@@ -165,5 +215,5 @@ where
     if used_any {
         notify_used(queue, mem, interrupt, queue_index)?;
     }
-    Ok(())
+    Ok(end)
 }

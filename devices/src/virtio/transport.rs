@@ -350,6 +350,28 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
         }
         if let Err(e) = self.device.process_queue(queue) {
             self.needs_reset(format_args!("queue {queue}: {e}"));
+            return;
+        }
+        if self.device.work_left(queue) && !self.device.notify_inline() {
+            self.signal_queue_event(queue);
+        }
+    }
+
+    /// Hands queue `index` to the event loop, as the driver's notify write
+    /// does through a registered ioeventfd.
+    fn signal_queue_event(&self, index: usize) {
+        match self.queue_events.get(index) {
+            Some(evt) => {
+                if let Err(e) = evt.write(1) {
+                    guest_log!(
+                        self.log_budget,
+                        Error,
+                        "{}: cannot signal the eventfd of queue {index}: {e}",
+                        self.label
+                    );
+                }
+            }
+            None => debug!("{}: notification for nonexistent queue {index}", self.label),
         }
     }
 
@@ -531,18 +553,9 @@ impl<M: GuestMemory + Send + Sync + 'static> TransportCore<M> {
             }
             return;
         }
-        match usize::try_from(index).ok().and_then(|i| self.queue_events.get(i)) {
-            Some(evt) => {
-                if let Err(e) = evt.write(1) {
-                    guest_log!(
-                        self.log_budget,
-                        Error,
-                        "{}: cannot signal the eventfd of queue {index}: {e}",
-                        self.label
-                    );
-                }
-            }
-            None => debug!("{}: notification for nonexistent queue {index}", self.label),
+        match usize::try_from(index) {
+            Ok(queue) => self.signal_queue_event(queue),
+            Err(_) => debug!("{}: notification for nonexistent queue {index}", self.label),
         }
     }
 }
