@@ -5,7 +5,8 @@
 //!
 //! Oracle: no panic; after every run, no guest byte outside both queues'
 //! used rings and device-writable descriptors changed; the device never
-//! claims to have taken more input than it was offered.
+//! claims to have taken more input than it was offered; one transmit pass
+//! writes at most `CONSOLE_TRANSMIT_BUDGET` bytes.
 
 #![no_main]
 
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use dmavm_devices::virtio::{Console, VirtioDevice};
+use dmavm_devices::virtio::{Console, VirtioDevice, CONSOLE_TRANSMIT_BUDGET};
 use dmavm_fuzz::{ChainProgram, QueueRig, RingOp};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
@@ -72,7 +73,10 @@ fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
                 let _ = rig.checked(|| console.process_queue(0));
             }
             Op::Transmit => {
+                let before = out.load(Ordering::Relaxed);
                 let _ = rig.checked(|| console.process_queue(1));
+                let wrote = out.load(Ordering::Relaxed) - before;
+                assert!(wrote <= CONSOLE_TRANSMIT_BUDGET as u64, "one transmit pass wrote {wrote} bytes");
             }
             Op::Reset { features } => rig.reset_and_activate(&mut console, *features),
         }

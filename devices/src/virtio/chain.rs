@@ -16,11 +16,12 @@
 //! Shared by every queue-driven device (block, net, rng, console), and public for
 //! the device models outside this crate (the virtio-iommu in `dmavm-iommu`).
 
+use std::borrow::Cow;
 use std::ops::Deref;
 
 use virtio_queue::DescriptorChain;
 use vm_memory::bitmap::BS;
-use vm_memory::{GuestAddress, GuestMemory, GuestMemoryError, Permissions, VolatileSlice};
+use vm_memory::{Address, GuestAddress, GuestMemory, GuestMemoryError, Permissions, VolatileSlice};
 
 /// One descriptor's buffer, as the driver described it (not yet checked
 /// against guest memory).
@@ -93,6 +94,29 @@ where
     } else {
         Ok(())
     }
+}
+
+/// `buffers` without their first `skip` bytes: the buffers those bytes
+/// cover dropped, the first one left shortened by the rest. For a device
+/// that consumes a long chain over several passes. `None` if the shortened
+/// buffer's address would pass the end of the address space.
+pub fn skip_bytes(buffers: &[Buffer], skip: usize) -> Option<Cow<'_, [Buffer]>> {
+    if skip == 0 {
+        return Some(Cow::Borrowed(buffers));
+    }
+    let mut left = skip as u64;
+    let mut rest = Vec::with_capacity(buffers.len());
+    for b in buffers {
+        let len = u64::from(b.len);
+        if left >= len {
+            left -= len;
+            continue;
+        }
+        // `left` < `b.len`, so it fits in a u32.
+        rest.push(Buffer { addr: b.addr.checked_add(left)?, len: b.len - left as u32, ..*b });
+        left = 0;
+    }
+    Some(Cow::Owned(rest))
 }
 
 /// Host slices (after IOMMU translation, if any) for the first `limit`

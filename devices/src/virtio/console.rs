@@ -21,6 +21,13 @@
 //! output (logged once until writes succeed again): the guest's console
 //! never stalls or breaks because the host stopped reading.
 //!
+//! One pass over the queue writes at most [`CONSOLE_TRANSMIT_BUDGET`]
+//! bytes. When chains are left, the one the budget ran out in stays
+//! available with the count of its bytes already written, and
+//! [`VirtioDevice::work_left`] has the transport schedule another pass
+//! after the event loop's other ready work: a driver that posts gigabytes
+//! of output gets all of it, but cannot hold the loop while it is written.
+//!
 //! # Input and flow control
 //!
 //! The VMM pushes host bytes with [`ConsoleInput::push_input`] (or
@@ -56,7 +63,9 @@
 //! buffers (the part the input would fill) are not writable in guest memory
 //! or through the IOMMU, is returned with used length 0 and nothing written;
 //! the input goes to the next chain. A transmit chain with a device-writable
-//! buffer, or whose buffers are not readable, produces no output. A head
+//! buffer, or whose buffers are not readable, produces no output (a chain
+//! longer than one pass: no more output from the pass that finds an
+//! unreadable buffer on). A head
 //! index outside the queue, an available index more than a queue size
 //! ahead, or rings that are not accessible are protocol violations: found
 //! during a notification they fail [`VirtioDevice::process_queue`] (the
@@ -73,13 +82,13 @@ use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{GuestMemory, Permissions, VolatileSlice};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::virtio::chain::{slices, walk as walk_chain, Buffer};
+use crate::virtio::chain::{skip_bytes, slices, walk as walk_chain, Buffer};
 use crate::virtio::device::{
     Activation, DeviceError, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
     VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::virtio::queue::{
-    drain as drain_queue, has_available, notify_used, pop, prepare_queue, protocol, ActiveQueue,
+    drain_until, has_available, notify_used, pop, prepare_queue, protocol, ActiveQueue, Drained, Handled,
 };
 
 /// Size of each of the two queues the device offers.
@@ -91,6 +100,16 @@ const RECEIVEQ: u16 = 0;
 const TRANSMITQ: u16 = 1;
 /// Output is copied out of guest memory through a buffer of this size.
 const BOUNCE_LEN: usize = 4096;
+
+/// Most bytes of guest output one transmit notification writes to the
+/// host. A driver can post a queue of chains each reading all of guest
+/// memory many times over (descriptors may overlap); without a bound one
+/// notification would hold the event loop, and every other device on it,
+/// for as long as that takes. Linux's `hvc` console writes at most a page
+/// per chain, far below it. What is left waits for the next
+/// pass, which the transport schedules at once ([`VirtioDevice::work_left`]):
+/// no output is lost.
+pub const CONSOLE_TRANSMIT_BUDGET: usize = 1 << 20;
 
 /// Why a [`Console`] cannot be created.
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +307,10 @@ struct Output {
     bounce: Vec<u8>,
     /// The last write failed (logged once until one succeeds).
     failing: bool,
+    /// Bytes already written of the chain at the head of the available
+    /// ring: a chain longer than what was left of a notification's budget
+    /// is written over several passes.
+    resume: usize,
 }
 
 impl Output {
@@ -303,22 +326,44 @@ impl Output {
         }
     }
 
-    /// Writes the device-readable buffers of a transmit chain.
-    fn emit<M: GuestMemory>(&mut self, mem: &M, buffers: &[Buffer]) {
+    /// Writes the device-readable buffers of a transmit chain, from
+    /// `self.resume` on and at most `budget` bytes of them (taken off
+    /// `budget`). [`Handled::Later`] if the budget ran out first.
+    ///
+    /// Readability is checked for the part written in one pass, all or
+    /// nothing: a chain that fits in one pass, as every real driver's
+    /// does, is written whole or not at all. A longer chain whose next part
+    /// is unreadable ends there.
+    fn emit<M: GuestMemory>(&mut self, mem: &M, buffers: &[Buffer], budget: &mut usize) -> Handled {
+        let skip = std::mem::take(&mut self.resume);
         if buffers.iter().any(|b| b.write_only) {
             log::debug!("virtio-console: transmit chain has device-writable buffers; ignored");
-            return;
+            return Handled::Used(0);
         }
-        let sources = match slices(mem, buffers, usize::MAX, Permissions::Read) {
+        let Some(rest) = skip_bytes(buffers, skip) else {
+            log::debug!("virtio-console: transmit buffer wraps the address space; ignored");
+            return Handled::Used(0);
+        };
+        let sources = match slices(mem, &rest, *budget, Permissions::Read) {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("virtio-console: transmit buffer not readable: {e}; ignored");
-                return;
+                return Handled::Used(0);
             }
         };
+        let mut written = 0;
         for s in &sources {
             let r = self.copy_out(s);
             self.result(r);
+            written += s.len();
+        }
+        *budget -= written;
+        let total: u64 = rest.iter().map(|b| u64::from(b.len)).sum();
+        if (written as u64) < total {
+            self.resume = skip + written;
+            Handled::Later
+        } else {
+            Handled::Used(0)
         }
     }
 
@@ -341,6 +386,8 @@ pub struct Console<M> {
     output: Output,
     /// `transmitq0` once the driver set it up.
     tx: Option<ActiveQueue<M>>,
+    /// The last transmit pass stopped on [`CONSOLE_TRANSMIT_BUDGET`].
+    tx_work_left: bool,
     input: ConsoleInput<M>,
 }
 
@@ -365,7 +412,8 @@ impl<M: GuestMemory> Console<M> {
         Ok(Self {
             features,
             queue_sizes: [CONSOLE_QUEUE_SIZE; 2],
-            output: Output { sink: output, bounce: vec![0; BOUNCE_LEN], failing: false },
+            output: Output { sink: output, bounce: vec![0; BOUNCE_LEN], failing: false, resume: 0 },
+            tx_work_left: false,
             tx: None,
             input: ConsoleInput { side },
         })
@@ -475,15 +523,20 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Console<M> {
                     let mem = &*tx.mem;
                     let max_descriptors = tx.queue.size();
                     let output = &mut self.output;
-                    let result = drain_queue(&mut tx.queue, mem, &*tx.interrupt, TRANSMITQ, |chain| {
-                        match walk_chain(chain, max_descriptors) {
-                            Ok(buffers) => output.emit(mem, &buffers),
-                            Err(e) => log::debug!("virtio-console: {e}; transmit chain ignored"),
-                        }
-                        Ok(0)
+                    let mut budget = CONSOLE_TRANSMIT_BUDGET;
+                    let result = drain_until(&mut tx.queue, mem, &*tx.interrupt, TRANSMITQ, |chain| {
+                        Ok(match walk_chain(chain, max_descriptors) {
+                            Ok(buffers) => output.emit(mem, &buffers, &mut budget),
+                            Err(e) => {
+                                log::debug!("virtio-console: {e}; transmit chain ignored");
+                                output.resume = 0;
+                                Handled::Used(0)
+                            }
+                        })
                     });
                     let flushed = output.sink.flush();
                     output.result(flushed);
+                    self.tx_work_left = matches!(result, Ok(Drained::Stopped));
                     result?;
                 }
             }
@@ -495,8 +548,14 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Console<M> {
         }
     }
 
+    fn work_left(&self, index: usize) -> bool {
+        index == usize::from(TRANSMITQ) && self.tx_work_left
+    }
+
     fn reset(&mut self) {
         self.tx = None;
+        self.tx_work_left = false;
+        self.output.resume = 0;
         self.input.side.lock().clear();
     }
 }

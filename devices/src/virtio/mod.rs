@@ -15,7 +15,7 @@ pub mod rng;
 mod transport;
 
 pub use block::{Block, BlockConfig, BlockError, BLOCK_ID_BYTES, BLOCK_QUEUE_SIZE};
-pub use console::{Console, ConsoleError, ConsoleInput, CONSOLE_QUEUE_SIZE};
+pub use console::{Console, ConsoleError, ConsoleInput, CONSOLE_QUEUE_SIZE, CONSOLE_TRANSMIT_BUDGET};
 pub use device::{
     Activation, DeviceError, InterruptKind, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,

@@ -194,6 +194,144 @@ fn large_transmit_chain_goes_through_the_bounce_buffer() {
     assert_eq!(sink.take(), data);
 }
 
+/// 256 KiB of output straddling the two memory regions, for chains that
+/// read it several times over.
+const BIG_AT: u64 = REGION_SPLIT - 0x2_0000;
+const BIG_LEN: u32 = 0x4_0000;
+
+fn big_pattern(mem: &GuestMemoryMmap) -> Vec<u8> {
+    let data: Vec<u8> = (0..BIG_LEN as usize).map(|i| (i * 13 % 251) as u8).collect();
+    write(mem, BIG_AT, &data);
+    data
+}
+
+#[test]
+fn chains_longer_than_a_pass_are_written_over_several_passes() {
+    let mem = memory();
+    let sink = Sink::default();
+    let mut c = console(&sink);
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    let big = big_pattern(&mem);
+    write(&mem, 0x10000, b"tail\n");
+    // Six overlapping descriptors: 1.5 MiB of output from 256 KiB.
+    let h1 = tx.chain(&[(BIG_AT, BIG_LEN, R); 6]);
+    let h2 = tx.chain(&[(0x10000, 5, R)]);
+    tx.publish(h1);
+    tx.publish(h2);
+    let check = MemCheck::new(&mem);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    let mut out = Vec::new();
+
+    c.process_queue(1).unwrap();
+    let first = sink.take();
+    assert_eq!(first.len(), CONSOLE_TRANSMIT_BUDGET);
+    assert!(VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
+    assert!(!VirtioDevice::<GuestMemoryMmap>::work_left(&c, 0));
+    // The long chain is not returned while it is being written.
+    assert_eq!(tx.used_idx(), 0);
+    assert_eq!(irq.count(), 0);
+    out.extend(first);
+
+    c.process_queue(1).unwrap();
+    out.extend(sink.take());
+    assert!(!VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
+    assert_eq!(tx.used_idx(), 2);
+    assert_eq!(tx.used(0), (u32::from(h1), 0));
+    assert_eq!(tx.used(1), (u32::from(h2), 0));
+    assert_eq!(irq.kinds(), vec![InterruptKind::Queue(1)]);
+    let mut expected = big.repeat(6);
+    expected.extend_from_slice(b"tail\n");
+    assert!(
+        out == expected,
+        "output differs from the chains' bytes ({} vs {} bytes)",
+        out.len(),
+        expected.len()
+    );
+    check.assert_only_changed(&mem, &[tx.used_ring()]);
+}
+
+#[test]
+fn a_pass_stops_between_chains_when_the_budget_is_spent() {
+    let mem = memory();
+    let sink = Sink::default();
+    let mut c = console(&sink);
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    big_pattern(&mem);
+    // Exactly one pass's worth, then a short chain.
+    let passes = CONSOLE_TRANSMIT_BUDGET / BIG_LEN as usize;
+    let heads: Vec<u16> = (0..passes).map(|_| tx.chain(&[(BIG_AT, BIG_LEN, R)])).collect();
+    let last = tx.chain(&[(0x10000, 4, R)]);
+    write(&mem, 0x10000, b"last");
+    for &h in heads.iter().chain([&last]) {
+        tx.publish(h);
+    }
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut c, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    c.process_queue(1).unwrap();
+    assert_eq!(sink.take().len(), CONSOLE_TRANSMIT_BUDGET);
+    // The chains written whole are returned at once.
+    assert_eq!(tx.used_idx(), passes as u16);
+    assert!(VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
+    c.process_queue(1).unwrap();
+    assert_eq!(sink.take(), b"last");
+    assert_eq!(tx.used(passes as u16), (u32::from(last), 0));
+    assert!(!VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
+    // Done: the driver is asked to notify at its next post.
+    assert_eq!(tx.avail_event(), passes as u16 + 1);
+}
+
+#[test]
+fn long_chain_ends_where_its_next_part_is_unreadable() {
+    let mem = memory();
+    let sink = Sink::default();
+    let mut c = console(&sink);
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    let big = big_pattern(&mem);
+    let mut bufs = vec![(BIG_AT, BIG_LEN, R); 5];
+    bufs.push((MEM_SIZE as u64 - 2, 4, R));
+    let h = tx.chain(&bufs);
+    tx.publish(h);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    c.process_queue(1).unwrap();
+    assert!(sink.take() == big.repeat(4), "the first pass is four whole copies");
+    c.process_queue(1).unwrap();
+    // The second pass covers the fifth copy and the unreadable buffer.
+    assert!(sink.take().is_empty());
+    assert_eq!(tx.used(0), (u32::from(h), 0));
+    assert!(!VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
+}
+
+#[test]
+fn reset_forgets_a_chain_half_written() {
+    let mem = memory();
+    let sink = Sink::default();
+    let mut c = console(&sink);
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    big_pattern(&mem);
+    let h = tx.chain(&[(BIG_AT, BIG_LEN, R); 5]);
+    tx.publish(h);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    c.process_queue(1).unwrap();
+    assert!(VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
+    sink.take();
+    VirtioDevice::<GuestMemoryMmap>::reset(&mut c);
+    assert!(!VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    write(&mem, 0x10000, b"fresh");
+    let h = tx.chain(&[(0x10000, 5, R)]);
+    tx.publish(h);
+    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    c.process_queue(1).unwrap();
+    assert_eq!(sink.take(), b"fresh");
+}
+
 #[test]
 fn input_fills_posted_buffers_in_order() {
     let mem = memory();
