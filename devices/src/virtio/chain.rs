@@ -106,7 +106,8 @@ pub fn skip_bytes(buffers: &[Buffer], skip: usize) -> Option<Cow<'_, [Buffer]>> 
     }
     let mut left = skip as u64;
     let mut rest = Vec::with_capacity(buffers.len());
-    for b in buffers {
+    let mut after = buffers.iter();
+    for b in after.by_ref() {
         let len = u64::from(b.len);
         if left >= len {
             left -= len;
@@ -114,8 +115,9 @@ pub fn skip_bytes(buffers: &[Buffer], skip: usize) -> Option<Cow<'_, [Buffer]>> 
         }
         // `left` < `b.len`, so it fits in a u32.
         rest.push(Buffer { addr: b.addr.checked_add(left)?, len: b.len - left as u32, ..*b });
-        left = 0;
+        break;
     }
+    rest.extend(after);
     Some(Cow::Owned(rest))
 }
 
@@ -141,4 +143,32 @@ pub fn slices<'m, M: GuestMemory>(
         left -= len;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(addr: u64, len: u32) -> Buffer {
+        Buffer { addr: GuestAddress(addr), len, write_only: false }
+    }
+
+    #[test]
+    fn skip_bytes_drops_covered_buffers_and_shortens_the_next() {
+        let bufs = [buf(0x1000, 16), buf(0x2000, 0), buf(0x3000, 32)];
+        assert!(matches!(skip_bytes(&bufs, 0), Some(Cow::Borrowed(b)) if b == bufs));
+        assert_eq!(*skip_bytes(&bufs, 10).unwrap(), [buf(0x100a, 6), buf(0x2000, 0), buf(0x3000, 32)]);
+        // Exactly a buffer's end: the empty buffer after it goes too.
+        assert_eq!(*skip_bytes(&bufs, 16).unwrap(), [buf(0x3000, 32)]);
+        assert_eq!(*skip_bytes(&bufs, 47).unwrap(), [buf(0x301f, 1)]);
+        assert!(skip_bytes(&bufs, 48).unwrap().is_empty());
+        assert!(skip_bytes(&bufs, usize::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn skip_bytes_refuses_an_address_past_the_end() {
+        let bufs = [buf(u64::MAX - 1, 8)];
+        assert_eq!(*skip_bytes(&bufs, 1).unwrap(), [buf(u64::MAX, 7)]);
+        assert!(skip_bytes(&bufs, 2).is_none());
+    }
 }
