@@ -19,8 +19,10 @@
 #   /scenarios        resources/testbed-arm64/scenarios/*.sh and
 #                     tests/scenarios/arm64-*.sh and disks-lib.sh
 #   /init             resources/testbed-arm64/l1-init
-# Output: build/testbed-arm64/l1.cpio (uncompressed: TCG unpacks that fastest);
-# rebuilt only when an input changed.
+# Output: build/testbed-arm64/l1.cpio, or l1-pool.cpio with --pool-kernel (two
+# files, so that a build of one never replaces the other under a test that is
+# about to boot it); uncompressed: TCG unpacks that fastest; rebuilt only when
+# an input changed.
 # usage: resources/testbed-arm64/build-l1.sh [--pool-kernel] [DMAVM_AARCH64_BINARY]
 #   Without the argument, or when the file does not exist (build it with
 #   resources/testbed-arm64/build-dmavm.sh), the L1
@@ -82,12 +84,13 @@ QEMU=$ROOT/build/qemu-arm64/l1
 [ -z "$QEMU" ] || inputs+=("$QEMU"/bin/* "$QEMU"/lib/*)
 stamp=$( { echo "dmavm=${DMAVM:+yes} qemu=${QEMU:+yes} pool=${POOL:+yes}"; sha256sum "${inputs[@]}" "${scenarios[@]}"; } \
          | sed "s|$ROOT|.|" | sha256sum | cut -d' ' -f1)
-if [ -s "$OUT/l1.cpio" ] && [ "$(cat "$OUT/l1.stamp" 2>/dev/null)" = "$stamp" ]; then
+IMAGE=l1${POOL:+-pool}
+if [ -s "$OUT/$IMAGE.cpio" ] && [ "$(cat "$OUT/$IMAGE.stamp" 2>/dev/null)" = "$stamp" ]; then
   exit 0
 fi
 
 R=$(mktemp -d "$OUT/l1.root.XXXXXX")
-trap 'rm -rf "$R" "$OUT/l1.cpio.$$"' EXIT
+trap 'rm -rf "$R" "$OUT/$IMAGE.cpio.$$"' EXIT
 chmod 755 "$R"
 mkdir -p "$R"/{bin,proc,sys,dev,tmp,run,guest,payloads,scenarios}
 cp "$GUEST/busybox" "$R/bin/busybox"
@@ -103,6 +106,6 @@ cp "$GUEST/Image" "$GUEST/initramfs.cpio.gz" "$GUEST/kver" "$R/guest/"
 # busybox insmod cannot read .ko.xz
 if [ -s "$TUN" ]; then mkdir -p "$R/lib/modules" && xz -dc "$TUN" > "$R/lib/modules/tun.ko"; fi
 install -m 755 "$HERE/l1-init" "$R/init"
-(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/l1.cpio.$$"
-mv "$OUT/l1.cpio.$$" "$OUT/l1.cpio"
-echo "$stamp" > "$OUT/l1.stamp"
+(cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet) > "$OUT/$IMAGE.cpio.$$"
+mv "$OUT/$IMAGE.cpio.$$" "$OUT/$IMAGE.cpio"
+echo "$stamp" > "$OUT/$IMAGE.stamp"

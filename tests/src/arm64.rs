@@ -40,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use crate::build_lock::BuildLock;
 use crate::command::{run_checked, status_text, tail};
 use crate::error::{Error, Result};
 use crate::frames::{self, Frame};
@@ -141,8 +142,8 @@ impl Arm64Sandbox {
         if pool {
             pool_kernel_built(&paths)?;
         }
-        build_l1(&paths, &dmavm, pool)?;
-        boot(&paths, &self.qemu, &names, scenario_timeout())
+        let image = build_l1(&paths, &dmavm, pool)?;
+        boot(&paths, &self.qemu, &image, &names, scenario_timeout())
     }
 }
 
@@ -176,8 +177,7 @@ fn resources_dir(paths: &Paths) -> PathBuf {
 /// aarch64 dmavm of this tree as `/bin/dmavm`. Its path.
 pub fn prepare_l1(paths: &Paths) -> Result<PathBuf> {
     let dmavm = prepared(paths)?;
-    build_l1(paths, &dmavm, false)?;
-    Ok(testbed_dir(paths).join("l1.cpio"))
+    build_l1(paths, &dmavm, false)
 }
 
 /// The arguments of `qemu-system-aarch64` that boot an arm64 L1: `kernel`
@@ -265,27 +265,35 @@ fn pool_kernel_built(paths: &Paths) -> Result<()> {
     BUILT
         .get_or_init(|| {
             let build = paths.resources().join("guest").join("arm64").join("build-pool-kernel.sh");
-            script(paths, build, &[]).map_err(Arc::new)
+            BuildLock::acquire(paths).and_then(|_lock| script(paths, build, &[])).map_err(Arc::new)
         })
         .clone()
         .map_err(Error::Shared)
 }
 
 /// The L1 image with `dmavm`, and the pool kernel when `pool` (a no-op when
-/// nothing changed since the last build of the same contents).
-fn build_l1(paths: &Paths, dmavm: &Path, pool: bool) -> Result<()> {
+/// nothing changed since the last build of the same contents): its path.
+/// The two kinds are two files, so that test binaries running at the same
+/// time never rebuild the image another is about to boot.
+fn build_l1(paths: &Paths, dmavm: &Path, pool: bool) -> Result<PathBuf> {
     let mut args: Vec<&std::ffi::OsStr> = Vec::new();
-    if pool {
+    let image = if pool {
         args.push("--pool-kernel".as_ref());
-    }
+        "l1-pool.cpio"
+    } else {
+        "l1.cpio"
+    };
     args.push(dmavm.as_os_str());
-    script(paths, resources_dir(paths).join("build-l1.sh"), &args)
+    let _lock = BuildLock::acquire(paths)?;
+    script(paths, resources_dir(paths).join("build-l1.sh"), &args)?;
+    Ok(testbed_dir(paths).join(image))
 }
 
 /// Installs missing packages, fetches and builds what L2 boots with and the
 /// aarch64 dmavm L1 carries; returns the dmavm's path.
 fn prepare(paths: &Paths) -> Result<PathBuf> {
     install_packages(paths)?;
+    let _lock = BuildLock::acquire(paths)?;
     let guest = paths.resources().join("guest").join("arm64");
     script(paths, guest.join("fetch.sh"), &[])?;
     script(paths, guest.join("build-initramfs.sh"), &[])?;
@@ -303,8 +311,14 @@ fn prepare(paths: &Paths) -> Result<PathBuf> {
     Ok(dmavm)
 }
 
-/// Boots L1 with `names` (validated) and reads their results.
-fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Vec<ScenarioResult>> {
+/// Boots L1 from `image` with `names` (validated) and reads their results.
+fn boot(
+    paths: &Paths,
+    qemu: &Path,
+    image: &Path,
+    names: &[String],
+    timeout: u64,
+) -> Result<Vec<ScenarioResult>> {
     let smp = smp();
     let overall = BOOT_ALLOWANCE_SECS + names.len() as u64 * (timeout + PER_SCENARIO_SLACK_SECS);
     let append =
@@ -314,13 +328,7 @@ fn boot(paths: &Paths, qemu: &Path, names: &[String], timeout: u64) -> Result<Ve
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "10", &overall.to_string()])
         .arg(qemu)
-        .args(l1_qemu_args(
-            &guest_dir(paths).join("Image"),
-            &testbed_dir(paths).join("l1.cpio"),
-            &append,
-            smp,
-            2048,
-        ))
+        .args(l1_qemu_args(&guest_dir(paths).join("Image"), image, &append, smp, 2048))
         .current_dir(&paths.root);
     // The arm64 L1 boots slower than a scenario may stay silent: silence
     // counts from the boot allowance up.

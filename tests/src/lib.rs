@@ -33,6 +33,7 @@
 //! test bed's own (Debian 13's, unpacked under `build/qemu-x86`).
 
 pub mod arm64;
+mod build_lock;
 mod command;
 mod direct;
 mod error;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::build_lock::BuildLock;
 use crate::command::run_checked;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -24,6 +25,7 @@ pub struct Artefacts {
 /// Installs the Debian packages the test bed needs (`resources/setup.sh`,
 /// a no-op when they are all there).
 pub fn install_packages(paths: &Paths) -> Result<()> {
+    let _lock = BuildLock::acquire(paths)?;
     script(paths, paths.resources().join("setup.sh"), &[])
 }
 
@@ -33,6 +35,7 @@ pub fn install_packages(paths: &Paths) -> Result<()> {
 /// is left empty and payload scenarios fail for lack of their binary) and
 /// builds the static dmavm. Expects the packages of [`install_packages`].
 pub fn prepare(paths: &Paths) -> Result<Artefacts> {
+    let _lock = BuildLock::acquire(paths)?;
     let res = paths.resources();
     script(paths, res.join("guest").join("fetch-kernel.sh"), &[])?;
     script(paths, res.join("guest").join("build-initramfs.sh"), &[])?;

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::build_lock::BuildLock;
 use crate::command::{describe, status_text, tail};
 use crate::error::{Error, Result};
 use crate::frames::{self, Frame};
@@ -51,11 +52,14 @@ pub(crate) fn run(
     vars: &[(String, String)],
     timeout: u64,
 ) -> Result<Vec<ScenarioResult>> {
-    script(
-        paths,
-        paths.resources().join("testbed").join("build-l1.sh"),
-        &[art.dmavm.as_os_str(), art.payloads.as_os_str()],
-    )?;
+    {
+        let _lock = BuildLock::acquire(paths)?;
+        script(
+            paths,
+            paths.resources().join("testbed").join("build-l1.sh"),
+            &[art.dmavm.as_os_str(), art.payloads.as_os_str()],
+        )?;
+    }
     let (mut results, mut froze) = run_in_one_l1(paths, qemu, art, names, vars, timeout)?;
     for _ in 0..FRESH_L1_RETRIES {
         let unfinished: Vec<String> =
