@@ -18,7 +18,22 @@ resources/tools/install-fuzz.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 # Every test binary runs even after one fails, so one run reports them all.
-cargo test --workspace --no-fail-fast "$@"
+status=0
+if [ $# -gt 0 ]; then
+  cargo test --workspace --no-fail-fast "$@" || status=1
+else
+  cargo test --workspace --exclude dmavm-tests --no-fail-fast || status=1
+  cargo test -p dmavm-tests --lib --bins --doc --no-fail-fast || status=1
+  # The guest tests: each binary keeps one core busy with its emulated
+  # host, so they run DMAVM_TEST_JOBS at a time (default: the cores, at
+  # most 4, as each emulated host takes 2 GiB), the longest first.
+  jobs=${DMAVM_TEST_JOBS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
+  cargo test -p dmavm-tests --tests --no-run --message-format=json-render-diagnostics -q \
+    | resources/tools/run-test-binaries.py --cargo-json --jobs "$jobs" --cwd tests \
+        --first net,boot_test,iommu,arm64_linux,arm64_dma_pool,boot_test_arm64 \
+    || status=1
+fi
+[ $status -eq 0 ] || { echo "test.sh: tests failed (above)" >&2; exit 1; }
 # The tests against the kernel's TAP driver (the device's backend, and
 # boot-test's net peer) make a network namespace and interfaces of their
 # own, which needs root, as the guest tests do; they are marked ignored
