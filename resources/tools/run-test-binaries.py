@@ -12,7 +12,7 @@ leave the other cores idle for most of the suite. This runs up to --jobs
 binaries at once (default: the host's cores), the ones named by --first
 before the others (the longest, so that the short ones fill the gaps at
 the end), each with DIR as its working directory (cargo's: the package's
-folder). With --cargo-json the executables are the integration-test
+folder). A line says when each starts. With --cargo-json the executables are the integration-test
 targets (`tests/*.rs`) in cargo's JSON messages on standard input. A
 binary's output is printed whole when it ends, never
 interleaved, then one line per binary with its status and time.
@@ -86,6 +86,7 @@ def main():
                 if not queue:
                     return
                 exe = queue.pop(0)
+                print(f"     Started tests/{test_name(exe)}.rs", flush=True)
             start = time.monotonic()
             proc = subprocess.run([exe], cwd=args.cwd, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, check=False)
