@@ -23,7 +23,8 @@ if [ $# -gt 0 ]; then
   cargo test --workspace --no-fail-fast "$@" || status=1
 else
   cargo test --workspace --exclude dmavm-tests --no-fail-fast || status=1
-  cargo test -p dmavm-tests --lib --bins --doc --no-fail-fast || status=1
+  cargo test -p dmavm-tests --lib --bins --no-fail-fast || status=1
+  cargo test -p dmavm-tests --doc --no-fail-fast || status=1
   # The guest tests: each binary keeps one core busy with its emulated
   # host, so they run DMAVM_TEST_JOBS at a time (default: the cores, at
   # most 4, as each emulated host takes 2 GiB), the longest first.
