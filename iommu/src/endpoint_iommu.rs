@@ -46,10 +46,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
-use vm_memory::{
-    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, Iommu, IommuMemory, Iotlb,
-    Permissions,
-};
+use vm_memory::{GuestAddress, Iommu, Iotlb, Permissions};
 
 use crate::domain::{Resolution, Unresolved};
 use crate::endpoint::{insert, Endpoint, Entry};
@@ -88,6 +85,16 @@ impl EndpointIommu {
     /// The endpoint ID.
     pub fn id(&self) -> u32 {
         self.endpoint.id
+    }
+
+    /// The guest-physical address of a small access (`length` bytes at
+    /// `iova`, within one page) that this thread's hot pages translate
+    /// with `access` allowed; `None` sends the access down the full path
+    /// ([`Iommu::translate`]), which also makes its page hot.
+    pub(crate) fn hot_physical(&self, iova: u64, length: usize, access: Permissions) -> Option<u64> {
+        let end = iova.checked_add(u64::try_from(length).ok()?)?;
+        let page = hot_pages::small_access_page(iova, end)?;
+        hot_pages::lookup_physical(&self.endpoint, page, access)?.checked_add(iova - page)
     }
 
     /// Reports a failed access as a fault and builds the error for the
@@ -240,20 +247,4 @@ impl Iommu for EndpointIommu {
         drop(state);
         hit.ok_or_else(|| self.inconsistent(iova, length, access))
     }
-}
-
-/// Guest memory as an endpoint behind the IOMMU sees it: every address is
-/// an IOVA translated by its [`EndpointIommu`].
-pub type TranslatedMemory<B = GuestMemoryMmap> = IommuMemory<B, EndpointIommu>;
-
-/// The memory to give the device model of `endpoint`
-/// (`direct-ram-access=off`): `mem` (guest-physical memory, e.g. a clone of
-/// the VM's `GuestMemoryMmap`) seen through the IOMMU. Its IOVA dirty
-/// bitmap (vm-memory's, for migration) is left empty.
-pub fn translated_memory<B>(mem: B, endpoint: EndpointIommu) -> TranslatedMemory<B>
-where
-    B: GuestMemoryBackend,
-    <B::R as GuestMemoryRegion>::B: Default,
-{
-    IommuMemory::new(mem, endpoint, true, Default::default())
 }

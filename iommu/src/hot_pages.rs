@@ -59,6 +59,9 @@ struct Slot {
     page: u64,
     /// A one-page `Iotlb` holding the translation, with what it allows.
     tlb: Rc<Iotlb>,
+    /// The guest-physical address the page translates to (what `tlb`
+    /// holds, for [`lookup_physical`]).
+    phys: u64,
     permissions: Permissions,
     /// When it was last used, on its endpoint's `clock`.
     used: u64,
@@ -170,6 +173,20 @@ pub(crate) fn lookup(ep: &Arc<Endpoint>, page: u64, access: Permissions) -> Opti
     })
 }
 
+/// The guest-physical address `page` translates to, if this thread holds
+/// that page hot with `access` allowed; the translation is counted. What
+/// [`crate::TranslatedMemory`] answers a small access with, without
+/// building an iterator over an `Iotlb`.
+pub(crate) fn lookup_physical(ep: &Arc<Endpoint>, page: u64, access: Permissions) -> Option<u64> {
+    with_pages(ep, false, |pages| {
+        pages.clock = pages.clock.wrapping_add(1);
+        let slot = pages.slots.iter_mut().find(|s| s.page == page && s.permissions.allow(access))?;
+        slot.used = pages.clock;
+        pages.translations.add_one();
+        Some(slot.phys)
+    })
+}
+
 /// Makes `page` hot from `snapshot`, a translation state served after the
 /// endpoint's log number was `seen`, if the whole page translates to one
 /// range there with `access` allowed (read-write if it allows both).
@@ -192,7 +209,7 @@ pub(crate) fn insert(ep: &Arc<Endpoint>, seen: u64, page: u64, snapshot: &Iotlb,
         // `set_mapping` cannot fail.
         let _ = tlb.set_mapping(GuestAddress(page), phys, PAGE as usize, permissions);
         pages.clock = pages.clock.wrapping_add(1);
-        let slot = Slot { page, tlb: Rc::new(tlb), permissions, used: pages.clock };
+        let slot = Slot { page, tlb: Rc::new(tlb), phys: phys.0, permissions, used: pages.clock };
         if let Some(existing) = pages.slots.iter_mut().find(|s| s.page == page) {
             *existing = slot;
         } else if pages.slots.len() < SLOTS {

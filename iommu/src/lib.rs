@@ -11,8 +11,8 @@
 //!    device's move into its transport.
 //! 3. For each translated device: [`translated_memory`]`(guest_memory,
 //!    handle.endpoint(id)?)` is the memory to give it: a
-//!    [`TranslatedMemory`], i.e. `vm_memory::IommuMemory<GuestMemoryMmap,
-//!    EndpointIommu>`, on which every address is an IOVA.
+//!    [`TranslatedMemory`] (a `vm_memory::GuestMemory` over
+//!    `GuestMemoryMmap`), on which every address is an IOVA.
 //! 4. [`IommuHandle::stats`] for `--stats`.
 //!
 //! # Spec decisions
@@ -56,6 +56,7 @@ mod iommu_state;
 pub mod request;
 pub mod stats;
 mod sync;
+mod translated_memory;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
@@ -64,7 +65,8 @@ mod tests;
 
 pub use config::{IommuConfig, MixedCoherency, X86_MSI_REGION};
 pub use device::{VirtioIommu, IOMMU_QUEUE_SIZE, VIRTIO_ID_IOMMU};
-pub use endpoint_iommu::{translated_memory, EndpointIommu, IotlbSnapshot, TranslatedMemory};
+pub use endpoint_iommu::{EndpointIommu, IotlbSnapshot};
 pub use error::IommuError;
 pub use handle::IommuHandle;
 pub use stats::EndpointStats;
+pub use translated_memory::{translated_memory, TranslatedMemory};

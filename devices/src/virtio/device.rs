@@ -6,7 +6,8 @@
 //! Devices are generic over vm-memory's [`GuestMemory`], so the same device
 //! code runs on guest-physical memory (`direct-ram-access=on`) or on memory
 //! that translates every access through the virtual IOMMU
-//! (`vm_memory::IommuMemory`, `direct-ram-access=off`).
+//! (`dmavm_iommu::TranslatedMemory` or, behind VT-d,
+//! `vm_memory::IommuMemory`; `direct-ram-access=off`).
 
 use std::sync::Arc;
 

@@ -197,3 +197,22 @@ fn hot_translations_are_counted_exactly() {
     assert!(read(&tm, IOVA, 8).is_err());
     assert_eq!(h.dev.stats()[0].translations, 1);
 }
+
+#[test]
+fn range_checks_answer_from_the_hot_page_as_accesses_do() {
+    use vm_memory::{GuestMemory, Permissions};
+    let (mut h, tm) = setup();
+    // The read-only page made hot by a read.
+    assert_eq!(read(&tm, IOVA + 0x1008, 8).unwrap(), bytes(&h.mem, DATA + 0x1008, 8));
+    assert!(holds(&tm, IOVA + 0x1000));
+    assert!(tm.check_range(GuestAddress(IOVA + 0x1010), 8, Permissions::Read));
+    // Not with a permission the mapping lacks: the full path faults.
+    assert!(!tm.check_range(GuestAddress(IOVA + 0x1010), 8, Permissions::Write));
+    assert_eq!(h.events(), vec![fault_bytes(VIRTIO_IOMMU_FAULT_R_MAPPING, F_WRITE, 8, IOVA + 0x1010)]);
+    // Nor once it is unmapped.
+    assert_eq!(h.status(&unmap_req(1, IOVA + 0x1000, IOVA + 0x1fff)), S_OK);
+    assert!(!tm.check_range(GuestAddress(IOVA + 0x1010), 8, Permissions::Read));
+    assert!(!holds(&tm, IOVA + 0x1000));
+    // A translated memory is no view of guest-physical memory.
+    assert!(tm.physical_memory().is_none());
+}
