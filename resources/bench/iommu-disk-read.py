@@ -3,8 +3,8 @@
 same L1 of the test bed.
 
 A 256 MiB raw virtio-pci disk read sequentially by the guest (`dd bs=1M`,
-guest cache dropped before each read, 3 reads per boot, 2 boots per VMM and
-mode, alternating) next to a virtio-iommu-pci, in three modes: `direct`
+guest cache dropped before each read, 3 reads per boot, --rounds boots per
+VMM and mode (default 2), alternating) next to a virtio-iommu-pci, in three modes: `direct`
 (dmavm `direct-ram-access=on`; QEMU `iommu_platform=off`), `lazy` (the disk
 translated, the guest's default lazy invalidation) and `strict`
 (`iommu.strict=1`); see tests/scenarios/bench-iommu-blk.sh. With
@@ -13,7 +13,7 @@ translated, the guest's default lazy invalidation) and `strict`
 `pt` (`iommu=pt`: the guest's identity domain), runs. Prints a Markdown
 table of medians, and each mode's cost relative to direct.
 
-    resources/bench/iommu-disk-read.py [--iommu virtio|vtd] [--out FILE]
+    resources/bench/iommu-disk-read.py [--iommu virtio|vtd] [--rounds N] [--out FILE]
 
 In the nested sandbox absolute figures are emulation speeds; compare ratios.
 """
@@ -30,14 +30,18 @@ IOMMU_NAME = {"virtio": "a virtio-iommu-pci", "vtd": "an Intel VT-d unit (QEMU: 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iommu", choices=sorted(MODES), default="virtio", help="the IOMMU (default virtio)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="boots per VMM and mode, 1 to 9 (default 2)")
     ap.add_argument("--out", help="append the Markdown result to this file")
     args = ap.parse_args()
+    if not 1 <= args.rounds <= 9:
+        ap.error("--rounds must be 1 to 9")
     modes = MODES[args.iommu]
-    runs, bed = sandbox_bench.run("bench-iommu-blk", extra_lines=("STATS",),
-                                  scenario_env=[("BENCH_IOMMU", args.iommu)])
+    runs, bed = sandbox_bench.run("bench-iommu-blk", timeout_secs=900 * (args.rounds + 1), extra_lines=("STATS",),
+                                  scenario_env=[("BENCH_IOMMU", args.iommu), ("BENCH_ROUNDS", str(args.rounds))])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Guest sequential read of a 256 MiB virtio-pci disk next to {IOMMU_NAME[args.iommu]}, {stamp}, "
-             f"`resources/bench/iommu-disk-read.py --iommu {args.iommu}`; {bed}", "",
+             f"`resources/bench/iommu-disk-read.py --iommu {args.iommu} --rounds {args.rounds}`; {bed}", "",
              "| mode | dmavm median (runs) | QEMU median (runs) | dmavm / QEMU |", "|---|---|---|---|"]
     for mode in modes:
         d, q = runs.get(("dmavm", mode), []), runs.get(("qemu", mode), [])

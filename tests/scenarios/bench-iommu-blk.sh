@@ -15,7 +15,8 @@
 # Prints "BENCH <vmm> <mode> <MiB/s>" per read, and dmavm's counters as
 # "STATS <mode> <line>" so a reader can see translation happened.
 # Needs an L1 image built with DMAVM_L1_WITH_QEMU=1.
-# env: DMAVM (dmavm binary), GUEST (guest images), BENCH_IOMMU (virtio|vtd)
+# env: DMAVM (dmavm binary), GUEST (guest images), BENCH_IOMMU (virtio|vtd),
+# BENCH_ROUNDS (boots per VMM and mode, 1 to 9, default 2)
 : "${DMAVM:?}" "${GUEST:?}"
 QEMU=/usr/bin/qemu-system-x86_64
 [ -x $QEMU ] || { echo "bench-iommu-blk: no QEMU in this L1 (DMAVM_L1_WITH_QEMU=1)"; exit 1; }
@@ -39,7 +40,12 @@ case $IOMMU in
   vtd) modes="direct lazy strict pt" dmavm_iommu="type=vtd" qemu_iommu="-device intel-iommu,intremap=off" ;;
   *) echo "bench-iommu-blk: BENCH_IOMMU=$IOMMU: virtio or vtd"; exit 1 ;;
 esac
-for round in 1 2; do
+ROUNDS=${BENCH_ROUNDS:-2}
+case $ROUNDS in
+  [1-9]) ;;
+  *) echo "bench-iommu-blk: BENCH_ROUNDS=$ROUNDS: 1 to 9"; exit 1 ;;
+esac
+for round in $(seq "$ROUNDS"); do
   for mode in $modes; do
     dra=off; [ $mode = direct ] && dra=on
     "$DMAVM" run --kernel "$GUEST/vmlinux" --initrd "$GUEST/initramfs.cpio.gz" --memory 512M \
