@@ -42,7 +42,6 @@
 //! lock, so device models may nest accesses freely.
 
 use std::ops::Deref;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
@@ -133,26 +132,16 @@ impl EndpointIommu {
 }
 
 /// The translation state a translation's iterator keeps: a snapshot of
-/// the endpoint's IOTLB, or of one of the thread's hot pages. A device
-/// model may keep the iterator while it makes other accesses, and
-/// invalidations never wait for it.
+/// the endpoint's IOTLB. A device model may keep the iterator while it
+/// makes other accesses, and invalidations never wait for it.
 #[derive(Debug, Clone)]
-pub struct IotlbSnapshot(Snapshot);
-
-#[derive(Debug, Clone)]
-enum Snapshot {
-    Shared(Arc<Iotlb>),
-    Thread(Rc<Iotlb>),
-}
+pub struct IotlbSnapshot(Arc<Iotlb>);
 
 impl Deref for IotlbSnapshot {
     type Target = Iotlb;
 
     fn deref(&self) -> &Iotlb {
-        match &self.0 {
-            Snapshot::Shared(tlb) => tlb,
-            Snapshot::Thread(tlb) => tlb,
-        }
+        &self.0
     }
 }
 
@@ -163,7 +152,7 @@ fn shared(
     access: Permissions,
     tlb: Arc<Iotlb>,
 ) -> Option<IotlbIterator<IotlbSnapshot>> {
-    Iotlb::lookup(IotlbSnapshot(Snapshot::Shared(tlb)), iova, length, access).ok()
+    Iotlb::lookup(IotlbSnapshot(tlb), iova, length, access).ok()
 }
 
 impl Iommu for EndpointIommu {
@@ -183,20 +172,11 @@ impl Iommu for EndpointIommu {
             return Err(self.fail((VIRTIO_IOMMU_FAULT_R_MAPPING, iova.0), iova, length, access));
         };
         // Read first: whatever serves this translation is at least as
-        // recent (see `hot_pages`).
+        // recent (see `hot_pages`). The thread's hot pages are not looked
+        // at here: `TranslatedMemory` asked them before calling this.
         let seen = ep.invalidations.generation();
         let page = hot_pages::small_access_page(iova.0, end);
-        let hot = page.and_then(|page| hot_pages::lookup(ep, page, access));
-        match hot {
-            Some(tlb) => {
-                // Counted by the thread's hot pages. The page allows the
-                // whole access, so this cannot fail.
-                if let Ok(hit) = Iotlb::lookup(IotlbSnapshot(Snapshot::Thread(tlb)), iova, length, access) {
-                    return Ok(hit);
-                }
-            }
-            None => Counters::bump(&ep.counters.translations),
-        }
+        Counters::bump(&ep.counters.translations);
         let snapshot = ep.snapshot();
         if let Some(hit) = shared(iova, length, access, snapshot.clone()) {
             if let Some(page) = page {

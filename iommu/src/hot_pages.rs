@@ -8,8 +8,8 @@
 //! memory the IOMMU's and other devices' threads share; that, not the
 //! lookup, is most of its cost. A hot page is the thread's own: one atomic
 //! load (the endpoint's [`InvalidationLog`] number) checks it is current,
-//! and the snapshot the translation keeps is an `Rc` of a one-page
-//! `Iotlb`.
+//! and [`crate::TranslatedMemory`] reaches the page's guest-physical
+//! address with no `Iotlb` at all.
 //!
 //! # Consistency
 //!
@@ -35,7 +35,6 @@
 //! [`InvalidationLog`]: crate::invalidation_log::InvalidationLog
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
 use vm_memory::{GuestAddress, Iotlb, Permissions};
@@ -57,10 +56,8 @@ pub(crate) const SMALL: u64 = 256;
 struct Slot {
     /// IOVA of the page.
     page: u64,
-    /// A one-page `Iotlb` holding the translation, with what it allows.
-    tlb: Rc<Iotlb>,
-    /// The guest-physical address the page translates to (what `tlb`
-    /// holds, for [`lookup_physical`]).
+    /// The guest-physical address the page translates to, and what it
+    /// allows.
     phys: u64,
     permissions: Permissions,
     /// When it was last used, on its endpoint's `clock`.
@@ -161,18 +158,6 @@ fn with_pages<T>(
     .flatten()
 }
 
-/// The one-page `Iotlb` that translates `page`, if this thread holds that
-/// page hot with `access` allowed; the translation is counted.
-pub(crate) fn lookup(ep: &Arc<Endpoint>, page: u64, access: Permissions) -> Option<Rc<Iotlb>> {
-    with_pages(ep, false, |pages| {
-        pages.clock = pages.clock.wrapping_add(1);
-        let slot = pages.slots.iter_mut().find(|s| s.page == page && s.permissions.allow(access))?;
-        slot.used = pages.clock;
-        pages.translations.add_one();
-        Some(slot.tlb.clone())
-    })
-}
-
 /// The guest-physical address `page` translates to, if this thread holds
 /// that page hot with `access` allowed; the translation is counted. What
 /// [`crate::TranslatedMemory`] answers a small access with, without
@@ -205,11 +190,8 @@ pub(crate) fn insert(ep: &Arc<Endpoint>, seen: u64, page: u64, snapshot: &Iotlb,
         if pages.seen != seen {
             return None;
         }
-        let mut tlb = Iotlb::new();
-        // `set_mapping` cannot fail.
-        let _ = tlb.set_mapping(GuestAddress(page), phys, PAGE as usize, permissions);
         pages.clock = pages.clock.wrapping_add(1);
-        let slot = Slot { page, tlb: Rc::new(tlb), phys: phys.0, permissions, used: pages.clock };
+        let slot = Slot { page, phys: phys.0, permissions, used: pages.clock };
         if let Some(existing) = pages.slots.iter_mut().find(|s| s.page == page) {
             *existing = slot;
         } else if pages.slots.len() < SLOTS {
