@@ -23,12 +23,11 @@
 //!
 //! [`IommuConfig::iotlb_entries`]: crate::IommuConfig::iotlb_entries
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use dmavm_translation::HotPageSource;
 use vm_memory::{GuestAddress, Iotlb, Permissions};
 
-use crate::invalidation_log::InvalidationLog;
 use crate::stats::Counters;
 use crate::sync::{read, write};
 
@@ -72,19 +71,14 @@ impl Cache {
     }
 }
 
-/// Source of [`Endpoint::uid`].
-static NEXT_UID: AtomicU64 = AtomicU64::new(0);
-
 /// One endpoint's translation cache and counters.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) id: u32,
-    /// Unique in the process, never reused: names the endpoint in the
-    /// threads' [`crate::hot_pages`].
-    pub(crate) uid: u64,
     pub(crate) iotlb: RwLock<Cache>,
-    /// Every removal from its translations, for caches beyond `iotlb`.
-    pub(crate) invalidations: InvalidationLog,
+    /// The endpoint as the threads' hot pages know it: every removal from
+    /// its translations is recorded there, for caches beyond `iotlb`.
+    pub(crate) hot: Arc<HotPageSource>,
     /// Most entries its IOTLB may hold.
     capacity: usize,
     pub(crate) counters: Counters,
@@ -94,9 +88,8 @@ impl Endpoint {
     pub(crate) fn new(id: u32, capacity: usize) -> Self {
         Self {
             id,
-            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             iotlb: RwLock::new(Cache::default()),
-            invalidations: InvalidationLog::default(),
+            hot: Arc::new(HotPageSource::new()),
             capacity,
             counters: Counters::default(),
         }
@@ -118,7 +111,7 @@ impl Endpoint {
     pub(crate) fn invalidate_all(&self) {
         let mut cache = write(&self.iotlb);
         *cache = Cache::default();
-        self.invalidations.record(0, u64::MAX);
+        self.hot.record_removal(0, u64::MAX);
     }
 
     /// Drops the cached translations of `[start, end]`.
@@ -130,7 +123,7 @@ impl Endpoint {
                     tlb.invalidate_mapping(GuestAddress(start), len)
                 });
                 if done {
-                    self.invalidations.record(start, end);
+                    self.hot.record_removal(start, end);
                 } else {
                     drop(cache);
                     self.invalidate_all();

@@ -1,17 +1,18 @@
 //! [`EndpointIommu`]: the `vm_memory::Iommu` through which the device model
 //! of an endpoint (a device in the IOMMU's scope) reaches guest memory, and
-//! the [`TranslatedMemory`] built on it.
+//! the [`TranslatedMemory`](crate::TranslatedMemory) built on it.
 //!
 //! # Translation
 //!
-//! [`EndpointIommu::translate`] first looks a small access up in the
-//! calling thread's hot pages of the endpoint ([`crate::hot_pages`]: ring
-//! entries, descriptors, headers, statuses; no atomic read-modify-write),
-//! then in the endpoint's IOTLB: a `vm_memory::Iotlb` shared as an `Arc`
-//! snapshot, so a hit costs a read lock, a reference count and the lookup,
-//! and the iterator handed to the device model owns its snapshot (no lock
-//! held, no copy made); a small access served there makes its page hot.
-//! On a miss or a permission
+//! [`TranslatedMemory`](crate::TranslatedMemory) first looks a small access up in the calling
+//! thread's hot pages of the endpoint ([`dmavm_translation::hot_pages`]:
+//! ring entries, descriptors, headers, statuses; no atomic
+//! read-modify-write); everything else comes to
+//! [`EndpointIommu::translate`], which looks in the endpoint's IOTLB: a
+//! `vm_memory::Iotlb` shared as an `Arc` snapshot, so a hit costs a read
+//! lock, a reference count and the lookup, and the iterator handed to the
+//! device model owns its snapshot (no lock held, no copy made); a small
+//! access served there makes its page hot. On a miss or a permission
 //! failure it resolves the access against the IOMMU state: an endpoint in
 //! bypass mode (unattached with `bypass` = 1, or attached to a bypass
 //! domain) gets the identity; an attached endpoint gets the mappings of its
@@ -35,7 +36,7 @@
 //! reset and `bypass` changes: everything), so an entry the driver removed
 //! is never served to a translation that starts after the request
 //! completed. Every invalidation is also recorded in the endpoint's
-//! invalidation log, from which the threads' hot pages drop what it
+//! invalidation log (its `HotPageSource`), from which the threads' hot pages drop what it
 //! overlaps before their next use. (An access already translated goes on, as DMA in flight
 //! does on hardware.) Lock order: state, then IOTLB; the fault queue is
 //! locked with neither held. The iterator a translation returns holds no
@@ -44,12 +45,12 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use dmavm_translation::{hot_pages, HotPageSource, TranslatingEndpoint};
 use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
 use vm_memory::{GuestAddress, Iommu, Iotlb, Permissions};
 
 use crate::domain::{Resolution, Unresolved};
 use crate::endpoint::{insert, Endpoint, Entry};
-use crate::hot_pages;
 use crate::iommu_state::IommuState;
 use crate::request::{
     Fault, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ, VIRTIO_IOMMU_FAULT_F_WRITE,
@@ -59,7 +60,7 @@ use crate::stats::Counters;
 use crate::sync::read;
 
 /// The IOMMU as one endpoint sees it: the `vm_memory::Iommu` to build the
-/// endpoint's translated memory with ([`translated_memory`]). Cheap to
+/// endpoint's translated memory with ([`crate::translated_memory`]). Cheap to
 /// clone; every clone is the same endpoint.
 #[derive(Clone)]
 pub struct EndpointIommu {
@@ -84,16 +85,6 @@ impl EndpointIommu {
     /// The endpoint ID.
     pub fn id(&self) -> u32 {
         self.endpoint.id
-    }
-
-    /// The guest-physical address of a small access (`length` bytes at
-    /// `iova`, within one page) that this thread's hot pages translate
-    /// with `access` allowed; `None` sends the access down the full path
-    /// ([`Iommu::translate`]), which also makes its page hot.
-    pub(crate) fn hot_physical(&self, iova: u64, length: usize, access: Permissions) -> Option<u64> {
-        let end = iova.checked_add(u64::try_from(length).ok()?)?;
-        let page = hot_pages::small_access_page(iova, end)?;
-        hot_pages::lookup_physical(&self.endpoint, page, access)?.checked_add(iova - page)
     }
 
     /// Reports a failed access as a fault and builds the error for the
@@ -155,6 +146,12 @@ fn shared(
     Iotlb::lookup(IotlbSnapshot(tlb), iova, length, access).ok()
 }
 
+impl TranslatingEndpoint for EndpointIommu {
+    fn hot_pages(&self) -> &Arc<HotPageSource> {
+        &self.endpoint.hot
+    }
+}
+
 impl Iommu for EndpointIommu {
     type IotlbGuard<'a> = IotlbSnapshot;
 
@@ -174,13 +171,13 @@ impl Iommu for EndpointIommu {
         // Read first: whatever serves this translation is at least as
         // recent (see `hot_pages`). The thread's hot pages are not looked
         // at here: `TranslatedMemory` asked them before calling this.
-        let seen = ep.invalidations.generation();
+        let seen = ep.hot.invalidations().generation();
         let page = hot_pages::small_access_page(iova.0, end);
         Counters::bump(&ep.counters.translations);
         let snapshot = ep.snapshot();
         if let Some(hit) = shared(iova, length, access, snapshot.clone()) {
             if let Some(page) = page {
-                hot_pages::insert(ep, seen, page, &snapshot, access);
+                hot_pages::insert(&ep.hot, seen, page, &snapshot, access);
             }
             return Ok(hit);
         }

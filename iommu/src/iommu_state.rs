@@ -138,6 +138,7 @@ impl IommuState {
         state.detach_any(endpoint);
         ep.invalidate_all();
         ep.counters.reset();
+        ep.hot.reset_translations();
         drop(state);
         true
     }
@@ -146,7 +147,10 @@ impl IommuState {
         let state = read(&self.state);
         self.endpoints
             .values()
-            .map(|ep| EndpointStats::snapshot(ep.id, state.attached.get(&ep.id).copied(), &ep.counters))
+            .map(|ep| {
+                let domain = state.attached.get(&ep.id).copied();
+                EndpointStats::snapshot(ep.id, domain, &ep.counters, ep.hot.translations())
+            })
             .collect()
     }
 }

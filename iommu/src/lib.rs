@@ -50,13 +50,10 @@ pub mod endpoint_iommu;
 pub mod error;
 pub mod fault;
 mod handle;
-mod hot_pages;
-mod invalidation_log;
 mod iommu_state;
 pub mod request;
 pub mod stats;
 mod sync;
-mod translated_memory;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
@@ -65,8 +62,13 @@ mod tests;
 
 pub use config::{IommuConfig, MixedCoherency, X86_MSI_REGION};
 pub use device::{VirtioIommu, IOMMU_QUEUE_SIZE, VIRTIO_ID_IOMMU};
+pub use dmavm_translation::translated_memory;
 pub use endpoint_iommu::{EndpointIommu, IotlbSnapshot};
 pub use error::IommuError;
 pub use handle::IommuHandle;
 pub use stats::EndpointStats;
-pub use translated_memory::{translated_memory, TranslatedMemory};
+
+/// Guest memory as a device behind the virtio-iommu sees it: every address
+/// is an IOVA translated by its [`EndpointIommu`].
+pub type TranslatedMemory<B = vm_memory::GuestMemoryMmap> =
+    dmavm_translation::TranslatedMemory<EndpointIommu, B>;

@@ -1,28 +1,6 @@
 //! Per-endpoint counters, for the VMM's `--stats`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use crate::sync::lock;
-
-/// A count only one thread adds to (translations served from its hot
-/// pages): a plain load and store, where a shared counter needs an atomic
-/// read-modify-write, which costs more than the rest of such a
-/// translation. Others only read it.
-#[derive(Debug, Default)]
-pub(crate) struct ThreadCount(AtomicU64);
-
-impl ThreadCount {
-    /// Adds one; only the owning thread calls it.
-    pub(crate) fn add_one(&self) {
-        let v = self.0.load(Ordering::Relaxed);
-        self.0.store(v.wrapping_add(1), Ordering::Relaxed);
-    }
-
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// The live counters of one endpoint (relaxed atomics: they are statistics,
 /// nothing synchronizes on them).
@@ -30,11 +8,9 @@ impl ThreadCount {
 pub(crate) struct Counters {
     pub(crate) map_requests: AtomicU64,
     pub(crate) unmap_requests: AtomicU64,
-    /// Translations not counted by a thread's own count.
+    /// Translations not served by a thread's hot pages (those are counted
+    /// by the endpoint's `HotPageSource`).
     pub(crate) translations: AtomicU64,
-    /// The threads' own translation counts, each with its value at the
-    /// last reset.
-    thread_translations: Mutex<Vec<(Arc<ThreadCount>, u64)>>,
     pub(crate) iotlb_misses: AtomicU64,
     pub(crate) faults: AtomicU64,
     pub(crate) attach_refused: AtomicU64,
@@ -45,38 +21,9 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A count of translations for the calling thread alone, part of
-    /// [`Counters::translations`] until [`Counters::retire`]d.
-    pub(crate) fn thread_count(&self) -> Arc<ThreadCount> {
-        let count = Arc::new(ThreadCount::default());
-        lock(&self.thread_translations).push((count.clone(), 0));
-        count
-    }
-
-    /// Moves what `count` counted into the shared counter; its thread
-    /// counts no more with it.
-    pub(crate) fn retire(&self, count: &Arc<ThreadCount>) {
-        let mut threads = lock(&self.thread_translations);
-        if let Some(i) = threads.iter().position(|(c, _)| Arc::ptr_eq(c, count)) {
-            let (c, base) = threads.swap_remove(i);
-            self.translations.fetch_add(c.get().wrapping_sub(base), Ordering::Relaxed);
-        }
-    }
-
-    /// Every translation counted, by threads' own counts too.
-    pub(crate) fn translations(&self) -> u64 {
-        let threads = lock(&self.thread_translations);
-        let own: u64 = threads.iter().map(|(c, base)| c.get().wrapping_sub(*base)).sum();
-        self.translations.load(Ordering::Relaxed).wrapping_add(own)
-    }
-
     /// Every counter back to zero: a device arriving at the endpoint starts
     /// with counters of its own.
     pub(crate) fn reset(&self) {
-        let mut threads = lock(&self.thread_translations);
-        for (count, base) in threads.iter_mut() {
-            *base = count.get();
-        }
         for c in [
             &self.map_requests,
             &self.unmap_requests,
@@ -116,14 +63,15 @@ pub struct EndpointStats {
 }
 
 impl EndpointStats {
-    pub(crate) fn snapshot(endpoint: u32, domain: Option<u32>, c: &Counters) -> Self {
+    /// `hot_translations`: those its threads' hot pages served.
+    pub(crate) fn snapshot(endpoint: u32, domain: Option<u32>, c: &Counters, hot_translations: u64) -> Self {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Self {
             endpoint,
             domain,
             map_requests: get(&c.map_requests),
             unmap_requests: get(&c.unmap_requests),
-            translations: c.translations(),
+            translations: get(&c.translations).wrapping_add(hot_translations),
             iotlb_misses: get(&c.iotlb_misses),
             faults: get(&c.faults),
             attach_refused: get(&c.attach_refused),

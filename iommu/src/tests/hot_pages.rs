@@ -7,10 +7,10 @@ use std::sync::mpsc;
 
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::hot_pages::{self, PAGE, SLOTS};
 use crate::request::*;
 use crate::test_utils::*;
 use crate::{translated_memory, TranslatedMemory};
+use dmavm_translation::hot_pages::{self, PAGE, SLOTS};
 
 const S_OK: u8 = Status::Ok as u8;
 const RD: u32 = VIRTIO_IOMMU_MAP_F_READ;
@@ -44,7 +44,7 @@ fn read(tm: &TranslatedMemory, iova: u64, len: usize) -> Result<Vec<u8>, vm_memo
 }
 
 fn holds(tm: &TranslatedMemory, page: u64) -> bool {
-    hot_pages::holds(&tm.iommu().endpoint, page)
+    hot_pages::holds(&tm.iommu().endpoint.hot, page)
 }
 
 #[test]
@@ -164,9 +164,9 @@ fn ring_pages_stay_hot_among_single_use_pages_within_the_bound() {
         assert_eq!(read(&tm, buffer, 16).unwrap(), bytes(&h.mem, DATA + 0x1_0000 + request * PAGE, 16));
         assert!(read(&tm, buffer + 16, 1).is_ok());
         assert!(holds(&tm, RING_IOVA), "request {request}");
-        assert!(hot_pages::held(&tm.iommu().endpoint) <= SLOTS);
+        assert!(hot_pages::held(&tm.iommu().endpoint.hot) <= SLOTS);
     }
-    assert_eq!(hot_pages::held(&tm.iommu().endpoint), SLOTS);
+    assert_eq!(hot_pages::held(&tm.iommu().endpoint.hot), SLOTS);
     assert_eq!(h.dev.stats()[0].faults, 0);
 }
 

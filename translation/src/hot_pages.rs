@@ -3,26 +3,27 @@
 //! model repeats on every request (ring indexes and entries, descriptors,
 //! request headers and statuses).
 //!
-//! A hit in the shared IOTLB costs a lock, a reference count on its
-//! snapshot and a count of the translation, each an atomic operation on
-//! memory the IOMMU's and other devices' threads share; that, not the
-//! lookup, is most of its cost. A hot page is the thread's own: one atomic
-//! load (the endpoint's [`InvalidationLog`] number) checks it is current,
-//! and [`crate::TranslatedMemory`] reaches the page's guest-physical
-//! address with no `Iotlb` at all.
+//! A hit in an endpoint's shared IOTLB (the virtio-iommu's or VT-d's)
+//! costs a lock, a reference count on its snapshot and a count of the
+//! translation, each an atomic operation on memory the IOMMU's and other
+//! devices' threads share; that, not the lookup, is most of its cost. A
+//! hot page is the thread's own: one atomic load (the endpoint's
+//! [`InvalidationLog`] number) checks it is current, and
+//! [`crate::TranslatedMemory`] reaches the page's guest-physical address
+//! with no `Iotlb` at all.
 //!
 //! # Consistency
 //!
-//! A hot page is copied from a translation the shared IOTLB (or the IOMMU
-//! state) served after the log's number was read, and tagged with that
-//! number. Before a thread uses its hot pages of an endpoint, it catches up
+//! A hot page is copied from a translation the shared IOTLB served after
+//! the log's number was read, and tagged with that number. Before a thread uses its hot pages of an endpoint, it catches up
 //! with the endpoint's log: the pages overlapping a removal recorded since
 //! are dropped, all of them if the log no longer reaches back that far; a
 //! page copied while a removal was recorded is not kept. So a hot page is
 //! never used after a request that removed its translation completed, as
-//! for the shared IOTLB (see [`crate::endpoint_iommu`]), and a removal
-//! elsewhere (Linux unmaps every buffer after its request) costs the
-//! pages nothing.
+//! for the shared IOTLB, and a removal elsewhere (Linux unmaps every
+//! buffer after its request) costs the pages nothing. An IOTLB that drops
+//! entries only to stay within its capacity removes no translation: the
+//! guest's tables still hold them, and its hot pages stay.
 //!
 //! # Bounded size
 //!
@@ -39,18 +40,19 @@ use std::sync::{Arc, Weak};
 
 use vm_memory::{GuestAddress, Iotlb, Permissions};
 
-use crate::endpoint::Endpoint;
-use crate::stats::ThreadCount;
+use crate::hot_page_source::HotPageSource;
+use crate::thread_count::ThreadCount;
 
-/// The size of a hot page: the IOMMU's granule (mappings never split one).
-pub(crate) const PAGE: u64 = 0x1000;
+/// The size of a hot page: the IOMMUs' smallest page (no translation
+/// splits one).
+pub const PAGE: u64 = 0x1000;
 /// Hot pages per endpoint and thread.
-pub(crate) const SLOTS: usize = 16;
+pub const SLOTS: usize = 16;
 /// Endpoints per thread with hot pages.
-pub(crate) const ENDPOINTS: usize = 8;
+pub const ENDPOINTS: usize = 8;
 /// The largest access that makes its page hot, in bytes: virtio's ring
 /// entries, descriptors, request headers and statuses are all far below.
-pub(crate) const SMALL: u64 = 256;
+pub const SMALL: u64 = 256;
 
 /// One page's translation.
 struct Slot {
@@ -66,11 +68,10 @@ struct Slot {
 
 /// One thread's hot pages of one endpoint.
 struct EndpointPages {
-    /// [`Endpoint::uid`]: never reused, so a page of a dropped endpoint
-    /// cannot serve another.
+    /// [`HotPageSource::uid`].
     endpoint: u64,
     /// Where to return `translations` when these pages go.
-    owner: Weak<Endpoint>,
+    owner: Weak<HotPageSource>,
     /// The translations these pages served (part of the endpoint's
     /// counters).
     translations: Arc<ThreadCount>,
@@ -83,15 +84,15 @@ struct EndpointPages {
 
 impl EndpointPages {
     /// Drops the pages that removals since `seen` made stale.
-    fn catch_up(&mut self, ep: &Endpoint) {
+    fn catch_up(&mut self, ep: &HotPageSource) {
         let slots = &mut self.slots;
-        match ep.invalidations.since(self.seen, |start, end| {
+        match ep.invalidations().since(self.seen, |start, end| {
             slots.retain(|s| s.page > end || s.page + (PAGE - 1) < start);
         }) {
             Some(last) => self.seen = last,
             None => {
                 slots.clear();
-                self.seen = ep.invalidations.generation();
+                self.seen = ep.invalidations().generation();
             }
         }
     }
@@ -100,7 +101,7 @@ impl EndpointPages {
 impl Drop for EndpointPages {
     fn drop(&mut self) {
         if let Some(ep) = self.owner.upgrade() {
-            ep.counters.retire(&self.translations);
+            ep.translations.retire(&self.translations);
         }
     }
 }
@@ -113,7 +114,7 @@ thread_local! {
 /// that lies in one page. Larger accesses (data buffers) are rarely
 /// repeated: making their pages hot would cost more than it saves and
 /// push out the ring pages.
-pub(crate) fn small_access_page(iova: u64, end: u64) -> Option<u64> {
+pub fn small_access_page(iova: u64, end: u64) -> Option<u64> {
     let page = iova & !(PAGE - 1);
     (end - iova <= SMALL && end - page <= PAGE).then_some(page)
 }
@@ -121,7 +122,7 @@ pub(crate) fn small_access_page(iova: u64, end: u64) -> Option<u64> {
 /// Runs `f` on this thread's hot pages of `ep`, caught up with its log;
 /// `None` if the thread has none (and `add` is false) or is exiting.
 fn with_pages<T>(
-    ep: &Arc<Endpoint>,
+    ep: &Arc<HotPageSource>,
     add: bool,
     f: impl FnOnce(&mut EndpointPages) -> Option<T>,
 ) -> Option<T> {
@@ -135,11 +136,11 @@ fn with_pages<T>(
                 if hot.len() == ENDPOINTS {
                     hot.remove(0);
                 }
-                let seen = ep.invalidations.generation();
+                let seen = ep.invalidations().generation();
                 hot.push(EndpointPages {
                     endpoint: ep.uid,
                     owner: Arc::downgrade(ep),
-                    translations: ep.counters.thread_count(),
+                    translations: ep.translations.add(),
                     seen,
                     slots: Vec::new(),
                     clock: 0,
@@ -149,7 +150,7 @@ fn with_pages<T>(
             None => return None,
         };
         let pages = hot.get_mut(index)?;
-        if pages.seen != ep.invalidations.generation() {
+        if pages.seen != ep.invalidations().generation() {
             pages.catch_up(ep);
         }
         f(pages)
@@ -158,11 +159,21 @@ fn with_pages<T>(
     .flatten()
 }
 
-/// The guest-physical address `page` translates to, if this thread holds
-/// that page hot with `access` allowed; the translation is counted. What
+/// The guest-physical address of a small access (`length` bytes at
+/// `iova`, within one page) that this thread's hot pages of `ep`
+/// translate with `access` allowed; the translation is counted. What
 /// [`crate::TranslatedMemory`] answers a small access with, without
-/// building an iterator over an `Iotlb`.
-pub(crate) fn lookup_physical(ep: &Arc<Endpoint>, page: u64, access: Permissions) -> Option<u64> {
+/// building an iterator over an `Iotlb`; `None` sends the access down the
+/// endpoint's full path, which offers the page to [`insert`].
+pub fn physical(ep: &Arc<HotPageSource>, iova: u64, length: usize, access: Permissions) -> Option<u64> {
+    let end = iova.checked_add(u64::try_from(length).ok()?)?;
+    let page = small_access_page(iova, end)?;
+    lookup_physical(ep, page, access)?.checked_add(iova - page)
+}
+
+/// The guest-physical address `page` translates to, if this thread holds
+/// that page hot with `access` allowed; the translation is counted.
+fn lookup_physical(ep: &Arc<HotPageSource>, page: u64, access: Permissions) -> Option<u64> {
     with_pages(ep, false, |pages| {
         pages.clock = pages.clock.wrapping_add(1);
         let slot = pages.slots.iter_mut().find(|s| s.page == page && s.permissions.allow(access))?;
@@ -172,10 +183,10 @@ pub(crate) fn lookup_physical(ep: &Arc<Endpoint>, page: u64, access: Permissions
     })
 }
 
-/// Makes `page` hot from `snapshot`, a translation state served after the
-/// endpoint's log number was `seen`, if the whole page translates to one
-/// range there with `access` allowed (read-write if it allows both).
-pub(crate) fn insert(ep: &Arc<Endpoint>, seen: u64, page: u64, snapshot: &Iotlb, access: Permissions) {
+/// Makes `page` hot from `snapshot`, the endpoint's IOTLB as it was after
+/// its log number was `seen`, if the whole page translates to one range
+/// there with `access` allowed (read-write if it allows both).
+pub fn insert(ep: &Arc<HotPageSource>, seen: u64, page: u64, snapshot: &Iotlb, access: Permissions) {
     let translate = |perm| {
         let mut ranges = Iotlb::lookup(snapshot, GuestAddress(page), PAGE as usize, perm).ok()?;
         let range = ranges.next()?;
@@ -204,13 +215,11 @@ pub(crate) fn insert(ep: &Arc<Endpoint>, seen: u64, page: u64, snapshot: &Iotlb,
 }
 
 /// Whether this thread holds `page` of `ep` hot (after catching up).
-#[cfg(test)]
-pub(crate) fn holds(ep: &Arc<Endpoint>, page: u64) -> bool {
+pub fn holds(ep: &Arc<HotPageSource>, page: u64) -> bool {
     with_pages(ep, false, |pages| Some(pages.slots.iter().any(|s| s.page == page))).unwrap_or(false)
 }
 
 /// How many pages of `ep` this thread holds hot (after catching up).
-#[cfg(test)]
-pub(crate) fn held(ep: &Arc<Endpoint>) -> usize {
+pub fn held(ep: &Arc<HotPageSource>) -> usize {
     with_pages(ep, false, |pages| Some(pages.slots.len())).unwrap_or(0)
 }

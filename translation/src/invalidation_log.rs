@@ -3,8 +3,10 @@
 //! [`crate::hot_pages`]) can tell whether anything was removed since it
 //! last looked, and drop exactly what overlaps.
 //!
-//! Every removal of a translation (UNMAP's ranges; ATTACH, DETACH, reset,
-//! `bypass` changes and device removal: everything) is recorded before the
+//! Every removal of a translation (for the virtio-iommu: UNMAP's ranges;
+//! ATTACH, DETACH, reset, `bypass` changes and device removal: everything;
+//! for VT-d: every context-cache and IOTLB invalidation and every change
+//! of the root table or of translation enable) is recorded before the
 //! request that made it completes. Checking costs one atomic load while
 //! nothing changed; the ranges are read under a lock only when something
 //! did. The log keeps the last [`LOG_LENGTH`] removals: a cache further
@@ -12,9 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-
-use crate::sync::lock;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Removals kept for caches that are behind.
 pub(crate) const LOG_LENGTH: usize = 64;
@@ -24,7 +24,7 @@ type Removal = (u64, u64, u64);
 
 /// The numbered removals from one endpoint's translations.
 #[derive(Debug, Default)]
-pub(crate) struct InvalidationLog {
+pub struct InvalidationLog {
     /// The number of the last removal (0: none yet).
     generation: AtomicU64,
     /// The last [`LOG_LENGTH`] removals, oldest first.
@@ -32,16 +32,22 @@ pub(crate) struct InvalidationLog {
 }
 
 impl InvalidationLog {
+    fn recent(&self) -> MutexGuard<'_, VecDeque<Removal>> {
+        // A panic while it was held (a bug) must not stop every removal
+        // from being recorded.
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The number of the last removal. A translation that starts by
     /// reading it sees every removal made by requests completed before.
-    pub(crate) fn generation(&self) -> u64 {
+    pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// Records the removal of `[start, end]`; called while the endpoint's
     /// IOTLB is changed, before the request that removed it completes.
     pub(crate) fn record(&self, start: u64, end: u64) {
-        let mut recent = lock(&self.recent);
+        let mut recent = self.recent();
         let number = self.generation.load(Ordering::Relaxed).wrapping_add(1);
         if recent.len() == LOG_LENGTH {
             recent.pop_front();
@@ -54,7 +60,7 @@ impl InvalidationLog {
     /// and returns the number of the last one; `None` if removals the log
     /// no longer holds came after `seen` (then everything must go).
     pub(crate) fn since(&self, seen: u64, mut removed: impl FnMut(u64, u64)) -> Option<u64> {
-        let recent = lock(&self.recent);
+        let recent = self.recent();
         let last = self.generation.load(Ordering::Relaxed);
         if last == seen {
             return Some(last);

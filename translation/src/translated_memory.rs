@@ -1,4 +1,4 @@
-//! [`TranslatedMemory`]: guest memory as a device behind the IOMMU
+//! [`TranslatedMemory`]: guest memory as a device behind an IOMMU
 //! reaches it (`direct-ram-access=off`). Every address is an IOVA of the
 //! device's endpoint; every access is translated, counted, and faults
 //! when the guest has not mapped it with the access's permission.
@@ -9,13 +9,14 @@
 //! is one page this thread already holds (about 24 ns of a 42 ns hit,
 //! docs/benchmarks.md). A device model makes a dozen small accesses per
 //! request (ring indexes and entries, descriptors, headers, statuses);
-//! here those that hit a hot page (`hot_pages`) go straight to the
-//! guest-physical address, and every other access takes the full path
-//! through [`EndpointIommu`]'s `Iommu::translate`, as `IommuMemory` would.
+//! here those that hit a hot page ([`crate::hot_pages`]) go straight to
+//! the guest-physical address, and every other access takes the full
+//! path through the endpoint's `Iommu::translate`, as `IommuMemory` would.
 //! Its IOVA dirty bitmap (vm-memory's, for migration) does not exist:
 //! slices carry guest memory's own.
 
 use std::iter::FusedIterator;
+use std::sync::Arc;
 
 use vm_memory::bitmap::{BS, MS};
 use vm_memory::guest_memory::{GuestMemoryBackendSliceIterator, GuestMemorySliceIterator};
@@ -25,19 +26,29 @@ use vm_memory::{
     Iommu, Permissions, VolatileSlice,
 };
 
-use crate::endpoint_iommu::{EndpointIommu, IotlbSnapshot};
+use crate::hot_page_source::HotPageSource;
+use crate::hot_pages;
 
-/// Guest memory as an endpoint behind the IOMMU sees it: every address is
-/// an IOVA translated by its [`EndpointIommu`].
-#[derive(Debug, Clone)]
-pub struct TranslatedMemory<B = GuestMemoryMmap> {
-    backend: B,
-    iommu: EndpointIommu,
+/// An IOMMU as one endpoint sees it, whose small accesses this thread's
+/// hot pages may serve: its `Iommu::translate` offers the pages of small
+/// accesses it serves from its IOTLB to [`hot_pages::insert`], and it
+/// records every removal from its translations in [`Self::hot_pages`].
+pub trait TranslatingEndpoint: Iommu {
+    /// The endpoint as the threads' hot pages know it.
+    fn hot_pages(&self) -> &Arc<HotPageSource>;
 }
 
-impl<B> TranslatedMemory<B> {
+/// Guest memory as an endpoint behind an IOMMU sees it: every address is
+/// an IOVA translated by `I`, the IOMMU as that endpoint sees it.
+#[derive(Debug, Clone)]
+pub struct TranslatedMemory<I, B = GuestMemoryMmap> {
+    backend: B,
+    iommu: I,
+}
+
+impl<I, B> TranslatedMemory<I, B> {
     /// The endpoint whose translations this memory follows.
-    pub fn iommu(&self) -> &EndpointIommu {
+    pub fn iommu(&self) -> &I {
         &self.iommu
     }
 }
@@ -45,16 +56,19 @@ impl<B> TranslatedMemory<B> {
 /// The memory to give the device model of `endpoint`
 /// (`direct-ram-access=off`): `mem` (guest-physical memory, e.g. a clone of
 /// the VM's `GuestMemoryMmap`) seen through the IOMMU.
-pub fn translated_memory<B: GuestMemoryBackend>(mem: B, endpoint: EndpointIommu) -> TranslatedMemory<B> {
+pub fn translated_memory<I: TranslatingEndpoint, B: GuestMemoryBackend>(
+    mem: B,
+    endpoint: I,
+) -> TranslatedMemory<I, B> {
     TranslatedMemory { backend: mem, iommu: endpoint }
 }
 
-impl<B: GuestMemoryBackend> GuestMemory for TranslatedMemory<B> {
+impl<I: TranslatingEndpoint, B: GuestMemoryBackend> GuestMemory for TranslatedMemory<I, B> {
     type PhysicalMemory = B;
     type Bitmap = <B::R as GuestMemoryRegion>::B;
 
     fn check_range(&self, addr: GuestAddress, count: usize, access: Permissions) -> bool {
-        if let Some(phys) = self.iommu.hot_physical(addr.0, count, access) {
+        if let Some(phys) = hot_pages::physical(self.iommu.hot_pages(), addr.0, count, access) {
             return self.backend.check_range(GuestAddress(phys), count);
         }
         match self.iommu.translate(addr, count, access) {
@@ -69,8 +83,8 @@ impl<B: GuestMemoryBackend> GuestMemory for TranslatedMemory<B> {
         count: usize,
         access: Permissions,
     ) -> vm_memory::guest_memory::Result<impl GuestMemorySliceIterator<'a, BS<'a, Self::Bitmap>>> {
-        if let Some(phys) = self.iommu.hot_physical(addr.0, count, access) {
-            return Ok(TranslatedSlices {
+        if let Some(phys) = hot_pages::physical(self.iommu.hot_pages(), addr.0, count, access) {
+            return Ok(TranslatedSlices::<I, B> {
                 backend: &self.backend,
                 ranges: None,
                 current: Some(self.backend.get_slices(GuestAddress(phys), count)),
@@ -89,16 +103,16 @@ impl<B: GuestMemoryBackend> GuestMemory for TranslatedMemory<B> {
 
 /// The slices of guest memory that one translated access covers, range by
 /// translated range. Fused: after an error or the end, only `None`.
-struct TranslatedSlices<'a, B: GuestMemoryBackend> {
+struct TranslatedSlices<'a, I: Iommu + 'a, B: GuestMemoryBackend> {
     backend: &'a B,
     /// The translated ranges not yet visited (`None` for a hot page's
     /// single range, already in `current`).
-    ranges: Option<IotlbIterator<IotlbSnapshot>>,
+    ranges: Option<IotlbIterator<I::IotlbGuard<'a>>>,
     /// The slices of the range being visited.
     current: Option<GuestMemoryBackendSliceIterator<'a, B>>,
 }
 
-impl<'a, B: GuestMemoryBackend> Iterator for TranslatedSlices<'a, B> {
+impl<'a, I: Iommu + 'a, B: GuestMemoryBackend> Iterator for TranslatedSlices<'a, I, B> {
     type Item = vm_memory::guest_memory::Result<VolatileSlice<'a, MS<'a, B>>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -122,6 +136,9 @@ impl<'a, B: GuestMemoryBackend> Iterator for TranslatedSlices<'a, B> {
     }
 }
 
-impl<B: GuestMemoryBackend> FusedIterator for TranslatedSlices<'_, B> {}
+impl<'a, I: Iommu + 'a, B: GuestMemoryBackend> FusedIterator for TranslatedSlices<'a, I, B> {}
 
-impl<'a, B: GuestMemoryBackend> GuestMemorySliceIterator<'a, MS<'a, B>> for TranslatedSlices<'a, B> {}
+impl<'a, I: Iommu + 'a, B: GuestMemoryBackend> GuestMemorySliceIterator<'a, MS<'a, B>>
+    for TranslatedSlices<'a, I, B>
+{
+}
