@@ -9,7 +9,11 @@
 //! domain (the IOTLB, keyed by domain and page). The IOTLB is a
 //! `vm_memory::Iotlb` shared as an `Arc` snapshot, so a hit is a read
 //! lock, a reference count and the lookup, and the iterator handed to the
-//! device model owns its snapshot. An IOTLB never holds more than its
+//! device model owns its snapshot. In front of it, each thread keeps the
+//! 4 KiB pages of the small accesses it repeats (ring entries,
+//! descriptors, headers, statuses) hot ([`dmavm_translation::hot_pages`]):
+//! [`VtdMemory`](crate::VtdMemory) answers those from the page with no lock
+//! and no atomic read-modify-write. An IOTLB never holds more than its
 //! capacity: a fill that would pass it starts over empty (it is a cache;
 //! what is dropped is walked again on a miss), and an access needing more
 //! pages than the capacity is translated without being cached.
@@ -25,12 +29,18 @@
 //! Caches are filled while the unit's translation state is read-locked and
 //! invalidated while it is write-locked, so a translation the guest
 //! invalidated is never served to an access that starts after the
-//! invalidation completed. Lock order: registers, translation state,
+//! invalidation completed. Every removal (a context-cache or IOTLB
+//! invalidation, a new root table, translation turned on or off) is also
+//! recorded in the source ID's `HotPageSource`, and the threads' hot pages
+//! drop what it overlaps before their next use; the same range a large
+//! page widens the IOTLB's removal to. Only translated accesses make pages
+//! hot (with translation off, accesses are counted apart). Lock order: registers, translation state,
 //! endpoints, one endpoint's cache.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
+use dmavm_translation::{hot_pages, HotPageSource, TranslatingEndpoint};
 use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
 use vm_memory::{GuestAddress, Iommu, Iotlb, Permissions};
 
@@ -62,16 +72,24 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    pub(crate) fn drop_translations(&mut self) {
+    /// Empties the IOTLB, keeping the context entry; the translations
+    /// stay in the guest's tables (see [`Self::drop_translations`]).
+    fn empty_tlb(&mut self) {
         self.tlb = Arc::default();
         self.entries = 0;
         self.large = false;
         self.untranslated = false;
     }
 
+    /// Drops every cached translation, recording the removal in `hot`.
+    pub(crate) fn drop_translations(&mut self, hot: &HotPageSource) {
+        self.empty_tlb();
+        hot.record_removal(0, u64::MAX);
+    }
+
     /// Drops everything: context entry and IOTLB.
-    pub(crate) fn clear(&mut self) {
-        self.drop_translations();
+    pub(crate) fn clear(&mut self, hot: &HotPageSource) {
+        self.drop_translations(hot);
         self.context = None;
     }
 
@@ -85,7 +103,7 @@ impl Cache {
         }
         if self.entries + cost > capacity || Arc::get_mut(&mut self.tlb).is_none() {
             let untranslated = self.untranslated;
-            self.drop_translations();
+            self.empty_tlb();
             self.untranslated = untranslated;
         }
         if let Some(own) = Arc::get_mut(&mut self.tlb) {
@@ -95,8 +113,9 @@ impl Cache {
         true
     }
 
-    /// Drops the cached translations of `[start, start + len)`.
-    pub(crate) fn invalidate_pages(&mut self, capacity: usize, start: u64, len: u64) {
+    /// Drops the cached translations of `[start, start + len)`, recording
+    /// the removal in `hot`.
+    pub(crate) fn invalidate_pages(&mut self, capacity: usize, start: u64, len: u64, hot: &HotPageSource) {
         let (start, len) = if self.large {
             let first = start & !(IDENTITY_CHUNK - 1);
             let end = start.saturating_add(len).saturating_add(IDENTITY_CHUNK - 1) & !(IDENTITY_CHUNK - 1);
@@ -105,15 +124,16 @@ impl Cache {
             (start, len)
         };
         let Ok(len) = usize::try_from(len) else {
-            self.drop_translations();
+            self.drop_translations(hot);
             return;
         };
         if len == 0 {
             return;
         }
+        hot.record_removal(start, start.saturating_add(len as u64 - 1));
         let done = self.apply(capacity, REMOVE_COST, |tlb| tlb.invalidate_mapping(GuestAddress(start), len));
         if !done {
-            self.drop_translations();
+            self.drop_translations(hot);
         }
     }
 }
@@ -123,6 +143,9 @@ impl Cache {
 pub(crate) struct EndpointState {
     pub(crate) source_id: u16,
     pub(crate) cache: RwLock<Cache>,
+    /// The source ID as the threads' hot pages know it: every removal
+    /// from `cache` is recorded there.
+    pub(crate) hot: Arc<HotPageSource>,
     capacity: usize,
     pub(crate) counters: Counters,
     /// The domain of the last context entry it used ([`NO_DOMAIN`]: none
@@ -138,6 +161,7 @@ impl EndpointState {
         Self {
             source_id,
             cache: RwLock::new(Cache::default()),
+            hot: Arc::new(HotPageSource::new()),
             capacity,
             counters: Counters::default(),
             last_domain: AtomicU32::new(NO_DOMAIN),
@@ -150,7 +174,7 @@ impl EndpointState {
 
     pub(crate) fn stats(&self) -> VtdStats {
         let domain = u16::try_from(self.last_domain.load(Ordering::Relaxed)).ok();
-        VtdStats::snapshot(self.source_id, domain, &self.counters)
+        VtdStats::snapshot(self.source_id, domain, &self.counters, self.hot.translations())
     }
 }
 
@@ -275,7 +299,7 @@ impl VtdEndpoint {
         }
         let mut cache = write(&self.state.cache);
         if cache.context != context || cache.untranslated != untranslated {
-            cache.clear();
+            cache.clear(&self.state.hot);
             cache.context = context;
             cache.untranslated = untranslated;
         }
@@ -355,6 +379,12 @@ impl VtdEndpoint {
     }
 }
 
+impl TranslatingEndpoint for VtdEndpoint {
+    fn hot_pages(&self) -> &Arc<HotPageSource> {
+        &self.state.hot
+    }
+}
+
 impl Iommu for VtdEndpoint {
     /// A snapshot of the source ID's IOTLB: a device model may keep the
     /// iterator while it makes other accesses, and invalidations never
@@ -372,10 +402,21 @@ impl Iommu for VtdEndpoint {
             Counters::bump(&ep.counters.translations);
             return Err(self.fail(FaultReason::AddressBeyondWidth.into(), iova.0, iova, length, access));
         };
+        // Read first: whatever serves this translation is at least as
+        // recent (see `hot_pages`). `VtdMemory` asked the thread's hot
+        // pages before calling this.
+        let seen = ep.hot.invalidations().generation();
         let (tlb, untranslated) = {
             let cache = read(&ep.cache);
             (cache.tlb.clone(), cache.untranslated)
         };
+        // A page the IOTLB does not hold is not made hot, so offering it
+        // before the lookup (which consumes the snapshot) makes hot only
+        // pages of accesses that hit.
+        let small = hot_pages::small_access_page(iova.0, end).filter(|_| !untranslated);
+        if let Some(page) = small {
+            hot_pages::insert(&ep.hot, seen, page, &tlb, access);
+        }
         if let Ok(hit) = Iotlb::lookup(tlb, iova, length, access) {
             Counters::bump(if untranslated { &ep.counters.untranslated } else { &ep.counters.translations });
             return Ok(hit);

@@ -48,8 +48,6 @@ pub mod unit;
 #[cfg(test)]
 mod tests;
 
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, IommuMemory};
-
 pub use config::VtdConfig;
 pub use endpoint::VtdEndpoint;
 pub use interrupt::FaultInterrupt;
@@ -59,16 +57,8 @@ pub use tables::FaultReason;
 pub use unit::VtdUnit;
 
 /// Guest memory as a device behind a VT-d unit sees it: every address is
-/// an IOVA translated by its [`VtdEndpoint`].
-pub type VtdMemory<B = vm_memory::GuestMemoryMmap> = IommuMemory<B, VtdEndpoint>;
+/// an IOVA translated by its [`VtdEndpoint`]; build it with
+/// [`translated_memory`].
+pub type VtdMemory<B = vm_memory::GuestMemoryMmap> = dmavm_translation::TranslatedMemory<VtdEndpoint, B>;
 
-/// The memory to give the device model of `endpoint`: `mem` (guest-physical
-/// memory, e.g. a clone of the VM's `GuestMemoryMmap`) seen through the
-/// unit. Its IOVA dirty bitmap (vm-memory's, for migration) is left empty.
-pub fn translated_memory<B>(mem: B, endpoint: VtdEndpoint) -> VtdMemory<B>
-where
-    B: GuestMemoryBackend,
-    <B::R as GuestMemoryRegion>::B: Default,
-{
-    IommuMemory::new(mem, endpoint, true, Default::default())
-}
+pub use dmavm_translation::translated_memory;

@@ -45,12 +45,13 @@ pub struct VtdStats {
 }
 
 impl VtdStats {
-    pub(crate) fn snapshot(source_id: u16, domain: Option<u16>, c: &Counters) -> Self {
+    /// `hot_translations`: those its threads' hot pages served.
+    pub(crate) fn snapshot(source_id: u16, domain: Option<u16>, c: &Counters, hot_translations: u64) -> Self {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Self {
             source_id,
             domain,
-            translations: get(&c.translations),
+            translations: get(&c.translations).wrapping_add(hot_translations),
             iotlb_misses: get(&c.iotlb_misses),
             context_misses: get(&c.context_misses),
             invalidations: get(&c.invalidations),

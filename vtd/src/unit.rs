@@ -158,7 +158,7 @@ impl Shared {
     /// Drops every cached context entry and translation.
     fn clear_caches(&self) {
         for ep in read(&self.endpoints).values() {
-            write(&ep.cache).clear();
+            write(&ep.cache).clear(&ep.hot);
         }
     }
 
@@ -174,7 +174,7 @@ impl Shared {
                 }
             };
             if covered {
-                cache.clear();
+                cache.clear(&ep.hot);
                 Counters::bump(&ep.counters.invalidations);
             }
         }
@@ -186,10 +186,10 @@ impl Shared {
             let mut cache = write(&ep.cache);
             let domain = cache.context.map(|c| c.domain);
             match scope {
-                IotlbScope::Global => cache.drop_translations(),
-                IotlbScope::Domain(d) if domain == Some(d) => cache.drop_translations(),
+                IotlbScope::Global => cache.drop_translations(&ep.hot),
+                IotlbScope::Domain(d) if domain == Some(d) => cache.drop_translations(&ep.hot),
                 IotlbScope::Pages { domain: d, start, len } if domain == Some(d) => {
-                    cache.invalidate_pages(ep.capacity(), start, len)
+                    cache.invalidate_pages(ep.capacity(), start, len, &ep.hot)
                 }
                 _ => continue,
             }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod faults;
+mod hot_pages;
 mod invalidation;
 mod registers;
 mod translation;
