@@ -4,9 +4,12 @@
 //! fault reasons of 7.1.3 (table 7-25 in 4.x, "Unrecoverable fault
 //! conditions and reasons") for everything that can go wrong.
 //!
-//! The walk reads each entry once with one 8- or 16-byte read, has a fixed
+//! The walk reads each 64-bit word of an entry once, with one atomic load
+//! (an 8-byte paging entry, a 16-byte root or context entry), has a fixed
 //! depth (root, context, four paging levels) and never follows a pointer
 //! back: a guest's tables cannot make it loop.
+
+use std::sync::atomic::Ordering;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, Permissions};
 
@@ -116,10 +119,17 @@ pub(crate) struct Page {
     pub(crate) permissions: Permissions,
 }
 
+/// Reads the `N` 64-bit words of a table entry at `address`, each with
+/// one atomic load, as the hardware does: the guest may be writing the
+/// entry on another vCPU, and a torn read would see an entry it never
+/// wrote. Acquire, so that a next-level table written before the entry
+/// that points to it is seen whole. `None` outside guest memory (entries
+/// are naturally aligned: table addresses are 4 KiB-aligned).
 fn read_entry<const N: usize>(mem: &GuestMemoryMmap, address: u64) -> Option<[u64; N]> {
     let mut raw = [0u64; N];
     for (i, word) in raw.iter_mut().enumerate() {
-        *word = mem.read_obj::<u64>(GuestAddress(address.checked_add(8 * i as u64)?)).ok()?;
+        let at = GuestAddress(address.checked_add(8 * i as u64)?);
+        *word = mem.load::<u64>(at, Ordering::Acquire).ok()?;
     }
     Some(raw)
 }
