@@ -113,10 +113,12 @@ thread_local! {
 /// The IOVA page of a small access `[iova, end)` (at most [`SMALL`] bytes)
 /// that lies in one page. Larger accesses (data buffers) are rarely
 /// repeated: making their pages hot would cost more than it saves and
-/// push out the ring pages.
+/// push out the ring pages. Never the last page below 2^64, whose end
+/// vm-memory's `Iotlb` cannot represent (it adds without a check).
 pub fn small_access_page(iova: u64, end: u64) -> Option<u64> {
     let page = iova & !(PAGE - 1);
-    (end - iova <= SMALL && end - page <= PAGE).then_some(page)
+    page.checked_add(PAGE)?;
+    (end.checked_sub(iova)? <= SMALL && end - page <= PAGE).then_some(page)
 }
 
 /// Runs `f` on this thread's hot pages of `ep`, caught up with its log;
@@ -222,4 +224,24 @@ pub fn holds(ep: &Arc<HotPageSource>, page: u64) -> bool {
 /// How many pages of `ep` this thread holds hot (after catching up).
 pub fn held(ep: &Arc<HotPageSource>) -> usize {
     with_pages(ep, false, |pages| Some(pages.slots.len())).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_accesses_within_a_page_have_one_and_the_last_page_none() {
+        assert_eq!(small_access_page(0x1008, 0x1010), Some(0x1000));
+        assert_eq!(small_access_page(0x1f00, 0x2000), Some(0x1000));
+        // Across a page boundary, or larger than SMALL: no page.
+        assert_eq!(small_access_page(0x1ffc, 0x2004), None);
+        assert_eq!(small_access_page(0x1010, 0x1011 + SMALL), None);
+        // The last page's end, 2^64, does not fit the IOTLB's ranges.
+        let top = !(PAGE - 1);
+        assert_eq!(small_access_page(top, top + 8), None);
+        assert_eq!(small_access_page(top - PAGE, top - PAGE + 8), Some(top - PAGE));
+        // An end below the start is not an access.
+        assert_eq!(small_access_page(0x1008, 0x1000), None);
+    }
 }

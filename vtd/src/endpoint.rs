@@ -116,21 +116,26 @@ impl Cache {
     /// Drops the cached translations of `[start, start + len)`, recording
     /// the removal in `hot`.
     pub(crate) fn invalidate_pages(&mut self, capacity: usize, start: u64, len: u64, hot: &HotPageSource) {
-        let (start, len) = if self.large {
-            let first = start & !(IDENTITY_CHUNK - 1);
-            let end = start.saturating_add(len).saturating_add(IDENTITY_CHUNK - 1) & !(IDENTITY_CHUNK - 1);
-            (first, end.saturating_sub(first))
+        // The end, exclusive; with large pages cached, out to whole 1 GiB
+        // chunks (see the module documentation).
+        let end = start.checked_add(len);
+        let (start, end) = if self.large {
+            let round_up = |e: u64| e.checked_add(IDENTITY_CHUNK - 1).map(|e| e & !(IDENTITY_CHUNK - 1));
+            (start & !(IDENTITY_CHUNK - 1), end.and_then(round_up))
         } else {
-            (start, len)
+            (start, end)
         };
-        let Ok(len) = usize::try_from(len) else {
+        // vm-memory's `Iotlb` adds start and length unchecked, so a range
+        // ending at 2^64 (the guest may name the last pages) cannot be
+        // removed as a range: everything goes, which a cache may always do.
+        let Some(len) = end.and_then(|end| usize::try_from(end - start).ok()) else {
             self.drop_translations(hot);
             return;
         };
         if len == 0 {
             return;
         }
-        hot.record_removal(start, start.saturating_add(len as u64 - 1));
+        hot.record_removal(start, start + (len as u64 - 1));
         let done = self.apply(capacity, REMOVE_COST, |tlb| tlb.invalidate_mapping(GuestAddress(start), len));
         if !done {
             self.drop_translations(hot);

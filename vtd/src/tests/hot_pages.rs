@@ -186,3 +186,28 @@ fn an_invalidation_reaches_the_hot_pages_of_every_thread() {
     drop(ask);
     device.join().unwrap();
 }
+
+#[test]
+fn the_topmost_page_is_never_made_hot_and_invalidating_it_drops_the_cache() {
+    let g = Guest::new();
+    // Pass-through: every address translates to itself, the last page too.
+    g.put(ROOT, CONTEXT | 1);
+    g.put(ROOT + 8, 0);
+    g.set_context(SID, 0b10 << 2 | 1, 2 | u64::from(DOMAIN) << 8);
+    g.enable();
+    let top = !0xfffu64;
+    let tm = g.memory(SID);
+    for _ in 0..3 {
+        // Outside guest memory: the translation succeeds, the access fails.
+        assert!(tm.read_obj::<u64>(GuestAddress(top)).is_err());
+    }
+    assert!(!hot_pages::holds(&source(&g), top));
+    assert!(g.dma_read(SID, 0x1000, 8).is_ok());
+    // A page-selective invalidation of the last page: its end is 2^64.
+    g.w64(IVA, top);
+    g.w64(IOTLB, IOTLB_IVT | 0b11 << 60 | u64::from(DOMAIN) << 32);
+    assert_eq!(g.r64(IOTLB) & IOTLB_IVT, 0);
+    let misses = g.stats(SID).iotlb_misses;
+    assert!(g.dma_read(SID, 0x1000, 8).is_ok());
+    assert_eq!(g.stats(SID).iotlb_misses, misses + 1, "the whole IOTLB went");
+}
