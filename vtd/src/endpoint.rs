@@ -415,14 +415,22 @@ impl Iommu for VtdEndpoint {
             let cache = read(&ep.cache);
             (cache.tlb.clone(), cache.untranslated)
         };
-        // A page the IOTLB does not hold is not made hot, so offering it
-        // before the lookup (which consumes the snapshot) makes hot only
-        // pages of accesses that hit.
-        let small = hot_pages::small_access_page(iova.0, end).filter(|_| !untranslated);
-        if let Some(page) = small {
-            hot_pages::insert(&ep.hot, seen, page, &tlb, access);
-        }
-        if let Ok(hit) = Iotlb::lookup(tlb, iova, length, access) {
+        let hit = match hot_pages::small_access_page(iova.0, end).filter(|_| !untranslated) {
+            Some(page) => {
+                // The lookup consumes its snapshot; the page is offered
+                // from the same one, only when the access hits.
+                let hit = Iotlb::lookup(tlb.clone(), iova, length, access).ok();
+                if hit.is_some() {
+                    hot_pages::insert(&ep.hot, seen, page, &tlb, access);
+                }
+                // Not held into a miss: a fill finding the snapshot shared
+                // would start the IOTLB over.
+                drop(tlb);
+                hit
+            }
+            None => Iotlb::lookup(tlb, iova, length, access).ok(),
+        };
+        if let Some(hit) = hit {
             Counters::bump(if untranslated { &ep.counters.untranslated } else { &ep.counters.translations });
             return Ok(hit);
         }
