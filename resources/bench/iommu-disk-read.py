@@ -74,7 +74,7 @@ def main():
     runs, bed = sandbox_bench.run("bench-iommu-blk", timeout_secs=240 * len(modes) * (args.rounds + 1),
                                   extra_lines=("STATS",),
                                   scenario_env=[("BENCH_IOMMU", args.iommu), ("BENCH_ROUNDS", str(args.rounds)),
-                                                ("BENCH_MODES", " ".join(modes))])
+                                                ("BENCH_MODES", ",".join(modes))])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Guest sequential read of a 256 MiB virtio-pci disk next to {IOMMU_NAME[args.iommu]}, {stamp}, "
              f"`resources/bench/iommu-disk-read.py --iommu {args.iommu} --rounds {args.rounds}"

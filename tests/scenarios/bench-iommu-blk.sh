@@ -17,7 +17,8 @@
 # Needs an L1 image built with DMAVM_L1_WITH_QEMU=1.
 # env: DMAVM (dmavm binary), GUEST (guest images), BENCH_IOMMU (virtio|vtd),
 # BENCH_ROUNDS (boots per VMM and mode, 1 to 9, default 2), BENCH_MODES
-# (the modes to run, in order; default all of the IOMMU's)
+# (the modes to run, in order, separated by commas; default all of the
+# IOMMU's)
 : "${DMAVM:?}" "${GUEST:?}"
 QEMU=/usr/bin/qemu-system-x86_64
 [ -x $QEMU ] || { echo "bench-iommu-blk: no QEMU in this L1 (DMAVM_L1_WITH_QEMU=1)"; exit 1; }
@@ -47,13 +48,14 @@ case $ROUNDS in
   *) echo "bench-iommu-blk: BENCH_ROUNDS=$ROUNDS: 1 to 9"; exit 1 ;;
 esac
 if [ -n "${BENCH_MODES:-}" ]; then
-  for mode in $BENCH_MODES; do
+  wanted=$(echo "$BENCH_MODES" | tr , ' ')
+  for mode in $wanted; do
     case " $modes " in
       *" $mode "*) ;;
       *) echo "bench-iommu-blk: BENCH_MODES: $mode is not one of: $modes"; exit 1 ;;
     esac
   done
-  modes=$BENCH_MODES
+  modes=$wanted
 fi
 for round in $(seq "$ROUNDS"); do
   for mode in $modes; do
