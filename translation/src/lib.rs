@@ -1,9 +1,10 @@
 //! What every emulated IOMMU of dmavm (the virtio-iommu, Intel VT-d)
 //! gives the device models in its scope, whatever its own tables and
 //! requests look like: guest memory seen through one endpoint's
-//! translations ([`TranslatedMemory`]), and each thread's hot pages in
-//! front of the endpoint's shared IOTLB ([`hot_pages`]), kept consistent
-//! by the log of removals from its translations ([`InvalidationLog`]).
+//! translations ([`TranslatedMemory`]), the endpoint's shared IOTLB with
+//! a bounded size ([`bounded_iotlb`]), and each thread's hot pages in
+//! front of it ([`hot_pages`]), kept consistent by the log of removals
+//! from its translations ([`InvalidationLog`]).
 //!
 //! # Using it (an IOMMU model)
 //!
@@ -16,6 +17,7 @@
 //!    [`hot_pages::insert`], with the log number it read before looking.
 //! 3. The device model gets [`translated_memory`]`(guest_memory, endpoint)`.
 
+pub mod bounded_iotlb;
 mod hot_page_source;
 pub mod hot_pages;
 mod invalidation_log;

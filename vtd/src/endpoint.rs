@@ -40,6 +40,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
+use dmavm_translation::bounded_iotlb::{Applied, BoundedIotlb, INSERT_COST, REMOVE_COST};
 use dmavm_translation::{hot_pages, HotPageSource, TranslatingEndpoint};
 use vm_memory::iommu::{Error as IommuTranslateError, IotlbIterator, IovaRange};
 use vm_memory::{GuestAddress, Iommu, Iotlb, Permissions};
@@ -50,11 +51,6 @@ use crate::sync::{read, write};
 use crate::tables::{self, Context, ContextKind, FaultReason, Page, WalkFault};
 use crate::unit::Shared;
 
-/// What one IOTLB fill inserts into a `vm_memory::Iotlb` (a range map) at
-/// most: the range and the second half of an entry it splits.
-const INSERT_COST: usize = 2;
-/// Most entries one removal can add: the second half of a split entry.
-const REMOVE_COST: usize = 1;
 /// Untranslated and pass-through accesses are cached 1 GiB at a time.
 const IDENTITY_CHUNK: u64 = 1 << 30;
 
@@ -62,12 +58,10 @@ const IDENTITY_CHUNK: u64 = 1 << 30;
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
     pub(crate) context: Option<Context>,
-    pub(crate) tlb: Arc<Iotlb>,
-    /// At least the number of entries in `tlb`.
-    entries: usize,
-    /// `tlb` holds more than 4 KiB pages.
+    pub(crate) iotlb: BoundedIotlb,
+    /// `iotlb` holds more than 4 KiB pages.
     large: bool,
-    /// `tlb` holds the identity of translation-off (GSTS.TES = 0).
+    /// `iotlb` holds the identity of translation-off (GSTS.TES = 0).
     pub(crate) untranslated: bool,
 }
 
@@ -75,8 +69,7 @@ impl Cache {
     /// Empties the IOTLB, keeping the context entry; the translations
     /// stay in the guest's tables (see [`Self::drop_translations`]).
     fn empty_tlb(&mut self) {
-        self.tlb = Arc::default();
-        self.entries = 0;
+        self.iotlb.clear();
         self.large = false;
         self.untranslated = false;
     }
@@ -93,24 +86,19 @@ impl Cache {
         self.context = None;
     }
 
-    /// Applies `change`, which adds at most `cost` entries, in place or to
-    /// a fresh empty snapshot when an iterator still shares the current one
-    /// (an `Iotlb` cannot be copied). Returns `false`, changing nothing,
-    /// when `cost` alone is above `capacity`.
+    /// Applies `change`, which adds at most `cost` entries, to the IOTLB
+    /// ([`BoundedIotlb::apply`]); `false`, changing nothing, when `cost`
+    /// alone is above `capacity`. An IOTLB that started over holds no
+    /// large page any more.
     fn apply(&mut self, capacity: usize, cost: usize, change: impl FnOnce(&mut Iotlb)) -> bool {
-        if cost > capacity {
-            return false;
+        match self.iotlb.apply(capacity, cost, change) {
+            Applied::Kept => true,
+            Applied::StartedOver => {
+                self.large = false;
+                true
+            }
+            Applied::TooLarge => false,
         }
-        if self.entries + cost > capacity || Arc::get_mut(&mut self.tlb).is_none() {
-            let untranslated = self.untranslated;
-            self.empty_tlb();
-            self.untranslated = untranslated;
-        }
-        if let Some(own) = Arc::get_mut(&mut self.tlb) {
-            change(own);
-            self.entries += cost;
-        }
-        true
     }
 
     /// Drops the cached translations of `[start, start + len)`, recording
@@ -310,7 +298,7 @@ impl VtdEndpoint {
         }
         if cache.apply(self.state.capacity, cost, |tlb| insert(tlb, entries)) {
             cache.large |= large;
-            return cache.tlb.clone();
+            return cache.iotlb.snapshot().clone();
         }
         drop(cache);
         let mut own = Iotlb::new();
@@ -413,7 +401,7 @@ impl Iommu for VtdEndpoint {
         let seen = ep.hot.invalidations().generation();
         let (tlb, untranslated) = {
             let cache = read(&ep.cache);
-            (cache.tlb.clone(), cache.untranslated)
+            (cache.iotlb.snapshot().clone(), cache.untranslated)
         };
         let hit = match hot_pages::small_access_page(iova.0, end).filter(|_| !untranslated) {
             Some(page) => {
