@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use dmavm_devices::test_utils::blk_bench::backing::{Backing, DISK_SIZE};
 use dmavm_devices::test_utils::blk_bench::driver::{run_case, Memory, CASES, FREE_FROM, MEM_SIZE};
 use dmavm_devices::test_utils::blk_bench::report::{host, measure_time, utc_now};
+use dmavm_devices::test_utils::blk_bench::timing::{ns_per_call, small_read_costs, translate};
 use dmavm_devices::test_utils::blk_bench::Result;
 use dmavm_devices::virtio::{
     Activation, InterruptKind, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM,
@@ -32,7 +33,7 @@ use dmavm_iommu::request::{
 };
 use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, VirtioIommu};
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, Iommu, Permissions};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Where guest memory appears in the endpoint's IOVA space: 4 GiB up, so
 /// that an untranslated access to an IOVA would miss guest memory.
@@ -238,29 +239,6 @@ fn blk_rows(measure: Option<Duration>) -> Result<Vec<String>> {
     Ok(rows)
 }
 
-/// ns per call of `f`, called `n` times per clock check until `measure`.
-fn time_per_call(measure: Duration, n: u64, mut f: impl FnMut(u64) -> Result<()>) -> Result<f64> {
-    let start = Instant::now();
-    let mut calls = 0u64;
-    while start.elapsed() < measure {
-        for i in 0..n {
-            f(calls + i)?;
-        }
-        calls += n;
-    }
-    Ok(start.elapsed().as_nanos() as f64 / calls as f64)
-}
-
-/// Translates `len` bytes at `iova` and walks the result, as a device
-/// model's access does.
-fn translate(endpoint: &impl Iommu, iova: u64, len: usize) -> Result<()> {
-    let ranges = endpoint.translate(GuestAddress(iova), len, Permissions::Read).map_err(|e| e.to_string())?;
-    for r in ranges {
-        std::hint::black_box(r);
-    }
-    Ok(())
-}
-
 fn iotlb_rows(measure: Duration) -> Result<Vec<String>> {
     let mem = Memory::direct()?.driver;
     let pages = MEM_SIZE as u64 / 4096;
@@ -299,9 +277,9 @@ fn iotlb_rows(measure: Duration) -> Result<Vec<String>> {
         let (iommu, _) = mapped(&mem, granule)?;
         let endpoint = iommu.handle().endpoint(ENDPOINT).ok_or("no endpoint")?;
         let g = if granule == 4096 { "4 KiB" } else { "2 MiB" };
-        let same = time_per_call(measure, 1024, |_| translate(&endpoint, IOVA + 0x1000, 8))?;
+        let same = ns_per_call(measure, 1024, |_| translate(&endpoint, IOVA + 0x1000, 8))?;
         rows.push(format!("| translation, IOTLB hit, 8 bytes, same page, {g} mappings | {same:.0} |"));
-        let strided = time_per_call(measure, 1024, |i| {
+        let strided = ns_per_call(measure, 1024, |i| {
             translate(&endpoint, IOVA + (i * 4096 * 7) % MEM_SIZE as u64, 4096)
         })?;
         rows.push(format!("| translation, IOTLB hit, 4 KiB, pages all over, {g} mappings | {strided:.0} |"));
@@ -309,14 +287,7 @@ fn iotlb_rows(measure: Duration) -> Result<Vec<String>> {
         // through its translated memory (a hot page), less the same read
         // of guest-physical memory.
         let tm = translated_memory((*mem).clone(), endpoint.clone());
-        let through = time_per_call(measure, 1024, |_| {
-            std::hint::black_box(tm.read_obj::<u64>(GuestAddress(IOVA + 0x1000)).map_err(|e| e.to_string())?);
-            Ok(())
-        })?;
-        let direct = time_per_call(measure, 1024, |_| {
-            std::hint::black_box(mem.read_obj::<u64>(GuestAddress(0x1000)).map_err(|e| e.to_string())?);
-            Ok(())
-        })?;
+        let (through, direct) = small_read_costs(measure, &tm, IOVA + 0x1000, &*mem, 0x1000)?;
         rows.push(format!(
             "| translated 8-byte read (hot page), {g} mappings: {through:.0} ns, less a guest-physical one ({direct:.0} ns) | {:.0} |",
             through - direct

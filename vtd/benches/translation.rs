@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dmavm_devices::test_utils::blk_bench::report::{host, measure_time, utc_now};
+use dmavm_devices::test_utils::blk_bench::timing::{ns_per_call, small_read_costs, translate};
 use dmavm_iommu::request::{VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE};
 use dmavm_iommu::test_utils::{attach_req, map_req, Harness, DATA};
 use dmavm_vtd::{translated_memory, FaultInterrupt, VtdConfig, VtdUnit};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, Iommu, Permissions};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -67,31 +68,6 @@ fn vtd() -> Result<(VtdUnit, GuestMemoryMmap)> {
     Ok((unit, mem))
 }
 
-/// Translates `len` bytes at `iova` and walks the result, as a device
-/// model's access does.
-fn translate(endpoint: &impl Iommu, iova: u64, len: usize) -> Result<()> {
-    let ranges = endpoint.translate(GuestAddress(iova), len, Permissions::Read).map_err(|e| e.to_string())?;
-    for r in ranges {
-        std::hint::black_box(r);
-    }
-    Ok(())
-}
-
-fn time_per_call(measure: Duration, n: u64, mut f: impl FnMut(u64) -> Result<()>) -> Result<f64> {
-    let start = Instant::now();
-    let mut calls = 0u64;
-    loop {
-        for i in 0..n {
-            f(calls + i)?;
-        }
-        calls += n;
-        if start.elapsed() >= measure {
-            break;
-        }
-    }
-    Ok(start.elapsed().as_nanos() as f64 / calls as f64)
-}
-
 fn rows(measure: Duration) -> Result<Vec<String>> {
     let mut rows = Vec::new();
     let (unit, mem) = vtd()?;
@@ -120,12 +96,12 @@ fn rows(measure: Duration) -> Result<Vec<String>> {
         "| VT-d translation, IOTLB miss (4-level walk of a 4 KiB page and IOTLB fill, context cached, {PAGES} pages) | {:.0} |",
         miss_ns / f64::from(passes)
     ));
-    let same = time_per_call(measure, 1024, |_| translate(&endpoint, IOVA + 0x1000, 8))?;
+    let same = ns_per_call(measure, 1024, |_| translate(&endpoint, IOVA + 0x1000, 8))?;
     rows.push(format!(
         "| VT-d `Iommu::translate` hit, 8 bytes, same page (the path of a small access that is not hot; it offers the page to the hot pages) | {same:.0} |"
     ));
     let strided =
-        time_per_call(measure, 1024, |i| translate(&endpoint, IOVA + (i * 4096 * 7) % MEM_SIZE, 4096))?;
+        ns_per_call(measure, 1024, |i| translate(&endpoint, IOVA + (i * 4096 * 7) % MEM_SIZE, 4096))?;
     rows.push(format!(
         "| VT-d translation, IOTLB hit, 4 KiB, pages all over ({PAGES} cached) | {strided:.0} |"
     ));
@@ -133,14 +109,7 @@ fn rows(measure: Duration) -> Result<Vec<String>> {
     // its translated memory (a hot page), less the same read of
     // guest-physical memory.
     let tm = translated_memory(mem.clone(), endpoint.clone());
-    let through = time_per_call(measure, 1024, |_| {
-        std::hint::black_box(tm.read_obj::<u64>(GuestAddress(IOVA + 0x1000)).map_err(|e| e.to_string())?);
-        Ok(())
-    })?;
-    let direct = time_per_call(measure, 1024, |_| {
-        std::hint::black_box(mem.read_obj::<u64>(GuestAddress(0x1000)).map_err(|e| e.to_string())?);
-        Ok(())
-    })?;
+    let (through, direct) = small_read_costs(measure, &tm, IOVA + 0x1000, &mem, 0x1000)?;
     rows.push(format!(
         "| VT-d translated 8-byte read (hot page): {through:.0} ns, less a guest-physical one ({direct:.0} ns) | {:.0} |",
         through - direct
@@ -155,7 +124,7 @@ fn rows(measure: Duration) -> Result<Vec<String>> {
         return Err("virtio-iommu ATTACH/MAP failed".into());
     }
     let virtio = h.dev.handle().endpoint(0x10).ok_or("no virtio-iommu endpoint")?;
-    let same = time_per_call(measure, 1024, |_| translate(&virtio, IOVA + 0x10, 8))?;
+    let same = ns_per_call(measure, 1024, |_| translate(&virtio, IOVA + 0x10, 8))?;
     rows.push(format!("| virtio-iommu translation, IOTLB hit, 8 bytes, same page | {same:.0} |"));
     Ok(rows)
 }

@@ -7,6 +7,7 @@
 pub mod backing;
 pub mod driver;
 pub mod report;
+pub mod timing;
 
 use std::error::Error;
 
