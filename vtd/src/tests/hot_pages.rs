@@ -12,16 +12,6 @@ use dmavm_translation::{hot_pages, HotPageSource, TranslatingEndpoint};
 
 use super::*;
 
-fn mapped() -> Guest {
-    let mut g = Guest::new();
-    g.context_translate();
-    g.enable();
-    g.map(0x1000, DATA, 1, RW);
-    g.map(0x2000, DATA + 0x1000, 1, RW);
-    g.map(0x20_0000, DATA, 2, RW);
-    g
-}
-
 fn source(g: &Guest) -> Arc<HotPageSource> {
     g.unit.endpoint(SID).hot_pages().clone()
 }
@@ -33,14 +23,6 @@ fn make_hot(g: &Guest, iova: u64) {
         assert_eq!(g.dma_read(SID, iova, 8).unwrap(), g.phys(DATA + (iova & 0xfff), 8));
     }
     assert!(hot_pages::holds(&source(g), iova & !0xfff));
-}
-
-/// Clears the 4 KiB PTE of `iova`.
-fn unmap(g: &Guest, iova: u64) {
-    let pml4e = g.get(TABLES);
-    let pdpe = g.get((pml4e & !0xfff) + ((iova >> 30) & 0x1ff) * 8);
-    let pde = g.get((pdpe & !0xfff) + ((iova >> 21) & 0x1ff) * 8);
-    g.put((pde & !0xfff) + ((iova >> 12) & 0x1ff) * 8, 0);
 }
 
 #[test]
@@ -101,7 +83,7 @@ fn every_invalidation_covering_a_hot_page_makes_the_next_access_fault() {
     for (name, invalidate) in invalidations() {
         let g = mapped();
         make_hot(&g, 0x1000);
-        unmap(&g, 0x1000);
+        g.unmap(0x1000);
         // Until the guest invalidates, the cached translation may serve
         // (as on hardware).
         assert!(g.dma_read(SID, 0x1010, 8).is_ok(), "{name}: before");
@@ -148,7 +130,7 @@ fn an_invalidation_of_one_part_of_a_large_page_drops_its_hot_pages_elsewhere() {
 fn an_invalidation_elsewhere_keeps_the_hot_page() {
     let g = mapped();
     make_hot(&g, 0x1000);
-    unmap(&g, 0x2000);
+    g.unmap(0x2000);
     g.w64(IVA, 0x2000);
     g.w64(IOTLB, IOTLB_IVT | 0b11 << 60 | u64::from(DOMAIN) << 32);
     assert!(hot_pages::holds(&source(&g), 0x1000));
@@ -179,7 +161,7 @@ fn an_invalidation_reaches_the_hot_pages_of_every_thread() {
     step();
     assert_eq!(step(), (true, true), "the device thread holds the page hot");
     assert!(!hot_pages::holds(&source(&g), 0x1000), "this thread does not");
-    unmap(&g, 0x1000);
+    g.unmap(0x1000);
     g.w64(IVA, 0x1000);
     g.w64(IOTLB, IOTLB_IVT | 0b11 << 60 | u64::from(DOMAIN) << 32);
     assert_eq!(step(), (false, false), "the device thread's hot page went with the invalidation");

@@ -1,29 +1,11 @@
 use super::*;
 
-fn mapped() -> Guest {
-    let mut g = Guest::new();
-    g.context_translate();
-    g.enable();
-    g.map(0x1000, DATA, 1, RW);
-    g.map(0x2000, DATA + 0x1000, 1, RW);
-    g.map(0x20_0000, DATA, 2, RW);
-    g
-}
-
-/// Clears the PTE of `iova` (a 4 KiB mapping): the UNMAP of a driver.
-fn unmap(g: &Guest, iova: u64) {
-    let pml4e = g.get(TABLES);
-    let pdpe = g.get((pml4e & !0xfff) + ((iova >> 30) & 0x1ff) * 8);
-    let pde = g.get((pdpe & !0xfff) + ((iova >> 21) & 0x1ff) * 8);
-    g.put((pde & !0xfff) + ((iova >> 12) & 0x1ff) * 8, 0);
-}
-
 #[test]
 fn register_page_selective_invalidation_drops_the_page() {
     let g = mapped();
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
     assert!(g.dma_read(SID, 0x2000, 8).is_ok());
-    unmap(&g, 0x1000);
+    g.unmap(0x1000);
     // Cached: the hardware may still use the old translation.
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
     g.w64(IVA, 0x1000);
@@ -43,7 +25,7 @@ fn register_page_selective_invalidation_drops_the_page() {
 fn invalidating_another_domain_keeps_the_translation() {
     let g = mapped();
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
-    unmap(&g, 0x1000);
+    g.unmap(0x1000);
     g.w64(IOTLB, IOTLB_IVT | 0b10 << 60 | u64::from(DOMAIN + 1) << 32);
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
     g.w64(IOTLB, IOTLB_IVT | 0b10 << 60 | u64::from(DOMAIN) << 32);
@@ -54,7 +36,7 @@ fn invalidating_another_domain_keeps_the_translation() {
 fn register_invalidation_in_32_bit_halves_runs_on_the_command_half() {
     let g = mapped();
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
-    unmap(&g, 0x1000);
+    g.unmap(0x1000);
     let cmd = IOTLB_IVT | 0b01 << 60;
     g.w32(IOTLB, cmd as u32);
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
@@ -95,7 +77,7 @@ fn queued_invalidation_drops_the_page_and_the_wait_writes_its_status() {
     let g = mapped();
     g.enable_queue();
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
-    unmap(&g, 0x1000);
+    g.unmap(0x1000);
     g.put(STATUS, 0);
     g.submit(&[iotlb_pages(DOMAIN, 0x1000, 0), wait(Some((STATUS, 1)), false)]);
     assert_eq!(g.get(STATUS) as u32, 1);
@@ -111,7 +93,7 @@ fn register_invalidation_is_not_performed_while_the_queue_is_on() {
     let g = mapped();
     g.enable_queue();
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());
-    unmap(&g, 0x1000);
+    g.unmap(0x1000);
     g.w64(IOTLB, IOTLB_IVT | 0b01 << 60);
     assert_eq!((g.r64(IOTLB) >> 57) & 0b11, 0, "IAIG 0: not performed");
     assert!(g.dma_read(SID, 0x1000, 8).is_ok());

@@ -154,6 +154,15 @@ impl Guest {
         at
     }
 
+    /// Clears the PTE of `iova`, a 4 KiB mapping of [`Self::map`]: the
+    /// unmap of a driver, before it invalidates.
+    pub(crate) fn unmap(&self, iova: u64) {
+        let pml4e = self.get(self.pml4 + ((iova >> 39) & 0x1ff) * 8);
+        let pdpe = self.get((pml4e & !0xfff) + ((iova >> 30) & 0x1ff) * 8);
+        let pde = self.get((pdpe & !0xfff) + ((iova >> 21) & 0x1ff) * 8);
+        self.put((pde & !0xfff) + ((iova >> 12) & 0x1ff) * 8, 0);
+    }
+
     /// Latches the root table and enables translation, as Linux does.
     pub(crate) fn enable(&self) {
         self.w64(RTADDR, ROOT);
@@ -226,6 +235,19 @@ impl Guest {
     pub(crate) fn stats(&self, sid: u16) -> crate::VtdStats {
         self.unit.endpoint(sid).stats()
     }
+}
+
+/// A guest with translation on and [`SID`] in [`DOMAIN`]: IOVAs 0x1000 and
+/// 0x2000 mapped read-write to `DATA` and `DATA + 0x1000` in 4 KiB pages,
+/// and a 2 MiB page at 0x20_0000 onto `DATA`.
+pub(crate) fn mapped() -> Guest {
+    let mut g = Guest::new();
+    g.context_translate();
+    g.enable();
+    g.map(0x1000, DATA, 1, RW);
+    g.map(0x2000, DATA + 0x1000, 1, RW);
+    g.map(0x20_0000, DATA, 2, RW);
+    g
 }
 
 /// `mem` is used directly by tests that check guest memory is unchanged.
