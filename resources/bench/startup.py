@@ -9,7 +9,7 @@ creates a VM, 64 MiB of memory and one vCPU, runs it to its first exit and
 closes it), side by side in one run, runs alternating, and prints a
 Markdown table of medians. Usage:
 
-    resources/bench/startup.py [--runs 20] [--qemu PATH] [--out FILE]
+    resources/bench/startup.py [--runs 20] [--qemu PATH] [--static] [--out FILE]
 
 Needs a usable /dev/kvm, a release build of dmavm (built here if missing)
 and the project's QEMU (build/qemu-x86, Debian 13's, which
@@ -71,6 +71,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--qemu", help="a qemu-system-x86_64 to measure instead of the project's")
+    ap.add_argument("--static", action="store_true",
+                    help="also measure dmavm statically linked and not position-independent "
+                         "(built in build/target-static-nopie)")
     ap.add_argument("--out", help="append the Markdown result to this file")
     args = ap.parse_args()
 
@@ -90,10 +93,22 @@ def main():
         image[-16:-16 + len(QEMU_RESET_CODE)] = QEMU_RESET_CODE
         f.write(image)
 
+    binaries = [("dmavm", dmavm)]
+    if args.static:
+        target = os.path.join(REPO, "build", "target-static-nopie")
+        env = dict(os.environ, CARGO_TARGET_DIR=target,
+                   RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static")
+        # --target keeps the flags off the build scripts and proc-macros,
+        # which are built for the host and cannot be static.
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "dmavm", "--target", "x86_64-unknown-linux-gnu"],
+                       cwd=REPO, env=env, check=True)
+        binaries.append(("dmavm static", os.path.join(target, "x86_64-unknown-linux-gnu", "release", "dmavm")))
     rows = []
-    for name in ["exit-first", "byte-exit"]:
-        cmd = [dmavm, "run", "--payload", os.path.join(work, name + ".bin"), "--memory", "64M"]
-        rows.append((f"dmavm, `{name}` payload", cmd))
+    for label, binary in binaries:
+        for name in ["exit-first", "byte-exit"]:
+            cmd = [binary, "run", "--payload", os.path.join(work, name + ".bin"), "--memory", "64M"]
+            rows.append((f"{label}, `{name}` payload", cmd))
+    floor_row = len(rows)
     rows.append(("KVM floor (`kvm-floor.c`: VM, 64 MiB, one vCPU, first exit, close)", [floor]))
     qemu = project_qemu() if args.qemu is None else [args.qemu]
     if qemu:
@@ -107,10 +122,10 @@ def main():
     results = measure_alternating(measurer, [cmd for _, cmd in rows], args.runs)
 
     base = results[-1][0]
-    floor_t = results[2][0]
+    floor_t = results[floor_row][0]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"Start-up, {args.runs} runs each, alternating, {stamp}, "
-             f"`resources/bench/startup.py --runs {args.runs}`", "",
+             f"`resources/bench/startup.py --runs {args.runs}{' --static' if args.static else ''}`", "",
              "| what | median start to exit | median peak RSS | exit status | vs QEMU | / KVM floor |",
              "|---|---|---|---|---|---|"]
     for (label, _), (t, rss, codes) in zip(rows, results):
