@@ -30,7 +30,7 @@ in_netns() {
 # report_net_stats: dmavm's --stats line of each network device in $log as
 # "DMAVM netstats_<device>=rx_frames,rx_bytes,rx_dropped,rx_stalls,tx_frames,tx_bytes,tx_dropped,backend_errors".
 report_net_stats() {
-  sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): rx \([0-9]*\) frames \([0-9]*\) bytes \([0-9]*\) dropped \([0-9]*\) stalls (no receive buffers); tx \([0-9]*\) frames \([0-9]*\) bytes \([0-9]*\) dropped; \([0-9]*\) backend errors$/DMAVM netstats_\1=\2,\3,\4,\5,\6,\7,\8,\9/p' "$log"
+  sed -n 's/^dmavm: stats: \([a-z0-9_-]*\): rx \([0-9]*\) frames \([0-9]*\) bytes \([0-9]*\) dropped \([0-9]*\) stalls (no receive buffers); tx \([0-9]*\) frames \([0-9]*\) bytes \([0-9]*\) dropped; \([0-9]*\) backend errors\(; .*\)*$/DMAVM netstats_\1=\2,\3,\4,\5,\6,\7,\8,\9/p' "$log"
 }
 
 net_scenario() {

@@ -77,8 +77,9 @@ pub fn print_net_stats(net: &[(String, crate::virtio_devices::NetCountersFn)]) {
         let c = counters();
         let _ = writeln!(
             err,
-            "dmavm: stats: {id}: rx {} frames {} bytes {} dropped {} stalls (no receive buffers); tx {} frames {} bytes {} dropped; {} backend errors",
-            c.rx_frames, c.rx_bytes, c.rx_dropped, c.rx_stalls, c.tx_frames, c.tx_bytes, c.tx_dropped, c.backend_errors
+            "dmavm: stats: {id}: rx {} frames {} bytes {} dropped {} stalls (no receive buffers); tx {} frames {} bytes {} dropped; {} backend errors; {} transmit notifications",
+            c.rx_frames, c.rx_bytes, c.rx_dropped, c.rx_stalls, c.tx_frames, c.tx_bytes, c.tx_dropped, c.backend_errors,
+            c.tx_notifications
         );
     }
 }

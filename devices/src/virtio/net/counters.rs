@@ -21,6 +21,9 @@ pub struct NetCounters {
     /// Frames the guest sent that were not delivered (unusable chains,
     /// refused by the backend).
     pub tx_dropped: u64,
+    /// Notifications of `transmitq1` (each an exit of the guest's vCPU):
+    /// `tx_frames` over this is how many frames one notification moved.
+    pub tx_notifications: u64,
     /// Failed backend reads and writes.
     pub backend_errors: u64,
 }

@@ -267,6 +267,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Net<M> {
                     self.shared.signal_ready();
                 }
                 let Core { backend, tx, counters, .. } = &mut *core;
+                counters.tx_notifications += 1;
                 tx.transmit(backend.as_mut(), counters)
             }
             _ => {

@@ -208,6 +208,12 @@ fn transmit_sends_each_chain_as_one_frame() {
     check.assert_only_changed(&mem, &[tx.used_ring()]);
     let c = n.handle().counters();
     assert_eq!((c.tx_frames, c.tx_bytes, c.tx_dropped), (2, 3100, 0));
+    // Both frames moved on one notification; a notification with nothing
+    // new is counted too (it was an exit all the same).
+    assert_eq!(c.tx_notifications, 1);
+    n.process_queue(1).unwrap();
+    let c = n.handle().counters();
+    assert_eq!((c.tx_frames, c.tx_notifications), (2, 2));
 }
 
 #[test]
