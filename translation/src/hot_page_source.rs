@@ -28,6 +28,7 @@ impl Default for HotPageSource {
 }
 
 impl HotPageSource {
+    /// A new endpoint: a fresh number, an empty log, no translations.
     pub fn new() -> Self {
         Self {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
