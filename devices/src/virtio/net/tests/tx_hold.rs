@@ -1,0 +1,152 @@
+//! The transmit hold: after a notification that sent frames, the driver's
+//! notifications stay off, the hold timer fires by itself, what the driver
+//! queued meanwhile goes out when it does, and notifications come back on
+//! at the first check that finds nothing.
+
+use super::*;
+
+/// Waits up to `ms` milliseconds for `fd` to be readable.
+fn readable_within(fd: RawFd, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) == 1 }
+}
+
+/// Writes `f` at `addr` and makes it available as a one-buffer chain.
+fn queue_frame(mem: &GuestMemoryMmap, tx: &mut Driver, addr: u64, f: &[u8]) {
+    write(mem, addr, f);
+    let h = tx.chain(&[(addr, f.len() as u32, R)]);
+    tx.publish(h);
+}
+
+#[test]
+fn frames_queued_during_a_hold_go_without_a_notification() {
+    let mem = memory();
+    let (mut n, wire) = net::<GuestMemoryMmap>();
+    let handle = n.handle();
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    let frames: Vec<Vec<u8>> = (0..3).map(|i| frame(200 + i, i as u8)).collect();
+
+    queue_frame(&mem, &mut tx, 0x10000, &frames[0]);
+    n.process_queue(1).unwrap();
+    // The frame of the notification goes at once.
+    assert_eq!(wire.lock().unwrap().outbox, frames[..1]);
+    assert_eq!(tx.used_idx(), 1);
+    // Held: `avail_event` still names the first frame, which the driver
+    // has passed, so it does not notify for the next ones.
+    assert_eq!(tx.avail_event(), 0);
+    assert!(readable_within(handle.hold_fd(), 5000), "the hold ends by itself");
+
+    queue_frame(&mem, &mut tx, 0x11000, &frames[1]);
+    queue_frame(&mem, &mut tx, 0x12000, &frames[2]);
+    handle.hold_ended();
+    assert_eq!(wire.lock().unwrap().outbox, frames);
+    assert_eq!(tx.used_idx(), 3);
+    assert_eq!(tx.avail_event(), 0, "sent something: held again");
+    assert!(readable_within(handle.hold_fd(), 5000), "and the timer armed again");
+
+    handle.hold_ended();
+    // Nothing new: notifications are back on for the next frame.
+    assert_eq!(tx.avail_event(), 3);
+    assert!(!readable_within(handle.hold_fd(), 50), "no hold without frames");
+    let c = handle.counters();
+    assert_eq!((c.tx_frames, c.tx_notifications, c.tx_dropped), (3, 1, 0));
+
+    // A stray end of hold sends nothing and turns nothing off.
+    handle.hold_ended();
+    assert_eq!(wire.lock().unwrap().outbox.len(), 3);
+    assert_eq!(tx.avail_event(), 3);
+}
+
+#[test]
+fn without_event_idx_the_hold_sets_no_notify() {
+    let mem = memory();
+    let (mut n, wire) = net::<GuestMemoryMmap>();
+    let handle = n.handle();
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    let no_notify = VRING_USED_F_NO_NOTIFY as u16;
+
+    queue_frame(&mem, &mut tx, 0x10000, &frame(300, 7));
+    n.process_queue(1).unwrap();
+    assert_eq!(tx.used_flags(), no_notify);
+    queue_frame(&mem, &mut tx, 0x11000, &frame(300, 8));
+    handle.hold_ended();
+    assert_eq!(tx.used_flags(), no_notify);
+    handle.hold_ended();
+    assert_eq!(tx.used_flags(), 0);
+    assert_eq!(wire.lock().unwrap().outbox.len(), 2);
+    // Each drain that used chains interrupted the driver (no used_event).
+    assert_eq!(irq.kinds(), [InterruptKind::Queue(1); 2]);
+}
+
+#[test]
+fn a_notification_with_nothing_to_send_does_not_hold() {
+    let mem = memory();
+    let (mut n, _wire) = net::<GuestMemoryMmap>();
+    let handle = n.handle();
+    let rx = Driver::new(&mem, SIZE);
+    let tx = Driver::at(&mem, SIZE, TX_RINGS);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    n.process_queue(1).unwrap();
+    assert_eq!(tx.used_flags(), 0);
+    assert!(!readable_within(handle.hold_fd(), 50));
+}
+
+#[test]
+fn a_reset_ends_the_hold() {
+    let mem = memory();
+    let (mut n, wire) = net::<GuestMemoryMmap>();
+    let handle = n.handle();
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    queue_frame(&mem, &mut tx, 0x10000, &frame(100, 9));
+    n.process_queue(1).unwrap();
+    queue_frame(&mem, &mut tx, 0x11000, &frame(100, 10));
+    VirtioDevice::<GuestMemoryMmap>::reset(&mut n);
+    // The timer still fires; its end of hold finds no queue.
+    assert!(readable_within(handle.hold_fd(), 5000));
+    handle.hold_ended();
+    assert_eq!(wire.lock().unwrap().outbox.len(), 1);
+    assert!(!readable_within(handle.hold_fd(), 50), "and holds nothing");
+
+    // A new driver starts with notifications on.
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    queue_frame(&mem, &mut tx, 0x12000, &frame(100, 11));
+    n.process_queue(1).unwrap();
+    assert_eq!(wire.lock().unwrap().outbox.len(), 2);
+    assert!(readable_within(handle.hold_fd(), 5000));
+}
+
+#[test]
+fn a_violation_found_at_the_end_of_a_hold_is_reported_at_the_next_notification() {
+    let mem = memory();
+    let (mut n, wire) = net::<GuestMemoryMmap>();
+    let handle = n.handle();
+    let rx = Driver::new(&mem, SIZE);
+    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    queue_frame(&mem, &mut tx, 0x10000, &frame(100, 12));
+    n.process_queue(1).unwrap();
+    // The available index jumps more than a queue ahead while held.
+    tx.set_avail_idx(1 + SIZE + 5);
+    assert!(readable_within(handle.hold_fd(), 5000));
+    handle.hold_ended();
+    assert!(!readable_within(handle.hold_fd(), 50), "holding stopped");
+    // Notifications are on again, so the driver's next one arrives ...
+    assert_eq!(tx.avail_event(), 1);
+    // ... and reports it, once.
+    assert!(matches!(n.process_queue(1), Err(DeviceError::Queue(_))));
+    assert_eq!(wire.lock().unwrap().outbox.len(), 1);
+}
