@@ -175,13 +175,25 @@ impl Iommu for EndpointIommu {
         let page = hot_pages::small_access_page(iova.0, end);
         Counters::bump(&ep.counters.translations);
         let snapshot = ep.snapshot();
-        if let Some(hit) = shared(iova, length, access, snapshot.clone()) {
-            if let Some(page) = page {
-                hot_pages::insert(&ep.hot, seen, page, &snapshot, access);
+        let hit = match page {
+            // The lookup consumes its snapshot; the page is offered from
+            // the same one, only when the access hits. Not held into a
+            // miss: a fill finding the snapshot shared would start the
+            // IOTLB over.
+            Some(page) => {
+                let hit = shared(iova, length, access, snapshot.clone());
+                if hit.is_some() {
+                    hot_pages::insert(&ep.hot, seen, page, &snapshot, access);
+                }
+                drop(snapshot);
+                hit
             }
+            // A data buffer: no second reference to count up and down.
+            None => shared(iova, length, access, snapshot),
+        };
+        if let Some(hit) = hit {
             return Ok(hit);
         }
-        drop(snapshot);
         Counters::bump(&ep.counters.iotlb_misses);
         let state = read(&self.shared.state);
         let resolution = match state.resolve(ep.id, iova.0, end, access) {
