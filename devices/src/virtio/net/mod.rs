@@ -120,21 +120,37 @@ struct Core<M> {
     tx_hold: TxHold,
     /// Notifications of `transmitq1` are off until the hold ends.
     tx_held: bool,
+    /// The last hold, from the notification that started it to the check
+    /// that found nothing, gathered frames the guest queued during it.
+    tx_hold_paid: bool,
+    /// The hold going on has gathered frames.
+    tx_hold_gathered: bool,
     /// A protocol violation found at the end of a hold, for the next
     /// notification to report.
     tx_broken: Option<String>,
 }
 
 impl<M: GuestMemory> Core<M> {
-    /// Sends what the driver queued and holds notifications off if that
-    /// was anything.
-    fn transmit(&mut self) -> Result<(), DeviceError> {
-        let Core { backend, tx, counters, tx_hold, tx_held, .. } = self;
-        *tx_held = tx.transmit(backend.as_mut(), counters, true)?;
+    /// Sends what the driver queued, at a notification or at the end of a
+    /// hold, and holds notifications off if that is likely to pay: the
+    /// drain sent several frames, or the last hold found some. A guest
+    /// whose frames come one per notification, each after a long wait
+    /// (behind the IOMMU, every frame waits for its MAP request), gains
+    /// nothing from a hold and would pay a timer and a wake-up per frame.
+    fn transmit(&mut self, at_hold_end: bool) -> Result<(), DeviceError> {
+        let Core { backend, tx, counters, tx_hold, tx_held, tx_hold_paid, tx_hold_gathered, .. } = self;
+        let hold_from = if at_hold_end || *tx_hold_paid { 1 } else { 2 };
+        *tx_held = tx.transmit(backend.as_mut(), counters, hold_from)?;
+        match (at_hold_end, *tx_held) {
+            (false, true) => *tx_hold_gathered = false,
+            (true, true) => *tx_hold_gathered = true,
+            (true, false) => *tx_hold_paid = *tx_hold_gathered,
+            (false, false) => {}
+        }
         if *tx_held {
             if let Err(e) = tx_hold.arm() {
                 crate::guest_log!(static log::Level::Warn, "virtio-net: cannot arm the transmit hold timer: {e}; notifications stay on");
-                *tx_held = tx.transmit(backend.as_mut(), counters, false)?;
+                *tx_held = tx.transmit(backend.as_mut(), counters, usize::MAX)?;
             }
         }
         Ok(())
@@ -222,7 +238,7 @@ impl<M: GuestMemory> NetHandle<M> {
         if core.rx_failed {
             self.shared.signal_ready();
         }
-        if let Err(e) = core.transmit() {
+        if let Err(e) = core.transmit(true) {
             log::debug!("virtio-net: transmitting at the end of a hold: {e}");
             core.tx_held = false;
             core.tx_broken.get_or_insert_with(|| e.to_string());
@@ -267,6 +283,8 @@ impl<M: GuestMemory> Net<M> {
             rx_failed: false,
             tx_hold,
             tx_held: false,
+            tx_hold_paid: false,
+            tx_hold_gathered: false,
             tx_broken: None,
         };
         Ok(Self {
@@ -315,6 +333,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Net<M> {
         // The timer is left to fire (its end of hold finds nothing held):
         // this may run on a vCPU thread, whose filter allows no timers.
         core.tx_held = false;
+        core.tx_hold_paid = false;
         core.tx_broken = None;
         core.rx_failed = false;
         drop(core);
@@ -342,7 +361,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Net<M> {
                 core.counters.tx_notifications += 1;
                 match core.tx_broken.take() {
                     Some(msg) => Err(DeviceError::Queue(msg)),
-                    None => core.transmit(),
+                    None => core.transmit(false),
                 }
             }
             _ => {
@@ -367,6 +386,7 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Net<M> {
         // The timer is left to fire (its end of hold finds nothing held):
         // this may run on a vCPU thread, whose filter allows no timers.
         core.tx_held = false;
+        core.tx_hold_paid = false;
         core.tx_broken = None;
         core.rx_failed = false;
         if let Err(e) = core.backend.set_offloads(Offloads::default()) {

@@ -50,16 +50,16 @@ impl<M> Transmitter<M> {
 }
 
 impl<M: GuestMemory> Transmitter<M> {
-    /// Sends every frame the driver made available. With `hold`, a call
-    /// that sent anything leaves the queue's notifications off and returns
-    /// `true`: the caller calls again when its hold ends (see
-    /// `tx_hold.rs`), and the call that finds nothing to send turns them
-    /// back on. Without `hold`, notifications are back on when it returns.
+    /// Sends every frame the driver made available. A drain that sent at
+    /// least `hold_from` frames leaves the queue's notifications off and
+    /// the call returns `true`: the caller calls again when its hold ends
+    /// (see `tx_hold.rs`). Otherwise notifications are back on when it
+    /// returns `false` (`usize::MAX`: never hold).
     pub(crate) fn transmit(
         &mut self,
         backend: &mut dyn NetBackend,
         counters: &mut NetCounters,
-        hold: bool,
+        hold_from: usize,
     ) -> Result<bool, DeviceError> {
         let Some(active) = self.active.as_mut() else {
             log::debug!("virtio-net: transmit before activation ignored");
@@ -72,7 +72,7 @@ impl<M: GuestMemory> Transmitter<M> {
                 send(c, mem, max_descriptors, &mut self.chain, &mut self.pieces.0, backend, counters);
                 Ok(0)
             })?;
-            if hold && sent > 0 {
+            if sent > 0 && sent >= hold_from {
                 return Ok(true);
             }
             if !resume_notifications(&mut active.queue, mem)? {

@@ -5,12 +5,15 @@
 //! back on as soon as it has drained the queue gets one for nearly every
 //! frame of a stream, because the event loop usually empties the queue
 //! before the guest's next frame is ready. So after a drain that sent
-//! anything, notifications stay off and this timer fires after
-//! [`TX_HOLD`]: the event loop then sends what the guest queued meanwhile
-//! (without an exit), and holds again; the first check that finds nothing
-//! turns notifications back on. An idle queue therefore notifies at once,
-//! and a lone frame is never delayed; frames behind it in a burst wait at
-//! most [`TX_HOLD`].
+//! several frames (or any, if the last hold gathered frames),
+//! notifications stay off and this timer fires after [`TX_HOLD`]: the
+//! event loop then sends what the guest queued meanwhile (without an
+//! exit), and holds again; the first check that finds nothing turns
+//! notifications back on. An idle queue therefore notifies at once, and
+//! a lone frame is never delayed; frames behind it in a burst wait at
+//! most [`TX_HOLD`]. A guest that sends one frame per notification, long
+//! apart (behind the IOMMU each frame waits for its MAP request), is not
+//! held: it would pay a timer and a wake-up per frame for nothing.
 
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::time::Duration;
