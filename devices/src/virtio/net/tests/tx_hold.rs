@@ -20,15 +20,30 @@ fn queue_frame(mem: &GuestMemoryMmap, tx: &mut Driver, addr: u64, f: &[u8]) {
     tx.publish(h);
 }
 
+/// A device started by a driver that negotiated `features`, with the
+/// driver's transmit queue and the interrupts it got.
+struct Started<'a> {
+    n: Net<GuestMemoryMmap>,
+    wire: Arc<Mutex<Wire>>,
+    handle: NetHandle<GuestMemoryMmap>,
+    tx: Driver<'a>,
+    irq: Arc<Interrupts>,
+}
+
+fn started(mem: &Arc<GuestMemoryMmap>, features: u64) -> Started<'_> {
+    let (mut n, wire) = net::<GuestMemoryMmap>();
+    let handle = n.handle();
+    let rx = Driver::new(mem, SIZE);
+    let tx = Driver::at(mem, SIZE, TX_RINGS);
+    let irq = Arc::new(Interrupts::default());
+    activate(&mut n, mem.clone(), &rx, &tx, features, &irq);
+    Started { n, wire, handle, tx, irq }
+}
+
 #[test]
 fn frames_queued_during_a_hold_go_without_a_notification() {
     let mem = memory();
-    let (mut n, wire) = net::<GuestMemoryMmap>();
-    let handle = n.handle();
-    let rx = Driver::new(&mem, SIZE);
-    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
-    let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    let Started { mut n, wire, handle, mut tx, .. } = started(&mem, VIRTIO_RING_F_EVENT_IDX);
     let frames: Vec<Vec<u8>> = (0..5).map(|i| frame(200 + i, i as u8)).collect();
 
     queue_frame(&mem, &mut tx, 0x10000, &frames[0]);
@@ -68,12 +83,7 @@ fn frames_queued_during_a_hold_go_without_a_notification() {
 #[test]
 fn one_frame_per_notification_holds_only_after_a_hold_paid() {
     let mem = memory();
-    let (mut n, wire) = net::<GuestMemoryMmap>();
-    let handle = n.handle();
-    let rx = Driver::new(&mem, SIZE);
-    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
-    let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    let Started { mut n, wire, handle, mut tx, .. } = started(&mem, VIRTIO_RING_F_EVENT_IDX);
     for i in 0..3u16 {
         queue_frame(&mem, &mut tx, 0x10000 + u64::from(i) * 0x1000, &frame(100, i as u8));
         n.process_queue(1).unwrap();
@@ -111,12 +121,7 @@ fn one_frame_per_notification_holds_only_after_a_hold_paid() {
 #[test]
 fn without_event_idx_the_hold_sets_no_notify() {
     let mem = memory();
-    let (mut n, wire) = net::<GuestMemoryMmap>();
-    let handle = n.handle();
-    let rx = Driver::new(&mem, SIZE);
-    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
-    let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    let Started { mut n, wire, handle, mut tx, irq } = started(&mem, 0);
     let no_notify = VRING_USED_F_NO_NOTIFY as u16;
 
     queue_frame(&mem, &mut tx, 0x10000, &frame(300, 7));
@@ -136,12 +141,7 @@ fn without_event_idx_the_hold_sets_no_notify() {
 #[test]
 fn a_notification_with_nothing_to_send_does_not_hold() {
     let mem = memory();
-    let (mut n, _wire) = net::<GuestMemoryMmap>();
-    let handle = n.handle();
-    let rx = Driver::new(&mem, SIZE);
-    let tx = Driver::at(&mem, SIZE, TX_RINGS);
-    let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    let Started { mut n, handle, tx, .. } = started(&mem, 0);
     n.process_queue(1).unwrap();
     assert_eq!(tx.used_flags(), 0);
     assert!(!readable_within(handle.hold_fd(), 50));
@@ -150,12 +150,7 @@ fn a_notification_with_nothing_to_send_does_not_hold() {
 #[test]
 fn a_reset_ends_the_hold() {
     let mem = memory();
-    let (mut n, wire) = net::<GuestMemoryMmap>();
-    let handle = n.handle();
-    let rx = Driver::new(&mem, SIZE);
-    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
-    let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    let Started { mut n, wire, handle, mut tx, irq } = started(&mem, VIRTIO_RING_F_EVENT_IDX);
     queue_frame(&mem, &mut tx, 0x10000, &frame(100, 9));
     queue_frame(&mem, &mut tx, 0x11000, &frame(100, 10));
     n.process_queue(1).unwrap();
@@ -181,12 +176,7 @@ fn a_reset_ends_the_hold() {
 #[test]
 fn a_violation_found_at_the_end_of_a_hold_is_reported_at_the_next_notification() {
     let mem = memory();
-    let (mut n, wire) = net::<GuestMemoryMmap>();
-    let handle = n.handle();
-    let rx = Driver::new(&mem, SIZE);
-    let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
-    let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    let Started { mut n, wire, handle, mut tx, .. } = started(&mem, VIRTIO_RING_F_EVENT_IDX);
     queue_frame(&mem, &mut tx, 0x10000, &frame(100, 12));
     queue_frame(&mem, &mut tx, 0x11000, &frame(100, 13));
     n.process_queue(1).unwrap();
