@@ -1,8 +1,9 @@
 //! Run logs under `build/testbed/logs/`, one per scenario run, each line
-//! stamped with the host seconds since the run started.
+//! stamped with the host seconds since the run started and written out
+//! as it comes, so that a run that hangs can be read while it hangs.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{LineWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub(crate) struct RunLog {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: LineWriter<File>,
     start: Instant,
 }
 
@@ -23,7 +24,7 @@ impl RunLog {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let path = dir.join(format!("{kind}-{secs}-{}.log", std::process::id()));
         let file = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        Ok(RunLog { path, out: BufWriter::new(file), start: Instant::now() })
+        Ok(RunLog { path, out: LineWriter::new(file), start: Instant::now() })
     }
 
     /// The log file's path.
