@@ -2,7 +2,8 @@
 //! rings (split and indirect chains, any header, any length), arbitrary
 //! features (mergeable receive buffers, offloads, EVENT_IDX), frames of
 //! any size arriving from an in-memory backend that can also fail reads
-//! and writes, resets and re-activation, interleaved.
+//! and writes, resets and re-activation, the ends of transmit holds,
+//! interleaved.
 //!
 //! Oracle: no panic; after every receive or transmit run, no guest byte
 //! outside both queues' used rings and device-writable descriptors
@@ -100,6 +101,9 @@ enum Op {
     Reset {
         features: u64,
     },
+    /// The event loop's end of a transmit hold (its timer fired; here at
+    /// any moment, as a stale expiry may come).
+    HoldEnded,
 }
 
 fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
@@ -136,6 +140,7 @@ fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
                 let _ = rig.checked(|| net.process_queue(1));
             }
             Op::Reset { features } => rig.reset_and_activate(&mut net, *features),
+            Op::HoldEnded => rig.checked(|| handle.hold_ended()),
         }
     }
     let (sent, given) = {

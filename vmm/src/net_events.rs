@@ -5,7 +5,9 @@
 //! TAP is watched level-triggered, so frames left behind by the device's
 //! per-call budget wake the loop again; the guest's transmit and receive
 //! notifications arrive through the transport's queue events, like every
-//! device's.
+//! device's. It also ends each transmit hold (the device keeps the guest's
+//! transmit notifications off for a moment after sending, and sends what
+//! was queued meanwhile when its timer fires).
 
 use std::os::fd::AsRawFd;
 
@@ -14,21 +16,21 @@ use event_manager::{EventOps, Events, MutEventSubscriber};
 use vm_memory::GuestMemory;
 use vmm_sys_util::epoll::EventSet;
 
-/// Receives for one virtio-net device.
-pub struct NetReceive<M> {
+/// Receives, and ends transmit holds, for one virtio-net device.
+pub struct NetEvents<M> {
     id: String,
     handle: NetHandle<M>,
     /// The TAP is registered with the event loop.
     watching: bool,
 }
 
-impl<M> std::fmt::Debug for NetReceive<M> {
+impl<M> std::fmt::Debug for NetEvents<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetReceive").field("id", &self.id).field("watching", &self.watching).finish()
+        f.debug_struct("NetEvents").field("id", &self.id).field("watching", &self.watching).finish()
     }
 }
 
-impl<M: GuestMemory> NetReceive<M> {
+impl<M: GuestMemory> NetEvents<M> {
     /// The subscriber of the device named `id`.
     pub fn new(id: &str, handle: NetHandle<M>) -> Self {
         Self { id: id.to_owned(), handle, watching: false }
@@ -57,8 +59,12 @@ impl<M: GuestMemory> NetReceive<M> {
     }
 }
 
-impl<M: GuestMemory + Send> MutEventSubscriber for NetReceive<M> {
+impl<M: GuestMemory + Send> MutEventSubscriber for NetEvents<M> {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
+        if events.fd() == self.handle.hold_fd() {
+            self.handle.hold_ended();
+            return;
+        }
         if events.fd() == self.handle.ready_event().as_raw_fd() {
             // WouldBlock: already cleared, nothing lost.
             let _ = self.handle.ready_event().read();
@@ -70,6 +76,9 @@ impl<M: GuestMemory + Send> MutEventSubscriber for NetReceive<M> {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(self.handle.ready_event(), EventSet::IN)) {
             log::error!("{}: cannot watch the device's ready event: {e:?}", self.id);
+        }
+        if let Err(e) = ops.add(Events::new_raw(self.handle.hold_fd(), EventSet::IN)) {
+            log::error!("{}: cannot watch the transmit hold timer: {e:?}", self.id);
         }
         // Not the TAP yet: the device is not running before the guest's
         // driver starts it, which fires the ready event.

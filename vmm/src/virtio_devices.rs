@@ -30,7 +30,7 @@ use dmavm_vtd::VtdMemory;
 
 use crate::arch::interrupts::{GsiRouter, IrqfdMsix, IrqfdPin};
 use crate::console_input::{InputSink, InputTarget};
-use crate::net_events::NetReceive;
+use crate::net_events::NetEvents;
 use crate::pci::PciSegment;
 use crate::vtd_units::VtdUnits;
 use dmavm_machine::mac::MacAddress;
@@ -302,7 +302,7 @@ fn build<M: GuestMemory + Send + Sync + 'static>(
             let net =
                 Net::<M>::new(mac.0, Box::new(tap)).with_context(|| format!("{}: virtio-net", device.id))?;
             let handle = net.handle();
-            built.queues.push(Arc::new(Mutex::new(NetReceive::new(&device.id, handle.clone()))));
+            built.queues.push(Arc::new(Mutex::new(NetEvents::new(&device.id, handle.clone()))));
             built.net.push((device.id.clone(), Box::new(move || handle.counters())));
             Box::new(net)
         }

@@ -142,6 +142,12 @@ impl<'a> Driver<'a> {
         self.get_u16(self.used_ring + 4 + 8 * u64::from(self.size))
     }
 
+    /// The used ring's flags (`VIRTQ_USED_F_NO_NOTIFY`), as the device
+    /// last wrote them.
+    pub fn used_flags(&self) -> u16 {
+        self.get_u16(self.used_ring)
+    }
+
     pub fn used_idx(&self) -> u16 {
         self.get_u16(self.used_ring + 2)
     }

@@ -47,8 +47,6 @@ fn add_hotplug(list: &mut AllowList) -> Result<()> {
         .call(libc::SYS_flock)
         .call(libc::SYS_lseek)
         .call(libc::SYS_eventfd2)
-        // The eject timeout's timer, created at start-up.
-        .call(libc::SYS_timerfd_settime)
         .when(libc::SYS_fcntl, &[(1, SeccompCmpOp::Eq, libc::F_GETFL as u64)])?
         .when(libc::SYS_fcntl, &[(1, SeccompCmpOp::Eq, libc::F_SETFL as u64)])?
         // The queue eventfds handed to the event loop and to KVM are
@@ -92,6 +90,10 @@ fn allow_list() -> Result<AllowList> {
     // guest memory.
     list.ioctls(&[super::ioctls::TAP_OFFLOADS])?;
     list.call(libc::SYS_writev);
+    // It holds transmit notifications off for a moment after sending, on
+    // a timer created with the device (the control socket's eject timeout
+    // is the other timer armed here).
+    list.call(libc::SYS_timerfd_settime);
     // Architectures that have them besides the generic calls.
     #[cfg(target_arch = "x86_64")]
     list.call(libc::SYS_epoll_wait).call(libc::SYS_nanosleep);

@@ -23,8 +23,12 @@
 //! when that says to ([`RxOutcome`]); [`NetHandle::ready_event`] fires when
 //! it should call [`NetHandle::receive`] again and resume watching: at
 //! activation, when the driver notifies `receiveq1` (it posted buffers),
-//! and on a transmit notification after a failed backend read. Transmit
-//! happens on the driver's notification of `transmitq1`. Nothing blocks:
+//! and on a transmit notification (or the end of a transmit hold) after a
+//! failed backend read. Transmit
+//! happens on the driver's notification of `transmitq1` and, while the
+//! device holds that queue's notifications off after sending
+//! (`tx_hold.rs`), whenever [`NetHandle::hold_fd`] is readable: the event
+//! loop then calls [`NetHandle::hold_ended`]. Nothing blocks:
 //! the backend is non-blocking and a guest without receive buffers only
 //! makes the device stop reading (counted in [`NetCounters::rx_stalls`]).
 //!
@@ -42,8 +46,9 @@
 //! index outside the queue, an available index more than a queue size
 //! ahead, or rings that are not accessible are protocol violations: found
 //! during a notification they fail [`VirtioDevice::process_queue`] (the
-//! transport sets `DEVICE_NEEDS_RESET`); found while receiving, receiving
-//! stops and the violation is reported at the next notification.
+//! transport sets `DEVICE_NEEDS_RESET`); found while receiving or at the
+//! end of a transmit hold, that side stops and the violation is reported
+//! at the next notification.
 //!
 //! # The backend failing
 //!
@@ -59,6 +64,7 @@ mod guest_buffers;
 mod rx;
 mod tap;
 mod tx;
+mod tx_hold;
 
 #[cfg(test)]
 mod tests;
@@ -71,16 +77,18 @@ use vm_memory::GuestMemory;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::virtio::device::{Activation, DeviceError, VirtioDevice};
-use crate::virtio::queue::{prepare_queue, ActiveQueue};
+use crate::virtio::queue::{self, prepare_queue, ActiveQueue};
 
 pub use backend::{GuestFrame, NetBackend, Offloads, FRAME_MAX, VNET_HDR_LEN};
 pub use counters::NetCounters;
 pub use rx::RxOutcome;
 pub use tap::{Tap, TapError, TAP_NAME_MAX};
+pub use tx_hold::TX_HOLD;
 
 use config::ConfigSpace;
 use rx::Receiver;
 use tx::Transmitter;
+use tx_hold::TxHold;
 
 /// Size of each of the two queues.
 pub const NET_QUEUE_SIZE: u16 = 256;
@@ -96,6 +104,9 @@ pub enum NetError {
     /// The ready eventfd could not be created.
     #[error("cannot create the virtio-net ready eventfd")]
     EventFd(#[source] std::io::Error),
+    /// The transmit hold's timer could not be created.
+    #[error("cannot create the virtio-net transmit hold timer")]
+    Timer(#[source] std::io::Error),
 }
 
 /// What the device and its handles share.
@@ -106,6 +117,44 @@ struct Core<M> {
     counters: NetCounters,
     /// The last receive pass ended with a failed backend read.
     rx_failed: bool,
+    tx_hold: TxHold,
+    /// Notifications of `transmitq1` are off until the hold ends.
+    tx_held: bool,
+    /// The last hold, from the notification that started it to the check
+    /// that found nothing, gathered frames the guest queued during it.
+    tx_hold_paid: bool,
+    /// The hold going on has gathered frames.
+    tx_hold_gathered: bool,
+    /// A protocol violation found at the end of a hold, for the next
+    /// notification to report.
+    tx_broken: Option<String>,
+}
+
+impl<M: GuestMemory> Core<M> {
+    /// Sends what the driver queued, at a notification or at the end of a
+    /// hold, and holds notifications off if that is likely to pay: the
+    /// drain sent several frames, or the last hold found some. A guest
+    /// whose frames come one per notification, each after a long wait
+    /// (behind the IOMMU, every frame waits for its MAP request), gains
+    /// nothing from a hold and would pay a timer and a wake-up per frame.
+    fn transmit(&mut self, at_hold_end: bool) -> Result<(), DeviceError> {
+        let Core { backend, tx, counters, tx_hold, tx_held, tx_hold_paid, tx_hold_gathered, .. } = self;
+        let hold_from = if at_hold_end || *tx_hold_paid { 1 } else { 2 };
+        *tx_held = tx.transmit(backend.as_mut(), counters, hold_from)?;
+        match (at_hold_end, *tx_held) {
+            (false, true) => *tx_hold_gathered = false,
+            (true, true) => *tx_hold_gathered = true,
+            (true, false) => *tx_hold_paid = *tx_hold_gathered,
+            (false, false) => {}
+        }
+        if *tx_held {
+            if let Err(e) = tx_hold.arm() {
+                crate::guest_log!(static log::Level::Warn, "virtio-net: cannot arm the transmit hold timer: {e}; notifications stay on");
+                *tx_held = tx.transmit(backend.as_mut(), counters, usize::MAX)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 struct Shared<M> {
@@ -113,6 +162,7 @@ struct Shared<M> {
     /// Tells the event loop to receive again and watch the backend.
     ready: EventFd,
     backend_fd: RawFd,
+    hold_fd: RawFd,
 }
 
 impl<M> Shared<M> {
@@ -169,6 +219,36 @@ impl<M: GuestMemory> NetHandle<M> {
         &self.shared.ready
     }
 
+    /// The descriptor that is readable when a transmit hold ends.
+    pub fn hold_fd(&self) -> RawFd {
+        self.shared.hold_fd
+    }
+
+    /// A transmit hold ended: sends what the driver queued during it,
+    /// without a notification, and holds again or turns notifications
+    /// back on.
+    pub fn hold_ended(&self) {
+        let mut core = self.shared.lock();
+        core.tx_hold.acknowledge();
+        if !core.tx_held {
+            return;
+        }
+        // Sending is what a notification would have done; receiving
+        // retries with it, as after a notification.
+        if core.rx_failed {
+            self.shared.signal_ready();
+        }
+        if let Err(e) = core.transmit(true) {
+            log::debug!("virtio-net: transmitting at the end of a hold: {e}");
+            core.tx_held = false;
+            core.tx_broken.get_or_insert_with(|| e.to_string());
+            // So that the driver's next notification arrives and reports it.
+            if let Some(active) = core.tx.active.as_mut() {
+                let _ = queue::resume_notifications(&mut active.queue, &*active.mem);
+            }
+        }
+    }
+
     /// The device's counters so far.
     pub fn counters(&self) -> NetCounters {
         self.shared.lock().counters
@@ -193,17 +273,24 @@ impl<M: GuestMemory> Net<M> {
     pub fn new(mac: [u8; 6], backend: Box<dyn NetBackend>) -> Result<Self, NetError> {
         let ready = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC).map_err(NetError::EventFd)?;
         let backend_fd = backend.readiness_fd();
+        let tx_hold = TxHold::new().map_err(NetError::Timer)?;
+        let hold_fd = tx_hold.fd();
         let core = Core {
             backend,
             rx: Receiver::new(NET_QUEUE_SIZE),
             tx: Transmitter::new(NET_QUEUE_SIZE),
             counters: NetCounters::default(),
             rx_failed: false,
+            tx_hold,
+            tx_held: false,
+            tx_hold_paid: false,
+            tx_hold_gathered: false,
+            tx_broken: None,
         };
         Ok(Self {
             config: ConfigSpace::new(mac),
             queue_sizes: [NET_QUEUE_SIZE; 2],
-            shared: Arc::new(Shared { core: Mutex::new(core), ready, backend_fd }),
+            shared: Arc::new(Shared { core: Mutex::new(core), ready, backend_fd, hold_fd }),
         })
     }
 
@@ -243,6 +330,11 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Net<M> {
         core.rx.active =
             Some(ActiveQueue { mem: mem.clone(), queue: rx_queue, interrupt: interrupt.clone() });
         core.tx.active = Some(ActiveQueue { mem, queue: tx_queue, interrupt });
+        // The timer is left to fire (its end of hold finds nothing held):
+        // this may run on a vCPU thread, whose filter allows no timers.
+        core.tx_held = false;
+        core.tx_hold_paid = false;
+        core.tx_broken = None;
         core.rx_failed = false;
         drop(core);
         // Frames may be waiting, and the driver posted its receive buffers
@@ -266,9 +358,11 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Net<M> {
                 if core.rx_failed {
                     self.shared.signal_ready();
                 }
-                let Core { backend, tx, counters, .. } = &mut *core;
-                counters.tx_notifications += 1;
-                tx.transmit(backend.as_mut(), counters)
+                core.counters.tx_notifications += 1;
+                match core.tx_broken.take() {
+                    Some(msg) => Err(DeviceError::Queue(msg)),
+                    None => core.transmit(false),
+                }
             }
             _ => {
                 log::debug!("virtio-net: notification for nonexistent queue {index} ignored");
@@ -289,6 +383,11 @@ impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Net<M> {
         let mut core = self.shared.lock();
         core.rx.clear();
         core.tx.active = None;
+        // The timer is left to fire (its end of hold finds nothing held):
+        // this may run on a vCPU thread, whose filter allows no timers.
+        core.tx_held = false;
+        core.tx_hold_paid = false;
+        core.tx_broken = None;
         core.rx_failed = false;
         if let Err(e) = core.backend.set_offloads(Offloads::default()) {
             log::warn!("virtio-net: clearing the backend's offloads at reset: {e}");

@@ -5,12 +5,12 @@
 //! returned with used length 0 (the device writes nothing into it), whether
 //! the frame was sent, dropped as unusable or refused by the backend.
 
-use virtio_queue::QueueT;
+use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{GuestMemory, Permissions};
 
 use crate::virtio::chain::{walk_into, Buffer};
 use crate::virtio::device::DeviceError;
-use crate::virtio::queue::{drain, ActiveQueue};
+use crate::virtio::queue::{drain_holding, resume_notifications, ActiveQueue};
 
 use super::backend::{GuestFrame, NetBackend, FRAME_MAX, VNET_HDR_LEN};
 use super::counters::NetCounters;
@@ -50,53 +50,78 @@ impl<M> Transmitter<M> {
 }
 
 impl<M: GuestMemory> Transmitter<M> {
-    /// Sends every frame the driver made available.
+    /// Sends every frame the driver made available. A drain that sent at
+    /// least `hold_from` frames leaves the queue's notifications off and
+    /// the call returns `true`: the caller calls again when its hold ends
+    /// (see `tx_hold.rs`). Otherwise notifications are back on when it
+    /// returns `false` (`usize::MAX`: never hold).
     pub(crate) fn transmit(
         &mut self,
         backend: &mut dyn NetBackend,
         counters: &mut NetCounters,
-    ) -> Result<(), DeviceError> {
+        hold_from: usize,
+    ) -> Result<bool, DeviceError> {
         let Some(active) = self.active.as_mut() else {
-            log::debug!("virtio-net: transmit notification before activation ignored");
-            return Ok(());
+            log::debug!("virtio-net: transmit before activation ignored");
+            return Ok(false);
         };
         let mem = &*active.mem;
         let max_descriptors = active.queue.size();
-        let chain = &mut self.chain;
-        let pieces = &mut self.pieces.0;
-        drain(&mut active.queue, mem, &*active.interrupt, TRANSMITQ, |c| {
-            let usable = match walk_into(c, max_descriptors, chain) {
-                Ok(()) => locate(mem, chain, pieces),
-                Err(e) => {
-                    log::debug!("virtio-net: transmit chain: {e}; dropped");
-                    false
-                }
-            };
-            if usable {
-                // SAFETY: `locate` filled `pieces` from slices of `mem`,
-                // which the queue holds mapped for the whole drain.
-                let frame = unsafe { GuestFrame::new(pieces) };
-                match backend.write_frame(&frame) {
-                    Ok(()) => {
-                        counters.tx_frames += 1;
-                        // `locate` checked the chain holds a header; the pieces
-                        // are what guest memory made of it.
-                        counters.tx_bytes += frame.len().saturating_sub(VNET_HDR_LEN) as u64;
-                    }
-                    Err(e) => {
-                        counters.tx_dropped += 1;
-                        counters.backend_errors += 1;
-                        crate::guest_log!(static log::Level::Warn, "virtio-net: the backend refused a frame: {e}; dropped (is the TAP up?)");
-                    }
-                }
-            } else {
-                counters.tx_dropped += 1;
+        loop {
+            let sent = drain_holding(&mut active.queue, mem, &*active.interrupt, TRANSMITQ, |c| {
+                send(c, mem, max_descriptors, &mut self.chain, &mut self.pieces.0, backend, counters);
+                Ok(0)
+            })?;
+            if sent > 0 && sent >= hold_from {
+                return Ok(true);
             }
-            // Empty between frames: `Pieces` holds no pointer outside one.
-            pieces.clear();
-            Ok(0)
-        })
+            if !resume_notifications(&mut active.queue, mem)? {
+                return Ok(false);
+            }
+        }
     }
+}
+
+/// Sends the frame of `chain`, or drops it (counted) if the chain is
+/// unusable or the backend refuses it.
+fn send<M: GuestMemory>(
+    chain: DescriptorChain<&M>,
+    mem: &M,
+    max_descriptors: u16,
+    buffers: &mut Vec<Buffer>,
+    pieces: &mut Vec<libc::iovec>,
+    backend: &mut dyn NetBackend,
+    counters: &mut NetCounters,
+) {
+    let usable = match walk_into(chain, max_descriptors, buffers) {
+        Ok(()) => locate(mem, buffers, pieces),
+        Err(e) => {
+            log::debug!("virtio-net: transmit chain: {e}; dropped");
+            false
+        }
+    };
+    if usable {
+        // SAFETY: `locate` filled `pieces` from slices of `mem`, which the
+        // queue holds mapped for the whole drain.
+        let frame = unsafe { GuestFrame::new(pieces) };
+        match backend.write_frame(&frame) {
+            Ok(()) => {
+                counters.tx_frames += 1;
+                // `locate` checked the chain holds a header; the pieces are
+                // what guest memory made of it.
+                counters.tx_bytes += frame.len().saturating_sub(VNET_HDR_LEN) as u64;
+            }
+            Err(e) => {
+                counters.tx_dropped += 1;
+                counters.backend_errors += 1;
+                crate::guest_log!(static log::Level::Warn, "virtio-net: the backend refused a frame: {e}; dropped (is the TAP up?)");
+            }
+        }
+    } else {
+        counters.tx_dropped += 1;
+    }
+    // Empty between frames: `Pieces` holds no pointer outside one.
+    pieces.clear();
 }
 
 /// Fills `pieces` with where a transmit chain's frame lies in host memory;

@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virtio_bindings::bindings::virtio_ring::{
+    VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY,
+};
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_MRG_RXBUF};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -15,6 +17,8 @@ use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE
 use crate::test_utils::interrupts::Interrupts;
 use crate::test_utils::split_queue::Driver;
 use crate::virtio::device::{InterruptKind, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+
+mod tx_hold;
 
 const R: u16 = 0;
 const W: u16 = VRING_DESC_F_WRITE as u16;
