@@ -10,8 +10,9 @@
 //! (twice, a second apart: no correct CPU stays there), so that the runner
 //! stops such an L1 within seconds instead of after minutes of silence,
 //! logging first what [`L1Monitor::account`] says L1's vCPUs were doing.
-//! The test bed's own QEMU (10.0) has not shown it; the watch stays for
-//! whichever QEMU runs L1 (`DMAVM_L1_QEMU` may name another).
+//! The test bed's own QEMU (10.0) shows it too, on some machines of the
+//! same kind far more often than on others, and more often while L1 arms
+//! many short timers (a guest streaming through virtio-net).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
