@@ -20,6 +20,18 @@ pub fn canary(addr: usize) -> u8 {
     (addr % 251) as u8 ^ 0xa5
 }
 
+/// `len` bytes of `mem` at `addr`.
+pub fn read(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
+    v
+}
+
+/// Writes `data` into `mem` at `addr`.
+pub fn write(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) {
+    mem.write_slice(data, GuestAddress(addr)).unwrap();
+}
+
 /// Guest memory (two regions) filled with the canary pattern.
 pub fn memory() -> Arc<GuestMemoryMmap> {
     filled_memory(MEM_SIZE, REGION_SPLIT, canary)

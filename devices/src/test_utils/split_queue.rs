@@ -1,17 +1,42 @@
 //! The driver's side of a split virtqueue (virtio 1.2, 2.7), written
 //! straight into guest memory.
 
+use std::sync::Arc;
+
 use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_NEXT;
 use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
+
+use super::interrupts::Interrupts;
+use crate::virtio::device::{Activation, VirtioDevice, VIRTIO_F_VERSION_1};
 
 /// Where the test rings live: descriptor table, available ring and used
 /// ring in separate pages (room for a queue of 256).
 pub const DESC_TABLE: u64 = 0x0;
 pub const AVAIL_RING: u64 = 0x1000;
 pub const USED_RING: u64 = 0x2000;
+
+/// Activates `device` on the queues `drivers` set up, in order, with
+/// `VIRTIO_F_VERSION_1` and `features` acknowledged and interrupts
+/// recorded in `irq`.
+pub fn activate<M: GuestMemory + Send + Sync + 'static>(
+    device: &mut dyn VirtioDevice<M>,
+    mem: Arc<M>,
+    drivers: &[&Driver<'_>],
+    features: u64,
+    irq: &Arc<Interrupts>,
+) {
+    device
+        .activate(Activation {
+            mem,
+            queues: drivers.iter().map(|d| d.queue()).collect(),
+            acked_features: VIRTIO_F_VERSION_1 | features,
+            interrupt: irq.clone(),
+        })
+        .unwrap();
+}
 
 /// The used ring's extent for a queue of `size`: the device may always
 /// write it.

@@ -7,12 +7,14 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 use super::*;
-use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT};
+use crate::test_utils::guest_memory::{
+    memory, read, write, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT,
+};
 use crate::test_utils::interrupts::Interrupts;
-use crate::test_utils::split_queue::Driver;
+use crate::test_utils::split_queue::{activate, Driver};
 use crate::virtio::device::InterruptKind;
 
 const R: u16 = 0;
@@ -59,33 +61,6 @@ fn event_pending(e: &EventFd) -> bool {
 
 fn console(sink: &Sink) -> Console<GuestMemoryMmap> {
     Console::new(Box::new(sink.clone())).unwrap()
-}
-
-fn activate<M: GuestMemory + Send + Sync + 'static>(
-    c: &mut Console<M>,
-    mem: Arc<M>,
-    rx: &Driver,
-    tx: &Driver,
-    features: u64,
-    irq: &Arc<Interrupts>,
-) {
-    c.activate(Activation {
-        mem,
-        queues: vec![rx.queue(), tx.queue()],
-        acked_features: VIRTIO_F_VERSION_1 | features,
-        interrupt: irq.clone(),
-    })
-    .unwrap();
-}
-
-fn read(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
-    v
-}
-
-fn write(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) {
-    mem.write_slice(data, GuestAddress(addr)).unwrap();
 }
 
 #[test]
@@ -162,7 +137,7 @@ fn transmit_chains_produce_exact_bytes() {
     }
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(1).unwrap();
     assert_eq!(sink.take(), b"hello, world!\nsecond indirect straddle\n");
     assert!(*sink.flushes.lock().unwrap() >= 1);
@@ -189,7 +164,7 @@ fn large_transmit_chain_goes_through_the_bounce_buffer() {
     let h = tx.chain(&[(0x20000, data.len() as u32, R)]);
     tx.publish(h);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(1).unwrap();
     assert_eq!(sink.take(), data);
 }
@@ -221,7 +196,7 @@ fn chains_longer_than_a_pass_are_written_over_several_passes() {
     tx.publish(h2);
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     let mut out = Vec::new();
 
     c.process_queue(1).unwrap();
@@ -269,7 +244,7 @@ fn a_pass_stops_between_chains_when_the_budget_is_spent() {
         tx.publish(h);
     }
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], VIRTIO_RING_F_EVENT_IDX, &irq);
     c.process_queue(1).unwrap();
     assert_eq!(sink.take().len(), CONSOLE_TRANSMIT_BUDGET);
     // The chains written whole are returned at once.
@@ -296,7 +271,7 @@ fn long_chain_ends_where_its_next_part_is_unreadable() {
     let h = tx.chain(&bufs);
     tx.publish(h);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(1).unwrap();
     assert!(sink.take() == big.repeat(4), "the first pass is four whole copies");
     c.process_queue(1).unwrap();
@@ -317,7 +292,7 @@ fn reset_forgets_a_chain_half_written() {
     let h = tx.chain(&[(BIG_AT, BIG_LEN, R); 5]);
     tx.publish(h);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(1).unwrap();
     assert!(VirtioDevice::<GuestMemoryMmap>::work_left(&c, 1));
     sink.take();
@@ -327,7 +302,7 @@ fn reset_forgets_a_chain_half_written() {
     write(&mem, 0x10000, b"fresh");
     let h = tx.chain(&[(0x10000, 5, R)]);
     tx.publish(h);
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(1).unwrap();
     assert_eq!(sink.take(), b"fresh");
 }
@@ -346,7 +321,7 @@ fn input_fills_posted_buffers_in_order() {
     }
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     assert!(c.input_room());
     assert_eq!(c.push_input(b"abcdefghijklmnopqrst"), 20);
     assert_eq!(rx.used(0), (u32::from(h1), 4));
@@ -378,7 +353,7 @@ fn partial_counts_when_out_of_buffers_then_resume_on_notification() {
     assert_eq!(input.push_input(b"early"), 0);
     assert!(!input.input_room());
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], VIRTIO_RING_F_EVENT_IDX, &irq);
     // Activation wakes the VMM; with no buffers there is no room.
     assert!(event_pending(&ready));
     assert!(!input.input_room());
@@ -428,7 +403,7 @@ fn event_idx_interrupts_only_when_asked() {
     // Interrupt when the third buffer is used (used_event = 2).
     rx.set_used_event(2);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], VIRTIO_RING_F_EVENT_IDX, &irq);
     assert_eq!(c.push_input(b"a"), 1);
     assert_eq!(c.push_input(b"b"), 1);
     assert_eq!(irq.count(), 0);
@@ -478,7 +453,7 @@ fn hostile_receive_chains_are_returned_unused() {
     rx.publish(11);
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(c.push_input(b"payload!!"), 8);
     for (i, head) in [0u16, 2, 3, 4, 5, 6, 8, 9, 10].into_iter().enumerate() {
         assert_eq!(rx.used(i as u16), (u32::from(head), 0), "chain {head}");
@@ -505,7 +480,7 @@ fn receive_buffer_the_device_may_not_write_is_returned_unused() {
     }
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, protected, &rx, &tx, 0, &irq);
+    activate(&mut c, protected, &[&rx, &tx], 0, &irq);
     assert_eq!(c.push_input(b"abcdefgh"), 8);
     assert_eq!(rx.used(0), (u32::from(h1), 0));
     assert_eq!(rx.used(1), (u32::from(h2), 8));
@@ -550,7 +525,7 @@ fn hostile_transmit_chains_produce_nothing() {
     tx.publish(8);
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(1).unwrap();
     assert_eq!(sink.take(), b"BBBB");
     for (i, head) in [0u16, 2, 4, 6, 7, 8].into_iter().enumerate() {
@@ -570,7 +545,7 @@ fn protocol_violation_while_pushing_is_reported_at_the_next_notification() {
     // A head index outside the queue.
     rx.publish(SIZE + 3);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(c.push_input(b"abcd"), 2);
     assert_eq!(read(&mem, 0x10000, 2), b"ab");
     assert!(!c.input_room());
@@ -583,7 +558,7 @@ fn protocol_violation_while_pushing_is_reported_at_the_next_notification() {
     let mut rx = Driver::new(&mem, SIZE);
     let h = rx.chain(&[(0x10000, 2, W)]);
     rx.publish(h);
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(c.push_input(b"cd"), 2);
 }
 
@@ -595,7 +570,7 @@ fn available_index_too_far_ahead_fails_the_notification() {
     let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
     tx.set_avail_idx(SIZE + 1);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     assert!(matches!(c.process_queue(1), Err(DeviceError::Queue(_))));
 }
 
@@ -609,7 +584,7 @@ fn host_output_failure_drops_output_but_returns_chains() {
     let h = tx.chain(&[(0x10000, 4, R)]);
     tx.publish(h);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(1).unwrap();
     assert_eq!(tx.used(0), (u32::from(h), 0));
     assert_eq!(irq.count(), 1);
@@ -628,7 +603,7 @@ fn notifications_before_activation_and_after_reset_are_ignored() {
     let h = rx.chain(&[(0x10000, 8, W)]);
     rx.publish(h);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut c, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut c, mem.clone(), &[&rx, &tx], 0, &irq);
     c.process_queue(7).unwrap();
     assert!(c.input_room());
     c.reset();

@@ -10,13 +10,15 @@ use virtio_bindings::bindings::virtio_ring::{
     VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY,
 };
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_MRG_RXBUF};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 use super::*;
-use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT};
+use crate::test_utils::guest_memory::{
+    memory, read, write, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT,
+};
 use crate::test_utils::interrupts::Interrupts;
-use crate::test_utils::split_queue::Driver;
-use crate::virtio::device::{InterruptKind, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
+use crate::test_utils::split_queue::{activate, Driver};
+use crate::virtio::device::{InterruptKind, VIRTIO_RING_F_EVENT_IDX};
 
 mod tx_hold;
 
@@ -92,33 +94,6 @@ fn net<M: GuestMemory>() -> (Net<M>, Arc<Mutex<Wire>>) {
     (Net::new(MAC, Box::new(backend)).unwrap(), wire)
 }
 
-fn activate<M: GuestMemory + Send + Sync + 'static>(
-    n: &mut Net<M>,
-    mem: Arc<M>,
-    rx: &Driver,
-    tx: &Driver,
-    features: u64,
-    irq: &Arc<Interrupts>,
-) {
-    n.activate(Activation {
-        mem,
-        queues: vec![rx.queue(), tx.queue()],
-        acked_features: VIRTIO_F_VERSION_1 | features,
-        interrupt: irq.clone(),
-    })
-    .unwrap();
-}
-
-fn read(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
-    v
-}
-
-fn write(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) {
-    mem.write_slice(data, GuestAddress(addr)).unwrap();
-}
-
 /// A frame as the TAP hands it over: a header whose `num_buffers` holds
 /// garbage (the TAP leaves those bytes alone), then `len` payload bytes.
 fn frame(len: usize, seed: u8) -> Vec<u8> {
@@ -169,13 +144,12 @@ fn offloads_follow_the_driver_and_are_cleared_at_reset() {
     activate(
         &mut n,
         mem.clone(),
-        &rx,
-        &tx,
+        &[&rx, &tx],
         1 << VIRTIO_NET_F_GUEST_CSUM | 1 << VIRTIO_NET_F_GUEST_TSO4,
         &irq,
     );
     VirtioDevice::<GuestMemoryMmap>::reset(&mut n);
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(
         wire.lock().unwrap().offloads,
         [Offloads { csum: true, tso4: true, tso6: false }, Offloads::default(), Offloads::default()]
@@ -203,7 +177,7 @@ fn transmit_sends_each_chain_as_one_frame() {
     tx.publish(h2);
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], VIRTIO_RING_F_EVENT_IDX, &irq);
     n.process_queue(1).unwrap();
     assert_eq!(wire.lock().unwrap().outbox, [f1, f2]);
     assert_eq!(tx.used(0), (u32::from(h1), 0));
@@ -236,7 +210,7 @@ fn receive_fills_one_chain_per_frame_without_mergeable_buffers() {
     wire.lock().unwrap().inbox.extend([f1.clone(), f2.clone()]);
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     assert!(event_pending(handle.ready_event()), "activation asks the loop to receive");
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used(0), (u32::from(h1), f1.len() as u32));
@@ -264,7 +238,7 @@ fn a_frame_too_big_for_its_chain_is_dropped_without_mergeable_buffers() {
     let small = frame(50, 5);
     wire.lock().unwrap().inbox.extend([frame(200, 6), small.clone()]);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used(0), (u32::from(h1), 0));
     assert_eq!(rx.used(1), (u32::from(h2), small.len() as u32));
@@ -288,7 +262,7 @@ fn mergeable_buffers_take_as_many_chains_as_the_frame_needs() {
     wire.lock().unwrap().inbox.extend([f.clone(), small.clone()]);
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, MRG, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], MRG, &irq);
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used(0), (u32::from(heads[0]), 1024));
     assert_eq!(rx.used(1), (u32::from(heads[1]), 1024));
@@ -315,7 +289,7 @@ fn a_guest_that_never_posts_receive_buffers_stalls_only_receiving() {
         wire.lock().unwrap().inbox.push_back(frame(64, i as u8));
     }
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], VIRTIO_RING_F_EVENT_IDX, &irq);
     for _ in 0..100 {
         assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     }
@@ -359,7 +333,7 @@ fn a_frame_waits_for_enough_mergeable_buffers() {
     let f = frame(3000, 10);
     wire.lock().unwrap().inbox.push_back(f.clone());
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, MRG | VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], MRG | VIRTIO_RING_F_EVENT_IDX, &irq);
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used_idx(), 0, "the chains taken were put back");
     assert_eq!(rx.avail_event(), 2, "notify on the next post, not on the ones put back");
@@ -388,7 +362,7 @@ fn a_frame_no_whole_queue_can_hold_is_dropped() {
     }
     wire.lock().unwrap().inbox.push_back(frame(1000, 11));
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, MRG, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], MRG, &irq);
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used_idx(), 4);
     for i in 0..4 {
@@ -429,7 +403,7 @@ fn hostile_receive_chains_drop_their_frame_only() {
     }
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     for (i, &h) in hostile.iter().enumerate() {
         assert_eq!(rx.used(i as u16), (u32::from(h), 0), "hostile chain {i}");
@@ -460,7 +434,7 @@ fn a_receive_buffer_the_iommu_maps_read_only_is_not_written() {
     let f = frame(1500, 12);
     wire.lock().unwrap().inbox.extend([f.clone(), f.clone()]);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem, &rx, &tx, MRG, &irq);
+    activate(&mut n, mem, &[&rx, &tx], MRG, &irq);
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used(0), (u32::from(h0), 0));
     assert_eq!(rx.used(1), (u32::from(h1), 0));
@@ -498,7 +472,7 @@ fn hostile_transmit_chains_send_nothing() {
     tx.publish(g);
     let check = MemCheck::new(&mem);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     n.process_queue(1).unwrap();
     assert_eq!(wire.lock().unwrap().outbox, [good]);
     for (i, &h) in hostile.iter().enumerate() {
@@ -520,7 +494,7 @@ fn protocol_violations_need_a_reset() {
     tx.set_avail_idx(SIZE + 5);
     wire.lock().unwrap().inbox.push_back(frame(10, 15));
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(handle.receive(), RxOutcome::Stopped);
     assert_eq!(handle.receive(), RxOutcome::Stopped);
     assert!(matches!(n.process_queue(0), Err(DeviceError::Queue(_))), "reported at the next notification");
@@ -533,7 +507,7 @@ fn protocol_violations_need_a_reset() {
     let h = rx.chain(&[(0x10000, 100, W)]);
     rx.publish(h);
     wire.lock().unwrap().inbox.push_back(frame(10, 16));
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     // Every posted buffer used: the device stops reading the backend.
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used(0), (u32::from(h), 22));
@@ -554,7 +528,7 @@ fn a_failing_backend_drops_frames_and_never_stops_the_device() {
         w.fail_writes = true;
     }
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     let _ = handle.ready_event().read();
     assert_eq!(handle.receive(), RxOutcome::BackendFailed);
     assert_eq!(rx.used_idx(), 0, "the receive buffer stays posted");
@@ -591,7 +565,7 @@ fn a_runt_from_the_backend_is_dropped() {
     let f = frame(5, 17);
     wire.lock().unwrap().inbox.extend([vec![1, 2, 3], f.clone()]);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(handle.receive(), RxOutcome::NoBuffers);
     assert_eq!(rx.used_idx(), 1);
     assert_eq!(rx.used(0), (u32::from(h), f.len() as u32));
@@ -613,7 +587,7 @@ fn receiving_stops_at_its_budget() {
         wire.lock().unwrap().inbox.push_back(frame(10, i as u8));
     }
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, 0, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], 0, &irq);
     assert_eq!(handle.receive(), RxOutcome::Budget);
     assert_eq!(usize::from(rx.used_idx()), rx::RX_BUDGET);
 }
@@ -684,7 +658,7 @@ fn frames_cross_a_socket_pair_both_ways() {
         rx.publish(h);
     }
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, MRG | VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], MRG | VIRTIO_RING_F_EVENT_IDX, &irq);
     assert!(!poll_readable(handle.backend_fd()));
     let inbound = frame(6000, 18);
     // SAFETY: `inbound` is readable memory of its length.

@@ -36,7 +36,7 @@ fn started(mem: &Arc<GuestMemoryMmap>, features: u64) -> Started<'_> {
     let rx = Driver::new(mem, SIZE);
     let tx = Driver::at(mem, SIZE, TX_RINGS);
     let irq = Arc::new(Interrupts::default());
-    activate(&mut n, mem.clone(), &rx, &tx, features, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], features, &irq);
     Started { n, wire, handle, tx, irq }
 }
 
@@ -165,7 +165,7 @@ fn a_reset_ends_the_hold() {
     // A new driver starts with notifications on.
     let rx = Driver::new(&mem, SIZE);
     let mut tx = Driver::at(&mem, SIZE, TX_RINGS);
-    activate(&mut n, mem.clone(), &rx, &tx, VIRTIO_RING_F_EVENT_IDX, &irq);
+    activate(&mut n, mem.clone(), &[&rx, &tx], VIRTIO_RING_F_EVENT_IDX, &irq);
     queue_frame(&mem, &mut tx, 0x13000, &frame(100, 12));
     queue_frame(&mem, &mut tx, 0x14000, &frame(100, 13));
     n.process_queue(1).unwrap();
