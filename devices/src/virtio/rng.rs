@@ -170,7 +170,7 @@ mod tests {
     use super::*;
     use crate::test_utils::guest_memory::{memory, MemCheck, WriteProtected, MEM_SIZE};
     use crate::test_utils::interrupts::Interrupts;
-    use crate::test_utils::split_queue::Driver;
+    use crate::test_utils::split_queue::{self, Driver};
 
     const W: u16 = VRING_DESC_F_WRITE as u16;
 
@@ -178,19 +178,14 @@ mod tests {
         (memory(), Rng::new(), Arc::new(Interrupts::default()))
     }
 
+    /// Started by a driver that negotiated `VIRTIO_RING_F_EVENT_IDX`.
     fn activate(
         rng: &mut Rng<GuestMemoryMmap>,
         mem: &Arc<GuestMemoryMmap>,
         d: &Driver,
         irq: &Arc<Interrupts>,
     ) {
-        rng.activate(Activation {
-            mem: mem.clone(),
-            queues: vec![d.queue()],
-            acked_features: VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX,
-            interrupt: irq.clone(),
-        })
-        .unwrap();
+        split_queue::activate(rng, mem.clone(), &[d], VIRTIO_RING_F_EVENT_IDX, irq);
     }
 
     #[test]
