@@ -84,14 +84,10 @@ impl<I: TranslatingEndpoint, B: GuestMemoryBackend> GuestMemory for TranslatedMe
         access: Permissions,
     ) -> vm_memory::guest_memory::Result<impl GuestMemorySliceIterator<'a, BS<'a, Self::Bitmap>>> {
         if let Some(phys) = hot_pages::physical(self.iommu.hot_pages(), addr.0, count, access) {
-            return Ok(TranslatedSlices::<I, B> {
-                backend: &self.backend,
-                ranges: None,
-                current: Some(self.backend.get_slices(GuestAddress(phys), count)),
-            });
+            return Ok(TranslatedSlices::<I, B>::Hot(self.backend.get_slices(GuestAddress(phys), count)));
         }
         let ranges = self.iommu.translate(addr, count, access).map_err(GuestMemoryError::IommuError)?;
-        Ok(TranslatedSlices { backend: &self.backend, ranges: Some(ranges), current: None })
+        Ok(TranslatedSlices::Translated { backend: &self.backend, ranges, current: None })
     }
 
     /// None: a device behind the IOMMU has no view of guest-physical
@@ -101,37 +97,49 @@ impl<I: TranslatingEndpoint, B: GuestMemoryBackend> GuestMemory for TranslatedMe
     }
 }
 
-/// The slices of guest memory that one translated access covers, range by
-/// translated range. Fused: after an error or the end, only `None`.
-struct TranslatedSlices<'a, I: Iommu + 'a, B: GuestMemoryBackend> {
-    backend: &'a B,
-    /// The translated ranges not yet visited (`None` for a hot page's
-    /// single range, already in `current`).
-    ranges: Option<IotlbIterator<I::IotlbGuard<'a>>>,
-    /// The slices of the range being visited.
-    current: Option<GuestMemoryBackendSliceIterator<'a, B>>,
+/// The slices of guest memory that one translated access covers. An
+/// enum rather than a struct of options: a hot page's access, the common
+/// one, is then the backend's own iterator behind one match, and costs
+/// about what the same access of guest-physical memory does.
+enum TranslatedSlices<'a, I: Iommu + 'a, B: GuestMemoryBackend> {
+    /// A hot page's single range (the backend's iterator is fused).
+    Hot(GuestMemoryBackendSliceIterator<'a, B>),
+    /// The ranges the endpoint's IOTLB translated the access to, visited
+    /// in turn.
+    Translated {
+        backend: &'a B,
+        /// The ranges not yet visited.
+        ranges: IotlbIterator<I::IotlbGuard<'a>>,
+        /// The slices of the range being visited.
+        current: Option<GuestMemoryBackendSliceIterator<'a, B>>,
+    },
+    /// After an error or the end: only `None`.
+    Done,
 }
 
 impl<'a, I: Iommu + 'a, B: GuestMemoryBackend> Iterator for TranslatedSlices<'a, I, B> {
     type Item = vm_memory::guest_memory::Result<VolatileSlice<'a, MS<'a, B>>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let (backend, ranges, current) = match self {
+            Self::Hot(slices) => return slices.next(),
+            Self::Translated { backend, ranges, current } => (*backend, ranges, current),
+            Self::Done => return None,
+        };
         loop {
-            match self.current.as_mut().and_then(Iterator::next) {
+            match current.as_mut().and_then(Iterator::next) {
                 Some(Ok(slice)) => return Some(Ok(slice)),
                 Some(Err(e)) => {
-                    self.current = None;
-                    self.ranges = None;
+                    *self = Self::Done;
                     return Some(Err(e));
                 }
                 None => {}
             }
-            let Some(next) = self.ranges.as_mut().and_then(Iterator::next) else {
-                self.current = None;
-                self.ranges = None;
+            let Some(next) = ranges.next() else {
+                *self = Self::Done;
                 return None;
             };
-            self.current = Some(self.backend.get_slices(next.base, next.length));
+            *current = Some(backend.get_slices(next.base, next.length));
         }
     }
 }
