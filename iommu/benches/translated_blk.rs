@@ -2,11 +2,12 @@
 //!
 //! 1. virtio-blk: the same read requests as `dmavm-devices`' `blk_throughput`
 //!    (its driver and cases, from `dmavm_devices::test_utils::blk_bench`),
-//!    once on guest-physical memory and once on a `TranslatedMemory`
-//!    through a virtio-iommu endpoint, its rings and buffers at IOVAs
-//!    (guest-physical + 4 GiB) that a driver mapped over the request queue
-//!    as Linux would: ATTACH, then MAP of all 64 MiB of guest memory in
-//!    4 KiB or in 2 MiB mappings.
+//!    on guest-physical memory and on a `TranslatedMemory` through a
+//!    virtio-iommu endpoint, its rings and buffers at IOVAs 4 GiB above
+//!    their guest-physical addresses that a driver mapped over the request
+//!    queue as Linux would: ATTACH, then MAP of all 64 MiB of guest memory
+//!    in 4 KiB or in 2 MiB mappings; the three take turns of a few
+//!    milliseconds each.
 //! 2. The IOTLB: one translation that hits, one that misses (the first
 //!    access of each of 16384 4 KiB mappings after a re-ATTACH emptied the
 //!    IOTLB that MAP filled), and the cost of a MAP and of an UNMAP request.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dmavm_devices::test_utils::blk_bench::backing::{Backing, DISK_SIZE};
-use dmavm_devices::test_utils::blk_bench::driver::{run_case, Memory, CASES, FREE_FROM, MEM_SIZE};
+use dmavm_devices::test_utils::blk_bench::driver::{CaseRun, Memory, Outcome, CASES, FREE_FROM, MEM_SIZE};
 use dmavm_devices::test_utils::blk_bench::report::{host, measure_time, utc_now};
 use dmavm_devices::test_utils::blk_bench::timing::{ns_per_call, small_read_costs, translate};
 use dmavm_devices::test_utils::blk_bench::Result;
@@ -31,7 +32,7 @@ use dmavm_iommu::request::{
     readable_size, HEAD_SIZE, TAIL_SIZE, VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE,
     VIRTIO_IOMMU_T_ATTACH, VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_UNMAP,
 };
-use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, VirtioIommu};
+use dmavm_iommu::{translated_memory, IommuConfig, IommuHandle, TranslatedMemory, VirtioIommu};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -197,42 +198,91 @@ fn counters(handle: &IommuHandle) -> (u64, u64) {
         .map_or((0, 0), |s| (s.translations, s.iotlb_misses))
 }
 
+/// How the three set-ups of a case (direct, translated with 4 KiB and
+/// with 2 MiB mappings) share the machine: they take turns of `TURN`
+/// rounds each (a few milliseconds) until each has run for the case's
+/// time, so that a slow moment of a shared host falls on all three alike.
+/// The turns are reported in `GROUPS` consecutive groups, each group's
+/// ratio comparing like with like.
+const TURN: u64 = 16;
+const GROUPS: usize = 9;
+
+/// A translated set-up of one case: its IOMMU (kept alive), the case
+/// running on its memory, and its translations and IOTLB misses per
+/// request in the first, checked round.
+struct Translated {
+    granule: u64,
+    _iommu: IommuDriver,
+    run: CaseRun<TranslatedMemory>,
+    per_request: (f64, f64),
+}
+
+/// The median of `values` (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn blk_rows(measure: Option<Duration>) -> Result<Vec<String>> {
     let (_backing, file) = Backing::create()?;
     let mut rows = Vec::new();
     for (layout, size) in CASES {
-        let direct_memory = Memory::direct()?;
-        let direct = run_case(&file, &direct_memory, layout, size, measure)?;
-        let mem = direct_memory.driver;
+        let mut direct = CaseRun::new(&file, &Memory::direct()?, layout, size)?;
+        let mut translated = Vec::new();
         for granule in [4096u64, 2 << 20] {
+            // Guest memory of its own: each set-up's driver keeps its rings
+            // at the same guest-physical addresses.
+            let mem = Memory::direct()?.driver;
             let (iommu, _) = mapped(&mem, granule)?;
             let handle = iommu.handle();
             let endpoint = handle.endpoint(ENDPOINT).ok_or("no endpoint")?;
-            let translated = Memory {
+            let memory = Memory {
                 driver: mem.clone(),
                 device: Arc::new(translated_memory((*mem).clone(), endpoint)),
                 iova: IOVA,
                 extra_features: VIRTIO_F_ACCESS_PLATFORM,
             };
-            // One round alone first: translations and misses per request.
             let before = counters(&handle);
-            run_case(&file, &translated, layout, size, None)?;
+            let run = CaseRun::new(&file, &memory, layout, size)?;
             let after = counters(&handle);
             let per_request = |a: u64, b: u64| (a - b) as f64 / f64::from(layout.depth());
-            let o = run_case(&file, &translated, layout, size, measure)?;
-            if measure.is_none() {
-                continue;
+            let per_request = (per_request(after.0, before.0), per_request(after.1, before.1));
+            translated.push(Translated { granule, _iommu: iommu, run, per_request });
+        }
+        let Some(measure) = measure else { continue };
+        let warm_up = Instant::now();
+        while warm_up.elapsed() < Duration::from_millis(500) {
+            direct.measure(TURN)?;
+            for t in &mut translated {
+                t.run.measure(TURN)?;
             }
+        }
+        // Per group: direct's outcome, then each translated set-up's.
+        let mut groups = Vec::new();
+        for _ in 0..GROUPS {
+            let mut group = vec![Outcome::default(); 1 + translated.len()];
+            while group[0].elapsed < measure / GROUPS as u32 {
+                group[0].add(&direct.measure(TURN)?);
+                for (t, outcome) in translated.iter_mut().zip(&mut group[1..]) {
+                    outcome.add(&t.run.measure(TURN)?);
+                }
+            }
+            groups.push(group);
+        }
+        for (i, t) in translated.iter().enumerate() {
+            let ratios: Vec<f64> = groups.iter().map(|g| g[i + 1].rate() / g[0].rate()).collect();
+            let per_group: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
             rows.push(format!(
-                "| {} KiB | {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.2} |",
+                "| {} KiB | {} | {} | {:.0} | {:.0} | {:.2} ({}) | {:.1} | {:.2} |",
                 size / 1024,
                 layout.describe(),
-                if granule == 4096 { "4 KiB" } else { "2 MiB" },
-                direct.rate(),
-                o.rate(),
-                o.rate() / direct.rate(),
-                per_request(after.0, before.0),
-                per_request(after.1, before.1),
+                if t.granule == 4096 { "4 KiB" } else { "2 MiB" },
+                median(groups.iter().map(|g| g[0].rate()).collect()),
+                median(groups.iter().map(|g| g[i + 1].rate()).collect()),
+                median(ratios),
+                per_group.join(", "),
+                t.per_request.0,
+                t.per_request.1,
             ));
         }
     }
@@ -307,7 +357,7 @@ fn main() -> Result<()> {
     println!();
     println!(
         "{}: virtio-blk device model, reads, direct and through a virtio-iommu endpoint, {} MiB guest memory \
-         mapped whole, {} MiB disk on tmpfs; {}; {} s per case",
+         mapped whole, {} MiB disk on tmpfs; {}; {} s per case and set-up, in turns of {TURN} rounds",
         utc_now(),
         MEM_SIZE >> 20,
         DISK_SIZE >> 20,
@@ -315,7 +365,11 @@ fn main() -> Result<()> {
         measure.as_secs_f64(),
     );
     println!();
-    println!("| request size | layout | mappings | direct requests/s | translated requests/s | translated / direct | translations per request | IOTLB misses per request |");
+    println!(
+        "| request size | layout | mappings | direct requests/s (median) | translated requests/s (median) | \
+         translated / direct: median of the {GROUPS} groups (each group) | translations per request | \
+         IOTLB misses per request |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for r in blk {
         println!("{r}");

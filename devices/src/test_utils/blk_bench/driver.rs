@@ -243,7 +243,7 @@ impl Driver {
 }
 
 /// One case's result.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome {
     /// Requests completed while measuring.
     pub requests: u64,
@@ -313,6 +313,83 @@ impl Memory<GuestMemoryMmap> {
     }
 }
 
+/// One case set up and ready to run: a read-only virtio-blk over a file,
+/// activated on a queue whose driver side this holds.
+pub struct CaseRun<M: GuestMemory + Send + Sync + 'static> {
+    block: Block<M>,
+    driver: Driver,
+    irq: Arc<Interrupts>,
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> std::fmt::Debug for CaseRun<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseRun")
+            .field("layout", &self.driver.layout)
+            .field("size", &self.driver.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: GuestMemory + Send + Sync + 'static> CaseRun<M> {
+    /// Activates the device on `memory` and runs one round, checking what
+    /// it read (which also faults in the memory it uses).
+    pub fn new(file: &File, memory: &Memory<M>, layout: Layout, size: u32) -> Result<Self> {
+        let mut block =
+            Block::<M>::new(BlockConfig { file: file.try_clone()?, read_only: true, id: "bench".into() })?;
+        let driver = Driver::new(memory.driver.clone(), memory.iova, layout, size)?;
+        let irq = Arc::new(Interrupts::default());
+        block.activate(Activation {
+            mem: memory.device.clone(),
+            queues: vec![driver.queue()?],
+            acked_features: VIRTIO_F_VERSION_1
+                | VIRTIO_RING_F_INDIRECT_DESC
+                | VIRTIO_RING_F_EVENT_IDX
+                | memory.extra_features,
+            interrupt: irq.clone(),
+        })?;
+        let mut run = Self { block, driver, irq };
+        let first_offset = run.driver.offset;
+        run.round()?;
+        run.driver.verify_slot0(first_offset)?;
+        Ok(run)
+    }
+
+    /// One round: `depth` requests made available, one notification, all
+    /// reaped and checked. Returns the requests completed.
+    pub fn round(&mut self) -> Result<u64> {
+        self.driver.submit()?;
+        self.block.process_queue(0)?;
+        let n = self.driver.reap()?;
+        if n != self.driver.depth {
+            return Err(format!("{n} of {} requests completed", self.driver.depth).into());
+        }
+        Ok(u64::from(n))
+    }
+
+    /// Runs `rounds` rounds; what they did and how long they took.
+    pub fn measure(&mut self, rounds: u64) -> Result<Outcome> {
+        let irq_before = self.irq.0.load(Ordering::Relaxed);
+        let start = Instant::now();
+        let mut requests = 0;
+        for _ in 0..rounds {
+            requests += self.round()?;
+        }
+        let elapsed = start.elapsed();
+        let interrupts = self.irq.0.load(Ordering::Relaxed) - irq_before;
+        Ok(Outcome { requests, rounds, interrupts, elapsed })
+    }
+}
+
+impl Outcome {
+    /// This outcome and `other` together.
+    pub fn add(&mut self, other: &Outcome) {
+        self.requests += other.requests;
+        self.rounds += other.rounds;
+        self.interrupts += other.interrupts;
+        self.elapsed += other.elapsed;
+    }
+}
+
 /// Runs one case: a read-only virtio-blk over `file` on `memory`. Without
 /// `measure` one checked round only.
 pub fn run_case<M: GuestMemory + Send + Sync + 'static>(
@@ -322,59 +399,20 @@ pub fn run_case<M: GuestMemory + Send + Sync + 'static>(
     size: u32,
     measure: Option<Duration>,
 ) -> Result<Outcome> {
-    let extra_features = memory.extra_features;
-    let mut block =
-        Block::<M>::new(BlockConfig { file: file.try_clone()?, read_only: true, id: "bench".into() })?;
-    let mut driver = Driver::new(memory.driver.clone(), memory.iova, layout, size)?;
-    let irq = Arc::new(Interrupts::default());
-    block.activate(Activation {
-        mem: memory.device.clone(),
-        queues: vec![driver.queue()?],
-        acked_features: VIRTIO_F_VERSION_1
-            | VIRTIO_RING_F_INDIRECT_DESC
-            | VIRTIO_RING_F_EVENT_IDX
-            | extra_features,
-        interrupt: irq.clone(),
-    })?;
-
-    let mut round = |driver: &mut Driver| -> Result<u64> {
-        driver.submit()?;
-        block.process_queue(0)?;
-        let n = driver.reap()?;
-        if n != driver.depth {
-            return Err(format!("{n} of {} requests completed", driver.depth).into());
-        }
-        Ok(u64::from(n))
-    };
-
-    // One checked round first (and the warm-up faults in guest memory).
-    let first_offset = driver.offset;
-    round(&mut driver)?;
-    driver.verify_slot0(first_offset)?;
+    let mut run = CaseRun::new(file, memory, layout, size)?;
     let Some(measure) = measure else {
-        return Ok(Outcome { requests: 0, rounds: 0, interrupts: 0, elapsed: Duration::ZERO });
+        return Ok(Outcome::default());
     };
     let warm_up = Instant::now();
     while warm_up.elapsed() < Duration::from_millis(500) {
-        round(&mut driver)?;
+        run.round()?;
     }
-
-    let irq_before = irq.0.load(Ordering::Relaxed);
-    let start = Instant::now();
-    let mut requests = 0;
-    let mut rounds = 0;
-    loop {
-        // Check the clock every 16 rounds only.
-        for _ in 0..16 {
-            requests += round(&mut driver)?;
-            rounds += 1;
-        }
-        if start.elapsed() >= measure {
-            break;
-        }
+    let mut total = Outcome::default();
+    // Check the clock every 16 rounds only.
+    while total.elapsed < measure {
+        total.add(&run.measure(16)?);
     }
-    let elapsed = start.elapsed();
-    Ok(Outcome { requests, rounds, interrupts: irq.0.load(Ordering::Relaxed) - irq_before, elapsed })
+    Ok(total)
 }
 
 /// The cases every benchmark runs.
