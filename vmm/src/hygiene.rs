@@ -21,6 +21,18 @@ pub fn no_new_privs() -> Result<()> {
 /// `try_clone` do not ask for it) would otherwise reach any program the
 /// process executes.
 pub fn close_on_exec_all() -> Result<()> {
+    // One system call (Linux 5.11); the walk of /proc/self/fd below takes
+    // two per descriptor, a measurable part of dmavm's start-up.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
+    // descriptors in the range; it takes plain integers.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if !matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL)) {
+        return Err(err).context("close_range(CLOSE_RANGE_CLOEXEC) failed");
+    }
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .context("listing /proc/self/fd")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -38,4 +50,25 @@ pub fn close_on_exec_all() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inherited_descriptor_becomes_close_on_exec() {
+        // SAFETY: eventfd takes plain integers; the descriptor is closed
+        // below.
+        let fd = unsafe { libc::eventfd(0, 0) };
+        assert!(fd > 2, "eventfd: {}", std::io::Error::last_os_error());
+        // SAFETY: F_GETFD reads only the descriptor's flags.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC, 0);
+        close_on_exec_all().unwrap();
+        // SAFETY: as above; close releases the descriptor made here.
+        unsafe {
+            assert_eq!(libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+            libc::close(fd);
+        }
+    }
 }
