@@ -13,68 +13,31 @@
 
 #![no_main]
 
-use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use arbitrary::Arbitrary;
-use dmavm_devices::virtio::net::{GuestFrame, Net, NetBackend, Offloads, FRAME_MAX, VNET_HDR_LEN};
+use dmavm_devices::test_utils::net_backend::{MemBackend, Wire};
+use dmavm_devices::virtio::net::{Net, FRAME_MAX, VNET_HDR_LEN};
 use dmavm_devices::virtio::VirtioDevice;
 use dmavm_fuzz::{ChainProgram, QueueRig, RingOp};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::EventFd;
 
 /// Frames the backend holds for the device at most: the device must cope
 /// with a backend that always has more, not with an unbounded harness.
 const INBOX_MAX: usize = 64;
 
-#[derive(Default)]
-struct Wire {
-    inbox: VecDeque<Vec<u8>>,
-    sent: u64,
-    given: u64,
-    fail_reads: bool,
-    fail_writes: bool,
-}
-
-struct Backend {
-    wire: Arc<Mutex<Wire>>,
-    ready: EventFd,
-}
-
-impl NetBackend for Backend {
-    fn read_frame(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mut w = self.wire.lock().unwrap();
-        if w.fail_reads {
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
-        }
-        let Some(f) = w.inbox.pop_front() else { return Err(std::io::ErrorKind::WouldBlock.into()) };
-        w.given += 1;
-        let n = f.len().min(buf.len());
-        buf[..n].copy_from_slice(&f[..n]);
-        Ok(n)
-    }
-
-    fn write_frame(&mut self, frame: &GuestFrame<'_>) -> std::io::Result<()> {
-        let mut w = self.wire.lock().unwrap();
-        if w.fail_writes {
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
-        }
-        let bytes = frame.to_vec();
+/// Takes the frames the device wrote since the last call, checking each
+/// holds a header and at most `FRAME_MAX` bytes; returns how many. Called
+/// after every step, so the harness holds no more than one step's frames.
+fn take_sent(wire: &Mutex<Wire>) -> u64 {
+    let mut w = wire.lock().unwrap();
+    let sent = w.outbox.len() as u64;
+    for bytes in w.outbox.drain(..) {
         assert!(bytes.len() >= VNET_HDR_LEN, "a {}-byte frame has no header", bytes.len());
         assert!(bytes.len() <= FRAME_MAX, "a {}-byte frame is larger than FRAME_MAX", bytes.len());
-        w.sent += 1;
-        Ok(())
     }
-
-    fn set_offloads(&mut self, _offloads: Offloads) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn readiness_fd(&self) -> RawFd {
-        self.ready.as_raw_fd()
-    }
+    sent
 }
 
 #[derive(Arbitrary, Debug)]
@@ -107,8 +70,8 @@ enum Op {
 }
 
 fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let backend = Backend { wire: wire.clone(), ready: EventFd::new(libc::EFD_NONBLOCK).unwrap() };
+    let (backend, wire) = MemBackend::new();
+    let mut sent = 0;
     let mut net = Net::<GuestMemoryMmap>::new([0x02, 0, 0, 0, 0, 1], Box::new(backend)).unwrap();
     let handle = net.handle();
     let mut rig = QueueRig::new(input.size_log2, 2);
@@ -142,11 +105,9 @@ fuzz_target!(|input: ChainProgram<Op>| dmavm_fuzz::within_cpu_budget(|| {
             Op::Reset { features } => rig.reset_and_activate(&mut net, *features),
             Op::HoldEnded => rig.checked(|| handle.hold_ended()),
         }
+        sent += take_sent(&wire);
     }
-    let (sent, given) = {
-        let w = wire.lock().unwrap();
-        (w.sent, w.given)
-    };
+    let given = wire.lock().unwrap().given;
     let counters = handle.counters();
     assert_eq!(counters.tx_frames, sent, "frames counted as sent against frames the backend took");
     assert!(counters.rx_frames <= given, "more frames counted as received than the backend gave");

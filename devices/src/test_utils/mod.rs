@@ -6,6 +6,7 @@
 //!   which bytes changed, a write-protected view;
 //! - [`split_queue`]: the driver's side of a split virtqueue;
 //! - [`interrupts`]: an interrupt sink that records what it got;
+//! - [`net_backend`]: an in-memory virtio-net backend;
 //! - [`recording_device`]: a virtio device that records what its
 //!   transport does to it;
 //! - [`xorshift`]: deterministic garbage for fuzz-style tests;
@@ -22,6 +23,7 @@ pub mod blk_bench;
 pub mod guest_memory;
 pub mod interrupts;
 pub mod log_capture;
+pub mod net_backend;
 pub mod recording_device;
 pub mod split_queue;
 pub mod xorshift;

@@ -3,7 +3,6 @@
 //! in the used rings, in what the backend got, in the receive buffers and
 //! in every guest byte outside them.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use virtio_bindings::bindings::virtio_ring::{
@@ -17,6 +16,7 @@ use crate::test_utils::guest_memory::{
     memory, read, write, MemCheck, WriteProtected, MEM_SIZE, REGION_SPLIT,
 };
 use crate::test_utils::interrupts::Interrupts;
+use crate::test_utils::net_backend::{MemBackend, Wire};
 use crate::test_utils::split_queue::{activate, Driver};
 use crate::virtio::device::{InterruptKind, VIRTIO_RING_F_EVENT_IDX};
 
@@ -32,65 +32,10 @@ const MRG: u64 = 1 << VIRTIO_NET_F_MRG_RXBUF;
 const TX_RINGS: u64 = 0x3000;
 const SIZE: u16 = 16;
 
-/// What an in-memory backend saw, shared with the test.
-#[derive(Default)]
-struct Wire {
-    /// Frames waiting for the device to read.
-    inbox: VecDeque<Vec<u8>>,
-    /// Frames the device wrote.
-    outbox: Vec<Vec<u8>>,
-    offloads: Vec<Offloads>,
-    reads: usize,
-    fail_reads: bool,
-    fail_writes: bool,
-}
-
-/// A backend over a [`Wire`]; its readiness descriptor is an eventfd the
-/// test never needs.
-struct MemBackend {
-    wire: Arc<Mutex<Wire>>,
-    evt: EventFd,
-}
-
-impl NetBackend for MemBackend {
-    fn read_frame(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mut w = self.wire.lock().unwrap();
-        w.reads += 1;
-        if w.fail_reads {
-            return Err(std::io::Error::from_raw_os_error(libc::EBADFD));
-        }
-        let Some(f) = w.inbox.pop_front() else {
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        };
-        let n = f.len().min(buf.len());
-        buf[..n].copy_from_slice(&f[..n]);
-        Ok(n)
-    }
-
-    fn write_frame(&mut self, frame: &GuestFrame<'_>) -> std::io::Result<()> {
-        let mut w = self.wire.lock().unwrap();
-        if w.fail_writes {
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
-        }
-        w.outbox.push(frame.to_vec());
-        Ok(())
-    }
-
-    fn set_offloads(&mut self, offloads: Offloads) -> std::io::Result<()> {
-        self.wire.lock().unwrap().offloads.push(offloads);
-        Ok(())
-    }
-
-    fn readiness_fd(&self) -> RawFd {
-        self.evt.as_raw_fd()
-    }
-}
-
 const MAC: [u8; 6] = [0x02, 0xd4, 0xa0, 0x00, 0x00, 0x01];
 
 fn net<M: GuestMemory>() -> (Net<M>, Arc<Mutex<Wire>>) {
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let backend = MemBackend { wire: wire.clone(), evt: EventFd::new(EFD_NONBLOCK).unwrap() };
+    let (backend, wire) = MemBackend::new();
     (Net::new(MAC, Box::new(backend)).unwrap(), wire)
 }
 
